@@ -1,0 +1,21 @@
+"""opskit plugin: handles every project that no dedicated plugin claims.
+
+It answers ``opskit_project_handler`` last, so each project has a handler; what it
+does is driven entirely by the descriptor.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from opskit import hookimpl
+
+if TYPE_CHECKING:
+    from opskit.descriptor import Project
+
+NAME = "generic"
+
+
+@hookimpl(trylast=True)
+def opskit_project_handler(project: Project) -> str:
+    return NAME

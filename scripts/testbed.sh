@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Bring up the opskit test bed on Debian, as root: a Docker engine, a private sshd on
+# 127.0.0.1 and the locally built test images. Idempotent: what is there is kept.
+#
+#   scripts/testbed.sh            install, start, build
+#   scripts/testbed.sh --env      print the environment variables the tests read
+set -euo pipefail
+
+STATE_DIR=${OPSKIT_TESTBED_DIR:-/var/lib/opskit-testbed}
+SSH_PORT=${OPSKIT_TEST_SSH_PORT:-2222}
+DB_IMAGE=opskit-test/db:1
+WEB_IMAGE=opskit-test/web:1
+
+log() { echo "[testbed] $*" >&2; }
+
+print_env() {
+  echo "export OPSKIT_TEST_SSH=ssh://root@127.0.0.1:${SSH_PORT}"
+  echo "export OPSKIT_TEST_SSH_KEY=${STATE_DIR}/ssh/id_ed25519"
+}
+
+if [ "${1:-}" = "--env" ]; then print_env; exit 0; fi
+
+install_packages() {
+  local missing=()
+  command -v dockerd >/dev/null || missing+=(docker.io)
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
+  [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  [ -x /bin/busybox ] && busybox --help 2>&1 | grep -q static || dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+  command -v rsync >/dev/null || missing+=(rsync)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+start_dockerd() {
+  if docker info >/dev/null 2>&1; then return; fi
+  log "starting dockerd"
+  mkdir -p "$STATE_DIR"
+  nohup dockerd >"$STATE_DIR/dockerd.log" 2>&1 &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && return
+    sleep 1
+  done
+  log "dockerd did not answer; see $STATE_DIR/dockerd.log"
+  tail -n 20 "$STATE_DIR/dockerd.log" >&2 || true
+  exit 1
+}
+
+start_sshd() {
+  local dir="$STATE_DIR/ssh"
+  mkdir -p "$dir" /run/sshd
+  chmod 700 "$dir"
+  [ -f "$dir/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/host_ed25519"
+  [ -f "$dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/id_ed25519"
+  cp "$dir/id_ed25519.pub" "$dir/authorized_keys"
+  cat >"$dir/sshd_config" <<CONF
+Port ${SSH_PORT}
+ListenAddress 127.0.0.1
+HostKey ${dir}/host_ed25519
+AuthorizedKeysFile ${dir}/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+StrictModes no
+UsePAM no
+PidFile ${dir}/sshd.pid
+AcceptEnv OPSKIT_* LANG LC_*
+SetEnv PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+CONF
+  if [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; then return; fi
+  log "starting sshd on 127.0.0.1:${SSH_PORT}"
+  /usr/sbin/sshd -f "$dir/sshd_config"
+  for _ in $(seq 1 20); do
+    ssh -p "$SSH_PORT" -i "$dir/id_ed25519" -o BatchMode=yes -o StrictHostKeyChecking=no \
+      -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1 true && return
+    sleep 0.5
+  done
+  log "sshd did not accept the test key"; exit 1
+}
+
+apt_mirror() {
+  local uri
+  uri=$(grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -n1 || true)
+  if [ -z "$uri" ]; then
+    uri=$(grep -h '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | grep -v security | head -n1 || true)
+  fi
+  [ -n "$uri" ] || { log "no apt mirror found in the apt sources"; exit 1; }
+  echo "$uri"
+}
+
+build_db_image() {
+  docker image inspect "$DB_IMAGE" >/dev/null 2>&1 && return
+  local root="$STATE_DIR/rootfs-db"
+  log "building $DB_IMAGE with debootstrap (about 2 minutes)"
+  rm -rf "$root"
+  debootstrap --variant=minbase --include=mariadb-server,mariadb-client,postgresql,busybox \
+    bookworm "$root" "$(apt_mirror)" >"$STATE_DIR/debootstrap.log" 2>&1 \
+    || { tail -n 30 "$STATE_DIR/debootstrap.log" >&2; exit 1; }
+  rm -rf "$root"/usr/share/{doc,man,locale} "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
+  # The packages' own data directories are not wanted: each container initialises its own.
+  rm -rf "$root"/var/lib/mysql/* "$root"/var/lib/postgresql/15/main
+  tar -C "$root" -c . | docker import \
+    -c 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    - "$DB_IMAGE" >/dev/null
+  rm -rf "$root"
+}
+
+build_web_image() {
+  docker image inspect "$WEB_IMAGE" >/dev/null 2>&1 && return
+  log "building $WEB_IMAGE from busybox-static"
+  local root="$STATE_DIR/rootfs-web"
+  rm -rf "$root"
+  mkdir -p "$root/bin" "$root/srv" "$root/tmp" "$root/etc"
+  cp /bin/busybox "$root/bin/busybox"
+  for applet in sh ls cat echo sleep wget tar httpd mkdir rm cp mv env touch sed grep head tail wc date true false find chmod id; do
+    ln -sf busybox "$root/bin/$applet"
+  done
+  echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
+  echo 'root:x:0:' >"$root/etc/group"
+  tar -C "$root" -c . | docker import -c 'ENV PATH=/bin' - "$WEB_IMAGE" >/dev/null
+  rm -rf "$root"
+}
+
+install_packages
+mkdir -p "$STATE_DIR"
+start_dockerd
+start_sshd
+build_web_image
+build_db_image
+log "ready"
+print_env

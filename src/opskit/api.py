@@ -1,0 +1,257 @@
+"""The Python API: :class:`Ops`. The command line is a thin layer over it."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from opskit import compose, containers
+from opskit.descriptor import Project, load_projects
+from opskit.disk import FolderUsage, docker_usage, folder_usage
+from opskit.errors import NotFoundError
+from opskit.health import HealthContext, HealthReport
+from opskit.host import Host, open_host
+from opskit.plugins import Plugins, create_plugins
+
+DEFAULT_ROOT = "/opt/data"
+
+# What each lifecycle action runs through compose.
+LIFECYCLE = {
+    "start": ["up", "-d"],
+    "stop": ["stop"],
+    "restart": ["restart"],
+    "build": ["build"],
+    "destroy": ["down", "--remove-orphans"],
+}
+
+
+@attrs.frozen
+class DiskReport:
+    folders: tuple[FolderUsage, ...]
+    docker: Mapping[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"folders": [f.as_dict() for f in self.folders], "docker": dict(self.docker)}
+
+
+class Ops:
+    """Everything opskit does, for scripts and for the CLI.
+
+    :param root: the folder holding ``*/project.yaml`` (default ``OPSKIT_ROOT`` or ``/opt/data``).
+    :param host: ``"local"``, ``"ssh://user@server[:port]"`` or a :class:`~opskit.host.Host`
+        (default ``OPSKIT_HOST`` or local).
+    :param plugins: a plugin manager from :func:`opskit.plugins.create_plugins` (default: all installed).
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        host: str | Host | None = None,
+        *,
+        plugins: Plugins | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        environ = os.environ if environ is None else environ
+        self.root = os.path.abspath(root or environ.get("OPSKIT_ROOT") or DEFAULT_ROOT)
+        self.host = host if isinstance(host, Host) else open_host(host or environ.get("OPSKIT_HOST"))
+        self.plugins = plugins if plugins is not None else create_plugins(environ)
+        self._projects: list[Project] | None = None
+
+    def close(self) -> None:
+        self.host.close()
+
+    def __enter__(self) -> Ops:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- projects --------------------------------------------------------------
+
+    def projects(self) -> list[Project]:
+        """Every project under the root, validated, each with its handler set."""
+        if self._projects is None:
+            loaded = load_projects(self.plugins.discover_projects(self.root, self.host))
+            projects = []
+            for project in loaded:
+                handler = self.plugins.project_handler(project) or "generic"
+                if handler != project.plugin:
+                    print(
+                        f"[warning] project {project.name}: plugin {project.plugin!r} is not installed; "
+                        f"handled by {handler!r}",
+                        file=sys.stderr,
+                    )
+                projects.append(attrs.evolve(project, handler=handler))
+            self._projects = projects
+        return self._projects
+
+    def project(self, name: str) -> Project:
+        for project in self.projects():
+            if project.name == name:
+                return project
+        known = ", ".join(p.name for p in self.projects()) or f"none under {self.root}"
+        raise NotFoundError(f"unknown project {name!r} (projects: {known})")
+
+    def scope(self, project: str | None = None, env: str | None = None) -> list[tuple[Project, str]]:
+        """The (project, env) pairs a command acts on: one env, a project's envs, or all."""
+        if project is None:
+            return [(p, e) for p in self.projects() for e in p.environments]
+        found = self.project(project)
+        if env is not None:
+            return [(found, found.check_env(env))]
+        return [(found, e) for e in found.environments]
+
+    # -- status and health -----------------------------------------------------
+
+    def status(self, project: str | None = None, env: str | None = None) -> list[containers.Placement]:
+        """The containers of the envs in scope, with declared services that have none."""
+        scope = self.scope(project, env)
+        return containers.status(self.projects(), scope, containers.list_containers(self.host))
+
+    def containers(self, project: str, env: str, service: str | None = None, running: bool = False) -> list[containers.Container]:
+        """The containers of one env (of one service), resolved like ``status`` does."""
+        placements = [p for p in self.status(project, env) if p.container is not None]
+        if service is not None:
+            placements = [p for p in placements if p.service == service]
+            if not placements:
+                raise NotFoundError(f"{project} {env}: no container for service {service!r}")
+        found = [p.container for p in placements if p.container is not None]
+        if running:
+            found = [c for c in found if c.state == "running"]
+            if not found:
+                what = f"service {service!r}" if service else "any service"
+                raise NotFoundError(f"{project} {env}: no running container for {what}")
+        return found
+
+    def health(self, project: str | None = None, env: str | None = None) -> HealthReport:
+        """Every plugin's health checks for the envs in scope."""
+        placements = self.status(project, env)
+        checks = []
+        by_project: dict[str, list[str]] = {}
+        projects: dict[str, Project] = {}
+        for found, e in self.scope(project, env):
+            by_project.setdefault(found.name, []).append(e)
+            projects[found.name] = found
+        for name, envs in by_project.items():
+            context = HealthContext(
+                project=projects[name],
+                environments=tuple(envs),
+                placements=tuple(p for p in placements if p.project == name),
+                host=self.host,
+            )
+            checks.extend(self.plugins.health_checks(context))
+        return HealthReport(tuple(checks))
+
+    def disk(self) -> DiskReport:
+        """Sizes of the root, the project folders and backup folders, and of Docker's data."""
+        paths = [self.root]
+        for project in self.projects():
+            paths.append(project.folder)
+            if project.backup is not None:
+                paths.append(project.backup.dir)
+        return DiskReport(tuple(folder_usage(self.host, paths)), docker_usage(self.host))
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def compose_commands(self, project: str, env: str, action: str, service: str | None = None, volumes: bool = False) -> list[compose.ComposeCommand]:
+        """The compose commands a lifecycle action runs, without running them."""
+        found = self.project(project)
+        found.check_env(env)
+        args = list(LIFECYCLE[action])
+        if action == "destroy" and volumes:
+            args.append("--volumes")
+        if action in ("destroy", "build") and service is not None:
+            raise NotFoundError(f"{action} acts on a whole environment, not on one service")
+        return compose.env_commands(self.host, found, env, args, service)
+
+    def lifecycle(self, project: str, env: str, action: str, service: str | None = None, *, volumes: bool = False, dry_run: bool = False) -> list[compose.ComposeCommand]:
+        """Run ``start``, ``stop``, ``restart``, ``build`` or ``destroy`` for one env."""
+        commands = self.compose_commands(project, env, action, service, volumes)
+        if action == "stop":
+            commands.reverse()  # extra stacks usually depend on the main one
+        if not dry_run:
+            for command in commands:
+                self.host.run(list(command.argv), cwd=command.cwd)
+        return commands
+
+    def start(self, project: str, env: str, service: str | None = None) -> None:
+        self.lifecycle(project, env, "start", service)
+
+    def stop(self, project: str, env: str, service: str | None = None) -> None:
+        self.lifecycle(project, env, "stop", service)
+
+    def restart(self, project: str, env: str, service: str | None = None) -> None:
+        self.lifecycle(project, env, "restart", service)
+
+    def build(self, project: str, env: str) -> None:
+        self.lifecycle(project, env, "build")
+
+    def destroy(self, project: str, env: str, volumes: bool = False) -> None:
+        self.lifecycle(project, env, "destroy", volumes=volumes)
+
+    # -- containers ------------------------------------------------------------
+
+    def logs(self, project: str, env: str, service: str | None = None, *, follow: bool = False, tail: int | None = None, stream: Any = None) -> int:
+        """Write the logs of an env's (or one service's) containers; return an exit code."""
+        targets = self.containers(project, env, service)
+        if not targets:
+            raise NotFoundError(f"{project} {env}: no containers")
+        argv = ["docker", "logs"]
+        if follow:
+            argv.append("--follow")
+        if tail is not None:
+            argv += ["--tail", str(tail)]
+        if len(targets) == 1 and stream is None:
+            return self.host.call([*argv, targets[0].name])
+        return _multiplex(self.host, [([*argv, c.name], c.name) for c in targets], stream or sys.stdout, follow)
+
+    def exec(self, project: str, env: str, service: str, command: Sequence[str], *, tty: bool = False) -> int:
+        """Run *command* in the service's running container; return its exit code."""
+        container = self.containers(project, env, service, running=True)[0]
+        flags = ["-i", "-t"] if tty else ["-i"] if _stdin_is_usable() else []
+        return self.host.call(["docker", "exec", *flags, container.name, *command], tty=tty)
+
+    def shell(self, project: str, env: str, service: str) -> int:
+        """An interactive shell (bash where the image has it, else sh) in the service's container."""
+        pick = "command -v bash >/dev/null 2>&1 && exec bash || exec sh"
+        return self.exec(project, env, service, ["sh", "-c", pick], tty=sys.stdin.isatty())
+
+
+def _stdin_is_usable() -> bool:
+    try:
+        sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
+def _multiplex(host: Host, commands: list[tuple[list[str], str]], stream: Any, follow: bool) -> int:
+    """Run several log commands and write their lines prefixed with the container's name."""
+    width = max(len(label) for _, label in commands)
+    lock = threading.Lock()
+    codes: list[int] = []
+
+    def pump(argv: list[str], label: str) -> None:
+        process = host.popen(argv)
+        for raw in iter(process.stdout.readline, b""):
+            text = raw.decode("utf-8", "replace").rstrip("\n")
+            with lock:
+                stream.write(f"{label.ljust(width)} | {text}\n")
+                stream.flush()
+        codes.append(process.wait())
+
+    if not follow:
+        for argv, label in commands:
+            pump(argv, label)
+    else:
+        threads = [threading.Thread(target=pump, args=item, daemon=True) for item in commands]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return max(codes, default=0)

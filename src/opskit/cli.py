@@ -1,0 +1,148 @@
+"""The ``opskit`` command line: a thin click layer over :class:`opskit.Ops`.
+
+:func:`create_cli` builds a fresh click group over a plugin manager; the built-in
+commands are registered through the ``opskit_register_commands`` hook like plugin ones.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from opskit import __version__
+from opskit.errors import Cancelled, NeedsConfirmation, OpskitError
+
+if TYPE_CHECKING:
+    from opskit.api import Ops
+    from opskit.output import Output
+    from opskit.plugins import Plugins
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliState:
+    """Options shared by every command, and the :class:`Ops` built from them."""
+
+    def __init__(self, plugins: Plugins) -> None:
+        self.plugins = plugins
+        self.root: str | None = None
+        self.host: str | None = None
+        self.json = False
+        self._ops: Ops | None = None
+
+    @property
+    def ops(self) -> Ops:
+        if self._ops is None:
+            from opskit.api import Ops
+
+            self._ops = Ops(root=self.root, host=self.host, plugins=self.plugins)
+        return self._ops
+
+    @property
+    def out(self) -> Output:
+        from opskit.output import Output
+
+        return Output(json_mode=self.json)
+
+    def close(self) -> None:
+        if self._ops is not None:
+            self._ops.close()
+
+
+pass_state = click.make_pass_decorator(CliState)
+
+
+def _remember(attribute: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is not None and value is not False:
+            setattr(ctx.ensure_object(CliState), attribute, value)
+
+    return callback
+
+
+def common_options(function: F) -> F:
+    """``--root``, ``--host`` and ``--json``, accepted before or after the command name."""
+    options = [
+        click.option("--json", "json_mode", is_flag=True, default=None, expose_value=False,
+                     callback=_remember("json"), help="Machine-readable JSON on stdout."),
+        click.option("--host", metavar="URL", expose_value=False, callback=_remember("host"),
+                     help="ssh://user@server[:port] or local [env: OPSKIT_HOST]."),
+        click.option("--root", metavar="DIR", expose_value=False, callback=_remember("root"),
+                     help="Folder holding */project.yaml [env: OPSKIT_ROOT; default /opt/data]."),
+    ]  # fmt: skip
+    for option in options:
+        function = option(function)
+    return function
+
+
+def confirm(question: str, yes: bool, command: str) -> None:
+    """Ask before a destructive step; never waits when stdin is not a terminal."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise NeedsConfirmation(f"{command} needs --yes when stdin is not a terminal")
+    if not click.confirm(question, default=False, err=True):
+        raise Cancelled("cancelled")
+
+
+def create_cli(plugins: Plugins) -> click.Group:
+    """A fresh ``opskit`` click group over *plugins*."""
+
+    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, "--version", prog_name="opskit")
+    @common_options
+    @click.pass_context
+    def cli(ctx: click.Context) -> None:
+        """Run Docker Compose projects in dev/int/prod environments."""
+        ctx.ensure_object(CliState)
+        ctx.call_on_close(ctx.obj.close)
+
+    cli.context_settings["obj"] = CliState(plugins)
+    plugins.register_commands(cli)
+    return cli
+
+
+def run(argv: Sequence[str] | None = None, plugins: Plugins | None = None) -> int:
+    """Run the command line; return the exit code (errors printed as ``[error] …``)."""
+    from opskit.output import error
+
+    try:
+        if plugins is None:
+            from opskit.plugins import create_plugins
+
+            plugins = create_plugins(os.environ)
+        cli = create_cli(plugins)
+        result = cli.main(args=list(argv) if argv is not None else None, prog_name="opskit", standalone_mode=False)
+    except OpskitError as exc:
+        error(str(exc))
+        return exc.exit_code
+    except click.exceptions.Abort:
+        error("cancelled")
+        return 2
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 2
+    except click.UsageError as exc:
+        hint = f" (see 'opskit {exc.ctx.command_path.partition(' ')[2]} --help')".replace("opskit  ", "opskit ") if exc.ctx else ""
+        error(f"{exc.format_message()}{hint}")
+        return 1
+    except click.ClickException as exc:
+        error(exc.format_message())
+        return 1
+    except BrokenPipeError:
+        return 0
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    """Console entry point."""
+    sys.exit(run())
+
+
+def command_options(function: F) -> F:
+    """Decorate a command with :func:`common_options` and pass it the :class:`CliState`."""
+    return common_options(pass_state(function))  # type: ignore[return-value]

@@ -1,0 +1,187 @@
+"""Container resolution: which container belongs to which project, environment and service.
+
+One function, :func:`resolve`, decides it for every command, in this order:
+
+1. the labels ``ops.project``, ``ops.environment`` and ``ops.service``;
+2. the expanded ``container_prefix``, matched on whole words (``dev-mdf`` matches
+   ``dev-mdf-db`` and ``dev-mdf_db_1``, never ``dev-mdf2-db``); the longest prefix wins;
+3. the ``com.docker.compose.*`` labels of one of the env's compose stacks (its working
+   directory, or its default project name when an old compose left none).
+
+The whole picture costs one Docker API call (:func:`list_containers`), however many
+projects and containers there are.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from opskit.descriptor import Project
+    from opskit.host import Host
+
+LABEL_PROJECT = "ops.project"
+LABEL_ENV = "ops.environment"
+LABEL_SERVICE = "ops.service"
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+COMPOSE_WORKING_DIR = "com.docker.compose.project.working_dir"
+
+_HEALTH_RE = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+
+
+@attrs.frozen
+class Container:
+    """One container as the Docker engine lists it."""
+
+    id: str
+    name: str
+    image: str
+    state: str
+    status: str
+    health: str
+    labels: Mapping[str, str]
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> Container:
+        names = data.get("Names") or ["/" + str(data.get("Id", ""))[:12]]
+        status = str(data.get("Status") or "")
+        health = "none"
+        if isinstance(data.get("Health"), Mapping) and data["Health"].get("Status"):
+            health = str(data["Health"]["Status"])
+        else:
+            match = _HEALTH_RE.search(status)
+            if match:
+                health = "starting" if match.group(1) == "health: starting" else match.group(1)
+        return cls(
+            id=str(data.get("Id", ""))[:12],
+            name=str(names[0]).lstrip("/"),
+            image=str(data.get("Image") or ""),
+            state=str(data.get("State") or "unknown"),
+            status=status,
+            health=health,
+            labels=dict(data.get("Labels") or {}),
+        )
+
+
+@attrs.frozen
+class Placement:
+    """A container's place, or a declared service with no container (``container=None``)."""
+
+    project: str
+    environment: str
+    service: str
+    matched_by: str | None
+    container: Container | None
+
+    @property
+    def state(self) -> str:
+        return self.container.state if self.container else "missing"
+
+    @property
+    def health(self) -> str:
+        return self.container.health if self.container else "none"
+
+    def as_dict(self) -> dict[str, Any]:
+        c = self.container
+        return {
+            "project": self.project,
+            "environment": self.environment,
+            "service": self.service,
+            "name": c.name if c else None,
+            "id": c.id if c else None,
+            "image": c.image if c else None,
+            "state": self.state,
+            "health": self.health,
+            "status": c.status if c else "",
+            "matched_by": self.matched_by,
+        }
+
+
+def list_containers(host: Host) -> list[Container]:
+    """Every container on the host, running or not: one Docker API call."""
+    return [Container.from_api(item) for item in host.docker().containers(all=True)]
+
+
+def default_compose_project_name(directory: str) -> str:
+    """The project name compose derives from a folder when nothing else names it."""
+    return re.sub(r"[^a-z0-9_-]", "", posixpath.basename(directory.rstrip("/")).lower())
+
+
+def _prefix_rest(name: str, prefix: str) -> str | None:
+    """The part of *name* after *prefix* when the prefix matches on a whole word."""
+    if name == prefix:
+        return ""
+    if name.startswith(prefix) and name[len(prefix)] in "-_":
+        return name[len(prefix) + 1 :]
+    return None
+
+
+def _service_from_name(rest: str) -> str:
+    # compose v1 names containers {project}_{service}_{index}, v2 {project}-{service}-{index}
+    return re.sub(r"[-_]\d+\Z", "", rest) or rest
+
+
+def resolve(projects: Sequence[Project], containers: Iterable[Container]) -> list[Placement]:
+    """Place every container that belongs to one of *projects*; others are left out."""
+    by_name = {project.name: project for project in projects}
+    prefixes = sorted(
+        ((project.prefix(env), project, env) for project in projects for env in project.environments),
+        key=lambda item: len(item[0]),
+        reverse=True,
+    )
+    stacks: dict[str, tuple[Project, str]] = {}
+    compose_names: dict[str, tuple[Project, str]] = {}
+    for project in projects:
+        for env in project.environments:
+            for stack in project.stacks(env):
+                directory = project.resolve_path(stack.dir, env)
+                stacks.setdefault(directory, (project, env))
+                compose_names.setdefault(default_compose_project_name(directory), (project, env))
+
+    placements = []
+    for container in containers:
+        labels = container.labels
+        compose_service = labels.get(COMPOSE_SERVICE)
+        placement = None
+        owner = by_name.get(labels.get(LABEL_PROJECT, ""))
+        if owner is not None and labels.get(LABEL_ENV) in owner.environments:
+            service = labels.get(LABEL_SERVICE) or compose_service or container.name
+            placement = Placement(owner.name, labels[LABEL_ENV], service, "label", container)
+        if placement is None:
+            for prefix, project, env in prefixes:
+                rest = _prefix_rest(container.name, prefix)
+                if rest is not None:
+                    service = labels.get(LABEL_SERVICE) or compose_service or _service_from_name(rest) or container.name
+                    placement = Placement(project.name, env, service, "prefix", container)
+                    break
+        if placement is None and compose_service:
+            working_dir = labels.get(COMPOSE_WORKING_DIR)
+            if working_dir:
+                found = stacks.get(posixpath.normpath(working_dir))
+            else:
+                found = compose_names.get(labels.get(COMPOSE_PROJECT, ""))
+            if found is not None:
+                project, env = found
+                placement = Placement(project.name, env, compose_service, "compose", container)
+        if placement is not None:
+            placements.append(placement)
+    return placements
+
+
+def status(projects: Sequence[Project], scope: Iterable[tuple[Project, str]], containers: Iterable[Container]) -> list[Placement]:
+    """The placements of the envs in *scope*, plus declared services that have no container."""
+    wanted = {(project.name, env) for project, env in scope}
+    found = [p for p in resolve(projects, containers) if (p.project, p.environment) in wanted]
+    present = {(p.project, p.environment, p.service) for p in found}
+    for project, env in scope:
+        for service in project.services_in(env):
+            if (project.name, env, service.name) not in present:
+                found.append(Placement(project.name, env, service.name, None, None))
+    order = {key: i for i, key in enumerate((p.name, env) for p, env in scope)}
+    return sorted(found, key=lambda p: (order[(p.project, p.environment)], p.service, p.container.name if p.container else ""))

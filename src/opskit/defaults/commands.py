@@ -1,0 +1,234 @@
+"""Built-in plugin: the core commands, registered through ``opskit_register_commands``.
+
+Only click is imported here; the work happens in :class:`opskit.Ops`, imported on use.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from opskit.cli import CliState, command_options, confirm
+from opskit.plugins import hookimpl
+
+if TYPE_CHECKING:
+    from opskit.compose import ComposeCommand
+
+STATE_STYLES = {"running": "green", "exited": "red", "dead": "red", "missing": "red", "restarting": "yellow"}
+HEALTH_STYLES = {"healthy": "green", "unhealthy": "red", "starting": "yellow"}
+
+
+@click.command()
+@command_options
+def projects(state: CliState) -> None:
+    """The projects found under the root, their environments and plugin."""
+    found = state.ops.projects()
+    if state.json:
+        state.out.json(
+            [
+                {
+                    "name": p.name,
+                    "description": p.description,
+                    "plugin": p.plugin,
+                    "handler": p.handler,
+                    "environments": list(p.environments),
+                    "path": p.path,
+                }
+                for p in found
+            ]
+        )
+        return
+    rows = [[p.name, ", ".join(p.environments), p.handler, p.description] for p in found]
+    state.out.table(["project", "environments", "plugin", "description"], rows)
+
+
+@click.command()
+@command_options
+def plugins(state: CliState) -> None:
+    """Installed plugins (name, version, where from) and the hooks each implements."""
+    infos = state.plugins.describe()
+    if state.json:
+        state.out.json(
+            [{"name": i.name, "version": i.version, "source": i.source, "hooks": list(i.hooks)} for i in infos]
+        )
+        return
+    rows = [[i.name, i.version, i.source, ", ".join(i.hooks)] for i in infos]
+    state.out.table(["plugin", "version", "source", "hooks"], rows)
+
+
+@click.command()
+@click.argument("project", required=False)
+@click.argument("env", required=False)
+@command_options
+def status(state: CliState, project: str | None, env: str | None) -> None:
+    """Containers per project and environment: state, health, uptime, image."""
+    placements = state.ops.status(project, env)
+    if state.json:
+        state.out.json({"containers": [p.as_dict() for p in placements]})
+        return
+    rows = [
+        [
+            p.project,
+            p.environment,
+            p.service,
+            p.container.name if p.container else "-",
+            (p.state, STATE_STYLES.get(p.state, "")),
+            (p.health, HEALTH_STYLES.get(p.health, "")),
+            p.container.status if p.container else "",
+            p.container.image if p.container else "",
+        ]
+        for p in placements
+    ]
+    state.out.table(["project", "env", "service", "container", "state", "health", "status", "image"], rows)
+
+
+@click.command()
+@click.argument("project", required=False)
+@click.argument("env", required=False)
+@command_options
+def health(state: CliState, project: str | None, env: str | None) -> int:
+    """Container health, HTTP probes and disk space; exit 1 when anything is unhealthy."""
+    report = state.ops.health(project, env)
+    if state.json:
+        state.out.json(report.as_dict())
+    else:
+        rows = [
+            [c.project, c.environment or "-", c.check, ("ok", "green") if c.ok else ("FAIL", "red"), c.detail]
+            for c in report.checks
+        ]
+        state.out.table(["project", "env", "check", "result", "detail"], rows)
+    return 0 if report.ok else 1
+
+
+@click.command()
+@command_options
+def disk(state: CliState) -> None:
+    """Disk usage of the data and backup folders and of Docker's images and volumes."""
+    from opskit.output import human_bytes
+
+    report = state.ops.disk()
+    if state.json:
+        state.out.json(report.as_dict())
+        return
+    rows = [
+        [
+            f.path,
+            human_bytes(f.bytes),
+            f"{f.used_fraction:.0%}",
+            human_bytes(f.filesystem_free),
+        ]
+        for f in report.folders
+    ]
+    state.out.table(["folder", "size", "filesystem used", "free"], rows)
+    state.out.line()
+    docker_rows = [[name.removesuffix("_bytes"), human_bytes(size)] for name, size in report.docker.items()]
+    state.out.table(["docker", "size"], docker_rows)
+
+
+def _report_commands(state: CliState, project: str, env: str, action: str, commands: list[ComposeCommand], dry_run: bool) -> None:
+    if state.json:
+        state.out.json(
+            {
+                "project": project,
+                "environment": env,
+                "action": action,
+                "dry_run": dry_run,
+                "commands": [list(c.argv) for c in commands],
+            }
+        )
+    elif dry_run:
+        import shlex
+
+        for command in commands:
+            state.out.line(f"cd {shlex.quote(command.cwd)} && {shlex.join(command.argv)}")
+
+
+def _lifecycle_command(action: str, summary: str, takes_service: bool) -> click.Command:
+    @click.option("--dry-run", is_flag=True, help="Print the compose commands; run nothing.")
+    @command_options
+    def command(state: CliState, project: str, env: str, dry_run: bool, service: str | None = None) -> None:
+        from opskit.output import info
+
+        if not dry_run and not state.json:
+            info(f"{action} {project} {env}{' ' + service if service else ''}")
+        commands = state.ops.lifecycle(project, env, action, service, dry_run=dry_run)
+        _report_commands(state, project, env, action, commands, dry_run)
+
+    # click orders arguments from the outermost decorator in.
+    if takes_service:
+        command = click.argument("service", required=False)(command)
+    command = click.argument("env")(command)
+    command = click.argument("project")(command)
+    return click.command(name=action, help=summary)(command)
+
+
+@click.command()
+@click.argument("project")
+@click.argument("env")
+@click.option("--volumes", is_flag=True, help="Remove the env's named volumes too (their data is lost).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Print the compose commands; run nothing.")
+@command_options
+def destroy(state: CliState, project: str, env: str, volumes: bool, yes: bool, dry_run: bool) -> None:
+    """Remove the containers of an env (and with --volumes its volumes), after confirmation."""
+    state.ops.project(project).check_env(env)
+    if not dry_run:
+        what = "containers and volumes" if volumes else "containers"
+        confirm(f"Remove the {what} of {project} {env}?", yes, "destroy")
+    commands = state.ops.lifecycle(project, env, "destroy", volumes=volumes, dry_run=dry_run)
+    _report_commands(state, project, env, "destroy", commands, dry_run)
+
+
+@click.command()
+@click.argument("project")
+@click.argument("env")
+@click.argument("service", required=False)
+@click.option("-f", "--follow", is_flag=True, help="Follow the logs.")
+@click.option("--tail", type=click.IntRange(min=0), help="Only the last N lines of each container.")
+@command_options
+def logs(state: CliState, project: str, env: str, service: str | None, follow: bool, tail: int | None) -> int:
+    """Container logs of an env or one service."""
+    return state.ops.logs(project, env, service, follow=follow, tail=tail)
+
+
+@click.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("project")
+@click.argument("env")
+@click.argument("service")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("-t", "--tty", is_flag=True, help="Allocate a terminal.")
+@command_options
+def exec_(state: CliState, project: str, env: str, service: str, command: tuple[str, ...], tty: bool) -> int:
+    """Run a command in a service's container: exec PROJECT ENV SERVICE -- CMD...
+
+    The command's exit code is passed through.
+    """
+    return state.ops.exec(project, env, service, list(command), tty=tty and sys.stdin.isatty())
+
+
+@click.command()
+@click.argument("project")
+@click.argument("env")
+@click.argument("service")
+@command_options
+def shell(state: CliState, project: str, env: str, service: str) -> int:
+    """An interactive shell in a service's container."""
+    return state.ops.shell(project, env, service)
+
+
+LIFECYCLE_HELP = {
+    "start": ("Start an env (docker compose up -d), or one service of it.", True),
+    "stop": ("Stop an env, or one service of it.", True),
+    "restart": ("Restart an env, or one service of it.", True),
+    "build": ("Build an env's images.", False),
+}
+
+
+@hookimpl
+def opskit_register_commands(cli: click.Group) -> None:
+    for command in (projects, plugins, status, health, disk, destroy, logs, exec_, shell):
+        cli.add_command(command)
+    for action, (summary, takes_service) in LIFECYCLE_HELP.items():
+        cli.add_command(_lifecycle_command(action, summary, takes_service))

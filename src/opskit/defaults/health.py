@@ -1,0 +1,45 @@
+"""Built-in plugin: container state and healthchecks, HTTP probes, free disk space."""
+
+from __future__ import annotations
+
+from opskit.disk import folder_usage
+from opskit.health import CheckResult, HealthContext
+from opskit.output import human_bytes
+from opskit.plugins import hookimpl
+
+# A filesystem fuller than this fails the disk check.
+DISK_MAX_USED = 0.90
+
+
+@hookimpl
+def opskit_health_checks(context: HealthContext) -> list[CheckResult]:
+    project, host = context.project, context.host
+    results = []
+    for env in context.environments:
+        placements = [p for p in context.placements if p.environment == env]
+        if not placements:
+            results.append(CheckResult(project.name, env, "containers", False, "no containers found"))
+        for p in placements:
+            ok = p.state == "running" and p.health in ("healthy", "none")
+            detail = p.state if p.health == "none" else f"{p.state}, {p.health}"
+            name = p.container.name if p.container else "no container"
+            results.append(CheckResult(project.name, env, f"container {p.service}", ok, f"{name}: {detail}"))
+        declared = {s.name for s in project.services_in(env)}
+        for probe in project.health:
+            if not probe.in_env(env) or (probe.service and project.services and probe.service not in declared):
+                continue
+            url = project.expand(probe.http, env)
+            try:
+                status = host.http_status(url, probe.timeout)
+            except Exception as exc:  # any failure to get an answer is an unhealthy probe
+                results.append(CheckResult(project.name, env, f"http {url}", False, f"no answer: {exc}"))
+                continue
+            results.append(
+                CheckResult(project.name, env, f"http {url}", status == probe.expect, f"HTTP {status} (expected {probe.expect})")
+            )
+    folders = [project.folder] + ([project.backup.dir] if project.backup else [])
+    for usage in folder_usage(host, folders, sizes=False):
+        ok = usage.used_fraction < DISK_MAX_USED
+        detail = f"{usage.used_fraction:.0%} used, {human_bytes(usage.filesystem_free)} free"
+        results.append(CheckResult(project.name, "", f"disk {usage.path}", ok, detail))
+    return results

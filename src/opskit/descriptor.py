@@ -1,0 +1,520 @@
+"""Load and validate ``project.yaml`` descriptors into attrs models.
+
+Every error names the file, the line and the field. Strings may hold ``{env}``
+(and ``{project}``); :func:`expand` is the one place that replaces them.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import attrs
+import yaml
+
+from opskit.errors import DescriptorError, NotFoundError
+
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
+SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+HHMM_RE = re.compile(r"([01]\d|2[0-3]):[0-5]\d\Z")
+DATABASE_TYPES = ("mariadb", "mysql", "postgres")
+PROMOTE_TYPES = ("git", "rsync", "script")
+REBUILD_MODES = ("auto", "always", "never")
+OFFSITE_SCHEMES = ("sftp://", "file://", "s3://")
+DELEGATE_COMMANDS = ("backup", "restore", "sync", "promote")
+COMPOSE_FILE_CANDIDATES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+DEFAULT_BACKUP_DIR = "/opt/data/backups"
+
+
+def expand(template: str, env: str, project: str = "") -> str:
+    """Replace ``{env}`` and ``{project}`` in a descriptor string; the one expansion rule."""
+    result = template.replace("{env}", env)
+    if project:
+        result = result.replace("{project}", project)
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class DescriptorSource:
+    """A descriptor's location and text, as discovery plugins return it."""
+
+    path: str
+    text: str
+
+
+@attrs.frozen
+class Stack:
+    """One compose stack: a folder and its compose files (templates)."""
+
+    dir: str = "."
+    files: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Compose:
+    dir: str = "."
+    files: tuple[str, ...] = ()
+    env_file: str | None = None
+    profile: str | None = None
+    extra: tuple[Stack, ...] = ()
+
+
+@attrs.frozen
+class Service:
+    name: str
+    environments: tuple[str, ...] | None = None
+
+    def in_env(self, env: str) -> bool:
+        return self.environments is None or env in self.environments
+
+
+@attrs.frozen
+class HttpProbe:
+    http: str
+    service: str | None = None
+    expect: int = 200
+    timeout: float = 5.0
+    environments: tuple[str, ...] | None = None
+
+    def in_env(self, env: str) -> bool:
+        return self.environments is None or env in self.environments
+
+
+@attrs.frozen
+class Retention:
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    keep_monthly: int = 6
+    keep_last: int = 1
+
+
+@attrs.frozen
+class Database:
+    service: str
+    type: str
+    name: str
+    user: str | None = None
+    password_env: str | None = None
+
+
+@attrs.frozen
+class Backup:
+    dir: str = DEFAULT_BACKUP_DIR
+    schedule: str | None = None
+    retention: Retention = Retention()
+    databases: tuple[Database, ...] = ()
+    paths: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    stop: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Offsite:
+    target: str
+    keep: int | None = None
+
+
+@attrs.frozen
+class Sync:
+    pairs: tuple[tuple[str, str], ...] = ()
+    replace: tuple[tuple[str, str], ...] = ()
+
+    def replacement(self, env: str) -> str | None:
+        return dict(self.replace).get(env)
+
+
+@attrs.frozen
+class Promote:
+    type: str
+    dir: str | None = None
+    branches: tuple[tuple[str, str], ...] = ()
+    script: str | None = None
+    rebuild: str = "auto"
+    health_timeout: int = 120
+
+
+@attrs.frozen
+class Delegate:
+    cli: str
+    commands: tuple[str, ...] = DELEGATE_COMMANDS
+
+
+@attrs.frozen
+class Project:
+    """A validated project descriptor."""
+
+    name: str
+    path: str  # the descriptor file
+    environments: tuple[str, ...]
+    plugin: str = "generic"
+    description: str = ""
+    container_prefix: str = "{env}-{project}"
+    compose: Compose = Compose()
+    services: tuple[Service, ...] = ()
+    health: tuple[HttpProbe, ...] = ()
+    backup: Backup | None = None
+    offsite: Offsite | None = None
+    sync: Sync | None = None
+    promote: Promote | None = None
+    delegate: Delegate | None = None
+    handler: str = ""  # set by the core from opskit_project_handler
+
+    @property
+    def folder(self) -> str:
+        return posixpath.dirname(self.path)
+
+    def check_env(self, env: str) -> str:
+        """Return *env* if the project has it, else raise :class:`NotFoundError`."""
+        if env not in self.environments:
+            known = ", ".join(self.environments)
+            raise NotFoundError(f"project {self.name} has no environment {env!r} (it has {known})")
+        return env
+
+    def expand(self, template: str, env: str) -> str:
+        return expand(template, env, self.name)
+
+    def resolve_path(self, template: str, env: str) -> str:
+        """An expanded descriptor path, absolute (relative ones are under the folder)."""
+        return posixpath.normpath(posixpath.join(self.folder, self.expand(template, env)))
+
+    def prefix(self, env: str) -> str:
+        return self.expand(self.container_prefix, env)
+
+    def services_in(self, env: str) -> tuple[Service, ...]:
+        return tuple(service for service in self.services if service.in_env(env))
+
+    def stacks(self, env: str) -> tuple[Stack, ...]:
+        """The env's compose stacks: the main one first, then ``compose.extra``."""
+        return (Stack(self.compose.dir, self.compose.files), *self.compose.extra)
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+
+T = TypeVar("T")
+Node = yaml.Node
+
+
+class _Reader:
+    """Reads a YAML node tree, checking types and naming file, line and field on error."""
+
+    def __init__(self, path: str, loader: yaml.SafeLoader) -> None:
+        self.path = path
+        self.loader = loader
+        self.environments: tuple[str, ...] = ()
+
+    def error(self, node: Node | None, field: str, problem: str) -> DescriptorError:
+        line = node.start_mark.line + 1 if node is not None and node.start_mark else None
+        return DescriptorError(self.path, line, field, problem)
+
+    def mapping(
+        self, node: Node, field: str, allowed: Iterable[str], required: Iterable[str] = ()
+    ) -> dict[str, Node]:
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+            node = yaml.MappingNode("tag:yaml.org,2002:map", [], node.start_mark, node.end_mark)
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(node, field, "expected a mapping")
+        try:
+            self.loader.flatten_mapping(node)
+        except yaml.YAMLError as exc:
+            raise self.error(node, field, f"bad merge key: {exc}") from None
+        allowed = set(allowed)
+        result: dict[str, Node] = {}
+        for key_node, value_node in node.value:
+            key = self.scalar(key_node, field)
+            name = f"{field}.{key}" if field else str(key)
+            if not isinstance(key, str):
+                raise self.error(key_node, name, "keys must be strings")
+            if allowed and key not in allowed:
+                raise self.error(key_node, name, f"unknown key (expected one of {', '.join(sorted(allowed))})")
+            if key in result:
+                raise self.error(key_node, name, "duplicate key")
+            result[key] = value_node
+        for key in required:
+            if key not in result:
+                raise self.error(node, f"{field}.{key}" if field else key, "required")
+        return result
+
+    def free_mapping(self, node: Node, field: str) -> dict[str, Node]:
+        return self.mapping(node, field, allowed=())
+
+    def scalar(self, node: Node, field: str) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.error(node, field, "expected a single value")
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, OverflowError) as exc:
+            raise self.error(node, field, f"bad value: {exc}") from None
+
+    def string(self, node: Node, field: str, pattern: re.Pattern[str] | None = None, what: str = "") -> str:
+        value = self.scalar(node, field)
+        if not isinstance(value, str):
+            raise self.error(node, field, "expected a string")
+        if not value:
+            raise self.error(node, field, "must not be empty")
+        if pattern is not None and not pattern.match(value):
+            raise self.error(node, field, f"{value!r} is not a valid {what or 'value'}")
+        return value
+
+    def integer(self, node: Node, field: str, minimum: int = 0) -> int:
+        value = self.scalar(node, field)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(node, field, "expected an integer")
+        if value < minimum:
+            raise self.error(node, field, f"must be at least {minimum}")
+        return value
+
+    def number(self, node: Node, field: str) -> float:
+        value = self.scalar(node, field)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(node, field, "expected a number")
+        if not value > 0 or value == float("inf"):
+            raise self.error(node, field, "must be a positive number")
+        return float(value)
+
+    def choice(self, node: Node, field: str, choices: tuple[str, ...]) -> str:
+        value = self.string(node, field)
+        if value not in choices:
+            raise self.error(node, field, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def sequence(self, node: Node, field: str) -> list[Node]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.error(node, field, "expected a list")
+        return list(node.value)
+
+    def each(self, node: Node, field: str, read: Callable[[Node, str], T]) -> tuple[T, ...]:
+        return tuple(read(item, f"{field}[{i}]") for i, item in enumerate(self.sequence(node, field)))
+
+    def strings(self, node: Node, field: str) -> tuple[str, ...]:
+        return self.each(node, field, self.string)
+
+    def env_name(self, node: Node, field: str) -> str:
+        value = self.string(node, field)
+        if self.environments and value not in self.environments:
+            raise self.error(node, field, f"unknown environment {value!r} (environments: {', '.join(self.environments)})")
+        return value
+
+
+def _read_stack(r: _Reader, node: Node, field: str) -> Stack:
+    m = r.mapping(node, field, {"dir", "files"})
+    return Stack(
+        dir=r.string(m["dir"], f"{field}.dir") if "dir" in m else ".",
+        files=r.strings(m["files"], f"{field}.files") if "files" in m else (),
+    )
+
+
+def _read_compose(r: _Reader, node: Node) -> Compose:
+    m = r.mapping(node, "compose", {"dir", "files", "env_file", "profile", "extra"})
+    return Compose(
+        dir=r.string(m["dir"], "compose.dir") if "dir" in m else ".",
+        files=r.strings(m["files"], "compose.files") if "files" in m else (),
+        env_file=r.string(m["env_file"], "compose.env_file") if "env_file" in m else None,
+        profile=r.string(m["profile"], "compose.profile") if "profile" in m else None,
+        extra=r.each(m["extra"], "compose.extra", lambda n, f: _read_stack(r, n, f)) if "extra" in m else (),
+    )
+
+
+def _read_services(r: _Reader, node: Node) -> tuple[Service, ...]:
+    services = []
+    for name, value in r.free_mapping(node, "services").items():
+        field = f"services.{name}"
+        if not SERVICE_RE.match(name):
+            raise r.error(value, field, f"{name!r} is not a valid service name")
+        m = r.mapping(value, field, {"environments"})
+        envs = r.each(m["environments"], f"{field}.environments", r.env_name) if "environments" in m else None
+        services.append(Service(name=name, environments=envs))
+    return tuple(services)
+
+
+def _read_probe(r: _Reader, node: Node, field: str) -> HttpProbe:
+    m = r.mapping(node, field, {"service", "http", "expect", "timeout", "environments"}, required={"http"})
+    url = r.string(m["http"], f"{field}.http")
+    if not url.startswith(("http://", "https://")):
+        raise r.error(m["http"], f"{field}.http", "expected an http:// or https:// URL")
+    return HttpProbe(
+        http=url,
+        service=r.string(m["service"], f"{field}.service", SERVICE_RE, "service name") if "service" in m else None,
+        expect=r.integer(m["expect"], f"{field}.expect", minimum=100) if "expect" in m else 200,
+        timeout=r.number(m["timeout"], f"{field}.timeout") if "timeout" in m else 5.0,
+        environments=r.each(m["environments"], f"{field}.environments", r.env_name) if "environments" in m else None,
+    )
+
+
+def _read_database(r: _Reader, node: Node, field: str) -> Database:
+    m = r.mapping(node, field, {"service", "type", "name", "user", "password_env"}, required={"service", "type", "name"})
+    return Database(
+        service=r.string(m["service"], f"{field}.service", SERVICE_RE, "service name"),
+        type=r.choice(m["type"], f"{field}.type", DATABASE_TYPES),
+        name=r.string(m["name"], f"{field}.name"),
+        user=r.string(m["user"], f"{field}.user") if "user" in m else None,
+        password_env=r.string(m["password_env"], f"{field}.password_env", re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z"), "variable name")
+        if "password_env" in m
+        else None,
+    )
+
+
+def _read_backup(r: _Reader, node: Node) -> Backup:
+    m = r.mapping(node, "backup", {"dir", "schedule", "retention", "databases", "paths", "volumes", "stop"})
+    retention = Retention()
+    if "retention" in m:
+        keys = ("keep_daily", "keep_weekly", "keep_monthly", "keep_last")
+        rm = r.mapping(m["retention"], "backup.retention", keys)
+        retention = Retention(**{k: r.integer(v, f"backup.retention.{k}") for k, v in rm.items()})
+    schedule = None
+    if "schedule" in m:
+        schedule = r.string(m["schedule"], "backup.schedule")
+        if re.fullmatch(r"\d{1,2}:\d{2}", schedule) and not HHMM_RE.match(schedule.zfill(5)):
+            raise r.error(m["schedule"], "backup.schedule", f"{schedule!r} is not a valid time (HH:MM)")
+    return Backup(
+        dir=r.string(m["dir"], "backup.dir") if "dir" in m else DEFAULT_BACKUP_DIR,
+        schedule=schedule,
+        retention=retention,
+        databases=r.each(m["databases"], "backup.databases", lambda n, f: _read_database(r, n, f)) if "databases" in m else (),
+        paths=r.strings(m["paths"], "backup.paths") if "paths" in m else (),
+        volumes=r.strings(m["volumes"], "backup.volumes") if "volumes" in m else (),
+        stop=r.each(m["stop"], "backup.stop", lambda n, f: r.string(n, f, SERVICE_RE, "service name")) if "stop" in m else (),
+    )
+
+
+def _read_offsite(r: _Reader, node: Node) -> Offsite:
+    m = r.mapping(node, "offsite", {"target", "keep"}, required={"target"})
+    target = r.string(m["target"], "offsite.target")
+    if not target.startswith(OFFSITE_SCHEMES):
+        raise r.error(m["target"], "offsite.target", f"expected a URL starting with {', '.join(OFFSITE_SCHEMES)}")
+    return Offsite(target=target, keep=r.integer(m["keep"], "offsite.keep", minimum=1) if "keep" in m else None)
+
+
+def _read_sync(r: _Reader, node: Node) -> Sync:
+    m = r.mapping(node, "sync", {"pairs", "replace"})
+    pairs = []
+    for i, pair_node in enumerate(r.sequence(m["pairs"], "sync.pairs") if "pairs" in m else []):
+        field = f"sync.pairs[{i}]"
+        items = r.sequence(pair_node, field)
+        if len(items) != 2:
+            raise r.error(pair_node, field, "expected [from, to]")
+        source, target = r.env_name(items[0], field), r.env_name(items[1], field)
+        if source == target:
+            raise r.error(pair_node, field, "an environment cannot sync to itself")
+        pairs.append((source, target))
+    replace = []
+    if "replace" in m:
+        for env, value in r.free_mapping(m["replace"], "sync.replace").items():
+            if env not in r.environments:
+                raise r.error(value, f"sync.replace.{env}", f"unknown environment {env!r}")
+            replace.append((env, r.string(value, f"sync.replace.{env}")))
+    return Sync(pairs=tuple(pairs), replace=tuple(replace))
+
+
+def _read_promote(r: _Reader, node: Node) -> Promote:
+    keys = {"type", "dir", "branches", "script", "rebuild", "health_timeout"}
+    m = r.mapping(node, "promote", keys, required={"type"})
+    kind = r.choice(m["type"], "promote.type", PROMOTE_TYPES)
+    branches = []
+    if "branches" in m:
+        for env, value in r.free_mapping(m["branches"], "promote.branches").items():
+            if env not in r.environments:
+                raise r.error(value, f"promote.branches.{env}", f"unknown environment {env!r}")
+            branches.append((env, r.string(value, f"promote.branches.{env}")))
+    if kind == "script" and "script" not in m:
+        raise r.error(node, "promote.script", "required when promote.type is script")
+    if kind in ("git", "rsync") and "dir" not in m:
+        raise r.error(node, "promote.dir", f"required when promote.type is {kind}")
+    return Promote(
+        type=kind,
+        dir=r.string(m["dir"], "promote.dir") if "dir" in m else None,
+        branches=tuple(branches),
+        script=r.string(m["script"], "promote.script") if "script" in m else None,
+        rebuild=r.choice(m["rebuild"], "promote.rebuild", REBUILD_MODES) if "rebuild" in m else "auto",
+        health_timeout=r.integer(m["health_timeout"], "promote.health_timeout", minimum=1) if "health_timeout" in m else 120,
+    )
+
+
+def _read_delegate(r: _Reader, node: Node) -> Delegate:
+    m = r.mapping(node, "delegate", {"cli", "commands"}, required={"cli"})
+    commands = DELEGATE_COMMANDS
+    if "commands" in m:
+        commands = r.each(m["commands"], "delegate.commands", lambda n, f: r.choice(n, f, DELEGATE_COMMANDS))
+    return Delegate(cli=r.string(m["cli"], "delegate.cli"), commands=commands)
+
+
+TOP_LEVEL_KEYS = (
+    "name", "plugin", "description", "environments", "container_prefix", "compose", "services",
+    "health", "backup", "offsite", "sync", "promote", "delegate",
+)  # fmt: skip
+
+
+def parse_descriptor(source: DescriptorSource) -> Project:
+    """Parse and validate one descriptor; raise :class:`DescriptorError` on any fault."""
+    path = source.path
+    try:
+        loader = yaml.SafeLoader(source.text)
+        try:
+            root = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise DescriptorError(path, line, "", f"invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise DescriptorError(path, None, "", f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise DescriptorError(path, None, "", "invalid YAML: nested too deeply") from None
+    if root is None:
+        raise DescriptorError(path, None, "", "the file is empty")
+
+    r = _Reader(path, loader)
+    m = r.mapping(root, "", TOP_LEVEL_KEYS, required=("name",))
+    name = r.string(m["name"], "name", NAME_RE, "project name ([a-z0-9][a-z0-9-]*)")
+    environments = ("dev", "int", "prod")
+    if "environments" in m:
+        environments = r.each(m["environments"], "environments", lambda n, f: r.string(n, f, NAME_RE, "environment name"))
+        if not environments:
+            raise r.error(m["environments"], "environments", "needs at least one environment")
+        if len(set(environments)) != len(environments):
+            raise r.error(m["environments"], "environments", "duplicate environment")
+    r.environments = environments
+
+    project = Project(
+        name=name,
+        path=path,
+        environments=environments,
+        plugin=r.string(m["plugin"], "plugin", NAME_RE, "plugin name") if "plugin" in m else "generic",
+        description=r.string(m["description"], "description") if "description" in m else "",
+        container_prefix=r.string(m["container_prefix"], "container_prefix") if "container_prefix" in m else "{env}-{project}",
+        compose=_read_compose(r, m["compose"]) if "compose" in m else Compose(),
+        services=_read_services(r, m["services"]) if "services" in m else (),
+        health=r.each(m["health"], "health", lambda n, f: _read_probe(r, n, f)) if "health" in m else (),
+        backup=_read_backup(r, m["backup"]) if "backup" in m else None,
+        offsite=_read_offsite(r, m["offsite"]) if "offsite" in m else None,
+        sync=_read_sync(r, m["sync"]) if "sync" in m else None,
+        promote=_read_promote(r, m["promote"]) if "promote" in m else None,
+        delegate=_read_delegate(r, m["delegate"]) if "delegate" in m else None,
+    )
+    declared = {service.name for service in project.services}
+    if declared:
+        for i, probe in enumerate(project.health):
+            if probe.service and probe.service not in declared:
+                raise r.error(m["health"], f"health[{i}].service", f"unknown service {probe.service!r}")
+    return project
+
+
+def load_projects(sources: Iterable[DescriptorSource]) -> list[Project]:
+    """Parse every descriptor and reject duplicate project names; sorted by name."""
+    projects: dict[str, Project] = {}
+    for source in sources:
+        project = parse_descriptor(source)
+        if project.name in projects:
+            other = projects[project.name].path
+            raise DescriptorError(source.path, None, "name", f"project {project.name!r} is also defined in {other}")
+        projects[project.name] = project
+    return sorted(projects.values(), key=lambda p: p.name)

@@ -1,0 +1,56 @@
+"""Errors a user can cause. The CLI prints them as one ``[error] …`` line and exits 1."""
+
+from __future__ import annotations
+
+
+class OpskitError(Exception):
+    """Base class of every error opskit reports to the user without a traceback."""
+
+    exit_code = 1
+
+
+class DescriptorError(OpskitError):
+    """A ``project.yaml`` is malformed; the message names the file, line and field."""
+
+    def __init__(self, path: str, line: int | None, field: str, problem: str) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.problem = problem
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {field}: {problem}" if field else f"{where}: {problem}")
+
+
+class NotFoundError(OpskitError):
+    """An unknown project, environment, service or container."""
+
+
+class DockerUnavailable(OpskitError):
+    """The Docker engine of a host cannot be reached."""
+
+
+class HostError(OpskitError):
+    """A host cannot be reached or a command on it failed."""
+
+
+class CommandFailed(HostError):
+    """An external command exited non-zero."""
+
+    def __init__(self, argv: list[str], returncode: int, stderr: str, host: str) -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr = stderr
+        last = next((ln for ln in reversed(stderr.strip().splitlines()) if ln.strip()), "")
+        detail = f": {last.strip()}" if last else ""
+        where = "" if host == "local" else f" on {host}"
+        super().__init__(f"{' '.join(argv[:3])} failed with exit {returncode}{where}{detail}")
+
+
+class NeedsConfirmation(OpskitError):
+    """A confirmation is needed but stdin is not a terminal."""
+
+
+class Cancelled(OpskitError):
+    """The user declined a confirmation or interrupted a command."""
+
+    exit_code = 2

@@ -1,0 +1,94 @@
+"""The opskit hook specifications: the public API for plugins.
+
+Every hook is named ``opskit_…``. Plugins implement them with :data:`opskit.hookimpl`
+and are found through the ``opskit`` entry-point group. The core's own behaviour is
+shipped as plugins (``opskit.defaults.*``) that use exactly these hooks.
+
+Hooks that several plugins add to return lists; the core flattens them. Hooks marked
+*firstresult* stop at the first non-None result.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from opskit.descriptor import DescriptorSource, Project
+    from opskit.health import CheckResult, HealthContext
+    from opskit.host import Host
+
+hookspec = pluggy.HookspecMarker("opskit")
+
+# -------------------------------------------------------------------------
+# Projects
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def opskit_discover_projects(root: str, host: Host) -> list[DescriptorSource] | None:
+    """Find project descriptors.
+
+    Called by the core once per command (and per :class:`opskit.Ops`), before any project
+    is used. The built-in discovery plugin returns every ``{root}/*/project.yaml``.
+
+    :param root: the projects root (``--root``, ``OPSKIT_ROOT`` or ``/opt/data``).
+    :param host: the host the descriptors live on; read files through it.
+    :return: a list of :class:`opskit.descriptor.DescriptorSource` (path and text), or None.
+        The core parses and validates them and rejects duplicate project names.
+    """
+
+
+@hookspec(firstresult=True)
+def opskit_project_handler(project: Project) -> str | None:
+    """Claim a project: name the plugin that handles its project-specific work.
+
+    Called by the core once for every project it loads. Stops at first non-None result.
+    A plugin usually answers when ``project.plugin`` equals its own name. The generic
+    plugin answers last (``trylast``) for every project, so each project has a handler.
+
+    :param project: the validated descriptor.
+    :return: the handler's name (e.g. ``"mdf"``), or None to leave it to others.
+    """
+
+
+# -------------------------------------------------------------------------
+# Health
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def opskit_health_checks(context: HealthContext) -> list[CheckResult] | None:
+    """Contribute health checks for one environment of one project.
+
+    Called by ``opskit health`` (and :meth:`opskit.Ops.health`) once per project and
+    environment. The built-in health plugin checks container state and Docker
+    healthchecks, the descriptor's HTTP probes and free disk space.
+
+    :param context: the project, environment, host and the env's resolved containers.
+    :return: a list of :class:`opskit.health.CheckResult`; any result with ``ok=False``
+        makes the command exit 1.
+    """
+
+
+# -------------------------------------------------------------------------
+# Command line
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def opskit_register_commands(cli: click.Group) -> None:
+    """Add commands to the ``opskit`` command line.
+
+    Called once by :func:`opskit.cli.create_cli` while it builds the click group. The
+    built-in commands are registered through this hook too. Import heavy modules inside
+    your commands, not at module level, so ``opskit --help`` stays fast.
+
+    :param cli: the root click group; call ``cli.add_command(...)``.
+    """
+
+
+# Backup, restore, sync and promote hooks are added by the issues that build them.

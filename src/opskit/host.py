@@ -1,0 +1,456 @@
+"""Where commands run: the local machine, or a server reached over SSH.
+
+Every Docker, compose and file operation goes through a :class:`Host`, so each
+command behaves the same locally and with ``--host ssh://user@server[:port]``.
+Heavy modules (docker, fabric, paramiko) are imported only when first needed.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+import attrs
+
+from opskit.errors import CommandFailed, DockerUnavailable, HostError, OpskitError
+
+if TYPE_CHECKING:
+    import docker
+
+LOCAL = "local"
+# Docker Engine 20.10 speaks API 1.41; every later engine still accepts it.
+REMOTE_DOCKER_API_VERSION = "1.41"
+
+
+@attrs.frozen
+class Result:
+    """The outcome of a finished command."""
+
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+
+class Process(Protocol):
+    """A running command whose stdout is read as a stream."""
+
+    stdout: IO[bytes]
+
+    def wait(self) -> int: ...
+
+    def kill(self) -> None: ...
+
+
+def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    env = dict(env or {})
+    for key, value in env.items():
+        if "\n" in value or "\0" in value or not key.replace("_", "a").isalnum():
+            raise OpskitError(f"environment variable {key!r} cannot be passed (bad name or newline in value)")
+    return env
+
+
+class Host:
+    """A machine that runs commands, holds files and a Docker engine."""
+
+    name: str = LOCAL
+
+    def __init__(self) -> None:
+        self._docker: Any = None
+        self.cache: dict[str, Any] = {}
+
+    # -- commands ------------------------------------------------------------
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        input: bytes | None = None,
+        check: bool = True,
+        timeout: float | None = None,
+    ) -> Result:
+        """Run *argv* to completion and capture its output.
+
+        *env* is added to the command's environment (secrets travel here, never in argv).
+        With *check*, a non-zero exit raises :class:`CommandFailed`.
+        """
+        result = self._run(list(argv), cwd=cwd, env=_check_env(env), input=input, timeout=timeout)
+        if check and result.returncode != 0:
+            raise CommandFailed(list(argv), result.returncode, result.stderr.decode("utf-8", "replace"), self.name)
+        return result
+
+    def _run(self, argv: list[str], *, cwd: str | None, env: dict[str, str], input: bytes | None, timeout: float | None) -> Result:
+        raise NotImplementedError
+
+    def call(self, argv: Sequence[str], *, cwd: str | None = None, tty: bool = False) -> int:
+        """Run *argv* attached to this terminal (stdin, stdout, stderr); return its exit code."""
+        raise NotImplementedError
+
+    def popen(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None) -> Process:
+        """Start *argv* with stdout as a byte stream (stderr merged into it)."""
+        raise NotImplementedError
+
+    # -- files ---------------------------------------------------------------
+
+    def exists(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def read_text(self, path: str) -> str:
+        raise NotImplementedError
+
+    def listdir(self, path: str) -> list[str]:
+        """Names in the folder *path*; an empty list when it does not exist."""
+        raise NotImplementedError
+
+    # -- network -------------------------------------------------------------
+
+    def http_status(self, url: str, timeout: float) -> int:
+        """GET *url* as seen from this host; return the HTTP status code."""
+        raise NotImplementedError
+
+    # -- Docker --------------------------------------------------------------
+
+    def docker(self) -> docker.APIClient:
+        """The Docker API client of this host's engine (created once)."""
+        if self._docker is None:
+            import docker
+
+            try:
+                self._docker = self._make_docker_client()
+                self._docker.ping()
+            except docker.errors.DockerException as exc:
+                raise DockerUnavailable(f"cannot reach the Docker engine ({self.name}): {_short(exc)}") from None
+            except (OSError, EOFError) as exc:
+                raise DockerUnavailable(f"cannot reach the Docker engine ({self.name}): {_short(exc)}") from None
+        return self._docker
+
+    def _make_docker_client(self) -> docker.APIClient:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._docker is not None:
+            self._docker.close()
+            self._docker = None
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if "Connection refused" in text or "FileNotFoundError" in text or "No such file" in text:
+        return "connection refused (is dockerd running?)"
+    return text.splitlines()[0][:300]
+
+
+# ---------------------------------------------------------------------------
+# Local
+# ---------------------------------------------------------------------------
+
+
+class LocalHost(Host):
+    """This machine: subprocess and the local Docker socket."""
+
+    name = LOCAL
+
+    def _run(self, argv: list[str], *, cwd: str | None, env: dict[str, str], input: bytes | None, timeout: float | None) -> Result:
+        try:
+            done = subprocess.run(
+                argv,
+                cwd=cwd,
+                env={**os.environ, **env} if env else None,
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise HostError(f"{argv[0]}: command not found ({exc.filename or cwd})") from None
+        except subprocess.TimeoutExpired:
+            raise HostError(f"{' '.join(argv[:3])} timed out after {timeout} s") from None
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def call(self, argv: Sequence[str], *, cwd: str | None = None, tty: bool = False) -> int:
+        try:
+            return subprocess.call(list(argv), cwd=cwd)
+        except FileNotFoundError:
+            raise HostError(f"{argv[0]}: command not found") from None
+
+    def popen(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None) -> Process:
+        extra = _check_env(env)
+        try:
+            process = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env={**os.environ, **extra} if extra else None,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        except FileNotFoundError:
+            raise HostError(f"{argv[0]}: command not found") from None
+        return process  # type: ignore[return-value]
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def read_text(self, path: str) -> str:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise HostError(f"cannot read {path}: {exc}") from None
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            return sorted(os.listdir(path))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise HostError(f"cannot list {path}: {exc}") from None
+
+    def http_status(self, url: str, timeout: float) -> int:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - descriptor URL
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    def _make_docker_client(self) -> docker.APIClient:
+        import docker
+
+        return docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
+
+
+# ---------------------------------------------------------------------------
+# SSH
+# ---------------------------------------------------------------------------
+
+
+def _env_preamble(argv: list[str], env: dict[str, str]) -> tuple[list[str], bytes]:
+    """Wrap *argv* so that *env* arrives on stdin, not on the remote command line."""
+    if not env:
+        return argv, b""
+    reader = 'while IFS= read -r kv && [ -n "$kv" ]; do export "$kv"; done; exec "$@"'
+    lines = "".join(f"{key}={value}\n" for key, value in env.items()) + "\n"
+    return ["sh", "-c", reader, "opskit", *argv], lines.encode()
+
+
+class _ChannelProcess:
+    """A remote command's channel, shaped like :class:`subprocess.Popen`."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.stdout: IO[bytes] = channel.makefile("rb")
+
+    def wait(self) -> int:
+        return int(self.channel.recv_exit_status())
+
+    def kill(self) -> None:
+        self.channel.close()
+
+
+class SSHHost(Host):
+    """A server reached over SSH through fabric; its Docker engine through the same connection."""
+
+    def __init__(self, url: str, key_filename: str | None = None) -> None:
+        super().__init__()
+        parts = urlsplit(url)
+        if parts.scheme != "ssh" or not parts.hostname:
+            raise HostError(f"bad host {url!r}: expected ssh://user@server[:port]")
+        try:
+            self.port = parts.port
+        except ValueError:
+            raise HostError(f"bad host {url!r}: the port is not a number") from None
+        self.hostname = parts.hostname
+        self.user = parts.username
+        self.name = url
+        self.key_filename = key_filename or os.environ.get("OPSKIT_SSH_KEY") or None
+        self._connection: Any = None
+
+    @property
+    def connection(self) -> Any:
+        """The open fabric connection (opened on first use)."""
+        if self._connection is None:
+            import fabric
+
+            connect_kwargs: dict[str, Any] = {}
+            if self.key_filename:
+                connect_kwargs["key_filename"] = self.key_filename
+            connection = fabric.Connection(
+                self.hostname, user=self.user, port=self.port, connect_timeout=10, connect_kwargs=connect_kwargs
+            )
+            try:
+                connection.open()
+            except Exception as exc:  # paramiko and socket errors of all kinds
+                raise HostError(f"cannot connect to {self.name}: {_short(exc)}") from None
+            self._connection = connection
+        return self._connection
+
+    def _command(self, argv: list[str], cwd: str | None) -> str:
+        command = shlex.join(argv)
+        if cwd:
+            command = f"cd {shlex.quote(cwd)} && {command}"
+        return command
+
+    def _open(self, argv: list[str], cwd: str | None, env: dict[str, str]) -> Any:
+        argv, preamble = _env_preamble(argv, env)
+        try:
+            channel = self.connection.client.get_transport().open_session()
+            channel.exec_command(self._command(argv, cwd))
+        except HostError:
+            raise
+        except Exception as exc:
+            raise HostError(f"lost the connection to {self.name}: {_short(exc)}") from None
+        if preamble:
+            channel.sendall(preamble)
+        return channel
+
+    def _run(self, argv: list[str], *, cwd: str | None, env: dict[str, str], input: bytes | None, timeout: float | None) -> Result:
+        channel = self._open(argv, cwd, env)
+        if timeout is not None:
+            channel.settimeout(timeout)
+        stderr_chunks: list[bytes] = []
+        reader = threading.Thread(target=lambda: stderr_chunks.append(channel.makefile_stderr("rb").read()))
+        reader.start()
+        if input:
+            channel.sendall(input)
+        channel.shutdown_write()
+        try:
+            stdout = channel.makefile("rb").read()
+            status = channel.recv_exit_status()
+        except TimeoutError:
+            channel.close()
+            raise HostError(f"{' '.join(argv[:3])} timed out after {timeout} s on {self.name}") from None
+        reader.join()
+        if status == 127 and not stdout:
+            stderr = b"".join(stderr_chunks)
+            if b"not found" in stderr:
+                raise HostError(f"{argv[0]}: command not found on {self.name}")
+        return Result(status, stdout, b"".join(stderr_chunks))
+
+    def call(self, argv: Sequence[str], *, cwd: str | None = None, tty: bool = False) -> int:
+        try:
+            stdin_ok = sys.stdin is not None and sys.stdin.isatty() if tty else _readable(sys.stdin)
+            result = self.connection.run(
+                self._command(list(argv), cwd), pty=tty, warn=True, hide=False, in_stream=None if stdin_ok else False
+            )
+        except HostError:
+            raise
+        except Exception as exc:
+            raise HostError(f"lost the connection to {self.name}: {_short(exc)}") from None
+        return int(result.exited)
+
+    def popen(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None) -> Process:
+        channel = self._open(list(argv), cwd, _check_env(env))
+        channel.set_combine_stderr(True)
+        channel.shutdown_write()
+        return _ChannelProcess(channel)
+
+    def exists(self, path: str) -> bool:
+        return self.run(["test", "-e", path], check=False).returncode == 0
+
+    def read_text(self, path: str) -> str:
+        result = self.run(["cat", "--", path], check=False)
+        if result.returncode != 0:
+            raise HostError(f"cannot read {path} on {self.name}: {result.stderr.decode(errors='replace').strip()}")
+        try:
+            return result.stdout.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise HostError(f"cannot read {path} on {self.name}: {exc}") from None
+
+    def listdir(self, path: str) -> list[str]:
+        result = self.run(["ls", "-A", "--", path], check=False)
+        if result.returncode != 0:
+            if not self.exists(path):
+                return []
+            raise HostError(f"cannot list {path} on {self.name}: {result.stderr.decode(errors='replace').strip()}")
+        return sorted(result.text.splitlines())
+
+    def http_status(self, url: str, timeout: float) -> int:
+        import http.client
+
+        parts = urlsplit(url)
+        if parts.scheme != "http":
+            # TLS through an SSH channel needs a socket; ask the server's curl instead.
+            result = self.run(
+                ["curl", "-s", "-k", "-o", "/dev/null", "-w", "%{http_code}", "-m", str(timeout), url], check=False
+            )
+            if result.returncode != 0:
+                raise OSError(f"curl exit {result.returncode}")
+            return int(result.text.strip() or 0)
+        port = parts.port or 80
+        channel = self.connection.client.get_transport().open_channel(
+            "direct-tcpip", (parts.hostname, port), ("127.0.0.1", 0), timeout=timeout
+        )
+        channel.settimeout(timeout)
+        connection = http.client.HTTPConnection(parts.hostname or "", port, timeout=timeout)
+        connection.sock = channel
+        try:
+            connection.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    def _make_docker_client(self) -> docker.APIClient:
+        import docker
+        from docker.transport import SSHHTTPAdapter
+
+        ssh_client = self.connection.client
+
+        class FabricAdapter(SSHHTTPAdapter):  # type: ignore[misc]
+            """Docker's SSH adapter, over our fabric connection (``docker system dial-stdio``)."""
+
+            def __init__(self) -> None:
+                super().__init__("ssh://opskit", shell_out=True)
+                self.ssh_client = ssh_client
+
+            def close(self) -> None:
+                self.pools.clear()  # the connection belongs to the host
+
+        # shell_out and a fixed version: nothing connects until our adapter is mounted.
+        client = docker.APIClient(base_url="ssh://opskit", use_ssh_client=True, version=REMOTE_DOCKER_API_VERSION)
+        client.mount("http+docker://ssh", FabricAdapter())
+        return client
+
+    def close(self) -> None:
+        super().close()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _readable(stream: Any) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
+def open_host(url: str | None) -> Host:
+    """The host for ``--host``/``OPSKIT_HOST``: local when empty or ``local``."""
+    if not url or url == LOCAL:
+        return LocalHost()
+    if url.startswith("ssh://"):
+        return SSHHost(url)
+    raise HostError(f"bad host {url!r}: expected ssh://user@server[:port] or 'local'")
+

@@ -1,0 +1,77 @@
+"""All user-facing output: rich tables on a terminal, plain text otherwise, JSON on request.
+
+Results go to stdout; errors, warnings and progress to stderr. No ANSI codes when
+``NO_COLOR`` is set or stdout is not a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+Cell = str | tuple[str, str]  # text, or (text, rich style)
+
+
+def error(message: str) -> None:
+    print(f"[error] {message}", file=sys.stderr)
+
+
+def warning(message: str) -> None:
+    print(f"[warning] {message}", file=sys.stderr)
+
+
+def info(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+class Output:
+    """Writes a command's result in the form the user asked for."""
+
+    def __init__(self, json_mode: bool = False, stream: TextIO | None = None) -> None:
+        self.json_mode = json_mode
+        self.stream = stream or sys.stdout
+        self.is_terminal = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.color = self.is_terminal and "NO_COLOR" not in os.environ
+
+    def json(self, data: Any) -> None:
+        self.stream.write(json.dumps(data, indent=2, default=str) + "\n")
+
+    def line(self, text: str = "") -> None:
+        self.stream.write(text + "\n")
+
+    def table(self, columns: Sequence[str], rows: Sequence[Sequence[Cell]], title: str | None = None) -> None:
+        if self.is_terminal:
+            self._rich_table(columns, rows, title)
+            return
+        texts = [[cell[0] if isinstance(cell, tuple) else cell for cell in row] for row in rows]
+        widths = [max([len(col)] + [len(row[i]) for row in texts]) for i, col in enumerate(columns)]
+        if title:
+            self.line(title)
+        self.line("  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip())
+        for row in texts:
+            self.line("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+    def _rich_table(self, columns: Sequence[str], rows: Sequence[Sequence[Cell]], title: str | None) -> None:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        console = Console(file=self.stream, no_color=not self.color, highlight=False, force_terminal=True)
+        table = Table(*columns, title=title, title_justify="left", header_style="bold")
+        for row in rows:
+            table.add_row(*(Text(cell[0], style=cell[1]) if isinstance(cell, tuple) else Text(cell) for cell in row))
+        console.print(table)
+
+
+def human_bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"

@@ -1,0 +1,173 @@
+"""The plugin manager: loading plugins and calling hooks.
+
+Callers use :class:`Plugins`, a typed facade; nothing else touches ``pm.hook``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Mapping
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pluggy
+
+from opskit import hookspecs
+
+if TYPE_CHECKING:
+    import click
+
+    from opskit.descriptor import DescriptorSource, Project
+    from opskit.health import CheckResult, HealthContext
+    from opskit.host import Host
+
+hookimpl = pluggy.HookimplMarker("opskit")
+
+ENTRY_POINT_GROUP = "opskit"
+
+# The core's own behaviour, registered exactly like external plugins.
+DEFAULT_PLUGINS = (
+    "opskit.defaults.discovery",
+    "opskit.defaults.health",
+    "opskit.defaults.commands",
+)
+
+
+@attrs.frozen
+class PluginInfo:
+    """One registered plugin, as ``opskit plugins`` shows it."""
+
+    name: str
+    version: str
+    source: str
+    hooks: tuple[str, ...]
+
+
+def _warn(message: str) -> None:
+    print(f"[warning] {message}", file=sys.stderr)
+
+
+def _selected_plugins(env: Mapping[str, str]) -> set[str] | None:
+    """Which external plugins ``OPSKIT_PLUGINS`` allows; None means all."""
+    value = env.get("OPSKIT_PLUGINS")
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+class Plugins:
+    """A typed facade over the pluggy plugin manager."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+        self._sources: dict[str, tuple[str, str]] = {}
+
+    # -- loading ----------------------------------------------------------
+
+    def register(self, plugin: object, name: str, source: str = "builtin", version: str = "") -> bool:
+        """Register one plugin; a plugin with unknown or malformed hooks is skipped."""
+        try:
+            self.pm.register(plugin, name=name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            _warn(f"plugin {name!r} skipped: {exc}")
+            return False
+        unknown = [
+            caller.name
+            for caller in self.pm.get_hookcallers(plugin) or []
+            if caller.spec is None
+        ]
+        if unknown:
+            self.pm.unregister(plugin)
+            _warn(f"plugin {name!r} skipped: unknown hook {', '.join(sorted(unknown))}")
+            return False
+        self._sources[name] = (source, version)
+        return True
+
+    def load_defaults(self) -> None:
+        from opskit import __version__
+
+        for module_name in DEFAULT_PLUGINS:
+            module = importlib.import_module(module_name)
+            self.register(module, name=module_name, source="builtin", version=__version__)
+
+    def load_entry_points(self, env: Mapping[str, str]) -> None:
+        """Load the ``opskit`` entry points one by one; a broken one is reported and skipped."""
+        selected = _selected_plugins(env)
+        for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if selected is not None and entry_point.name not in selected:
+                continue
+            if self.pm.has_plugin(entry_point.name):
+                continue
+            try:
+                plugin = entry_point.load()
+            except Exception as exc:  # any import-time failure of third-party code
+                _warn(f"plugin {entry_point.name!r} failed to load and is skipped: {exc!r}")
+                continue
+            dist = entry_point.dist
+            self.register(
+                plugin,
+                name=entry_point.name,
+                source=dist.name if dist else entry_point.value,
+                version=dist.version if dist else "",
+            )
+
+    # -- introspection ----------------------------------------------------
+
+    def describe(self) -> list[PluginInfo]:
+        """Every registered plugin with the hooks it implements."""
+        infos = []
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+            source, version = self._sources.get(name, ("builtin", ""))
+            infos.append(PluginInfo(name=name, version=version, source=source, hooks=tuple(hooks)))
+        return infos
+
+    # -- hook calls -------------------------------------------------------
+
+    def discover_projects(self, root: str, host: Host) -> list[DescriptorSource]:
+        results = self.pm.hook.opskit_discover_projects(root=root, host=host)
+        return [source for result in results if result for source in result]
+
+    def project_handler(self, project: Project) -> str | None:
+        result: str | None = self.pm.hook.opskit_project_handler(project=project)
+        return result
+
+    def health_checks(self, context: HealthContext) -> list[CheckResult]:
+        results = self.pm.hook.opskit_health_checks(context=context)
+        return [check for result in results if result for check in result]
+
+    def register_commands(self, cli: click.Group) -> None:
+        self.pm.hook.opskit_register_commands(cli=cli)
+
+
+def create_plugins(
+    env: Mapping[str, str] | None = None,
+    *,
+    entry_points: bool = True,
+    extra: list[tuple[str, Any]] | None = None,
+) -> Plugins:
+    """A fresh plugin manager with the built-in plugins, the entry points and *extra*.
+
+    :param env: the environment to read ``OPSKIT_PLUGINS`` and ``OPSKIT_TRACE`` from.
+    :param entry_points: load installed plugins from the ``opskit`` entry-point group.
+    :param extra: further ``(name, plugin)`` pairs, e.g. from tests.
+    """
+    env = os.environ if env is None else env
+    pm = pluggy.PluginManager("opskit")
+    pm.add_hookspecs(hookspecs)
+    plugins = Plugins(pm)
+    if env.get("OPSKIT_TRACE"):
+        pm.trace.root.setwriter(lambda text: sys.stderr.write(f"[trace] {text}"))
+        pm.enable_tracing()
+    if entry_points:
+        plugins.load_entry_points(env)
+    for name, plugin in extra or []:
+        plugins.register(plugin, name=name, source="extra")
+    plugins.load_defaults()
+    pm.check_pending()
+    return plugins
