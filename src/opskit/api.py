@@ -77,6 +77,9 @@ class Ops:
         """Every project under the root, validated, each with its handler set."""
         if self._projects is None:
             loaded = load_projects(self.plugins.discover_projects(self.root, self.host))
+            if not loaded and not self.host.exists(self.root):
+                where = "" if self.host.name == "local" else f" on {self.host.name}"
+                raise NotFoundError(f"projects root {self.root} does not exist{where} (use --root or OPSKIT_ROOT)")
             projects = []
             for project in loaded:
                 handler = self.plugins.project_handler(project) or "generic"

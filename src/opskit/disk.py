@@ -48,7 +48,9 @@ def folder_usage(host: Host, paths: Sequence[str], sizes: bool = True) -> list[F
     fs = filesystems(host, existing)
     own: dict[str, int] = {}
     if sizes and existing:
-        result = host.run(["du", "-sk", *existing], check=False)
+        # One du per folder: a single du skips folders nested in one it already counted.
+        script = 'for p; do du -sk "$p"; done'
+        result = host.run(["sh", "-c", script, "opskit", *existing], check=False)
         for line in result.text.splitlines():
             size, _, path = line.partition("\t")
             if size.isdigit():

@@ -59,7 +59,10 @@ class Output:
         from rich.table import Table
         from rich.text import Text
 
-        console = Console(file=self.stream, no_color=not self.color, highlight=False, force_terminal=True)
+        # color_system=None: a table with no escape codes at all (NO_COLOR).
+        console = Console(
+            file=self.stream, color_system="auto" if self.color else None, highlight=False, force_terminal=True
+        )
         table = Table(*columns, title=title, title_justify="left", header_style="bold")
         for row in rows:
             table.add_row(*(Text(cell[0], style=cell[1]) if isinstance(cell, tuple) else Text(cell) for cell in row))

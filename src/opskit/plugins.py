@@ -72,6 +72,8 @@ class Plugins:
         try:
             self.pm.register(plugin, name=name)
         except (pluggy.PluginValidationError, ValueError) as exc:
+            if self.pm.has_plugin(name) and self.pm.get_plugin(name) is plugin:
+                self.pm.unregister(name=name)  # pluggy may have registered part of it
             _warn(f"plugin {name!r} skipped: {exc}")
             return False
         unknown = [

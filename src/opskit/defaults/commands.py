@@ -151,6 +151,7 @@ def _lifecycle_command(action: str, summary: str, takes_service: bool) -> click.
     def command(state: CliState, project: str, env: str, dry_run: bool, service: str | None = None) -> None:
         from opskit.output import info
 
+        state.ops.project(project).check_env(env)
         if not dry_run and not state.json:
             info(f"{action} {project} {env}{' ' + service if service else ''}")
         commands = state.ops.lifecycle(project, env, action, service, dry_run=dry_run)

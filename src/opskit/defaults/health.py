@@ -21,9 +21,12 @@ def opskit_health_checks(context: HealthContext) -> list[CheckResult]:
             results.append(CheckResult(project.name, env, "containers", False, "no containers found"))
         for p in placements:
             ok = p.state == "running" and p.health in ("healthy", "none")
-            detail = p.state if p.health == "none" else f"{p.state}, {p.health}"
-            name = p.container.name if p.container else "no container"
-            results.append(CheckResult(project.name, env, f"container {p.service}", ok, f"{name}: {detail}"))
+            if p.container is None:
+                detail = "no container"
+            else:
+                state = p.state if p.health == "none" else f"{p.state}, {p.health}"
+                detail = f"{p.container.name}: {state}"
+            results.append(CheckResult(project.name, env, f"container {p.service}", ok, detail))
         declared = {s.name for s in project.services_in(env)}
         for probe in project.health:
             if not probe.in_env(env) or (probe.service and project.services and probe.service not in declared):

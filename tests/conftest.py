@@ -1,0 +1,108 @@
+"""Shared fixtures. Integration tests (markers ``docker`` and ``ssh``) use the real engine,
+the private sshd and the example root brought up by ``scripts/testbed.sh``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples" / "root"
+ENVS = [(project, env) for project in ("mdf", "seriousletter", "webstack") for env in ("dev", "prod")]
+DECOY = "dev-mdf2-db"
+SSH_URL = os.environ.get("OPSKIT_TEST_SSH", "ssh://root@127.0.0.1:2222")
+SSH_KEY = os.environ.get("OPSKIT_TEST_SSH_KEY", "/var/lib/opskit-testbed/ssh/id_ed25519")
+
+
+@attrs.frozen
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> object:
+        return json.loads(self.stdout)
+
+
+def opskit(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 180) -> Run:
+    """Run the real ``opskit`` command line in a subprocess."""
+    environ = {**os.environ, "OPSKIT_SSH_KEY": SSH_KEY}
+    environ.pop("OPSKIT_HOST", None)
+    environ.pop("OPSKIT_ROOT", None)
+    environ.update(env or {})
+    done = subprocess.run(
+        [sys.executable, "-m", "opskit", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        input=input if input is not None else "",
+        timeout=timeout,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def assert_one_error_line(run: Run, *fragments: str, code: int = 1) -> None:
+    """The contract for a user's mistake: exit code, one [error] line, no traceback."""
+    assert run.returncode == code, (run.returncode, run.stdout, run.stderr)
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("[error] "), run.stderr
+    assert "Traceback" not in run.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def docker_ready() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+def wait_until(predicate, timeout: float = 120, interval: float = 1.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def examples_up() -> Iterator[Path]:
+    """The example root with every env running and healthy, plus a decoy container."""
+    if not docker_ready():
+        pytest.fail("no Docker engine: run scripts/testbed.sh (or deselect with -m 'not docker')")
+    root = str(EXAMPLES)
+    subprocess.run(["docker", "rm", "-f", DECOY], capture_output=True)
+    subprocess.run(["docker", "run", "-d", "--name", DECOY, "opskit-test/web:1", "sleep", "86400"], check=True, capture_output=True)
+    for project, env in ENVS:
+        run = opskit("--root", root, "start", project, env)
+        assert run.returncode == 0, run.stderr
+    wait_until(lambda: opskit("--root", root, "health").returncode == 0, timeout=180, what="healthy examples")
+    yield EXAMPLES
+    if os.environ.get("OPSKIT_TEST_KEEP"):
+        return
+    for project, env in ENVS:
+        opskit("--root", root, "destroy", project, env, "--volumes", "--yes")
+    subprocess.run(["docker", "rm", "-f", DECOY], capture_output=True)
+
+
+@pytest.fixture
+def root_with(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Write descriptors into a fresh root: ``root_with({"name": "yaml text"})``."""
+
+    def make(projects: dict[str, str]) -> Path:
+        for folder, text in projects.items():
+            (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+            (tmp_path / folder / "project.yaml").write_text(text)
+        return tmp_path
+
+    return make

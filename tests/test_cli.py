@@ -1,0 +1,193 @@
+"""The CLI contract without Docker: exit codes, [error] lines, prompts, colour, JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, assert_one_error_line, opskit
+
+ROOT = str(EXAMPLES)
+
+
+def test_version() -> None:
+    run = opskit("--version")
+    assert run.returncode == 0
+    assert run.stdout.strip().endswith("0.1.0")
+
+
+def test_plugins_json_lists_the_three_plugins_with_their_hooks() -> None:
+    data = opskit("plugins", "--json").json()
+    by_name = {p["name"]: p for p in data}  # type: ignore[union-attr]
+    assert {"generic", "mdf", "seriousletter"} <= set(by_name)
+    assert by_name["generic"]["hooks"] == ["opskit_project_handler"]
+    assert by_name["mdf"]["source"] == "opskit-mdf"
+    assert "opskit_health_checks" in by_name["seriousletter"]["hooks"]
+
+
+def test_projects_of_the_example_root() -> None:
+    data = opskit("projects", "--json", "--root", ROOT).json()
+    assert [(p["name"], p["handler"], p["environments"]) for p in data] == [  # type: ignore[union-attr]
+        ("mdf", "mdf", ["dev", "prod"]),
+        ("seriousletter", "seriousletter", ["dev", "prod"]),
+        ("webstack", "generic", ["dev", "prod"]),
+    ]
+
+
+def test_root_from_the_environment_and_global_options_before_the_command() -> None:
+    assert len(opskit("projects", "--json", env={"OPSKIT_ROOT": ROOT}).json()) == 3  # type: ignore[arg-type]
+    assert len(opskit("--json", "--root", ROOT, "projects").json()) == 3  # type: ignore[arg-type]
+
+
+def test_plain_text_when_not_a_terminal_has_no_ansi_codes() -> None:
+    run = opskit("projects", "--root", ROOT)
+    assert run.returncode == 0
+    assert "\x1b" not in run.stdout
+    assert run.stdout.splitlines()[0].split() == ["PROJECT", "ENVIRONMENTS", "PLUGIN", "DESCRIPTION"]
+
+
+def test_bad_descriptor_is_one_error_line(root_with) -> None:  # type: ignore[no-untyped-def]
+    root = root_with({"mdf": "name: mdf\nbackup:\n  retention:\n    keep_daily: seven\n"})
+    run = opskit("projects", "--root", str(root))
+    assert_one_error_line(run, f"{root}/mdf/project.yaml:4: backup.retention.keep_daily: expected an integer")
+
+
+def test_duplicate_project_names_are_an_error(root_with) -> None:  # type: ignore[no-untyped-def]
+    root = root_with({"a": "name: shop\n", "b": "name: shop\n"})
+    assert_one_error_line(opskit("projects", "--root", str(root)), "also defined in")
+
+
+def test_unknown_project_and_environment() -> None:
+    assert_one_error_line(opskit("status", "nope", "--root", ROOT), "unknown project 'nope'", "mdf, seriousletter, webstack")
+    assert_one_error_line(opskit("start", "mdf", "int", "--root", ROOT), "has no environment 'int'")
+
+
+def test_missing_root() -> None:
+    assert_one_error_line(opskit("status", "--root", "/nonexistent/root"), "projects root /nonexistent/root does not exist")
+
+
+def test_stopped_docker_engine() -> None:
+    run = opskit("status", "--root", ROOT, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert_one_error_line(run, "cannot reach the Docker engine (local)")
+
+
+def test_unreachable_ssh_host() -> None:
+    run = opskit("status", "--root", ROOT, "--host", "ssh://root@127.0.0.1:1")
+    assert_one_error_line(run, "cannot connect to ssh://root@127.0.0.1:1")
+
+
+def test_bad_host_url() -> None:
+    assert_one_error_line(opskit("status", "--host", "ftp://x"), "bad host 'ftp://x'")
+
+
+def test_usage_errors_exit_1_not_2() -> None:
+    assert_one_error_line(opskit("start", "mdf", "--root", ROOT), "Missing argument 'ENV'")
+    assert_one_error_line(opskit("frobnicate"), "No such command 'frobnicate'")
+
+
+def test_destroy_without_yes_on_a_non_terminal_stdin() -> None:
+    run = opskit("destroy", "mdf", "dev", "--root", ROOT)
+    assert_one_error_line(run, "--yes", "stdin is not a terminal")
+
+
+def test_dry_run_lists_compose_commands_and_runs_nothing() -> None:
+    run = opskit("destroy", "mdf", "prod", "--dry-run", "--json", "--root", ROOT)
+    assert run.returncode == 0, run.stderr
+    data = run.json()
+    assert data["action"] == "destroy" and data["dry_run"] is True  # type: ignore[index]
+    commands = data["commands"]  # type: ignore[index]
+    assert len(commands) == 2  # the main stack and the mail stack
+    assert commands[0][-2:] == ["down", "--remove-orphans"]
+    assert f"{ROOT}/mdf/prod/docker-compose.yml" in commands[0]
+    assert f"{ROOT}/mdf/prod/.env.prod" in commands[0]
+    dev = opskit("start", "mdf", "dev", "--dry-run", "--json", "--root", ROOT).json()
+    assert len(dev["commands"]) == 1  # type: ignore[index]  # dev has no mail stack
+
+
+def test_build_refuses_a_service() -> None:
+    assert_one_error_line(opskit("build", "mdf", "dev", "web", "--root", ROOT), "unexpected extra argument")
+
+
+# -- on a terminal -----------------------------------------------------------------
+
+
+def run_on_terminal(
+    args: list[str], answer: bytes | None, env: dict[str, str] | None = None, timeout: float = 30, interrupt: bool = False
+) -> tuple[int, str]:
+    """Run opskit with stdin, stdout and stderr on a pseudo-terminal; type *answer* at the prompt
+    (or, with *interrupt*, press Ctrl-C there: SIGINT, as the terminal would send)."""
+    main, child = pty.openpty()
+    environ = {**os.environ, **(env or {})}
+    process = subprocess.Popen([sys.executable, "-m", "opskit", *args], stdin=child, stdout=child, stderr=child, env=environ)
+    os.close(child)
+    output = b""
+    deadline = time.monotonic() + timeout
+    answered = answer is None
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        if not answered and b"[y/N]" in output:
+            if interrupt:
+                process.send_signal(signal.SIGINT)
+            else:
+                os.write(main, answer)  # type: ignore[arg-type]
+            answered = True
+        if process.poll() is not None and not ready:
+            break
+    code = process.wait(timeout=10)
+    os.close(main)
+    return code, output.decode(errors="replace")
+
+
+def test_declined_confirmation_exits_2() -> None:
+    code, output = run_on_terminal(["destroy", "mdf", "dev", "--root", ROOT], b"n\n")
+    assert code == 2, output
+    assert "[error] cancelled" in output
+
+
+def test_ctrl_c_at_a_prompt_exits_2() -> None:
+    code, output = run_on_terminal(["destroy", "mdf", "dev", "--root", ROOT], b"", interrupt=True)
+    assert code == 2, output
+    assert "Traceback" not in output
+
+
+def test_terminal_output_is_coloured_unless_no_color() -> None:
+    code, coloured = run_on_terminal(["projects", "--root", ROOT], None, env={"TERM": "xterm-256color"})
+    assert code == 0 and "\x1b[" in coloured
+    code, plain = run_on_terminal(["projects", "--root", ROOT], None, env={"NO_COLOR": "1", "TERM": "xterm-256color"})
+    assert code == 0 and "\x1b" not in plain
+    assert "mdf" in plain
+
+
+def test_help_imports_no_heavy_modules() -> None:
+    code = "import sys; from opskit.cli import run; run(['--help']); print(sorted(m for m in ('docker','fabric','paramiko','rich','yaml') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+def test_python_api_without_docker() -> None:
+    import opskit
+
+    with opskit.Ops(root=ROOT) as ops:
+        assert [p.name for p in ops.projects()] == ["mdf", "seriousletter", "webstack"]
+        assert [(p.name, e) for p, e in ops.scope("mdf")] == [("mdf", "dev"), ("mdf", "prod")]
+        with pytest.raises(opskit.OpskitError, match="unknown project"):
+            ops.project("nope")
+    assert json.loads(json.dumps(opskit.__all__))
+    assert Path(opskit.__file__).name == "__init__.py"

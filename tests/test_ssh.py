@@ -1,0 +1,73 @@
+"""The same commands on a "remote" server: this machine through the private sshd."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import SSH_URL, assert_one_error_line, opskit
+
+pytestmark = [pytest.mark.docker, pytest.mark.ssh]
+
+
+def comparable(run_stdout: dict) -> list[dict]:  # type: ignore[type-arg]
+    # Docker's status text ("Up 5 seconds") may tick between the two calls.
+    return [{k: v for k, v in row.items() if k != "status"} for row in run_stdout["containers"]]
+
+
+def test_status_over_ssh_equals_local(examples_up) -> None:  # type: ignore[no-untyped-def]
+    root = str(examples_up)
+    local = opskit("status", "--json", "--root", root)
+    remote = opskit("status", "--json", "--root", root, "--host", SSH_URL)
+    assert remote.returncode == 0, remote.stderr
+    assert comparable(remote.json()) == comparable(local.json())  # type: ignore[arg-type]
+    assert len(comparable(remote.json())) == 15  # type: ignore[arg-type]
+    from_env = opskit("status", "--json", "--root", root, env={"OPSKIT_HOST": SSH_URL})
+    assert comparable(from_env.json()) == comparable(local.json())  # type: ignore[arg-type]
+
+
+def test_plain_status_over_ssh_matches_local_layout(examples_up) -> None:  # type: ignore[no-untyped-def]
+    root = str(examples_up)
+    local = opskit("projects", "--root", root)
+    remote = opskit("projects", "--root", root, "--host", SSH_URL)
+    assert remote.stdout == local.stdout
+
+
+def test_health_exec_and_logs_over_ssh(examples_up) -> None:  # type: ignore[no-untyped-def]
+    root = str(examples_up)
+    health = opskit("health", "--json", "--root", root, "--host", SSH_URL)
+    assert health.returncode == 0, health.stdout
+    assert any(c["check"].startswith("http ") and c["ok"] for c in health.json()["checks"])  # type: ignore[index]
+    run = opskit("exec", "mdf", "prod", "db", "--root", root, "--host", SSH_URL, "--", "sh", "-c", "echo $MYSQL_DATABASE; exit 3")
+    assert (run.returncode, run.stdout) == (3, "wordpress\n")
+    logs = opskit("logs", "webstack", "prod", "cache", "--tail", "1", "--root", root, "--host", SSH_URL)
+    assert logs.stdout.strip() == "cache ready"
+
+
+def test_lifecycle_over_ssh(examples_up) -> None:  # type: ignore[no-untyped-def]
+    root = str(examples_up)
+    assert opskit("stop", "webstack", "dev", "cache", "--root", root, "--host", SSH_URL).returncode == 0
+    rows = opskit("status", "webstack", "dev", "--json", "--root", root).json()["containers"]  # type: ignore[index]
+    assert {r["service"]: r["state"] for r in rows}["cache"] == "exited"
+    assert opskit("start", "webstack", "dev", "cache", "--root", root, "--host", SSH_URL).returncode == 0
+    rows = opskit("status", "webstack", "dev", "--json", "--root", root).json()["containers"]  # type: ignore[index]
+    assert {r["service"]: r["state"] for r in rows}["cache"] == "running"
+
+
+def test_unknown_project_over_ssh(examples_up) -> None:  # type: ignore[no-untyped-def]
+    run = opskit("status", "nope", "--root", str(examples_up), "--host", SSH_URL)
+    assert_one_error_line(run, "unknown project 'nope'")
+
+
+def test_missing_root_over_ssh() -> None:
+    run = opskit("status", "--root", "/nonexistent/root", "--host", SSH_URL)
+    assert_one_error_line(run, "does not exist on ssh://")
+
+
+def test_secrets_reach_the_remote_command_through_stdin_not_argv() -> None:
+    from opskit.host import SSHHost
+
+    with SSHHost(SSH_URL) as host:
+        result = host.run(["sh", "-c", 'echo "$SECRET"; cat /proc/$$/cmdline | tr "\\0" " "'], env={"SECRET": "hunter2 x"})
+    shown, cmdline = result.text.splitlines()
+    assert shown == "hunter2 x"
+    assert "hunter2" not in cmdline
