@@ -16,7 +16,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples" / "root"
-ENVS = [(project, env) for project in ("mdf", "seriousletter", "webstack") for env in ("dev", "prod")]
+ENVS = [
+    (project, env) for project in ("mdf", "seriousletter", "webstack") for env in ("dev", "prod")
+]
 DECOY = "dev-mdf2-db"
 SSH_URL = os.environ.get("OPSKIT_TEST_SSH", "ssh://root@127.0.0.1:2222")
 SSH_KEY = os.environ.get("OPSKIT_TEST_SSH_KEY", "/var/lib/opskit-testbed/ssh/id_ed25519")
@@ -32,7 +34,9 @@ class Run:
         return json.loads(self.stdout)
 
 
-def opskit(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 180) -> Run:
+def opskit(
+    *args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 180
+) -> Run:
     """Run the real ``opskit`` command line in a subprocess."""
     environ = {**os.environ, "OPSKIT_SSH_KEY": SSH_KEY}
     environ.pop("OPSKIT_HOST", None)
@@ -82,11 +86,19 @@ def examples_up() -> Iterator[Path]:
         pytest.fail("no Docker engine: run scripts/testbed.sh (or deselect with -m 'not docker')")
     root = str(EXAMPLES)
     subprocess.run(["docker", "rm", "-f", DECOY], capture_output=True)
-    subprocess.run(["docker", "run", "-d", "--name", DECOY, "opskit-test/web:1", "sleep", "86400"], check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "run", "-d", "--name", DECOY, "opskit-test/web:1", "sleep", "86400"],
+        check=True,
+        capture_output=True,
+    )
     for project, env in ENVS:
         run = opskit("--root", root, "start", project, env)
         assert run.returncode == 0, run.stderr
-    wait_until(lambda: opskit("--root", root, "health").returncode == 0, timeout=180, what="healthy examples")
+    wait_until(
+        lambda: opskit("--root", root, "health").returncode == 0,
+        timeout=180,
+        what="healthy examples",
+    )
     yield EXAMPLES
     if os.environ.get("OPSKIT_TEST_KEEP"):
         return

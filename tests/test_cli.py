@@ -52,13 +52,20 @@ def test_plain_text_when_not_a_terminal_has_no_ansi_codes() -> None:
     run = opskit("projects", "--root", ROOT)
     assert run.returncode == 0
     assert "\x1b" not in run.stdout
-    assert run.stdout.splitlines()[0].split() == ["PROJECT", "ENVIRONMENTS", "PLUGIN", "DESCRIPTION"]
+    assert run.stdout.splitlines()[0].split() == [
+        "PROJECT",
+        "ENVIRONMENTS",
+        "PLUGIN",
+        "DESCRIPTION",
+    ]
 
 
 def test_bad_descriptor_is_one_error_line(root_with) -> None:  # type: ignore[no-untyped-def]
     root = root_with({"mdf": "name: mdf\nbackup:\n  retention:\n    keep_daily: seven\n"})
     run = opskit("projects", "--root", str(root))
-    assert_one_error_line(run, f"{root}/mdf/project.yaml:4: backup.retention.keep_daily: expected an integer")
+    assert_one_error_line(
+        run, f"{root}/mdf/project.yaml:4: backup.retention.keep_daily: expected an integer"
+    )
 
 
 def test_duplicate_project_names_are_an_error(root_with) -> None:  # type: ignore[no-untyped-def]
@@ -67,12 +74,19 @@ def test_duplicate_project_names_are_an_error(root_with) -> None:  # type: ignor
 
 
 def test_unknown_project_and_environment() -> None:
-    assert_one_error_line(opskit("status", "nope", "--root", ROOT), "unknown project 'nope'", "mdf, seriousletter, webstack")
+    assert_one_error_line(
+        opskit("status", "nope", "--root", ROOT),
+        "unknown project 'nope'",
+        "mdf, seriousletter, webstack",
+    )
     assert_one_error_line(opskit("start", "mdf", "int", "--root", ROOT), "has no environment 'int'")
 
 
 def test_missing_root() -> None:
-    assert_one_error_line(opskit("status", "--root", "/nonexistent/root"), "projects root /nonexistent/root does not exist")
+    assert_one_error_line(
+        opskit("status", "--root", "/nonexistent/root"),
+        "projects root /nonexistent/root does not exist",
+    )
 
 
 def test_stopped_docker_engine() -> None:
@@ -114,20 +128,32 @@ def test_dry_run_lists_compose_commands_and_runs_nothing() -> None:
 
 
 def test_build_refuses_a_service() -> None:
-    assert_one_error_line(opskit("build", "mdf", "dev", "web", "--root", ROOT), "unexpected extra argument")
+    assert_one_error_line(
+        opskit("build", "mdf", "dev", "web", "--root", ROOT), "unexpected extra argument"
+    )
 
 
 # -- on a terminal -----------------------------------------------------------------
 
 
 def run_on_terminal(
-    args: list[str], answer: bytes | None, env: dict[str, str] | None = None, timeout: float = 30, interrupt: bool = False
+    args: list[str],
+    answer: bytes | None,
+    env: dict[str, str] | None = None,
+    timeout: float = 30,
+    interrupt: bool = False,
 ) -> tuple[int, str]:
     """Run opskit with stdin, stdout and stderr on a pseudo-terminal; type *answer* at the prompt
     (or, with *interrupt*, press Ctrl-C there: SIGINT, as the terminal would send)."""
     main, child = pty.openpty()
     environ = {**os.environ, **(env or {})}
-    process = subprocess.Popen([sys.executable, "-m", "opskit", *args], stdin=child, stdout=child, stderr=child, env=environ)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opskit", *args],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env=environ,
+    )
     os.close(child)
     output = b""
     deadline = time.monotonic() + timeout
@@ -168,9 +194,13 @@ def test_ctrl_c_at_a_prompt_exits_2() -> None:
 
 
 def test_terminal_output_is_coloured_unless_no_color() -> None:
-    code, coloured = run_on_terminal(["projects", "--root", ROOT], None, env={"TERM": "xterm-256color"})
+    code, coloured = run_on_terminal(
+        ["projects", "--root", ROOT], None, env={"TERM": "xterm-256color"}
+    )
     assert code == 0 and "\x1b[" in coloured
-    code, plain = run_on_terminal(["projects", "--root", ROOT], None, env={"NO_COLOR": "1", "TERM": "xterm-256color"})
+    code, plain = run_on_terminal(
+        ["projects", "--root", ROOT], None, env={"NO_COLOR": "1", "TERM": "xterm-256color"}
+    )
     assert code == 0 and "\x1b" not in plain
     assert "mdf" in plain
 

@@ -38,8 +38,16 @@ def test_the_reference_descriptor_parses_completely() -> None:
     assert project.sync is not None and project.sync.pairs == (("prod", "dev"), ("prod", "int"))
     assert project.sync.replacement("int") == "https://int.mdf-system.ch"
     assert project.promote is not None and dict(project.promote.branches)["prod"] == "main"
-    assert project.delegate is not None and project.delegate.commands == ("backup", "restore", "sync", "promote")
-    assert project.resolve_path("{env}/wp-content/uploads", "prod") == "/opt/data/mdf/prod/wp-content/uploads"
+    assert project.delegate is not None and project.delegate.commands == (
+        "backup",
+        "restore",
+        "sync",
+        "promote",
+    )
+    assert (
+        project.resolve_path("{env}/wp-content/uploads", "prod")
+        == "/opt/data/mdf/prod/wp-content/uploads"
+    )
 
 
 def test_minimal_descriptor_gets_defaults() -> None:
@@ -53,22 +61,57 @@ def test_minimal_descriptor_gets_defaults() -> None:
 
 def test_wrong_type_names_file_line_and_field() -> None:
     text = "name: mdf\nbackup:\n  retention:\n    keep_daily: seven\n"
-    assert error_of(text) == "/srv/data/x/project.yaml:4: backup.retention.keep_daily: expected an integer"
+    assert (
+        error_of(text)
+        == "/srv/data/x/project.yaml:4: backup.retention.keep_daily: expected an integer"
+    )
 
 
 @pytest.mark.parametrize(
     ("text", "line", "fragment"),
     [
         ("name: mdf\nbakup: {}\n", 2, "bakup: unknown key"),
-        ("name: mdf\nbackup:\n  retention: {keep_dayly: 3}\n", 3, "backup.retention.keep_dayly: unknown key"),
+        (
+            "name: mdf\nbackup:\n  retention: {keep_dayly: 3}\n",
+            3,
+            "backup.retention.keep_dayly: unknown key",
+        ),
         ("name: Bad_Name\n", 1, "name: 'Bad_Name' is not a valid project name"),
-        ("name: mdf\nenvironments: [dev, prod]\nservices:\n  mail: {environments: [stage]}\n", 4, "unknown environment 'stage'"),
-        ("name: mdf\nenvironments: [dev, prod]\nsync:\n  pairs: [[prod, int]]\n", 4, "sync.pairs[0]: unknown environment 'int'"),
-        ("name: mdf\nenvironments: [dev, prod]\nsync:\n  replace: {qa: x}\n", 4, "sync.replace.qa: unknown environment"),
-        ("name: mdf\nenvironments: [dev, prod]\npromote:\n  type: git\n  dir: code\n  branches: {int: x}\n", 6, "promote.branches.int"),
-        ("name: mdf\npromote: {type: ftp}\n", 2, "promote.type: 'ftp' is not one of git, rsync, script"),
-        ("name: mdf\nbackup:\n  databases:\n    - {service: db, type: oracle, name: x}\n", 4, "backup.databases[0].type"),
-        ("name: mdf\nbackup:\n  databases:\n    - {service: db, type: mariadb}\n", 4, "backup.databases[0].name: required"),
+        (
+            "name: mdf\nenvironments: [dev, prod]\nservices:\n  mail: {environments: [stage]}\n",
+            4,
+            "unknown environment 'stage'",
+        ),
+        (
+            "name: mdf\nenvironments: [dev, prod]\nsync:\n  pairs: [[prod, int]]\n",
+            4,
+            "sync.pairs[0]: unknown environment 'int'",
+        ),
+        (
+            "name: mdf\nenvironments: [dev, prod]\nsync:\n  replace: {qa: x}\n",
+            4,
+            "sync.replace.qa: unknown environment",
+        ),
+        (
+            "name: mdf\nenvironments: [dev, prod]\npromote:\n  type: git\n  dir: code\n  branches: {int: x}\n",
+            6,
+            "promote.branches.int",
+        ),
+        (
+            "name: mdf\npromote: {type: ftp}\n",
+            2,
+            "promote.type: 'ftp' is not one of git, rsync, script",
+        ),
+        (
+            "name: mdf\nbackup:\n  databases:\n    - {service: db, type: oracle, name: x}\n",
+            4,
+            "backup.databases[0].type",
+        ),
+        (
+            "name: mdf\nbackup:\n  databases:\n    - {service: db, type: mariadb}\n",
+            4,
+            "backup.databases[0].name: required",
+        ),
         ("name: mdf\nname: other\n", 2, "name: duplicate key"),
         ("name: mdf\nenvironments: [dev, dev]\n", 2, "duplicate environment"),
         ("name: mdf\nhealth:\n  - {http: 'ftp://x'}\n", 3, "health[0].http"),
@@ -102,8 +145,14 @@ def test_malformed_files(text: str, fragment: str) -> None:
 
 
 def test_duplicate_project_names_across_the_root() -> None:
-    sources = [DescriptorSource("/r/a/project.yaml", "name: shop\n"), DescriptorSource("/r/b/project.yaml", "name: shop\n")]
-    with pytest.raises(DescriptorError, match=r"/r/b/project.yaml: name: project 'shop' is also defined in /r/a/project.yaml"):
+    sources = [
+        DescriptorSource("/r/a/project.yaml", "name: shop\n"),
+        DescriptorSource("/r/b/project.yaml", "name: shop\n"),
+    ]
+    with pytest.raises(
+        DescriptorError,
+        match=r"/r/b/project.yaml: name: project 'shop' is also defined in /r/a/project.yaml",
+    ):
         load_projects(sources)
 
 

@@ -54,7 +54,11 @@ def test_stop_start_restart_a_service(examples_up) -> None:  # type: ignore[no-u
     def web() -> dict[str, str]:
         return next(r for r in status(root, "webstack", "prod") if r["service"] == "web")
 
-    before = subprocess.run(["docker", "inspect", "-f", "{{.State.StartedAt}}", web()["name"]], capture_output=True, text=True).stdout
+    before = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.StartedAt}}", web()["name"]],
+        capture_output=True,
+        text=True,
+    ).stdout
     assert opskit("stop", "webstack", "prod", "web", "--root", root).returncode == 0
     assert web()["state"] == "exited"
     cache = next(r for r in status(root, "webstack", "prod") if r["service"] == "cache")
@@ -63,10 +67,18 @@ def test_stop_start_restart_a_service(examples_up) -> None:  # type: ignore[no-u
     assert health.returncode == 1
     assert opskit("start", "webstack", "prod", "web", "--root", root).returncode == 0
     assert web()["state"] == "running"
-    started = subprocess.run(["docker", "inspect", "-f", "{{.State.StartedAt}}", web()["name"]], capture_output=True, text=True).stdout
+    started = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.StartedAt}}", web()["name"]],
+        capture_output=True,
+        text=True,
+    ).stdout
     assert started != before
     assert opskit("restart", "webstack", "prod", "--root", root).returncode == 0
-    restarted = subprocess.run(["docker", "inspect", "-f", "{{.State.StartedAt}}", web()["name"]], capture_output=True, text=True).stdout
+    restarted = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.StartedAt}}", web()["name"]],
+        capture_output=True,
+        text=True,
+    ).stdout
     assert restarted != started
     wait_until(lambda: web()["health"] == "healthy", what="webstack prod web healthy")
 
@@ -77,7 +89,10 @@ def test_stop_and_start_a_whole_env_with_an_extra_stack(examples_up) -> None:  #
     assert {r["state"] for r in status(root, "mdf", "prod")} == {"exited"}
     assert opskit("start", "mdf", "prod", "--root", root).returncode == 0
     assert {r["state"] for r in status(root, "mdf", "prod")} == {"running"}
-    wait_until(lambda: opskit("health", "mdf", "prod", "--root", root).returncode == 0, what="mdf prod healthy")
+    wait_until(
+        lambda: opskit("health", "mdf", "prod", "--root", root).returncode == 0,
+        what="mdf prod healthy",
+    )
 
 
 def test_logs_tail(examples_up) -> None:  # type: ignore[no-untyped-def]
@@ -95,10 +110,14 @@ def test_logs_tail(examples_up) -> None:  # type: ignore[no-untyped-def]
 
 def test_exec_runs_in_the_container_and_passes_the_exit_code(examples_up) -> None:  # type: ignore[no-untyped-def]
     root = str(examples_up)
-    run = opskit("exec", "mdf", "dev", "db", "--root", root, "--", "sh", "-c", "echo $MYSQL_DATABASE; exit 7")
+    run = opskit(
+        "exec", "mdf", "dev", "db", "--root", root, "--", "sh", "-c", "echo $MYSQL_DATABASE; exit 7"
+    )
     assert run.returncode == 7
     assert run.stdout == "wordpress\n"
-    piped = opskit("exec", "webstack", "dev", "web", "--root", root, "--", "cat", input="from stdin\n")
+    piped = opskit(
+        "exec", "webstack", "dev", "web", "--root", root, "--", "cat", input="from stdin\n"
+    )
     assert piped.stdout == "from stdin\n"
 
 
@@ -120,9 +139,18 @@ def test_exec_in_a_stopped_container(examples_up) -> None:  # type: ignore[no-un
 def test_health_fails_while_unhealthy_and_recovers(examples_up) -> None:  # type: ignore[no-untyped-def]
     root = str(examples_up)
     assert opskit("health", "webstack", "dev", "--root", root).returncode == 0
-    assert opskit("exec", "webstack", "dev", "web", "--root", root, "--", "touch", "/tmp/sick").returncode == 0
+    assert (
+        opskit(
+            "exec", "webstack", "dev", "web", "--root", root, "--", "touch", "/tmp/sick"
+        ).returncode
+        == 0
+    )
     try:
-        wait_until(lambda: opskit("health", "webstack", "dev", "--root", root).returncode == 1, timeout=30, what="unhealthy")
+        wait_until(
+            lambda: opskit("health", "webstack", "dev", "--root", root).returncode == 1,
+            timeout=30,
+            what="unhealthy",
+        )
         report = opskit("health", "webstack", "dev", "--json", "--root", root).json()
         assert report["ok"] is False  # type: ignore[index]
         failing = [c for c in report["checks"] if not c["ok"]]  # type: ignore[index]
@@ -130,22 +158,46 @@ def test_health_fails_while_unhealthy_and_recovers(examples_up) -> None:  # type
         assert "unhealthy" in failing[0]["detail"]
     finally:
         opskit("exec", "webstack", "dev", "web", "--root", root, "--", "rm", "-f", "/tmp/sick")
-    wait_until(lambda: opskit("health", "webstack", "dev", "--root", root).returncode == 0, timeout=30, what="healthy again")
+    wait_until(
+        lambda: opskit("health", "webstack", "dev", "--root", root).returncode == 0,
+        timeout=30,
+        what="healthy again",
+    )
 
 
 def test_health_of_the_plugins(examples_up) -> None:  # type: ignore[no-untyped-def]
     report = opskit("health", "--json", "--root", str(examples_up)).json()
     checks = {(c["project"], c["environment"], c["check"]): c for c in report["checks"]}  # type: ignore[index]
-    assert checks[("mdf", "dev", "wordpress siteurl (wordpress)")]["detail"] == "https://dev.mdf.example.test"
-    assert checks[("seriousletter", "prod", "postgres seriousletter")]["detail"] == "migration 3f2a1c9d0b7e"
+    assert (
+        checks[("mdf", "dev", "wordpress siteurl (wordpress)")]["detail"]
+        == "https://dev.mdf.example.test"
+    )
+    assert (
+        checks[("seriousletter", "prod", "postgres seriousletter")]["detail"]
+        == "migration 3f2a1c9d0b7e"
+    )
     assert checks[("webstack", "dev", "http http://127.0.0.1:18087/")]["ok"] is True
 
 
 def test_the_wordpress_check_catches_a_prod_url_in_dev(examples_up) -> None:  # type: ignore[no-untyped-def]
     root = str(examples_up)
-    sql = "UPDATE wp_options SET option_value='https://mdf.example.test' WHERE option_name='siteurl'"
+    sql = (
+        "UPDATE wp_options SET option_value='https://mdf.example.test' WHERE option_name='siteurl'"
+    )
     restore = "UPDATE wp_options SET option_value='https://dev.mdf.example.test' WHERE option_name='siteurl'"
-    exec_sql = ["exec", "mdf", "dev", "db", "--root", root, "--", "sh", "-c", 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mariadb -uroot wordpress -e "$1"', "sh"]
+    exec_sql = [
+        "exec",
+        "mdf",
+        "dev",
+        "db",
+        "--root",
+        root,
+        "--",
+        "sh",
+        "-c",
+        'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mariadb -uroot wordpress -e "$1"',
+        "sh",
+    ]
     assert opskit(*exec_sql, sql).returncode == 0
     try:
         run = opskit("health", "mdf", "dev", "--json", "--root", root)
@@ -161,7 +213,10 @@ def test_disk(examples_up) -> None:  # type: ignore[no-untyped-def]
     data = opskit("disk", "--json", "--root", str(examples_up)).json()
     paths = [f["path"] for f in data["folders"]]  # type: ignore[index]
     assert str(examples_up) in paths
-    assert all(f["bytes"] >= 0 and f["filesystem_size"] > f["filesystem_free"] >= 0 for f in data["folders"])  # type: ignore[index]
+    assert all(
+        f["bytes"] >= 0 and f["filesystem_size"] > f["filesystem_free"] >= 0
+        for f in data["folders"]
+    )  # type: ignore[index]
     assert data["docker"]["images_bytes"] > 0  # type: ignore[index]
 
 
@@ -171,7 +226,10 @@ def test_destroy_and_bring_back(examples_up) -> None:  # type: ignore[no-untyped
     assert {r["state"] for r in status(root, "webstack", "prod")} == set()
     assert opskit("start", "webstack", "prod", "--root", root).returncode == 0
     assert len(status(root, "webstack", "prod")) == 2
-    wait_until(lambda: opskit("health", "webstack", "prod", "--root", root).returncode == 0, what="webstack prod healthy")
+    wait_until(
+        lambda: opskit("health", "webstack", "prod", "--root", root).returncode == 0,
+        what="webstack prod healthy",
+    )
 
 
 def test_python_api_status(examples_up) -> None:  # type: ignore[no-untyped-def]

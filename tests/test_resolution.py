@@ -12,23 +12,51 @@ MDF = parse_descriptor(
         "services:\n  web: {}\n  db: {}\n  mail: {environments: [prod]}\n",
     )
 )
-SHOP = parse_descriptor(DescriptorSource("/opt/data/shop/project.yaml", 'name: shop\nenvironments: [dev, prod]\ncompose: {dir: "{env}"}\n'))
+SHOP = parse_descriptor(
+    DescriptorSource(
+        "/opt/data/shop/project.yaml",
+        'name: shop\nenvironments: [dev, prod]\ncompose: {dir: "{env}"}\n',
+    )
+)
 MDF_SHOP = parse_descriptor(
-    DescriptorSource("/opt/data/mdfshop/project.yaml", 'name: mdf-shop\nenvironments: [dev]\ncontainer_prefix: "{env}-mdf-shop"\n')
+    DescriptorSource(
+        "/opt/data/mdfshop/project.yaml",
+        'name: mdf-shop\nenvironments: [dev]\ncontainer_prefix: "{env}-mdf-shop"\n',
+    )
 )
 
 
-def container(name: str, labels: dict[str, str] | None = None, status: str = "Up 2 minutes", state: str = "running") -> Container:
-    data: dict[str, Any] = {"Id": name * 3, "Names": [f"/{name}"], "Image": "img", "State": state, "Status": status, "Labels": labels or {}}
+def container(
+    name: str,
+    labels: dict[str, str] | None = None,
+    status: str = "Up 2 minutes",
+    state: str = "running",
+) -> Container:
+    data: dict[str, Any] = {
+        "Id": name * 3,
+        "Names": [f"/{name}"],
+        "Image": "img",
+        "State": state,
+        "Status": status,
+        "Labels": labels or {},
+    }
     return Container.from_api(data)
 
 
-def placed(containers: list[Container], projects=(MDF, SHOP)) -> dict[str, tuple[str, str, str, str | None]]:  # type: ignore[no-untyped-def]
-    return {p.container.name: (p.project, p.environment, p.service, p.matched_by) for p in resolve(list(projects), containers) if p.container}
+def placed(
+    containers: list[Container], projects=(MDF, SHOP)
+) -> dict[str, tuple[str, str, str, str | None]]:  # type: ignore[no-untyped-def]
+    return {
+        p.container.name: (p.project, p.environment, p.service, p.matched_by)
+        for p in resolve(list(projects), containers)
+        if p.container
+    }
 
 
 def test_labels_come_first() -> None:
-    labelled = container("whatever", {"ops.project": "mdf", "ops.environment": "prod", "ops.service": "db"})
+    labelled = container(
+        "whatever", {"ops.project": "mdf", "ops.environment": "prod", "ops.service": "db"}
+    )
     assert placed([labelled]) == {"whatever": ("mdf", "prod", "db", "label")}
 
 
@@ -38,12 +66,25 @@ def test_label_of_unknown_env_falls_through_to_the_name() -> None:
 
 
 def test_prefix_matches_whole_words_only() -> None:
-    found = placed([container("dev-mdf-db"), container("dev-mdf2-db"), container("dev-mdfx"), container("dev-mdf_web_1"), container("xdev-mdf-db")])
-    assert found == {"dev-mdf-db": ("mdf", "dev", "db", "prefix"), "dev-mdf_web_1": ("mdf", "dev", "web", "prefix")}
+    found = placed(
+        [
+            container("dev-mdf-db"),
+            container("dev-mdf2-db"),
+            container("dev-mdfx"),
+            container("dev-mdf_web_1"),
+            container("xdev-mdf-db"),
+        ]
+    )
+    assert found == {
+        "dev-mdf-db": ("mdf", "dev", "db", "prefix"),
+        "dev-mdf_web_1": ("mdf", "dev", "web", "prefix"),
+    }
 
 
 def test_longest_prefix_wins() -> None:
-    found = placed([container("dev-mdf-shop-db"), container("dev-mdf-db")], projects=(MDF, MDF_SHOP))
+    found = placed(
+        [container("dev-mdf-shop-db"), container("dev-mdf-db")], projects=(MDF, MDF_SHOP)
+    )
     assert found["dev-mdf-shop-db"] == ("mdf-shop", "dev", "db", "prefix")
     assert found["dev-mdf-db"] == ("mdf", "dev", "db", "prefix")
 
@@ -51,15 +92,28 @@ def test_longest_prefix_wins() -> None:
 def test_compose_labels_by_working_dir_then_by_project_name() -> None:
     by_dir = container(
         "prod_web_1",
-        {"com.docker.compose.project": "prod", "com.docker.compose.service": "web", "com.docker.compose.project.working_dir": "/opt/data/shop/prod"},
+        {
+            "com.docker.compose.project": "prod",
+            "com.docker.compose.service": "web",
+            "com.docker.compose.project.working_dir": "/opt/data/shop/prod",
+        },
     )
     elsewhere = container(
         "prod_api_1",
-        {"com.docker.compose.project": "prod", "com.docker.compose.service": "api", "com.docker.compose.project.working_dir": "/srv/other/prod"},
+        {
+            "com.docker.compose.project": "prod",
+            "com.docker.compose.service": "api",
+            "com.docker.compose.project.working_dir": "/srv/other/prod",
+        },
     )
-    old = container("dev_cache_1", {"com.docker.compose.project": "dev", "com.docker.compose.service": "cache"})
+    old = container(
+        "dev_cache_1", {"com.docker.compose.project": "dev", "com.docker.compose.service": "cache"}
+    )
     found = placed([by_dir, elsewhere, old], projects=(SHOP,))
-    assert found == {"prod_web_1": ("shop", "prod", "web", "compose"), "dev_cache_1": ("shop", "dev", "cache", "compose")}
+    assert found == {
+        "prod_web_1": ("shop", "prod", "web", "compose"),
+        "dev_cache_1": ("shop", "dev", "cache", "compose"),
+    }
 
 
 def test_compose_service_label_names_the_service_of_a_prefix_match() -> None:
@@ -76,7 +130,11 @@ def test_health_is_read_from_the_status() -> None:
 
 def test_status_lists_declared_services_without_a_container_as_missing() -> None:
     rows = status([MDF], [(MDF, "prod")], [container("prod-mdf-web")])
-    assert [(r.service, r.state, r.matched_by) for r in rows] == [("db", "missing", None), ("mail", "missing", None), ("web", "running", "prefix")]
+    assert [(r.service, r.state, r.matched_by) for r in rows] == [
+        ("db", "missing", None),
+        ("mail", "missing", None),
+        ("web", "running", "prefix"),
+    ]
     dev = status([MDF], [(MDF, "dev")], [])
     assert {r.service for r in dev} == {"web", "db"}  # mail exists only in prod
 

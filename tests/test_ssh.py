@@ -37,18 +37,39 @@ def test_health_exec_and_logs_over_ssh(examples_up) -> None:  # type: ignore[no-
     health = opskit("health", "--json", "--root", root, "--host", SSH_URL)
     assert health.returncode == 0, health.stdout
     assert any(c["check"].startswith("http ") and c["ok"] for c in health.json()["checks"])  # type: ignore[index]
-    run = opskit("exec", "mdf", "prod", "db", "--root", root, "--host", SSH_URL, "--", "sh", "-c", "echo $MYSQL_DATABASE; exit 3")
+    run = opskit(
+        "exec",
+        "mdf",
+        "prod",
+        "db",
+        "--root",
+        root,
+        "--host",
+        SSH_URL,
+        "--",
+        "sh",
+        "-c",
+        "echo $MYSQL_DATABASE; exit 3",
+    )
     assert (run.returncode, run.stdout) == (3, "wordpress\n")
-    logs = opskit("logs", "webstack", "prod", "cache", "--tail", "1", "--root", root, "--host", SSH_URL)
+    logs = opskit(
+        "logs", "webstack", "prod", "cache", "--tail", "1", "--root", root, "--host", SSH_URL
+    )
     assert logs.stdout.strip() == "cache ready"
 
 
 def test_lifecycle_over_ssh(examples_up) -> None:  # type: ignore[no-untyped-def]
     root = str(examples_up)
-    assert opskit("stop", "webstack", "dev", "cache", "--root", root, "--host", SSH_URL).returncode == 0
+    assert (
+        opskit("stop", "webstack", "dev", "cache", "--root", root, "--host", SSH_URL).returncode
+        == 0
+    )
     rows = opskit("status", "webstack", "dev", "--json", "--root", root).json()["containers"]  # type: ignore[index]
     assert {r["service"]: r["state"] for r in rows}["cache"] == "exited"
-    assert opskit("start", "webstack", "dev", "cache", "--root", root, "--host", SSH_URL).returncode == 0
+    assert (
+        opskit("start", "webstack", "dev", "cache", "--root", root, "--host", SSH_URL).returncode
+        == 0
+    )
     rows = opskit("status", "webstack", "dev", "--json", "--root", root).json()["containers"]  # type: ignore[index]
     assert {r["service"]: r["state"] for r in rows}["cache"] == "running"
 
@@ -67,7 +88,10 @@ def test_secrets_reach_the_remote_command_through_stdin_not_argv() -> None:
     from opskit.host import SSHHost
 
     with SSHHost(SSH_URL) as host:
-        result = host.run(["sh", "-c", 'echo "$SECRET"; cat /proc/$$/cmdline | tr "\\0" " "'], env={"SECRET": "hunter2 x"})
+        result = host.run(
+            ["sh", "-c", 'echo "$SECRET"; cat /proc/$$/cmdline | tr "\\0" " "'],
+            env={"SECRET": "hunter2 x"},
+        )
     shown, cmdline = result.text.splitlines()
     assert shown == "hunter2 x"
     assert "hunter2" not in cmdline

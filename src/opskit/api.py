@@ -58,7 +58,9 @@ class Ops:
     ) -> None:
         environ = os.environ if environ is None else environ
         self.root = os.path.abspath(root or environ.get("OPSKIT_ROOT") or DEFAULT_ROOT)
-        self.host = host if isinstance(host, Host) else open_host(host or environ.get("OPSKIT_HOST"))
+        self.host = (
+            host if isinstance(host, Host) else open_host(host or environ.get("OPSKIT_HOST"))
+        )
         self.plugins = plugins if plugins is not None else create_plugins(environ)
         self._projects: list[Project] | None = None
 
@@ -79,7 +81,9 @@ class Ops:
             loaded = load_projects(self.plugins.discover_projects(self.root, self.host))
             if not loaded and not self.host.exists(self.root):
                 where = "" if self.host.name == "local" else f" on {self.host.name}"
-                raise NotFoundError(f"projects root {self.root} does not exist{where} (use --root or OPSKIT_ROOT)")
+                raise NotFoundError(
+                    f"projects root {self.root} does not exist{where} (use --root or OPSKIT_ROOT)"
+                )
             projects = []
             for project in loaded:
                 handler = self.plugins.project_handler(project) or "generic"
@@ -100,7 +104,9 @@ class Ops:
         known = ", ".join(p.name for p in self.projects()) or f"none under {self.root}"
         raise NotFoundError(f"unknown project {name!r} (projects: {known})")
 
-    def scope(self, project: str | None = None, env: str | None = None) -> list[tuple[Project, str]]:
+    def scope(
+        self, project: str | None = None, env: str | None = None
+    ) -> list[tuple[Project, str]]:
         """The (project, env) pairs a command acts on: one env, a project's envs, or all."""
         if project is None:
             return [(p, e) for p in self.projects() for e in p.environments]
@@ -111,12 +117,16 @@ class Ops:
 
     # -- status and health -----------------------------------------------------
 
-    def status(self, project: str | None = None, env: str | None = None) -> list[containers.Placement]:
+    def status(
+        self, project: str | None = None, env: str | None = None
+    ) -> list[containers.Placement]:
         """The containers of the envs in scope, with declared services that have none."""
         scope = self.scope(project, env)
         return containers.status(self.projects(), scope, containers.list_containers(self.host))
 
-    def containers(self, project: str, env: str, service: str | None = None, running: bool = False) -> list[containers.Container]:
+    def containers(
+        self, project: str, env: str, service: str | None = None, running: bool = False
+    ) -> list[containers.Container]:
         """The containers of one env (of one service), resolved like ``status`` does."""
         placements = [p for p in self.status(project, env) if p.container is not None]
         if service is not None:
@@ -161,7 +171,9 @@ class Ops:
 
     # -- lifecycle -------------------------------------------------------------
 
-    def compose_commands(self, project: str, env: str, action: str, service: str | None = None, volumes: bool = False) -> list[compose.ComposeCommand]:
+    def compose_commands(
+        self, project: str, env: str, action: str, service: str | None = None, volumes: bool = False
+    ) -> list[compose.ComposeCommand]:
         """The compose commands a lifecycle action runs, without running them."""
         found = self.project(project)
         found.check_env(env)
@@ -172,7 +184,16 @@ class Ops:
             raise NotFoundError(f"{action} acts on a whole environment, not on one service")
         return compose.env_commands(self.host, found, env, args, service)
 
-    def lifecycle(self, project: str, env: str, action: str, service: str | None = None, *, volumes: bool = False, dry_run: bool = False) -> list[compose.ComposeCommand]:
+    def lifecycle(
+        self,
+        project: str,
+        env: str,
+        action: str,
+        service: str | None = None,
+        *,
+        volumes: bool = False,
+        dry_run: bool = False,
+    ) -> list[compose.ComposeCommand]:
         """Run ``start``, ``stop``, ``restart``, ``build`` or ``destroy`` for one env."""
         commands = self.compose_commands(project, env, action, service, volumes)
         if action == "stop":
@@ -199,7 +220,16 @@ class Ops:
 
     # -- containers ------------------------------------------------------------
 
-    def logs(self, project: str, env: str, service: str | None = None, *, follow: bool = False, tail: int | None = None, stream: Any = None) -> int:
+    def logs(
+        self,
+        project: str,
+        env: str,
+        service: str | None = None,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        stream: Any = None,
+    ) -> int:
         """Write the logs of an env's (or one service's) containers; return an exit code."""
         targets = self.containers(project, env, service)
         if not targets:
@@ -211,9 +241,13 @@ class Ops:
             argv += ["--tail", str(tail)]
         if len(targets) == 1 and stream is None:
             return self.host.call([*argv, targets[0].name])
-        return _multiplex(self.host, [([*argv, c.name], c.name) for c in targets], stream or sys.stdout, follow)
+        return _multiplex(
+            self.host, [([*argv, c.name], c.name) for c in targets], stream or sys.stdout, follow
+        )
 
-    def exec(self, project: str, env: str, service: str, command: Sequence[str], *, tty: bool = False) -> int:
+    def exec(
+        self, project: str, env: str, service: str, command: Sequence[str], *, tty: bool = False
+    ) -> int:
         """Run *command* in the service's running container; return its exit code."""
         container = self.containers(project, env, service, running=True)[0]
         flags = ["-i", "-t"] if tty else ["-i"] if _stdin_is_usable() else []

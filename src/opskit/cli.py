@@ -116,7 +116,9 @@ def run(argv: Sequence[str] | None = None, plugins: Plugins | None = None) -> in
 
             plugins = create_plugins(os.environ)
         cli = create_cli(plugins)
-        result = cli.main(args=list(argv) if argv is not None else None, prog_name="opskit", standalone_mode=False)
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="opskit", standalone_mode=False
+        )
     except OpskitError as exc:
         error(str(exc))
         return exc.exit_code
@@ -127,7 +129,13 @@ def run(argv: Sequence[str] | None = None, plugins: Plugins | None = None) -> in
         error("interrupted")
         return 2
     except click.UsageError as exc:
-        hint = f" (see 'opskit {exc.ctx.command_path.partition(' ')[2]} --help')".replace("opskit  ", "opskit ") if exc.ctx else ""
+        hint = (
+            f" (see 'opskit {exc.ctx.command_path.partition(' ')[2]} --help')".replace(
+                "opskit  ", "opskit "
+            )
+            if exc.ctx
+            else ""
+        )
         error(f"{exc.format_message()}{hint}")
         return 1
     except click.ClickException as exc:

@@ -42,11 +42,16 @@ def _first_existing(host: Host, directory: str, names: tuple[str, ...]) -> str |
     return None
 
 
-def stack_command(host: Host, project: Project, env: str, stack: Stack, args: list[str], main: bool) -> ComposeCommand:
+def stack_command(
+    host: Host, project: Project, env: str, stack: Stack, args: list[str], main: bool
+) -> ComposeCommand:
     """The compose command running *args* for one stack of one env."""
     directory = project.resolve_path(stack.dir, env)
     if stack.files:
-        files = [project.resolve_path(f"{stack.dir}/{project.expand(name, env)}", env) for name in stack.files]
+        files = [
+            project.resolve_path(f"{stack.dir}/{project.expand(name, env)}", env)
+            for name in stack.files
+        ]
         missing = [path for path in files if not host.exists(path)]
         if missing:
             raise NotFoundError(f"{project.name} {env}: compose file {missing[0]} does not exist")
@@ -59,7 +64,9 @@ def stack_command(host: Host, project: Project, env: str, stack: Stack, args: li
     for path in files:
         argv += ["-f", path]
     if main and project.compose.env_file:
-        env_file = project.resolve_path(f"{stack.dir}/{project.expand(project.compose.env_file, env)}", env)
+        env_file = project.resolve_path(
+            f"{stack.dir}/{project.expand(project.compose.env_file, env)}", env
+        )
         if not host.exists(env_file):
             raise NotFoundError(f"{project.name} {env}: env file {env_file} does not exist")
     else:
@@ -71,7 +78,9 @@ def stack_command(host: Host, project: Project, env: str, stack: Stack, args: li
     return ComposeCommand(tuple(argv + args), directory)
 
 
-def env_commands(host: Host, project: Project, env: str, args: list[str], service: str | None = None) -> list[ComposeCommand]:
+def env_commands(
+    host: Host, project: Project, env: str, args: list[str], service: str | None = None
+) -> list[ComposeCommand]:
     """The compose commands running *args* for every stack of an env.
 
     With *service*, only the stack that defines it, and the service name is appended.
@@ -85,7 +94,7 @@ def env_commands(host: Host, project: Project, env: str, args: list[str], servic
         return commands
     if len(commands) > 1:
         for command in commands:
-            listing = command.argv[: -len(args) or None] + ("config", "--services")
+            listing = (*command.argv[: -len(args) or None], "config", "--services")
             result = host.run(list(listing), cwd=command.cwd, check=False)
             if service in result.text.split():
                 return [attrs.evolve(command, argv=(*command.argv, service))]

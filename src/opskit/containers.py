@@ -131,7 +131,11 @@ def resolve(projects: Sequence[Project], containers: Iterable[Container]) -> lis
     """Place every container that belongs to one of *projects*; others are left out."""
     by_name = {project.name: project for project in projects}
     prefixes = sorted(
-        ((project.prefix(env), project, env) for project in projects for env in project.environments),
+        (
+            (project.prefix(env), project, env)
+            for project in projects
+            for env in project.environments
+        ),
         key=lambda item: len(item[0]),
         reverse=True,
     )
@@ -157,7 +161,12 @@ def resolve(projects: Sequence[Project], containers: Iterable[Container]) -> lis
             for prefix, project, env in prefixes:
                 rest = _prefix_rest(container.name, prefix)
                 if rest is not None:
-                    service = labels.get(LABEL_SERVICE) or compose_service or _service_from_name(rest) or container.name
+                    service = (
+                        labels.get(LABEL_SERVICE)
+                        or compose_service
+                        or _service_from_name(rest)
+                        or container.name
+                    )
                     placement = Placement(project.name, env, service, "prefix", container)
                     break
         if placement is None and compose_service:
@@ -174,7 +183,11 @@ def resolve(projects: Sequence[Project], containers: Iterable[Container]) -> lis
     return placements
 
 
-def status(projects: Sequence[Project], scope: Iterable[tuple[Project, str]], containers: Iterable[Container]) -> list[Placement]:
+def status(
+    projects: Sequence[Project],
+    scope: Iterable[tuple[Project, str]],
+    containers: Iterable[Container],
+) -> list[Placement]:
     """The placements of the envs in *scope*, plus declared services that have no container."""
     wanted = {(project.name, env) for project, env in scope}
     found = [p for p in resolve(projects, containers) if (p.project, p.environment) in wanted]
@@ -184,4 +197,11 @@ def status(projects: Sequence[Project], scope: Iterable[tuple[Project, str]], co
             if (project.name, env, service.name) not in present:
                 found.append(Placement(project.name, env, service.name, None, None))
     order = {key: i for i, key in enumerate((p.name, env) for p, env in scope)}
-    return sorted(found, key=lambda p: (order[(p.project, p.environment)], p.service, p.container.name if p.container else ""))
+    return sorted(
+        found,
+        key=lambda p: (
+            order[(p.project, p.environment)],
+            p.service,
+            p.container.name if p.container else "",
+        ),
+    )

@@ -24,7 +24,12 @@ PROMOTE_TYPES = ("git", "rsync", "script")
 REBUILD_MODES = ("auto", "always", "never")
 OFFSITE_SCHEMES = ("sftp://", "file://", "s3://")
 DELEGATE_COMMANDS = ("backup", "restore", "sync", "promote")
-COMPOSE_FILE_CANDIDATES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+COMPOSE_FILE_CANDIDATES = (
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+)
 DEFAULT_BACKUP_DIR = "/opt/data/backups"
 
 
@@ -234,7 +239,9 @@ class _Reader:
             if not isinstance(key, str):
                 raise self.error(key_node, name, "keys must be strings")
             if allowed and key not in allowed:
-                raise self.error(key_node, name, f"unknown key (expected one of {', '.join(sorted(allowed))})")
+                raise self.error(
+                    key_node, name, f"unknown key (expected one of {', '.join(sorted(allowed))})"
+                )
             if key in result:
                 raise self.error(key_node, name, "duplicate key")
             result[key] = value_node
@@ -254,7 +261,9 @@ class _Reader:
         except (yaml.YAMLError, ValueError, OverflowError) as exc:
             raise self.error(node, field, f"bad value: {exc}") from None
 
-    def string(self, node: Node, field: str, pattern: re.Pattern[str] | None = None, what: str = "") -> str:
+    def string(
+        self, node: Node, field: str, pattern: re.Pattern[str] | None = None, what: str = ""
+    ) -> str:
         value = self.scalar(node, field)
         if not isinstance(value, str):
             raise self.error(node, field, "expected a string")
@@ -292,7 +301,9 @@ class _Reader:
         return list(node.value)
 
     def each(self, node: Node, field: str, read: Callable[[Node, str], T]) -> tuple[T, ...]:
-        return tuple(read(item, f"{field}[{i}]") for i, item in enumerate(self.sequence(node, field)))
+        return tuple(
+            read(item, f"{field}[{i}]") for i, item in enumerate(self.sequence(node, field))
+        )
 
     def strings(self, node: Node, field: str) -> tuple[str, ...]:
         return self.each(node, field, self.string)
@@ -300,7 +311,11 @@ class _Reader:
     def env_name(self, node: Node, field: str) -> str:
         value = self.string(node, field)
         if self.environments and value not in self.environments:
-            raise self.error(node, field, f"unknown environment {value!r} (environments: {', '.join(self.environments)})")
+            raise self.error(
+                node,
+                field,
+                f"unknown environment {value!r} (environments: {', '.join(self.environments)})",
+            )
         return value
 
 
@@ -319,7 +334,9 @@ def _read_compose(r: _Reader, node: Node) -> Compose:
         files=r.strings(m["files"], "compose.files") if "files" in m else (),
         env_file=r.string(m["env_file"], "compose.env_file") if "env_file" in m else None,
         profile=r.string(m["profile"], "compose.profile") if "profile" in m else None,
-        extra=r.each(m["extra"], "compose.extra", lambda n, f: _read_stack(r, n, f)) if "extra" in m else (),
+        extra=r.each(m["extra"], "compose.extra", lambda n, f: _read_stack(r, n, f))
+        if "extra" in m
+        else (),
     )
 
 
@@ -330,40 +347,62 @@ def _read_services(r: _Reader, node: Node) -> tuple[Service, ...]:
         if not SERVICE_RE.match(name):
             raise r.error(value, field, f"{name!r} is not a valid service name")
         m = r.mapping(value, field, {"environments"})
-        envs = r.each(m["environments"], f"{field}.environments", r.env_name) if "environments" in m else None
+        envs = (
+            r.each(m["environments"], f"{field}.environments", r.env_name)
+            if "environments" in m
+            else None
+        )
         services.append(Service(name=name, environments=envs))
     return tuple(services)
 
 
 def _read_probe(r: _Reader, node: Node, field: str) -> HttpProbe:
-    m = r.mapping(node, field, {"service", "http", "expect", "timeout", "environments"}, required={"http"})
+    m = r.mapping(
+        node, field, {"service", "http", "expect", "timeout", "environments"}, required={"http"}
+    )
     url = r.string(m["http"], f"{field}.http")
     if not url.startswith(("http://", "https://")):
         raise r.error(m["http"], f"{field}.http", "expected an http:// or https:// URL")
     return HttpProbe(
         http=url,
-        service=r.string(m["service"], f"{field}.service", SERVICE_RE, "service name") if "service" in m else None,
+        service=r.string(m["service"], f"{field}.service", SERVICE_RE, "service name")
+        if "service" in m
+        else None,
         expect=r.integer(m["expect"], f"{field}.expect", minimum=100) if "expect" in m else 200,
         timeout=r.number(m["timeout"], f"{field}.timeout") if "timeout" in m else 5.0,
-        environments=r.each(m["environments"], f"{field}.environments", r.env_name) if "environments" in m else None,
+        environments=r.each(m["environments"], f"{field}.environments", r.env_name)
+        if "environments" in m
+        else None,
     )
 
 
 def _read_database(r: _Reader, node: Node, field: str) -> Database:
-    m = r.mapping(node, field, {"service", "type", "name", "user", "password_env"}, required={"service", "type", "name"})
+    m = r.mapping(
+        node,
+        field,
+        {"service", "type", "name", "user", "password_env"},
+        required={"service", "type", "name"},
+    )
     return Database(
         service=r.string(m["service"], f"{field}.service", SERVICE_RE, "service name"),
         type=r.choice(m["type"], f"{field}.type", DATABASE_TYPES),
         name=r.string(m["name"], f"{field}.name"),
         user=r.string(m["user"], f"{field}.user") if "user" in m else None,
-        password_env=r.string(m["password_env"], f"{field}.password_env", re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z"), "variable name")
+        password_env=r.string(
+            m["password_env"],
+            f"{field}.password_env",
+            re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z"),
+            "variable name",
+        )
         if "password_env" in m
         else None,
     )
 
 
 def _read_backup(r: _Reader, node: Node) -> Backup:
-    m = r.mapping(node, "backup", {"dir", "schedule", "retention", "databases", "paths", "volumes", "stop"})
+    m = r.mapping(
+        node, "backup", {"dir", "schedule", "retention", "databases", "paths", "volumes", "stop"}
+    )
     retention = Retention()
     if "retention" in m:
         keys = ("keep_daily", "keep_weekly", "keep_monthly", "keep_last")
@@ -373,15 +412,23 @@ def _read_backup(r: _Reader, node: Node) -> Backup:
     if "schedule" in m:
         schedule = r.string(m["schedule"], "backup.schedule")
         if re.fullmatch(r"\d{1,2}:\d{2}", schedule) and not HHMM_RE.match(schedule.zfill(5)):
-            raise r.error(m["schedule"], "backup.schedule", f"{schedule!r} is not a valid time (HH:MM)")
+            raise r.error(
+                m["schedule"], "backup.schedule", f"{schedule!r} is not a valid time (HH:MM)"
+            )
     return Backup(
         dir=r.string(m["dir"], "backup.dir") if "dir" in m else DEFAULT_BACKUP_DIR,
         schedule=schedule,
         retention=retention,
-        databases=r.each(m["databases"], "backup.databases", lambda n, f: _read_database(r, n, f)) if "databases" in m else (),
+        databases=r.each(m["databases"], "backup.databases", lambda n, f: _read_database(r, n, f))
+        if "databases" in m
+        else (),
         paths=r.strings(m["paths"], "backup.paths") if "paths" in m else (),
         volumes=r.strings(m["volumes"], "backup.volumes") if "volumes" in m else (),
-        stop=r.each(m["stop"], "backup.stop", lambda n, f: r.string(n, f, SERVICE_RE, "service name")) if "stop" in m else (),
+        stop=r.each(
+            m["stop"], "backup.stop", lambda n, f: r.string(n, f, SERVICE_RE, "service name")
+        )
+        if "stop" in m
+        else (),
     )
 
 
@@ -389,8 +436,14 @@ def _read_offsite(r: _Reader, node: Node) -> Offsite:
     m = r.mapping(node, "offsite", {"target", "keep"}, required={"target"})
     target = r.string(m["target"], "offsite.target")
     if not target.startswith(OFFSITE_SCHEMES):
-        raise r.error(m["target"], "offsite.target", f"expected a URL starting with {', '.join(OFFSITE_SCHEMES)}")
-    return Offsite(target=target, keep=r.integer(m["keep"], "offsite.keep", minimum=1) if "keep" in m else None)
+        raise r.error(
+            m["target"],
+            "offsite.target",
+            f"expected a URL starting with {', '.join(OFFSITE_SCHEMES)}",
+        )
+    return Offsite(
+        target=target, keep=r.integer(m["keep"], "offsite.keep", minimum=1) if "keep" in m else None
+    )
 
 
 def _read_sync(r: _Reader, node: Node) -> Sync:
@@ -433,16 +486,22 @@ def _read_promote(r: _Reader, node: Node) -> Promote:
         dir=r.string(m["dir"], "promote.dir") if "dir" in m else None,
         branches=tuple(branches),
         script=r.string(m["script"], "promote.script") if "script" in m else None,
-        rebuild=r.choice(m["rebuild"], "promote.rebuild", REBUILD_MODES) if "rebuild" in m else "auto",
-        health_timeout=r.integer(m["health_timeout"], "promote.health_timeout", minimum=1) if "health_timeout" in m else 120,
+        rebuild=r.choice(m["rebuild"], "promote.rebuild", REBUILD_MODES)
+        if "rebuild" in m
+        else "auto",
+        health_timeout=r.integer(m["health_timeout"], "promote.health_timeout", minimum=1)
+        if "health_timeout" in m
+        else 120,
     )
 
 
 def _read_delegate(r: _Reader, node: Node) -> Delegate:
     m = r.mapping(node, "delegate", {"cli", "commands"}, required={"cli"})
-    commands = DELEGATE_COMMANDS
+    commands: tuple[str, ...] = DELEGATE_COMMANDS
     if "commands" in m:
-        commands = r.each(m["commands"], "delegate.commands", lambda n, f: r.choice(n, f, DELEGATE_COMMANDS))
+        commands = r.each(
+            m["commands"], "delegate.commands", lambda n, f: r.choice(n, f, DELEGATE_COMMANDS)
+        )
     return Delegate(cli=r.string(m["cli"], "delegate.cli"), commands=commands)
 
 
@@ -464,7 +523,9 @@ def parse_descriptor(source: DescriptorSource) -> Project:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise DescriptorError(path, line, "", f"invalid YAML: {exc.problem or exc.context}") from None
+        raise DescriptorError(
+            path, line, "", f"invalid YAML: {exc.problem or exc.context}"
+        ) from None
     except yaml.YAMLError as exc:
         raise DescriptorError(path, None, "", f"invalid YAML: {exc}") from None
     except RecursionError:
@@ -475,9 +536,13 @@ def parse_descriptor(source: DescriptorSource) -> Project:
     r = _Reader(path, loader)
     m = r.mapping(root, "", TOP_LEVEL_KEYS, required=("name",))
     name = r.string(m["name"], "name", NAME_RE, "project name ([a-z0-9][a-z0-9-]*)")
-    environments = ("dev", "int", "prod")
+    environments: tuple[str, ...] = ("dev", "int", "prod")
     if "environments" in m:
-        environments = r.each(m["environments"], "environments", lambda n, f: r.string(n, f, NAME_RE, "environment name"))
+        environments = r.each(
+            m["environments"],
+            "environments",
+            lambda n, f: r.string(n, f, NAME_RE, "environment name"),
+        )
         if not environments:
             raise r.error(m["environments"], "environments", "needs at least one environment")
         if len(set(environments)) != len(environments):
@@ -488,12 +553,18 @@ def parse_descriptor(source: DescriptorSource) -> Project:
         name=name,
         path=path,
         environments=environments,
-        plugin=r.string(m["plugin"], "plugin", NAME_RE, "plugin name") if "plugin" in m else "generic",
+        plugin=r.string(m["plugin"], "plugin", NAME_RE, "plugin name")
+        if "plugin" in m
+        else "generic",
         description=r.string(m["description"], "description") if "description" in m else "",
-        container_prefix=r.string(m["container_prefix"], "container_prefix") if "container_prefix" in m else "{env}-{project}",
+        container_prefix=r.string(m["container_prefix"], "container_prefix")
+        if "container_prefix" in m
+        else "{env}-{project}",
         compose=_read_compose(r, m["compose"]) if "compose" in m else Compose(),
         services=_read_services(r, m["services"]) if "services" in m else (),
-        health=r.each(m["health"], "health", lambda n, f: _read_probe(r, n, f)) if "health" in m else (),
+        health=r.each(m["health"], "health", lambda n, f: _read_probe(r, n, f))
+        if "health" in m
+        else (),
         backup=_read_backup(r, m["backup"]) if "backup" in m else None,
         offsite=_read_offsite(r, m["offsite"]) if "offsite" in m else None,
         sync=_read_sync(r, m["sync"]) if "sync" in m else None,
@@ -504,7 +575,9 @@ def parse_descriptor(source: DescriptorSource) -> Project:
     if declared:
         for i, probe in enumerate(project.health):
             if probe.service and probe.service not in declared:
-                raise r.error(m["health"], f"health[{i}].service", f"unknown service {probe.service!r}")
+                raise r.error(
+                    m["health"], f"health[{i}].service", f"unknown service {probe.service!r}"
+                )
     return project
 
 
@@ -515,6 +588,8 @@ def load_projects(sources: Iterable[DescriptorSource]) -> list[Project]:
         project = parse_descriptor(source)
         if project.name in projects:
             other = projects[project.name].path
-            raise DescriptorError(source.path, None, "name", f"project {project.name!r} is also defined in {other}")
+            raise DescriptorError(
+                source.path, None, "name", f"project {project.name!r} is also defined in {other}"
+            )
         projects[project.name] = project
     return sorted(projects.values(), key=lambda p: p.name)

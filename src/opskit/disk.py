@@ -67,6 +67,8 @@ def docker_usage(host: Host) -> dict[str, int]:
     data = host.docker().df()
     return {
         "images_bytes": int(data.get("LayersSize") or 0),
-        "volumes_bytes": sum(int((v.get("UsageData") or {}).get("Size") or 0) for v in data.get("Volumes") or []),
+        "volumes_bytes": sum(
+            int((v.get("UsageData") or {}).get("Size") or 0) for v in data.get("Volumes") or []
+        ),
         "containers_bytes": sum(int(c.get("SizeRw") or 0) for c in data.get("Containers") or []),
     }

@@ -13,15 +13,15 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
 import attrs
 
 from opskit.errors import CommandFailed, DockerUnavailable, HostError, OpskitError
 
-if TYPE_CHECKING:
-    import docker
+# docker.APIClient; the docker SDK ships no type information.
+DockerClient = Any
 
 LOCAL = "local"
 # Docker Engine 20.10 speaks API 1.41; every later engine still accepts it.
@@ -55,7 +55,9 @@ def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
     env = dict(env or {})
     for key, value in env.items():
         if "\n" in value or "\0" in value or not key.replace("_", "a").isalnum():
-            raise OpskitError(f"environment variable {key!r} cannot be passed (bad name or newline in value)")
+            raise OpskitError(
+                f"environment variable {key!r} cannot be passed (bad name or newline in value)"
+            )
     return env
 
 
@@ -87,17 +89,29 @@ class Host:
         """
         result = self._run(list(argv), cwd=cwd, env=_check_env(env), input=input, timeout=timeout)
         if check and result.returncode != 0:
-            raise CommandFailed(list(argv), result.returncode, result.stderr.decode("utf-8", "replace"), self.name)
+            raise CommandFailed(
+                list(argv), result.returncode, result.stderr.decode("utf-8", "replace"), self.name
+            )
         return result
 
-    def _run(self, argv: list[str], *, cwd: str | None, env: dict[str, str], input: bytes | None, timeout: float | None) -> Result:
+    def _run(
+        self,
+        argv: list[str],
+        *,
+        cwd: str | None,
+        env: dict[str, str],
+        input: bytes | None,
+        timeout: float | None,
+    ) -> Result:
         raise NotImplementedError
 
     def call(self, argv: Sequence[str], *, cwd: str | None = None, tty: bool = False) -> int:
         """Run *argv* attached to this terminal (stdin, stdout, stderr); return its exit code."""
         raise NotImplementedError
 
-    def popen(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None) -> Process:
+    def popen(
+        self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None
+    ) -> Process:
         """Start *argv* with stdout as a byte stream (stderr merged into it)."""
         raise NotImplementedError
 
@@ -121,7 +135,7 @@ class Host:
 
     # -- Docker --------------------------------------------------------------
 
-    def docker(self) -> docker.APIClient:
+    def docker(self) -> DockerClient:
         """The Docker API client of this host's engine (created once)."""
         if self._docker is None:
             import docker
@@ -130,12 +144,16 @@ class Host:
                 self._docker = self._make_docker_client()
                 self._docker.ping()
             except docker.errors.DockerException as exc:
-                raise DockerUnavailable(f"cannot reach the Docker engine ({self.name}): {_short(exc)}") from None
+                raise DockerUnavailable(
+                    f"cannot reach the Docker engine ({self.name}): {_short(exc)}"
+                ) from None
             except (OSError, EOFError) as exc:
-                raise DockerUnavailable(f"cannot reach the Docker engine ({self.name}): {_short(exc)}") from None
+                raise DockerUnavailable(
+                    f"cannot reach the Docker engine ({self.name}): {_short(exc)}"
+                ) from None
         return self._docker
 
-    def _make_docker_client(self) -> docker.APIClient:
+    def _make_docker_client(self) -> DockerClient:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -167,7 +185,15 @@ class LocalHost(Host):
 
     name = LOCAL
 
-    def _run(self, argv: list[str], *, cwd: str | None, env: dict[str, str], input: bytes | None, timeout: float | None) -> Result:
+    def _run(
+        self,
+        argv: list[str],
+        *,
+        cwd: str | None,
+        env: dict[str, str],
+        input: bytes | None,
+        timeout: float | None,
+    ) -> Result:
         try:
             done = subprocess.run(
                 argv,
@@ -191,7 +217,9 @@ class LocalHost(Host):
         except FileNotFoundError:
             raise HostError(f"{argv[0]}: command not found") from None
 
-    def popen(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None) -> Process:
+    def popen(
+        self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None
+    ) -> Process:
         extra = _check_env(env)
         try:
             process = subprocess.Popen(
@@ -229,12 +257,12 @@ class LocalHost(Host):
         import urllib.request
 
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - descriptor URL
+            with urllib.request.urlopen(url, timeout=timeout) as response:
                 return int(response.status)
         except urllib.error.HTTPError as exc:
             return int(exc.code)
 
-    def _make_docker_client(self) -> docker.APIClient:
+    def _make_docker_client(self) -> DockerClient:
         import docker
 
         return docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
@@ -296,7 +324,11 @@ class SSHHost(Host):
             if self.key_filename:
                 connect_kwargs["key_filename"] = self.key_filename
             connection = fabric.Connection(
-                self.hostname, user=self.user, port=self.port, connect_timeout=10, connect_kwargs=connect_kwargs
+                self.hostname,
+                user=self.user,
+                port=self.port,
+                connect_timeout=10,
+                connect_kwargs=connect_kwargs,
             )
             try:
                 connection.open()
@@ -324,12 +356,22 @@ class SSHHost(Host):
             channel.sendall(preamble)
         return channel
 
-    def _run(self, argv: list[str], *, cwd: str | None, env: dict[str, str], input: bytes | None, timeout: float | None) -> Result:
+    def _run(
+        self,
+        argv: list[str],
+        *,
+        cwd: str | None,
+        env: dict[str, str],
+        input: bytes | None,
+        timeout: float | None,
+    ) -> Result:
         channel = self._open(argv, cwd, env)
         if timeout is not None:
             channel.settimeout(timeout)
         stderr_chunks: list[bytes] = []
-        reader = threading.Thread(target=lambda: stderr_chunks.append(channel.makefile_stderr("rb").read()))
+        reader = threading.Thread(
+            target=lambda: stderr_chunks.append(channel.makefile_stderr("rb").read())
+        )
         reader.start()
         if input:
             channel.sendall(input)
@@ -339,7 +381,9 @@ class SSHHost(Host):
             status = channel.recv_exit_status()
         except TimeoutError:
             channel.close()
-            raise HostError(f"{' '.join(argv[:3])} timed out after {timeout} s on {self.name}") from None
+            raise HostError(
+                f"{' '.join(argv[:3])} timed out after {timeout} s on {self.name}"
+            ) from None
         reader.join()
         if status == 127 and not stdout:
             stderr = b"".join(stderr_chunks)
@@ -351,7 +395,11 @@ class SSHHost(Host):
         try:
             stdin_ok = sys.stdin is not None and sys.stdin.isatty() if tty else _readable(sys.stdin)
             result = self.connection.run(
-                self._command(list(argv), cwd), pty=tty, warn=True, hide=False, in_stream=None if stdin_ok else False
+                self._command(list(argv), cwd),
+                pty=tty,
+                warn=True,
+                hide=False,
+                in_stream=None if stdin_ok else False,
             )
         except HostError:
             raise
@@ -359,7 +407,9 @@ class SSHHost(Host):
             raise HostError(f"lost the connection to {self.name}: {_short(exc)}") from None
         return int(result.exited)
 
-    def popen(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None) -> Process:
+    def popen(
+        self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None
+    ) -> Process:
         channel = self._open(list(argv), cwd, _check_env(env))
         channel.set_combine_stderr(True)
         channel.shutdown_write()
@@ -371,7 +421,9 @@ class SSHHost(Host):
     def read_text(self, path: str) -> str:
         result = self.run(["cat", "--", path], check=False)
         if result.returncode != 0:
-            raise HostError(f"cannot read {path} on {self.name}: {result.stderr.decode(errors='replace').strip()}")
+            raise HostError(
+                f"cannot read {path} on {self.name}: {result.stderr.decode(errors='replace').strip()}"
+            )
         try:
             return result.stdout.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -382,7 +434,9 @@ class SSHHost(Host):
         if result.returncode != 0:
             if not self.exists(path):
                 return []
-            raise HostError(f"cannot list {path} on {self.name}: {result.stderr.decode(errors='replace').strip()}")
+            raise HostError(
+                f"cannot list {path} on {self.name}: {result.stderr.decode(errors='replace').strip()}"
+            )
         return sorted(result.text.splitlines())
 
     def http_status(self, url: str, timeout: float) -> int:
@@ -392,7 +446,19 @@ class SSHHost(Host):
         if parts.scheme != "http":
             # TLS through an SSH channel needs a socket; ask the server's curl instead.
             result = self.run(
-                ["curl", "-s", "-k", "-o", "/dev/null", "-w", "%{http_code}", "-m", str(timeout), url], check=False
+                [
+                    "curl",
+                    "-s",
+                    "-k",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "-m",
+                    str(timeout),
+                    url,
+                ],
+                check=False,
             )
             if result.returncode != 0:
                 raise OSError(f"curl exit {result.returncode}")
@@ -405,12 +471,14 @@ class SSHHost(Host):
         connection = http.client.HTTPConnection(parts.hostname or "", port, timeout=timeout)
         connection.sock = channel
         try:
-            connection.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+            connection.request(
+                "GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            )
             return connection.getresponse().status
         finally:
             connection.close()
 
-    def _make_docker_client(self) -> docker.APIClient:
+    def _make_docker_client(self) -> DockerClient:
         import docker
         from docker.transport import SSHHTTPAdapter
 
@@ -427,7 +495,9 @@ class SSHHost(Host):
                 self.pools.clear()  # the connection belongs to the host
 
         # shell_out and a fixed version: nothing connects until our adapter is mounted.
-        client = docker.APIClient(base_url="ssh://opskit", use_ssh_client=True, version=REMOTE_DOCKER_API_VERSION)
+        client = docker.APIClient(
+            base_url="ssh://opskit", use_ssh_client=True, version=REMOTE_DOCKER_API_VERSION
+        )
         client.mount("http+docker://ssh", FabricAdapter())
         return client
 
@@ -453,4 +523,3 @@ def open_host(url: str | None) -> Host:
     if url.startswith("ssh://"):
         return SSHHost(url)
     raise HostError(f"bad host {url!r}: expected ssh://user@server[:port] or 'local'")
-

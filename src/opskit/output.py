@@ -42,7 +42,9 @@ class Output:
     def line(self, text: str = "") -> None:
         self.stream.write(text + "\n")
 
-    def table(self, columns: Sequence[str], rows: Sequence[Sequence[Cell]], title: str | None = None) -> None:
+    def table(
+        self, columns: Sequence[str], rows: Sequence[Sequence[Cell]], title: str | None = None
+    ) -> None:
         if self.is_terminal:
             self._rich_table(columns, rows, title)
             return
@@ -50,22 +52,36 @@ class Output:
         widths = [max([len(col)] + [len(row[i]) for row in texts]) for i, col in enumerate(columns)]
         if title:
             self.line(title)
-        self.line("  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip())
+        self.line(
+            "  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip()
+        )
         for row in texts:
-            self.line("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+            self.line(
+                "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            )
 
-    def _rich_table(self, columns: Sequence[str], rows: Sequence[Sequence[Cell]], title: str | None) -> None:
+    def _rich_table(
+        self, columns: Sequence[str], rows: Sequence[Sequence[Cell]], title: str | None
+    ) -> None:
         from rich.console import Console
         from rich.table import Table
         from rich.text import Text
 
         # color_system=None: a table with no escape codes at all (NO_COLOR).
         console = Console(
-            file=self.stream, color_system="auto" if self.color else None, highlight=False, force_terminal=True
+            file=self.stream,
+            color_system="auto" if self.color else None,
+            highlight=False,
+            force_terminal=True,
         )
         table = Table(*columns, title=title, title_justify="left", header_style="bold")
         for row in rows:
-            table.add_row(*(Text(cell[0], style=cell[1]) if isinstance(cell, tuple) else Text(cell) for cell in row))
+            table.add_row(
+                *(
+                    Text(cell[0], style=cell[1]) if isinstance(cell, tuple) else Text(cell)
+                    for cell in row
+                )
+            )
         console.print(table)
 
 

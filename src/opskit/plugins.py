@@ -67,7 +67,9 @@ class Plugins:
 
     # -- loading ----------------------------------------------------------
 
-    def register(self, plugin: object, name: str, source: str = "builtin", version: str = "") -> bool:
+    def register(
+        self, plugin: object, name: str, source: str = "builtin", version: str = ""
+    ) -> bool:
         """Register one plugin; a plugin with unknown or malformed hooks is skipped."""
         try:
             self.pm.register(plugin, name=name)
@@ -77,9 +79,7 @@ class Plugins:
             _warn(f"plugin {name!r} skipped: {exc}")
             return False
         unknown = [
-            caller.name
-            for caller in self.pm.get_hookcallers(plugin) or []
-            if caller.spec is None
+            caller.name for caller in self.pm.get_hookcallers(plugin) or [] if caller.spec is None
         ]
         if unknown:
             self.pm.unregister(plugin)

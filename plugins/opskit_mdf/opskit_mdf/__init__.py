@@ -41,10 +41,17 @@ def opskit_health_checks(context: HealthContext) -> list[CheckResult]:
             running = [
                 p.container
                 for p in context.placements
-                if p.environment == env and p.service == database.service and p.state == "running" and p.container
+                if p.environment == env
+                and p.service == database.service
+                and p.state == "running"
+                and p.container
             ]
             if not running:
-                results.append(CheckResult(project.name, env, check, False, f"no running {database.service} container"))
+                results.append(
+                    CheckResult(
+                        project.name, env, check, False, f"no running {database.service} container"
+                    )
+                )
                 continue
             try:
                 siteurl = query(context.host, running[0].name, database, SITEURL_SQL).strip()

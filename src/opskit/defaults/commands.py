@@ -15,8 +15,15 @@ from opskit.plugins import hookimpl
 
 if TYPE_CHECKING:
     from opskit.compose import ComposeCommand
+    from opskit.output import Cell
 
-STATE_STYLES = {"running": "green", "exited": "red", "dead": "red", "missing": "red", "restarting": "yellow"}
+STATE_STYLES = {
+    "running": "green",
+    "exited": "red",
+    "dead": "red",
+    "missing": "red",
+    "restarting": "yellow",
+}
 HEALTH_STYLES = {"healthy": "green", "unhealthy": "red", "starting": "yellow"}
 
 
@@ -40,7 +47,9 @@ def projects(state: CliState) -> None:
             ]
         )
         return
-    rows = [[p.name, ", ".join(p.environments), p.handler, p.description] for p in found]
+    rows: list[list[Cell]] = [
+        [p.name, ", ".join(p.environments), p.handler, p.description] for p in found
+    ]
     state.out.table(["project", "environments", "plugin", "description"], rows)
 
 
@@ -51,10 +60,13 @@ def plugins(state: CliState) -> None:
     infos = state.plugins.describe()
     if state.json:
         state.out.json(
-            [{"name": i.name, "version": i.version, "source": i.source, "hooks": list(i.hooks)} for i in infos]
+            [
+                {"name": i.name, "version": i.version, "source": i.source, "hooks": list(i.hooks)}
+                for i in infos
+            ]
         )
         return
-    rows = [[i.name, i.version, i.source, ", ".join(i.hooks)] for i in infos]
+    rows: list[list[Cell]] = [[i.name, i.version, i.source, ", ".join(i.hooks)] for i in infos]
     state.out.table(["plugin", "version", "source", "hooks"], rows)
 
 
@@ -81,7 +93,9 @@ def status(state: CliState, project: str | None, env: str | None) -> None:
         ]
         for p in placements
     ]
-    state.out.table(["project", "env", "service", "container", "state", "health", "status", "image"], rows)
+    state.out.table(
+        ["project", "env", "service", "container", "state", "health", "status", "image"], rows
+    )
 
 
 @click.command()
@@ -95,7 +109,13 @@ def health(state: CliState, project: str | None, env: str | None) -> int:
         state.out.json(report.as_dict())
     else:
         rows = [
-            [c.project, c.environment or "-", c.check, ("ok", "green") if c.ok else ("FAIL", "red"), c.detail]
+            [
+                c.project,
+                c.environment or "-",
+                c.check,
+                ("ok", "green") if c.ok else ("FAIL", "red"),
+                c.detail,
+            ]
             for c in report.checks
         ]
         state.out.table(["project", "env", "check", "result", "detail"], rows)
@@ -123,11 +143,20 @@ def disk(state: CliState) -> None:
     ]
     state.out.table(["folder", "size", "filesystem used", "free"], rows)
     state.out.line()
-    docker_rows = [[name.removesuffix("_bytes"), human_bytes(size)] for name, size in report.docker.items()]
+    docker_rows: list[list[Cell]] = [
+        [name.removesuffix("_bytes"), human_bytes(size)] for name, size in report.docker.items()
+    ]
     state.out.table(["docker", "size"], docker_rows)
 
 
-def _report_commands(state: CliState, project: str, env: str, action: str, commands: list[ComposeCommand], dry_run: bool) -> None:
+def _report_commands(
+    state: CliState,
+    project: str,
+    env: str,
+    action: str,
+    commands: list[ComposeCommand],
+    dry_run: bool,
+) -> None:
     if state.json:
         state.out.json(
             {
@@ -148,7 +177,9 @@ def _report_commands(state: CliState, project: str, env: str, action: str, comma
 def _lifecycle_command(action: str, summary: str, takes_service: bool) -> click.Command:
     @click.option("--dry-run", is_flag=True, help="Print the compose commands; run nothing.")
     @command_options
-    def command(state: CliState, project: str, env: str, dry_run: bool, service: str | None = None) -> None:
+    def command(
+        state: CliState, project: str, env: str, dry_run: bool, service: str | None = None
+    ) -> None:
         from opskit.output import info
 
         state.ops.project(project).check_env(env)
@@ -168,11 +199,15 @@ def _lifecycle_command(action: str, summary: str, takes_service: bool) -> click.
 @click.command()
 @click.argument("project")
 @click.argument("env")
-@click.option("--volumes", is_flag=True, help="Remove the env's named volumes too (their data is lost).")
+@click.option(
+    "--volumes", is_flag=True, help="Remove the env's named volumes too (their data is lost)."
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Print the compose commands; run nothing.")
 @command_options
-def destroy(state: CliState, project: str, env: str, volumes: bool, yes: bool, dry_run: bool) -> None:
+def destroy(
+    state: CliState, project: str, env: str, volumes: bool, yes: bool, dry_run: bool
+) -> None:
     """Remove the containers of an env (and with --volumes its volumes), after confirmation."""
     state.ops.project(project).check_env(env)
     if not dry_run:
@@ -189,7 +224,9 @@ def destroy(state: CliState, project: str, env: str, volumes: bool, yes: bool, d
 @click.option("-f", "--follow", is_flag=True, help="Follow the logs.")
 @click.option("--tail", type=click.IntRange(min=0), help="Only the last N lines of each container.")
 @command_options
-def logs(state: CliState, project: str, env: str, service: str | None, follow: bool, tail: int | None) -> int:
+def logs(
+    state: CliState, project: str, env: str, service: str | None, follow: bool, tail: int | None
+) -> int:
     """Container logs of an env or one service."""
     return state.ops.logs(project, env, service, follow=follow, tail=tail)
 
@@ -201,7 +238,9 @@ def logs(state: CliState, project: str, env: str, service: str | None, follow: b
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("-t", "--tty", is_flag=True, help="Allocate a terminal.")
 @command_options
-def exec_(state: CliState, project: str, env: str, service: str, command: tuple[str, ...], tty: bool) -> int:
+def exec_(
+    state: CliState, project: str, env: str, service: str, command: tuple[str, ...], tty: bool
+) -> int:
     """Run a command in a service's container: exec PROJECT ENV SERVICE -- CMD...
 
     The command's exit code is passed through.

@@ -18,7 +18,9 @@ def opskit_health_checks(context: HealthContext) -> list[CheckResult]:
     for env in context.environments:
         placements = [p for p in context.placements if p.environment == env]
         if not placements:
-            results.append(CheckResult(project.name, env, "containers", False, "no containers found"))
+            results.append(
+                CheckResult(project.name, env, "containers", False, "no containers found")
+            )
         for p in placements:
             ok = p.state == "running" and p.health in ("healthy", "none")
             if p.container is None:
@@ -29,16 +31,26 @@ def opskit_health_checks(context: HealthContext) -> list[CheckResult]:
             results.append(CheckResult(project.name, env, f"container {p.service}", ok, detail))
         declared = {s.name for s in project.services_in(env)}
         for probe in project.health:
-            if not probe.in_env(env) or (probe.service and project.services and probe.service not in declared):
+            if not probe.in_env(env) or (
+                probe.service and project.services and probe.service not in declared
+            ):
                 continue
             url = project.expand(probe.http, env)
             try:
                 status = host.http_status(url, probe.timeout)
             except Exception as exc:  # any failure to get an answer is an unhealthy probe
-                results.append(CheckResult(project.name, env, f"http {url}", False, f"no answer: {exc}"))
+                results.append(
+                    CheckResult(project.name, env, f"http {url}", False, f"no answer: {exc}")
+                )
                 continue
             results.append(
-                CheckResult(project.name, env, f"http {url}", status == probe.expect, f"HTTP {status} (expected {probe.expect})")
+                CheckResult(
+                    project.name,
+                    env,
+                    f"http {url}",
+                    status == probe.expect,
+                    f"HTTP {status} (expected {probe.expect})",
+                )
             )
     folders = [project.folder] + ([project.backup.dir] if project.backup else [])
     for usage in folder_usage(host, folders, sizes=False):
