@@ -80,7 +80,7 @@ def status(state: CliState, project: str | None, env: str | None) -> None:
     if state.json:
         state.out.json({"containers": [p.as_dict() for p in placements]})
         return
-    rows = [
+    rows: list[list[Cell]] = [
         [
             p.project,
             p.environment,
@@ -108,7 +108,7 @@ def health(state: CliState, project: str | None, env: str | None) -> int:
     if state.json:
         state.out.json(report.as_dict())
     else:
-        rows = [
+        rows: list[list[Cell]] = [
             [
                 c.project,
                 c.environment or "-",
