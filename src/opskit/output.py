@@ -6,7 +6,6 @@ Results go to stdout; errors, warnings and progress to stderr. No ANSI codes whe
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -37,6 +36,8 @@ class Output:
         self.color = self.is_terminal and "NO_COLOR" not in os.environ
 
     def json(self, data: Any) -> None:
+        import json
+
         self.stream.write(json.dumps(data, indent=2, default=str) + "\n")
 
     def line(self, text: str = "") -> None:

@@ -8,11 +8,9 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Mapping
-from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import attrs
 import pluggy
 
 from opskit import hookspecs
@@ -36,14 +34,97 @@ DEFAULT_PLUGINS = (
 )
 
 
-@attrs.frozen
-class PluginInfo:
+class PluginInfo(NamedTuple):
     """One registered plugin, as ``opskit plugins`` shows it."""
 
     name: str
     version: str
     source: str
     hooks: tuple[str, ...]
+
+
+class EntryPoint(NamedTuple):
+    """An ``opskit`` entry point of an installed distribution."""
+
+    name: str
+    value: str  # "module" or "module:attribute"
+    dist_name: str
+    dist_version: str
+
+    def load(self) -> Any:
+        module_name, _, attribute = self.value.partition(":")
+        target: Any = importlib.import_module(module_name.strip())
+        for part in filter(None, attribute.strip().split(".")):
+            target = getattr(target, part)
+        return target
+
+
+def entry_points(group: str = ENTRY_POINT_GROUP) -> Iterator[EntryPoint]:
+    """The entry points of *group* of the distributions on ``sys.path``.
+
+    This reads ``entry_points.txt`` the way ``importlib.metadata`` does, without importing
+    it: on Python 3.11 its import alone (it pulls in the email package) costs about as
+    much as the rest of ``opskit --help``. The first distribution of a name on the path wins.
+    """
+    seen: set[str] = set()
+    for directory in sys.path:
+        try:
+            names = sorted(os.listdir(directory or "."))
+        except OSError:
+            continue
+        for entry in names:
+            if not entry.endswith((".dist-info", ".egg-info")):
+                continue
+            stem = entry.rsplit(".", 1)[0]
+            dist_key = stem.split("-", 1)[0].lower().replace("-", "_").replace(".", "_")
+            if dist_key in seen:
+                continue
+            seen.add(dist_key)
+            try:
+                with open(
+                    os.path.join(directory, entry, "entry_points.txt"), encoding="utf-8"
+                ) as handle:
+                    text = handle.read()
+            except (OSError, UnicodeDecodeError):
+                continue
+            if f"[{group}]" not in text:
+                continue
+            dist_name, dist_version = _distribution_name(os.path.join(directory, entry), stem)
+            for name, value in _ini_section(text, group):
+                yield EntryPoint(name, value, dist_name, dist_version)
+
+
+def _ini_section(text: str, section: str) -> Iterator[tuple[str, str]]:
+    """The ``name = value`` lines of one section of an ``entry_points.txt``."""
+    inside = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            inside = line[1:-1].strip() == section
+        elif inside and "=" in line:
+            name, _, value = line.partition("=")
+            yield name.strip(), value.strip()
+
+
+def _distribution_name(info_dir: str, stem: str) -> tuple[str, str]:
+    """Name and version from METADATA (or PKG-INFO), else from the folder's name."""
+    name, _, version = stem.partition("-")
+    for filename in ("METADATA", "PKG-INFO"):
+        try:
+            with open(os.path.join(info_dir, filename), encoding="utf-8") as handle:
+                for line in handle:
+                    if line.startswith("Name:"):
+                        name = line[5:].strip()
+                    elif line.startswith("Version:"):
+                        version = line[8:].strip()
+                    elif not line.strip():
+                        break
+            break
+        except OSError:
+            continue
+    return name, version
 
 
 def _warn(message: str) -> None:
@@ -98,7 +179,7 @@ class Plugins:
     def load_entry_points(self, env: Mapping[str, str]) -> None:
         """Load the ``opskit`` entry points one by one; a broken one is reported and skipped."""
         selected = _selected_plugins(env)
-        for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        for entry_point in entry_points():
             if selected is not None and entry_point.name not in selected:
                 continue
             if self.pm.has_plugin(entry_point.name):
@@ -108,12 +189,11 @@ class Plugins:
             except Exception as exc:  # any import-time failure of third-party code
                 _warn(f"plugin {entry_point.name!r} failed to load and is skipped: {exc!r}")
                 continue
-            dist = entry_point.dist
             self.register(
                 plugin,
                 name=entry_point.name,
-                source=dist.name if dist else entry_point.value,
-                version=dist.version if dist else "",
+                source=entry_point.dist_name,
+                version=entry_point.dist_version,
             )
 
     # -- introspection ----------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from opskit.disk import folder_usage
-from opskit.health import CheckResult, HealthContext
-from opskit.output import human_bytes
+from typing import TYPE_CHECKING
+
 from opskit.plugins import hookimpl
+
+if TYPE_CHECKING:
+    from opskit.health import CheckResult, HealthContext
 
 # A filesystem fuller than this fails the disk check.
 DISK_MAX_USED = 0.90
@@ -13,6 +15,10 @@ DISK_MAX_USED = 0.90
 
 @hookimpl
 def opskit_health_checks(context: HealthContext) -> list[CheckResult]:
+    from opskit.disk import folder_usage
+    from opskit.health import CheckResult
+    from opskit.output import human_bytes
+
     project, host = context.project, context.host
     results = []
     for env in context.environments:

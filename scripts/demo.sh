@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The main job on a fresh Debian machine (as root): install opskit, bring up the three
+# example projects (dev and prod each) and show their status and health.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/testbed.sh >/dev/null
+bash scripts/venv.sh
+export OPSKIT_ROOT="$PWD/examples/root"
+opskit=.venv/bin/opskit
+
+$opskit projects
+for project in mdf seriousletter webstack; do
+  for env in dev prod; do
+    $opskit start "$project" "$env"
+  done
+done
+echo "waiting until every container is healthy ..." >&2
+for _ in $(seq 1 90); do
+  $opskit health >/dev/null 2>&1 && break
+  sleep 2
+done
+$opskit status
+$opskit health
