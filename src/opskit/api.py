@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import IO, Any
 
 import attrs
 
 from opskit import compose, containers
 from opskit.descriptor import Project, load_projects
 from opskit.disk import FolderUsage, docker_usage, folder_usage
-from opskit.errors import NotFoundError
+from opskit.errors import CommandFailed, NotFoundError
 from opskit.health import HealthContext, HealthReport
 from opskit.host import Host, open_host
 from opskit.plugins import Plugins, create_plugins
@@ -193,15 +194,32 @@ class Ops:
         *,
         volumes: bool = False,
         dry_run: bool = False,
+        progress: IO[str] | None = None,
     ) -> list[compose.ComposeCommand]:
-        """Run ``start``, ``stop``, ``restart``, ``build`` or ``destroy`` for one env."""
+        """Run ``start``, ``stop``, ``restart``, ``build`` or ``destroy`` for one env.
+
+        Compose's own output goes to *progress* as it comes (the CLI passes stderr).
+        """
         commands = self.compose_commands(project, env, action, service, volumes)
         if action == "stop":
             commands.reverse()  # extra stacks usually depend on the main one
         if not dry_run:
             for command in commands:
-                self.host.run(list(command.argv), cwd=command.cwd)
+                self._run_streamed(list(command.argv), command.cwd, progress)
         return commands
+
+    def _run_streamed(self, argv: list[str], cwd: str, progress: IO[str] | None) -> None:
+        process = self.host.popen(argv, cwd=cwd)
+        tail: deque[str] = deque(maxlen=20)
+        for raw in iter(process.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            tail.append(line)
+            if progress is not None:
+                progress.write(line)
+                progress.flush()
+        returncode = process.wait()
+        if returncode != 0:
+            raise CommandFailed(argv, returncode, "".join(tail), self.host.name)
 
     def start(self, project: str, env: str, service: str | None = None) -> None:
         self.lifecycle(project, env, "start", service)

@@ -185,7 +185,9 @@ def _lifecycle_command(action: str, summary: str, takes_service: bool) -> click.
         state.ops.project(project).check_env(env)
         if not dry_run and not state.json:
             info(f"{action} {project} {env}{' ' + service if service else ''}")
-        commands = state.ops.lifecycle(project, env, action, service, dry_run=dry_run)
+        commands = state.ops.lifecycle(
+            project, env, action, service, dry_run=dry_run, progress=sys.stderr
+        )
         _report_commands(state, project, env, action, commands, dry_run)
 
     # click orders arguments from the outermost decorator in.
@@ -213,7 +215,9 @@ def destroy(
     if not dry_run:
         what = "containers and volumes" if volumes else "containers"
         confirm(f"Remove the {what} of {project} {env}?", yes, "destroy")
-    commands = state.ops.lifecycle(project, env, "destroy", volumes=volumes, dry_run=dry_run)
+    commands = state.ops.lifecycle(
+        project, env, "destroy", volumes=volumes, dry_run=dry_run, progress=sys.stderr
+    )
     _report_commands(state, project, env, "destroy", commands, dry_run)
 
 
