@@ -181,6 +181,43 @@ def run_on_terminal(
     return code, output.decode(errors="replace")
 
 
+def run_on_terminal_script(
+    args: list[str], lines: list[bytes], timeout: float = 30
+) -> tuple[int, str]:
+    """Run opskit on a pseudo-terminal as a session leader (so it owns the terminal) and type *lines*."""
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opskit", *args],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        start_new_session=True,
+    )
+    os.close(child)
+    output = b""
+    deadline = time.monotonic() + timeout
+    pending = list(lines)
+    last_write = time.monotonic()
+    while time.monotonic() < deadline and process.poll() is None:
+        ready, _, _ = select.select([main], [], [], 0.2)
+        if ready:
+            try:
+                output += os.read(main, 4096)
+            except OSError:
+                break
+        if pending and time.monotonic() - last_write > 1.5:
+            os.write(main, pending.pop(0))
+            last_write = time.monotonic()
+    code = process.wait(timeout=10)
+    try:
+        while select.select([main], [], [], 0.2)[0]:
+            output += os.read(main, 4096)
+    except OSError:
+        pass
+    os.close(main)
+    return code, output.decode(errors="replace")
+
+
 def test_declined_confirmation_exits_2() -> None:
     code, output = run_on_terminal(["destroy", "mdf", "dev", "--root", ROOT], b"n\n")
     assert code == 2, output

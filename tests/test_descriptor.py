@@ -166,3 +166,16 @@ def test_check_env() -> None:
     assert project.check_env("dev") == "dev"
     with pytest.raises(NotFoundError, match="has no environment 'int'"):
         project.check_env("int")
+
+
+def test_an_unquoted_schedule_time_stays_a_time() -> None:
+    project = parse("name: mdf\nbackup:\n  schedule: 03:30\n")
+    assert project.backup is not None and project.backup.schedule == "03:30"
+    assert "not a valid time" in error_of("name: mdf\nbackup:\n  schedule: 24:30\n")
+
+
+def test_an_unknown_probe_service_names_the_probe_line() -> None:
+    text = "name: mdf\nservices:\n  web: {}\nhealth:\n  - {service: web, http: 'http://x/'}\n  - {service: wbe, http: 'http://x/'}\n"
+    assert error_of(text).startswith(
+        "/srv/data/x/project.yaml:6: health[1].service: unknown service 'wbe'"
+    )

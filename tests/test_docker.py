@@ -239,3 +239,65 @@ def test_python_api_status(examples_up) -> None:  # type: ignore[no-untyped-def]
         rows = ops.status("mdf", "dev")
         assert {(p.service, p.state) for p in rows} == {("web", "running"), ("db", "running")}
         assert ops.health("mdf", "dev").ok
+
+
+def test_status_costs_a_constant_number_of_docker_api_calls(examples_up) -> None:  # type: ignore[no-untyped-def]
+    import opskit as api
+
+    def calls(*scope: str) -> tuple[int, int]:
+        with api.Ops(root=str(examples_up)) as ops:
+            client = ops.host.docker()
+            requests: list[str] = []
+            client.hooks["response"].append(lambda response, *a, **k: requests.append(response.url))
+            rows = ops.status(*scope)
+        return len(requests), len(rows)
+
+    one_env, few = calls("webstack", "dev")
+    everything, many = calls()
+    assert many > few * 5
+    assert one_env == everything == 1
+
+
+def test_shell_on_a_terminal(examples_up) -> None:  # type: ignore[no-untyped-def]
+    from test_cli import run_on_terminal_script
+
+    code, output = run_on_terminal_script(
+        ["shell", "webstack", "dev", "web", "--root", str(examples_up)],
+        [b"echo shell-says-$((6*7))\n", b"exit 3\n"],
+    )
+    assert "shell-says-42" in output
+    assert code == 3
+
+
+def test_logs_follow_streams_until_ctrl_c(examples_up) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+    import sys
+
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "opskit",
+            "logs",
+            "webstack",
+            "dev",
+            "web",
+            "-f",
+            "--tail",
+            "0",
+            "--root",
+            str(examples_up),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    # The web container logs its healthcheck's request every second.
+    first = process.stdout.readline()
+    second = process.stdout.readline()
+    assert b"GET /" in first + second
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+    assert process.wait(timeout=20) == 2
+    assert b"Traceback" not in process.stderr.read()  # type: ignore[union-attr]

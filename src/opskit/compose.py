@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import TYPE_CHECKING
 
 import attrs
@@ -25,10 +26,14 @@ class ComposeCommand:
 def compose_program(host: Host) -> list[str]:
     """``docker compose`` (v2) when the host has it, else ``docker-compose`` (v1)."""
     if "compose" not in host.cache:
-        if host.run(["docker", "compose", "version"], check=False).returncode == 0:
-            host.cache["compose"] = ["docker", "compose"]
-        elif host.run(["docker-compose", "version"], check=False).returncode == 0:
-            host.cache["compose"] = ["docker-compose"]
+        for program in (["docker", "compose"], ["docker-compose"]):
+            try:
+                works = host.run([*program, "version"], check=False).returncode == 0
+            except HostError:  # the program is not installed
+                works = False
+            if works:
+                host.cache["compose"] = program
+                break
         else:
             raise HostError(f"neither 'docker compose' nor 'docker-compose' works on {host.name}")
     return list(host.cache["compose"])
@@ -48,10 +53,7 @@ def stack_command(
     """The compose command running *args* for one stack of one env."""
     directory = project.resolve_path(stack.dir, env)
     if stack.files:
-        files = [
-            project.resolve_path(f"{stack.dir}/{project.expand(name, env)}", env)
-            for name in stack.files
-        ]
+        files = [posixpath.join(directory, project.expand(name, env)) for name in stack.files]
         missing = [path for path in files if not host.exists(path)]
         if missing:
             raise NotFoundError(f"{project.name} {env}: compose file {missing[0]} does not exist")
@@ -64,9 +66,7 @@ def stack_command(
     for path in files:
         argv += ["-f", path]
     if main and project.compose.env_file:
-        env_file = project.resolve_path(
-            f"{stack.dir}/{project.expand(project.compose.env_file, env)}", env
-        )
+        env_file = posixpath.join(directory, project.expand(project.compose.env_file, env))
         if not host.exists(env_file):
             raise NotFoundError(f"{project.name} {env}: env file {env_file} does not exist")
     else:

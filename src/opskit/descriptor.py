@@ -410,7 +410,16 @@ def _read_backup(r: _Reader, node: Node) -> Backup:
         retention = Retention(**{k: r.integer(v, f"backup.retention.{k}") for k, v in rm.items()})
     schedule = None
     if "schedule" in m:
-        schedule = r.string(m["schedule"], "backup.schedule")
+        node = m["schedule"]
+        # YAML 1.1 reads an unquoted 03:30 as the sexagesimal number 210: keep the text.
+        if (
+            isinstance(node, yaml.ScalarNode)
+            and node.tag == "tag:yaml.org,2002:int"
+            and ":" in node.value
+        ):
+            schedule = str(node.value)
+        else:
+            schedule = r.string(node, "backup.schedule")
         if re.fullmatch(r"\d{1,2}:\d{2}", schedule) and not HHMM_RE.match(schedule.zfill(5)):
             raise r.error(
                 m["schedule"], "backup.schedule", f"{schedule!r} is not a valid time (HH:MM)"
@@ -575,8 +584,9 @@ def parse_descriptor(source: DescriptorSource) -> Project:
     if declared:
         for i, probe in enumerate(project.health):
             if probe.service and probe.service not in declared:
+                probe_node = r.sequence(m["health"], "health")[i]
                 raise r.error(
-                    m["health"], f"health[{i}].service", f"unknown service {probe.service!r}"
+                    probe_node, f"health[{i}].service", f"unknown service {probe.service!r}"
                 )
     return project
 

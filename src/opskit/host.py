@@ -127,6 +127,10 @@ class Host:
         """Names in the folder *path*; an empty list when it does not exist."""
         raise NotImplementedError
 
+    def read_existing(self, paths: Sequence[str]) -> dict[str, str]:
+        """The text of each of *paths* that is a file; others are left out."""
+        return {path: self.read_text(path) for path in paths if self.exists(path)}
+
     # -- network -------------------------------------------------------------
 
     def http_status(self, url: str, timeout: float) -> int:
@@ -256,8 +260,13 @@ class LocalHost(Host):
         import urllib.error
         import urllib.request
 
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            # A probe reports the status it gets (301 stays 301), as it does over SSH.
+            def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+                return None
+
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
+            with urllib.request.build_opener(NoRedirect).open(url, timeout=timeout) as response:
                 return int(response.status)
         except urllib.error.HTTPError as exc:
             return int(exc.code)
@@ -438,6 +447,25 @@ class SSHHost(Host):
                 f"cannot list {path} on {self.name}: {result.stderr.decode(errors='replace').strip()}"
             )
         return sorted(result.text.splitlines())
+
+    def read_existing(self, paths: Sequence[str]) -> dict[str, str]:
+        # One round trip: each existing file as "path NUL size NUL bytes".
+        script = 'for p; do [ -f "$p" ] && printf "%s\\0%s\\0" "$p" "$(wc -c <"$p")" && cat -- "$p"; done; true'
+        data = self.run(["sh", "-c", script, "opskit", *paths]).stdout
+        found: dict[str, str] = {}
+        offset = 0
+        while offset < len(data):
+            path_end = data.index(b"\0", offset)
+            size_end = data.index(b"\0", path_end + 1)
+            size = int(data[path_end + 1 : size_end])
+            body = data[size_end + 1 : size_end + 1 + size]
+            path = data[offset:path_end].decode("utf-8", "replace")
+            try:
+                found[path] = body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise HostError(f"cannot read {path} on {self.name}: {exc}") from None
+            offset = size_end + 1 + size
+        return found
 
     def http_status(self, url: str, timeout: float) -> int:
         import http.client

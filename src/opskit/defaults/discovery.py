@@ -15,9 +15,7 @@ if TYPE_CHECKING:
 def opskit_discover_projects(root: str, host: Host) -> list[DescriptorSource]:
     from opskit.descriptor import DescriptorSource
 
-    sources = []
-    for name in host.listdir(root):
-        path = f"{root.rstrip('/')}/{name}/project.yaml"
-        if host.exists(path):
-            sources.append(DescriptorSource(path=path, text=host.read_text(path)))
-    return sources
+    paths = [f"{root.rstrip('/')}/{name}/project.yaml" for name in host.listdir(root)]
+    return [
+        DescriptorSource(path=path, text=text) for path, text in host.read_existing(paths).items()
+    ]

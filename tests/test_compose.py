@@ -1,0 +1,122 @@
+"""Compose command lines: v2 or v1, files, env file, profile, extra stacks."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from opskit.compose import compose_program, env_commands
+from opskit.descriptor import DescriptorSource, parse_descriptor
+from opskit.errors import HostError, NotFoundError
+from opskit.host import LocalHost
+
+
+def fake_program(folder: Path, name: str, script: str) -> None:
+    # Compose v2 is not installable here; a stand-in `docker` answers `docker compose version`.
+    path = folder / name
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+@pytest.mark.parametrize(
+    ("programs", "expected"),
+    [
+        (
+            {"docker": '[ "$1" = compose ] && exit 0; exit 1', "docker-compose": "exit 0"},
+            ["docker", "compose"],
+        ),
+        ({"docker": "exit 1", "docker-compose": "exit 0"}, ["docker-compose"]),
+    ],
+)
+def test_compose_v2_is_preferred(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, programs: dict[str, str], expected: list[str]
+) -> None:
+    for name, script in programs.items():
+        fake_program(tmp_path, name, script)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert compose_program(LocalHost()) == expected
+
+
+def test_no_compose_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_program(tmp_path, "docker", "exit 1")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(HostError, match="neither 'docker compose' nor 'docker-compose'"):
+        compose_program(LocalHost())
+
+
+def make_project(tmp_path: Path, descriptor: str, files: list[str]):  # type: ignore[no-untyped-def]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("services: {}\n")
+    return parse_descriptor(DescriptorSource(str(tmp_path / "project.yaml"), descriptor))
+
+
+@pytest.fixture
+def v1_host() -> LocalHost:
+    host = LocalHost()
+    host.cache["compose"] = ["docker-compose"]
+    return host
+
+
+def test_files_env_file_profile_and_extra_stacks(tmp_path: Path, v1_host: LocalHost) -> None:
+    project = make_project(
+        tmp_path,
+        'name: p\nenvironments: [dev, prod]\ncompose:\n  dir: "{env}"\n  files: [base.yml, "over.{env}.yml"]\n'
+        '  env_file: ".env.{env}"\n  profile: "{env}"\n  extra:\n    - {dir: "{env}/seafile"}\n',
+        ["prod/base.yml", "prod/over.prod.yml", "prod/.env.prod", "prod/seafile/docker-compose.yml", "prod/seafile/.env",
+         "dev/base.yml", "dev/over.dev.yml", "dev/.env.dev"],
+    )  # fmt: skip
+    prod = env_commands(v1_host, project, "prod", ["up", "-d"])
+    assert [c.cwd for c in prod] == [f"{tmp_path}/prod", f"{tmp_path}/prod/seafile"]
+    assert list(prod[0].argv) == [
+        "docker-compose", "-f", f"{tmp_path}/prod/base.yml", "-f", f"{tmp_path}/prod/over.prod.yml",
+        "--env-file", f"{tmp_path}/prod/.env.prod", "--profile", "prod", "up", "-d",
+    ]  # fmt: skip
+    assert list(prod[1].argv) == [
+        "docker-compose", "-f", f"{tmp_path}/prod/seafile/docker-compose.yml",
+        "--env-file", f"{tmp_path}/prod/seafile/.env", "--profile", "prod", "up", "-d",
+    ]  # fmt: skip
+    dev = env_commands(v1_host, project, "dev", ["stop"])
+    assert len(dev) == 1  # dev has no seafile folder
+
+
+def test_default_file_and_env_file_detection(tmp_path: Path, v1_host: LocalHost) -> None:
+    project = make_project(tmp_path, "name: p\n", ["docker-compose.yml", "compose.yaml", ".env"])
+    (command,) = env_commands(v1_host, project, "dev", ["ps"])
+    assert list(command.argv) == [
+        "docker-compose",
+        "-f",
+        f"{tmp_path}/compose.yaml",
+        "--env-file",
+        f"{tmp_path}/.env",
+        "ps",
+    ]
+    (tmp_path / ".env.dev").write_text("")
+    (command,) = env_commands(v1_host, project, "dev", ["ps"])
+    assert f"{tmp_path}/.env.dev" in command.argv
+
+
+def test_missing_files_are_errors(tmp_path: Path, v1_host: LocalHost) -> None:
+    empty = make_project(tmp_path, "name: p\n", [])
+    with pytest.raises(NotFoundError, match="no compose file in"):
+        env_commands(v1_host, empty, "dev", ["ps"])
+    named = make_project(
+        tmp_path, "name: p\ncompose: {files: [x.yml], env_file: '.env.{env}'}\n", ["x.yml"]
+    )
+    with pytest.raises(NotFoundError, match=r"env file .*\.env\.dev does not exist"):
+        env_commands(v1_host, named, "dev", ["ps"])
+    os.remove(tmp_path / "x.yml")
+    with pytest.raises(NotFoundError, match=r"compose file .*x\.yml does not exist"):
+        env_commands(v1_host, named, "dev", ["ps"])
+
+
+def test_absolute_compose_files_stay_absolute(tmp_path: Path, v1_host: LocalHost) -> None:
+    elsewhere = tmp_path / "shared" / "base.yml"
+    project = make_project(tmp_path / "p", f"name: p\ncompose: {{files: ['{elsewhere}']}}\n", [])
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("services: {}\n")
+    (command,) = env_commands(v1_host, project, "dev", ["ps"])
+    assert command.argv[:3] == ("docker-compose", "-f", str(elsewhere))
