@@ -477,7 +477,6 @@ class SSHHost(Host):
                 [
                     "curl",
                     "-s",
-                    "-k",
                     "-o",
                     "/dev/null",
                     "-w",
