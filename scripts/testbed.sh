@@ -26,7 +26,7 @@ install_packages() {
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
-  [ -x /bin/busybox ] && busybox --help 2>&1 | grep -q static || dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+  dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
   command -v rsync >/dev/null || missing+=(rsync)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import SSH_URL, assert_one_error_line, opskit
+from conftest import SSH_KEY, SSH_URL, assert_one_error_line, opskit
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh]
 
@@ -87,7 +87,7 @@ def test_missing_root_over_ssh() -> None:
 def test_secrets_reach_the_remote_command_through_stdin_not_argv() -> None:
     from opskit.host import SSHHost
 
-    with SSHHost(SSH_URL) as host:
+    with SSHHost(SSH_URL, key_filename=SSH_KEY) as host:
         result = host.run(
             ["sh", "-c", 'echo "$SECRET"; cat /proc/$$/cmdline | tr "\\0" " "'],
             env={"SECRET": "hunter2 x"},

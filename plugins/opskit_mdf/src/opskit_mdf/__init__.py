@@ -26,42 +26,24 @@ def opskit_project_handler(project: Project) -> str | None:
 
 @hookimpl
 def opskit_health_checks(context: HealthContext) -> list[CheckResult]:
-    from opskit.databases import query
-    from opskit.errors import OpskitError
-    from opskit.health import CheckResult
+    from opskit.health import database_checks
 
     project = context.project
-    if project.handler != NAME or project.backup is None:
+    if project.handler != NAME:
         return []
-    databases = [db for db in project.backup.databases if db.type in ("mariadb", "mysql")]
-    results = []
-    for env in context.environments:
-        for database in databases:
-            check = f"wordpress siteurl ({database.name})"
-            running = [
-                p.container
-                for p in context.placements
-                if p.environment == env
-                and p.service == database.service
-                and p.state == "running"
-                and p.container
-            ]
-            if not running:
-                results.append(
-                    CheckResult(
-                        project.name, env, check, False, f"no running {database.service} container"
-                    )
-                )
-                continue
-            try:
-                siteurl = query(context.host, running[0].name, database, SITEURL_SQL).strip()
-            except OpskitError as exc:
-                results.append(CheckResult(project.name, env, check, False, str(exc)))
-                continue
-            expected = project.sync.replacement(env) if project.sync else None
-            ok = bool(siteurl) and (expected is None or siteurl.rstrip("/") == expected.rstrip("/"))
-            detail = siteurl or "siteurl is not set"
-            if expected and not ok:
-                detail += f" (expected {expected})"
-            results.append(CheckResult(project.name, env, check, ok, detail))
-    return results
+
+    def judge(env: str, siteurl: str) -> tuple[bool, str]:
+        expected = project.sync.replacement(env) if project.sync else None
+        ok = bool(siteurl) and (expected is None or siteurl.rstrip("/") == expected.rstrip("/"))
+        detail = siteurl or "siteurl is not set"
+        if expected and not ok:
+            detail += f" (expected {expected})"
+        return ok, detail
+
+    return database_checks(
+        context,
+        ("mariadb", "mysql"),
+        SITEURL_SQL,
+        lambda db: f"wordpress siteurl ({db.name})",
+        judge,
+    )

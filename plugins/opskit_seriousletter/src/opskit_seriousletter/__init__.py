@@ -28,36 +28,14 @@ def opskit_project_handler(project: Project) -> str | None:
 
 @hookimpl
 def opskit_health_checks(context: HealthContext) -> list[CheckResult]:
-    from opskit.databases import query
-    from opskit.errors import OpskitError
-    from opskit.health import CheckResult
+    from opskit.health import database_checks
 
-    project = context.project
-    if project.handler != NAME or project.backup is None:
+    if context.project.handler != NAME:
         return []
-    results = []
-    for env in context.environments:
-        for database in (db for db in project.backup.databases if db.type == "postgres"):
-            check = f"postgres {database.name}"
-            running = [
-                p.container
-                for p in context.placements
-                if p.environment == env
-                and p.service == database.service
-                and p.state == "running"
-                and p.container
-            ]
-            if not running:
-                results.append(
-                    CheckResult(
-                        project.name, env, check, False, f"no running {database.service} container"
-                    )
-                )
-                continue
-            try:
-                answer = query(context.host, running[0].name, database, MIGRATION_SQL).strip()
-            except OpskitError as exc:
-                results.append(CheckResult(project.name, env, check, False, str(exc)))
-                continue
-            results.append(CheckResult(project.name, env, check, True, answer or "answers"))
-    return results
+    return database_checks(
+        context,
+        ("postgres",),
+        MIGRATION_SQL,
+        lambda db: f"postgres {db.name}",
+        lambda env, answer: (True, answer or "answers"),
+    )
