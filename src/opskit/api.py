@@ -246,9 +246,13 @@ class Ops:
         *,
         follow: bool = False,
         tail: int | None = None,
-        stream: Any = None,
+        stream: IO[str] | None = None,
     ) -> int:
-        """Write the logs of an env's (or one service's) containers; return an exit code."""
+        """Write the logs of an env's (or one service's) containers to *stream* (stdout).
+
+        The containers' stdout and stderr are merged, so the output pipes into grep; with
+        several containers each line starts with the container's name.
+        """
         targets = self.containers(project, env, service)
         if not targets:
             raise NotFoundError(f"{project} {env}: no containers")
@@ -257,11 +261,8 @@ class Ops:
             argv.append("--follow")
         if tail is not None:
             argv += ["--tail", str(tail)]
-        if len(targets) == 1 and stream is None:
-            return self.host.call([*argv, targets[0].name])
-        return _multiplex(
-            self.host, [([*argv, c.name], c.name) for c in targets], stream or sys.stdout, follow
-        )
+        commands = [([*argv, c.name], c.name if len(targets) > 1 else "") for c in targets]
+        return _multiplex(self.host, commands, stream or sys.stdout, follow)
 
     def exec(
         self, project: str, env: str, service: str, command: Sequence[str], *, tty: bool = False
@@ -288,6 +289,10 @@ def _stdin_is_usable() -> bool:
 def _multiplex(host: Host, commands: list[tuple[list[str], str]], stream: Any, follow: bool) -> int:
     """Run several log commands and write their lines prefixed with the container's name."""
     width = max(len(label) for _, label in commands)
+
+    def prefix(label: str) -> str:
+        return f"{label.ljust(width)} | " if width else ""
+
     lock = threading.Lock()
     codes: list[int] = []
 
@@ -296,7 +301,7 @@ def _multiplex(host: Host, commands: list[tuple[list[str], str]], stream: Any, f
         for raw in iter(process.stdout.readline, b""):
             text = raw.decode("utf-8", "replace").rstrip("\n")
             with lock:
-                stream.write(f"{label.ljust(width)} | {text}\n")
+                stream.write(f"{prefix(label)}{text}\n")
                 stream.flush()
         codes.append(process.wait())
 
