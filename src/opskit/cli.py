@@ -89,10 +89,25 @@ def confirm(question: str, yes: bool, command: str) -> None:
         raise Cancelled("cancelled")
 
 
+def _terminal_width() -> int:
+    # What click would ask shutil for; importing shutil costs more than this (start-up time).
+    stdout = sys.__stdout__
+    try:
+        columns = int(os.environ.get("COLUMNS", 0))
+        return columns or (os.get_terminal_size(stdout.fileno()).columns if stdout else 80)
+    except (OSError, ValueError):
+        return 80
+
+
 def create_cli(plugins: Plugins) -> click.Group:
     """A fresh ``opskit`` click group over *plugins*."""
 
-    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.group(
+        context_settings={
+            "help_option_names": ["-h", "--help"],
+            "terminal_width": _terminal_width(),
+        }
+    )
     @click.version_option(__version__, "--version", prog_name="opskit")
     @common_options
     @click.pass_context
