@@ -7,7 +7,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
@@ -18,6 +18,11 @@ from opskit.errors import CommandFailed, NotFoundError
 from opskit.health import HealthContext, HealthReport
 from opskit.host import Host, open_host
 from opskit.plugins import Plugins, create_plugins
+
+if TYPE_CHECKING:
+    from opskit.archive import Archive, Fault
+    from opskit.backups import Engine
+    from opskit.retention import Decision
 
 DEFAULT_ROOT = "/opt/data"
 
@@ -235,6 +240,74 @@ class Ops:
 
     def destroy(self, project: str, env: str, volumes: bool = False) -> None:
         self.lifecycle(project, env, "destroy", volumes=volumes)
+
+    # -- backups ---------------------------------------------------------------
+
+    def backup_engine(self, progress: IO[str] | None = None) -> Engine:
+        from opskit.backups import Engine
+
+        return Engine(self, progress=progress)
+
+    def backup(
+        self, project: str | None = None, env: str | None = None, *, progress: IO[str] | None = None
+    ) -> list[Archive]:
+        """Back up one env, a project's envs, or (no project) every project with a backup section.
+
+        Returns the archives written, each complete and on disk.
+        """
+        engine = self.backup_engine(progress)
+        scope = self.scope(project, env)
+        if project is None:
+            scope = [(p, e) for p, e in scope if p.backup is not None]
+        return [engine.backup(p, e) for p, e in scope]
+
+    def backups(self, project: str | None = None, env: str | None = None) -> list[Archive]:
+        """The complete archives in scope, newest first."""
+        engine = self.backup_engine()
+        found = [a for p, e in self.scope(project, env) for a in engine.archives(p, e)]
+        return sorted(found, key=lambda a: a.created, reverse=True)
+
+    def verify(
+        self, project: str | None = None, env: str | None = None, name: str | None = None
+    ) -> list[tuple[Archive, list[Fault]]]:
+        """Verify archives (all in scope, or one by name); each result is recorded in the archive."""
+        engine = self.backup_engine()
+        if name is not None:
+            if project is None or env is None:
+                raise NotFoundError("--name needs PROJECT and ENV")
+            found = self.project(project)
+            archives = [engine.find(found, found.check_env(env), name)]
+        else:
+            archives = self.backups(project, env)
+        return [(archive, engine.verify(archive)) for archive in archives]
+
+    def prune(
+        self, project: str | None = None, env: str | None = None, *, dry_run: bool = False
+    ) -> list[tuple[str, str, Decision]]:
+        """Apply each env's retention rules; with *dry_run* only decide."""
+        engine = self.backup_engine()
+        scope = [(p, e) for p, e in self.scope(project, env) if p.backup is not None]
+        return [(p.name, e, engine.prune(p, e, dry_run)) for p, e in scope]
+
+    def restore(
+        self,
+        project: str,
+        env: str,
+        name: str | None = None,
+        *,
+        safety: bool = True,
+        progress: IO[str] | None = None,
+    ) -> tuple[Archive, Archive | None]:
+        """Restore an archive (the newest when *name* is None) into one env.
+
+        Returns the archive restored and the safety archive taken before.
+        """
+        found = self.project(project)
+        found.check_env(env)
+        engine = self.backup_engine(progress)
+        archive = engine.find(found, env, name)
+        timeout = found.promote.health_timeout if found.promote else 120
+        return archive, engine.restore(found, env, archive, safety=safety, health_timeout=timeout)
 
     # -- containers ------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Running database clients inside database containers.
 
 The password stays inside the container: the client reads it from the container's own
-variable named by ``password_env``, so it never appears in an argv or a log.
+variable named by ``password_env``, so it never appears in an argv or a log. The scripts
+below run under ``sh -c`` in the container; names and SQL arrive as ``"$1"``, ``"$2"``, ...
 """
 
 from __future__ import annotations
@@ -14,32 +15,107 @@ if TYPE_CHECKING:
     from opskit.descriptor import Database
     from opskit.host import Host
 
-# Scripts run by ``sh`` in the container; the SQL and names arrive as "$1", "$2", ...
-_MARIADB = (
-    "c=mariadb; command -v mariadb >/dev/null 2>&1 || c=mysql; "
-    '{password}exec "$c" --user="$1" --batch --skip-column-names --execute="$2" "$3"'
-)
-_POSTGRES = (
-    '{password}exec psql {tcp}--username="$1" --no-align --tuples-only --quiet --command="$2" "$3"'
-)
+MARIADB_TYPES = ("mariadb", "mysql")
+# Exit status of a script whose password variable is missing in the container.
+MISSING_VARIABLE = 97
 
 
-def client_script(database: Database) -> tuple[str, str]:
-    """The ``sh -c`` script that runs one SQL statement, and the default user."""
+def _password(database: Database) -> str:
+    """A script prefix that checks the password variable and exports it to the client."""
     variable = database.password_env
-    if database.type in ("mariadb", "mysql"):
-        password = f'MYSQL_PWD="${{{variable}}}" ' if variable else ""
-        return _MARIADB.format(password=password), "root"
-    password = f'PGPASSWORD="${{{variable}}}" ' if variable else ""
-    # With a password, authenticate over TCP; without one, the local socket's own rules apply.
-    return _POSTGRES.format(
-        password=password, tcp="--host=127.0.0.1 " if variable else ""
-    ), "postgres"
+    if not variable:
+        return ""
+    target = "MYSQL_PWD" if database.type in MARIADB_TYPES else "PGPASSWORD"
+    return (
+        f'[ -n "${{{variable}+x}}" ] || {{ echo "variable {variable} is not set in the container" >&2; '
+        f'exit {MISSING_VARIABLE}; }}; {target}="${{{variable}}}"; export {target}; '
+    )
+
+
+def _client(mariadb: str, mysql: str) -> str:
+    return f"c={mariadb}; command -v {mariadb} >/dev/null 2>&1 || c={mysql}; "
+
+
+def default_user(database: Database) -> str:
+    return database.user or ("root" if database.type in MARIADB_TYPES else "postgres")
+
+
+def _tcp(database: Database) -> str:
+    # With a password, PostgreSQL authenticates over TCP; without one, the socket's rules apply.
+    return "--host=127.0.0.1 " if database.password_env else ""
+
+
+def query_script(database: Database) -> str:
+    """Run one SQL statement ("$2") in database "$3" as user "$1"; plain output."""
+    if database.type in MARIADB_TYPES:
+        return (
+            _password(database) + _client("mariadb", "mysql")
+            + 'exec "$c" --user="$1" --batch --skip-column-names --execute="$2" "$3"'
+        )  # fmt: skip
+    return (
+        _password(database)
+        + f'exec psql {_tcp(database)}--username="$1" --no-align --tuples-only --quiet --command="$2" "$3"'
+    )
+
+
+def dump_script(database: Database) -> str:
+    """Write a plain SQL dump of database "$2" (as user "$1") to stdout."""
+    if database.type in MARIADB_TYPES:
+        return (
+            _password(database) + _client("mariadb-dump", "mysqldump")
+            + 'exec "$c" --user="$1" --single-transaction --routines --triggers --events '
+            '--hex-blob --default-character-set=utf8mb4 "$2"'
+        )  # fmt: skip
+    return _password(database) + f'exec pg_dump {_tcp(database)}--username="$1" --no-password "$2"'
+
+
+def restore_script(database: Database) -> str:
+    """Drop and recreate database "$2" (as user "$1"), then load the SQL dump on stdin."""
+    if database.type in MARIADB_TYPES:
+        return (
+            _password(database) + _client("mariadb", "mysql")
+            + '"$c" --user="$1" --execute="DROP DATABASE IF EXISTS \\`$2\\`; CREATE DATABASE \\`$2\\`" '
+            '&& exec "$c" --user="$1" --binary-mode "$2"'
+        )  # fmt: skip
+    tcp = _tcp(database)
+    return (
+        _password(database)
+        + f'dropdb {tcp}--username="$1" --if-exists "$2" && createdb {tcp}--username="$1" "$2" '
+        f'&& exec psql {tcp}--username="$1" --quiet --set=ON_ERROR_STOP=1 --single-transaction '
+        '--output=/dev/null "$2"'
+    )
+
+
+def client_argv(
+    container: str, script: str, database: Database, *extra: str, stdin: bool = False
+) -> list[str]:
+    """``docker exec`` running *script* in *container* with the database's user and name."""
+    flags = ["-i"] if stdin else []
+    return [
+        "docker",
+        "exec",
+        *flags,
+        container,
+        "sh",
+        "-c",
+        script,
+        "opskit",
+        default_user(database),
+        database.name,
+        *extra,
+    ]
+
+
+def client_error(database: Database, container: str, returncode: int, stderr: str) -> OpskitError:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    detail = lines[-1] if lines else f"exit {returncode}"
+    return OpskitError(f"{database.type} {database.name} in {container}: {detail}")
 
 
 def query(host: Host, container: str, database: Database, sql: str, timeout: float = 30) -> str:
     """Run *sql* with the container's own client; return its plain-text output."""
-    script, default_user = client_script(database)
+    script = query_script(database)
+    # query_script takes the SQL as "$2" and the database as "$3"
     argv = [
         "docker",
         "exec",
@@ -48,14 +124,13 @@ def query(host: Host, container: str, database: Database, sql: str, timeout: flo
         "-c",
         script,
         "opskit",
-        database.user or default_user,
+        default_user(database),
         sql,
         database.name,
     ]
     result = host.run(argv, check=False, timeout=timeout)
     if result.returncode != 0:
-        message = result.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise OpskitError(
-            f"{database.type} query in {container} failed: {message[-1] if message else result.returncode}"
+        raise client_error(
+            database, container, result.returncode, result.stderr.decode("utf-8", "replace")
         )
     return result.text

@@ -17,6 +17,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from opskit.components import Component
     from opskit.descriptor import DescriptorSource, Project
     from opskit.health import CheckResult, HealthContext
     from opskit.host import Host
@@ -91,4 +92,25 @@ def opskit_register_commands(cli: click.Group) -> None:
     """
 
 
-# Backup, restore, sync and promote hooks are added by the issues that build them.
+# -------------------------------------------------------------------------
+# Backup and restore
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def opskit_backup_components(project: Project, env: str) -> list[Component] | None:
+    """Contribute the components of one env's backup.
+
+    Called by the core at the start of every ``backup`` and ``restore`` of *env*. The
+    generic plugin returns what the descriptor's ``backup:`` section names (databases,
+    paths, volumes); project plugins add their own. Components with the same ``key``
+    are taken once (the first registered wins). The core writes, checksums, verifies and
+    restores them; a component only streams its data out and back in.
+
+    :param project: the validated descriptor (``project.handler`` says who handles it).
+    :param env: the environment being backed up or restored.
+    :return: a list of :class:`opskit.components.Component`, or None.
+    """
+
+
+# Sync and promote hooks are added by the issue that builds them.

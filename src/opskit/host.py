@@ -7,6 +7,7 @@ Heavy modules (docker, fabric, paramiko) are imported only when first needed.
 
 from __future__ import annotations
 
+import io
 import os
 import shlex
 import subprocess
@@ -42,13 +43,48 @@ class Result:
 
 
 class Process(Protocol):
-    """A running command whose stdout is read as a stream."""
+    """A running command: stdout read as a stream, stdin written as one (when asked for)."""
 
     stdout: IO[bytes]
+    stdin: IO[bytes] | None
 
     def wait(self) -> int: ...
 
     def kill(self) -> None: ...
+
+    def errors(self) -> str:
+        """What the command wrote on stderr (when not merged into stdout), after :meth:`wait`."""
+        ...
+
+
+class _LocalProcess:
+    """A local command; stderr, when kept apart, is drained by a thread."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        assert process.stdout is not None
+        self.stdout: IO[bytes] = process.stdout
+        self.stdin: IO[bytes] | None = process.stdin
+        self._stderr: list[bytes] = []
+        self._reader: threading.Thread | None = None
+        if process.stderr is not None:
+            stderr = process.stderr
+            self._reader = threading.Thread(
+                target=lambda: self._stderr.append(stderr.read()), daemon=True
+            )
+            self._reader.start()
+
+    def wait(self) -> int:
+        code = self.process.wait()
+        if self._reader is not None:
+            self._reader.join()
+        return code
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def errors(self) -> str:
+        return b"".join(self._stderr).decode("utf-8", "replace")
 
 
 def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
@@ -110,9 +146,28 @@ class Host:
         raise NotImplementedError
 
     def popen(
-        self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: bool = False,
+        merge_stderr: bool = True,
     ) -> Process:
-        """Start *argv* with stdout as a byte stream (stderr merged into it)."""
+        """Start *argv* with stdout as a byte stream.
+
+        With *stdin*, the process's stdin is a writable stream (close it to send EOF).
+        With *merge_stderr* (the default) stderr joins stdout; otherwise it is collected
+        and available from ``errors()`` after ``wait()``.
+        """
+        raise NotImplementedError
+
+    def open_write(self, path: str) -> IO[bytes]:
+        """A new file at *path*, written as a stream; closing it finishes the write."""
+        raise NotImplementedError
+
+    def open_read(self, path: str) -> IO[bytes]:
+        """The file at *path*, read as a stream."""
         raise NotImplementedError
 
     # -- files ---------------------------------------------------------------
@@ -222,7 +277,13 @@ class LocalHost(Host):
             raise HostError(f"{argv[0]}: command not found") from None
 
     def popen(
-        self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: bool = False,
+        merge_stderr: bool = True,
     ) -> Process:
         extra = _check_env(env)
         try:
@@ -230,13 +291,25 @@ class LocalHost(Host):
                 list(argv),
                 cwd=cwd,
                 env={**os.environ, **extra} if extra else None,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
             )
         except FileNotFoundError:
             raise HostError(f"{argv[0]}: command not found") from None
-        return process  # type: ignore[return-value]
+        return _LocalProcess(process)
+
+    def open_write(self, path: str) -> IO[bytes]:
+        try:
+            return open(path, "xb")
+        except OSError as exc:
+            raise HostError(f"cannot write {path}: {exc}") from None
+
+    def open_read(self, path: str) -> IO[bytes]:
+        try:
+            return open(path, "rb")
+        except OSError as exc:
+            raise HostError(f"cannot read {path}: {exc}") from None
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
@@ -294,15 +367,64 @@ def _env_preamble(argv: list[str], env: dict[str, str]) -> tuple[list[str], byte
 class _ChannelProcess:
     """A remote command's channel, shaped like :class:`subprocess.Popen`."""
 
-    def __init__(self, channel: Any) -> None:
+    def __init__(self, channel: Any, stdin: bool, merge_stderr: bool) -> None:
         self.channel = channel
         self.stdout: IO[bytes] = channel.makefile("rb")
+        self.stdin: IO[bytes] | None = channel.makefile_stdin("wb") if stdin else None
+        self._stderr: list[bytes] = []
+        self._reader: threading.Thread | None = None
+        if merge_stderr:
+            channel.set_combine_stderr(True)
+        else:
+            stderr = channel.makefile_stderr("rb")
+            self._reader = threading.Thread(
+                target=lambda: self._stderr.append(stderr.read()), daemon=True
+            )
+            self._reader.start()
+        if not stdin:
+            channel.shutdown_write()
 
     def wait(self) -> int:
-        return int(self.channel.recv_exit_status())
+        code = int(self.channel.recv_exit_status())
+        if self._reader is not None:
+            self._reader.join()
+        return code
 
     def kill(self) -> None:
         self.channel.close()
+
+    def errors(self) -> str:
+        return b"".join(self._stderr).decode("utf-8", "replace")
+
+
+class _ChannelWriter(io.RawIOBase):
+    """A remote file written through ``cat > path``; close() waits for it to finish."""
+
+    def __init__(self, process: _ChannelProcess, path: str, host: str) -> None:
+        self.process = process
+        self.path = path
+        self.host = host
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        assert self.process.stdin is not None
+        self.process.stdin.write(bytes(data))
+        return len(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.channel.shutdown_write()
+        code = self.process.wait()
+        super().close()
+        if code != 0:
+            raise HostError(
+                f"cannot write {self.path} on {self.host}: {self.process.errors().strip()}"
+            )
 
 
 class SSHHost(Host):
@@ -417,12 +539,24 @@ class SSHHost(Host):
         return int(result.exited)
 
     def popen(
-        self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: bool = False,
+        merge_stderr: bool = True,
     ) -> Process:
         channel = self._open(list(argv), cwd, _check_env(env))
-        channel.set_combine_stderr(True)
-        channel.shutdown_write()
-        return _ChannelProcess(channel)
+        return _ChannelProcess(channel, stdin=stdin, merge_stderr=merge_stderr)
+
+    def open_write(self, path: str) -> IO[bytes]:
+        script = 'set -C; cat > "$1"'  # noclobber: never overwrite, like open(path, "xb")
+        process = self.popen(["sh", "-c", script, "opskit", path], stdin=True, merge_stderr=False)
+        return io.BufferedWriter(_ChannelWriter(process, path, self.name), buffer_size=1 << 20)  # type: ignore[arg-type]
+
+    def open_read(self, path: str) -> IO[bytes]:
+        return self.popen(["cat", "--", path], merge_stderr=False).stdout
 
     def exists(self, path: str) -> bool:
         return self.run(["test", "-e", path], check=False).returncode == 0

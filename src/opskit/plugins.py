@@ -18,6 +18,7 @@ from opskit import hookspecs
 if TYPE_CHECKING:
     import click
 
+    from opskit.components import Component
     from opskit.descriptor import DescriptorSource, Project
     from opskit.health import CheckResult, HealthContext
     from opskit.host import Host
@@ -31,6 +32,7 @@ DEFAULT_PLUGINS = (
     "opskit.defaults.discovery",
     "opskit.defaults.health",
     "opskit.defaults.commands",
+    "opskit.defaults.backup",
 )
 
 
@@ -222,6 +224,13 @@ class Plugins:
     def health_checks(self, context: HealthContext) -> list[CheckResult]:
         results = self.pm.hook.opskit_health_checks(context=context)
         return [check for result in results if result for check in result]
+
+    def backup_components(self, project: Project, env: str) -> list[Component]:
+        results = self.pm.hook.opskit_backup_components(project=project, env=env)
+        unique: dict[str, Component] = {}
+        for component in (c for result in reversed(results) if result for c in result):
+            unique.setdefault(component.key, component)
+        return list(unique.values())
 
     def register_commands(self, cli: click.Group) -> None:
         self.pm.hook.opskit_register_commands(cli=cli)

@@ -1,0 +1,309 @@
+"""Backup archives: a folder per backup, a manifest and one zstd file per component.
+
+Layout (documented for restoring by hand in docs/archive-format.md)::
+
+    {backup.dir}/{project}/{env}/{project}-{env}-{YYYYMMDDTHHMMSSZ}/
+        manifest.json
+        db-db-wordpress.sql.zst
+        path-prod-wp-content-uploads.tar.zst
+        volume-mdf-prod_db_data.tar.zst
+        verified.json          (written by verify)
+
+An archive is written as ``.{name}.partial`` and renamed to its name only when every
+file is complete and flushed to disk, so a folder without the dot is always complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Any
+
+import attrs
+
+from opskit.errors import NotFoundError, OpskitError
+
+if TYPE_CHECKING:
+    from opskit.components import BackupContext, Component
+    from opskit.host import Host
+
+FORMAT = "opskit-archive/1"
+MANIFEST = "manifest.json"
+VERIFIED = "verified.json"
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+NAME_RE = re.compile(
+    r"(?P<project>[a-z0-9][a-z0-9-]*)-(?P<env>[a-z0-9][a-z0-9-]*)-(?P<stamp>\d{8}T\d{6}Z)\Z"
+)
+CHUNK = 1 << 20
+ZSTD_LEVEL = 3
+
+
+class ArchiveError(OpskitError):
+    """An archive is missing, damaged or not what was asked for."""
+
+
+def stamp(moment: datetime) -> str:
+    """The UTC timestamp in archive names; the one date format of archives."""
+    return moment.astimezone(UTC).strftime(STAMP_FORMAT)
+
+
+def parse_stamp(text: str) -> datetime:
+    return datetime.strptime(text, STAMP_FORMAT).replace(tzinfo=UTC)
+
+
+def check_name(name: str) -> str:
+    """Reject names that are paths or not archive names."""
+    if (
+        "/" in name
+        or "\\" in name
+        or name in (".", "..")
+        or ".." in name
+        or not NAME_RE.match(name)
+    ):
+        raise ArchiveError(
+            f"{name!r} is not an archive name (expected PROJECT-ENV-YYYYMMDDTHHMMSSZ)"
+        )
+    return name
+
+
+@attrs.frozen
+class ComponentRecord:
+    key: str
+    kind: str
+    file: str
+    raw_bytes: int
+    raw_sha256: str
+    stored_bytes: int
+    sha256: str
+    details: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class Archive:
+    """A complete archive folder and its manifest."""
+
+    path: str
+    manifest: dict[str, Any]
+    verified: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+    @property
+    def created(self) -> datetime:
+        return parse_stamp(NAME_RE.match(self.name).group("stamp"))  # type: ignore[union-attr]
+
+    @property
+    def size(self) -> int:
+        return sum(int(c["stored_bytes"]) for c in self.manifest.get("components", []))
+
+    @property
+    def components(self) -> list[ComponentRecord]:
+        return [ComponentRecord(**c) for c in self.manifest.get("components", [])]
+
+    @property
+    def verified_state(self) -> str:
+        if self.verified is None:
+            return "never"
+        return "ok" if self.verified.get("ok") else "FAILED"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "project": self.manifest.get("project"),
+            "environment": self.manifest.get("environment"),
+            "created": self.created.isoformat(),
+            "size": self.size,
+            "components": [c.key for c in self.components],
+            "verified": self.verified_state,
+            "verified_at": (self.verified or {}).get("time"),
+        }
+
+
+def env_dir(base: str, project: str, env: str) -> str:
+    return posixpath.join(base, project, env)
+
+
+class _Hashing:
+    """Counts and hashes what passes to the file."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        self.out.write(data)
+        return len(data)
+
+
+def write_component(
+    host: Host, component: Component, context: BackupContext, directory: str
+) -> ComponentRecord:
+    """Stream a component's dump through zstd into ``directory``; nothing is held in memory."""
+    import zstandard
+
+    path = posixpath.join(directory, component.filename)
+    process = component.dump(context)
+    raw_hash = hashlib.sha256()
+    raw_size = 0
+    with host.open_write(path) as out:
+        stored = _Hashing(out)
+        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
+        try:
+            while chunk := process.stdout.read(CHUNK):
+                raw_hash.update(chunk)
+                raw_size += len(chunk)
+                stored.write(compressor.compress(chunk))
+            stored.write(compressor.flush())
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        code = process.wait()
+    if code != 0:
+        detail = process.errors().strip().splitlines()
+        raise OpskitError(
+            f"{component.kind} {component.key} failed: {detail[-1] if detail else f'exit {code}'}"
+        )
+    return ComponentRecord(
+        key=component.key,
+        kind=component.kind,
+        file=component.filename,
+        raw_bytes=raw_size,
+        raw_sha256=raw_hash.hexdigest(),
+        stored_bytes=stored.size,
+        sha256=stored.hash.hexdigest(),
+        details=component.describe(),
+    )
+
+
+def write_json(host: Host, path: str, data: dict[str, Any]) -> None:
+    with host.open_write(path) as out:
+        out.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def list_archives(host: Host, directory: str) -> list[Archive]:
+    """The complete archives in an env's folder, newest first (partial ones are ignored)."""
+    names = [n for n in host.listdir(directory) if NAME_RE.match(n)]
+    paths = [posixpath.join(directory, n, f) for n in names for f in (MANIFEST, VERIFIED)]
+    texts = host.read_existing(paths)
+    archives = []
+    for name in names:
+        path = posixpath.join(directory, name)
+        manifest_text = texts.get(posixpath.join(path, MANIFEST))
+        if manifest_text is None:
+            continue
+        try:
+            manifest = json.loads(manifest_text)
+            verified_text = texts.get(posixpath.join(path, VERIFIED))
+            verified = json.loads(verified_text) if verified_text else None
+        except ValueError:
+            continue
+        archives.append(Archive(path, manifest, verified))
+    return sorted(archives, key=lambda a: a.name, reverse=True)
+
+
+def open_archive(host: Host, directory: str, name: str) -> Archive:
+    check_name(name)
+    for archive in list_archives(host, directory):
+        if archive.name == name:
+            return archive
+    raise NotFoundError(f"no archive {name} in {directory}")
+
+
+@attrs.frozen
+class Fault:
+    component: str
+    problem: str
+
+
+def verify(host: Host, archive: Archive) -> list[Fault]:
+    """Check every component's checksum and decompress it fully; return the faults."""
+    import zstandard
+
+    faults = []
+    if archive.manifest.get("format") != FORMAT:
+        return [Fault("manifest", f"unknown format {archive.manifest.get('format')!r}")]
+    for record in archive.components:
+        path = posixpath.join(archive.path, record.file)
+        stored_hash, raw_hash = hashlib.sha256(), hashlib.sha256()
+        stored_size = raw_size = 0
+        try:
+            source = host.open_read(path)
+            decompressor = zstandard.ZstdDecompressor().decompressobj()
+            with source:
+                while chunk := source.read(CHUNK):
+                    stored_hash.update(chunk)
+                    stored_size += len(chunk)
+                    data = decompressor.decompress(chunk)
+                    raw_hash.update(data)
+                    raw_size += len(data)
+        except (OSError, OpskitError) as exc:
+            faults.append(Fault(record.key, f"cannot read {record.file}: {exc}"))
+            continue
+        except zstandard.ZstdError as exc:
+            faults.append(Fault(record.key, f"{record.file} does not decompress: {exc}"))
+            continue
+        if stored_size != record.stored_bytes or stored_hash.hexdigest() != record.sha256:
+            faults.append(Fault(record.key, f"{record.file}: checksum mismatch"))
+        elif not decompressor.eof:
+            faults.append(Fault(record.key, f"{record.file} is truncated"))
+        elif raw_size != record.raw_bytes or raw_hash.hexdigest() != record.raw_sha256:
+            faults.append(Fault(record.key, f"{record.file}: content checksum mismatch"))
+    return faults
+
+
+def read_component(host: Host, archive: Archive, record: ComponentRecord) -> Iterator[bytes]:
+    """The raw (decompressed) stream of one component, chunk by chunk."""
+    import zstandard
+
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    with host.open_read(posixpath.join(archive.path, record.file)) as source:
+        while chunk := source.read(CHUNK):
+            data = decompressor.decompress(chunk)
+            if data:
+                yield data
+
+
+class _ChunkReader(io.RawIOBase):
+    """A raw stream over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.pending:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return 0
+            self.pending = chunk
+        size = min(len(buffer), len(self.pending))
+        buffer[:size] = self.pending[:size]
+        self.pending = self.pending[size:]
+        return size
+
+
+def component_stream(host: Host, archive: Archive, record: ComponentRecord) -> IO[bytes]:
+    """The raw (decompressed) stream of one component, as a file object."""
+    return io.BufferedReader(_ChunkReader(read_component(host, archive, record)), buffer_size=CHUNK)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,287 @@
+"""What a backup is made of: components that stream their data out and back in.
+
+A plugin contributes components through ``opskit_backup_components``; the core owns
+everything around them (archive, compression, checksums, locking, retention, restore
+orchestration). A component only knows how to produce its raw byte stream (``dump``)
+and how to consume the same stream again (``restore``).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import posixpath
+import re
+from typing import IO, TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+from opskit import databases
+from opskit.errors import NotFoundError, OpskitError
+
+if TYPE_CHECKING:
+    from opskit.containers import Container, Placement
+    from opskit.descriptor import Database, Project
+    from opskit.host import Host, Process
+
+
+@attrs.frozen
+class BackupContext:
+    """The env a component works on: its host, descriptor and containers."""
+
+    host: Host
+    project: Project
+    env: str
+    placements: tuple[Placement, ...]
+
+    def running_container(self, service: str) -> Container:
+        for placement in self.placements:
+            if (
+                placement.service == service
+                and placement.state == "running"
+                and placement.container
+            ):
+                return placement.container
+        raise NotFoundError(
+            f"{self.project.name} {self.env}: the {service} container is not running"
+        )
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "root"
+
+
+class Component(abc.ABC):
+    """One part of a backup. ``key`` is unique within an archive and names its file."""
+
+    kind: ClassVar[str]
+    extension: ClassVar[str]
+
+    @property
+    @abc.abstractmethod
+    def key(self) -> str: ...
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records about this component (JSON-compatible)."""
+
+    @abc.abstractmethod
+    def dump(self, context: BackupContext) -> Process:
+        """Start producing the raw stream on the process's stdout (stderr kept apart)."""
+
+    @abc.abstractmethod
+    def restore(self, context: BackupContext, source: IO[bytes]) -> None:
+        """Consume a raw stream produced by :meth:`dump`, replacing the live data."""
+
+    @property
+    def filename(self) -> str:
+        return f"{self.key}.{self.extension}.zst"
+
+
+def _pump(source: IO[bytes], process: Process) -> None:
+    assert process.stdin is not None
+    try:
+        while chunk := source.read(1 << 20):
+            process.stdin.write(chunk)
+    except BrokenPipeError:
+        pass  # the process ended early; its exit status tells why
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.close()
+
+
+@attrs.frozen
+class DatabaseDump(Component):
+    """A MariaDB/MySQL or PostgreSQL database, dumped with the container's own client."""
+
+    database: Database
+    kind: ClassVar[str] = "database"
+    extension: ClassVar[str] = "sql"
+
+    @property
+    def key(self) -> str:
+        return f"db-{_slug(self.database.service)}-{_slug(self.database.name)}"
+
+    def describe(self) -> dict[str, Any]:
+        db = self.database
+        return {
+            "service": db.service,
+            "type": db.type,
+            "name": db.name,
+            "user": databases.default_user(db),
+        }
+
+    def dump(self, context: BackupContext) -> Process:
+        container = context.running_container(self.database.service).name
+        argv = databases.client_argv(container, databases.dump_script(self.database), self.database)
+        return context.host.popen(argv, merge_stderr=False)
+
+    def restore(self, context: BackupContext, source: IO[bytes]) -> None:
+        container = context.running_container(self.database.service).name
+        argv = databases.client_argv(
+            container, databases.restore_script(self.database), self.database, stdin=True
+        )
+        process = context.host.popen(argv, stdin=True, merge_stderr=False)
+        _pump(source, process)
+        process.stdout.read()
+        code = process.wait()
+        if code != 0:
+            raise databases.client_error(self.database, container, code, process.errors())
+
+
+def _tar_create(host: Host, directory: str, member: str) -> Process:
+    argv = [
+        "tar",
+        "--create",
+        "--file=-",
+        "--numeric-owner",
+        "--directory",
+        directory,
+        "--",
+        member,
+    ]
+    return host.popen(argv, merge_stderr=False)
+
+
+def _swap_in(host: Host, source: IO[bytes], target: str, what: str) -> None:
+    """Extract a tar stream beside *target*, then swap it in; a failure leaves *target* as it was."""
+    parent, name = posixpath.split(target.rstrip("/"))
+    staging = posixpath.join(parent, f".opskit-restore-{name}")
+    old = posixpath.join(parent, f".opskit-old-{name}")
+    host.run(["rm", "-rf", "--", staging, old])
+    host.run(["mkdir", "-p", "--", staging])
+    process = host.popen(
+        [
+            "tar",
+            "--extract",
+            "--file=-",
+            "--numeric-owner",
+            "--same-permissions",
+            "--directory",
+            staging,
+        ],
+        stdin=True,
+        merge_stderr=False,
+    )
+    _pump(source, process)
+    process.stdout.read()
+    if process.wait() != 0:
+        host.run(["rm", "-rf", "--", staging], check=False)
+        raise OpskitError(f"restoring {what} failed: {process.errors().strip()}")
+    script = (
+        'set -e; staging=$1; target=$2; old=$3; name=$4\n'
+        'if [ -e "$target" ] || [ -L "$target" ]; then mv -- "$target" "$old"; fi\n'
+        'mv -- "$staging/$name" "$target"\n'
+        'rm -rf -- "$old" "$staging"\n'
+    )  # fmt: skip
+    host.run(["sh", "-c", script, "opskit", staging, target, old, name])
+
+
+@attrs.frozen
+class PathTree(Component):
+    """A file or folder on the host, as a tar stream (modes and numeric owners kept)."""
+
+    path: str  # absolute
+    label: str  # as the descriptor wrote it
+    kind: ClassVar[str] = "path"
+    extension: ClassVar[str] = "tar"
+
+    @property
+    def key(self) -> str:
+        return f"path-{_slug(self.label)}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def dump(self, context: BackupContext) -> Process:
+        if not context.host.exists(self.path):
+            raise NotFoundError(
+                f"{context.project.name} {context.env}: backup path {self.path} does not exist"
+            )
+        parent, name = posixpath.split(self.path.rstrip("/"))
+        return _tar_create(context.host, parent or "/", name)
+
+    def restore(self, context: BackupContext, source: IO[bytes]) -> None:
+        _swap_in(context.host, source, self.path.rstrip("/"), self.path)
+
+
+@attrs.frozen
+class VolumeTree(Component):
+    """A named Docker volume's files, read from its mount point on the host."""
+
+    volume: str
+    kind: ClassVar[str] = "volume"
+    extension: ClassVar[str] = "tar"
+
+    @property
+    def key(self) -> str:
+        return f"volume-{_slug(self.volume)}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"volume": self.volume}
+
+    def mountpoint(self, context: BackupContext, create: bool = False) -> str:
+        import docker
+
+        client = context.host.docker()
+        try:
+            return str(client.inspect_volume(self.volume)["Mountpoint"])
+        except docker.errors.NotFound:
+            if not create:
+                raise NotFoundError(
+                    f"{context.project.name} {context.env}: volume {self.volume} does not exist"
+                ) from None
+        client.create_volume(self.volume)
+        return str(client.inspect_volume(self.volume)["Mountpoint"])
+
+    def dump(self, context: BackupContext) -> Process:
+        return _tar_create(context.host, self.mountpoint(context), ".")
+
+    def restore(self, context: BackupContext, source: IO[bytes]) -> None:
+        mountpoint = self.mountpoint(context, create=True).rstrip("/")
+        # The mount point itself stays (Docker owns it): its contents are swapped.
+        parent = posixpath.dirname(mountpoint)
+        staging = posixpath.join(parent, ".opskit-restore")
+        host = context.host
+        host.run(["rm", "-rf", "--", staging])
+        host.run(["mkdir", "-p", "--", staging])
+        process = host.popen(
+            [
+                "tar",
+                "--extract",
+                "--file=-",
+                "--numeric-owner",
+                "--same-permissions",
+                "--directory",
+                staging,
+            ],
+            stdin=True,
+            merge_stderr=False,
+        )
+        _pump(source, process)
+        process.stdout.read()
+        if process.wait() != 0:
+            host.run(["rm", "-rf", "--", staging], check=False)
+            raise OpskitError(f"restoring volume {self.volume} failed: {process.errors().strip()}")
+        script = (
+            'set -e; staging=$1; target=$2\n'
+            'find "$target" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} +\n'
+            'find "$staging" -mindepth 1 -maxdepth 1 -exec mv -- {} "$target"/ \\;\n'
+            'chmod --reference="$staging" "$target"; chown --reference="$staging" "$target"\n'
+            'rmdir -- "$staging"\n'
+        )  # fmt: skip
+        host.run(["sh", "-c", script, "opskit", staging, mountpoint])
+
+
+def descriptor_components(project: Project, env: str) -> list[Component]:
+    """The components a descriptor's ``backup:`` section names for one env."""
+    backup = project.backup
+    if backup is None:
+        return []
+    found: list[Component] = [DatabaseDump(db) for db in backup.databases]
+    found += [
+        PathTree(project.resolve_path(path, env), project.expand(path, env))
+        for path in backup.paths
+    ]
+    found += [VolumeTree(project.expand(volume, env)) for volume in backup.volumes]
+    return found

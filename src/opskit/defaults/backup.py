@@ -1,0 +1,205 @@
+"""Built-in plugin: the backup commands (backup, backups, verify, prune, restore)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+
+import click
+
+from opskit.cli import CliState, command_options, confirm
+from opskit.plugins import hookimpl
+
+
+def _local(moment: datetime) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+@click.command()
+@click.argument("project", required=False)
+@click.argument("env", required=False)
+@click.option("--all", "all_projects", is_flag=True, help="Every project with a backup section.")
+@command_options
+def backup(state: CliState, project: str | None, env: str | None, all_projects: bool) -> None:
+    """Back up one env, every env of a project, or --all. Prints each archive's path."""
+    if project is None and not all_projects:
+        raise click.UsageError("name a PROJECT (and ENV), or use --all")
+    if project is not None and all_projects:
+        raise click.UsageError("--all takes no PROJECT")
+    archives = state.ops.backup(project, env, progress=sys.stderr)
+    if state.json:
+        state.out.json({"archives": [a.as_dict() for a in archives]})
+        return
+    for archive in archives:
+        state.out.line(archive.path)
+
+
+@click.command()
+@click.argument("project", required=False)
+@click.argument("env", required=False)
+@command_options
+def backups(state: CliState, project: str | None, env: str | None) -> None:
+    """Archives, newest first: name, local time, size, components, verified state."""
+    from opskit.output import human_bytes
+
+    found = state.ops.backups(project, env)
+    if state.json:
+        state.out.json({"archives": [a.as_dict() for a in found]})
+        return
+    styles = {"ok": "green", "FAILED": "red", "never": "yellow"}
+    rows = [
+        [
+            a.name,
+            _local(a.created),
+            human_bytes(a.size),
+            ", ".join(c.key for c in a.components),
+            (a.verified_state, styles[a.verified_state]),
+        ]
+        for a in found
+    ]
+    state.out.table(["archive", "time", "size", "components", "verified"], rows)  # type: ignore[arg-type]
+
+
+@click.command()
+@click.argument("project", required=False)
+@click.argument("env", required=False)
+@click.option("--name", help="One archive (needs PROJECT and ENV).")
+@command_options
+def verify(state: CliState, project: str | None, env: str | None, name: str | None) -> int:
+    """Check archives against their checksums and decompress them fully; exit 1 on any fault."""
+    results = state.ops.verify(project, env, name)
+    if state.json:
+        state.out.json(
+            {
+                "archives": [
+                    {
+                        "name": a.name,
+                        "path": a.path,
+                        "ok": not f,
+                        "faults": [{"component": x.component, "problem": x.problem} for x in f],
+                    }
+                    for a, f in results
+                ]
+            }
+        )
+    else:
+        rows = [
+            [
+                a.name,
+                ("ok", "green") if not f else ("FAILED", "red"),
+                "; ".join(f"{x.component}: {x.problem}" for x in f),
+            ]
+            for a, f in results
+        ]
+        state.out.table(["archive", "result", "faults"], rows)  # type: ignore[arg-type]
+    for archive, faults in results:
+        for fault in faults:
+            print(f"[error] {archive.name}: {fault.component}: {fault.problem}", file=sys.stderr)
+    return 1 if any(faults for _, faults in results) else 0
+
+
+@click.command()
+@click.argument("project", required=False)
+@click.argument("env", required=False)
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@command_options
+def prune(state: CliState, project: str | None, env: str | None, dry_run: bool) -> None:
+    """Apply the retention rules; never removes the newest verified archive."""
+    results = state.ops.prune(project, env, dry_run=dry_run)
+    if state.json:
+        state.out.json(
+            {
+                "dry_run": dry_run,
+                "envs": [
+                    {
+                        "project": p,
+                        "environment": e,
+                        "keep": list(d.keep),
+                        "remove": list(d.remove),
+                        "reasons": {k: list(v) for k, v in d.reasons.items()},
+                    }
+                    for p, e, d in results
+                ],
+            }
+        )
+        return
+    rows = []
+    for p, e, decision in results:
+        rows += [
+            [p, e, name, ("keep", "green"), ", ".join(decision.reasons[name])]
+            for name in decision.keep
+        ]
+        rows += [
+            [p, e, name, ("would remove" if dry_run else "removed", "red"), ""]
+            for name in decision.remove
+        ]
+    state.out.table(["project", "env", "archive", "action", "why"], rows)  # type: ignore[arg-type]
+
+
+@click.command()
+@click.argument("project")
+@click.argument("env")
+@click.option("--name", help="The archive to restore.")
+@click.option("--latest", is_flag=True, help="Restore the newest archive.")
+@click.option("--list", "list_only", is_flag=True, help="List the env's archives and exit.")
+@click.option("--no-safety-backup", is_flag=True, help="Do not back up the current state first.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@command_options
+def restore(
+    state: CliState,
+    project: str,
+    env: str,
+    name: str | None,
+    latest: bool,
+    list_only: bool,
+    no_safety_backup: bool,
+    yes: bool,
+) -> None:
+    """Restore an archive into an env: verify, safety backup, restore, wait for health."""
+    if list_only:
+        click.get_current_context().invoke(backups, project=project, env=env)
+        return
+    if name and latest:
+        raise click.UsageError("give --name or --latest, not both")
+    if not name and not latest:
+        if not sys.stdin.isatty():
+            from opskit.errors import NeedsConfirmation
+
+            raise NeedsConfirmation(
+                "restore needs --name ARCHIVE or --latest when stdin is not a terminal"
+            )
+        found = state.ops.backups(project, env)
+        if not found:
+            from opskit.errors import NotFoundError
+
+            raise NotFoundError(f"{project} {env}: no archives")
+        for i, archive in enumerate(found, 1):
+            click.echo(
+                f"{i:3}  {archive.name}  {_local(archive.created)}  verified: {archive.verified_state}",
+                err=True,
+            )
+        choice = click.prompt(
+            "Restore which archive", type=click.IntRange(1, len(found)), default=1, err=True
+        )
+        name = found[choice - 1].name
+    state.ops.project(project).check_env(env)
+    confirm(
+        f"Replace the data of {project} {env} with {name or 'the newest archive'}?", yes, "restore"
+    )
+    restored, safety = state.ops.restore(
+        project, env, name, safety=not no_safety_backup, progress=sys.stderr
+    )
+    if state.json:
+        state.out.json(
+            {"restored": restored.as_dict(), "safety_backup": safety.as_dict() if safety else None}
+        )
+        return
+    state.out.line(f"restored {restored.path}")
+    if safety is not None:
+        state.out.line(f"safety backup {safety.path}")
+
+
+@hookimpl
+def opskit_register_commands(cli: click.Group) -> None:
+    for command in (backup, backups, verify, prune, restore):
+        cli.add_command(command)

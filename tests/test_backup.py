@@ -1,0 +1,405 @@
+"""Backups against real MariaDB, PostgreSQL, files and volumes (the example root)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from conftest import assert_one_error_line, opskit, wait_until
+
+pytestmark = pytest.mark.docker
+
+BACKUPS = Path("/var/lib/opskit-examples/backups")
+
+
+@pytest.fixture
+def root(examples_up):  # type: ignore[no-untyped-def]
+    for env_dir in (
+        BACKUPS / "mdf" / "dev",
+        BACKUPS / "seriousletter" / "dev",
+        BACKUPS / "mdf" / "prod",
+    ):
+        shutil.rmtree(env_dir, ignore_errors=True)
+    return str(examples_up)
+
+
+def sql(root: str, project: str, statement: str) -> str:
+    if project == "mdf":
+        script = 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mariadb -uroot -N -B wordpress -e "$1"'
+    else:
+        script = 'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U postgres -At -d seriousletter -c "$1"'
+    run = opskit(
+        "exec", project, "dev", "db", "--root", root, "--", "sh", "-c", script, "sh", statement
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def database_state(root: str, project: str) -> dict[str, str]:
+    """Every table's rows, hashed (compared by checksums, not by eye)."""
+    if project == "mdf":
+        tables = sql(root, project, "SHOW TABLES").split()
+        return {
+            t: hashlib.sha256(
+                sql(root, project, f"SELECT * FROM {t} ORDER BY 1").encode()
+            ).hexdigest()
+            for t in tables
+        }
+    tables = sql(
+        root, project, "SELECT tablename FROM pg_tables WHERE schemaname='public' ORDER BY 1"
+    ).split()
+    return {
+        t: hashlib.sha256(sql(root, project, f"SELECT * FROM {t} ORDER BY 1").encode()).hexdigest()
+        for t in tables
+    }
+
+
+def tree_state(path: Path) -> dict[str, tuple[str, int]]:
+    """Each file's sha256 and mode under *path*."""
+    state = {}
+    for item in sorted(path.rglob("*")):
+        if item.is_file():
+            state[str(item.relative_to(path))] = (
+                hashlib.sha256(item.read_bytes()).hexdigest(),
+                item.stat().st_mode,
+            )
+        elif item.is_dir():
+            state[str(item.relative_to(path)) + "/"] = ("", item.stat().st_mode)
+    return state
+
+
+def volume_path(name: str) -> Path:
+    out = subprocess.run(
+        ["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", name],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip())
+
+
+def listed(root: str, project: str, env: str) -> list[str]:
+    run = opskit("backups", project, env, "--json", "--root", root)
+    assert run.returncode == 0, run.stderr
+    return [a["name"] for a in run.json()["archives"]]  # type: ignore[index]
+
+
+def test_mariadb_files_and_volume_round_trip(root: str) -> None:
+    uploads = Path(root) / "mdf" / "dev" / "wp-content" / "uploads"
+    media = volume_path("mdf-dev_media")
+    (media / "cover.jpg").write_bytes(os.urandom(300_000))
+    (media / "deep" / "er").mkdir(parents=True, exist_ok=True)
+    (media / "deep" / "er" / "notes.txt").write_text("volume file\n")
+    (uploads / "2026" / "11" / "private.txt").write_text("secret upload\n")
+    (uploads / "2026" / "11" / "private.txt").chmod(0o600)
+    before = (database_state(root, "mdf"), tree_state(uploads), tree_state(media))
+
+    run = opskit("backup", "mdf", "dev", "--root", root)
+    assert run.returncode == 0, run.stderr
+    (path,) = run.stdout.splitlines()
+    assert path.startswith(str(BACKUPS / "mdf" / "dev" / "mdf-dev-")) and os.path.isabs(path)
+    manifest = json.loads((Path(path) / "manifest.json").read_text())
+    assert {c["kind"] for c in manifest["components"]} == {"database", "path", "volume"}
+    assert manifest["descriptor"]["text"].startswith("# Example")
+
+    sql(root, "mdf", "DROP TABLE wp_posts")
+    sql(root, "mdf", "UPDATE wp_options SET option_value='changed' WHERE option_name='blogname'")
+    (uploads / "2026" / "11" / "hello.txt").write_text("edited\n")
+    (uploads / "2026" / "11" / "private.txt").unlink()
+    (uploads / "extra.txt").write_text("not in the backup\n")
+    for item in media.iterdir():
+        shutil.rmtree(item) if item.is_dir() else item.unlink()
+    assert database_state(root, "mdf") != before[0]
+
+    run = opskit("restore", "mdf", "dev", "--latest", "--yes", "--root", root)
+    assert run.returncode == 0, run.stderr
+    assert (database_state(root, "mdf"), tree_state(uploads), tree_state(media)) == before
+    assert opskit("health", "mdf", "dev", "--root", root).returncode == 0
+    # the safety backup of the changed state is an archive too
+    assert len(listed(root, "mdf", "dev")) == 2
+
+
+def test_postgres_round_trip(root: str) -> None:
+    uploads = Path(root) / "seriousletter" / "uploads" / "dev"
+    sql(
+        root,
+        "seriousletter",
+        "INSERT INTO letters (subject, body) SELECT 'bulk ' || g, repeat('x', 500) FROM generate_series(1, 2000) g",
+    )
+    before = (database_state(root, "seriousletter"), tree_state(uploads))
+    assert opskit("backup", "seriousletter", "dev", "--root", root).returncode == 0
+    sql(root, "seriousletter", "DROP TABLE letters")
+    (uploads / "letter.txt").write_text("changed\n")
+    run = opskit(
+        "restore", "seriousletter", "dev", "--latest", "--yes", "--no-safety-backup", "--root", root
+    )
+    assert run.returncode == 0, run.stderr
+    assert (database_state(root, "seriousletter"), tree_state(uploads)) == before
+    assert len(listed(root, "seriousletter", "dev")) == 1
+
+
+def test_verify_and_restore_refuse_an_altered_archive(root: str) -> None:
+    run = opskit("backup", "mdf", "dev", "--root", root)
+    archive = Path(run.stdout.strip())
+    assert opskit("verify", "mdf", "dev", "--root", root).returncode == 0
+    target = next(archive.glob("path-*.tar.zst"))
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    run = opskit("verify", "mdf", "dev", "--root", root)
+    assert run.returncode == 1
+    assert "path-dev-wp-content-uploads" in run.stderr
+    state = database_state(root, "mdf")
+    sql(root, "mdf", "UPDATE wp_options SET option_value='live' WHERE option_name='blogname'")
+    live = database_state(root, "mdf")
+    run = opskit("restore", "mdf", "dev", "--name", archive.name, "--yes", "--root", root)
+    assert_one_error_line(run, "is damaged, nothing was restored", "path-dev-wp-content-uploads")
+    assert database_state(root, "mdf") == live != state
+    assert json.loads((archive / "verified.json").read_text())["ok"] is False
+    assert (
+        opskit("backups", "mdf", "dev", "--json", "--root", root).json()["archives"][0]["verified"]
+        == "FAILED"
+    )  # type: ignore[index]
+
+
+def test_a_truncated_archive_is_refused(root: str) -> None:
+    archive = Path(opskit("backup", "mdf", "dev", "--root", root).stdout.strip())
+    target = next(archive.glob("db-*.sql.zst"))
+    target.write_bytes(target.read_bytes()[:-20])
+    run = opskit("verify", "mdf", "dev", "--name", archive.name, "--root", root)
+    assert run.returncode == 1 and "db-db-wordpress" in run.stderr
+
+
+def test_backup_killed_at_any_point_leaves_nothing(root: str) -> None:
+    big = volume_path("mdf-dev_media") / "big.bin"
+    with big.open("wb") as handle:
+        for _ in range(120):
+            handle.write(os.urandom(1 << 20))  # incompressible: the backup takes a while
+    try:
+        started = time.monotonic()
+        assert opskit("backup", "mdf", "dev", "--root", root).returncode == 0
+        duration = time.monotonic() - started
+        first = listed(root, "mdf", "dev")
+        for fraction in (0.1, 0.3, 0.5, 0.7, 0.85):
+            process = subprocess.Popen(
+                [sys.executable, "-m", "opskit", "backup", "mdf", "dev", "--root", root],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            time.sleep(duration * fraction)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            assert listed(root, "mdf", "dev") == first, (
+                f"killed at {fraction:.0%} of {duration:.1f} s"
+            )
+        run = opskit("backup", "mdf", "dev", "--root", root, env={"OPSKIT_LOCK_TIMEOUT": "5"})
+        assert run.returncode == 0, run.stderr  # the lock is free
+        assert not [
+            n for n in os.listdir(BACKUPS / "mdf" / "dev") if n.endswith(".partial")
+        ]  # cleaned up
+        assert opskit("verify", "mdf", "dev", "--root", root).returncode == 0
+    finally:
+        big.unlink()
+
+
+def test_a_locked_env_makes_a_second_backup_wait_then_fail(root: str) -> None:
+    directory = BACKUPS / "mdf" / "dev"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / ".lock.holder").write_text("restore of mdf dev by tester\n")
+    holder = subprocess.Popen(["flock", str(directory / ".lock"), "sleep", "30"])
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        run = opskit("backup", "mdf", "dev", "--root", root, env={"OPSKIT_LOCK_TIMEOUT": "2"})
+        assert time.monotonic() - started >= 2
+        assert_one_error_line(run, "is locked by restore of mdf dev by tester")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert listed(root, "mdf", "dev") == []
+
+
+def test_two_backups_at_once_run_one_after_the_other(root: str) -> None:
+    command = [sys.executable, "-m", "opskit", "backup", "mdf", "dev", "--root", root]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert first.wait(timeout=120) == 0 and second.wait(timeout=120) == 0
+    paths = [p.stdout.read().decode().strip() for p in (first, second)]  # type: ignore[union-attr]
+    assert len(set(paths)) == 2
+    spans = sorted(
+        (
+            json.loads((Path(p) / "manifest.json").read_text())["started"],
+            json.loads((Path(p) / "manifest.json").read_text())["finished"],
+        )
+        for p in paths
+    )
+    assert spans[0][1] <= spans[1][0]  # they did not overlap
+
+
+def test_restore_whose_import_fails_half_way_puts_the_env_back(root: str) -> None:
+    archive = Path(opskit("backup", "mdf", "dev", "--root", root).stdout.strip())
+    # Make a valid archive (checksums right) whose SQL breaks in the middle, as a dump
+    # from an incompatible server would.
+    dump_file = next(archive.glob("db-*.sql.zst"))
+    dump = zstandard.ZstdDecompressor().decompressobj().decompress(dump_file.read_bytes())
+    lines = dump.split(b"\n")
+    broken = b"\n".join([*lines[: len(lines) // 2], b"THIS IS NOT SQL;", *lines[len(lines) // 2 :]])
+    stored = zstandard.ZstdCompressor().compress(broken)
+    dump_file.write_bytes(stored)
+    manifest = json.loads((archive / "manifest.json").read_text())
+    for component in manifest["components"]:
+        if component["file"] == dump_file.name:
+            component.update(
+                raw_bytes=len(broken),
+                raw_sha256=hashlib.sha256(broken).hexdigest(),
+                stored_bytes=len(stored),
+                sha256=hashlib.sha256(stored).hexdigest(),
+            )
+    (archive / "manifest.json").write_text(json.dumps(manifest))
+
+    sql(
+        root,
+        "mdf",
+        "UPDATE wp_options SET option_value='before restore' WHERE option_name='blogname'",
+    )
+    uploads = Path(root) / "mdf" / "dev" / "wp-content" / "uploads"
+    (uploads / "2026" / "11" / "hello.txt").write_text("before restore\n")
+    before = (
+        database_state(root, "mdf"),
+        tree_state(uploads),
+        tree_state(volume_path("mdf-dev_media")),
+    )
+    run = opskit("restore", "mdf", "dev", "--name", archive.name, "--yes", "--root", root)
+    assert run.returncode == 1
+    assert "put back from" in run.stderr and "restoring db-db-wordpress" in run.stderr
+    assert (
+        database_state(root, "mdf"),
+        tree_state(uploads),
+        tree_state(volume_path("mdf-dev_media")),
+    ) == before
+    wait_until(
+        lambda: opskit("health", "mdf", "dev", "--root", root).returncode == 0,
+        timeout=60,
+        what="mdf dev healthy",
+    )
+
+
+def test_backup_stop_services_are_started_again_even_on_failure(root: str) -> None:
+    def mail_state() -> str:
+        rows = opskit("status", "mdf", "prod", "--json", "--root", root).json()["containers"]  # type: ignore[index]
+        return next(r["state"] for r in rows if r["service"] == "mail")
+
+    assert opskit("backup", "mdf", "prod", "--root", root).returncode == 0
+    assert mail_state() == "running"
+    assert opskit("stop", "mdf", "prod", "db", "--root", root).returncode == 0
+    try:
+        run = opskit("backup", "mdf", "prod", "--root", root)
+        assert run.returncode == 1
+        assert "the db container is not running" in run.stderr
+        assert mail_state() == "running"
+        assert not [
+            n
+            for n in os.listdir(BACKUPS / "mdf" / "prod")
+            if n.startswith(".") and n.endswith(".partial")
+        ]
+        assert len(listed(root, "mdf", "prod")) == 1
+    finally:
+        assert opskit("start", "mdf", "prod", "--root", root).returncode == 0
+    wait_until(
+        lambda: opskit("health", "mdf", "prod", "--root", root).returncode == 0,
+        timeout=90,
+        what="mdf prod healthy",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--name", "../../etc"], "is not an archive name"),
+        (["--name", "mdf-dev-20261127T000000Z/x"], "is not an archive name"),
+        (["--name", "seriousletter-dev-20261127T000000Z"], "is not one of mdf dev"),
+        (["--name", "mdf-dev-20200101T000000Z"], "no archive mdf-dev-20200101T000000Z"),
+    ],
+)
+def test_bad_archive_names(root: str, args: list[str], fragment: str) -> None:
+    assert_one_error_line(opskit("restore", "mdf", "dev", *args, "--yes", "--root", root), fragment)
+
+
+def test_restore_without_a_choice_on_a_non_terminal(root: str) -> None:
+    assert_one_error_line(
+        opskit("restore", "mdf", "dev", "--root", root), "--name ARCHIVE or --latest"
+    )
+
+
+def test_wrong_password_variable(root: str, tmp_path: Path) -> None:
+    import opskit as api
+    from opskit.components import BackupContext, DatabaseDump
+    from opskit.descriptor import Database
+    from opskit.errors import OpskitError
+
+    with api.Ops(root=root) as ops:
+        project = ops.project("mdf")
+        context = BackupContext(ops.host, project, "dev", tuple(ops.status("mdf", "dev")))
+        component = DatabaseDump(
+            Database(
+                service="db",
+                type="mariadb",
+                name="wordpress",
+                user="root",
+                password_env="NO_SUCH_VARIABLE",
+            )
+        )
+        from opskit.archive import write_component
+
+        with pytest.raises(
+            OpskitError, match="variable NO_SUCH_VARIABLE is not set in the container"
+        ):
+            write_component(ops.host, component, context, str(tmp_path))
+
+
+def test_prune_follows_the_retention_rules(root: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from opskit.retention import decide
+
+    source = Path(opskit("backup", "mdf", "dev", "--root", root).stdout.strip())
+    directory = source.parent
+    start = datetime(2026, 1, 1, 3, 30, tzinfo=UTC)
+    names = []
+    for day in range(0, 200, 3):
+        for hour in (0, 10):
+            moment = start + timedelta(days=day, hours=hour)
+            name = f"mdf-dev-{moment:%Y%m%dT%H%M%SZ}"
+            shutil.copytree(source, directory / name)
+            names.append((name, moment))
+    names.append(
+        (source.name, datetime.strptime(source.name[-16:], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC))
+    )
+    old_verified = names[5][0]
+    (directory / old_verified / "verified.json").write_text(
+        '{"ok": true, "time": "2026-01-08T00:00:00+00:00"}'
+    )
+    expected = decide(
+        names,
+        keep_last=1,
+        keep_daily=7,
+        keep_weekly=4,
+        keep_monthly=6,
+        newest_verified=old_verified,
+    )
+    dry = opskit("prune", "mdf", "dev", "--dry-run", "--json", "--root", root).json()["envs"][0]  # type: ignore[index]
+    assert dry["keep"] == list(expected.keep) and dry["remove"] == list(expected.remove)
+    assert old_verified in dry["keep"]
+    assert len(listed(root, "mdf", "dev")) == len(names)  # dry run removed nothing
+    assert opskit("prune", "mdf", "dev", "--root", root).returncode == 0
+    assert listed(root, "mdf", "dev") == list(expected.keep)
