@@ -403,3 +403,36 @@ def test_prune_follows_the_retention_rules(root: str) -> None:
     assert len(listed(root, "mdf", "dev")) == len(names)  # dry run removed nothing
     assert opskit("prune", "mdf", "dev", "--root", root).returncode == 0
     assert listed(root, "mdf", "dev") == list(expected.keep)
+
+
+def test_a_full_disk_leaves_no_partial_archive(root: str, tmp_path: Path) -> None:
+    """A copy of the mdf descriptor whose backup folder is a 1 MiB tmpfs."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    try:
+        small_root = tmp_path / "root"
+        (small_root / "mdf" / "dev").mkdir(parents=True)
+        shutil.copytree(
+            Path(root) / "mdf" / "dev" / "wp-content", small_root / "mdf" / "dev" / "wp-content"
+        )
+        text = (
+            (Path(root) / "mdf" / "project.yaml")
+            .read_text()
+            .replace("/var/lib/opskit-examples/backups", str(disk))
+        )
+        (small_root / "mdf" / "project.yaml").write_text(text)
+        big = volume_path("mdf-dev_media") / "incompressible.bin"
+        big.write_bytes(os.urandom(3 << 20))
+        try:
+            run = opskit("backup", "mdf", "dev", "--root", str(small_root))
+        finally:
+            big.unlink()
+        assert_one_error_line(run, "No space left on device")
+        leftovers = [
+            p.name for p in (disk / "mdf" / "dev").iterdir() if not p.name.startswith(".lock")
+        ]
+        assert leftovers == []
+        assert opskit("health", "mdf", "dev", "--root", root).returncode == 0
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)

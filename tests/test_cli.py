@@ -258,3 +258,25 @@ def test_python_api_without_docker() -> None:
             ops.project("nope")
     assert json.loads(json.dumps(opskit.__all__))
     assert Path(opskit.__file__).name == "__init__.py"
+
+
+def test_a_delegated_backup_runs_the_projects_own_cli(tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "legacy"
+    (folder / "dev" / "data").mkdir(parents=True)
+    (folder / "dev" / "data" / "file.txt").write_text("legacy data\n")
+    cli = folder / "cli.sh"
+    shutil.copy(Path(__file__).parent.parent / "docs" / "examples" / "delegate-cli.sh", cli)
+    cli.chmod(0o755)
+    (folder / "project.yaml").write_text(
+        "name: legacy\nenvironments: [dev, int, prod]\ndelegate: {cli: ./cli.sh, commands: [backup, restore]}\n"
+    )
+    run = opskit("backup", "legacy", "dev", "--root", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    (path,) = run.stdout.splitlines()
+    assert Path(path).is_absolute() and Path(path).is_file()
+    assert str(tmp_path) in path  # the delegate saw OPSKIT_ROOT
+    # the contract holds through the delegate: no prompt without a terminal
+    refused = opskit("restore", "legacy", "dev", "--root", str(tmp_path))
+    assert refused.returncode == 1 and "[error]" in refused.stderr

@@ -241,6 +241,26 @@ class Ops:
     def destroy(self, project: str, env: str, volumes: bool = False) -> None:
         self.lifecycle(project, env, "destroy", volumes=volumes)
 
+    # -- delegates -------------------------------------------------------------
+
+    def delegates(self, project: Project, command: str) -> bool:
+        """Whether the project hands *command* to its own CLI (``delegate:``)."""
+        return project.delegate is not None and command in project.delegate.commands
+
+    def run_delegate(
+        self, project: Project, command: str, env: str | None, flags: Sequence[str]
+    ) -> int:
+        """Run the project's own CLI as docs/cli-contract.md says; return its exit code."""
+        assert project.delegate is not None
+        cli = project.resolve_path(project.delegate.cli, env or "")
+        variables = [
+            f"OPSKIT_PROJECT={project.name}",
+            f"OPSKIT_ENV={env or ''}",
+            f"OPSKIT_ROOT={self.root}",
+        ]
+        argv = ["env", *variables, cli, command, project.name, *([env] if env else []), *flags]
+        return self.host.call(argv, cwd=project.folder)
+
     # -- backups ---------------------------------------------------------------
 
     def backup_engine(self, progress: IO[str] | None = None) -> Engine:
@@ -258,7 +278,9 @@ class Ops:
         engine = self.backup_engine(progress)
         scope = self.scope(project, env)
         if project is None:
-            scope = [(p, e) for p, e in scope if p.backup is not None]
+            scope = [
+                (p, e) for p, e in scope if p.backup is not None and not self.delegates(p, "backup")
+            ]
         return [engine.backup(p, e) for p, e in scope]
 
     def backups(self, project: str | None = None, env: str | None = None) -> list[Archive]:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
+from typing import IO
 
 import click
 
 from opskit.cli import CliState, command_options, confirm
 from opskit.plugins import hookimpl
+
+
+def _progress() -> IO[str] | None:
+    """Progress lines on a terminal; none for cron and scripts, where only results count."""
+    return sys.stderr if sys.stderr.isatty() else None
 
 
 def _local(moment: datetime) -> str:
@@ -20,18 +26,33 @@ def _local(moment: datetime) -> str:
 @click.argument("env", required=False)
 @click.option("--all", "all_projects", is_flag=True, help="Every project with a backup section.")
 @command_options
-def backup(state: CliState, project: str | None, env: str | None, all_projects: bool) -> None:
+def backup(state: CliState, project: str | None, env: str | None, all_projects: bool) -> int:
     """Back up one env, every env of a project, or --all. Prints each archive's path."""
     if project is None and not all_projects:
         raise click.UsageError("name a PROJECT (and ENV), or use --all")
     if project is not None and all_projects:
         raise click.UsageError("--all takes no PROJECT")
-    archives = state.ops.backup(project, env, progress=sys.stderr)
+    ops = state.ops
+    if project is not None:
+        found = ops.project(project)
+        if env is not None:
+            found.check_env(env)
+        if ops.delegates(found, "backup"):
+            return ops.run_delegate(found, "backup", env, ["--json"] if state.json else [])
+    code = 0
+    if all_projects:
+        for found in ops.projects():
+            if ops.delegates(found, "backup"):
+                code = max(
+                    code, ops.run_delegate(found, "backup", None, ["--json"] if state.json else [])
+                )
+    archives = ops.backup(project, env, progress=_progress())
     if state.json:
         state.out.json({"archives": [a.as_dict() for a in archives]})
-        return
-    for archive in archives:
-        state.out.line(archive.path)
+    else:
+        for archive in archives:
+            state.out.line(archive.path)
+    return code
 
 
 @click.command()
@@ -154,11 +175,22 @@ def restore(
     list_only: bool,
     no_safety_backup: bool,
     yes: bool,
-) -> None:
+) -> int:
     """Restore an archive into an env: verify, safety backup, restore, wait for health."""
+    found = state.ops.project(project)
+    found.check_env(env)
+    if state.ops.delegates(found, "restore"):
+        flags = [
+            *(["--name", name] if name else []),
+            *(["--latest"] if latest else []),
+            *(["--list"] if list_only else []),
+            *(["--yes"] if yes else []),
+            *(["--json"] if state.json else []),
+        ]
+        return state.ops.run_delegate(found, "restore", env, flags)
     if list_only:
         click.get_current_context().invoke(backups, project=project, env=env)
-        return
+        return 0
     if name and latest:
         raise click.UsageError("give --name or --latest, not both")
     if not name and not latest:
@@ -168,35 +200,35 @@ def restore(
             raise NeedsConfirmation(
                 "restore needs --name ARCHIVE or --latest when stdin is not a terminal"
             )
-        found = state.ops.backups(project, env)
-        if not found:
+        choices = state.ops.backups(project, env)
+        if not choices:
             from opskit.errors import NotFoundError
 
             raise NotFoundError(f"{project} {env}: no archives")
-        for i, archive in enumerate(found, 1):
+        for i, archive in enumerate(choices, 1):
             click.echo(
                 f"{i:3}  {archive.name}  {_local(archive.created)}  verified: {archive.verified_state}",
                 err=True,
             )
         choice = click.prompt(
-            "Restore which archive", type=click.IntRange(1, len(found)), default=1, err=True
+            "Restore which archive", type=click.IntRange(1, len(choices)), default=1, err=True
         )
-        name = found[choice - 1].name
-    state.ops.project(project).check_env(env)
+        name = choices[choice - 1].name
     confirm(
         f"Replace the data of {project} {env} with {name or 'the newest archive'}?", yes, "restore"
     )
     restored, safety = state.ops.restore(
-        project, env, name, safety=not no_safety_backup, progress=sys.stderr
+        project, env, name, safety=not no_safety_backup, progress=_progress()
     )
     if state.json:
         state.out.json(
             {"restored": restored.as_dict(), "safety_backup": safety.as_dict() if safety else None}
         )
-        return
+        return 0
     state.out.line(f"restored {restored.path}")
     if safety is not None:
         state.out.line(f"safety backup {safety.path}")
+    return 0
 
 
 @hookimpl

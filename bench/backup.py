@@ -1,0 +1,187 @@
+"""Measure `opskit backup` and `opskit restore` against the equivalent shell pipelines.
+
+Run by bench/backup. Needs the test bed (scripts/testbed.sh) and the example root's
+mdf dev env running. It adds about 1 GB of database rows (table bench_rows) and 1 GB
+of files (wp-content/uploads/bench) to mdf dev, then, in the same run:
+
+  backup:  opskit backup mdf dev
+           vs  docker exec … mariadb-dump … | zstd -3 > db.sql.zst
+               tar … uploads | zstd -3 > uploads.tar.zst ; tar … volume | zstd -3 > volume.tar.zst
+  restore: opskit restore mdf dev --latest --no-safety-backup --yes
+           vs  compose stop web; zstd -dc db.sql.zst | docker exec -i … mariadb …;
+               tar extraction beside the target and swap; compose up -d
+
+It prints wall times, their ratio and opskit's peak memory (VmHWM of the opskit
+process, sampled every 20 ms). With --cleanup it removes the data it added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ROOT = REPO / "examples" / "root"
+OPSKIT = [str(REPO / ".venv" / "bin" / "opskit"), "--root", str(ROOT)]
+UPLOADS = ROOT / "mdf" / "dev" / "wp-content" / "uploads"
+BENCH_FILES = UPLOADS / "bench"
+DB = "dev-mdf-db"
+SHELL_OUT = Path("/var/tmp/opskit-bench-shell")
+MYSQL = 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mariadb -uroot wordpress'
+
+
+def sh(command: str, **kwargs) -> subprocess.CompletedProcess[bytes]:  # type: ignore[no-untyped-def]
+    return subprocess.run(["bash", "-o", "pipefail", "-c", command], check=True, **kwargs)
+
+
+def mariadb(sql: str) -> str:
+    out = subprocess.run(["docker", "exec", DB, "sh", "-c", MYSQL + ' -N -B -e "$1"', "sh", sql], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def prepare(db_gb: float, files_gb: float) -> None:
+    rows = int(db_gb * 1_000_000)
+    have = int(mariadb("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema='wordpress' AND table_name='bench_rows'"))
+    if not have or int(mariadb("SELECT COUNT(*) FROM bench_rows")) != rows:
+        print(f"creating {rows} rows of about 1 KB in bench_rows ...", file=sys.stderr)
+        mariadb("DROP TABLE IF EXISTS bench_rows")
+        mariadb("CREATE TABLE bench_rows (id INT PRIMARY KEY, title VARCHAR(200), body TEXT) ENGINE=InnoDB")
+        step = 100_000
+        for start in range(1, rows + 1, step):
+            end = min(start + step - 1, rows)
+            mariadb(
+                "INSERT INTO bench_rows SELECT seq, CONCAT('post ', seq, ' ', MD5(seq)), "
+                "CONCAT(REPEAT(MD5(RAND()), 20), ' ', REPEAT(CONCAT('word', seq % 97, ' '), 30)) "
+                f"FROM seq_{start}_to_{end}"
+            )
+    size = int(files_gb * 1024)  # MiB
+    if not BENCH_FILES.exists() or sum(f.stat().st_size for f in BENCH_FILES.iterdir()) < size << 20:
+        print(f"writing {size} MiB of files under {BENCH_FILES} ...", file=sys.stderr)
+        shutil.rmtree(BENCH_FILES, ignore_errors=True)
+        BENCH_FILES.mkdir(parents=True)
+        text = (b"lorem ipsum dolor sit amet " * 40 + b"\n") * 1000
+        for i in range(size // 8):
+            with (BENCH_FILES / f"file-{i:04}.bin").open("wb") as handle:
+                # half random (photos), half text (documents)
+                handle.write(os.urandom(4 << 20))
+                handle.write((text * 4)[: 4 << 20])
+
+
+def peak_memory(pid: int, stop: threading.Event, result: list[int]) -> None:
+    peak = 0
+    while not stop.is_set():
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) * 1024)
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.02)
+    result.append(peak)
+
+
+def timed_opskit(*args: str) -> tuple[float, int, str]:
+    started = time.perf_counter()
+    process = subprocess.Popen([*OPSKIT, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    stop, peak = threading.Event(), []  # type: ignore[var-annotated]
+    sampler = threading.Thread(target=peak_memory, args=(process.pid, stop, peak))
+    sampler.start()
+    out, _ = process.communicate()
+    elapsed = time.perf_counter() - started
+    stop.set()
+    sampler.join()
+    if process.returncode:
+        raise SystemExit(f"opskit {' '.join(args)} failed")
+    return elapsed, peak[0] if peak else 0, out.decode().strip()
+
+
+def volume_mountpoint() -> str:
+    return subprocess.run(["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", "mdf-dev_media"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def shell_backup() -> float:
+    shutil.rmtree(SHELL_OUT, ignore_errors=True)
+    SHELL_OUT.mkdir(parents=True)
+    started = time.perf_counter()
+    sh(
+        f"docker exec {DB} sh -c 'MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" exec mariadb-dump --user=root --single-transaction "
+        f"--routines --triggers --events --hex-blob --default-character-set=utf8mb4 wordpress' | zstd -q -3 > {SHELL_OUT}/db.sql.zst"
+    )
+    sh(f"tar --create --file=- --numeric-owner --directory {UPLOADS.parent} -- uploads | zstd -q -3 > {SHELL_OUT}/uploads.tar.zst")
+    sh(f"tar --create --file=- --numeric-owner --directory {volume_mountpoint()} -- . | zstd -q -3 > {SHELL_OUT}/volume.tar.zst")
+    sh(f"sync {SHELL_OUT}/*")
+    return time.perf_counter() - started
+
+
+def shell_restore() -> float:
+    compose = f"docker-compose -f {ROOT}/mdf/dev/docker-compose.yml --env-file {ROOT}/mdf/dev/.env.dev"
+    staging = UPLOADS.parent / ".bench-restore"
+    started = time.perf_counter()
+    sh(f"cd {ROOT}/mdf/dev && {compose} stop web 2>/dev/null")
+    sh(
+        f"docker exec {DB} sh -c 'MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" mariadb -uroot -e \"DROP DATABASE IF EXISTS wordpress; CREATE DATABASE wordpress\"' && "
+        f"zstd -q -dc {SHELL_OUT}/db.sql.zst | docker exec -i {DB} sh -c 'MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" exec mariadb -uroot --binary-mode wordpress'"
+    )
+    sh(
+        f"rm -rf {staging} && mkdir {staging} && zstd -q -dc {SHELL_OUT}/uploads.tar.zst | tar -x --numeric-owner -p -C {staging} && "
+        f"mv {UPLOADS} {UPLOADS.parent}/.bench-old && mv {staging}/uploads {UPLOADS} && rm -rf {UPLOADS.parent}/.bench-old {staging}"
+    )
+    mount = volume_mountpoint()
+    sh(f"rm -rf {mount}/* && zstd -q -dc {SHELL_OUT}/volume.tar.zst | tar -x --numeric-owner -p -C {mount}")
+    sh(f"cd {ROOT}/mdf/dev && {compose} up -d 2>/dev/null")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--db-gb", type=float, default=1.0)
+    parser.add_argument("--files-gb", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--cleanup", action="store_true")
+    options = parser.parse_args()
+    if options.cleanup:
+        mariadb("DROP TABLE IF EXISTS bench_rows")
+        shutil.rmtree(BENCH_FILES, ignore_errors=True)
+        shutil.rmtree(SHELL_OUT, ignore_errors=True)
+        return
+    prepare(options.db_gb, options.files_gb)
+    backups_dir = Path("/var/lib/opskit-examples/backups/mdf/dev")
+    results: dict[str, list[float]] = {"opskit backup": [], "shell backup": [], "opskit restore": [], "shell restore": []}
+    peaks: dict[str, list[int]] = {"backup": [], "restore": []}
+    for round_ in range(options.rounds):
+        shutil.rmtree(backups_dir, ignore_errors=True)
+        elapsed, peak, path = timed_opskit("backup", "mdf", "dev")
+        results["opskit backup"].append(elapsed)
+        peaks["backup"].append(peak)
+        results["shell backup"].append(shell_backup())
+        archive_size = sum(f.stat().st_size for f in Path(path).iterdir())
+        shell_size = sum(f.stat().st_size for f in SHELL_OUT.iterdir())
+        elapsed, peak, _ = timed_opskit("restore", "mdf", "dev", "--latest", "--no-safety-backup", "--yes")
+        results["opskit restore"].append(elapsed)
+        peaks["restore"].append(peak)
+        results["shell restore"].append(shell_restore())
+        print(
+            f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in results.items())
+            + f"; archive {archive_size / 2**20:.0f} MiB, shell output {shell_size / 2**20:.0f} MiB",
+            file=sys.stderr,
+        )  # fmt: skip
+    median = {k: statistics.median(v) for k, v in results.items()}
+    print(f"data: {options.db_gb:g} GB of rows, {options.files_gb:g} GB of files; {options.rounds} rounds, medians")
+    for name, value in median.items():
+        print(f"{name:15} {value:7.1f} s")
+    backup_ratio = median["opskit backup"] / median["shell backup"]
+    restore_ratio = median["opskit restore"] / median["shell restore"]
+    print(f"backup ratio   {backup_ratio:7.2f}  (target <= 1.1)")
+    print(f"restore ratio  {restore_ratio:7.2f}  (opskit also verifies the archive and waits for health)")
+    print(f"peak memory    backup {max(peaks['backup']) / 2**20:.0f} MiB, restore {max(peaks['restore']) / 2**20:.0f} MiB (target < 150 MiB)")
+
+
+if __name__ == "__main__":
+    main()
