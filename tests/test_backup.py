@@ -436,3 +436,15 @@ def test_a_full_disk_leaves_no_partial_archive(root: str, tmp_path: Path) -> Non
         assert opskit("health", "mdf", "dev", "--root", root).returncode == 0
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_status_shows_the_newest_backup(root: str) -> None:
+    path = opskit("backup", "mdf", "dev", "--root", root).stdout.strip()
+    data = opskit("status", "mdf", "--json", "--root", root).json()
+    newest = {(b["project"], b["environment"]): b["newest"] for b in data["backups"]}  # type: ignore[index]
+    assert newest[("mdf", "dev")]["path"] == path
+    assert newest[("mdf", "prod")] is None or newest[("mdf", "prod")]["name"].startswith(
+        "mdf-prod-"
+    )
+    plain = opskit("status", "mdf", "dev", "--root", root).stdout
+    assert "NEWEST BACKUP" in plain and Path(path).name in plain

@@ -6,7 +6,7 @@ import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
@@ -18,6 +18,9 @@ from opskit.errors import CommandFailed, NotFoundError
 from opskit.health import HealthContext, HealthReport
 from opskit.host import Host, open_host
 from opskit.plugins import Plugins, create_plugins
+
+# A progress meter: given a label, returns the callback that counts bytes done.
+Meter = Callable[[str], Callable[[int], None]]
 
 if TYPE_CHECKING:
     from opskit.archive import Archive, Fault
@@ -263,19 +266,24 @@ class Ops:
 
     # -- backups ---------------------------------------------------------------
 
-    def backup_engine(self, progress: IO[str] | None = None) -> Engine:
+    def backup_engine(self, progress: IO[str] | None = None, meter: Meter | None = None) -> Engine:
         from opskit.backups import Engine
 
-        return Engine(self, progress=progress)
+        return Engine(self, progress=progress, meter=meter)
 
     def backup(
-        self, project: str | None = None, env: str | None = None, *, progress: IO[str] | None = None
+        self,
+        project: str | None = None,
+        env: str | None = None,
+        *,
+        progress: IO[str] | None = None,
+        meter: Meter | None = None,
     ) -> list[Archive]:
         """Back up one env, a project's envs, or (no project) every project with a backup section.
 
         Returns the archives written, each complete and on disk.
         """
-        engine = self.backup_engine(progress)
+        engine = self.backup_engine(progress, meter)
         scope = self.scope(project, env)
         if project is None:
             scope = [
@@ -288,6 +296,18 @@ class Ops:
         engine = self.backup_engine()
         found = [a for p, e in self.scope(project, env) for a in engine.archives(p, e)]
         return sorted(found, key=lambda a: a.created, reverse=True)
+
+    def newest_backups(
+        self, project: str | None = None, env: str | None = None
+    ) -> list[tuple[str, str, Archive | None]]:
+        """The newest archive of each env in scope that has a backup section (None: no archive)."""
+        engine = self.backup_engine()
+        newest = []
+        for found, e in self.scope(project, env):
+            if found.backup is not None:
+                archives = engine.archives(found, e)
+                newest.append((found.name, e, archives[0] if archives else None))
+        return newest
 
     def verify(
         self, project: str | None = None, env: str | None = None, name: str | None = None
@@ -319,6 +339,7 @@ class Ops:
         *,
         safety: bool = True,
         progress: IO[str] | None = None,
+        meter: Meter | None = None,
     ) -> tuple[Archive, Archive | None]:
         """Restore an archive (the newest when *name* is None) into one env.
 
@@ -326,7 +347,7 @@ class Ops:
         """
         found = self.project(project)
         found.check_env(env)
-        engine = self.backup_engine(progress)
+        engine = self.backup_engine(progress, meter)
         archive = engine.find(found, env, name)
         timeout = found.promote.health_timeout if found.promote else 120
         return archive, engine.restore(found, env, archive, safety=safety, health_timeout=timeout)

@@ -20,7 +20,7 @@ import io
 import json
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -150,7 +150,11 @@ class _Hashing:
 
 
 def write_component(
-    host: Host, component: Component, context: BackupContext, directory: str
+    host: Host,
+    component: Component,
+    context: BackupContext,
+    directory: str,
+    advance: Callable[[int], None] | None = None,
 ) -> ComponentRecord:
     """Stream a component's dump through zstd into ``directory``; nothing is held in memory."""
     import zstandard
@@ -167,6 +171,8 @@ def write_component(
                 raw_hash.update(chunk)
                 raw_size += len(chunk)
                 stored.write(compressor.compress(chunk))
+                if advance is not None:
+                    advance(len(chunk))
             stored.write(compressor.flush())
         except BaseException:
             process.kill()

@@ -9,6 +9,7 @@ import os
 import posixpath
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
@@ -62,6 +63,7 @@ class Engine:
 
     ops: Ops
     progress: IO[str] | None = None
+    meter: Callable[[str], Callable[[int], None]] | None = None  # label -> advance(bytes)
     lock_timeout: float = LOCK_TIMEOUT
 
     @property
@@ -140,8 +142,11 @@ class Engine:
             context = self.context(project, env)
             records = []
             for component in components:
-                _say(self.progress, f"{project.name} {env}: {component.kind} {component.key}")
-                records.append(write_component(self.host, component, context, partial))
+                label = f"{project.name} {env}: {component.key}"
+                advance = self.meter(label) if self.meter else None
+                if advance is None:
+                    _say(self.progress, label)
+                records.append(write_component(self.host, component, context, partial, advance))
             return records
         finally:
             for service in stopped:

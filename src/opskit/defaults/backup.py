@@ -2,19 +2,62 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import sys
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
 
 from opskit.cli import CliState, command_options, confirm
 from opskit.plugins import hookimpl
 
+if TYPE_CHECKING:
+    from opskit.api import Meter
 
-def _progress() -> IO[str] | None:
-    """Progress lines on a terminal; none for cron and scripts, where only results count."""
-    return sys.stderr if sys.stderr.isatty() else None
+
+@contextlib.contextmanager
+def _progress() -> Iterator[tuple[IO[str] | None, Meter | None]]:
+    """Rich progress on a terminal; nothing for cron and scripts, where only results count."""
+    if not sys.stderr.isatty():
+        yield None, None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        DownloadColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
+
+    console = Console(
+        stderr=True, color_system=None if "NO_COLOR" in os.environ else "auto", highlight=False
+    )
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+
+        class Lines(io.StringIO):
+            def write(self, text: str) -> int:
+                for line in text.splitlines():
+                    bar.console.print(line, markup=False)
+                return len(text)
+
+        def meter(label: str) -> Callable[[int], None]:
+            task = bar.add_task(label, total=None)
+            return lambda done: bar.advance(task, done)
+
+        yield Lines(), meter
 
 
 def _local(moment: datetime) -> str:
@@ -46,7 +89,8 @@ def backup(state: CliState, project: str | None, env: str | None, all_projects: 
                 code = max(
                     code, ops.run_delegate(found, "backup", None, ["--json"] if state.json else [])
                 )
-    archives = ops.backup(project, env, progress=_progress())
+    with _progress() as (progress, meter):
+        archives = ops.backup(project, env, progress=progress, meter=meter)
     if state.json:
         state.out.json({"archives": [a.as_dict() for a in archives]})
     else:
@@ -217,9 +261,10 @@ def restore(
     confirm(
         f"Replace the data of {project} {env} with {name or 'the newest archive'}?", yes, "restore"
     )
-    restored, safety = state.ops.restore(
-        project, env, name, safety=not no_safety_backup, progress=_progress()
-    )
+    with _progress() as (progress, meter):
+        restored, safety = state.ops.restore(
+            project, env, name, safety=not no_safety_backup, progress=progress, meter=meter
+        )
     if state.json:
         state.out.json(
             {"restored": restored.as_dict(), "safety_backup": safety.as_dict() if safety else None}

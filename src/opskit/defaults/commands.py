@@ -14,6 +14,7 @@ from opskit.cli import CliState, command_options, confirm
 from opskit.plugins import hookimpl
 
 if TYPE_CHECKING:
+    from opskit.archive import Archive
     from opskit.compose import ComposeCommand
     from opskit.output import Cell
 
@@ -77,8 +78,17 @@ def plugins(state: CliState) -> None:
 def status(state: CliState, project: str | None, env: str | None) -> None:
     """Containers per project and environment: state, health, uptime, image."""
     placements = state.ops.status(project, env)
+    newest = state.ops.newest_backups(project, env)
     if state.json:
-        state.out.json({"containers": [p.as_dict() for p in placements]})
+        state.out.json(
+            {
+                "containers": [p.as_dict() for p in placements],
+                "backups": [
+                    {"project": p, "environment": e, "newest": a.as_dict() if a else None}
+                    for p, e, a in newest
+                ],
+            }
+        )
         return
     rows: list[list[Cell]] = [
         [
@@ -96,6 +106,46 @@ def status(state: CliState, project: str | None, env: str | None) -> None:
     state.out.table(
         ["project", "env", "service", "container", "state", "health", "status", "image"], rows
     )
+    if newest:
+        state.out.line()
+        state.out.table(
+            ["project", "env", "newest backup", "time", "age", "size", "verified"],
+            _backup_rows(newest),
+        )
+
+
+def _backup_rows(newest: list[tuple[str, str, Archive | None]]) -> list[list[Cell]]:
+    """Newest backup per env, grouped by date, the age coloured by freshness."""
+    from datetime import UTC, datetime
+
+    from opskit.output import human_bytes
+
+    rows: list[list[Cell]] = []
+    ordered = sorted(
+        newest,
+        key=lambda item: item[2].created if item[2] else datetime.min.replace(tzinfo=UTC),
+        reverse=True,
+    )
+    for project, env, archive in ordered:
+        if archive is None:
+            rows.append([project, env, ("none", "red"), "", "", "", ""])
+            continue
+        hours = (datetime.now(UTC) - archive.created).total_seconds() / 3600
+        colour = "green" if hours < 26 else "yellow" if hours < 50 else "red"
+        age = f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.0f} d"
+        local = archive.created.astimezone()
+        rows.append(
+            [
+                project,
+                env,
+                archive.name,
+                local.strftime("%Y-%m-%d %H:%M"),
+                (age, colour),
+                human_bytes(archive.size),
+                archive.verified_state,
+            ]
+        )
+    return rows
 
 
 @click.command()
