@@ -180,33 +180,58 @@ def test_a_truncated_archive_is_refused(root: str) -> None:
     assert run.returncode == 1 and "db-db-wordpress" in run.stderr
 
 
+def _partial(directory: Path) -> Path | None:
+    return next((p for p in directory.glob(".*.partial")), None) if directory.exists() else None
+
+
+KILL_POINTS = {
+    "archive folder created": lambda d: _partial(d) is not None,
+    "database dumped": lambda d: bool((p := _partial(d)) and list(p.glob("path-*"))),
+    "volume half written": lambda d: bool(
+        (p := _partial(d)) and any(f.stat().st_size > 40 << 20 for f in p.glob("volume-*"))
+    ),
+    "volume written": lambda d: bool(
+        (p := _partial(d)) and any(f.stat().st_size > 100 << 20 for f in p.glob("volume-*"))
+    ),
+}
+
+
+def _reached(predicate, directory: Path) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        return bool(predicate(directory))
+    except OSError:  # the folder moved on under us
+        return False
+
+
 def test_backup_killed_at_any_point_leaves_nothing(root: str) -> None:
+    directory = BACKUPS / "mdf" / "dev"
     big = volume_path("mdf-dev_media") / "big.bin"
     with big.open("wb") as handle:
         for _ in range(120):
             handle.write(os.urandom(1 << 20))  # incompressible: the backup takes a while
+    hit = []
     try:
-        started = time.monotonic()
         assert opskit("backup", "mdf", "dev", "--root", root).returncode == 0
-        duration = time.monotonic() - started
         first = listed(root, "mdf", "dev")
-        for fraction in (0.1, 0.3, 0.5, 0.7, 0.85):
+        for point, reached in KILL_POINTS.items():
             process = subprocess.Popen(
                 [sys.executable, "-m", "opskit", "backup", "mdf", "dev", "--root", root],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
-            time.sleep(duration * fraction)
-            process.send_signal(signal.SIGKILL)
+            while process.poll() is None and not _reached(reached, directory):
+                time.sleep(0.005)
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                hit.append(point)
             process.wait()
-            assert listed(root, "mdf", "dev") == first, (
-                f"killed at {fraction:.0%} of {duration:.1f} s"
-            )
+            if point in hit:
+                assert listed(root, "mdf", "dev") == first, f"killed when {point}"
+            first = listed(root, "mdf", "dev")
+        assert len(hit) >= 3, hit
         run = opskit("backup", "mdf", "dev", "--root", root, env={"OPSKIT_LOCK_TIMEOUT": "5"})
         assert run.returncode == 0, run.stderr  # the lock is free
-        assert not [
-            n for n in os.listdir(BACKUPS / "mdf" / "dev") if n.endswith(".partial")
-        ]  # cleaned up
+        assert _partial(directory) is None  # leftovers cleaned by the next backup
         assert opskit("verify", "mdf", "dev", "--root", root).returncode == 0
     finally:
         big.unlink()

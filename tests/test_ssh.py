@@ -95,3 +95,36 @@ def test_secrets_reach_the_remote_command_through_stdin_not_argv() -> None:
     shown, cmdline = result.text.splitlines()
     assert shown == "hunter2 x"
     assert "hunter2" not in cmdline
+
+
+def test_backup_verify_and_restore_over_ssh(examples_up) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    from pathlib import Path
+
+    root = str(examples_up)
+    shutil.rmtree("/var/lib/opskit-examples/backups/seriousletter/dev", ignore_errors=True)
+    run = opskit("backup", "seriousletter", "dev", "--root", root, "--host", SSH_URL)
+    assert run.returncode == 0, run.stderr
+    path = Path(run.stdout.strip())
+    assert (path / "manifest.json").is_file()
+    assert opskit("verify", "seriousletter", "dev", "--root", root).returncode == 0  # read locally
+    assert (
+        opskit("verify", "seriousletter", "dev", "--root", root, "--host", SSH_URL).returncode == 0
+    )
+    letter = Path(root) / "seriousletter" / "uploads" / "dev" / "letter.txt"
+    original = letter.read_text()
+    letter.write_text("changed over ssh\n")
+    run = opskit(
+        "restore",
+        "seriousletter",
+        "dev",
+        "--latest",
+        "--yes",
+        "--no-safety-backup",
+        "--root",
+        root,
+        "--host",
+        SSH_URL,
+    )
+    assert run.returncode == 0, run.stderr
+    assert letter.read_text() == original
