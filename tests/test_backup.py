@@ -473,3 +473,35 @@ def test_status_shows_the_newest_backup(root: str) -> None:
     )
     plain = opskit("status", "mdf", "dev", "--root", root).stdout
     assert "NEWEST BACKUP" in plain and Path(path).name in plain
+
+
+def test_project_plugins_add_what_their_stacks_need(root: str) -> None:
+    path = Path(opskit("backup", "mdf", "prod", "--root", root).stdout.strip())
+    keys = [c["key"] for c in json.loads((path / "manifest.json").read_text())["components"]]
+    # from the descriptor: the database, the uploads, the media volume; from opskit_mdf: the mail data
+    assert keys == [
+        "db-db-wordpress",
+        "path-prod-wp-content-uploads",
+        "volume-mdf-prod_media",
+        "volume-mdf-prod-mail_mail_data",
+    ]
+
+    import opskit as api
+    from opskit.components import BackupContext, container_database
+
+    with api.Ops(root=root) as ops:
+        context = BackupContext(
+            ops.host, ops.project("seriousletter"), "dev", tuple(ops.status("seriousletter", "dev"))
+        )
+        database = container_database(context, "db", "postgres")
+        assert database is not None
+        assert (database.database.name, database.database.user, database.database.password_env) == (
+            "seriousletter",
+            "postgres",
+            "POSTGRES_PASSWORD",
+        )
+        keys = [c.key for c in ops.plugins.backup_components(context)]
+        assert keys == [
+            "db-db-seriousletter",
+            "path-uploads-dev",
+        ]  # the plugin's and the descriptor's are the same

@@ -71,7 +71,7 @@ class Engine:
         return self.ops.host
 
     def components(self, project: Project, env: str) -> list[Component]:
-        components = self.ops.plugins.backup_components(project, env)
+        components = self.ops.plugins.backup_components(self.context(project, env))
         if not components:
             raise OpskitError(
                 f"{project.name} {env}: nothing to back up (the backup section names nothing)"

@@ -273,6 +273,69 @@ class VolumeTree(Component):
         host.run(["sh", "-c", script, "opskit", staging, mountpoint])
 
 
+def service_data(context: BackupContext, service: str) -> list[Component]:
+    """The data of a service: the writable named volumes and bind-mounted folders of its
+    containers (read-only mounts, files and sockets are configuration, not data)."""
+    found: list[Component] = []
+    client = context.host.docker()
+    for placement in context.placements:
+        if placement.service != service or placement.container is None:
+            continue
+        for mount in client.inspect_container(placement.container.id).get("Mounts") or []:
+            if not mount.get("RW", True):
+                continue
+            if mount.get("Type") == "volume" and mount.get("Name"):
+                found.append(VolumeTree(mount["Name"]))
+            elif mount.get("Type") == "bind":
+                source = str(mount.get("Source", ""))
+                if context.host.run(["test", "-d", source], check=False).returncode == 0:
+                    label = (
+                        posixpath.relpath(source, context.project.folder)
+                        if source.startswith(context.project.folder + "/")
+                        else source
+                    )
+                    found.append(PathTree(source, label))
+    return found
+
+
+def container_database(context: BackupContext, service: str, kind: str) -> DatabaseDump | None:
+    """The database a service's container was created for, read from its environment
+    (``POSTGRES_DB``/``POSTGRES_USER`` or ``MYSQL_DATABASE``/``MARIADB_DATABASE``). Only
+    variable names are kept: the password stays in the container."""
+    from opskit.descriptor import Database
+
+    for placement in context.placements:
+        if placement.service != service or placement.container is None:
+            continue
+        config = context.host.docker().inspect_container(placement.container.id).get("Config") or {}
+        env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+        if kind == "postgres":
+            name = env.get("POSTGRES_DB") or env.get("POSTGRES_USER") or "postgres"
+            user = env.get("POSTGRES_USER") or "postgres"
+            password = "POSTGRES_PASSWORD" if "POSTGRES_PASSWORD" in env else None
+        else:
+            name = env.get("MARIADB_DATABASE") or env.get("MYSQL_DATABASE") or ""
+            user = "root"
+            password = next(
+                (v for v in ("MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD") if v in env), None
+            )
+            if not name:
+                return None
+        return DatabaseDump(
+            Database(service=service, type=kind, name=name, user=user, password_env=password)
+        )
+    return None
+
+
+def existing_path(context: BackupContext, template: str) -> PathTree | None:
+    """A descriptor-relative folder as a component, if it exists for this env."""
+    project, env = context.project, context.env
+    path = project.resolve_path(template, env)
+    if context.host.run(["test", "-d", path], check=False).returncode != 0:
+        return None
+    return PathTree(path, project.expand(template, env))
+
+
 def descriptor_components(project: Project, env: str) -> list[Component]:
     """The components a descriptor's ``backup:`` section names for one env."""
     backup = project.backup

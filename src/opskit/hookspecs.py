@@ -17,7 +17,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from opskit.components import Component
+    from opskit.components import BackupContext, Component
     from opskit.descriptor import DescriptorSource, Project
     from opskit.health import CheckResult, HealthContext
     from opskit.host import Host
@@ -98,7 +98,9 @@ def opskit_register_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def opskit_backup_components(project: Project, env: str) -> list[Component] | None:
+def opskit_backup_components(
+    project: Project, env: str, context: BackupContext
+) -> list[Component] | None:
     """Contribute the components of one env's backup.
 
     Called by the core at the start of every ``backup`` and ``restore`` of *env*. The
@@ -109,6 +111,8 @@ def opskit_backup_components(project: Project, env: str) -> list[Component] | No
 
     :param project: the validated descriptor (``project.handler`` says who handles it).
     :param env: the environment being backed up or restored.
+    :param context: the env's host and resolved containers, for components that depend on
+        what runs (e.g. a service's mounts); see :func:`opskit.components.service_data`.
     :return: a list of :class:`opskit.components.Component`, or None.
     """
 

@@ -18,7 +18,7 @@ from opskit import hookspecs
 if TYPE_CHECKING:
     import click
 
-    from opskit.components import Component
+    from opskit.components import BackupContext, Component
     from opskit.descriptor import DescriptorSource, Project
     from opskit.health import CheckResult, HealthContext
     from opskit.host import Host
@@ -225,8 +225,10 @@ class Plugins:
         results = self.pm.hook.opskit_health_checks(context=context)
         return [check for result in results if result for check in result]
 
-    def backup_components(self, project: Project, env: str) -> list[Component]:
-        results = self.pm.hook.opskit_backup_components(project=project, env=env)
+    def backup_components(self, context: BackupContext) -> list[Component]:
+        results = self.pm.hook.opskit_backup_components(
+            project=context.project, env=context.env, context=context
+        )
         unique: dict[str, Component] = {}
         for component in (c for result in reversed(results) if result for c in result):
             unique.setdefault(component.key, component)

@@ -1,8 +1,17 @@
 """opskit plugin for the MDF WordPress stacks (WordPress + MariaDB, mail, Seafile).
 
-It claims projects whose descriptor says ``plugin: mdf`` and checks that each env's
-WordPress database answers and carries the env's own site URL (``sync.replace``): a
-dev site pointing at the prod URL is the classic mistake after copying data down.
+It claims projects whose descriptor says ``plugin: mdf``.
+
+Backups: besides what the descriptor's ``backup:`` section names (the generic plugin
+backs that up), it adds what a WordPress stack needs where the descriptor has it: the
+site's uploads (``{compose.dir}/wp-content/uploads``), the WordPress database of the
+``db`` service (from its container's ``MYSQL_DATABASE``/``MARIADB_DATABASE``), and the
+data (writable volumes and bind-mounted folders) of the ``mail`` and ``seafile*``
+services.
+
+Health: each env's WordPress database answers and carries the env's own site URL
+(``sync.replace``): a dev site pointing at the prod URL is the classic mistake after
+copying data down.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from typing import TYPE_CHECKING
 from opskit import hookimpl
 
 if TYPE_CHECKING:
+    from opskit.components import BackupContext, Component
     from opskit.descriptor import Project
     from opskit.health import CheckResult, HealthContext
 
@@ -22,6 +32,32 @@ SITEURL_SQL = "SELECT option_value FROM wp_options WHERE option_name = 'siteurl'
 @hookimpl
 def opskit_project_handler(project: Project) -> str | None:
     return NAME if project.plugin == NAME else None
+
+
+@hookimpl
+def opskit_backup_components(
+    project: Project, env: str, context: BackupContext
+) -> list[Component] | None:
+    from opskit.components import container_database, existing_path, service_data
+
+    if project.handler != NAME:
+        return None
+    found: list[Component] = []
+    declared = {s.name for s in project.services_in(env)} or {p.service for p in context.placements}
+    if "db" in declared and not any(
+        db.type in ("mariadb", "mysql")
+        for db in (project.backup.databases if project.backup else ())
+    ):
+        database = container_database(context, "db", "mariadb")
+        if database is not None:
+            found.append(database)
+    uploads = existing_path(context, f"{project.compose.dir}/wp-content/uploads")
+    if uploads is not None:
+        found.append(uploads)
+    for service in sorted(declared):
+        if service == "mail" or service.startswith("seafile"):
+            found += service_data(context, service)
+    return found
 
 
 @hookimpl

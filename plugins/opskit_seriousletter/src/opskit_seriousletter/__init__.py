@@ -1,7 +1,13 @@
 """opskit plugin for seriousletter (FastAPI + PostgreSQL + frontend).
 
-It claims projects whose descriptor says ``plugin: seriousletter`` and checks that each
-env's PostgreSQL database answers, reporting the applied Alembic migration.
+It claims projects whose descriptor says ``plugin: seriousletter``.
+
+Backups: besides what the descriptor's ``backup:`` section names, it adds the app's
+PostgreSQL database (the ``db`` service; name and user from its container's
+``POSTGRES_DB``/``POSTGRES_USER``, password variable ``POSTGRES_PASSWORD``) and the
+uploads folder ``uploads/{env}``.
+
+Health: each env's PostgreSQL database answers; the applied Alembic migration is shown.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from typing import TYPE_CHECKING
 from opskit import hookimpl
 
 if TYPE_CHECKING:
+    from opskit.components import BackupContext, Component
     from opskit.descriptor import Project
     from opskit.health import CheckResult, HealthContext
 
@@ -24,6 +31,27 @@ MIGRATION_SQL = (
 @hookimpl
 def opskit_project_handler(project: Project) -> str | None:
     return NAME if project.plugin == NAME else None
+
+
+@hookimpl
+def opskit_backup_components(
+    project: Project, env: str, context: BackupContext
+) -> list[Component] | None:
+    from opskit.components import container_database, existing_path
+
+    if project.handler != NAME:
+        return None
+    found: list[Component] = []
+    if not any(
+        db.type == "postgres" for db in (project.backup.databases if project.backup else ())
+    ):
+        database = container_database(context, "db", "postgres")
+        if database is not None:
+            found.append(database)
+    uploads = existing_path(context, "uploads/{env}")
+    if uploads is not None:
+        found.append(uploads)
+    return found
 
 
 @hookimpl
