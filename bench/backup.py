@@ -42,17 +42,28 @@ def sh(command: str, **kwargs) -> subprocess.CompletedProcess[bytes]:  # type: i
 
 
 def mariadb(sql: str) -> str:
-    out = subprocess.run(["docker", "exec", DB, "sh", "-c", MYSQL + ' -N -B -e "$1"', "sh", sql], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["docker", "exec", DB, "sh", "-c", MYSQL + ' -N -B -e "$1"', "sh", sql],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
 def prepare(db_gb: float, files_gb: float) -> None:
     rows = int(db_gb * 1_000_000)
-    have = int(mariadb("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema='wordpress' AND table_name='bench_rows'"))
+    have = int(
+        mariadb(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema='wordpress' AND table_name='bench_rows'"
+        )
+    )
     if not have or int(mariadb("SELECT COUNT(*) FROM bench_rows")) != rows:
         print(f"creating {rows} rows of about 1 KB in bench_rows ...", file=sys.stderr)
         mariadb("DROP TABLE IF EXISTS bench_rows")
-        mariadb("CREATE TABLE bench_rows (id INT PRIMARY KEY, title VARCHAR(200), body TEXT) ENGINE=InnoDB")
+        mariadb(
+            "CREATE TABLE bench_rows (id INT PRIMARY KEY, title VARCHAR(200), body TEXT) ENGINE=InnoDB"
+        )
         step = 100_000
         for start in range(1, rows + 1, step):
             end = min(start + step - 1, rows)
@@ -62,7 +73,10 @@ def prepare(db_gb: float, files_gb: float) -> None:
                 f"FROM seq_{start}_to_{end}"
             )
     size = int(files_gb * 1024)  # MiB
-    if not BENCH_FILES.exists() or sum(f.stat().st_size for f in BENCH_FILES.iterdir()) < size << 20:
+    if (
+        not BENCH_FILES.exists()
+        or sum(f.stat().st_size for f in BENCH_FILES.iterdir()) < size << 20
+    ):
         print(f"writing {size} MiB of files under {BENCH_FILES} ...", file=sys.stderr)
         shutil.rmtree(BENCH_FILES, ignore_errors=True)
         BENCH_FILES.mkdir(parents=True)
@@ -103,7 +117,12 @@ def timed_opskit(*args: str) -> tuple[float, int, str]:
 
 
 def volume_mountpoint() -> str:
-    return subprocess.run(["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", "mdf-dev_media"], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", "mdf-dev_media"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def shell_backup() -> float:
@@ -111,22 +130,28 @@ def shell_backup() -> float:
     SHELL_OUT.mkdir(parents=True)
     started = time.perf_counter()
     sh(
-        f"docker exec {DB} sh -c 'MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" exec mariadb-dump --user=root --single-transaction "
+        f'docker exec {DB} sh -c \'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mariadb-dump --user=root --single-transaction '
         f"--routines --triggers --events --hex-blob --default-character-set=utf8mb4 wordpress' | zstd -q -3 > {SHELL_OUT}/db.sql.zst"
     )
-    sh(f"tar --create --file=- --numeric-owner --directory {UPLOADS.parent} -- uploads | zstd -q -3 > {SHELL_OUT}/uploads.tar.zst")
-    sh(f"tar --create --file=- --numeric-owner --directory {volume_mountpoint()} -- . | zstd -q -3 > {SHELL_OUT}/volume.tar.zst")
+    sh(
+        f"tar --create --file=- --numeric-owner --directory {UPLOADS.parent} -- uploads | zstd -q -3 > {SHELL_OUT}/uploads.tar.zst"
+    )
+    sh(
+        f"tar --create --file=- --numeric-owner --directory {volume_mountpoint()} -- . | zstd -q -3 > {SHELL_OUT}/volume.tar.zst"
+    )
     sh(f"sync {SHELL_OUT}/*")
     return time.perf_counter() - started
 
 
 def shell_restore() -> float:
-    compose = f"docker-compose -f {ROOT}/mdf/dev/docker-compose.yml --env-file {ROOT}/mdf/dev/.env.dev"
+    compose = (
+        f"docker-compose -f {ROOT}/mdf/dev/docker-compose.yml --env-file {ROOT}/mdf/dev/.env.dev"
+    )
     staging = UPLOADS.parent / ".bench-restore"
     started = time.perf_counter()
     sh(f"cd {ROOT}/mdf/dev && {compose} stop web 2>/dev/null")
     sh(
-        f"docker exec {DB} sh -c 'MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" mariadb -uroot -e \"DROP DATABASE IF EXISTS wordpress; CREATE DATABASE wordpress\"' && "
+        f'docker exec {DB} sh -c \'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mariadb -uroot -e "DROP DATABASE IF EXISTS wordpress; CREATE DATABASE wordpress"\' && '
         f"zstd -q -dc {SHELL_OUT}/db.sql.zst | docker exec -i {DB} sh -c 'MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" exec mariadb -uroot --binary-mode wordpress'"
     )
     sh(
@@ -134,7 +159,9 @@ def shell_restore() -> float:
         f"mv {UPLOADS} {UPLOADS.parent}/.bench-old && mv {staging}/uploads {UPLOADS} && rm -rf {UPLOADS.parent}/.bench-old {staging}"
     )
     mount = volume_mountpoint()
-    sh(f"rm -rf {mount}/* && zstd -q -dc {SHELL_OUT}/volume.tar.zst | tar -x --numeric-owner -p -C {mount}")
+    sh(
+        f"rm -rf {mount}/* && zstd -q -dc {SHELL_OUT}/volume.tar.zst | tar -x --numeric-owner -p -C {mount}"
+    )
     sh(f"cd {ROOT}/mdf/dev && {compose} up -d 2>/dev/null")
     return time.perf_counter() - started
 
@@ -153,7 +180,12 @@ def main() -> None:
         return
     prepare(options.db_gb, options.files_gb)
     backups_dir = Path("/var/lib/opskit-examples/backups/mdf/dev")
-    results: dict[str, list[float]] = {"opskit backup": [], "shell backup": [], "opskit restore": [], "shell restore": []}
+    results: dict[str, list[float]] = {
+        "opskit backup": [],
+        "shell backup": [],
+        "opskit restore": [],
+        "shell restore": [],
+    }
     peaks: dict[str, list[int]] = {"backup": [], "restore": []}
     for round_ in range(options.rounds):
         shutil.rmtree(backups_dir, ignore_errors=True)
@@ -163,7 +195,9 @@ def main() -> None:
         results["shell backup"].append(shell_backup())
         archive_size = sum(f.stat().st_size for f in Path(path).iterdir())
         shell_size = sum(f.stat().st_size for f in SHELL_OUT.iterdir())
-        elapsed, peak, _ = timed_opskit("restore", "mdf", "dev", "--latest", "--no-safety-backup", "--yes")
+        elapsed, peak, _ = timed_opskit(
+            "restore", "mdf", "dev", "--latest", "--no-safety-backup", "--yes"
+        )
         results["opskit restore"].append(elapsed)
         peaks["restore"].append(peak)
         results["shell restore"].append(shell_restore())
@@ -173,14 +207,20 @@ def main() -> None:
             file=sys.stderr,
         )  # fmt: skip
     median = {k: statistics.median(v) for k, v in results.items()}
-    print(f"data: {options.db_gb:g} GB of rows, {options.files_gb:g} GB of files; {options.rounds} rounds, medians")
+    print(
+        f"data: {options.db_gb:g} GB of rows, {options.files_gb:g} GB of files; {options.rounds} rounds, medians"
+    )
     for name, value in median.items():
         print(f"{name:15} {value:7.1f} s")
     backup_ratio = median["opskit backup"] / median["shell backup"]
     restore_ratio = median["opskit restore"] / median["shell restore"]
     print(f"backup ratio   {backup_ratio:7.2f}  (target <= 1.1)")
-    print(f"restore ratio  {restore_ratio:7.2f}  (opskit also verifies the archive and waits for health)")
-    print(f"peak memory    backup {max(peaks['backup']) / 2**20:.0f} MiB, restore {max(peaks['restore']) / 2**20:.0f} MiB (target < 150 MiB)")
+    print(
+        f"restore ratio  {restore_ratio:7.2f}  (opskit also verifies the archive and waits for health)"
+    )
+    print(
+        f"peak memory    backup {max(peaks['backup']) / 2**20:.0f} MiB, restore {max(peaks['restore']) / 2**20:.0f} MiB (target < 150 MiB)"
+    )
 
 
 if __name__ == "__main__":

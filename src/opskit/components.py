@@ -143,31 +143,34 @@ def _tar_create(host: Host, directory: str, member: str) -> Process:
     return host.popen(argv, merge_stderr=False)
 
 
-def _swap_in(host: Host, source: IO[bytes], target: str, what: str) -> None:
-    """Extract a tar stream beside *target*, then swap it in; a failure leaves *target* as it was."""
-    parent, name = posixpath.split(target.rstrip("/"))
-    staging = posixpath.join(parent, f".opskit-restore-{name}")
-    old = posixpath.join(parent, f".opskit-old-{name}")
-    host.run(["rm", "-rf", "--", staging, old])
+def _extract(host: Host, source: IO[bytes], staging: str, what: str) -> None:
+    """Extract a tar stream into a fresh *staging* folder; on failure remove it and raise."""
+    host.run(["rm", "-rf", "--", staging])
     host.run(["mkdir", "-p", "--", staging])
-    process = host.popen(
-        [
-            "tar",
-            "--extract",
-            "--file=-",
-            "--numeric-owner",
-            "--same-permissions",
-            "--directory",
-            staging,
-        ],
-        stdin=True,
-        merge_stderr=False,
-    )
+    argv = [
+        "tar",
+        "--extract",
+        "--file=-",
+        "--numeric-owner",
+        "--same-permissions",
+        "--directory",
+        staging,
+    ]
+    process = host.popen(argv, stdin=True, merge_stderr=False)
     _pump(source, process)
     process.stdout.read()
     if process.wait() != 0:
         host.run(["rm", "-rf", "--", staging], check=False)
         raise OpskitError(f"restoring {what} failed: {process.errors().strip()}")
+
+
+def _swap_in(host: Host, source: IO[bytes], target: str, what: str) -> None:
+    """Extract a tar stream beside *target*, then swap it in; a failure leaves *target* as it was."""
+    parent, name = posixpath.split(target.rstrip("/"))
+    staging = posixpath.join(parent, f".opskit-restore-{name}")
+    old = posixpath.join(parent, f".opskit-old-{name}")
+    host.run(["rm", "-rf", "--", old])
+    _extract(host, source, staging, what)
     script = (
         'set -e; staging=$1; target=$2; old=$3; name=$4\n'
         'if [ -e "$target" ] || [ -L "$target" ]; then mv -- "$target" "$old"; fi\n'
@@ -243,26 +246,7 @@ class VolumeTree(Component):
         parent = posixpath.dirname(mountpoint)
         staging = posixpath.join(parent, ".opskit-restore")
         host = context.host
-        host.run(["rm", "-rf", "--", staging])
-        host.run(["mkdir", "-p", "--", staging])
-        process = host.popen(
-            [
-                "tar",
-                "--extract",
-                "--file=-",
-                "--numeric-owner",
-                "--same-permissions",
-                "--directory",
-                staging,
-            ],
-            stdin=True,
-            merge_stderr=False,
-        )
-        _pump(source, process)
-        process.stdout.read()
-        if process.wait() != 0:
-            host.run(["rm", "-rf", "--", staging], check=False)
-            raise OpskitError(f"restoring volume {self.volume} failed: {process.errors().strip()}")
+        _extract(host, source, staging, f"volume {self.volume}")
         script = (
             'set -e; staging=$1; target=$2\n'
             'find "$target" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} +\n'
