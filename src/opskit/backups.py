@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import sys
 import time
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
@@ -309,7 +308,3 @@ class Engine:
                 failing = "; ".join(f"{c.check}: {c.detail}" for c in report.checks if not c.ok)
                 raise OpskitError(f"not healthy after {timeout:g} s ({failing})")
             time.sleep(1)
-
-
-def default_progress() -> IO[str]:
-    return sys.stderr
