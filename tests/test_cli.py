@@ -140,7 +140,7 @@ def run_on_terminal(
     args: list[str],
     answer: bytes | None,
     env: dict[str, str] | None = None,
-    timeout: float = 30,
+    timeout: float = 90,  # generous: a loaded CI machine starts Python slowly
     interrupt: bool = False,
 ) -> tuple[int, str]:
     """Run opskit with stdin, stdout and stderr on a pseudo-terminal; type *answer* at the prompt
@@ -170,6 +170,7 @@ def run_on_terminal(
             output += chunk
         if not answered and b"[y/N]" in output:
             if interrupt:
+                time.sleep(0.2)  # let it reach the read of the answer, as a person would
                 process.send_signal(signal.SIGINT)
             else:
                 os.write(main, answer)  # type: ignore[arg-type]
