@@ -311,6 +311,16 @@ def container_database(context: BackupContext, service: str, kind: str) -> Datab
     return None
 
 
+def undeclared_database(context: BackupContext, service: str, kind: str) -> DatabaseDump | None:
+    """:func:`container_database`, unless the descriptor's ``backup.databases`` already
+    names a database of that kind on that service (then the generic plugin covers it)."""
+    types = ("postgres",) if kind == "postgres" else databases.MARIADB_TYPES
+    backup = context.project.backup
+    if backup and any(db.service == service and db.type in types for db in backup.databases):
+        return None
+    return container_database(context, service, kind)
+
+
 def existing_path(context: BackupContext, template: str) -> PathTree | None:
     """A descriptor-relative folder as a component, if it exists for this env."""
     project, env = context.project, context.env

@@ -38,19 +38,14 @@ def opskit_project_handler(project: Project) -> str | None:
 def opskit_backup_components(
     project: Project, env: str, context: BackupContext
 ) -> list[Component] | None:
-    from opskit.components import container_database, existing_path, service_data
+    from opskit.components import existing_path, service_data, undeclared_database
 
     if project.handler != NAME:
         return None
     found: list[Component] = []
     declared = {s.name for s in project.services_in(env)} or {p.service for p in context.placements}
-    if "db" in declared and not any(
-        db.type in ("mariadb", "mysql")
-        for db in (project.backup.databases if project.backup else ())
-    ):
-        database = container_database(context, "db", "mariadb")
-        if database is not None:
-            found.append(database)
+    if "db" in declared and (database := undeclared_database(context, "db", "mariadb")):
+        found.append(database)
     uploads = existing_path(context, f"{project.compose.dir}/wp-content/uploads")
     if uploads is not None:
         found.append(uploads)

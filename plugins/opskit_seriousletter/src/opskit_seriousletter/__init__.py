@@ -37,17 +37,13 @@ def opskit_project_handler(project: Project) -> str | None:
 def opskit_backup_components(
     project: Project, env: str, context: BackupContext
 ) -> list[Component] | None:
-    from opskit.components import container_database, existing_path
+    from opskit.components import existing_path, undeclared_database
 
     if project.handler != NAME:
         return None
     found: list[Component] = []
-    if not any(
-        db.type == "postgres" for db in (project.backup.databases if project.backup else ())
-    ):
-        database = container_database(context, "db", "postgres")
-        if database is not None:
-            found.append(database)
+    if database := undeclared_database(context, "db", "postgres"):
+        found.append(database)
     uploads = existing_path(context, "uploads/{env}")
     if uploads is not None:
         found.append(uploads)
