@@ -46,15 +46,15 @@ def _tcp(database: Database) -> str:
 
 
 def query_script(database: Database) -> str:
-    """Run one SQL statement ("$2") in database "$3" as user "$1"; plain output."""
+    """Run one SQL statement ("$3") in database "$2" as user "$1"; plain output."""
     if database.type in MARIADB_TYPES:
         return (
             _password(database) + _client("mariadb", "mysql")
-            + 'exec "$c" --user="$1" --batch --skip-column-names --execute="$2" "$3"'
+            + 'exec "$c" --user="$1" --batch --skip-column-names --execute="$3" "$2"'
         )  # fmt: skip
     return (
         _password(database)
-        + f'exec psql {_tcp(database)}--username="$1" --no-align --tuples-only --quiet --command="$2" "$3"'
+        + f'exec psql {_tcp(database)}--username="$1" --no-align --tuples-only --quiet --command="$3" "$2"'
     )
 
 
@@ -114,20 +114,7 @@ def client_error(database: Database, container: str, returncode: int, stderr: st
 
 def query(host: Host, container: str, database: Database, sql: str, timeout: float = 30) -> str:
     """Run *sql* with the container's own client; return its plain-text output."""
-    script = query_script(database)
-    # query_script takes the SQL as "$2" and the database as "$3"
-    argv = [
-        "docker",
-        "exec",
-        container,
-        "sh",
-        "-c",
-        script,
-        "opskit",
-        default_user(database),
-        sql,
-        database.name,
-    ]
+    argv = client_argv(container, query_script(database), database, sql)
     result = host.run(argv, check=False, timeout=timeout)
     if result.returncode != 0:
         raise client_error(
