@@ -1,0 +1,754 @@
+"""Streaming search-and-replace for SQL dumps.
+
+Copying a database from one environment to another (prod -> dev of a WordPress site, say)
+needs the site's own addresses rewritten on the way: ``https://mdf.example.test`` becomes
+``https://dev.mdf.example.test`` in plain text, in JSON (``https:\\/\\/mdf.example.test``) and
+inside PHP ``serialize()`` output, whose ``s:N:`` byte lengths must follow. This is the core's
+transform; any plugin can put a :class:`Replacer` (or a :class:`TransformedReader`) between a
+dump and a restore.
+
+Dumps are MariaDB/MySQL ``mysqldump`` output (extended inserts, one statement a line) or
+PostgreSQL ``pg_dump`` plain output (``COPY ... FROM stdin`` blocks). The stream is cut into
+lines; a line that holds none of the search strings, in any form they take in the dump, is
+passed on without being parsed, so the transform keeps up with ``mariadb-dump | mariadb``.
+Only the string values of data rows are rewritten; comments, DDL and other statements pass
+through unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import IO, ClassVar, Protocol
+
+READ_SIZE = 1 << 20
+
+
+class Transform(Protocol):
+    """A stateful rewriter of one dump stream (what ``opskit_sync_transform`` returns)."""
+
+    @property
+    def counts(self) -> Mapping[str, int]: ...
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+# --- one value ------------------------------------------------------------------------------
+
+# The start of one PHP serialize() token; the grammar of php-src's var_unserializer.re.
+_PHP_TOKEN = re.compile(
+    rb"(?P<scalar>N;|b:[01];|i:[+-]?\d+;"
+    rb"|d:(?:[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|NAN|-?INF);|[rR]:\d+;)"
+    rb'|(?P<string>[sSE]):(?P<length>\d+):"'
+    rb"|a:(?P<items>\d+):\{"
+    rb'|(?P<object>[OC]):(?P<name_length>\d+):"'
+)
+_PHP_OBJECT_BODY = re.compile(rb'":(\d+):\{')
+_PHP_KEY_TYPES = frozenset(b"isS")
+_PHP_HEX = frozenset(b"0123456789abcdefABCDEF")
+# Only these can hold strings; other serialized values have nothing to rewrite.
+_PHP_CONTAINERS = (b"a:", b"O:", b"C:", b"s:", b"S:")
+
+
+class _NotSerialized(Exception):
+    """The value is not PHP serialize() output."""
+
+
+class _Rewriter:
+    """Replaces the search strings in one unescaped value: plain, JSON-escaped, serialized."""
+
+    def __init__(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+        forms: list[tuple[bytes, bytes]] = []
+        for search, replacement in pairs:
+            if not search:
+                raise ValueError("a search string must not be empty")
+            forms.append((search, replacement))
+            if b"/" in search:
+                forms.append((search.replace(b"/", b"\\/"), replacement.replace(b"/", b"\\/")))
+        self.forms = tuple(forms)
+        self.searches = tuple(dict.fromkeys(search for search, _ in forms))
+
+    def rewrite(self, value: bytes) -> tuple[bytes, int]:
+        if not any(search in value for search in self.searches):
+            return value, 0
+        if value.startswith(_PHP_CONTAINERS) and value.endswith((b";", b"}")):
+            try:
+                return self._rewrite_serialized(value)
+            except _NotSerialized:
+                pass
+        return self._rewrite_plain(value)
+
+    def _rewrite_plain(self, value: bytes) -> tuple[bytes, int]:
+        total = 0
+        for search, replacement in self.forms:
+            found = value.count(search)
+            if found:
+                value = value.replace(search, replacement)
+                total += found
+        return value, total
+
+    def _rewrite_serialized(self, data: bytes) -> tuple[bytes, int]:
+        """Walk the token stream (no recursion for nesting), collecting rewritten strings."""
+        edits: list[tuple[int, int, bytes]] = []
+        total = 0
+        # Tokens (keys and values) still expected by each open array or object.
+        expected: list[int] = []
+        pos = 0
+        while True:
+            if expected and expected[-1] == 0:
+                if data[pos : pos + 1] != b"}":
+                    raise _NotSerialized
+                pos += 1
+                expected.pop()
+                if not expected:
+                    break
+                expected[-1] -= 1
+                continue
+            token = _PHP_TOKEN.match(data, pos)
+            if token is None:
+                raise _NotSerialized
+            if expected and expected[-1] % 2 == 0 and data[pos] not in _PHP_KEY_TYPES:
+                raise _NotSerialized
+            head, pos = pos, token.end()
+            if token["items"] is not None:
+                expected.append(2 * int(token["items"]))
+                continue
+            if token["string"] is not None:
+                pos, count = self._string(data, head, pos, int(token["length"]), edits)
+                total += count
+            elif token["object"] is not None:
+                name_end = pos + int(token["name_length"])
+                body = _PHP_OBJECT_BODY.match(data, name_end)
+                if body is None:
+                    raise _NotSerialized
+                if data[head] == ord("O"):
+                    pos = body.end()
+                    expected.append(2 * int(body[1]))
+                    continue
+                pos, count = self._custom_object(data, head, body, edits)
+                total += count
+            if not expected:
+                break
+            expected[-1] -= 1
+        if pos != len(data):
+            raise _NotSerialized
+        return _splice(data, edits), total
+
+    def _string(
+        self, data: bytes, head: int, start: int, length: int, edits: list[tuple[int, int, bytes]]
+    ) -> tuple[int, int]:
+        kind = data[head]
+        if kind == ord("S"):
+            content, stop = _php_escaped_string(data, start, length)
+        else:
+            stop = start + length
+            content = data[start:stop]
+        if data[stop : stop + 2] != b'";':
+            raise _NotSerialized
+        end = stop + 2
+        if kind == ord("E"):  # an enum case: Class:Case, never rewritten
+            return end, 0
+        new, count = self.rewrite(content)  # a string may itself be serialized: recurse
+        if new != content:
+            edits.append((head, end, b's:%d:"%s";' % (len(new), new)))
+        return end, count
+
+    def _custom_object(
+        self, data: bytes, head: int, body: re.Match[bytes], edits: list[tuple[int, int, bytes]]
+    ) -> tuple[int, int]:
+        """C:N:"Class":N:{payload}, written by a class's own Serializable::serialize()."""
+        start = body.end()
+        stop = start + int(body[1])
+        if data[stop : stop + 1] != b"}":
+            raise _NotSerialized
+        payload = data[start:stop]
+        new, count = self.rewrite(payload)
+        if new != payload:
+            prefix = data[head : body.start()]
+            edits.append((head, stop + 1, b'%s":%d:{%s}' % (prefix, len(new), new)))
+        return stop + 1, count
+
+
+def _php_escaped_string(data: bytes, start: int, length: int) -> tuple[bytes, int]:
+    """The content of an S:N:"..." string (\\xx hex escapes count as one byte) and its end."""
+    content = bytearray()
+    pos = start
+    for _ in range(length):
+        if pos >= len(data):
+            raise _NotSerialized
+        if data[pos] == ord("\\"):
+            digits = data[pos + 1 : pos + 3]
+            if len(digits) != 2 or not _PHP_HEX.issuperset(digits):
+                raise _NotSerialized
+            content.append(int(digits, 16))
+            pos += 3
+        else:
+            content.append(data[pos])
+            pos += 1
+    return bytes(content), pos
+
+
+def _splice(data: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
+    """data with each (start, end) span replaced; the spans are ordered and disjoint."""
+    if not edits:
+        return data
+    pieces: list[bytes] = []
+    last = 0
+    for start, end, new in edits:
+        pieces += (data[last:start], new)
+        last = end
+    pieces.append(data[last:])
+    return b"".join(pieces)
+
+
+@functools.lru_cache(maxsize=16)
+def _rewriter(pairs: tuple[tuple[bytes, bytes], ...]) -> _Rewriter:
+    return _Rewriter(pairs)
+
+
+def replace_value(value: bytes, pairs: Sequence[tuple[bytes, bytes]]) -> tuple[bytes, int]:
+    """Replace in one unescaped value; PHP-serialized aware; returns (new value, count).
+
+    Every pair is applied in order, to the plain text and, when the search string holds a
+    "/", to its JSON-escaped form ("\\/"). Valid serialize() output is rewritten string by
+    string with the byte lengths recomputed; anything else gets the plain replacement.
+    """
+    return _rewriter(tuple(pairs)).rewrite(value)
+
+
+# --- escaping -------------------------------------------------------------------------------
+
+_MYSQL_UNESCAPES = {
+    b"0": b"\0",
+    b"b": b"\b",
+    b"n": b"\n",
+    b"r": b"\r",
+    b"t": b"\t",
+    b"Z": b"\x1a",
+    b"%": b"\\%",  # MySQL keeps the backslash of \% and \_ (they are LIKE escapes)
+    b"_": b"\\_",
+}
+_MYSQL_ESCAPE_SEQUENCE = re.compile(rb"\\(.)|''", re.DOTALL)
+
+
+def _mysql_unescape(text: bytes) -> bytes:
+    if b"\\" not in text and b"''" not in text:
+        return text
+    return _MYSQL_ESCAPE_SEQUENCE.sub(_mysql_unescape_one, text)
+
+
+def _mysql_unescape_one(match: re.Match[bytes]) -> bytes:
+    char = match[1]
+    if char is None:
+        return b"'"
+    return _MYSQL_UNESCAPES.get(char, char)
+
+
+def _mysql_escape(value: bytes) -> bytes:
+    """mysqldump's escaping (mysql_real_escape_string)."""
+    return (
+        value.replace(b"\\", b"\\\\")
+        .replace(b"\0", b"\\0")
+        .replace(b"\n", b"\\n")
+        .replace(b"\r", b"\\r")
+        .replace(b"'", b"\\'")
+        .replace(b'"', b'\\"')
+        .replace(b"\x1a", b"\\Z")
+    )
+
+
+_COPY_UNESCAPES = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+_COPY_ESCAPE_SEQUENCE = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|(.))", re.DOTALL)
+
+
+def _copy_unescape(text: bytes) -> bytes:
+    if b"\\" not in text:
+        return text
+    return _COPY_ESCAPE_SEQUENCE.sub(_copy_unescape_one, text)
+
+
+def _copy_unescape_one(match: re.Match[bytes]) -> bytes:
+    octal, hexadecimal, char = match.groups()
+    if octal is not None:
+        return bytes((int(octal, 8) & 0xFF,))
+    if hexadecimal is not None:
+        return bytes((int(hexadecimal, 16),))
+    return _COPY_UNESCAPES.get(char, char)
+
+
+def _copy_escape(value: bytes) -> bytes:
+    """PostgreSQL's COPY text escaping (CopyAttributeOutText); other control bytes stay raw."""
+    return (
+        value.replace(b"\\", b"\\\\")
+        .replace(b"\b", b"\\b")
+        .replace(b"\f", b"\\f")
+        .replace(b"\n", b"\\n")
+        .replace(b"\r", b"\\r")
+        .replace(b"\t", b"\\t")
+        .replace(b"\v", b"\\v")
+    )
+
+
+def _standard_unescape(text: bytes) -> bytes:
+    return text.replace(b"''", b"'")
+
+
+def _standard_escape(value: bytes) -> bytes:
+    return value.replace(b"'", b"''")
+
+
+# --- lines of a dump ------------------------------------------------------------------------
+
+
+class _Finder:
+    """The next occurrence of any of several byte strings, each searched once per region."""
+
+    def __init__(self, data: bytes, needles: Iterable[bytes]) -> None:
+        self._data = data
+        found = ((needle, data.find(needle)) for needle in needles)
+        self._next = {needle: at for needle, at in found if at >= 0}
+
+    def next(self, pos: int) -> int:
+        """The first position >= pos where a needle starts, or -1."""
+        best = -1
+        for needle, found in list(self._next.items()):
+            if found < pos:
+                found = self._data.find(needle, pos)
+                if found < 0:
+                    del self._next[needle]
+                    continue
+                self._next[needle] = found
+            if best < 0 or found < best:
+                best = found
+        return best
+
+
+class _Lines:
+    """What one dialect does with the lines worth a look; also its state between lines."""
+
+    keywords: ClassVar[tuple[bytes, ...]]  # statements whose lines change the state
+    literal: ClassVar[re.Pattern[bytes]]  # a quoted string literal; group 1: its body
+
+    def __init__(
+        self, rewriter: _Rewriter, skip_columns: frozenset[bytes], counts: dict[str, int]
+    ) -> None:
+        self.rewriter = rewriter
+        self.needles = self._needles(rewriter.searches)
+        self.markers = tuple(dict.fromkeys((*self.needles, *self.keywords)))
+        self.skip_columns = skip_columns
+        self.counts = counts
+        self.columns: dict[bytes, list[bytes]] = {}
+        # The table whose CREATE TABLE column list is being read: every line matters then.
+        self.creating: bytes | None = None
+
+    def _needles(self, searches: Sequence[bytes]) -> tuple[bytes, ...]:
+        """Every form a search string can take in the dump's text."""
+        raise NotImplementedError
+
+    def line(self, line: bytes) -> bytes:
+        """The line (with its newline) as it goes out."""
+        raise NotImplementedError
+
+    def unescape(self, body: bytes) -> bytes:
+        raise NotImplementedError
+
+    def escape(self, value: bytes) -> bytes:
+        raise NotImplementedError
+
+    def is_not_text(self, line: bytes, start: int) -> bool:
+        """Whether the literal at start is binary or escaped in a way this does not read."""
+        raise NotImplementedError
+
+    def count(self, table: bytes, count: int) -> None:
+        if count:
+            name = table.decode("utf-8", "replace")
+            self.counts[name] = self.counts.get(name, 0) + count
+
+    def skipped(self, columns: Sequence[bytes]) -> frozenset[int]:
+        """Positions of the columns whose values are never changed."""
+        if not self.skip_columns:
+            return frozenset()
+        return frozenset(i for i, name in enumerate(columns) if name.lower() in self.skip_columns)
+
+    def rewrite_tuples(
+        self, line: bytes, pos: int, table: bytes, columns: Sequence[bytes]
+    ) -> bytes:
+        """Rewrite the string literals of the VALUES list that starts at pos."""
+        finder = _Finder(line, self.needles)
+        hit = finder.next(pos)
+        skipped = self.skipped(columns)
+        pieces: list[bytes] = []
+        last = total = column = 0
+        gap = pos  # where the text between literals (numbers, NULL, "),(") starts
+        for literal in self.literal.finditer(line, pos):
+            if hit < 0:
+                break
+            start, end = literal.span()
+            if skipped:
+                column = _column_after(line, gap, start, column)
+                gap = end
+            if hit < start:
+                hit = finder.next(start)
+            if not start <= hit < end:
+                continue
+            hit = finder.next(end)
+            if column in skipped or self.is_not_text(line, start):
+                continue
+            value = self.unescape(literal[1])
+            new, count = self.rewriter.rewrite(value)
+            total += count
+            if new != value:
+                pieces += (line[last:start], b"'", self.escape(new), b"'")
+                last = end
+        self.count(table, total)
+        if not pieces:
+            return line
+        pieces.append(line[last:])
+        return b"".join(pieces)
+
+    def read_column(self, line: bytes, column: re.Pattern[bytes]) -> None:
+        """One line of the CREATE TABLE being read."""
+        assert self.creating is not None
+        if line.startswith(b")"):
+            self.creating = None
+            return
+        found = column.match(line)
+        if found:
+            self.columns[self.creating].append(_unquote(found[1]))
+
+
+_BACKQUOTED = rb"`(?:[^`]|``)+`"
+_MYSQL_INSERT = re.compile(
+    rb"(?:INSERT|REPLACE)\s+(?:(?:LOW_PRIORITY|DELAYED|HIGH_PRIORITY|IGNORE)\s+)*INTO\s+"
+    rb"(?:" + _BACKQUOTED + rb"\.)?(" + _BACKQUOTED + rb")\s*"
+    rb"(?:\(((?:" + _BACKQUOTED + rb"|[^)`])*)\)\s*)?VALUES\s*"
+)
+_MYSQL_CREATE = re.compile(
+    rb"(?:/\*!\d+\s+)?CREATE\s+(?:TEMPORARY\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+    rb"(?:" + _BACKQUOTED + rb"\.)?(" + _BACKQUOTED + rb")\s*\(\s*$"
+)
+_MYSQL_COLUMN = re.compile(rb"  (" + _BACKQUOTED + rb")")
+_MYSQL_NAME = re.compile(_BACKQUOTED)
+
+
+class _MariaDB(_Lines):
+    """mysqldump output: CREATE TABLE gives column order. An INSERT is one line, or (as
+    MariaDB 10.11's mariadb-dump writes it) a ``VALUES`` line followed by one line per row."""
+
+    keywords = (b"CREATE TABLE", b"INSERT ", b"REPLACE ")
+    literal = re.compile(rb"'([^'\\]*(?:(?:\\.|'')[^'\\]*)*)'", re.DOTALL)
+
+    def __init__(
+        self, rewriter: _Rewriter, skip_columns: frozenset[bytes], counts: dict[str, int]
+    ) -> None:
+        super().__init__(rewriter, skip_columns, counts)
+        # The table and columns of the last INSERT, for its rows on the lines that follow.
+        self.inserting: tuple[bytes, list[bytes]] | None = None
+
+    def _needles(self, searches: Sequence[bytes]) -> tuple[bytes, ...]:
+        return tuple(dict.fromkeys(n for s in searches for n in (s, _mysql_escape(s))))
+
+    def line(self, line: bytes) -> bytes:
+        if self.creating is not None:
+            self.read_column(line, _MYSQL_COLUMN)
+        elif line.startswith((b"INSERT", b"REPLACE")):
+            insert = _MYSQL_INSERT.match(line)
+            if insert:
+                table = _unquote(insert[1])
+                if insert[2] is not None:
+                    columns = [_unquote(name) for name in _MYSQL_NAME.findall(insert[2])]
+                else:
+                    columns = self.columns.get(table, [])
+                self.inserting = (table, columns)
+                return self.rewrite_tuples(line, insert.end(), table, columns)
+        elif line.startswith(b"(") and self.inserting is not None:
+            table, columns = self.inserting
+            return self.rewrite_tuples(line, 0, table, columns)
+        else:
+            create = _MYSQL_CREATE.match(line)
+            if create:
+                self.creating = _unquote(create[1])
+                self.columns[self.creating] = []
+        return line
+
+    def unescape(self, body: bytes) -> bytes:
+        return _mysql_unescape(body)
+
+    def escape(self, value: bytes) -> bytes:
+        return _mysql_escape(value)
+
+    def is_not_text(self, line: bytes, start: int) -> bool:
+        return line[max(0, start - 8) : start].rstrip().endswith(b"_binary")
+
+
+_PG_IDENTIFIER = rb'(?:"(?:[^"]|"")+"|[^\s".(),]+)'
+_PG_NAME = _PG_IDENTIFIER + rb"(?:\." + _PG_IDENTIFIER + rb")*"
+_PG_COLUMN_LIST = rb'\(((?:"(?:[^"]|"")*"|[^)"])*)\)'
+_PG_COPY = re.compile(
+    rb"COPY\s+(" + _PG_NAME + rb")\s*(?:" + _PG_COLUMN_LIST + rb"\s*)?FROM\s+stdin\b"
+)
+_PG_INSERT = re.compile(
+    rb"INSERT\s+INTO\s+(" + _PG_NAME + rb")\s*(?:" + _PG_COLUMN_LIST + rb"\s*)?"
+    rb"(?:OVERRIDING\s+(?:SYSTEM|USER)\s+VALUE\s+)?VALUES\s*"
+)
+_PG_CREATE = re.compile(
+    rb"CREATE\s+(?:(?:UNLOGGED|TEMPORARY|TEMP|GLOBAL|LOCAL)\s+)*TABLE\s+"
+    rb"(?:IF\s+NOT\s+EXISTS\s+)?(" + _PG_NAME + rb")\s*\(\s*$"
+)
+_PG_COLUMN = re.compile(
+    rb"\s+(?!(?:CONSTRAINT|PRIMARY|UNIQUE|CHECK|FOREIGN|EXCLUDE|LIKE)\b)(" + _PG_IDENTIFIER + rb")"
+)
+_PG_IDENTIFIERS = re.compile(_PG_IDENTIFIER)
+
+
+class _Postgres(_Lines):
+    """pg_dump plain output: COPY blocks (and single-line INSERT statements)."""
+
+    keywords = (b"COPY ", b"CREATE ", b"\\.")
+    literal = re.compile(rb"'([^']*(?:''[^']*)*)'")
+
+    def __init__(
+        self, rewriter: _Rewriter, skip_columns: frozenset[bytes], counts: dict[str, int]
+    ) -> None:
+        super().__init__(rewriter, skip_columns, counts)
+        # The table of the COPY block being read and the positions of its skipped columns.
+        self.copying: tuple[bytes, frozenset[int]] | None = None
+
+    def _needles(self, searches: Sequence[bytes]) -> tuple[bytes, ...]:
+        return tuple(
+            dict.fromkeys(n for s in searches for n in (s, _copy_escape(s), _standard_escape(s)))
+        )
+
+    def line(self, line: bytes) -> bytes:
+        if self.copying is not None:
+            return self.copy_row(line)
+        if self.creating is not None:
+            self.read_column(line, _PG_COLUMN)
+        elif line.startswith(b"COPY "):
+            copy = _PG_COPY.match(line)
+            if copy:
+                table = _pg_name(copy[1])
+                columns = _pg_names(copy[2]) if copy[2] is not None else self.columns.get(table)
+                self.copying = (table, self.skipped(columns or []))
+        elif line.startswith(b"INSERT "):
+            insert = _PG_INSERT.match(line)
+            if insert:
+                table = _pg_name(insert[1])
+                if insert[2] is not None:
+                    columns = _pg_names(insert[2])
+                else:
+                    columns = self.columns.get(table, [])
+                return self.rewrite_tuples(line, insert.end(), table, columns)
+        elif line.startswith(b"CREATE "):
+            create = _PG_CREATE.match(line)
+            if create:
+                self.creating = _pg_name(create[1])
+                self.columns[self.creating] = []
+        return line
+
+    def copy_row(self, line: bytes) -> bytes:
+        assert self.copying is not None
+        row = line[:-1] if line.endswith(b"\n") else line
+        if row == b"\\.":
+            self.copying = None
+            return line
+        if not any(needle in row for needle in self.needles):
+            return line
+        table, skipped = self.copying
+        fields = row.split(b"\t")
+        total = 0
+        changed = False
+        for index, field in enumerate(fields):
+            if index in skipped or field == b"\\N":
+                continue
+            if not any(needle in field for needle in self.needles):
+                continue
+            value = _copy_unescape(field)
+            new, count = self.rewriter.rewrite(value)
+            total += count
+            if new != value:
+                fields[index] = _copy_escape(new)
+                changed = True
+        self.count(table, total)
+        if not changed:
+            return line
+        return b"\t".join(fields) + line[len(row) :]
+
+    def unescape(self, body: bytes) -> bytes:
+        return _standard_unescape(body)
+
+    def escape(self, value: bytes) -> bytes:
+        return _standard_escape(value)
+
+    def is_not_text(self, line: bytes, start: int) -> bool:
+        # E'...' (backslash escapes), U&'...', B'...', X'...': not plain standard strings.
+        before = line[start - 1 : start]
+        return before.isalpha() or before == b"&"
+
+
+def _column_after(line: bytes, gap: int, start: int, column: int) -> int:
+    """The column of the literal at start, from the text since the previous literal.
+
+    Dumps have no parentheses outside literals but those around each row.
+    """
+    opened = line.rfind(b"(", gap, start)
+    if opened >= 0:
+        return line.count(b",", opened, start)
+    return column + line.count(b",", gap, start)
+
+
+def _unquote(name: bytes) -> bytes:
+    """A `backquoted` or "double-quoted" identifier without its quotes."""
+    if len(name) >= 2 and name[:1] == name[-1:] and name[:1] in (b"`", b'"'):
+        quote = name[:1]
+        return name[1:-1].replace(quote + quote, quote)
+    return name
+
+
+def _pg_names(text: bytes) -> list[bytes]:
+    return [_unquote(name) for name in _PG_IDENTIFIERS.findall(text)]
+
+
+def _pg_name(text: bytes) -> bytes:
+    """schema.table as one name, without quotes."""
+    return b".".join(_pg_names(text))
+
+
+# --- the stream -----------------------------------------------------------------------------
+
+
+class Replacer:
+    """Rewrites strings in a SQL dump stream (MariaDB/MySQL mysqldump output or PostgreSQL
+    pg_dump plain output).
+
+    Feed it the dump in chunks of any size; it returns the transformed bytes that are ready,
+    holding back only the current unfinished line. ``counts`` has the replacements made per
+    table (``wp_posts``; for PostgreSQL with its schema, ``public.wp_posts``). Columns named in
+    ``skip_columns`` (any table, any case) are never changed.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        dialect: str = "mariadb",
+        skip_columns: Collection[str] = (),
+    ) -> None:
+        rewriter = _Rewriter([(search.encode(), new.encode()) for search, new in pairs])
+        skip = frozenset(name.lower().encode() for name in skip_columns)
+        self.counts: dict[str, int] = {}
+        self._lines: _Lines
+        if dialect in ("mariadb", "mysql"):
+            self._lines = _MariaDB(rewriter, skip, self.counts)
+        elif dialect in ("postgres", "postgresql"):
+            self._lines = _Postgres(rewriter, skip, self.counts)
+        else:
+            raise ValueError(f"unknown dialect {dialect!r} (expected 'mariadb' or 'postgres')")
+        self._pending: list[bytes] = []  # the current line, not yet complete
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The transformed bytes ready to write (b"" while a line is still being read)."""
+        cut = chunk.rfind(b"\n") + 1
+        if not cut:
+            if chunk:
+                self._pending.append(chunk)
+            return b""
+        if self._pending:
+            self._pending.append(chunk[:cut])
+            block = b"".join(self._pending)
+            self._pending.clear()
+        else:
+            block = chunk if cut == len(chunk) else chunk[:cut]
+        if cut < len(chunk):
+            self._pending.append(chunk[cut:])
+        return self._transform(block)
+
+    def finish(self) -> bytes:
+        """The rest: the last line when the dump does not end with a newline."""
+        block = b"".join(self._pending)
+        self._pending.clear()
+        return self._transform(block) if block else b""
+
+    def _transform(self, block: bytes) -> bytes:
+        """Complete lines in, complete lines out; only lines with a marker are looked at."""
+        lines = self._lines
+        finder = _Finder(block, lines.markers)
+        pieces: list[bytes] = []
+        pos = 0
+        size = len(block)
+        while pos < size:
+            if lines.creating is not None:
+                start = pos
+            else:
+                hit = finder.next(pos)
+                if hit < 0:
+                    break
+                start = max(pos, block.rfind(b"\n", pos, hit) + 1)
+            stop = block.find(b"\n", start) + 1 or size
+            if start > pos:
+                pieces.append(block[pos:start])
+            pieces.append(lines.line(block[start:stop]))
+            pos = stop
+        if not pieces:
+            return block
+        pieces.append(block[pos:])
+        return b"".join(pieces)
+
+
+class TransformedReader(io.BufferedIOBase):
+    """A read-only binary file object: read(n) returns transformed bytes of *raw* (an IO[bytes]).
+
+    Closing it does not close *raw*.
+    """
+
+    def __init__(self, raw: IO[bytes], replacer: Transform, *, read_size: int = READ_SIZE) -> None:
+        super().__init__()
+        self._raw = raw
+        self._replacer = replacer
+        self._read_size = read_size
+        self._buffer = bytearray()
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.closed:
+            raise ValueError("read of closed file")
+        if size is None or size < 0:
+            while not self._done:
+                self._fill()
+            size = len(self._buffer)
+        else:
+            while len(self._buffer) < size and not self._done:
+                self._fill()
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def read1(self, size: int = -1) -> bytes:
+        if self.closed:
+            raise ValueError("read of closed file")
+        while not self._buffer and not self._done:
+            self._fill()
+        if size < 0:
+            size = len(self._buffer)
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def _fill(self) -> None:
+        chunk = self._raw.read(self._read_size)
+        if chunk:
+            self._buffer += self._replacer.feed(chunk)
+        else:
+            self._buffer += self._replacer.finish()
+            self._done = True
