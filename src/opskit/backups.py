@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import posixpath
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
@@ -32,7 +32,7 @@ from opskit.archive import (
     write_component,
     write_json,
 )
-from opskit.components import BackupContext, Component
+from opskit.components import BackupContext, Component, DatabaseDump
 from opskit.errors import NotFoundError, OpskitError
 from opskit.locks import env_lock
 from opskit.retention import Decision, decide
@@ -54,6 +54,13 @@ def backup_dir(project: Project, env: str) -> str:
     if project.backup is None:
         raise OpskitError(f"project {project.name} has no backup section in {project.path}")
     return env_dir(project.backup.dir, project.name, env)
+
+
+def lock_dir(project: Project, env: str) -> str:
+    """Where the env's lock lives: its backup folder, else ``.opskit/{env}`` in the project."""
+    if project.backup is not None:
+        return backup_dir(project, env)
+    return posixpath.join(project.folder, ".opskit", env)
 
 
 @attrs.define
@@ -227,43 +234,67 @@ class Engine:
         archive: Archive,
         safety: bool = True,
         health_timeout: float = 120,
+        check: bool = True,
     ) -> Archive | None:
         """Restore *archive* into *env*; on any failure put the env back as it was.
 
-        Returns the safety archive taken first (None with ``safety=False``).
+        Returns the safety archive taken first (None with ``safety=False``). With
+        ``check=False`` the archive is not verified again (the caller just did).
         """
         if (
             archive.manifest.get("project") != project.name
             or archive.manifest.get("environment") != env
         ):
             raise ArchiveError(f"archive {archive.name} is not one of {project.name} {env}")
-        faults = verify(self.host, archive)
+        faults = verify(self.host, archive) if check else []
         if faults:
             listed = "; ".join(f"{f.component}: {f.problem}" for f in faults)
             raise ArchiveError(
                 f"archive {archive.name} is damaged, nothing was restored ({listed})"
             )
+        return self.guarded(
+            project,
+            env,
+            f"restore of {archive.name}",
+            lambda: self._restore_components(project, env, archive, health_timeout),
+            safety=safety,
+            health_timeout=health_timeout,
+        )
+
+    def guarded(
+        self,
+        project: Project,
+        env: str,
+        what: str,
+        change: Callable[[], None],
+        *,
+        safety: bool = True,
+        health_timeout: float = 120,
+    ) -> Archive | None:
+        """Run *change* under the env's lock, after a safety backup of the env; if it
+        fails, restore the safety archive and raise. Returns the safety archive."""
         directory = backup_dir(project, env)
-        with env_lock(self.host, directory, f"restore of {project.name} {env}", self.lock_timeout):
+        self.host.run(["mkdir", "-p", "--", directory])
+        with env_lock(self.host, directory, f"{what} into {project.name} {env}", self.lock_timeout):
             safety_archive = None
             if safety:
                 _say(self.progress, f"{project.name} {env}: safety backup of the current state")
                 safety_archive = self._backup_locked(project, env, directory)
             try:
-                self._restore_components(project, env, archive, health_timeout)
+                change()
             except (OpskitError, OSError) as exc:
                 if safety_archive is None:
                     raise
-                _say(self.progress, f"restore failed ({exc}); putting back {safety_archive.name}")
+                _say(self.progress, f"{what} failed ({exc}); putting back {safety_archive.name}")
                 try:
                     self._restore_components(project, env, safety_archive, health_timeout)
                 except (OpskitError, OSError) as again:
                     raise OpskitError(
-                        f"restore of {archive.name} failed ({exc}), and so did putting back "
+                        f"{what} failed ({exc}), and so did putting back "
                         f"{safety_archive.path} ({again})"
                     ) from None
                 raise OpskitError(
-                    f"restore of {archive.name} failed ({exc}); the env was put back from {safety_archive.name}"
+                    f"{what} failed ({exc}); {project.name} {env} was put back from {safety_archive.name}"
                 ) from None
             return safety_archive
 
@@ -277,34 +308,48 @@ class Engine:
             raise ArchiveError(
                 f"archive {archive.name} holds {', '.join(missing)}, which the descriptor no longer names"
             )
-        databases = {c.database.service for c in components.values() if c.kind == "database"}  # type: ignore[attr-defined]
+
+        def restorer(record: Any) -> Callable[[BackupContext], None]:
+            def restore(context: BackupContext) -> None:
+                with component_stream(self.host, archive, record) as source:
+                    components[record.key].restore(context, source)
+
+            return restore
+
+        steps = [(f"restoring {record.key}", restorer(record)) for record in records]
+        self.replace_data(
+            project, env, steps, database_services(components.values()), health_timeout
+        )
+
+    def replace_data(
+        self,
+        project: Project,
+        env: str,
+        steps: list[tuple[str, Callable[[BackupContext], None]]],
+        keep_running: set[str],
+        health_timeout: float,
+    ) -> None:
+        """Stop the env's services except *keep_running* (its databases), run *steps*,
+        start the env and wait until it is healthy and stable. Errors name the step."""
         running = [p.service for p in self.ops.status(project.name, env) if p.state == "running"]
-        application = sorted({s for s in running if s not in databases})
+        application = sorted({s for s in running if s not in keep_running})
         step = "stopping the application services"
         try:
             for service in application:
                 _say(self.progress, f"stopping {service}")
                 self.ops.lifecycle(project.name, env, "stop", service, progress=self.progress)
             context = self.context(project, env)
-            for record in records:
-                step = f"restoring {record.key}"
+            for step, action in steps:
                 _say(self.progress, f"{project.name} {env}: {step}")
-                with component_stream(self.host, archive, record) as source:
-                    components[record.key].restore(context, source)
+                action(context)
             step = "starting the services"
             self.ops.lifecycle(project.name, env, "start", progress=self.progress)
             step = "waiting until the env is healthy"
-            self._wait_healthy(project, env, health_timeout)
+            self.ops.wait_healthy(project.name, env, health_timeout, progress=self.progress)
         except (OpskitError, OSError) as exc:
             raise OpskitError(f"{step}: {exc}") from None
 
-    def _wait_healthy(self, project: Project, env: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            report = self.ops.health(project.name, env)
-            if report.ok:
-                return
-            if time.monotonic() > deadline:
-                failing = "; ".join(f"{c.check}: {c.detail}" for c in report.checks if not c.ok)
-                raise OpskitError(f"not healthy after {timeout:g} s ({failing})")
-            time.sleep(1)
+
+def database_services(components: Iterable[Component]) -> set[str]:
+    """The services whose databases are among *components* (they keep running)."""
+    return {c.database.service for c in components if isinstance(c, DatabaseDump)}

@@ -77,6 +77,19 @@ class Component(abc.ABC):
     def filename(self) -> str:
         return f"{self.key}.{self.extension}.zst"
 
+    @property
+    def sync_key(self) -> str:
+        """What pairs this component with its counterpart in another env (``sync``)."""
+        return self.key
+
+    def location(self, context: BackupContext, create: bool = False) -> str | None:
+        """The folder on the host that holds this component's files, if it has one.
+
+        ``sync`` copies such components with rsync; the others stream ``dump`` into
+        ``restore``. With *create*, a missing location is created (the sync target).
+        """
+        return None
+
 
 def _pump(source: IO[bytes], process: Process) -> None:
     assert process.stdin is not None
@@ -185,13 +198,23 @@ class PathTree(Component):
     """A file or folder on the host, as a tar stream (modes and numeric owners kept)."""
 
     path: str  # absolute
-    label: str  # as the descriptor wrote it
+    label: str  # as the descriptor wrote it, expanded for the env
+    template: str = ""  # the same before expansion: equal across envs
     kind: ClassVar[str] = "path"
     extension: ClassVar[str] = "tar"
 
     @property
     def key(self) -> str:
         return f"path-{_slug(self.label)}"
+
+    @property
+    def sync_key(self) -> str:
+        return f"path-{_slug(self.template or self.label)}"
+
+    def location(self, context: BackupContext, create: bool = False) -> str | None:
+        if create:
+            context.host.run(["mkdir", "-p", "--", self.path])
+        return self.path
 
     def describe(self) -> dict[str, Any]:
         return {"path": self.path}
@@ -213,12 +236,20 @@ class VolumeTree(Component):
     """A named Docker volume's files, read from its mount point on the host."""
 
     volume: str
+    template: str = ""  # the descriptor's name before expansion, or service:mount path
     kind: ClassVar[str] = "volume"
     extension: ClassVar[str] = "tar"
 
     @property
     def key(self) -> str:
         return f"volume-{_slug(self.volume)}"
+
+    @property
+    def sync_key(self) -> str:
+        return f"volume-{_slug(self.template or self.volume)}"
+
+    def location(self, context: BackupContext, create: bool = False) -> str | None:
+        return self.mountpoint(context, create=create)
 
     def describe(self) -> dict[str, Any]:
         return {"volume": self.volume}
@@ -268,8 +299,9 @@ def service_data(context: BackupContext, service: str) -> list[Component]:
         for mount in client.inspect_container(placement.container.id).get("Mounts") or []:
             if not mount.get("RW", True):
                 continue
+            origin = f"{service}:{mount.get('Destination', '')}"
             if mount.get("Type") == "volume" and mount.get("Name"):
-                found.append(VolumeTree(mount["Name"]))
+                found.append(VolumeTree(mount["Name"], origin))
             elif mount.get("Type") == "bind":
                 source = str(mount.get("Source", ""))
                 if context.host.run(["test", "-d", source], check=False).returncode == 0:
@@ -278,7 +310,7 @@ def service_data(context: BackupContext, service: str) -> list[Component]:
                         if source.startswith(context.project.folder + "/")
                         else source
                     )
-                    found.append(PathTree(source, label))
+                    found.append(PathTree(source, label, origin))
     return found
 
 
@@ -327,7 +359,7 @@ def existing_path(context: BackupContext, template: str) -> PathTree | None:
     path = project.resolve_path(template, env)
     if context.host.run(["test", "-d", path], check=False).returncode != 0:
         return None
-    return PathTree(path, project.expand(template, env))
+    return PathTree(path, project.expand(template, env), template)
 
 
 def descriptor_components(project: Project, env: str) -> list[Component]:
@@ -337,8 +369,8 @@ def descriptor_components(project: Project, env: str) -> list[Component]:
         return []
     found: list[Component] = [DatabaseDump(db) for db in backup.databases]
     found += [
-        PathTree(project.resolve_path(path, env), project.expand(path, env))
+        PathTree(project.resolve_path(path, env), project.expand(path, env), path)
         for path in backup.paths
     ]
-    found += [VolumeTree(project.expand(volume, env)) for volume in backup.volumes]
+    found += [VolumeTree(project.expand(volume, env), volume) for volume in backup.volumes]
     return found

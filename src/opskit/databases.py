@@ -121,3 +121,36 @@ def query(host: Host, container: str, database: Database, sql: str, timeout: flo
             database, container, result.returncode, result.stderr.decode("utf-8", "replace")
         )
     return result.text
+
+
+def table_rows(host: Host, container: str, database: Database) -> dict[str, int]:
+    """Every table of the database with its exact row count (one query per database)."""
+    if database.type in MARIADB_TYPES:
+        listing = (
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY table_name"
+        )
+        quote = "`{}`"
+    else:
+        listing = (
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+        )
+        quote = "{}"
+    names = [n for n in query(host, container, database, listing).splitlines() if n]
+    if not names:
+        return {}
+    counts = " UNION ALL ".join(
+        f"SELECT {_literal(name)}, COUNT(*) FROM {quote.format(name.replace('`', '``'))}"
+        for name in names
+    )
+    rows = {}
+    for line in query(host, container, database, counts, timeout=600).splitlines():
+        name, _, count = line.rpartition("\t" if database.type in MARIADB_TYPES else "|")
+        if name:
+            rows[name] = int(count)
+    return rows
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -143,6 +143,10 @@ class Promote:
     script: str | None = None
     rebuild: str = "auto"
     health_timeout: int = 120
+    exclude: tuple[str, ...] = ()
+
+    def branch(self, env: str) -> str | None:
+        return dict(self.branches).get(env)
 
 
 @attrs.frozen
@@ -477,7 +481,7 @@ def _read_sync(r: _Reader, node: Node) -> Sync:
 
 
 def _read_promote(r: _Reader, node: Node) -> Promote:
-    keys = {"type", "dir", "branches", "script", "rebuild", "health_timeout"}
+    keys = {"type", "dir", "branches", "script", "rebuild", "health_timeout", "exclude"}
     m = r.mapping(node, "promote", keys, required={"type"})
     kind = r.choice(m["type"], "promote.type", PROMOTE_TYPES)
     branches = []
@@ -501,6 +505,7 @@ def _read_promote(r: _Reader, node: Node) -> Promote:
         health_timeout=r.integer(m["health_timeout"], "promote.health_timeout", minimum=1)
         if "health_timeout" in m
         else 120,
+        exclude=r.strings(m["exclude"], "promote.exclude") if "exclude" in m else (),
     )
 
 

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from opskit.descriptor import DescriptorSource, Project
     from opskit.health import CheckResult, HealthContext
     from opskit.host import Host
+    from opskit.promote import Promoter
+    from opskit.sync import SyncContext
+    from opskit.transform import Transform
 
 hookspec = pluggy.HookspecMarker("opskit")
 
@@ -117,4 +120,40 @@ def opskit_backup_components(
     """
 
 
-# Sync and promote hooks are added by the issue that builds them.
+# -------------------------------------------------------------------------
+# Sync and promote
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def opskit_sync_transform(context: SyncContext, component: Component) -> Transform | None:
+    """Choose how one database's dump is rewritten on its way from one env to another.
+
+    Called by ``opskit sync`` (and :meth:`opskit.Ops.sync`) once per database component
+    it copies, when ``sync.replace`` names both envs. Stops at first non-None result. The
+    built-in sync plugin answers last (``trylast``) with the core's
+    :class:`opskit.transform.Replacer` over ``context.replacements``; a project plugin
+    answers first to tune it (``opskit_mdf`` leaves WordPress ``guid`` columns alone).
+
+    :param context: the project, the source and target envs and the replacements.
+    :param component: the database component (``component.kind == "database"``).
+    :return: an object with ``feed(bytes) -> bytes``, ``finish() -> bytes`` and a
+        ``counts`` mapping (table -> replacements), such as
+        ``Replacer(context.replacements, dialect=...)``; or None to leave it to others.
+    """
+
+
+@hookspec(firstresult=True)
+def opskit_promoter(project: Project) -> Promoter | None:
+    """Provide the code mover for ``opskit promote`` of one project.
+
+    Called by the core once per ``promote`` (not for ``type: script``, which runs the
+    descriptor's script). Stops at first non-None result. The built-in promote plugin
+    answers last (``trylast``) with the core's git or rsync mover, by ``promote.type``.
+    The core does everything around the mover: the one-step rule, confirmation,
+    locking, rebuild, the health gate, rollback and the audit log.
+
+    :param project: the validated descriptor (``project.promote`` is set).
+    :return: an :class:`opskit.promote.Promoter` (``preview``, ``apply``, ``rollback``),
+        or None to leave it to others.
+    """

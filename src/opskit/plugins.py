@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from opskit.descriptor import DescriptorSource, Project
     from opskit.health import CheckResult, HealthContext
     from opskit.host import Host
+    from opskit.promote import Promoter
+    from opskit.sync import SyncContext
+    from opskit.transform import Transform
 
 hookimpl = pluggy.HookimplMarker("opskit")
 
@@ -33,6 +36,8 @@ DEFAULT_PLUGINS = (
     "opskit.defaults.health",
     "opskit.defaults.commands",
     "opskit.defaults.backup",
+    "opskit.defaults.sync",
+    "opskit.defaults.promote",
 )
 
 
@@ -236,6 +241,16 @@ class Plugins:
 
     def register_commands(self, cli: click.Group) -> None:
         self.pm.hook.opskit_register_commands(cli=cli)
+
+    def sync_transform(self, context: SyncContext, component: Component) -> Transform | None:
+        result: Transform | None = self.pm.hook.opskit_sync_transform(
+            context=context, component=component
+        )
+        return result
+
+    def promoter(self, project: Project) -> Promoter | None:
+        result: Promoter | None = self.pm.hook.opskit_promoter(project=project)
+        return result
 
 
 def create_plugins(
