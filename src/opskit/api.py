@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
@@ -25,9 +26,13 @@ Meter = Callable[[str], Callable[[int], None]]
 if TYPE_CHECKING:
     from opskit.archive import Archive, Fault
     from opskit.backups import Engine
+    from opskit.promote import PromoteReport
     from opskit.retention import Decision
+    from opskit.sync import SyncReport
 
 DEFAULT_ROOT = "/opt/data"
+# Seconds between two polls of an env's health while waiting for it.
+HEALTH_POLL = 2.0
 
 # What each lifecycle action runs through compose.
 LIFECYCLE = {
@@ -46,6 +51,19 @@ class DiskReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"folders": [f.as_dict() for f in self.folders], "docker": dict(self.docker)}
+
+
+@attrs.frozen
+class RebuildPlan:
+    """What ``rebuild`` runs: the compose commands, then a restore of *archive*."""
+
+    project: str
+    environment: str
+    commands: tuple[str, ...]
+    archive: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
 
 
 class Ops:
@@ -168,6 +186,51 @@ class Ops:
             )
             checks.extend(self.plugins.health_checks(context))
         return HealthReport(tuple(checks))
+
+    def wait_healthy(
+        self,
+        project: str,
+        env: str,
+        timeout: float,
+        *,
+        containers_only: bool = False,
+        progress: IO[str] | None = None,
+    ) -> None:
+        """Wait until the env is healthy and stable: every check passes (with
+        *containers_only*, every container runs and its healthcheck passes) and the
+        containers (count, state, health) are the same on two polls in a row.
+
+        Raises :class:`OpskitError` naming what failed once *timeout* seconds passed.
+        """
+        from opskit.errors import OpskitError
+
+        deadline = time.monotonic() + timeout
+        previous = None
+        while True:
+            placements = self.status(project, env)
+            signature = sorted(
+                (p.service, p.container.id if p.container else "", p.state, p.health)
+                for p in placements
+            )
+            if containers_only:
+                failing = [
+                    f"{p.service}: {p.state if p.container else 'no container'}"
+                    + (f", {p.health}" if p.health not in ("none", "") else "")
+                    for p in placements
+                    if p.state != "running" or p.health not in ("healthy", "none")
+                ]
+                if not placements:
+                    failing.append("no containers")
+            else:
+                report = self.health(project, env)
+                failing = [f"{c.check}: {c.detail}" for c in report.checks if not c.ok]
+            if not failing and signature == previous:
+                return
+            previous = signature if not failing else None
+            if time.monotonic() > deadline:
+                detail = "; ".join(failing) or "the containers kept changing"
+                raise OpskitError(f"not healthy and stable after {timeout:g} s ({detail})")
+            time.sleep(HEALTH_POLL)
 
     def disk(self) -> DiskReport:
         """Sizes of the root, the project folders and backup folders, and of Docker's data."""
@@ -345,12 +408,193 @@ class Ops:
 
         Returns the archive restored and the safety archive taken before.
         """
+        from opskit.audit import audited
+
         found = self.project(project)
         found.check_env(env)
         engine = self.backup_engine(progress, meter)
         archive = engine.find(found, env, name)
         timeout = found.promote.health_timeout if found.promote else 120
-        return archive, engine.restore(found, env, archive, safety=safety, health_timeout=timeout)
+        with audited(self.host, found, "restore", [env]) as audit:
+            audit.details["archive"] = archive.name
+            safety_archive = engine.restore(
+                found, env, archive, safety=safety, health_timeout=timeout
+            )
+            audit.details["safety_backup"] = safety_archive.name if safety_archive else None
+        return archive, safety_archive
+
+    # -- moving between environments --------------------------------------------
+
+    def sync(
+        self,
+        project: str,
+        source: str,
+        target: str,
+        *,
+        dry_run: bool = False,
+        progress: IO[str] | None = None,
+        before_changes: Callable[[], None] | None = None,
+    ) -> SyncReport:
+        """Copy the data of env *source* into env *target* (a direction ``sync.pairs``
+        allows): back up the target, stream databases through the ``sync.replace``
+        rewrite, mirror folders and volumes, start the target and wait for health.
+
+        With *dry_run*, report tables, rows, replacements and files; change nothing.
+        *before_changes* runs after every check and before the first change.
+        """
+        from opskit import sync
+        from opskit.audit import audited
+
+        found = self.project(project)
+        if dry_run:
+            return sync.run(self, found, source, target, dry_run=True, progress=progress)
+        sync.check_direction(found, source, target)  # refused before anything is read
+        with audited(self.host, found, "sync", [source, target], begun=False) as audit:
+
+            def begin() -> None:
+                if before_changes is not None:
+                    before_changes()
+                audit.begin()
+
+            return sync.run(
+                self,
+                found,
+                source,
+                target,
+                progress=progress,
+                before_changes=begin,
+                details=audit.details,
+            )
+
+    def promote(
+        self,
+        project: str,
+        source: str,
+        target: str,
+        *,
+        dry_run: bool = False,
+        progress: IO[str] | None = None,
+        before_changes: Callable[[PromoteReport], None] | None = None,
+    ) -> PromoteReport:
+        """Promote code one step (``promote.type`` git or rsync): preview, move, rebuild
+        when needed, wait until healthy and stable; roll back and raise when it is not.
+
+        ``type: script`` runs through :meth:`promote_script` instead.
+        """
+        from opskit import promote
+        from opskit.audit import audited
+
+        found = self.project(project)
+        promote.check_step(found, source, target)
+        if dry_run:
+            return promote.run(self, found, source, target, dry_run=True, progress=progress)
+        with audited(self.host, found, "promote", [source, target], begun=False) as audit:
+
+            def begin(report: PromoteReport) -> None:
+                if before_changes is not None:
+                    before_changes(report)
+                audit.begin()
+
+            return promote.run(
+                self,
+                found,
+                source,
+                target,
+                progress=progress,
+                before_changes=begin,
+                details=audit.details,
+            )
+
+    def promote_script(
+        self, project: str, source: str, target: str, *, dry_run: bool = False
+    ) -> int:
+        """Run the descriptor's promote script with ``--from``, ``--to`` [``--dry-run``]
+        in the project folder; return its exit code."""
+        from opskit import promote
+        from opskit.audit import audited
+
+        found = self.project(project)
+        promote.check_step(found, source, target)
+        assert found.promote is not None and found.promote.script is not None
+        script = found.resolve_path(found.promote.script, target)
+        argv = [script, "--from", source, "--to", target, *(["--dry-run"] if dry_run else [])]
+        if dry_run:
+            return self.host.call(argv, cwd=found.folder)
+        with audited(self.host, found, "promote", [source, target]) as audit:
+            code = self.host.call(argv, cwd=found.folder)
+            audit.details["result"] = "ok" if code == 0 else f"failed (exit {code})"
+        return code
+
+    def rebuild(
+        self,
+        project: str,
+        env: str,
+        *,
+        dry_run: bool = False,
+        progress: IO[str] | None = None,
+        meter: Meter | None = None,
+    ) -> RebuildPlan:
+        """Disaster recovery: build and start the env's stacks, wait until every container
+        is healthy and stable, then restore the newest verified archive.
+
+        With *dry_run*, return the plan (commands and archive) and change nothing.
+        """
+        from opskit.audit import audited
+
+        found = self.project(project)
+        found.check_env(env)
+        engine = self.backup_engine(progress, meter)
+        archives = engine.archives(found, env)
+        candidates = [a for a in archives if a.verified_state != "FAILED"]
+        if not candidates:
+            raise NotFoundError(
+                f"{project} {env}: no archive to restore (none, or all failed verify)"
+            )
+        commands = [
+            *self.compose_commands(project, env, "build"),
+            *self.compose_commands(project, env, "start"),
+        ]
+        timeout = found.promote.health_timeout if found.promote else 120
+        plan = RebuildPlan(
+            project, env, tuple(" ".join(c.argv) for c in commands), candidates[0].name
+        )
+        if dry_run:
+            return plan
+
+        def say(message: str) -> None:
+            if progress is not None:
+                progress.write(message + "\n")
+                progress.flush()
+
+        with audited(self.host, found, "rebuild", [env]) as audit:
+            say(f"phase 1/4: building images of {project} {env}")
+            self.lifecycle(project, env, "build", progress=progress)
+            say(f"phase 2/4: starting {project} {env}")
+            self.lifecycle(project, env, "start", progress=progress)
+            say("phase 3/4: waiting until every container is healthy and stable")
+            self.wait_healthy(project, env, timeout, containers_only=True, progress=progress)
+            for archive in candidates:
+                say(f"phase 4/4: verifying {archive.name}")
+                faults = engine.verify(archive)
+                if not faults:
+                    break
+                say(f"{archive.name} is damaged; trying the next older archive")
+            else:
+                raise NotFoundError(
+                    f"{project} {env}: every archive failed verify; nothing restored"
+                )
+            audit.details["archive"] = archive.name
+            say(f"phase 4/4: restoring {archive.name}")
+            engine.restore(found, env, archive, safety=False, health_timeout=timeout, check=False)
+        return attrs.evolve(plan, archive=archive.name)
+
+    def history(self, project: str | None = None) -> list[dict[str, Any]]:
+        """The audit log (sync, promote, restore, rebuild), oldest first."""
+        from opskit.audit import read
+
+        if project is not None:
+            self.project(project)
+        return read(self.host, self.projects(), project)
 
     # -- containers ------------------------------------------------------------
 

@@ -89,6 +89,28 @@ def confirm(question: str, yes: bool, command: str) -> None:
         raise Cancelled("cancelled")
 
 
+def confirm_target(
+    project: str, env: str, last: bool, yes: bool, command: str, question: str
+) -> None:
+    """Ask before overwriting *env*; for the last env (prod) the user types the project name."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise NeedsConfirmation(f"{command} needs --yes when stdin is not a terminal")
+    if not last:
+        confirm(question, yes, command)
+        return
+    click.echo(question, err=True)
+    typed = click.prompt(
+        f"This changes {env}. Type the project name ({project}) to go on",
+        default="",
+        show_default=False,
+        err=True,
+    )
+    if typed.strip() != project:
+        raise Cancelled("cancelled: the project name did not match")
+
+
 def _terminal_width() -> int:
     # What click would ask shutil for; importing shutil costs more than this (start-up time).
     stdout = sys.__stdout__

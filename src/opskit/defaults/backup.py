@@ -276,7 +276,70 @@ def restore(
     return 0
 
 
+@click.command()
+@click.argument("project")
+@click.argument("env")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@command_options
+def rebuild(state: CliState, project: str, env: str, dry_run: bool, yes: bool) -> int:
+    """Disaster recovery: build and start the env, wait until every container is healthy
+    and stable, then restore the newest verified archive."""
+    plan = state.ops.rebuild(project, env, dry_run=True)
+    if dry_run:
+        if state.json:
+            state.out.json(plan.as_dict())
+            return 0
+        state.out.line(f"rebuild {project} {env} (dry run, nothing changed):")
+        for i, command in enumerate(plan.commands, 1):
+            state.out.line(f"  {i}. {command}")
+        n = len(plan.commands)
+        state.out.line(f"  {n + 1}. wait until every container is healthy and stable")
+        state.out.line(f"  {n + 2}. restore {plan.archive} (or the newest older one that verifies)")
+        return 0
+    confirm(f"Rebuild {project} {env} and replace its data with {plan.archive}?", yes, "rebuild")
+    with _progress() as (_, meter):
+        done = state.ops.rebuild(project, env, progress=sys.stderr, meter=meter)
+    if state.json:
+        state.out.json(done.as_dict())
+    else:
+        state.out.line(f"rebuilt {project} {env} from {done.archive}")
+    return 0
+
+
+@click.command()
+@click.argument("project", required=False)
+@click.option("--limit", type=int, default=50, show_default=True, help="The newest N entries.")
+@command_options
+def history(state: CliState, project: str | None, limit: int) -> None:
+    """What changed the envs (sync, promote, restore, rebuild), from the audit log."""
+    entries = state.ops.history(project)[-limit:] if limit > 0 else []
+    if state.json:
+        state.out.json(entries)
+        return
+    rows = []
+    for entry in entries:
+        detail = entry.get("archive") or ""
+        if entry.get("from_code"):
+            detail = f"{str(entry['from_code'])[:12]} -> {str(entry.get('to_code', ''))[:12]}"
+        result = str(entry.get("result", ""))
+        style = "green" if result == "ok" else "yellow" if result.startswith("nothing") else "red"
+        moment = datetime.fromisoformat(str(entry.get("time")))
+        rows.append(
+            [
+                _local(moment),
+                str(entry.get("project", "")),
+                str(entry.get("command", "")),
+                " -> ".join(entry.get("envs", [])),
+                str(entry.get("user", "")),
+                (result, style),
+                detail + (f" ({entry['error']})" if entry.get("error") else ""),
+            ]
+        )
+    state.out.table(["time", "project", "command", "envs", "user", "result", "detail"], rows)
+
+
 @hookimpl
 def opskit_register_commands(cli: click.Group) -> None:
-    for command in (backup, backups, verify, prune, restore):
+    for command in (backup, backups, verify, prune, restore, rebuild, history):
         cli.add_command(command)

@@ -9,6 +9,10 @@ site's uploads (``{compose.dir}/wp-content/uploads``), the WordPress database of
 data (writable volumes and bind-mounted folders) of the ``mail`` and ``seafile*``
 services.
 
+Sync: the WordPress database is rewritten with the core's transform (``sync.replace``,
+PHP-serialized and JSON-escaped values included), but the ``guid`` column of posts is
+left alone: WordPress uses it as a permanent identifier, not as a link.
+
 Health: each env's WordPress database answers and carries the env's own site URL
 (``sync.replace``): a dev site pointing at the prod URL is the classic mistake after
 copying data down.
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
     from opskit.components import BackupContext, Component
     from opskit.descriptor import Project
     from opskit.health import CheckResult, HealthContext
+    from opskit.sync import SyncContext
+    from opskit.transform import Transform
 
 NAME = "mdf"
 SITEURL_SQL = "SELECT option_value FROM wp_options WHERE option_name = 'siteurl'"
@@ -53,6 +59,19 @@ def opskit_backup_components(
         if service == "mail" or service.startswith("seafile"):
             found += service_data(context, service)
     return found
+
+
+@hookimpl
+def opskit_sync_transform(context: SyncContext, component: Component) -> Transform | None:
+    from opskit.components import DatabaseDump
+    from opskit.databases import MARIADB_TYPES
+    from opskit.transform import Replacer
+
+    if context.project.handler != NAME or not isinstance(component, DatabaseDump):
+        return None
+    if component.database.type not in MARIADB_TYPES:
+        return None
+    return Replacer(context.replacements, dialect="mariadb", skip_columns={"guid"})
 
 
 @hookimpl

@@ -1,0 +1,104 @@
+"""Built-in plugin: ``opskit sync`` and the core's default dump rewrite for it."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from opskit.cli import CliState, command_options, confirm_target
+from opskit.plugins import hookimpl
+
+if TYPE_CHECKING:
+    from opskit.components import Component
+    from opskit.output import Cell
+    from opskit.sync import SyncContext, SyncReport
+    from opskit.transform import Transform
+
+
+@hookimpl(trylast=True)
+def opskit_sync_transform(context: SyncContext, component: Component) -> Transform | None:
+    from opskit.components import DatabaseDump
+    from opskit.databases import MARIADB_TYPES
+    from opskit.transform import Replacer
+
+    if not isinstance(component, DatabaseDump):
+        return None
+    dialect = "mariadb" if component.database.type in MARIADB_TYPES else "postgres"
+    return Replacer(context.replacements, dialect=dialect)
+
+
+@click.command()
+@click.argument("project")
+@click.option("--from", "source", required=True, metavar="ENV", help="The env to copy from.")
+@click.option("--to", "target", required=True, metavar="ENV", help="The env to overwrite.")
+@click.option("--dry-run", is_flag=True, help="Report tables, rows, replacements and files.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@command_options
+def sync(state: CliState, project: str, source: str, target: str, dry_run: bool, yes: bool) -> int:
+    """Copy the data of one env into another: databases (with sync.replace rewritten),
+    folders and volumes. The target is backed up first; only sync.pairs directions."""
+    ops = state.ops
+    found = ops.project(project)
+    if ops.delegates(found, "sync"):
+        flags = ["--from", source, "--to", target]
+        flags += [
+            f for f, on in (("--dry-run", dry_run), ("--yes", yes), ("--json", state.json)) if on
+        ]
+        return ops.run_delegate(found, "sync", None, flags)
+
+    def ask() -> None:
+        last = target == found.environments[-1]
+        question = f"Replace the data of {project} {target} with a copy of {source}?"
+        confirm_target(project, target, last, yes, "sync", question)
+
+    report = ops.sync(
+        project, source, target, dry_run=dry_run, progress=sys.stderr, before_changes=ask
+    )
+    show(state, report)
+    return 0
+
+
+def show(state: CliState, report: SyncReport) -> None:
+    from opskit.output import human_bytes
+
+    out = state.out
+    if state.json:
+        out.json(report.as_dict())
+        return
+    source, target = report.source, report.target
+    done = "dry run, nothing changed" if report.dry_run else "done"
+    out.line(f"sync {report.project} {source} -> {target} ({done})")
+    if report.backup:
+        out.line(f"{target} was backed up first: {report.backup}")
+    rows: list[list[Cell]] = []
+    for database in report.databases:
+        tables = database.tables or ()
+        for table in tables:
+            target_rows = "-" if table.target_rows is None else str(table.target_rows)
+            counts = database.replacements
+            count = counts.get(table.name, counts.get(table.name.split(".")[-1], 0))
+            rows.append([database.key, table.name, str(table.source_rows), target_rows, str(count)])
+        if not tables:
+            total = sum(database.replacements.values())
+            rows.append([database.key, "(all)", "", "", str(total)])
+    if rows:
+        out.table(
+            ["database", "table", f"{source} rows", f"{target} rows now", "replacements"], rows
+        )
+    if report.files:
+        verb = "to copy" if report.dry_run else "copied"
+        gone = "to delete" if report.dry_run else "deleted"
+        file_rows: list[list[Cell]] = [
+            [f.source, f.target, str(f.files), human_bytes(f.bytes), str(f.deleted)]
+            for f in report.files
+        ]
+        out.table([source, target, f"files {verb}", "bytes", gone], file_rows)
+    if report.skipped:
+        out.line(f"skipped (only in one env): {', '.join(report.skipped)}")
+
+
+@hookimpl
+def opskit_register_commands(cli: click.Group) -> None:
+    cli.add_command(sync)

@@ -1,0 +1,413 @@
+"""Code promotion: move an env's code one step up the ladder (dev -> int -> prod).
+
+A :class:`Promoter` (from ``opskit_promoter``; the core ships git and rsync) only moves
+code: ``preview`` says what would arrive, ``apply`` moves it, ``rollback`` puts the
+previous code back. The core does the rest, the same for every mover: the one-step
+rule, the rebuild decision, bringing the env up, the health gate and the rollback.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+import posixpath
+import re
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any, ClassVar
+
+import attrs
+import yaml
+
+from opskit import compose
+from opskit.errors import CommandFailed, NotFoundError, OpskitError
+
+if TYPE_CHECKING:
+    from opskit.api import Ops
+    from opskit.descriptor import Project
+    from opskit.host import Host
+
+
+@attrs.frozen
+class PromoteContext:
+    """One promotion: the project, the two envs and their code folders on the host."""
+
+    host: Host
+    project: Project
+    source: str
+    target: str
+    source_dir: str
+    target_dir: str
+
+
+def short(ref: str) -> str:
+    """A commit id cut to 12 characters; anything else as it is."""
+    return ref[:12] if re.fullmatch(r"[0-9a-f]{40}", ref) else ref
+
+
+@attrs.frozen
+class Preview:
+    """What a promotion would change in the target env."""
+
+    old: str  # the target's code now (a commit, or "working tree")
+    new: str  # what arrives (a commit, or the source folder)
+    changes: tuple[str, ...]  # git: "abc1234 subject" per commit, oldest last
+    files: tuple[str, ...]  # paths relative to the target's tree that change
+    diffstat: str
+
+    @property
+    def empty(self) -> bool:
+        return not self.files and self.old == self.new
+
+
+class Promoter(abc.ABC):
+    """Moves code between the working trees of two envs."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def preview(self, context: PromoteContext) -> Preview:
+        """What would arrive; changes nothing in the target (a git fetch is fine)."""
+
+    def check(self, context: PromoteContext, preview: Preview) -> None:  # noqa: B027
+        """Raise :class:`OpskitError` if the target cannot take the change (local edits)."""
+
+    @abc.abstractmethod
+    def apply(self, context: PromoteContext, preview: Preview) -> None:
+        """Move the code of *preview* into the target's tree."""
+
+    @abc.abstractmethod
+    def rollback(self, context: PromoteContext, preview: Preview) -> None:
+        """Put the target's tree back as it was before :meth:`apply`."""
+
+    def finish(self, context: PromoteContext, preview: Preview) -> str | None:
+        """After a healthy promotion: publish or clean up; return a note for the user."""
+        return None
+
+
+# -- git ----------------------------------------------------------------------
+
+
+def _git(host: Host, tree: str, *args: str, check: bool = True) -> str:
+    return host.run(["git", "-C", tree, *args], check=check).text.strip()
+
+
+class GitPromoter(Promoter):
+    """Fast-forwards the target env's branch to the source env's branch (from ``origin``)."""
+
+    name = "git"
+
+    def _branches(self, context: PromoteContext) -> tuple[str, str]:
+        promote = context.project.promote
+        assert promote is not None
+        branches = []
+        for env in (context.source, context.target):
+            branch = promote.branch(env)
+            if branch is None:
+                raise OpskitError(
+                    f"{context.project.name}: promote.branches names no branch for {env}"
+                )
+            branches.append(branch)
+        return branches[0], branches[1]
+
+    def _remote(self, host: Host, tree: str, branch: str) -> str:
+        return _git(host, tree, "config", f"branch.{branch}.remote", check=False) or "origin"
+
+    def preview(self, context: PromoteContext) -> Preview:
+        host, tree = context.host, context.target_dir
+        source_branch, target_branch = self._branches(context)
+        if host.run(["git", "-C", tree, "rev-parse", "--git-dir"], check=False).returncode != 0:
+            raise NotFoundError(
+                f"{context.project.name} {context.target}: {tree} is not a git working tree"
+            )
+        current = _git(host, tree, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+        if current != target_branch:
+            raise OpskitError(
+                f"{context.project.name} {context.target}: {tree} is on {current or 'a detached HEAD'}, "
+                f"not on {target_branch} (promote.branches)"
+            )
+        remote = self._remote(host, tree, target_branch)
+        try:
+            _git(host, tree, "fetch", "--quiet", "--prune", remote)
+        except CommandFailed as exc:
+            raise OpskitError(
+                f"git fetch {remote} in {tree} failed: {exc.stderr.strip()}"
+            ) from None
+        ref = f"refs/remotes/{remote}/{source_branch}"
+        new = _git(host, tree, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+        if not new:
+            raise NotFoundError(
+                f"{context.project.name}: branch {source_branch} ({context.source}) does not exist on {remote}"
+            )
+        old = _git(host, tree, "rev-parse", "HEAD")
+        if (
+            old != new
+            and host.run(
+                ["git", "-C", tree, "merge-base", "--is-ancestor", old, new], check=False
+            ).returncode
+            != 0
+        ):
+            raise OpskitError(
+                f"{context.project.name} {context.target}: {target_branch} has commits that "
+                f"{source_branch} lacks, so it cannot be fast-forwarded"
+            )
+        log = _git(host, tree, "log", "--format=%h %s", f"{old}..{new}")
+        files = _git(host, tree, "diff", "--name-only", old, new)
+        stat = _git(host, tree, "diff", "--stat", old, new)
+        return Preview(old, new, tuple(log.splitlines()), tuple(files.splitlines()), stat)
+
+    def check(self, context: PromoteContext, preview: Preview) -> None:
+        changed = _git(
+            context.host, context.target_dir, "status", "--porcelain", "--untracked-files=no"
+        )
+        if changed:
+            count = len(changed.splitlines())
+            raise OpskitError(
+                f"{context.project.name} {context.target}: the working tree {context.target_dir} has "
+                f"local changes ({count} file{'s' if count != 1 else ''}); commit or discard them first"
+            )
+
+    def apply(self, context: PromoteContext, preview: Preview) -> None:
+        _git(context.host, context.target_dir, "merge", "--ff-only", "--quiet", preview.new)
+
+    def rollback(self, context: PromoteContext, preview: Preview) -> None:
+        _git(context.host, context.target_dir, "reset", "--hard", "--quiet", preview.old)
+
+    def finish(self, context: PromoteContext, preview: Preview) -> str | None:
+        _, target_branch = self._branches(context)
+        host, tree = context.host, context.target_dir
+        remote = self._remote(host, tree, target_branch)
+        pushed = host.run(
+            ["git", "-C", tree, "push", "--quiet", remote, f"HEAD:refs/heads/{target_branch}"],
+            check=False,
+        )
+        if pushed.returncode != 0:
+            return f"[warning] could not push {target_branch} to {remote}: {pushed.stderr.decode(errors='replace').strip()}"
+        return f"pushed {target_branch} to {remote}"
+
+
+# -- rsync --------------------------------------------------------------------
+
+
+def _rsync_argv(context: PromoteContext, *flags: str) -> list[str]:
+    promote = context.project.promote
+    excludes = [f"--exclude={pattern}" for pattern in (promote.exclude if promote else ())]
+    return ["rsync", "--archive", "--delete", "--checksum", *excludes, *flags]
+
+
+class RsyncPromoter(Promoter):
+    """Mirrors the source env's folder into the target's, keeping a snapshot for rollback."""
+
+    name = "rsync"
+
+    def _snapshot(self, context: PromoteContext) -> str:
+        parent, name = posixpath.split(context.target_dir.rstrip("/"))
+        return posixpath.join(parent, f".opskit-promote-snapshot-{name}")
+
+    def preview(self, context: PromoteContext) -> Preview:
+        host = context.host
+        for env, tree in (
+            (context.source, context.source_dir),
+            (context.target, context.target_dir),
+        ):
+            if not host.exists(tree):
+                raise NotFoundError(f"{context.project.name} {env}: {tree} does not exist")
+        argv = _rsync_argv(context, "--dry-run", "--itemize-changes", "--out-format=%i %n")
+        listing = host.run([*argv, "--", context.source_dir.rstrip("/") + "/", context.target_dir])
+        files, lines = [], []
+        for line in listing.text.splitlines():
+            flags, _, name = line.partition(" ")
+            name = name.lstrip(" ")
+            if not name or (name.endswith("/") and not flags.startswith("*")):
+                continue  # folder attribute updates are not changes worth listing
+            files.append(name.rstrip("/"))
+            lines.append(f"{'deleted' if flags.startswith('*') else 'changed'} {name}")
+        stat = f"{len(files)} file{'s' if len(files) != 1 else ''} would change"
+        return Preview("working tree", context.source_dir, tuple(lines), tuple(files), stat)
+
+    def apply(self, context: PromoteContext, preview: Preview) -> None:
+        host, snapshot = context.host, self._snapshot(context)
+        host.run(["rm", "-rf", "--", snapshot])
+        host.run([*_rsync_argv(context), "--", context.target_dir.rstrip("/") + "/", snapshot])
+        host.run(
+            [*_rsync_argv(context), "--", context.source_dir.rstrip("/") + "/", context.target_dir]
+        )
+
+    def rollback(self, context: PromoteContext, preview: Preview) -> None:
+        snapshot = self._snapshot(context)
+        context.host.run([*_rsync_argv(context), "--", snapshot + "/", context.target_dir])
+        context.host.run(["rm", "-rf", "--", snapshot])
+
+    def finish(self, context: PromoteContext, preview: Preview) -> str | None:
+        context.host.run(["rm", "-rf", "--", self._snapshot(context)])
+        return None
+
+
+# -- the core's part ------------------------------------------------------------
+
+
+def check_step(project: Project, source: str, target: str) -> None:
+    """Only one step up ``environments`` (dev -> int, int -> prod)."""
+    project.check_env(source)
+    project.check_env(target)
+    envs = list(project.environments)
+    if envs.index(target) != envs.index(source) + 1:
+        steps = ", ".join(f"{a}->{b}" for a, b in itertools.pairwise(envs))
+        raise OpskitError(
+            f"{project.name}: promote goes one step up the environments ({steps}), "
+            f"not {source}->{target}"
+        )
+
+
+def build_inputs(host: Host, project: Project, env: str) -> tuple[list[str], list[str]]:
+    """The env's compose files and the build contexts of services that build an image."""
+    files: list[str] = []
+    for command in compose.env_commands(host, project, env, []):
+        argv = list(command.argv)
+        files += [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "-f"]
+    contexts = []
+    for path in files:
+        try:
+            document = yaml.safe_load(host.read_text(path)) or {}
+        except yaml.YAMLError:
+            continue  # compose itself will say what is wrong with it
+        services = document.get("services") if isinstance(document, dict) else None
+        for service in (services or {}).values():
+            build = service.get("build") if isinstance(service, dict) else None
+            if build is None:
+                continue
+            context = build if isinstance(build, str) else str(build.get("context", "."))
+            contexts.append(posixpath.normpath(posixpath.join(posixpath.dirname(path), context)))
+    return [posixpath.normpath(f) for f in files], contexts
+
+
+def rebuild_reason(
+    host: Host, project: Project, env: str, tree: str, changed: tuple[str, ...]
+) -> str | None:
+    """Why the env's images must be rebuilt for *changed* files, or None (``rebuild``)."""
+    mode = project.promote.rebuild if project.promote else "auto"
+    if mode == "never" or not changed:
+        return None
+    if mode == "always":
+        return "promote.rebuild is always"
+    files, contexts = build_inputs(host, project, env)
+    for name in changed:
+        path = posixpath.normpath(posixpath.join(tree, name))
+        base = posixpath.basename(path)
+        if base.startswith(("Dockerfile", "Containerfile")) or base.endswith(".dockerfile"):
+            return f"{name} changed"
+        if path in files:
+            return f"compose file {name} changed"
+        if any(path == c or path.startswith(c.rstrip("/") + "/") for c in contexts):
+            return f"{name} is in a build context"
+    return None
+
+
+@attrs.frozen
+class PromoteReport:
+    project: str
+    source: str
+    target: str
+    type: str
+    dry_run: bool
+    preview: Preview
+    rebuild: str | None  # why images are rebuilt; None: no rebuild
+    notes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self, recurse=True)
+
+
+def context_for(project: Project, host: Host, source: str, target: str) -> PromoteContext:
+    promote = project.promote
+    assert promote is not None and promote.dir is not None
+    return PromoteContext(
+        host,
+        project,
+        source,
+        target,
+        project.resolve_path(promote.dir, source),
+        project.resolve_path(promote.dir, target),
+    )
+
+
+def run(
+    ops: Ops,
+    project: Project,
+    source: str,
+    target: str,
+    *,
+    dry_run: bool = False,
+    progress: IO[str] | None = None,
+    before_changes: Callable[[PromoteReport], None] | None = None,
+    details: dict[str, Any] | None = None,
+) -> PromoteReport:
+    """Promote code from *source* to *target* (git or rsync); see the module docstring.
+
+    *before_changes* gets the preview once every check has passed, before anything
+    changes (the CLI shows it and asks there). Raises :class:`OpskitError` after a
+    rollback when the new code is not healthy.
+    """
+    from opskit.backups import lock_dir
+    from opskit.locks import env_lock
+
+    check_step(project, source, target)
+    promote = project.promote
+    if promote is None:
+        raise OpskitError(f"{project.name}: no promote section in {project.path}")
+    promoter = ops.plugins.promoter(project)
+    if promoter is None:
+        raise OpskitError(f"{project.name}: no plugin promotes type {promote.type!r}")
+    context = context_for(project, ops.host, source, target)
+
+    def say(message: str) -> None:
+        if progress is not None:
+            progress.write(message + "\n")
+            progress.flush()
+
+    preview = promoter.preview(context)
+    promoter.check(context, preview)
+    reason = rebuild_reason(ops.host, project, target, context.target_dir, preview.files)
+    report = PromoteReport(project.name, source, target, promoter.name, dry_run, preview, reason)
+    if details is not None:
+        details.update({"from_code": preview.old, "to_code": preview.new})
+    if dry_run or preview.empty:
+        return report
+    if before_changes is not None:
+        before_changes(report)
+
+    def bring_up() -> None:
+        if reason is not None:
+            say(f"rebuilding images ({reason})")
+            ops.lifecycle(project.name, target, "build", progress=progress)
+        say(f"starting {project.name} {target}")
+        ops.lifecycle(project.name, target, "start", progress=progress)
+        say(f"waiting until {project.name} {target} is healthy and stable")
+        ops.wait_healthy(project.name, target, promote.health_timeout, progress=progress)
+
+    directory = lock_dir(project, target)
+    ops.host.run(["mkdir", "-p", "--", directory])
+    with env_lock(ops.host, directory, f"promote into {project.name} {target}", 300):
+        say(f"moving {target} from {short(preview.old)} to {short(preview.new)}")
+        promoter.apply(context, preview)
+        try:
+            bring_up()
+        except OpskitError as exc:
+            say(
+                f"{project.name} {target} is not healthy ({exc}); rolling back to {short(preview.old)}"
+            )
+            try:
+                promoter.rollback(context, preview)
+                bring_up()
+            except OpskitError as again:
+                raise OpskitError(
+                    f"promotion of {project.name} {target} failed ({exc}); rolled back to "
+                    f"{short(preview.old)}, but that is not healthy either ({again})"
+                ) from None
+            if details is not None:
+                details["result"] = "rolled back"
+            raise OpskitError(
+                f"promotion of {project.name} {target} failed ({exc}); rolled back to "
+                f"{short(preview.old)}, which is healthy"
+            ) from None
+    note = promoter.finish(context, preview)
+    return attrs.evolve(report, notes=(note,) if note else ())

@@ -1,0 +1,370 @@
+"""Data sync: copy an env's data (databases, paths, volumes) into another env of the project.
+
+The components are the ones a backup of each env is made of (``opskit_backup_components``),
+paired across the two envs by :attr:`~opskit.components.Component.sync_key`. Databases
+stream from the source container's dump client through the transform chosen by
+``opskit_sync_transform`` into the target container's client: no temporary copy, nothing
+held in memory. Folders and volumes are mirrored with rsync on the host (changed files
+replaced, extra files removed, modes and numeric owners kept).
+
+The target is backed up first (a normal archive), its application services are stopped
+for the copy, and any failure puts the target back from that archive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Mapping
+from typing import IO, TYPE_CHECKING, Any, cast
+
+import attrs
+
+from opskit import databases
+from opskit.components import BackupContext, Component, DatabaseDump
+from opskit.errors import NotFoundError, OpskitError
+from opskit.transform import Transform, TransformedReader
+
+if TYPE_CHECKING:
+    from opskit.api import Ops
+    from opskit.descriptor import Project
+    from opskit.host import Host
+
+CHUNK = 1 << 20
+
+
+@attrs.frozen
+class SyncContext:
+    """One sync: its project, direction and the strings to rewrite (source -> target)."""
+
+    host: Host
+    project: Project
+    source: str
+    target: str
+    replacements: tuple[tuple[str, str], ...]
+
+
+# -- checks -------------------------------------------------------------------
+
+
+def check_direction(project: Project, source: str, target: str) -> None:
+    """Refuse a direction the descriptor's ``sync.pairs`` does not list."""
+    project.check_env(source)
+    project.check_env(target)
+    pairs = project.sync.pairs if project.sync else ()
+    if (source, target) not in pairs:
+        allowed = ", ".join(f"{a}->{b}" for a, b in pairs) or "none"
+        raise OpskitError(
+            f"{project.name}: sync from {source} to {target} is not allowed "
+            f"(sync.pairs in {project.path} allows: {allowed})"
+        )
+
+
+def replacements(project: Project, source: str, target: str) -> tuple[tuple[str, str], ...]:
+    """The rewrite for this direction from ``sync.replace``; refuses one that would change
+    nothing (the same string for both envs, or a string for one env only)."""
+    if project.sync is None or not project.sync.replace:
+        return ()
+    old, new = project.sync.replacement(source), project.sync.replacement(target)
+    if old is None and new is None:
+        return ()
+    if old is None or new is None:
+        missing = source if old is None else target
+        raise OpskitError(
+            f"{project.name}: sync.replace has no value for {missing}, so the replacement "
+            f"from {source} to {target} would change nothing"
+        )
+    if old == new:
+        raise OpskitError(
+            f"{project.name}: sync.replace is {old!r} for both {source} and {target}; "
+            "the replacement would change nothing"
+        )
+    return ((old, new),)
+
+
+# -- reports ------------------------------------------------------------------
+
+
+@attrs.frozen
+class TableReport:
+    name: str
+    source_rows: int
+    target_rows: int | None  # None: the target has no such table
+
+
+@attrs.frozen
+class DatabaseReport:
+    key: str
+    service: str
+    name: str
+    tables: tuple[TableReport, ...]
+    replacements: Mapping[str, int]  # per table; counted on the way (dry run: on a read)
+
+
+@attrs.frozen
+class FilesReport:
+    key: str
+    source: str
+    target: str
+    files: int  # regular files copied (new or changed)
+    bytes: int  # their size
+    deleted: int  # files and folders removed from the target
+
+
+@attrs.frozen
+class SyncReport:
+    project: str
+    source: str
+    target: str
+    dry_run: bool
+    databases: tuple[DatabaseReport, ...]
+    files: tuple[FilesReport, ...]
+    skipped: tuple[str, ...]  # components one env has and the other lacks
+    backup: str | None  # the target's archive taken first
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self, recurse=True)
+
+
+# -- the work -----------------------------------------------------------------
+
+
+@attrs.frozen
+class Plan:
+    context: SyncContext
+    source: BackupContext
+    target: BackupContext
+    pairs: tuple[tuple[Component, Component], ...]
+    skipped: tuple[str, ...]
+
+
+def plan(ops: Ops, project: Project, source: str, target: str) -> Plan:
+    """Check everything a sync needs, read-only: direction, replacements, components,
+    running databases. Raises before anything is copied."""
+    check_direction(project, source, target)
+    rewrite = replacements(project, source, target)
+    if project.backup is None:
+        raise OpskitError(
+            f"{project.name}: sync needs a backup section, because the target is backed up first"
+        )
+    engine = ops.backup_engine()
+    source_context = engine.context(project, source)
+    target_context = engine.context(project, target)
+    by_key = {c.sync_key: c for c in engine.components(project, target)}
+    pairs, skipped = [], []
+    for component in engine.components(project, source):
+        counterpart = by_key.pop(component.sync_key, None)
+        if counterpart is None or counterpart.kind != component.kind:
+            skipped.append(component.key)
+        else:
+            pairs.append((component, counterpart))
+    skipped += [c.key for c in by_key.values()]
+    for component, counterpart in pairs:
+        if isinstance(component, DatabaseDump) and isinstance(counterpart, DatabaseDump):
+            source_context.running_container(component.database.service)
+            target_context.running_container(counterpart.database.service)
+    if not pairs:
+        raise NotFoundError(f"{project.name}: {source} and {target} have no data in common to sync")
+    context = SyncContext(ops.host, project, source, target, rewrite)
+    return Plan(context, source_context, target_context, tuple(pairs), tuple(skipped))
+
+
+def _transform(ops: Ops, plan: Plan, component: Component) -> Transform | None:
+    if not plan.context.replacements:
+        return None
+    return ops.plugins.sync_transform(plan.context, component)
+
+
+def _rsync(host: Host, source: str, target: str, dry_run: bool) -> tuple[int, int, int]:
+    """Mirror folder *source* into *target*; return (files copied, bytes, deleted)."""
+    argv = ["rsync", "--archive", "--hard-links", "--numeric-ids", "--delete", "--stats"]
+    argv += ["--itemize-changes", "--out-format=%i %n"]
+    if dry_run:
+        argv.append("--dry-run")
+    result = host.run([*argv, "--", source.rstrip("/") + "/", target.rstrip("/") + "/"])
+    text = result.text
+
+    def number(label: str) -> int:
+        found = re.search(rf"^{label}: ([\d,.]+)", text, re.MULTILINE)
+        return int(re.sub(r"[,.]", "", found.group(1))) if found else 0
+
+    deleted = sum(1 for line in text.splitlines() if line.startswith("*deleting"))
+    return (
+        number("Number of regular files transferred"),
+        number("Total transferred file size"),
+        deleted,
+    )
+
+
+def _copy_database(
+    source: BackupContext,
+    component: DatabaseDump,
+    target: BackupContext,
+    counterpart: DatabaseDump,
+    transform: Transform | None,
+) -> None:
+    dump = component.dump(source)
+    stream = dump.stdout
+    if transform is not None:
+        stream = cast("IO[bytes]", TransformedReader(dump.stdout, transform))
+    try:
+        counterpart.restore(target, stream)
+    finally:
+        with contextlib.suppress(OSError):
+            while dump.stdout.read(CHUNK):
+                pass
+    code = dump.wait()
+    if code != 0:
+        container = source.running_container(component.database.service).name
+        raise databases.client_error(component.database, container, code, dump.errors())
+
+
+def _count_replacements(
+    source: BackupContext, component: DatabaseDump, transform: Transform
+) -> None:
+    dump = component.dump(source)
+    while chunk := dump.stdout.read(CHUNK):
+        transform.feed(chunk)
+    transform.finish()
+    code = dump.wait()
+    if code != 0:
+        container = source.running_container(component.database.service).name
+        raise databases.client_error(component.database, container, code, dump.errors())
+
+
+def _table_report(
+    plan: Plan, component: DatabaseDump, counterpart: DatabaseDump
+) -> list[TableReport]:
+    source_rows = databases.table_rows(
+        plan.source.host,
+        plan.source.running_container(component.database.service).name,
+        component.database,
+    )
+    target_rows = databases.table_rows(
+        plan.target.host,
+        plan.target.running_container(counterpart.database.service).name,
+        counterpart.database,
+    )
+    return [TableReport(name, rows, target_rows.get(name)) for name, rows in source_rows.items()]
+
+
+def run(
+    ops: Ops,
+    project: Project,
+    source: str,
+    target: str,
+    *,
+    dry_run: bool = False,
+    progress: IO[str] | None = None,
+    before_changes: Callable[[], None] | None = None,
+    details: dict[str, Any] | None = None,
+) -> SyncReport:
+    """Sync *source* into *target* (see the module docstring); with *dry_run* only report.
+
+    *before_changes* is called once every check has passed and before anything changes
+    (the CLI asks for confirmation there). *details* receives what the audit log records.
+    """
+    found = plan(ops, project, source, target)
+    database_reports: list[DatabaseReport] = []
+    file_reports: list[FilesReport] = []
+    engine = ops.backup_engine(progress)
+
+    def say(message: str) -> None:
+        if progress is not None:
+            progress.write(message + "\n")
+            progress.flush()
+
+    if dry_run:
+        for component, counterpart in found.pairs:
+            if isinstance(component, DatabaseDump) and isinstance(counterpart, DatabaseDump):
+                tables = _table_report(found, component, counterpart)
+                transform = _transform(ops, found, component)
+                if transform is not None:
+                    say(f"counting replacements in {component.key}")
+                    _count_replacements(found.source, component, transform)
+                counts = dict(transform.counts) if transform is not None else {}
+                database_reports.append(
+                    DatabaseReport(
+                        component.key,
+                        component.database.service,
+                        component.database.name,
+                        tuple(tables),
+                        counts,
+                    )
+                )
+            else:
+                file_reports.append(_files(found, component, counterpart, dry_run=True))
+        return SyncReport(
+            project.name, source, target, True, tuple(database_reports), tuple(file_reports),
+            found.skipped, None,
+        )  # fmt: skip
+
+    if before_changes is not None:
+        before_changes()
+
+    def step(component: Component, counterpart: Component) -> Callable[[BackupContext], None]:
+        def copy(target_context: BackupContext) -> None:
+            if isinstance(component, DatabaseDump) and isinstance(counterpart, DatabaseDump):
+                transform = _transform(ops, found, component)
+                _copy_database(found.source, component, target_context, counterpart, transform)
+                database_reports.append(
+                    DatabaseReport(
+                        component.key,
+                        component.database.service,
+                        component.database.name,
+                        (),
+                        dict(transform.counts) if transform is not None else {},
+                    )
+                )
+            else:
+                file_reports.append(_files(found, component, counterpart, dry_run=False))
+
+        return copy
+
+    steps = [
+        (f"copying {component.key} from {source}", step(component, counterpart))
+        for component, counterpart in found.pairs
+    ]
+    timeout = project.promote.health_timeout if project.promote else 120
+    keep = {c.database.service for _, c in found.pairs if isinstance(c, DatabaseDump)}
+    archive = engine.guarded(
+        project,
+        target,
+        f"sync from {source}",
+        lambda: engine.replace_data(project, target, steps, keep, timeout),
+        health_timeout=timeout,
+    )
+    report = SyncReport(
+        project.name, source, target, False, tuple(database_reports), tuple(file_reports),
+        found.skipped, archive.path if archive else None,
+    )  # fmt: skip
+    if details is not None:
+        details["archive"] = report.backup
+        details["replacements"] = sum(sum(d.replacements.values()) for d in database_reports)
+    return report
+
+
+def _files(plan: Plan, component: Component, counterpart: Component, dry_run: bool) -> FilesReport:
+    source_path = component.location(plan.source)
+    if source_path is None:
+        # A plugin's component without a folder: stream it across like a restore would.
+        if dry_run:
+            return FilesReport(component.key, component.key, counterpart.key, 0, 0, 0)
+        process = component.dump(plan.source)
+        counterpart.restore(plan.target, process.stdout)
+        if process.wait() != 0:
+            raise OpskitError(f"copying {component.key}: {process.errors().strip()}")
+        return FilesReport(component.key, component.key, counterpart.key, 0, 0, 0)
+    if not plan.source.host.exists(source_path):
+        raise NotFoundError(
+            f"{plan.context.project.name} {plan.context.source}: {source_path} does not exist"
+        )
+    try:
+        target_path = counterpart.location(plan.target, create=not dry_run)
+    except NotFoundError:
+        if not dry_run:
+            raise
+        target_path = None
+    target_path = target_path or f"/nonexistent/{counterpart.key}"  # dry run: all would be new
+    files, size, deleted = _rsync(plan.source.host, source_path, target_path, dry_run)
+    return FilesReport(component.key, source_path, target_path, files, size, deleted)
