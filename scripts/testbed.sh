@@ -28,6 +28,8 @@ install_packages() {
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
   command -v rsync >/dev/null || missing+=(rsync)
+  command -v git >/dev/null || missing+=(git)
+  command -v php >/dev/null || missing+=(php-cli)   # PHP's own unserialize checks synced data
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -118,3 +118,30 @@ def root_with(tmp_path: Path):  # type: ignore[no-untyped-def]
         return tmp_path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def wp_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The ``wp`` test project (tests/wpstack.py) with dev, int and prod running and healthy."""
+    import wpstack
+
+    if not docker_ready():
+        pytest.fail("no Docker engine: run scripts/testbed.sh (or deselect with -m 'not docker')")
+    root = tmp_path_factory.mktemp("wp-root")
+    wpstack.build(root)
+    for env in wpstack.ENVS:
+        run = opskit("--root", str(root), "start", "wp", env, timeout=300)
+        assert run.returncode == 0, run.stderr
+    wait_until(
+        lambda: opskit("--root", str(root), "health", "wp").returncode == 0,
+        timeout=180,
+        what="healthy wp envs",
+    )
+    yield root
+    if os.environ.get("OPSKIT_TEST_KEEP"):
+        return
+    for env in wpstack.ENVS:
+        opskit("--root", str(root), "destroy", "wp", env, "--volumes", "--yes")
+    subprocess.run(
+        ["docker", "rmi", "-f", *(f"wp-{env}_web" for env in wpstack.ENVS)], capture_output=True
+    )

@@ -1,0 +1,63 @@
+"""``opskit rebuild``: disaster recovery of an env whose containers and volumes are gone."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import opskit
+
+pytestmark = pytest.mark.docker
+
+
+def checksum(env: str) -> str:
+    done = subprocess.run(
+        ["docker", "exec", f"wp-{env}_db_1", "mariadb", "--default-character-set=utf8mb4", "--batch", "wordpress", "-e",
+         "CHECKSUM TABLE wp_options, wp_posts EXTENDED"],
+        capture_output=True, check=True, text=True,
+    )  # fmt: skip
+    return done.stdout
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_rebuild_after_containers_and_volumes_are_gone(wp_root: Path) -> None:
+    root = str(wp_root)
+    subprocess.run(
+        ["docker", "exec", "wp-int_db_1", "mariadb", "wordpress", "-e",
+         "INSERT INTO wp_options (option_name, option_value) VALUES ('before_disaster', 'kept')"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    media = Path("/var/lib/docker/volumes/wp-int_media/_data/poster.bin")
+    media.write_bytes(b"\x00\x01poster" * 5000)
+    uploads = wp_root / "wp" / "int" / "uploads"
+    expected = (checksum("int"), digest(media), sorted(p.name for p in uploads.rglob("*")))
+    run = opskit("--root", root, "backup", "wp", "int")
+    assert run.returncode == 0, run.stderr
+    archive = Path(run.stdout.strip()).name
+
+    plan = opskit("--root", root, "rebuild", "wp", "int", "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    assert f"restore {archive}" in plan.stdout and " build" in plan.stdout
+
+    run = opskit("--root", root, "destroy", "wp", "int", "--volumes", "--yes")
+    assert run.returncode == 0, run.stderr
+    shutil.rmtree(uploads)
+    assert not media.exists()
+
+    run = opskit("--root", root, "rebuild", "wp", "int", "--yes", timeout=400)
+    assert run.returncode == 0, run.stderr
+    assert f"rebuilt wp int from {archive}" in run.stdout
+    for phase in ("phase 1/4", "phase 2/4", "phase 3/4", "phase 4/4: restoring"):
+        assert phase in run.stderr
+    assert (checksum("int"), digest(media), sorted(p.name for p in uploads.rglob("*"))) == expected
+    assert opskit("--root", root, "health", "wp", "int").returncode == 0
+    entry = opskit("--root", root, "history", "wp", "--json").json()[-1]  # type: ignore[index]
+    assert entry["command"] == "rebuild" and entry["archive"] == archive
+    assert entry["result"] == "ok"

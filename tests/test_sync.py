@@ -1,0 +1,219 @@
+"""``opskit sync`` against real MariaDB containers, folders and volumes (the ``wp`` project)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import wpstack
+from conftest import SSH_URL, Run, assert_one_error_line, opskit, wait_until
+
+pytestmark = pytest.mark.docker
+
+MARKER = {"home": f"{wpstack.URLS['prod']}/marker", "list": [[f"{wpstack.URLS['prod']}/deep"]]}
+
+
+def sql(env: str, statement: str) -> str:
+    done = subprocess.run(
+        ["docker", "exec", f"wp-{env}_db_1", "mariadb", "--default-character-set=utf8mb4", "--batch", "--skip-column-names",
+         "wordpress", "-e", statement],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    return done.stdout.decode()
+
+
+def _unescape(field: str) -> str:
+    table = {"\\": "\\", "n": "\n", "t": "\t", "0": "\0"}
+    return re.sub(r"\\(.)", lambda m: table.get(m.group(1), m.group(0)), field)
+
+
+def rows(env: str, statement: str) -> list[list[str]]:
+    """Result rows; the client's batch escapes (tab, newline, backslash) undone."""
+    return [[_unescape(f) for f in line.split("\t")] for line in sql(env, statement).splitlines()]
+
+
+def checksum(env: str) -> str:
+    return sql(env, "CHECKSUM TABLE wp_options, wp_posts EXTENDED")
+
+
+def tree(path: Path) -> dict[str, tuple[int, str]]:
+    """Every entry under *path*: relative name -> (mode, sha256 of a file's bytes)."""
+    found = {}
+    for entry in sorted(path.rglob("*")):
+        digest = hashlib.sha256(entry.read_bytes()).hexdigest() if entry.is_file() else "dir"
+        found[str(entry.relative_to(path))] = (entry.stat().st_mode, digest)
+    return found
+
+
+def volume(env: str) -> Path:
+    return Path(f"/var/lib/docker/volumes/wp-{env}_media/_data")
+
+
+def php_unserialize(values: list[str]) -> list[object]:
+    """PHP's own ``unserialize`` of each value (Debian's php-cli); fails on any error."""
+    script = (
+        "$out = []; foreach (json_decode(stream_get_contents(STDIN)) as $v) { "
+        '$r = unserialize($v); if ($r === false && $v !== "b:0;") { fwrite(STDERR, "cannot unserialize: $v"); exit(3); } '
+        "$out[] = $r; } echo json_encode($out);"
+    )
+    done = subprocess.run(
+        ["php", "-r", script], input=json.dumps(values), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def wp(root: Path, *args: str, **kwargs: object) -> Run:
+    return opskit("--root", str(root), *args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_direction_not_in_pairs_is_refused_before_anything_is_read(wp_root: Path) -> None:
+    before = checksum("prod")
+    backups = wp_root / "wp" / "backups"
+    listing = sorted(p.name for p in backups.rglob("*"))
+    run = wp(wp_root, "sync", "wp", "--from", "dev", "--to", "prod", "--yes",
+             env={"OPSKIT_TRACE": "1"})  # fmt: skip
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if line.startswith("[error]")]
+    assert errors == [
+        "[error] wp: sync from dev to prod is not allowed "
+        f"(sync.pairs in {wp_root}/wp/project.yaml allows: prod->dev, prod->int)"
+    ]
+    # Nothing was read: no plugin was asked for components, and no archive was written.
+    assert "opskit_backup_components" not in run.stderr
+    assert sorted(p.name for p in backups.rglob("*")) == listing
+    assert checksum("prod") == before
+
+
+def test_sync_without_terminal_needs_yes(wp_root: Path) -> None:
+    before = checksum("dev")
+    run = wp(wp_root, "sync", "wp", "--from", "prod", "--to", "dev")
+    assert_one_error_line(run, "sync needs --yes when stdin is not a terminal")
+    assert checksum("dev") == before
+
+
+def test_dry_run_reports_and_changes_nothing(wp_root: Path) -> None:
+    before, files = checksum("int"), tree(wp_root / "wp" / "int" / "uploads")
+    run = wp(wp_root, "sync", "wp", "--from", "prod", "--to", "int", "--dry-run", "--json")
+    assert run.returncode == 0, run.stderr
+    report = run.json()
+    assert isinstance(report, dict)
+    assert report["dry_run"] is True and report["backup"] is None
+    (database,) = report["databases"]
+    tables = {t["name"]: t for t in database["tables"]}
+    assert tables["wp_posts"]["source_rows"] == 5
+    # Every row of wp_options but blogname holds the URL, some of them twice.
+    assert database["replacements"]["wp_options"] >= 8
+    assert database["replacements"]["wp_posts"] == 10  # twice per post; the guid is left alone
+    by_target = {Path(f["target"]).name: f for f in report["files"]}
+    assert by_target["uploads"]["files"] >= 1 and by_target["uploads"]["deleted"] >= 1
+    assert checksum("int") == before
+    assert tree(wp_root / "wp" / "int" / "uploads") == files
+    text = wp(wp_root, "sync", "wp", "--from", "prod", "--to", "int", "--dry-run")
+    assert "dry run, nothing changed" in text.stdout and "wp_options" in text.stdout
+
+
+def test_sync_prod_to_dev(wp_root: Path) -> None:
+    prod_url, dev_url = wpstack.URLS["prod"], wpstack.URLS["dev"]
+    marker = wpstack.php_serialize(MARKER)
+    sql("prod", f"DELETE FROM wp_options WHERE option_name = 'marker'; INSERT INTO wp_options "
+                f"(option_name, option_value) VALUES ('marker', {wpstack.sql_literal(marker)})")  # fmt: skip
+    sql("dev", "INSERT INTO wp_options (option_name, option_value) VALUES ('dev_only', 'x')")
+    uploads = wp_root / "wp" / "prod" / "uploads"
+    (uploads / "private").mkdir(exist_ok=True)
+    (uploads / "private" / "secret.txt").write_text("only the owner reads this\n")
+    os.chmod(uploads / "private" / "secret.txt", 0o600)
+    os.chmod(uploads / "private", 0o750)
+    (volume("prod") / "media.bin").write_bytes(os.urandom(200_000))
+    (volume("dev") / "dev-only.bin").write_bytes(b"gone after the sync")
+    prod_before = checksum("prod")
+    prod_guids = rows("prod", "SELECT ID, guid FROM wp_posts ORDER BY ID")
+
+    run = wp(wp_root, "sync", "wp", "--from", "prod", "--to", "dev", "--yes", timeout=300)
+    assert run.returncode == 0, run.stderr
+
+    # Every value carries the dev URL, byte for byte what WordPress would have written.
+    expected = dict(wpstack.options(dev_url))
+    expected["marker"] = wpstack.php_serialize(
+        {"home": f"{dev_url}/marker", "list": [[f"{dev_url}/deep"]]}
+    )
+    found = dict(rows("dev", "SELECT option_name, option_value FROM wp_options"))  # type: ignore[arg-type]
+    assert "dev_only" not in found
+    assert {name: found[name] for name in expected} == expected
+    assert not any(prod_url + "/" in v or v == prod_url for v in found.values())
+    # PHP itself unserializes every serialized value, and finds the dev URL inside.
+    serialized = [v for v in found.values() if v[:2] in ("a:", "O:", "s:")]
+    assert len(serialized) == 4
+    decoded = json.dumps(php_unserialize(serialized))
+    assert dev_url in decoded and "https://wp." not in decoded
+    inner = php_unserialize([found["nested_serialized"]])[0]
+    assert isinstance(inner, dict)
+    assert php_unserialize([inner["payload"]]) == [{"url": f"{dev_url}/inner"}]
+    # Posts: content rewritten, guid untouched.
+    posts = rows("dev", "SELECT ID, post_content, guid FROM wp_posts ORDER BY ID")
+    assert [[p[0], p[2]] for p in posts] == prod_guids
+    assert all(dev_url in p[1] and prod_url not in p[1].replace(dev_url, "") for p in posts)
+    # Prod is untouched; files and the volume are equal on both sides.
+    assert checksum("prod") == prod_before
+    assert tree(wp_root / "wp" / "dev" / "uploads") == tree(uploads)
+    assert tree(volume("dev")) == tree(volume("prod"))
+    # The target was backed up first, and the sync is in the audit log.
+    backup_line = next(line for line in run.stdout.splitlines() if "backed up first" in line)
+    archive = Path(backup_line.rsplit(": ", 1)[1])
+    assert archive.is_dir() and archive.parent == wp_root / "wp" / "backups" / "wp" / "dev"
+    history = wp(wp_root, "history", "wp", "--json").json()
+    assert isinstance(history, list)
+    entry = history[-1]
+    assert entry["command"] == "sync" and entry["envs"] == ["prod", "dev"]
+    assert entry["result"] == "ok" and entry["archive"] == str(archive)
+    assert wp(wp_root, "health", "wp", "dev").returncode == 0
+
+
+def test_sync_from_an_env_without_a_running_database(wp_root: Path) -> None:
+    before = checksum("dev")
+    subprocess.run(["docker", "stop", "wp-prod_db_1"], check=True, capture_output=True)
+    try:
+        run = wp(wp_root, "sync", "wp", "--from", "prod", "--to", "dev", "--yes")
+        assert_one_error_line(run, "wp prod: the db container is not running")
+    finally:
+        subprocess.run(["docker", "start", "wp-prod_db_1"], check=True, capture_output=True)
+    assert checksum("dev") == before
+    wait_until(lambda: wp(wp_root, "health", "wp", "prod").returncode == 0, what="healthy prod")
+
+
+def test_a_replacement_that_changes_nothing_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "same").mkdir()
+    (tmp_path / "same" / "project.yaml").write_text(
+        "name: same\nenvironments: [dev, prod]\n"
+        f"backup: {{dir: {tmp_path}/backups, paths: [data]}}\n"
+        "sync: {pairs: [[prod, dev]], replace: {prod: 'https://a.test', dev: 'https://a.test'}}\n"
+    )
+    run = opskit("--root", str(tmp_path), "sync", "same", "--from", "prod", "--to", "dev", "--yes")
+    assert_one_error_line(run, "the replacement would change nothing")
+    assert not (tmp_path / "backups").exists()  # no backup, and nothing in the audit log
+
+
+@pytest.mark.ssh
+def test_sync_over_ssh(wp_root: Path) -> None:
+    int_url = wpstack.URLS["int"]
+    run = opskit(
+        "--host", SSH_URL, "--root", str(wp_root),
+        "sync", "wp", "--from", "prod", "--to", "int", "--yes", "--json", timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    report = run.json()
+    assert isinstance(report, dict) and report["backup"]
+    found = dict(rows("int", "SELECT option_name, option_value FROM wp_options"))  # type: ignore[arg-type]
+    expected = dict(wpstack.options(int_url))
+    assert {name: found[name] for name in expected} == expected
+    prod_names = {r[0] for r in rows("prod", "SELECT option_name FROM wp_options")}
+    assert set(found) == prod_names
+    assert tree(wp_root / "wp" / "int" / "uploads") == tree(wp_root / "wp" / "prod" / "uploads")
+    entry = wp(wp_root, "history", "wp", "--json").json()[-1]  # type: ignore[index]
+    assert entry["host"] == SSH_URL and entry["envs"] == ["prod", "int"]
