@@ -103,16 +103,16 @@ def peak_memory(pid: int, stop: threading.Event, result: list[int]) -> None:
 
 def timed_opskit(*args: str) -> tuple[float, int, str]:
     started = time.perf_counter()
-    process = subprocess.Popen([*OPSKIT, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([*OPSKIT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stop, peak = threading.Event(), []  # type: ignore[var-annotated]
     sampler = threading.Thread(target=peak_memory, args=(process.pid, stop, peak))
     sampler.start()
-    out, _ = process.communicate()
+    out, err = process.communicate()
     elapsed = time.perf_counter() - started
     stop.set()
     sampler.join()
     if process.returncode:
-        raise SystemExit(f"opskit {' '.join(args)} failed")
+        raise SystemExit(f"opskit {' '.join(args)} failed: {err.decode()[-2000:]}")
     return elapsed, peak[0] if peak else 0, out.decode().strip()
 
 

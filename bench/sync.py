@@ -1,14 +1,20 @@
 """Measure `opskit sync mdf --from prod --to dev` against a plain dump-and-load pipeline.
 
 Run by bench/sync. Needs the test bed and the example root's mdf prod and dev running.
-It fills mdf prod's WordPress database with about --db-mb MB of WordPress-like rows:
-wp_posts whose every post_content links to the prod URL (so every line of the dump goes
-through the rewrite, the worst case), a guid per post, and wp_postmeta with a
-PHP-serialized array holding the URL on every row. Then, in the same run, per round:
+It fills mdf prod's WordPress database with about --db-mb MB of dump:
+
+  wordpress (default): 400 posts a MB, every one with its guid (the prod URL, left
+           alone), half of them linking to the site twice; five wp_postmeta rows a post:
+           edit locks, serialized attachment metadata (relative paths), page-builder
+           JSON with escaped URLs, and serialized menu items holding a URL.
+  --worst-case: every post links twice and every meta row is a serialized array
+           holding the URL, so every line of the dump is rewritten.
+
+Then, in the same run, per round:
 
   opskit:  opskit sync mdf --from prod --to dev --yes
            (backup of dev, databases streamed through the rewrite, uploads and volume
-           mirrored, dev started and waited for until healthy)
+           mirrored, dev stopped and started, waited for until healthy and stable)
   shell:   docker exec prod-db mariadb-dump … | docker exec -i dev-db mariadb …
            (the same dump options; no rewrite, no backup, no health wait)
 
@@ -26,7 +32,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -41,7 +46,7 @@ DUMP = (
 )
 LOAD = 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mariadb --user=root --binary-mode wordpress'
 sys.path.insert(0, str(REPO / "bench"))
-from backup import peak_memory  # noqa: E402
+from backup import timed_opskit  # noqa: E402
 
 
 def container(env: str, service: str = "db") -> str:
@@ -71,59 +76,80 @@ def size_mb(name: str) -> float:
     )
 
 
-def prepare(prod: str, db_mb: float) -> None:
-    rows = int(db_mb * 1000)  # about 1 KB per post, plus its meta row
-    if (
-        mariadb(prod, "SHOW TABLES LIKE 'wp_postmeta'")
-        and int(mariadb(prod, "SELECT COUNT(*) FROM wp_postmeta")) == rows
-    ):
+def prepare(prod: str, db_mb: float, profile: str) -> None:
+    """Fill mdf prod with about *db_mb* MB of dump; *profile* is "wordpress" or "worst"."""
+    posts = int(db_mb * (1000 if profile == "worst" else 400))
+    marker = f"{profile} {posts}"
+    have = mariadb(prod, "SELECT option_value FROM wp_options WHERE option_name = 'bench_profile'")
+    if have == marker:
         return
-    print(f"creating {rows} posts and post meta rows in mdf prod ...", file=sys.stderr)
-    mariadb(prod, "DELETE FROM wp_posts WHERE ID > 1; DROP TABLE IF EXISTS wp_postmeta")
+    print(f"creating the {profile} data set ({posts} posts) in mdf prod ...", file=sys.stderr)
+    mariadb(
+        prod,
+        "DELETE FROM wp_posts WHERE ID > 1; DROP TABLE IF EXISTS wp_postmeta; "
+        "DELETE FROM wp_options WHERE option_name = 'bench_profile'",
+    )
     mariadb(
         prod,
         "CREATE TABLE wp_postmeta (meta_id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, "
         "post_id BIGINT UNSIGNED NOT NULL, meta_key VARCHAR(255), meta_value LONGTEXT, KEY (post_id))",
     )
-    step = 50_000
-    for start in range(2, rows + 2, step):
-        end = min(start + step - 1, rows + 1)
-        url = f"{PROD_URL}/"
+    url = f"{PROD_URL}/"
+    slash = "\\\\/"  # in SQL text; stored as \/, the way JSON escapes a slash
+    json_url = url.replace("/", slash)
+    step = 20_000
+    for start in range(2, posts + 2, step):
+        end = min(start + step - 1, posts + 1)
+        seq = f"seq_{start}_to_{end}"
+        if profile == "worst":
+            # Every post links twice, every meta row is a serialized array holding the URL.
+            mariadb(
+                prod,
+                "INSERT INTO wp_posts (ID, post_title, post_content, guid) SELECT seq, CONCAT('Post ', seq), "
+                f"CONCAT('<p>', REPEAT(MD5(seq), 16), ' <a href=\"{url}', seq, '/\">more</a> ', "
+                f"'<img src=\"{url}wp-content/uploads/', seq, '.jpg\"></p>'), CONCAT('{url}?p=', seq) "
+                f"FROM {seq}",
+            )
+            link = f"CONCAT('{url}wp-content/uploads/', seq, '.jpg')"
+            mariadb(
+                prod,
+                "INSERT INTO wp_postmeta (post_id, meta_key, meta_value) SELECT seq, '_wp_attachment_metadata', "
+                f"CONCAT('a:2:{{s:3:\"url\";s:', LENGTH({link}), ':\"', {link}, '\";s:4:\"size\";i:', seq, ';}}') "
+                f"FROM {seq}",
+            )
+            continue
+        # A WordPress site: every post has its guid, half of them link to the site; five
+        # meta rows a post: edit locks, attachment metadata (relative paths, serialized),
+        # page-builder JSON with escaped URLs, menu items serialized with a URL.
         mariadb(
             prod,
             "INSERT INTO wp_posts (ID, post_title, post_content, guid) SELECT seq, CONCAT('Post ', seq), "
-            f"CONCAT('<p>', REPEAT(MD5(seq), 16), ' <a href=\"{url}', seq, '/\">more</a> ', "
-            f"'<img src=\"{url}wp-content/uploads/', seq, '.jpg\"></p>'), CONCAT('{url}?p=', seq) "
-            f"FROM seq_{start}_to_{end}",
+            "CONCAT('<p>', REPEAT(MD5(seq), 45), IF(seq % 2 = 0, "
+            f"CONCAT(' <a href=\"{url}', seq, '/\">more</a> <img src=\"{url}wp-content/uploads/', seq, '.jpg\">'), "
+            f"' no links here'), '</p>'), CONCAT('{url}?p=', seq) FROM {seq}",
         )
-        # a:2:{s:3:"url";s:N:"…";s:4:"size";i:…;} with N computed by MariaDB
-        link = f"CONCAT('{url}wp-content/uploads/', seq, '.jpg')"
+        file = "CONCAT('2026/11/photo-', post, '.jpg')"
+        page = f"CONCAT('{url}page-', post, '/')"
         mariadb(
             prod,
-            "INSERT INTO wp_postmeta (post_id, meta_key, meta_value) SELECT seq, '_wp_attachment_metadata', "
-            f"CONCAT('a:2:{{s:3:\"url\";s:', LENGTH({link}), ':\"', {link}, '\";s:4:\"size\";i:', seq, ';}}') "
-            f"FROM seq_{start}_to_{end}",
+            "INSERT INTO wp_postmeta (post_id, meta_key, meta_value) "
+            "SELECT post, ELT(kind + 1, '_edit_lock', '_edit_lock', '_wp_attachment_metadata', "
+            "'_elementor_data', '_menu_item_data'), ELT(kind + 1, CONCAT(post, ':1'), CONCAT(post, ':2'), "
+            f"CONCAT('a:3:{{s:4:\"file\";s:', LENGTH({file}), ':\"', {file}, "
+            '\'";s:5:"width";i:1024;s:6:"height";i:768;}\'), '
+            f'CONCAT(\'[{{"id":"\', post, \'","settings":{{"image":{{"url":"{json_url}wp-content{slash}uploads{slash}\', post, \'.jpg"}}}}}}]\'), '
+            f'CONCAT(\'a:2:{{s:3:"url";s:\', LENGTH({page}), \':"\', {page}, \'";s:5:"title";s:4:"Page";}}\')) '
+            f"FROM (SELECT p.seq AS post, k.seq AS kind FROM {seq} AS p JOIN seq_0_to_4 AS k) AS m",
         )
+    mariadb(
+        prod,
+        f"INSERT INTO wp_options (option_name, option_value) VALUES ('bench_profile', '{marker}')",
+    )
 
 
 def reset_dev(dev: str) -> None:
     mariadb(dev, "DROP DATABASE wordpress; CREATE DATABASE wordpress")
     mariadb(dev, "", stdin=DEV_SEED.read_bytes())
-
-
-def timed_opskit(*args: str) -> tuple[float, int, str]:
-    started = time.perf_counter()
-    process = subprocess.Popen([*OPSKIT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stop, peak = threading.Event(), []  # type: ignore[var-annotated]
-    sampler = threading.Thread(target=peak_memory, args=(process.pid, stop, peak))
-    sampler.start()
-    out, err = process.communicate()
-    elapsed = time.perf_counter() - started
-    stop.set()
-    sampler.join()
-    if process.returncode:
-        raise SystemExit(f"opskit {' '.join(args)} failed: {err.decode()[-2000:]}")
-    return elapsed, peak[0] if peak else 0, out.decode()
 
 
 def shell_sync(prod: str, dev: str) -> float:
@@ -140,17 +166,35 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db-mb", type=float, default=500)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--worst-case",
+        action="store_true",
+        help="every post and meta row holds the URL (half of them serialized)",
+    )
     parser.add_argument("--cleanup", action="store_true")
     options = parser.parse_args()
     prod, dev = container("prod"), container("dev")
     backups = Path("/var/lib/opskit-examples/backups/mdf/dev")
     if options.cleanup:
-        mariadb(prod, "DELETE FROM wp_posts WHERE ID > 1; DROP TABLE IF EXISTS wp_postmeta")
+        mariadb(
+            prod,
+            "DELETE FROM wp_posts WHERE ID > 1; DROP TABLE IF EXISTS wp_postmeta; "
+            "DELETE FROM wp_options WHERE option_name = 'bench_profile'",
+        )
         reset_dev(dev)
         shutil.rmtree(backups, ignore_errors=True)
         return
-    prepare(prod, options.db_mb)
-    print(f"mdf prod database: {size_mb(prod):.0f} MB (tables and indexes)", file=sys.stderr)
+    profile = "worst" if options.worst_case else "wordpress"
+    prepare(prod, options.db_mb, profile)
+    dump = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f"docker exec {prod} sh -c '{DUMP}' | wc -c"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    dump_mb = int(dump) / 1e6
+    print(
+        f"mdf prod database: {dump_mb:.0f} MB of dump, {size_mb(prod):.0f} MB in tables and indexes",
+        file=sys.stderr,
+    )
     times: dict[str, list[float]] = {"opskit sync": [], "shell pipeline": []}
     peaks, replacements = [], 0
     for round_ in range(options.rounds):
@@ -172,7 +216,9 @@ def main() -> None:
     reset_dev(dev)
     shutil.rmtree(backups, ignore_errors=True)
     median = {k: statistics.median(v) for k, v in times.items()}
-    print(f"database: {options.db_mb:g} MB of rows; {options.rounds} rounds, medians")
+    print(
+        f"database: {dump_mb:.0f} MB of dump ({profile} profile); {options.rounds} rounds, medians"
+    )
     for name, value in median.items():
         print(f"{name:15} {value:7.1f} s")
     print(

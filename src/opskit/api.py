@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 DEFAULT_ROOT = "/opt/data"
 # Seconds between two polls of an env's health while waiting for it.
-HEALTH_POLL = 2.0
+HEALTH_POLL = 1.0
 
 # What each lifecycle action runs through compose.
 LIFECYCLE = {
@@ -540,6 +540,7 @@ class Ops:
         With *dry_run*, return the plan (commands and archive) and change nothing.
         """
         from opskit.audit import audited
+        from opskit.output import progress as say
 
         found = self.project(project)
         found.check_env(env)
@@ -561,30 +562,25 @@ class Ops:
         if dry_run:
             return plan
 
-        def say(message: str) -> None:
-            if progress is not None:
-                progress.write(message + "\n")
-                progress.flush()
-
         with audited(self.host, found, "rebuild", [env]) as audit:
-            say(f"phase 1/4: building images of {project} {env}")
+            say(progress, f"phase 1/4: building images of {project} {env}")
             self.lifecycle(project, env, "build", progress=progress)
-            say(f"phase 2/4: starting {project} {env}")
+            say(progress, f"phase 2/4: starting {project} {env}")
             self.lifecycle(project, env, "start", progress=progress)
-            say("phase 3/4: waiting until every container is healthy and stable")
+            say(progress, "phase 3/4: waiting until every container is healthy and stable")
             self.wait_healthy(project, env, timeout, containers_only=True, progress=progress)
             for archive in candidates:
-                say(f"phase 4/4: verifying {archive.name}")
+                say(progress, f"phase 4/4: verifying {archive.name}")
                 faults = engine.verify(archive)
                 if not faults:
                     break
-                say(f"{archive.name} is damaged; trying the next older archive")
+                say(progress, f"{archive.name} is damaged; trying the next older archive")
             else:
                 raise NotFoundError(
                     f"{project} {env}: every archive failed verify; nothing restored"
                 )
             audit.details["archive"] = archive.name
-            say(f"phase 4/4: restoring {archive.name}")
+            say(progress, f"phase 4/4: restoring {archive.name}")
             engine.restore(found, env, archive, safety=False, health_timeout=timeout, check=False)
         return attrs.evolve(plan, archive=archive.name)
 

@@ -35,6 +35,7 @@ from opskit.archive import (
 from opskit.components import BackupContext, Component, DatabaseDump
 from opskit.errors import NotFoundError, OpskitError
 from opskit.locks import env_lock
+from opskit.output import progress as say
 from opskit.retention import Decision, decide
 
 if TYPE_CHECKING:
@@ -42,12 +43,6 @@ if TYPE_CHECKING:
     from opskit.descriptor import Project
 
 LOCK_TIMEOUT = float(os.environ.get("OPSKIT_LOCK_TIMEOUT") or 300)
-
-
-def _say(progress: IO[str] | None, message: str) -> None:
-    if progress is not None:
-        progress.write(message + "\n")
-        progress.flush()
 
 
 def backup_dir(project: Project, env: str) -> str:
@@ -143,7 +138,7 @@ class Engine:
         stopped = [service for service in project.backup.stop if service in running]
         try:
             for service in stopped:
-                _say(self.progress, f"stopping {service} for the backup")
+                say(self.progress, f"stopping {service} for the backup")
                 self.ops.lifecycle(project.name, env, "stop", service, progress=self.progress)
             context = self.context(project, env)
             records = []
@@ -151,12 +146,12 @@ class Engine:
                 label = f"{project.name} {env}: {component.key}"
                 advance = self.meter(label) if self.meter else None
                 if advance is None:
-                    _say(self.progress, label)
+                    say(self.progress, label)
                 records.append(write_component(self.host, component, context, partial, advance))
             return records
         finally:
             for service in stopped:
-                _say(self.progress, f"starting {service} again")
+                say(self.progress, f"starting {service} again")
                 self.ops.lifecycle(project.name, env, "start", service, progress=self.progress)
 
     def _remove_partials(self, directory: str) -> None:
@@ -278,14 +273,14 @@ class Engine:
         with env_lock(self.host, directory, f"{what} into {project.name} {env}", self.lock_timeout):
             safety_archive = None
             if safety:
-                _say(self.progress, f"{project.name} {env}: safety backup of the current state")
+                say(self.progress, f"{project.name} {env}: safety backup of the current state")
                 safety_archive = self._backup_locked(project, env, directory)
             try:
                 change()
             except (OpskitError, OSError) as exc:
                 if safety_archive is None:
                     raise
-                _say(self.progress, f"{what} failed ({exc}); putting back {safety_archive.name}")
+                say(self.progress, f"{what} failed ({exc}); putting back {safety_archive.name}")
                 try:
                     self._restore_components(project, env, safety_archive, health_timeout)
                 except (OpskitError, OSError) as again:
@@ -336,11 +331,11 @@ class Engine:
         step = "stopping the application services"
         try:
             for service in application:
-                _say(self.progress, f"stopping {service}")
+                say(self.progress, f"stopping {service}")
                 self.ops.lifecycle(project.name, env, "stop", service, progress=self.progress)
             context = self.context(project, env)
             for step, action in steps:
-                _say(self.progress, f"{project.name} {env}: {step}")
+                say(self.progress, f"{project.name} {env}: {step}")
                 action(context)
             step = "starting the services"
             self.ops.lifecycle(project.name, env, "start", progress=self.progress)

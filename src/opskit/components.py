@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import io
 import posixpath
 import re
 from typing import IO, TYPE_CHECKING, Any, ClassVar
@@ -91,16 +92,89 @@ class Component(abc.ABC):
         return None
 
 
+CHUNK = 1 << 20
+# Chunks in flight between the thread that reads and the one that writes: bounded memory.
+DEPTH = 4
+
+
 def _pump(source: IO[bytes], process: Process) -> None:
+    """Copy *source* into the process's stdin, then close it.
+
+    A separate thread writes, so reading (and whatever *source* computes, such as the
+    sync transform) overlaps with the process consuming its input.
+    """
+    import queue
+    import threading
+
     assert process.stdin is not None
+    stdin = process.stdin
+    chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=DEPTH)
+
+    def write() -> None:
+        broken = False
+        while (chunk := chunks.get()) is not None:
+            if broken:
+                continue  # keep taking chunks so the reader never blocks
+            try:
+                stdin.write(chunk)
+            except (BrokenPipeError, OSError):
+                broken = True  # the process ended early; its exit status tells why
+        with contextlib.suppress(BrokenPipeError, OSError):
+            stdin.close()
+
+    writer = threading.Thread(target=write, name="opskit-pump", daemon=True)
+    writer.start()
     try:
-        while chunk := source.read(1 << 20):
-            process.stdin.write(chunk)
-    except BrokenPipeError:
-        pass  # the process ended early; its exit status tells why
+        while chunk := source.read(CHUNK):
+            chunks.put(chunk)
     finally:
-        with contextlib.suppress(BrokenPipeError):
-            process.stdin.close()
+        chunks.put(None)
+        writer.join()
+
+
+class Prefetched(io.RawIOBase):
+    """*raw* read ahead by a thread, a few chunks at most, so its producer never waits."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        import queue
+        import threading
+
+        super().__init__()
+        self._chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=DEPTH)
+        self._buffer = b""
+        self._done = False
+        self._thread = threading.Thread(target=self._fetch, args=(raw,), daemon=True)
+        self._thread.start()
+
+    def _fetch(self, raw: IO[bytes]) -> None:
+        try:
+            while chunk := raw.read(CHUNK):
+                self._chunks.put(chunk)
+            self._chunks.put(b"")
+        except BaseException as exc:  # handed to the reading thread
+            self._chunks.put(exc)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._buffer and not self._done and size >= CHUNK:
+            item = self._chunks.get()  # a whole chunk, handed on without a copy
+            if isinstance(item, BaseException):
+                raise item
+            self._done = not item
+            return item
+        while not self._done and (size < 0 or len(self._buffer) < size):
+            item = self._chunks.get()
+            if isinstance(item, BaseException):
+                raise item
+            if not item:
+                self._done = True
+            self._buffer += item
+        if size < 0:
+            size = len(self._buffer)
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
 
 
 @attrs.frozen

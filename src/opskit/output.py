@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 Cell = str | tuple[str, str]  # text, or (text, rich style)
 
@@ -24,6 +24,13 @@ def warning(message: str) -> None:
 
 def info(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def progress(stream: IO[str] | None, message: str) -> None:
+    """One progress line on *stream* (the commands pass stderr); nothing without one."""
+    if stream is not None:
+        stream.write(message + "\n")
+        stream.flush()
 
 
 class Output:

@@ -20,6 +20,7 @@ import yaml
 
 from opskit import compose
 from opskit.errors import CommandFailed, NotFoundError, OpskitError
+from opskit.output import progress as say
 
 if TYPE_CHECKING:
     from opskit.api import Ops
@@ -359,11 +360,6 @@ def run(
         raise OpskitError(f"{project.name}: no plugin promotes type {promote.type!r}")
     context = context_for(project, ops.host, source, target)
 
-    def say(message: str) -> None:
-        if progress is not None:
-            progress.write(message + "\n")
-            progress.flush()
-
     preview = promoter.preview(context)
     promoter.check(context, preview)
     reason = rebuild_reason(ops.host, project, target, context.target_dir, preview.files)
@@ -377,23 +373,24 @@ def run(
 
     def bring_up() -> None:
         if reason is not None:
-            say(f"rebuilding images ({reason})")
+            say(progress, f"rebuilding images ({reason})")
             ops.lifecycle(project.name, target, "build", progress=progress)
-        say(f"starting {project.name} {target}")
+        say(progress, f"starting {project.name} {target}")
         ops.lifecycle(project.name, target, "start", progress=progress)
-        say(f"waiting until {project.name} {target} is healthy and stable")
+        say(progress, f"waiting until {project.name} {target} is healthy and stable")
         ops.wait_healthy(project.name, target, promote.health_timeout, progress=progress)
 
     directory = lock_dir(project, target)
     ops.host.run(["mkdir", "-p", "--", directory])
     with env_lock(ops.host, directory, f"promote into {project.name} {target}", 300):
-        say(f"moving {target} from {short(preview.old)} to {short(preview.new)}")
+        say(progress, f"moving {target} from {short(preview.old)} to {short(preview.new)}")
         promoter.apply(context, preview)
         try:
             bring_up()
         except OpskitError as exc:
             say(
-                f"{project.name} {target} is not healthy ({exc}); rolling back to {short(preview.old)}"
+                progress,
+                f"{project.name} {target} is not healthy ({exc}); rolling back to {short(preview.old)}",
             )
             try:
                 promoter.rollback(context, preview)

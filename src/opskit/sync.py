@@ -13,24 +13,26 @@ for the copy, and any failure puts the target back from that archive.
 
 from __future__ import annotations
 
-import contextlib
 import re
+import sys
 from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Any, cast
 
 import attrs
 
 from opskit import databases
-from opskit.components import BackupContext, Component, DatabaseDump
+from opskit.components import BackupContext, Component, DatabaseDump, Prefetched
 from opskit.errors import NotFoundError, OpskitError
+from opskit.output import progress as say
 from opskit.transform import Transform, TransformedReader
 
 if TYPE_CHECKING:
     from opskit.api import Ops
     from opskit.descriptor import Project
-    from opskit.host import Host
+    from opskit.host import Host, Process
 
 CHUNK = 1 << 20
+SWITCH_INTERVAL = 0.0002  # seconds; Python's default is 0.005
 
 
 @attrs.frozen
@@ -206,13 +208,25 @@ def _copy_database(
     dump = component.dump(source)
     stream = dump.stdout
     if transform is not None:
-        stream = cast("IO[bytes]", TransformedReader(dump.stdout, transform))
+        raw = cast("IO[bytes]", Prefetched(dump.stdout))
+        stream = cast("IO[bytes]", TransformedReader(raw, transform))
+    switch = sys.getswitchinterval()
+    # The transform holds the GIL; the threads that move the data need it for a moment
+    # after each read and write. A short switch interval lets them have it at once.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
-        counterpart.restore(target, stream)
+        counterpart.restore(target, stream)  # reads the stream to its end
+    except BaseException:
+        dump.kill()  # nobody reads its output any more
+        dump.wait()
+        raise
     finally:
-        with contextlib.suppress(OSError):
-            while dump.stdout.read(CHUNK):
-                pass
+        sys.setswitchinterval(switch)
+    _check_dump(source, component, dump)
+
+
+def _check_dump(source: BackupContext, component: DatabaseDump, dump: Process) -> None:
+    """Wait for the dump client; raise naming the database when it failed."""
     code = dump.wait()
     if code != 0:
         container = source.running_container(component.database.service).name
@@ -226,10 +240,7 @@ def _count_replacements(
     while chunk := dump.stdout.read(CHUNK):
         transform.feed(chunk)
     transform.finish()
-    code = dump.wait()
-    if code != 0:
-        container = source.running_container(component.database.service).name
-        raise databases.client_error(component.database, container, code, dump.errors())
+    _check_dump(source, component, dump)
 
 
 def _table_report(
@@ -269,18 +280,13 @@ def run(
     file_reports: list[FilesReport] = []
     engine = ops.backup_engine(progress)
 
-    def say(message: str) -> None:
-        if progress is not None:
-            progress.write(message + "\n")
-            progress.flush()
-
     if dry_run:
         for component, counterpart in found.pairs:
             if isinstance(component, DatabaseDump) and isinstance(counterpart, DatabaseDump):
                 tables = _table_report(found, component, counterpart)
                 transform = _transform(ops, found, component)
                 if transform is not None:
-                    say(f"counting replacements in {component.key}")
+                    say(progress, f"counting replacements in {component.key}")
                     _count_replacements(found.source, component, transform)
                 counts = dict(transform.counts) if transform is not None else {}
                 database_reports.append(
