@@ -71,8 +71,12 @@ class Engine:
     def host(self) -> Any:
         return self.ops.host
 
-    def components(self, project: Project, env: str) -> list[Component]:
-        components = self.ops.plugins.backup_components(self.context(project, env))
+    def components(
+        self, project: Project, env: str, context: BackupContext | None = None
+    ) -> list[Component]:
+        """The env's components from every plugin; pass *context* when you have one."""
+        context = context or self.context(project, env)
+        components = self.ops.plugins.backup_components(context)
         if not components:
             raise OpskitError(
                 f"{project.name} {env}: nothing to back up (the backup section names nothing)"

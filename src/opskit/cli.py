@@ -89,6 +89,11 @@ def confirm(question: str, yes: bool, command: str) -> None:
         raise Cancelled("cancelled")
 
 
+def switches(**on: bool) -> list[str]:
+    """``--name`` for each switch that is on, e.g. to pass a command's flags to a delegate."""
+    return [f"--{name.replace('_', '-')}" for name, value in on.items() if value]
+
+
 def confirm_target(
     project: str, env: str, last: bool, yes: bool, command: str, question: str
 ) -> None:

@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import attrs
 
 from opskit import databases
-from opskit.components import BackupContext, Component, DatabaseDump, Prefetched
+from opskit.components import CHUNK, BackupContext, Component, DatabaseDump, Prefetched
 from opskit.errors import NotFoundError, OpskitError
 from opskit.output import progress as say
 from opskit.transform import Transform, TransformedReader
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from opskit.descriptor import Project
     from opskit.host import Host, Process
 
-CHUNK = 1 << 20
 SWITCH_INTERVAL = 0.0002  # seconds; Python's default is 0.005
 
 
@@ -152,9 +151,9 @@ def plan(ops: Ops, project: Project, source: str, target: str) -> Plan:
     engine = ops.backup_engine()
     source_context = engine.context(project, source)
     target_context = engine.context(project, target)
-    by_key = {c.sync_key: c for c in engine.components(project, target)}
+    by_key = {c.sync_key: c for c in engine.components(project, target, target_context)}
     pairs, skipped = [], []
-    for component in engine.components(project, source):
+    for component in engine.components(project, source, source_context):
         counterpart = by_key.pop(component.sync_key, None)
         if counterpart is None or counterpart.kind != component.kind:
             skipped.append(component.key)

@@ -379,7 +379,8 @@ class _Lines:
     # Bytes that can follow a backslash in this dialect's escaped literals (and the
     # backslash itself); a literal that is never escaped has none.
     escape_letters: ClassVar[frozenset[bytes]] = frozenset()
-    literal: ClassVar[re.Pattern[bytes]]  # a quoted string literal; group 1: its body
+    # A quoted string literal (group 1: its body), for the default next_literal.
+    literal: ClassVar[re.Pattern[bytes]]
 
     def __init__(
         self, rewriter: _Rewriter, skip_columns: frozenset[bytes], counts: dict[str, int]
@@ -539,7 +540,6 @@ class _MariaDB(_Lines):
 
     keywords = (b"CREATE TABLE", b"INSERT ", b"REPLACE ")
     escape_letters = frozenset(bytes([c]) for c in b"\\0bnrtZ'\"%_")
-    literal = re.compile(rb"'([^'\\]*(?:(?:\\.|'')[^'\\]*)*)'", re.DOTALL)
 
     def __init__(
         self, rewriter: _Rewriter, skip_columns: frozenset[bytes], counts: dict[str, int]
@@ -721,13 +721,6 @@ class _Postgres(_Lines):
         # E'...' (backslash escapes), U&'...', B'...', X'...': not plain standard strings.
         before = line[start - 1 : start]
         return before.isalpha() or before == b"&"
-
-
-def _occurrences(data: bytes, needle: bytes, pos: int) -> Iterable[int]:
-    at = data.find(needle, pos)
-    while at >= 0:
-        yield at
-        at = data.find(needle, at + len(needle))
 
 
 def _column_after(line: bytes, gap: int, start: int, column: int) -> int:

@@ -12,7 +12,7 @@ from typing import IO, TYPE_CHECKING
 
 import click
 
-from opskit.cli import CliState, command_options, confirm
+from opskit.cli import CliState, command_options, confirm, switches
 from opskit.plugins import hookimpl
 
 if TYPE_CHECKING:
@@ -81,14 +81,12 @@ def backup(state: CliState, project: str | None, env: str | None, all_projects: 
         if env is not None:
             found.check_env(env)
         if ops.delegates(found, "backup"):
-            return ops.run_delegate(found, "backup", env, ["--json"] if state.json else [])
+            return ops.run_delegate(found, "backup", env, switches(json=state.json))
     code = 0
     if all_projects:
         for found in ops.projects():
             if ops.delegates(found, "backup"):
-                code = max(
-                    code, ops.run_delegate(found, "backup", None, ["--json"] if state.json else [])
-                )
+                code = max(code, ops.run_delegate(found, "backup", None, switches(json=state.json)))
     with _progress() as (progress, meter):
         archives = ops.backup(project, env, progress=progress, meter=meter)
     if state.json:
@@ -224,13 +222,8 @@ def restore(
     found = state.ops.project(project)
     found.check_env(env)
     if state.ops.delegates(found, "restore"):
-        flags = [
-            *(["--name", name] if name else []),
-            *(["--latest"] if latest else []),
-            *(["--list"] if list_only else []),
-            *(["--yes"] if yes else []),
-            *(["--json"] if state.json else []),
-        ]
+        flags = ["--name", name] if name else []
+        flags += switches(latest=latest, list=list_only, yes=yes, json=state.json)
         return state.ops.run_delegate(found, "restore", env, flags)
     if list_only:
         click.get_current_context().invoke(backups, project=project, env=env)

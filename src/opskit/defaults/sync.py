@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from opskit.cli import CliState, command_options, confirm_target
+from opskit.cli import CliState, command_options, confirm_target, switches
 from opskit.plugins import hookimpl
 
 if TYPE_CHECKING:
@@ -43,9 +43,7 @@ def sync(state: CliState, project: str, source: str, target: str, dry_run: bool,
     found = ops.project(project)
     if ops.delegates(found, "sync"):
         flags = ["--from", source, "--to", target]
-        flags += [
-            f for f, on in (("--dry-run", dry_run), ("--yes", yes), ("--json", state.json)) if on
-        ]
+        flags += switches(dry_run=dry_run, yes=yes, json=state.json)
         return ops.run_delegate(found, "sync", None, flags)
 
     def ask() -> None:
