@@ -142,6 +142,7 @@ def run_on_terminal(
     env: dict[str, str] | None = None,
     timeout: float = 90,  # generous: a loaded CI machine starts Python slowly
     interrupt: bool = False,
+    prompt: bytes = b"[y/N]",
 ) -> tuple[int, str]:
     """Run opskit with stdin, stdout and stderr on a pseudo-terminal; type *answer* at the prompt
     (or, with *interrupt*, press Ctrl-C there: SIGINT, as the terminal would send)."""
@@ -168,7 +169,7 @@ def run_on_terminal(
             if not chunk:
                 break
             output += chunk
-        if not answered and b"[y/N]" in output:
+        if not answered and prompt in output:
             if interrupt:
                 time.sleep(0.2)  # let it reach the read of the answer, as a person would
                 process.send_signal(signal.SIGINT)

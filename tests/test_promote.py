@@ -130,6 +130,29 @@ def test_unhealthy_code_is_rolled_back(wp_root: Path) -> None:
     commit_in_dev(wp_root, {"web/Dockerfile": wpstack.DOCKERFILE}, "Bring health.txt back")
 
 
+def test_promotion_to_prod_needs_the_project_name_typed(wp_root: Path) -> None:
+    from test_cli import run_on_terminal
+
+    tree = code(wp_root, "int")
+    (tree / "NOTES.txt").write_text("a change for prod\n")
+    git("add", "NOTES.txt", cwd=tree)
+    git("commit", "--quiet", "-m", "Notes", cwd=tree)
+    git("push", "--quiet", "origin", "staging", cwd=tree)
+    before = head(wp_root, "prod")
+    entries = len(wp(wp_root, "history", "wp", "--json").json())  # type: ignore[arg-type]
+    code_, output = run_on_terminal(
+        ["--root", str(wp_root), "promote", "wp", "--from", "int", "--to", "prod"],
+        b"wp-typo\n",
+        prompt=b"to go on",
+    )
+    assert code_ == 2, output
+    assert "Notes" in output  # the preview came first
+    assert "[error] cancelled: the project name did not match" in output
+    assert "Traceback" not in output
+    assert head(wp_root, "prod") == before
+    assert len(wp(wp_root, "history", "wp", "--json").json()) == entries  # type: ignore[arg-type]
+
+
 # -- rsync and script --------------------------------------------------------------------
 
 SITE = """\

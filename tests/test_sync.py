@@ -98,6 +98,20 @@ def test_sync_without_terminal_needs_yes(wp_root: Path) -> None:
     assert checksum("dev") == before
 
 
+def test_a_declined_sync_changes_nothing(wp_root: Path) -> None:
+    from test_cli import run_on_terminal
+
+    before = checksum("int")
+    archives = sorted((wp_root / "wp" / "backups").rglob("*"))
+    code, output = run_on_terminal(
+        ["--root", str(wp_root), "sync", "wp", "--from", "prod", "--to", "int"], b"n\n"
+    )
+    assert code == 2, output
+    assert "[error] cancelled" in output and "Traceback" not in output
+    assert checksum("int") == before
+    assert sorted((wp_root / "wp" / "backups").rglob("*")) == archives
+
+
 def test_dry_run_reports_and_changes_nothing(wp_root: Path) -> None:
     before, files = checksum("int"), tree(wp_root / "wp" / "int" / "uploads")
     run = wp(wp_root, "sync", "wp", "--from", "prod", "--to", "int", "--dry-run", "--json")
