@@ -14,12 +14,15 @@ from pathlib import Path
 import attrs
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "examples" / "root"
+import testroot
+from testroot import EXAMPLES, REPO, ns
+
 ENVS = [
-    (project, env) for project in ("mdf", "seriousletter", "webstack") for env in ("dev", "prod")
+    (project, env)
+    for project in ("mdf", "seriousletter", "shop", "webstack")
+    for env in ("dev", "prod")
 ]
-DECOY = "dev-mdf2-db"
+DECOY = ns("dev-mdf2-db")
 SSH_URL = os.environ.get("OPSKIT_TEST_SSH", "ssh://root@127.0.0.1:2222")
 SSH_KEY = os.environ.get("OPSKIT_TEST_SSH_KEY", "/var/lib/opskit-testbed/ssh/id_ed25519")
 
@@ -79,12 +82,32 @@ def wait_until(predicate, timeout: float = 120, interval: float = 1.0, what: str
         time.sleep(interval)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def remove_leftovers() -> None:
+    """Remove this checkout's test containers left by an earlier run that was killed:
+    they would run under the tests' compose names from a folder that is gone."""
+    found = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"name=^{testroot.NS}-"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    if found:
+        subprocess.run(["docker", "rm", "-f", *found], capture_output=True)
+
+
 @pytest.fixture(scope="session")
-def examples_up() -> Iterator[Path]:
-    """The example root with every env running and healthy, plus a decoy container."""
+def example_copy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, int]]:
+    """The tests' namespaced copy of the example root (tests/testroot.py) and its ports."""
+    return testroot.build(tmp_path_factory.mktemp("examples"))
+
+
+@pytest.fixture(scope="session")
+def examples_up(example_copy: tuple[Path, dict[int, int]]) -> Iterator[Path]:
+    """The tests' copy of the example root with every env running and healthy, plus a
+    decoy container."""
     if not docker_ready():
         pytest.fail("no Docker engine: run scripts/testbed.sh (or deselect with -m 'not docker')")
-    root = str(EXAMPLES)
+    root = str(example_copy[0])
     subprocess.run(["docker", "rm", "-f", DECOY], capture_output=True)
     subprocess.run(
         ["docker", "run", "-d", "--name", DECOY, "opskit-test/web:1", "sleep", "86400"],
@@ -99,7 +122,7 @@ def examples_up() -> Iterator[Path]:
         timeout=180,
         what="healthy examples",
     )
-    yield EXAMPLES
+    yield example_copy[0]
     if os.environ.get("OPSKIT_TEST_KEEP"):
         return
     for project, env in ENVS:
@@ -143,5 +166,5 @@ def wp_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     for env in wpstack.ENVS:
         opskit("--root", str(root), "destroy", "wp", env, "--volumes", "--yes")
     subprocess.run(
-        ["docker", "rmi", "-f", *(f"wp-{env}_web" for env in wpstack.ENVS)], capture_output=True
+        ["docker", "rmi", "-f", *(ns(f"wp-{env}_web") for env in wpstack.ENVS)], capture_output=True
     )

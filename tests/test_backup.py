@@ -16,10 +16,11 @@ import pytest
 import zstandard
 
 from conftest import assert_one_error_line, opskit, wait_until
+from testroot import BACKUPS, ns
 
 pytestmark = pytest.mark.docker
 
-BACKUPS = Path("/var/lib/opskit-examples/backups")
+
 
 
 @pytest.fixture
@@ -96,7 +97,7 @@ def listed(root: str, project: str, env: str) -> list[str]:
 
 def test_mariadb_files_and_volume_round_trip(root: str) -> None:
     uploads = Path(root) / "mdf" / "dev" / "wp-content" / "uploads"
-    media = volume_path("mdf-dev_media")
+    media = volume_path(ns("mdf-dev_media"))
     (media / "cover.jpg").write_bytes(os.urandom(300_000))
     (media / "deep" / "er").mkdir(parents=True, exist_ok=True)
     (media / "deep" / "er" / "notes.txt").write_text("volume file\n")
@@ -205,7 +206,7 @@ def _reached(predicate, directory: Path) -> bool:  # type: ignore[no-untyped-def
 
 def test_backup_killed_at_any_point_leaves_nothing(root: str) -> None:
     directory = BACKUPS / "mdf" / "dev"
-    big = volume_path("mdf-dev_media") / "big.bin"
+    big = volume_path(ns("mdf-dev_media")) / "big.bin"
     with big.open("wb") as handle:
         for _ in range(120):
             handle.write(os.urandom(1 << 20))  # incompressible: the backup takes a while
@@ -302,7 +303,7 @@ def test_restore_whose_import_fails_half_way_puts_the_env_back(root: str) -> Non
     before = (
         database_state(root, "mdf"),
         tree_state(uploads),
-        tree_state(volume_path("mdf-dev_media")),
+        tree_state(volume_path(ns("mdf-dev_media"))),
     )
     run = opskit("restore", "mdf", "dev", "--name", archive.name, "--yes", "--root", root)
     assert run.returncode == 1
@@ -310,7 +311,7 @@ def test_restore_whose_import_fails_half_way_puts_the_env_back(root: str) -> Non
     assert (
         database_state(root, "mdf"),
         tree_state(uploads),
-        tree_state(volume_path("mdf-dev_media")),
+        tree_state(volume_path(ns("mdf-dev_media"))),
     ) == before
     wait_until(
         lambda: opskit("health", "mdf", "dev", "--root", root).returncode == 0,
@@ -444,10 +445,10 @@ def test_a_full_disk_leaves_no_partial_archive(root: str, tmp_path: Path) -> Non
         text = (
             (Path(root) / "mdf" / "project.yaml")
             .read_text()
-            .replace("/var/lib/opskit-examples/backups", str(disk))
+            .replace(str(BACKUPS), str(disk))
         )
         (small_root / "mdf" / "project.yaml").write_text(text)
-        big = volume_path("mdf-dev_media") / "incompressible.bin"
+        big = volume_path(ns("mdf-dev_media")) / "incompressible.bin"
         big.write_bytes(os.urandom(3 << 20))
         try:
             run = opskit("backup", "mdf", "dev", "--root", str(small_root))
@@ -482,8 +483,8 @@ def test_project_plugins_add_what_their_stacks_need(root: str) -> None:
     assert keys == [
         "db-db-wordpress",
         "path-prod-wp-content-uploads",
-        "volume-mdf-prod_media",
-        "volume-mdf-prod-mail_mail_data",
+        f"volume-{ns('mdf-prod')}_media",
+        f"volume-{ns('mdf-prod-mail')}_mail_data",
     ]
 
     import opskit as api

@@ -39,13 +39,14 @@ def test_projects_of_the_example_root() -> None:
     assert [(p["name"], p["handler"], p["environments"]) for p in data] == [  # type: ignore[union-attr]
         ("mdf", "mdf", ["dev", "prod"]),
         ("seriousletter", "seriousletter", ["dev", "prod"]),
+        ("shop", "generic", ["dev", "prod"]),
         ("webstack", "generic", ["dev", "prod"]),
     ]
 
 
 def test_root_from_the_environment_and_global_options_before_the_command() -> None:
-    assert len(opskit("projects", "--json", env={"OPSKIT_ROOT": ROOT}).json()) == 3  # type: ignore[arg-type]
-    assert len(opskit("--json", "--root", ROOT, "projects").json()) == 3  # type: ignore[arg-type]
+    assert len(opskit("projects", "--json", env={"OPSKIT_ROOT": ROOT}).json()) == 4  # type: ignore[arg-type]
+    assert len(opskit("--json", "--root", ROOT, "projects").json()) == 4  # type: ignore[arg-type]
 
 
 def test_plain_text_when_not_a_terminal_has_no_ansi_codes() -> None:
@@ -77,7 +78,7 @@ def test_unknown_project_and_environment() -> None:
     assert_one_error_line(
         opskit("status", "nope", "--root", ROOT),
         "unknown project 'nope'",
-        "mdf, seriousletter, webstack",
+        "mdf, seriousletter, shop, webstack",
     )
     assert_one_error_line(opskit("start", "mdf", "int", "--root", ROOT), "has no environment 'int'")
 
@@ -254,7 +255,7 @@ def test_python_api_without_docker() -> None:
     import opskit
 
     with opskit.Ops(root=ROOT) as ops:
-        assert [p.name for p in ops.projects()] == ["mdf", "seriousletter", "webstack"]
+        assert [p.name for p in ops.projects()] == ["mdf", "seriousletter", "shop", "webstack"]
         assert [(p.name, e) for p, e in ops.scope("mdf")] == [("mdf", "dev"), ("mdf", "prod")]
         with pytest.raises(opskit.OpskitError, match="unknown project"):
             ops.project("nope")

@@ -72,11 +72,11 @@ def test_files_env_file_profile_and_extra_stacks(tmp_path: Path, v1_host: LocalH
     prod = env_commands(v1_host, project, "prod", ["up", "-d"])
     assert [c.cwd for c in prod] == [f"{tmp_path}/prod", f"{tmp_path}/prod/seafile"]
     assert list(prod[0].argv) == [
-        "docker-compose", "-f", f"{tmp_path}/prod/base.yml", "-f", f"{tmp_path}/prod/over.prod.yml",
+        "docker-compose", "--project-name", "prod", "-f", f"{tmp_path}/prod/base.yml", "-f", f"{tmp_path}/prod/over.prod.yml",
         "--env-file", f"{tmp_path}/prod/.env.prod", "--profile", "prod", "up", "-d",
     ]  # fmt: skip
     assert list(prod[1].argv) == [
-        "docker-compose", "-f", f"{tmp_path}/prod/seafile/docker-compose.yml",
+        "docker-compose", "--project-name", "seafile", "-f", f"{tmp_path}/prod/seafile/docker-compose.yml",
         "--env-file", f"{tmp_path}/prod/seafile/.env", "--profile", "prod", "up", "-d",
     ]  # fmt: skip
     dev = env_commands(v1_host, project, "dev", ["stop"])
@@ -88,6 +88,8 @@ def test_default_file_and_env_file_detection(tmp_path: Path, v1_host: LocalHost)
     (command,) = env_commands(v1_host, project, "dev", ["ps"])
     assert list(command.argv) == [
         "docker-compose",
+        "--project-name",
+        tmp_path.name.lower(),
         "-f",
         f"{tmp_path}/compose.yaml",
         "--env-file",
@@ -119,4 +121,4 @@ def test_absolute_compose_files_stay_absolute(tmp_path: Path, v1_host: LocalHost
     elsewhere.parent.mkdir()
     elsewhere.write_text("services: {}\n")
     (command,) = env_commands(v1_host, project, "dev", ["ps"])
-    assert command.argv[:3] == ("docker-compose", "-f", str(elsewhere))
+    assert command.argv[:5] == ("docker-compose", "--project-name", "p", "-f", str(elsewhere))

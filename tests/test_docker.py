@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from conftest import DECOY, assert_one_error_line, opskit, wait_until
+from testroot import ns
 
 pytestmark = pytest.mark.docker
 
@@ -29,6 +30,7 @@ def test_status_lists_every_container_found_by_labels_prefix_and_compose(example
         ("seriousletter", "prod", "frontend"): "label",
         ("webstack", "dev", "web"): "compose", ("webstack", "dev", "cache"): "compose",
         ("webstack", "prod", "web"): "compose", ("webstack", "prod", "cache"): "compose",
+        ("shop", "dev", "web"): "compose", ("shop", "prod", "web"): "compose",
     }  # fmt: skip
     assert {key: row["matched_by"] for key, row in found.items()} == expected
     assert len(rows) == len(expected)
@@ -37,7 +39,7 @@ def test_status_lists_every_container_found_by_labels_prefix_and_compose(example
         assert row["health"] in ("healthy", "none")
         assert row["image"].startswith("opskit-test/")
         assert row["status"].startswith("Up")
-    assert found[("mdf", "dev", "db")]["name"] == "dev-mdf-db"
+    assert found[("mdf", "dev", "db")]["name"] == ns("dev-mdf-db")
     assert found[("mdf", "dev", "db")]["health"] == "healthy"
     assert DECOY not in {row["name"] for row in rows}
 
@@ -165,7 +167,7 @@ def test_health_fails_while_unhealthy_and_recovers(examples_up) -> None:  # type
     )
 
 
-def test_health_of_the_plugins(examples_up) -> None:  # type: ignore[no-untyped-def]
+def test_health_of_the_plugins(examples_up, example_copy) -> None:  # type: ignore[no-untyped-def]
     report = opskit("health", "--json", "--root", str(examples_up)).json()
     checks = {(c["project"], c["environment"], c["check"]): c for c in report["checks"]}  # type: ignore[index]
     assert (
@@ -176,7 +178,8 @@ def test_health_of_the_plugins(examples_up) -> None:  # type: ignore[no-untyped-
         checks[("seriousletter", "prod", "postgres seriousletter")]["detail"]
         == "migration 3f2a1c9d0b7e"
     )
-    assert checks[("webstack", "dev", "http http://127.0.0.1:18087/")]["ok"] is True
+    port = example_copy[1][18087]
+    assert checks[("webstack", "dev", f"http http://127.0.0.1:{port}/")]["ok"] is True
 
 
 def test_the_wordpress_check_catches_a_prod_url_in_dev(examples_up) -> None:  # type: ignore[no-untyped-def]

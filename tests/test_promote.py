@@ -12,6 +12,7 @@ import pytest
 
 import wpstack
 from conftest import SSH_URL, Run, assert_one_error_line, opskit, wait_until
+from testroot import NS, free_ports
 from wpstack import git
 
 pytestmark = pytest.mark.docker
@@ -158,7 +159,7 @@ def test_promotion_to_prod_needs_the_project_name_typed(wp_root: Path) -> None:
 SITE = """\
 name: site
 environments: [dev, int]
-compose: {{dir: "{{env}}"}}
+compose: {{dir: "{{env}}", project_name: "{ns}-site-{{env}}"}}
 health:
   - {{http: "http://127.0.0.1:{port}/health.txt", expect: 200, timeout: 3, environments: [int]}}
 promote:
@@ -167,6 +168,8 @@ promote:
   exclude: [config.local]
   health_timeout: 8
 """
+
+SITE_PORTS = dict(zip(("dev", "int"), free_ports(2), strict=True))
 
 SITE_COMPOSE = """\
 services:
@@ -182,10 +185,10 @@ services:
 
 @pytest.fixture
 def site(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A static site promoted with rsync: int serves its folder on port 18095."""
+    """A static site promoted with rsync: int serves its folder on a free port."""
     (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "project.yaml").write_text(SITE.format(port=18095))
-    for env, port in (("dev", 18094), ("int", 18095)):
+    (tmp_path / "site" / "project.yaml").write_text(SITE.format(port=SITE_PORTS["int"], ns=NS))
+    for env, port in SITE_PORTS.items():
         folder = tmp_path / "site" / env / "code"
         folder.mkdir(parents=True)
         (folder.parent / "docker-compose.yml").write_text(SITE_COMPOSE.format(port=port, env=env))
@@ -215,7 +218,7 @@ def test_rsync_promotion_and_rollback(site: Path) -> None:
 
     run = opskit("--root", str(site), "promote", "site", "--from", "dev", "--to", "int", "--yes")
     assert run.returncode == 0, run.stderr
-    assert page(18095) == "dev version\n"
+    assert page(SITE_PORTS["int"]) == "dev version\n"
     assert not (target / "stale.html").exists()
     assert (target / "config.local").read_text() == "int's own settings\n"
     assert stat.S_IMODE((target / "tool.sh").stat().st_mode) == 0o750
@@ -226,7 +229,7 @@ def test_rsync_promotion_and_rollback(site: Path) -> None:
     assert run.returncode == 1
     (error,) = errors(run)
     assert "rolled back to working tree, which is healthy" in error
-    assert page(18095) == "dev version\n"
+    assert page(SITE_PORTS["int"]) == "dev version\n"
     assert (target / "health.txt").exists()
     assert not list(target.parent.glob(".opskit-promote-snapshot-*"))
 

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from conftest import opskit
+from testroot import ns
 
 pytestmark = pytest.mark.docker
 
 
 def checksum(env: str) -> str:
     done = subprocess.run(
-        ["docker", "exec", f"wp-{env}_db_1", "mariadb", "--default-character-set=utf8mb4", "--batch", "wordpress", "-e",
+        ["docker", "exec", ns(f"wp-{env}_db_1"), "mariadb", "--default-character-set=utf8mb4", "--batch", "wordpress", "-e",
          "CHECKSUM TABLE wp_options, wp_posts EXTENDED"],
         capture_output=True, check=True, text=True,
     )  # fmt: skip
@@ -30,11 +31,11 @@ def digest(path: Path) -> str:
 def test_rebuild_after_containers_and_volumes_are_gone(wp_root: Path) -> None:
     root = str(wp_root)
     subprocess.run(
-        ["docker", "exec", "wp-int_db_1", "mariadb", "wordpress", "-e",
+        ["docker", "exec", ns("wp-int_db_1"), "mariadb", "wordpress", "-e",
          "INSERT INTO wp_options (option_name, option_value) VALUES ('before_disaster', 'kept')"],
         check=True, capture_output=True,
     )  # fmt: skip
-    media = Path("/var/lib/docker/volumes/wp-int_media/_data/poster.bin")
+    media = Path(f"/var/lib/docker/volumes/{ns('wp-int')}_media/_data/poster.bin")
     media.write_bytes(b"\x00\x01poster" * 5000)
     uploads = wp_root / "wp" / "int" / "uploads"
     expected = (checksum("int"), digest(media), sorted(p.name for p in uploads.rglob("*")))

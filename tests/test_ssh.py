@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import SSH_KEY, SSH_URL, assert_one_error_line, opskit
+from testroot import BACKUPS
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh]
 
@@ -102,7 +103,7 @@ def test_backup_verify_and_restore_over_ssh(examples_up) -> None:  # type: ignor
     from pathlib import Path
 
     root = str(examples_up)
-    shutil.rmtree("/var/lib/opskit-examples/backups/seriousletter/dev", ignore_errors=True)
+    shutil.rmtree(BACKUPS / "seriousletter" / "dev", ignore_errors=True)
     run = opskit("backup", "seriousletter", "dev", "--root", root, "--host", SSH_URL)
     assert run.returncode == 0, run.stderr
     path = Path(run.stdout.strip())

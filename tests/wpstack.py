@@ -5,7 +5,8 @@ cloned from a bare ``origin.git``, one branch per env) holding the compose file 
 web image built from ``web/``. Data lives outside the tree: a MariaDB database seeded
 with the env's site URL (in plain text, PHP-serialized arrays two deep, an object, a
 serialized value inside a serialized string, JSON-escaped), ``{env}/uploads`` and the
-volume ``wp-{env}_media``.
+volume ``{NS}-wp-{env}_media``. Docker-global names carry the checkout's namespace
+and the ports are free ones (see tests/testroot.py), so the project runs beside anything.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from testroot import NS, free_ports, ns
+
 REPO = Path(__file__).resolve().parent.parent
 STACKS = REPO / "examples" / "root" / "_stacks"
 ENVS = ("dev", "int", "prod")
-PORTS = {"dev": 18091, "int": 18092, "prod": 18093}
+PORTS = dict(zip(ENVS, free_ports(len(ENVS)), strict=True))
 URLS = {
     "prod": "https://wp.example.test",
     "int": "https://int.wp.example.test",
@@ -47,7 +50,7 @@ backup:
   databases:
     - {{service: db, type: mariadb, name: wordpress, user: root, password_env: MYSQL_ROOT_PASSWORD}}
   paths: ["{{env}}/uploads"]
-  volumes: ["wp-{{env}}_media"]
+  volumes: ["{ns}-wp-{{env}}_media"]
 sync:
   pairs: [[prod, dev], [prod, int]]
   replace: {{prod: "{prod_url}", int: "{int_url}", dev: "{dev_url}"}}
@@ -184,6 +187,7 @@ def build(root: Path) -> Path:
         DESCRIPTOR.format(
             backups=project / "backups",
             **PORTS,
+            ns=NS,
             prod_url=URLS["prod"],
             int_url=URLS["int"],
             dev_url=URLS["dev"],
@@ -208,7 +212,8 @@ def build(root: Path) -> Path:
         code = project / env / "code"
         git("clone", "--quiet", "--branch", BRANCHES[env], str(origin), str(code), cwd=project)
         (code / f".env.{env}").write_text(
-            f"COMPOSE_PROJECT_NAME=wp-{env}\nOPS_ENV={env}\nWEB_PORT={PORTS[env]}\n"
+            # compose's own name, from the env file: the folders are all called "code"
+            f"COMPOSE_PROJECT_NAME={ns('wp-' + env)}\nOPS_ENV={env}\nWEB_PORT={PORTS[env]}\n"
             f"MYSQL_ROOT_PASSWORD={PASSWORD}\n"
         )
         (project / env / "seed").mkdir()

@@ -8,6 +8,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
@@ -51,6 +52,15 @@ class DiskReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"folders": [f.as_dict() for f in self.folders], "docker": dict(self.docker)}
+
+
+@attrs.frozen
+class ComposeState:
+    """What runs, and under which compose project name each stack of the root runs."""
+
+    containers: tuple[containers.Container, ...]
+    stacks: tuple[compose.StackIdentity, ...]
+    collisions: tuple[compose.Collision, ...]
 
 
 @attrs.frozen
@@ -144,12 +154,35 @@ class Ops:
 
     # -- status and health -----------------------------------------------------
 
+    def compose_state(self) -> ComposeState:
+        """Every container, every stack's compose project name and the collisions among
+        them: one Docker API call and one read of the compose and env files."""
+        found = containers.list_containers(self.host)
+        stacks = compose.identities(self.host, self.projects(), found)
+        return ComposeState(tuple(found), tuple(stacks), tuple(compose.collisions(stacks, found)))
+
+    def refuse_collisions(self, project: str, envs: Sequence[str]) -> ComposeState:
+        """Raise before anything changes when a stack of these envs shares its compose
+        project name with another stack; else return the state for the change."""
+        state = self.compose_state()
+        compose.refuse_collisions(state.collisions, project, envs)
+        return state
+
     def status(
         self, project: str | None = None, env: str | None = None
     ) -> list[containers.Placement]:
         """The containers of the envs in scope, with declared services that have none."""
+        return self.status_and_collisions(project, env)[0]
+
+    def status_and_collisions(
+        self, project: str | None = None, env: str | None = None
+    ) -> tuple[list[containers.Placement], list[compose.Collision]]:
+        """:meth:`status`, and the compose project name collisions of the envs in scope."""
         scope = self.scope(project, env)
-        return containers.status(self.projects(), scope, containers.list_containers(self.host))
+        state = self.compose_state()
+        placements = containers.status(self.projects(), scope, state.containers, state.stacks)
+        found = [c for c in state.collisions if any(c.involves(p.name, e) for p, e in scope)]
+        return placements, found
 
     def containers(
         self, project: str, env: str, service: str | None = None, running: bool = False
@@ -169,9 +202,19 @@ class Ops:
         return found
 
     def health(self, project: str | None = None, env: str | None = None) -> HealthReport:
-        """Every plugin's health checks for the envs in scope."""
-        placements = self.status(project, env)
-        checks = []
+        """Every plugin's health checks for the envs in scope, and a failed check for
+        each env whose compose project name collides with another stack's."""
+        from opskit.health import CheckResult
+
+        scope = self.scope(project, env)
+        state = self.compose_state()
+        placements = containers.status(self.projects(), scope, state.containers, state.stacks)
+        checks = [
+            CheckResult(p.name, e, "compose project name", False, c.message())
+            for c in state.collisions
+            for p, e in scope
+            if c.involves(p.name, e)
+        ]
         by_project: dict[str, list[str]] = {}
         projects: dict[str, Project] = {}
         for found, e in self.scope(project, env):
@@ -187,49 +230,82 @@ class Ops:
             checks.extend(self.plugins.health_checks(context))
         return HealthReport(tuple(checks))
 
+    def engine_time(self) -> datetime:
+        """The Docker engine's clock: the one that stamps healthcheck runs and starts."""
+        from opskit.gate import parse_time
+
+        return parse_time(str(self.host.docker().info().get("SystemTime", "")))
+
     def wait_healthy(
         self,
         project: str,
         env: str,
         timeout: float,
         *,
+        since: datetime | None = None,
         containers_only: bool = False,
+        setting: str = "health.timeout",
         progress: IO[str] | None = None,
     ) -> None:
-        """Wait until the env is healthy and stable: every check passes (with
-        *containers_only*, every container runs and its healthcheck passes) and the
-        containers (count, state, health) are the same on two polls in a row.
+        """The health gate: wait until the env shows evidence, newer than the change made
+        at *since* (the engine's clock; default now), that it is healthy: each container
+        as :func:`opskit.gate.judge` says, and (unless *containers_only*) every plugin
+        check and HTTP probe, run after the change.
 
-        Raises :class:`OpskitError` naming what failed once *timeout* seconds passed.
+        Raises :class:`OpskitError` at once when a fresh healthcheck fails or no fresh
+        evidence can arrive within *timeout* seconds, and when *timeout* passes; the
+        message names *setting*, the descriptor key that sets the timeout.
         """
-        from opskit.errors import OpskitError
+        from docker.errors import NotFound
 
+        from opskit.errors import OpskitError
+        from opskit.gate import healthcheck_interval, judge
+
+        since = since if since is not None else self.engine_time()
         deadline = time.monotonic() + timeout
-        previous = None
+        docker = self.host.docker()
+        steady: dict[str, tuple[tuple[str, int], float]] = {}
         while True:
             placements = self.status(project, env)
-            signature = sorted(
-                (p.service, p.container.id if p.container else "", p.state, p.health)
-                for p in placements
-            )
-            if containers_only:
-                failing = [
-                    f"{p.service}: {p.state if p.container else 'no container'}"
-                    + (f", {p.health}" if p.health not in ("none", "") else "")
-                    for p in placements
-                    if p.state != "running" or p.health not in ("healthy", "none")
-                ]
-                if not placements:
-                    failing.append("no containers")
-            else:
+            failing = []
+            for placement in placements:
+                if placement.container is None:
+                    failing.append(f"{placement.service}: no container")
+                    continue
+                try:
+                    inspected = docker.inspect_container(placement.container.id)
+                except NotFound:  # removed between the listing and now
+                    failing.append(f"{placement.service}: container gone")
+                    continue
+                interval = healthcheck_interval(inspected)
+                if interval is not None and interval > timeout:
+                    raise OpskitError(
+                        f"{project} {env}: no fresh health evidence can arrive in time: the "
+                        f"healthcheck of {placement.service} runs every {interval:g} s, longer "
+                        f"than the gate's {timeout:g} s; raise {setting} in project.yaml"
+                    )
+                state = inspected.get("State") or {}
+                mark = (str(state.get("StartedAt")), int(state.get("RestartCount") or 0))
+                seen = steady.get(placement.container.id)
+                if seen is None or seen[0] != mark:
+                    steady[placement.container.id] = seen = (mark, time.monotonic())
+                verdict = judge(placement.service, inspected, since, time.monotonic() - seen[1])
+                if verdict.failed:
+                    raise OpskitError(f"{project} {env} is not healthy: {verdict.detail}")
+                if not verdict.ok:
+                    failing.append(verdict.detail)
+            if not placements:
+                failing.append("no containers")
+            if not failing and not containers_only:
                 report = self.health(project, env)
                 failing = [f"{c.check}: {c.detail}" for c in report.checks if not c.ok]
-            if not failing and signature == previous:
+            if not failing:
                 return
-            previous = signature if not failing else None
             if time.monotonic() > deadline:
-                detail = "; ".join(failing) or "the containers kept changing"
-                raise OpskitError(f"not healthy and stable after {timeout:g} s ({detail})")
+                raise OpskitError(
+                    f"{project} {env} is not healthy after {timeout:g} s "
+                    f"({'; '.join(failing)}); raise {setting} in project.yaml if it needs longer"
+                )
             time.sleep(HEALTH_POLL)
 
     def disk(self) -> DiskReport:
@@ -246,7 +322,10 @@ class Ops:
     def compose_commands(
         self, project: str, env: str, action: str, service: str | None = None, volumes: bool = False
     ) -> list[compose.ComposeCommand]:
-        """The compose commands a lifecycle action runs, without running them."""
+        """The compose commands a lifecycle action runs, without running them.
+
+        Refuses an env whose compose project name collides with another stack's.
+        """
         found = self.project(project)
         found.check_env(env)
         args = list(LIFECYCLE[action])
@@ -254,7 +333,8 @@ class Ops:
             args.append("--volumes")
         if action in ("destroy", "build") and service is not None:
             raise NotFoundError(f"{action} acts on a whole environment, not on one service")
-        return compose.env_commands(self.host, found, env, args, service)
+        state = self.refuse_collisions(project, [env])
+        return compose.env_commands(self.host, found, env, args, service, stacks=state.stacks)
 
     def lifecycle(
         self,
@@ -412,9 +492,10 @@ class Ops:
 
         found = self.project(project)
         found.check_env(env)
+        self.refuse_collisions(project, [env])
         engine = self.backup_engine(progress, meter)
         archive = engine.find(found, env, name)
-        timeout = found.promote.health_timeout if found.promote else 120
+        timeout = found.gate_timeout("restore")
         with audited(self.host, found, "restore", [env]) as audit:
             audit.details["archive"] = archive.name
             safety_archive = engine.restore(
@@ -449,6 +530,7 @@ class Ops:
         if dry_run:
             return sync.run(self, found, source, target, dry_run=True, progress=progress)
         sync.check_direction(found, source, target)  # refused before anything is read
+        self.refuse_collisions(project, [target])
         with audited(self.host, found, "sync", [source, target], begun=False) as audit:
 
             def begin() -> None:
@@ -488,6 +570,7 @@ class Ops:
         promote.check_step(found, source, target)
         if dry_run:
             return promote.run(self, found, source, target, dry_run=True, progress=progress)
+        self.refuse_collisions(project, [target])
         with audited(self.host, found, "promote", [source, target], begun=False) as audit:
 
             def begin(report: PromoteReport) -> None:
@@ -544,6 +627,7 @@ class Ops:
 
         found = self.project(project)
         found.check_env(env)
+        self.refuse_collisions(project, [env])
         engine = self.backup_engine(progress, meter)
         archives = engine.archives(found, env)
         candidates = [a for a in archives if a.verified_state != "FAILED"]
@@ -555,7 +639,7 @@ class Ops:
             *self.compose_commands(project, env, "build"),
             *self.compose_commands(project, env, "start"),
         ]
-        timeout = found.promote.health_timeout if found.promote else 120
+        timeout = found.gate_timeout("rebuild")
         plan = RebuildPlan(
             project, env, tuple(" ".join(c.argv) for c in commands), candidates[0].name
         )
@@ -563,12 +647,15 @@ class Ops:
             return plan
 
         with audited(self.host, found, "rebuild", [env]) as audit:
+            since = self.engine_time()
             say(progress, f"phase 1/4: building images of {project} {env}")
             self.lifecycle(project, env, "build", progress=progress)
             say(progress, f"phase 2/4: starting {project} {env}")
             self.lifecycle(project, env, "start", progress=progress)
             say(progress, "phase 3/4: waiting until every container is healthy and stable")
-            self.wait_healthy(project, env, timeout, containers_only=True, progress=progress)
+            self.wait_healthy(
+                project, env, timeout, since=since, containers_only=True, progress=progress
+            )
             for archive in candidates:
                 say(progress, f"phase 4/4: verifying {archive.name}")
                 faults = engine.verify(archive)

@@ -333,6 +333,7 @@ class Engine:
         running = [p.service for p in self.ops.status(project.name, env) if p.state == "running"]
         application = sorted({s for s in running if s not in keep_running})
         step = "stopping the application services"
+        since = self.ops.engine_time()  # health evidence must be newer than this
         try:
             for service in application:
                 say(self.progress, f"stopping {service}")
@@ -344,7 +345,9 @@ class Engine:
             step = "starting the services"
             self.ops.lifecycle(project.name, env, "start", progress=self.progress)
             step = "waiting until the env is healthy"
-            self.ops.wait_healthy(project.name, env, health_timeout, progress=self.progress)
+            self.ops.wait_healthy(
+                project.name, env, health_timeout, since=since, progress=self.progress
+            )
         except (OpskitError, OSError) as exc:
             raise OpskitError(f"{step}: {exc}") from None
 

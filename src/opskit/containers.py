@@ -2,11 +2,15 @@
 
 One function, :func:`resolve`, decides it for every command, in this order:
 
-1. the labels ``ops.project``, ``ops.environment`` and ``ops.service``;
+1. the labels ``ops.project``, ``ops.environment`` and ``ops.service``, unless compose
+   started the container from a folder that is none of that env's stacks (another
+   deployment of a project of the same name: another checkout, an old copy);
 2. the expanded ``container_prefix``, matched on whole words (``dev-mdf`` matches
    ``dev-mdf-db`` and ``dev-mdf_db_1``, never ``dev-mdf2-db``); the longest prefix wins;
-3. the ``com.docker.compose.*`` labels of one of the env's compose stacks (its working
-   directory, or its default project name when an old compose left none).
+3. the ``com.docker.compose.*`` labels of one of the env's compose stacks: its compose
+   project name (as :func:`opskit.compose.identify_stack` decides it) together with its
+   working directory; the working directory alone when only one stack has it; the project
+   name alone when an old compose left no working directory.
 
 The whole picture costs one Docker API call (:func:`list_containers`), however many
 projects and containers there are.
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 if TYPE_CHECKING:
+    from opskit.compose import StackIdentity
     from opskit.descriptor import Project
     from opskit.host import Host
 
@@ -31,6 +36,7 @@ LABEL_SERVICE = "ops.service"
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 COMPOSE_WORKING_DIR = "com.docker.compose.project.working_dir"
+COMPOSE_CONFIG_FILES = "com.docker.compose.project.config_files"
 
 _HEALTH_RE = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
@@ -127,8 +133,21 @@ def _service_from_name(rest: str) -> str:
     return re.sub(r"[-_]\d+\Z", "", rest) or rest
 
 
-def resolve(projects: Sequence[Project], containers: Iterable[Container]) -> list[Placement]:
-    """Place every container that belongs to one of *projects*; others are left out."""
+def resolve(
+    projects: Sequence[Project],
+    containers: Iterable[Container],
+    stacks: Sequence[StackIdentity] | None = None,
+) -> list[Placement]:
+    """Place every container that belongs to one of *projects*; others are left out.
+
+    *stacks* are the stack identities of :func:`opskit.compose.identities`; without
+    them, each stack's name is its descriptor's ``project_name`` or its folder's name.
+    """
+    from opskit.compose import identities
+
+    containers = list(containers)
+    if stacks is None:
+        stacks = identities(None, projects, ())
     by_name = {project.name: project for project in projects}
     prefixes = sorted(
         (
@@ -139,14 +158,17 @@ def resolve(projects: Sequence[Project], containers: Iterable[Container]) -> lis
         key=lambda item: len(item[0]),
         reverse=True,
     )
-    stacks: dict[str, tuple[Project, str]] = {}
+    by_dir_and_name: dict[tuple[str, str], tuple[Project, str]] = {}
+    by_dir: dict[str, list[tuple[Project, str]]] = {}
     compose_names: dict[str, tuple[Project, str]] = {}
-    for project in projects:
-        for env in project.environments:
-            for stack in project.stacks(env):
-                directory = project.resolve_path(stack.dir, env)
-                stacks.setdefault(directory, (project, env))
-                compose_names.setdefault(default_compose_project_name(directory), (project, env))
+    folders: dict[tuple[str, str], set[str]] = {}
+    for stack in stacks:
+        folders.setdefault((stack.project, stack.env), set()).add(stack.dir)
+        place = (by_name[stack.project], stack.env)
+        by_dir_and_name.setdefault((stack.dir, stack.name), place)
+        if place not in by_dir.setdefault(stack.dir, []):
+            by_dir[stack.dir].append(place)
+        compose_names.setdefault(stack.name, place)
 
     placements = []
     for container in containers:
@@ -154,7 +176,16 @@ def resolve(projects: Sequence[Project], containers: Iterable[Container]) -> lis
         compose_service = labels.get(COMPOSE_SERVICE)
         placement = None
         owner = by_name.get(labels.get(LABEL_PROJECT, ""))
-        if owner is not None and labels.get(LABEL_ENV) in owner.environments:
+        started_in = labels.get(COMPOSE_WORKING_DIR)
+        if (
+            owner is not None
+            and labels.get(LABEL_ENV) in owner.environments
+            and (
+                not started_in
+                or posixpath.normpath(started_in)
+                in folders.get((owner.name, labels[LABEL_ENV]), set())
+            )
+        ):
             service = labels.get(LABEL_SERVICE) or compose_service or container.name
             placement = Placement(owner.name, labels[LABEL_ENV], service, "label", container)
         if placement is None:
@@ -171,10 +202,15 @@ def resolve(projects: Sequence[Project], containers: Iterable[Container]) -> lis
                     break
         if placement is None and compose_service:
             working_dir = labels.get(COMPOSE_WORKING_DIR)
+            name = labels.get(COMPOSE_PROJECT, "")
             if working_dir:
-                found = stacks.get(posixpath.normpath(working_dir))
+                folder = posixpath.normpath(working_dir)
+                found = by_dir_and_name.get((folder, name))
+                owners = by_dir.get(folder, [])
+                if found is None and len(owners) == 1:
+                    found = owners[0]
             else:
-                found = compose_names.get(labels.get(COMPOSE_PROJECT, ""))
+                found = compose_names.get(name)
             if found is not None:
                 project, env = found
                 placement = Placement(project.name, env, compose_service, "compose", container)
@@ -187,10 +223,14 @@ def status(
     projects: Sequence[Project],
     scope: Iterable[tuple[Project, str]],
     containers: Iterable[Container],
+    stacks: Sequence[StackIdentity] | None = None,
 ) -> list[Placement]:
     """The placements of the envs in *scope*, plus declared services that have no container."""
+    scope = list(scope)
     wanted = {(project.name, env) for project, env in scope}
-    found = [p for p in resolve(projects, containers) if (p.project, p.environment) in wanted]
+    found = [
+        p for p in resolve(projects, containers, stacks) if (p.project, p.environment) in wanted
+    ]
     present = {(p.project, p.environment, p.service) for p in found}
     for project, env in scope:
         for service in project.services_in(env):

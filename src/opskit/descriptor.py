@@ -19,6 +19,9 @@ from opskit.errors import DescriptorError, NotFoundError
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
 SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 HHMM_RE = re.compile(r"([01]\d|2[0-3]):[0-5]\d\Z")
+# What compose accepts as a project name (``-p``).
+COMPOSE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+DEFAULT_HEALTH_TIMEOUT = 120
 DATABASE_TYPES = ("mariadb", "mysql", "postgres")
 PROMOTE_TYPES = ("git", "rsync", "script")
 REBUILD_MODES = ("auto", "always", "never")
@@ -56,10 +59,12 @@ class DescriptorSource:
 
 @attrs.frozen
 class Stack:
-    """One compose stack: a folder and its compose files (templates)."""
+    """One compose stack: a folder, its compose files and its compose project name
+    (templates; ``project_name`` None lets :mod:`opskit.compose` decide)."""
 
     dir: str = "."
     files: tuple[str, ...] = ()
+    project_name: str | None = None
 
 
 @attrs.frozen
@@ -68,6 +73,7 @@ class Compose:
     files: tuple[str, ...] = ()
     env_file: str | None = None
     profile: str | None = None
+    project_name: str | None = None
     extra: tuple[Stack, ...] = ()
 
 
@@ -142,7 +148,7 @@ class Promote:
     branches: tuple[tuple[str, str], ...] = ()
     script: str | None = None
     rebuild: str = "auto"
-    health_timeout: int = 120
+    health_timeout: int | None = None  # None: health.timeout applies
     exclude: tuple[str, ...] = ()
 
     def branch(self, env: str) -> str | None:
@@ -168,6 +174,7 @@ class Project:
     compose: Compose = Compose()
     services: tuple[Service, ...] = ()
     health: tuple[HttpProbe, ...] = ()
+    health_timeout: int = DEFAULT_HEALTH_TIMEOUT  # seconds the health gate waits
     backup: Backup | None = None
     offsite: Offsite | None = None
     sync: Sync | None = None
@@ -201,7 +208,21 @@ class Project:
 
     def stacks(self, env: str) -> tuple[Stack, ...]:
         """The env's compose stacks: the main one first, then ``compose.extra``."""
-        return (Stack(self.compose.dir, self.compose.files), *self.compose.extra)
+        main = Stack(self.compose.dir, self.compose.files, self.compose.project_name)
+        return (main, *self.compose.extra)
+
+    def gate_timeout(self, command: str) -> int:
+        """Seconds the health gate waits after *command* changed the env:
+        ``health.timeout``; for ``promote``, ``promote.health_timeout`` where set."""
+        if command == "promote" and self.promote and self.promote.health_timeout is not None:
+            return self.promote.health_timeout
+        return self.health_timeout
+
+    def gate_setting(self, command: str) -> str:
+        """The descriptor key that :meth:`gate_timeout` read, for messages."""
+        if command == "promote" and self.promote and self.promote.health_timeout is not None:
+            return "promote.health_timeout"
+        return "health.timeout"
 
 
 # ---------------------------------------------------------------------------
@@ -323,22 +344,44 @@ class _Reader:
         return value
 
 
-def _read_stack(r: _Reader, node: Node, field: str) -> Stack:
-    m = r.mapping(node, field, {"dir", "files"})
+def _read_project_name(r: _Reader, node: Node, field: str, project: str) -> str:
+    """A compose project name template; it must expand to a valid name in every env."""
+    template = r.string(node, field)
+    for env in r.environments:
+        name = expand(template, env, project)
+        if not COMPOSE_NAME_RE.match(name):
+            raise r.error(
+                node,
+                field,
+                f"{name!r} (for {env}) is not a valid compose project name "
+                "(lowercase letters, digits, '-' and '_', starting with a letter or digit)",
+            )
+    return template
+
+
+def _read_stack(r: _Reader, node: Node, field: str, project: str) -> Stack:
+    m = r.mapping(node, field, {"dir", "files", "project_name"})
     return Stack(
         dir=r.string(m["dir"], f"{field}.dir") if "dir" in m else ".",
         files=r.strings(m["files"], f"{field}.files") if "files" in m else (),
+        project_name=_read_project_name(r, m["project_name"], f"{field}.project_name", project)
+        if "project_name" in m
+        else None,
     )
 
 
-def _read_compose(r: _Reader, node: Node) -> Compose:
-    m = r.mapping(node, "compose", {"dir", "files", "env_file", "profile", "extra"})
+def _read_compose(r: _Reader, node: Node, project: str) -> Compose:
+    keys = {"dir", "files", "env_file", "profile", "project_name", "extra"}
+    m = r.mapping(node, "compose", keys)
     return Compose(
         dir=r.string(m["dir"], "compose.dir") if "dir" in m else ".",
         files=r.strings(m["files"], "compose.files") if "files" in m else (),
         env_file=r.string(m["env_file"], "compose.env_file") if "env_file" in m else None,
         profile=r.string(m["profile"], "compose.profile") if "profile" in m else None,
-        extra=r.each(m["extra"], "compose.extra", lambda n, f: _read_stack(r, n, f))
+        project_name=_read_project_name(r, m["project_name"], "compose.project_name", project)
+        if "project_name" in m
+        else None,
+        extra=r.each(m["extra"], "compose.extra", lambda n, f: _read_stack(r, n, f, project))
         if "extra" in m
         else (),
     )
@@ -378,6 +421,20 @@ def _read_probe(r: _Reader, node: Node, field: str) -> HttpProbe:
         if "environments" in m
         else None,
     )
+
+
+def _read_health(r: _Reader, node: Node) -> tuple[tuple[HttpProbe, ...], list[Node], int | None]:
+    """``health`` is a list of probes, or ``{timeout: SECONDS, probes: [...]}``.
+
+    Returns the probes, their nodes and the gate timeout (None: not set)."""
+    if isinstance(node, yaml.SequenceNode):
+        return r.each(node, "health", lambda n, f: _read_probe(r, n, f)), list(node.value), None
+    m = r.mapping(node, "health", {"timeout", "probes"})
+    timeout = r.integer(m["timeout"], "health.timeout", minimum=1) if "timeout" in m else None
+    if "probes" not in m:
+        return (), [], timeout
+    probes = r.each(m["probes"], "health.probes", lambda n, f: _read_probe(r, n, f))
+    return probes, list(m["probes"].value), timeout
 
 
 def _read_database(r: _Reader, node: Node, field: str) -> Database:
@@ -504,7 +561,7 @@ def _read_promote(r: _Reader, node: Node) -> Promote:
         else "auto",
         health_timeout=r.integer(m["health_timeout"], "promote.health_timeout", minimum=1)
         if "health_timeout" in m
-        else 120,
+        else None,
         exclude=r.strings(m["exclude"], "promote.exclude") if "exclude" in m else (),
     )
 
@@ -562,6 +619,10 @@ def parse_descriptor(source: DescriptorSource) -> Project:
         if len(set(environments)) != len(environments):
             raise r.error(m["environments"], "environments", "duplicate environment")
     r.environments = environments
+    probes, probe_nodes, health_timeout = (
+        _read_health(r, m["health"]) if "health" in m else ((), [], None)
+    )
+    probes_field = "health.probes" if isinstance(m.get("health"), yaml.MappingNode) else "health"
 
     project = Project(
         name=name,
@@ -574,11 +635,10 @@ def parse_descriptor(source: DescriptorSource) -> Project:
         container_prefix=r.string(m["container_prefix"], "container_prefix")
         if "container_prefix" in m
         else "{env}-{project}",
-        compose=_read_compose(r, m["compose"]) if "compose" in m else Compose(),
+        compose=_read_compose(r, m["compose"], name) if "compose" in m else Compose(),
         services=_read_services(r, m["services"]) if "services" in m else (),
-        health=r.each(m["health"], "health", lambda n, f: _read_probe(r, n, f))
-        if "health" in m
-        else (),
+        health=probes,
+        health_timeout=health_timeout if health_timeout is not None else DEFAULT_HEALTH_TIMEOUT,
         backup=_read_backup(r, m["backup"]) if "backup" in m else None,
         offsite=_read_offsite(r, m["offsite"]) if "offsite" in m else None,
         sync=_read_sync(r, m["sync"]) if "sync" in m else None,
@@ -589,9 +649,10 @@ def parse_descriptor(source: DescriptorSource) -> Project:
     if declared:
         for i, probe in enumerate(project.health):
             if probe.service and probe.service not in declared:
-                probe_node = r.sequence(m["health"], "health")[i]
                 raise r.error(
-                    probe_node, f"health[{i}].service", f"unknown service {probe.service!r}"
+                    probe_nodes[i],
+                    f"{probes_field}[{i}].service",
+                    f"unknown service {probe.service!r}",
                 )
     return project
 

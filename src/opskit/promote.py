@@ -23,6 +23,8 @@ from opskit.errors import CommandFailed, NotFoundError, OpskitError
 from opskit.output import progress as say
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from opskit.api import Ops
     from opskit.descriptor import Project
     from opskit.host import Host
@@ -261,10 +263,12 @@ def check_step(project: Project, source: str, target: str) -> None:
 
 def build_inputs(host: Host, project: Project, env: str) -> tuple[list[str], list[str]]:
     """The env's compose files and the build contexts of services that build an image."""
-    files: list[str] = []
-    for command in compose.env_commands(host, project, env, []):
-        argv = list(command.argv)
-        files += [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "-f"]
+    files = [
+        path
+        for stack in compose.identities(host, [project], ())
+        if stack.env == env and stack.present
+        for path in stack.files
+    ]
     contexts = []
     for path in files:
         try:
@@ -371,30 +375,39 @@ def run(
     if before_changes is not None:
         before_changes(report)
 
-    def bring_up() -> None:
+    def bring_up(since: datetime) -> None:
         if reason is not None:
             say(progress, f"rebuilding images ({reason})")
             ops.lifecycle(project.name, target, "build", progress=progress)
         say(progress, f"starting {project.name} {target}")
         ops.lifecycle(project.name, target, "start", progress=progress)
         say(progress, f"waiting until {project.name} {target} is healthy and stable")
-        ops.wait_healthy(project.name, target, promote.health_timeout, progress=progress)
+        ops.wait_healthy(
+            project.name,
+            target,
+            project.gate_timeout("promote"),
+            since=since,
+            setting=project.gate_setting("promote"),
+            progress=progress,
+        )
 
     directory = lock_dir(project, target)
     ops.host.run(["mkdir", "-p", "--", directory])
     with env_lock(ops.host, directory, f"promote into {project.name} {target}", 300):
         say(progress, f"moving {target} from {short(preview.old)} to {short(preview.new)}")
+        since = ops.engine_time()  # health evidence must be newer than the new code
         promoter.apply(context, preview)
         try:
-            bring_up()
+            bring_up(since)
         except OpskitError as exc:
             say(
                 progress,
                 f"{project.name} {target} is not healthy ({exc}); rolling back to {short(preview.old)}",
             )
             try:
+                since = ops.engine_time()
                 promoter.rollback(context, preview)
-                bring_up()
+                bring_up(since)
             except OpskitError as again:
                 raise OpskitError(
                     f"promotion of {project.name} {target} failed ({exc}); rolled back to "

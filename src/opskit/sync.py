@@ -330,7 +330,7 @@ def run(
         (f"copying {component.key} from {source}", step(component, counterpart))
         for component, counterpart in found.pairs
     ]
-    timeout = project.promote.health_timeout if project.promote else 120
+    timeout = project.gate_timeout("sync")
     keep = {c.database.service for _, c in found.pairs if isinstance(c, DatabaseDump)}
     archive = engine.guarded(
         project,

@@ -77,8 +77,12 @@ def plugins(state: CliState) -> None:
 @command_options
 def status(state: CliState, project: str | None, env: str | None) -> None:
     """Containers per project and environment: state, health, uptime, image."""
-    placements = state.ops.status(project, env)
+    from opskit.output import warning
+
+    placements, collisions = state.ops.status_and_collisions(project, env)
     newest = state.ops.newest_backups(project, env)
+    for collision in collisions:
+        warning(collision.message())
     if state.json:
         state.out.json(
             {
@@ -312,6 +316,27 @@ def shell(state: CliState, project: str, env: str, service: str) -> int:
     return state.ops.shell(project, env, service)
 
 
+@click.command()
+@command_options
+def doctor(state: CliState) -> int:
+    """Check the root against what runs: compose name collisions, data no backup covers,
+    databases not dumped, missing paths, containers no project claims. Read-only;
+    exit 1 when it finds a problem."""
+    from opskit.doctor import examine
+
+    report = examine(state.ops)
+    if state.json:
+        state.out.json(report.as_dict())
+    else:
+        styles = {"problem": "red", "warning": "yellow", "note": ""}
+        rows: list[list[Cell]] = [
+            [(f.severity, styles[f.severity]), f.project or "-", f.environment or "-", f.message]
+            for f in report.findings
+        ]
+        state.out.table(["severity", "project", "env", "finding"], rows)
+    return 0 if report.ok else 1
+
+
 LIFECYCLE_HELP = {
     "start": ("Start an env (docker compose up -d), or one service of it.", True),
     "stop": ("Stop an env, or one service of it.", True),
@@ -322,7 +347,7 @@ LIFECYCLE_HELP = {
 
 @hookimpl
 def opskit_register_commands(cli: click.Group) -> None:
-    for command in (projects, plugins, status, health, disk, destroy, logs, exec_, shell):
+    for command in (projects, plugins, status, health, disk, doctor, destroy, logs, exec_, shell):
         cli.add_command(command)
     for action, (summary, takes_service) in LIFECYCLE_HELP.items():
         cli.add_command(_lifecycle_command(action, summary, takes_service))

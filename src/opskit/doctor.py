@@ -1,0 +1,296 @@
+"""``opskit doctor``: what runs that nobody looks after. Read-only.
+
+It compares the whole root with what runs on the host: compose project names that
+collide or are only adopted, data that no backup component covers, databases that are
+not dumped, envs that back up only by hand, backups on the data's own disk, containers
+that no project claims, and descriptor paths that do not exist.
+
+Each finding is a *problem* (``doctor`` exits 1), a *warning* or a *note*.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from opskit.containers import COMPOSE_WORKING_DIR, LABEL_PROJECT, Container, Placement
+from opskit.errors import OpskitError
+
+if TYPE_CHECKING:
+    from opskit.api import ComposeState, Ops
+    from opskit.components import Component
+    from opskit.descriptor import Project
+    from opskit.host import Host
+
+PROBLEM, WARNING, NOTE = "problem", "warning", "note"
+# Processes that mean "a database server runs in this container", by database type.
+DATABASE_PROCESSES = {
+    "mariadbd": "mariadb",
+    "mysqld": "mysql",
+    "postgres": "postgres",
+    "postmaster": "postgres",
+}
+
+
+@attrs.frozen
+class Finding:
+    severity: str
+    kind: str
+    project: str
+    environment: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class DoctorReport:
+    findings: tuple[Finding, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == PROBLEM for f in self.findings)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "findings": [f.as_dict() for f in self.findings]}
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _database_processes(host: Host, container: Container) -> set[str]:
+    """The database types whose server process runs in *container* (``docker top``)."""
+    from docker.errors import APIError
+
+    try:
+        top = host.docker().top(container.id, ps_args="-eo pid,comm")
+    except APIError:  # stopped meanwhile
+        return set()
+    names = {str(row[-1]).strip() for row in top.get("Processes") or [] if row}
+    return {kind for process, kind in DATABASE_PROCESSES.items() if process in names}
+
+
+def _coverage(
+    ops: Ops, project: Project, env: str, placements: Sequence[Placement]
+) -> list[Finding]:
+    from docker.errors import NotFound
+
+    from opskit.components import BackupContext, DatabaseDump, PathTree, VolumeTree
+
+    host = ops.host
+    found: list[Finding] = []
+    delegated = ops.delegates(project, "backup")
+    components: list[Component] = []
+    if project.backup is not None and not delegated:
+        context = BackupContext(host, project, env, tuple(placements))
+        try:
+            components = ops.backup_engine().components(project, env, context)
+        except OpskitError:
+            components = []
+    if delegated:
+        return [
+            Finding(
+                NOTE,
+                "backup",
+                project.name,
+                env,
+                "backups are delegated to the project's own CLI; coverage not checked",
+            )
+        ]
+    volumes = {c.volume for c in components if isinstance(c, VolumeTree)}
+    paths = [c.path for c in components if isinstance(c, PathTree)]
+    dumped = {c.database.service for c in components if isinstance(c, DatabaseDump)}
+    client = host.docker()
+
+    def add(severity: str, kind: str, message: str) -> None:
+        found.append(Finding(severity, kind, project.name, env, message))
+
+    for placement in placements:
+        container = placement.container
+        if container is None:
+            continue
+        service = placement.service
+        if container.state == "running":
+            for kind in sorted(_database_processes(host, container)):
+                if service not in dumped:
+                    add(
+                        PROBLEM,
+                        "database",
+                        f"{service} runs a {kind} server, but no database of it is in "
+                        "backup.databases",
+                    )
+        try:
+            mounts = client.inspect_container(container.id).get("Mounts") or []
+        except NotFound:  # removed meanwhile
+            continue
+        for mount in mounts:
+            if not mount.get("RW", True) or mount.get("Type") not in ("volume", "bind"):
+                continue  # read-only mounts are configuration or code, not data
+            where = f"{service}:{mount.get('Destination', '')}"
+            if mount["Type"] == "volume":
+                name = str(mount.get("Name") or "")
+                if name in volumes or service in dumped:
+                    continue  # a database's own volumes are covered by its dump
+                add(PROBLEM, "backup", f"volume {name} ({where}) is in no backup component")
+                continue
+            source = posixpath.normpath(str(mount.get("Source") or ""))
+            if any(_within(source, path) for path in paths) or service in dumped:
+                continue
+            inside = [path for path in paths if _within(path, source)]
+            if inside:
+                shown = ", ".join(posixpath.relpath(p, source) for p in inside)
+                add(
+                    WARNING,
+                    "backup",
+                    f"bind mount {source} ({where}) is backed up only in part ({shown})",
+                )
+            else:
+                add(PROBLEM, "backup", f"bind mount {source} ({where}) is in no backup component")
+    return found
+
+
+def _same_filesystem(host: Host, first: str, second: str) -> bool | None:
+    """Whether two paths (or their nearest existing parents) share a filesystem."""
+    script = (
+        'for p; do while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname "$p"); done; '
+        'stat -c %d "$p"; done'
+    )
+    result = host.run(["sh", "-c", script, "opskit", first, second], check=False)
+    devices = result.text.split()
+    return devices[0] == devices[1] if result.returncode == 0 and len(devices) == 2 else None
+
+
+def _descriptor_paths(ops: Ops, project: Project, state: ComposeState) -> list[Finding]:
+    found = []
+    wanted: list[tuple[str, str, str]] = []  # (env, what, path)
+    for stack in state.stacks:
+        if stack.project != project.name or not stack.present:
+            continue
+        if not stack.files:
+            found.append(
+                Finding(PROBLEM, "path", project.name, stack.env, f"no compose file in {stack.dir}")
+            )
+        wanted += [(stack.env, "compose file", path) for path in stack.files]
+        if stack.env_file and stack.index == 0 and project.compose.env_file:
+            wanted.append((stack.env, "env file", stack.env_file))
+    for env in project.environments:
+        if project.backup is not None:
+            wanted += [
+                (env, "backup.paths entry", project.resolve_path(p, env))
+                for p in project.backup.paths
+            ]
+        if project.promote is not None and project.promote.dir:
+            wanted.append((env, "promote.dir", project.resolve_path(project.promote.dir, env)))
+    if project.delegate is not None:
+        wanted.append(("", "delegate.cli", project.resolve_path(project.delegate.cli, "")))
+    script = 'for p; do [ -e "$p" ] || printf "%s\\n" "$p"; done'
+    paths = list(dict.fromkeys(path for _, _, path in wanted))
+    missing = set(ops.host.run(["sh", "-c", script, "opskit", *paths]).text.splitlines())
+    for env, what, path in wanted:
+        if path in missing:
+            found.append(
+                Finding(PROBLEM, "path", project.name, env, f"{what} {path} does not exist")
+            )
+    return found
+
+
+def examine(ops: Ops) -> DoctorReport:
+    """Every finding for the root of *ops*, in the order projects and envs are listed."""
+    from opskit import containers as placing
+
+    state = ops.compose_state()
+    projects = ops.projects()
+    findings: list[Finding] = []
+    for collision in state.collisions:
+        first = collision.stacks[0]
+        findings.append(
+            Finding(PROBLEM, "compose name", first.project, first.env, collision.message())
+        )
+    for stack in state.stacks:
+        if stack.source == "adopted":
+            findings.append(
+                Finding(
+                    WARNING,
+                    "compose name",
+                    stack.project,
+                    stack.env,
+                    f"{stack.label()} runs as compose project {stack.name!r}, adopted from its "
+                    f"containers; pin it with compose.project_name: {stack.name}",
+                )
+            )
+    placed = placing.resolve(projects, state.containers, state.stacks)
+    for project in projects:
+        findings += _descriptor_paths(ops, project, state)
+        for env in project.environments:
+            mine = [p for p in placed if p.project == project.name and p.environment == env]
+            findings += _coverage(ops, project, env, mine)
+        if project.backup is None:
+            findings.append(
+                Finding(
+                    WARNING, "schedule", project.name, "", "no backup section: nothing is backed up"
+                )
+            )
+            continue
+        if project.backup.schedule is None:
+            findings.append(
+                Finding(
+                    WARNING,
+                    "schedule",
+                    project.name,
+                    "",
+                    "backup.schedule is not set: backups run only by hand",
+                )
+            )
+        same = _same_filesystem(ops.host, project.backup.dir, project.folder)
+        if same:
+            findings.append(
+                Finding(
+                    WARNING,
+                    "backup",
+                    project.name,
+                    "",
+                    f"backup.dir {project.backup.dir} is on the same filesystem as the data "
+                    f"in {project.folder}: one disk failure loses both (copy them offsite)",
+                )
+            )
+    names = {p.name for p in projects}
+    claimed = {p.container.id for p in placed if p.container is not None}
+    for container in state.containers:
+        if container.id in claimed:
+            continue
+        label = container.labels.get(LABEL_PROJECT)
+        if label and label not in names:
+            findings.append(
+                Finding(
+                    WARNING,
+                    "unclaimed",
+                    label,
+                    container.labels.get("ops.environment", ""),
+                    f"container {container.name} is labelled for project {label!r}, "
+                    "which no descriptor under the root names",
+                )
+            )
+        elif label:
+            folder = container.labels.get(COMPOSE_WORKING_DIR, "")
+            findings.append(
+                Finding(
+                    NOTE,
+                    "unclaimed",
+                    label,
+                    container.labels.get("ops.environment", ""),
+                    f"container {container.name} is labelled for {label}, but compose started "
+                    f"it from {folder}, which is none of that env's stacks",
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    NOTE, "unclaimed", "", "", f"container {container.name} belongs to no project"
+                )
+            )
+    return DoctorReport(tuple(findings))

@@ -1,0 +1,82 @@
+"""The tests' own copy of the example root, apart from everything else on the engine.
+
+A Docker engine is shared by everything on the machine: the demo (which runs the example
+root of this or another checkout), the tests of another checkout, stacks nobody pinned.
+Container names, compose project names, volume names and published ports are global, so
+the tests never bring up ``examples/root`` itself: they bring up a copy in which each of
+those carries this checkout's namespace (:data:`NS`) and every published port is a free
+one. The project names, descriptors and ``ops.*`` labels stay as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import socket
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples" / "root"
+# One namespace per checkout, so two checkouts' test runs never share a container.
+NS = os.environ.get("OPSKIT_TEST_NS") or "t" + hashlib.sha1(str(REPO).encode()).hexdigest()[:6]
+EXAMPLE_PORTS = range(18081, 18091)
+# Where the copy's archives go: the same folder for every run of one checkout.
+BACKUPS = Path(f"/var/lib/opskit-tests/{NS}/backups")
+
+
+def ns(name: str) -> str:
+    """A container, compose project or volume name of the tests' copy of the examples."""
+    return f"{NS}-{name}"
+
+
+def free_ports(count: int) -> list[int]:
+    """*count* TCP ports that nothing listens on now (held open together so they differ)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _rewrite(text: str, ports: dict[int, int], backups: Path) -> str:
+    for old, new in ports.items():
+        text = text.replace(str(old), str(new))
+    text = text.replace("/var/lib/opskit-examples/backups", str(backups))
+    text = re.sub(r"(container_name: )(\S+)", lambda m: m.group(1) + ns(m.group(2)), text)
+    text = re.sub(r'(container_prefix: ")([^"]+)"', lambda m: f'{m.group(1)}{ns(m.group(2))}"', text)
+    text = re.sub(r'(project_name: ")([^"]+)"', lambda m: f'{m.group(1)}{ns(m.group(2))}"', text)
+    text = re.sub(r'(volumes: \[")(mdf-)', lambda m: m.group(1) + ns(m.group(2)), text)
+    return text
+
+
+def build(dest: Path) -> tuple[Path, dict[int, int]]:
+    """Copy the example root to *dest*/root, namespaced; return it and the port map
+    (example port -> the copy's port). Archives go to :data:`BACKUPS`."""
+    root = dest / "root"
+    backups = BACKUPS
+    if root.exists():
+        shutil.rmtree(root)
+    shutil.copytree(EXAMPLES, root, symlinks=True)
+    ports = dict(zip(EXAMPLE_PORTS, free_ports(len(EXAMPLE_PORTS)), strict=True))
+    for path in root.rglob("*"):
+        if path.is_file() and (
+            path.suffix in (".yaml", ".yml") or path.name.startswith(".env")
+        ):
+            path.write_text(_rewrite(path.read_text(), ports, backups))
+    # webstack is deliberately unpinned in the examples; beside the demo's webstack, the
+    # copy would be the compose projects "dev" and "prod" too, so the copy is pinned.
+    webstack = root / "webstack" / "project.yaml"
+    webstack.write_text(
+        webstack.read_text().replace(
+            'compose:\n  dir: "{env}"\n',
+            f'compose:\n  dir: "{{env}}"\n  project_name: "{ns("webstack-{env}")}"\n',
+        )
+    )
+    return root, ports
