@@ -15,7 +15,7 @@ import attrs
 import pytest
 
 import testroot
-from testroot import EXAMPLES, REPO, ns
+from testroot import ns
 
 ENVS = [
     (project, env)
@@ -85,14 +85,20 @@ def wait_until(predicate, timeout: float = 120, interval: float = 1.0, what: str
 @pytest.fixture(scope="session", autouse=True)
 def remove_leftovers() -> None:
     """Remove this checkout's test containers left by an earlier run that was killed:
-    they would run under the tests' compose names from a folder that is gone."""
+    compose started them from a temporary folder that is gone, under the compose names
+    the tests use. Containers of a run still going on (their folder exists) stay."""
     found = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"name=^{testroot.NS}-"],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    if found:
-        subprocess.run(["docker", "rm", "-f", *found], capture_output=True)
+        ["docker", "ps", "-a", "--filter", f"name=^{testroot.NS}-", "--format",
+         '{{.ID}} {{.Label "com.docker.compose.project.working_dir"}}'],
+        capture_output=True, text=True,
+    ).stdout.splitlines()  # fmt: skip
+    gone = [
+        line.split()[0]
+        for line in found
+        if len(line.split()) == 2 and not os.path.isdir(line.split()[1])
+    ]
+    if gone:
+        subprocess.run(["docker", "rm", "-f", *gone], capture_output=True)
 
 
 @pytest.fixture(scope="session")

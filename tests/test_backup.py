@@ -21,8 +21,6 @@ from testroot import BACKUPS, ns
 pytestmark = pytest.mark.docker
 
 
-
-
 @pytest.fixture
 def root(examples_up):  # type: ignore[no-untyped-def]
     for env_dir in (
@@ -398,8 +396,11 @@ def test_prune_follows_the_retention_rules(root: str) -> None:
 
     from opskit.retention import decide
 
-    source = Path(opskit("backup", "mdf", "dev", "--root", root).stdout.strip())
+    run = opskit("backup", "mdf", "dev", "--root", root)
+    assert run.returncode == 0, run.stderr  # else the copies below would go to the cwd
+    source = Path(run.stdout.strip())
     directory = source.parent
+    assert directory.is_absolute() and directory.name == "dev"
     start = datetime(2026, 1, 1, 3, 30, tzinfo=UTC)
     names = []
     for day in range(0, 200, 3):
@@ -442,11 +443,7 @@ def test_a_full_disk_leaves_no_partial_archive(root: str, tmp_path: Path) -> Non
         shutil.copytree(
             Path(root) / "mdf" / "dev" / "wp-content", small_root / "mdf" / "dev" / "wp-content"
         )
-        text = (
-            (Path(root) / "mdf" / "project.yaml")
-            .read_text()
-            .replace(str(BACKUPS), str(disk))
-        )
+        text = (Path(root) / "mdf" / "project.yaml").read_text().replace(str(BACKUPS), str(disk))
         (small_root / "mdf" / "project.yaml").write_text(text)
         big = volume_path(ns("mdf-dev_media")) / "incompressible.bin"
         big.write_bytes(os.urandom(3 << 20))

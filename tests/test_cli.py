@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, assert_one_error_line, opskit
+from conftest import assert_one_error_line, opskit
+from testroot import EXAMPLES
 
 ROOT = str(EXAMPLES)
 

@@ -21,7 +21,7 @@ def test_status_over_ssh_equals_local(examples_up) -> None:  # type: ignore[no-u
     remote = opskit("status", "--json", "--root", root, "--host", SSH_URL)
     assert remote.returncode == 0, remote.stderr
     assert comparable(remote.json()) == comparable(local.json())  # type: ignore[arg-type]
-    assert len(comparable(remote.json())) == 15  # type: ignore[arg-type]
+    assert len(comparable(remote.json())) == 17  # type: ignore[arg-type]
     from_env = opskit("status", "--json", "--root", root, env={"OPSKIT_HOST": SSH_URL})
     assert comparable(from_env.json()) == comparable(local.json())  # type: ignore[arg-type]
 

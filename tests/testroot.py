@@ -50,7 +50,9 @@ def _rewrite(text: str, ports: dict[int, int], backups: Path) -> str:
         text = text.replace(str(old), str(new))
     text = text.replace("/var/lib/opskit-examples/backups", str(backups))
     text = re.sub(r"(container_name: )(\S+)", lambda m: m.group(1) + ns(m.group(2)), text)
-    text = re.sub(r'(container_prefix: ")([^"]+)"', lambda m: f'{m.group(1)}{ns(m.group(2))}"', text)
+    text = re.sub(
+        r'(container_prefix: ")([^"]+)"', lambda m: f'{m.group(1)}{ns(m.group(2))}"', text
+    )
     text = re.sub(r'(project_name: ")([^"]+)"', lambda m: f'{m.group(1)}{ns(m.group(2))}"', text)
     text = re.sub(r'(volumes: \[")(mdf-)', lambda m: m.group(1) + ns(m.group(2)), text)
     return text
@@ -66,9 +68,7 @@ def build(dest: Path) -> tuple[Path, dict[int, int]]:
     shutil.copytree(EXAMPLES, root, symlinks=True)
     ports = dict(zip(EXAMPLE_PORTS, free_ports(len(EXAMPLE_PORTS)), strict=True))
     for path in root.rglob("*"):
-        if path.is_file() and (
-            path.suffix in (".yaml", ".yml") or path.name.startswith(".env")
-        ):
+        if path.is_file() and (path.suffix in (".yaml", ".yml") or path.name.startswith(".env")):
             path.write_text(_rewrite(path.read_text(), ports, backups))
     # webstack is deliberately unpinned in the examples; beside the demo's webstack, the
     # copy would be the compose projects "dev" and "prod" too, so the copy is pinned.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from testroot import NS, free_ports, ns
+from testroot import free_ports, ns
 
 REPO = Path(__file__).resolve().parent.parent
 STACKS = REPO / "examples" / "root" / "_stacks"
@@ -50,7 +50,7 @@ backup:
   databases:
     - {{service: db, type: mariadb, name: wordpress, user: root, password_env: MYSQL_ROOT_PASSWORD}}
   paths: ["{{env}}/uploads"]
-  volumes: ["{ns}-wp-{{env}}_media"]
+  volumes: ["{name}-{{env}}_media"]
 sync:
   pairs: [[prod, dev], [prod, int]]
   replace: {{prod: "{prod_url}", int: "{int_url}", dev: "{dev_url}"}}
@@ -179,15 +179,26 @@ def git(*args: str, cwd: Path) -> str:
     return done.stdout.strip()
 
 
-def build(root: Path) -> Path:
-    """Write the project under *root*; return the project folder."""
+def build(
+    root: Path,
+    *,
+    ports: dict[str, int] | None = None,
+    name: str = ns("wp"),
+    name_in_env_file: bool = True,
+) -> Path:
+    """Write the project under *root*; return the project folder.
+
+    *ports* default to :data:`PORTS`; each env runs as the compose project
+    ``{name}-{env}``, named in its env file, or without *name_in_env_file* not named
+    anywhere, as on a server where the stacks were started by hand."""
+    ports = ports or PORTS
     project = root / "wp"
     (project / "backups").mkdir(parents=True)
     (project / "project.yaml").write_text(
         DESCRIPTOR.format(
             backups=project / "backups",
-            **PORTS,
-            ns=NS,
+            **ports,
+            name=name,
             prod_url=URLS["prod"],
             int_url=URLS["int"],
             dev_url=URLS["dev"],
@@ -211,10 +222,10 @@ def build(root: Path) -> Path:
     for env in ENVS:
         code = project / env / "code"
         git("clone", "--quiet", "--branch", BRANCHES[env], str(origin), str(code), cwd=project)
+        # compose's own name, from the env file: the folders are all called "code"
+        named = f"COMPOSE_PROJECT_NAME={name}-{env}\n" if name_in_env_file else ""
         (code / f".env.{env}").write_text(
-            # compose's own name, from the env file: the folders are all called "code"
-            f"COMPOSE_PROJECT_NAME={ns('wp-' + env)}\nOPS_ENV={env}\nWEB_PORT={PORTS[env]}\n"
-            f"MYSQL_ROOT_PASSWORD={PASSWORD}\n"
+            f"{named}OPS_ENV={env}\nWEB_PORT={ports[env]}\nMYSQL_ROOT_PASSWORD={PASSWORD}\n"
         )
         (project / env / "seed").mkdir()
         (project / env / "seed" / "wordpress.sql").write_text(seed_sql(env))

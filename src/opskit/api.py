@@ -16,7 +16,7 @@ import attrs
 from opskit import compose, containers
 from opskit.descriptor import Project, load_projects
 from opskit.disk import FolderUsage, docker_usage, folder_usage
-from opskit.errors import CommandFailed, NotFoundError
+from opskit.errors import CommandFailed, NotFoundError, OpskitError
 from opskit.health import HealthContext, HealthReport
 from opskit.host import Host, open_host
 from opskit.plugins import Plugins, create_plugins
@@ -236,6 +236,19 @@ class Ops:
 
         return parse_time(str(self.host.docker().info().get("SystemTime", "")))
 
+    def check_gate(self, project: str, env: str, timeout: float, setting: str) -> None:
+        """Refuse, before a change, when the gate could not get fresh evidence within
+        *timeout*: a container whose healthcheck runs less often than that."""
+        from opskit.gate import healthcheck_interval
+
+        docker = self.host.docker()
+        for placement in self.status(project, env):
+            if placement.container is None:
+                continue
+            interval = healthcheck_interval(docker.inspect_container(placement.container.id))
+            if interval is not None and interval > timeout:
+                raise _too_slow(project, env, placement.service, interval, timeout, setting)
+
     def wait_healthy(
         self,
         project: str,
@@ -258,7 +271,6 @@ class Ops:
         """
         from docker.errors import NotFound
 
-        from opskit.errors import OpskitError
         from opskit.gate import healthcheck_interval, judge
 
         since = since if since is not None else self.engine_time()
@@ -279,11 +291,7 @@ class Ops:
                     continue
                 interval = healthcheck_interval(inspected)
                 if interval is not None and interval > timeout:
-                    raise OpskitError(
-                        f"{project} {env}: no fresh health evidence can arrive in time: the "
-                        f"healthcheck of {placement.service} runs every {interval:g} s, longer "
-                        f"than the gate's {timeout:g} s; raise {setting} in project.yaml"
-                    )
+                    raise _too_slow(project, env, placement.service, interval, timeout, setting)
                 state = inspected.get("State") or {}
                 mark = (str(state.get("StartedAt")), int(state.get("RestartCount") or 0))
                 seen = steady.get(placement.container.id)
@@ -291,7 +299,7 @@ class Ops:
                     steady[placement.container.id] = seen = (mark, time.monotonic())
                 verdict = judge(placement.service, inspected, since, time.monotonic() - seen[1])
                 if verdict.failed:
-                    raise OpskitError(f"{project} {env} is not healthy: {verdict.detail}")
+                    raise OpskitError(verdict.detail)
                 if not verdict.ok:
                     failing.append(verdict.detail)
             if not placements:
@@ -303,8 +311,8 @@ class Ops:
                 return
             if time.monotonic() > deadline:
                 raise OpskitError(
-                    f"{project} {env} is not healthy after {timeout:g} s "
-                    f"({'; '.join(failing)}); raise {setting} in project.yaml if it needs longer"
+                    f"not healthy after {timeout:g} s ({'; '.join(failing)}); "
+                    f"raise {setting} in project.yaml if it needs longer"
                 )
             time.sleep(HEALTH_POLL)
 
@@ -496,6 +504,7 @@ class Ops:
         engine = self.backup_engine(progress, meter)
         archive = engine.find(found, env, name)
         timeout = found.gate_timeout("restore")
+        self.check_gate(project, env, timeout, found.gate_setting("restore"))
         with audited(self.host, found, "restore", [env]) as audit:
             audit.details["archive"] = archive.name
             safety_archive = engine.restore(
@@ -530,7 +539,9 @@ class Ops:
         if dry_run:
             return sync.run(self, found, source, target, dry_run=True, progress=progress)
         sync.check_direction(found, source, target)  # refused before anything is read
+        sync.replacements(found, source, target)
         self.refuse_collisions(project, [target])
+        self.check_gate(project, target, found.gate_timeout("sync"), found.gate_setting("sync"))
         with audited(self.host, found, "sync", [source, target], begun=False) as audit:
 
             def begin() -> None:
@@ -571,6 +582,9 @@ class Ops:
         if dry_run:
             return promote.run(self, found, source, target, dry_run=True, progress=progress)
         self.refuse_collisions(project, [target])
+        setting = found.gate_setting("promote")
+        self.check_gate(project, target, found.gate_timeout("promote"), setting)
+        self.check_gate(project, target, found.gate_timeout("sync"), found.gate_setting("sync"))
         with audited(self.host, found, "promote", [source, target], begun=False) as audit:
 
             def begin(report: PromoteReport) -> None:
@@ -719,6 +733,16 @@ class Ops:
         """An interactive shell (bash where the image has it, else sh) in the service's container."""
         pick = "command -v bash >/dev/null 2>&1 && exec bash || exec sh"
         return self.exec(project, env, service, ["sh", "-c", pick], tty=sys.stdin.isatty())
+
+
+def _too_slow(
+    project: str, env: str, service: str, interval: float, timeout: float, setting: str
+) -> OpskitError:
+    return OpskitError(
+        f"{project} {env}: no fresh health evidence can arrive in time: the healthcheck of "
+        f"{service} runs every {interval:g} s, longer than the gate's {timeout:g} s; "
+        f"raise {setting} in project.yaml"
+    )
 
 
 def _stdin_is_usable() -> bool:

@@ -250,11 +250,12 @@ def identities(
 
 
 def collisions(found: Sequence[StackIdentity], running: Sequence[Container]) -> list[Collision]:
-    """Compose project names shared by two present stacks, or by a stack and containers
-    that compose started from a folder that is none of that name's stacks."""
+    """Compose project names shared by two stacks (present, with a compose file), or by a
+    stack and containers that compose started from a folder that is none of that name's
+    stacks."""
     by_name: dict[str, list[StackIdentity]] = {}
     for identity in found:
-        if identity.present:
+        if identity.present and identity.files:
             by_name.setdefault(identity.name, []).append(identity)
     result = []
     for name, stacks in sorted(by_name.items()):
