@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job on a fresh Debian machine (as root): install opskit, bring up the three
-# example projects (dev and prod each) and show their status and health.
+# The main job on a fresh Debian machine (as root): install opskit, bring up the four
+# example projects (dev and prod each), show their status and health, and what doctor finds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/testbed.sh >/dev/null
@@ -9,7 +9,7 @@ export OPSKIT_ROOT="$PWD/examples/root"
 opskit=.venv/bin/opskit
 
 $opskit projects
-for project in mdf seriousletter webstack; do
+for project in mdf seriousletter shop webstack; do
   for env in dev prod; do
     $opskit start "$project" "$env"
   done
@@ -21,3 +21,4 @@ for _ in $(seq 1 90); do
 done
 $opskit status
 $opskit health
+$opskit doctor

@@ -127,7 +127,7 @@ def test_unhealthy_code_is_rolled_back(wp_root: Path) -> None:
     assert wp(wp_root, "health", "wp", "int").returncode == 0
     assert page(wpstack.PORTS["int"]) == text_before
     entry = wp(wp_root, "history", "wp", "--json").json()[-1]  # type: ignore[index]
-    assert entry["result"] == "rolled back" and "not healthy" in entry["error"]
+    assert entry["result"] == "rolled back" and "healthcheck failed" in entry["error"]
     # Put dev right again for whatever runs next.
     commit_in_dev(wp_root, {"web/Dockerfile": wpstack.DOCKERFILE}, "Bring health.txt back")
 
