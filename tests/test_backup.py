@@ -484,6 +484,12 @@ def test_project_plugins_add_what_their_stacks_need(root: str) -> None:
         f"volume-{ns('mdf-prod-mail')}_mail_data",
     ]
 
+    # with no external plugin the core still backs up all that the descriptor names
+    bare = opskit("backup", "mdf", "prod", "--root", root, env={"OPSKIT_PLUGINS": ""})
+    assert bare.returncode == 0, bare.stderr
+    manifest = json.loads((Path(bare.stdout.strip()) / "manifest.json").read_text())
+    assert [c["key"] for c in manifest["components"]] == keys[:3]  # less opskit_mdf's mail
+
     import opskit as api
     from opskit.components import BackupContext, container_database
 

@@ -30,7 +30,7 @@ def test_plugins_json_lists_the_three_plugins_with_their_hooks() -> None:
     data = opskit("plugins", "--json").json()
     by_name = {p["name"]: p for p in data}  # type: ignore[union-attr]
     assert {"generic", "mdf", "seriousletter"} <= set(by_name)
-    assert by_name["generic"]["hooks"] == ["opskit_backup_components", "opskit_project_handler"]
+    assert by_name["generic"]["hooks"] == ["opskit_project_handler"]
     assert by_name["mdf"]["source"] == "opskit-mdf"
     assert "opskit_health_checks" in by_name["seriousletter"]["hooks"]
 

@@ -107,8 +107,8 @@ def opskit_backup_components(
     """Contribute the components of one env's backup.
 
     Called by the core at the start of every ``backup`` and ``restore`` of *env*. The
-    generic plugin returns what the descriptor's ``backup:`` section names (databases,
-    paths, volumes); project plugins add their own. Components with the same ``key``
+    built-in backup plugin returns what the descriptor's ``backup:`` section names
+    (databases, paths, volumes), for every project; project plugins add their own. Components with the same ``key``
     are taken once (the first registered wins). The core writes, checksums, verifies and
     restores them; a component only streams its data out and back in.
 

@@ -17,6 +17,8 @@ from opskit.plugins import hookimpl
 
 if TYPE_CHECKING:
     from opskit.api import Meter
+    from opskit.components import Component
+    from opskit.descriptor import Project
 
 
 @contextlib.contextmanager
@@ -336,3 +338,13 @@ def history(state: CliState, project: str | None, limit: int) -> None:
 def opskit_register_commands(cli: click.Group) -> None:
     for command in (backup, backups, verify, prune, restore, rebuild, history):
         cli.add_command(command)
+
+
+@hookimpl(trylast=True)
+def opskit_backup_components(project: Project, env: str) -> list[Component]:
+    """What the descriptor's ``backup:`` section names (databases, paths, volumes), for
+    every project, with or without project plugins; they add to it. Called last, so its
+    components lead the archive and a plugin's with the same key never replace them."""
+    from opskit.components import descriptor_components
+
+    return descriptor_components(project, env)
