@@ -110,22 +110,29 @@ def test_usage_errors_exit_1_not_2() -> None:
     assert_one_error_line(opskit("frobnicate"), "No such command 'frobnicate'")
 
 
-def test_destroy_without_yes_on_a_non_terminal_stdin() -> None:
-    run = opskit("destroy", "mdf", "dev", "--root", ROOT)
+# Commands that change containers first ask the engine which compose names are in use
+# (collisions), so these run on the tests' own copy of the examples, beside anything.
+
+
+@pytest.mark.docker
+def test_destroy_without_yes_on_a_non_terminal_stdin(example_copy) -> None:  # type: ignore[no-untyped-def]
+    run = opskit("destroy", "mdf", "dev", "--root", str(example_copy[0]))
     assert_one_error_line(run, "--yes", "stdin is not a terminal")
 
 
-def test_dry_run_lists_compose_commands_and_runs_nothing() -> None:
-    run = opskit("destroy", "mdf", "prod", "--dry-run", "--json", "--root", ROOT)
+@pytest.mark.docker
+def test_dry_run_lists_compose_commands_and_runs_nothing(example_copy) -> None:  # type: ignore[no-untyped-def]
+    root = str(example_copy[0])
+    run = opskit("destroy", "mdf", "prod", "--dry-run", "--json", "--root", root)
     assert run.returncode == 0, run.stderr
     data = run.json()
     assert data["action"] == "destroy" and data["dry_run"] is True  # type: ignore[index]
     commands = data["commands"]  # type: ignore[index]
     assert len(commands) == 2  # the main stack and the mail stack
     assert commands[0][-2:] == ["down", "--remove-orphans"]
-    assert f"{ROOT}/mdf/prod/docker-compose.yml" in commands[0]
-    assert f"{ROOT}/mdf/prod/.env.prod" in commands[0]
-    dev = opskit("start", "mdf", "dev", "--dry-run", "--json", "--root", ROOT).json()
+    assert f"{root}/mdf/prod/docker-compose.yml" in commands[0]
+    assert f"{root}/mdf/prod/.env.prod" in commands[0]
+    dev = opskit("start", "mdf", "dev", "--dry-run", "--json", "--root", root).json()
     assert len(dev["commands"]) == 1  # type: ignore[index]  # dev has no mail stack
 
 
@@ -222,14 +229,18 @@ def run_on_terminal_script(
     return code, output.decode(errors="replace")
 
 
-def test_declined_confirmation_exits_2() -> None:
-    code, output = run_on_terminal(["destroy", "mdf", "dev", "--root", ROOT], b"n\n")
+@pytest.mark.docker
+def test_declined_confirmation_exits_2(example_copy) -> None:  # type: ignore[no-untyped-def]
+    root = str(example_copy[0])
+    code, output = run_on_terminal(["destroy", "mdf", "dev", "--root", root], b"n\n")
     assert code == 2, output
     assert "[error] cancelled" in output
 
 
-def test_ctrl_c_at_a_prompt_exits_2() -> None:
-    code, output = run_on_terminal(["destroy", "mdf", "dev", "--root", ROOT], b"", interrupt=True)
+@pytest.mark.docker
+def test_ctrl_c_at_a_prompt_exits_2(example_copy) -> None:  # type: ignore[no-untyped-def]
+    root = str(example_copy[0])
+    code, output = run_on_terminal(["destroy", "mdf", "dev", "--root", root], b"", interrupt=True)
     assert code == 2, output
     assert "Traceback" not in output
 

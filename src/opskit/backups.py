@@ -39,8 +39,9 @@ from opskit.output import progress as say
 from opskit.retention import Decision, decide
 
 if TYPE_CHECKING:
-    from opskit.api import Ops
     from opskit.descriptor import Project
+    from opskit.jobs import Job
+    from opskit.runtime import Runtime
 
 LOCK_TIMEOUT = float(os.environ.get("OPSKIT_LOCK_TIMEOUT") or 300)
 
@@ -60,23 +61,35 @@ def lock_dir(project: Project, env: str) -> str:
 
 @attrs.define
 class Engine:
-    """Backups of one :class:`~opskit.api.Ops` (its host, plugins and projects)."""
+    """Backups on one :class:`~opskit.runtime.Runtime` (its host, plugins and projects)."""
 
-    ops: Ops
+    runtime: Runtime
     progress: IO[str] | None = None
     meter: Callable[[str], Callable[[int], None]] | None = None  # label -> advance(bytes)
     lock_timeout: float = LOCK_TIMEOUT
+    job: Job | None = None  # when set, narration and progress go to the job as events
+
+    def say(self, text: str) -> None:
+        if self.job is not None:
+            self.job.log(text)
+        else:
+            say(self.progress, text)
+
+    @property
+    def output(self) -> IO[str] | None:
+        """Where the programs the engine runs (compose) write their output."""
+        return self.job.lines("compose") if self.job is not None else self.progress
 
     @property
     def host(self) -> Any:
-        return self.ops.host
+        return self.runtime.host
 
     def components(
         self, project: Project, env: str, context: BackupContext | None = None
     ) -> list[Component]:
         """The env's components from every plugin; pass *context* when you have one."""
         context = context or self.context(project, env)
-        components = self.ops.plugins.backup_components(context)
+        components = self.runtime.plugins.backup_components(context)
         if not components:
             raise OpskitError(
                 f"{project.name} {env}: nothing to back up (the backup section names nothing)"
@@ -84,7 +97,7 @@ class Engine:
         return components
 
     def context(self, project: Project, env: str) -> BackupContext:
-        return BackupContext(self.host, project, env, tuple(self.ops.status(project.name, env)))
+        return BackupContext(self.host, project, env, tuple(self.runtime.status(project.name, env)))
 
     # -- backup ----------------------------------------------------------------
 
@@ -93,7 +106,10 @@ class Engine:
         directory = backup_dir(project, env)
         self.host.run(["mkdir", "-p", "--", directory])
         with env_lock(self.host, directory, f"backup of {project.name} {env}", self.lock_timeout):
-            return self._backup_locked(project, env, directory)
+            archive = self._backup_locked(project, env, directory)
+        if self.job is not None:
+            self.job.details["archive"] = archive.path
+        return archive
 
     def _backup_locked(self, project: Project, env: str, directory: str) -> Archive:
         self._remove_partials(directory)
@@ -138,25 +154,43 @@ class Engine:
         self, project: Project, env: str, components: list[Component], partial: str
     ) -> list[Any]:
         assert project.backup is not None
-        running = {p.service for p in self.ops.status(project.name, env) if p.state == "running"}
+        running = {
+            p.service for p in self.runtime.status(project.name, env) if p.state == "running"
+        }
         stopped = [service for service in project.backup.stop if service in running]
         try:
             for service in stopped:
-                say(self.progress, f"stopping {service} for the backup")
-                self.ops.lifecycle(project.name, env, "stop", service, progress=self.progress)
+                self.say(f"stopping {service} for the backup")
+                self.runtime.lifecycle(project.name, env, "stop", service, progress=self.output)
             context = self.context(project, env)
             records = []
             for component in components:
-                label = f"{project.name} {env}: {component.key}"
-                advance = self.meter(label) if self.meter else None
-                if advance is None:
-                    say(self.progress, label)
-                records.append(write_component(self.host, component, context, partial, advance))
+                records.append(self._write_component(project, env, component, context, partial))
             return records
         finally:
             for service in stopped:
-                say(self.progress, f"starting {service} again")
-                self.ops.lifecycle(project.name, env, "start", service, progress=self.progress)
+                self.say(f"starting {service} again")
+                self.runtime.lifecycle(project.name, env, "start", service, progress=self.output)
+
+    def _write_component(
+        self,
+        project: Project,
+        env: str,
+        component: Component,
+        context: BackupContext,
+        partial: str,
+    ) -> Any:
+        label = f"{project.name} {env}: {component.key}"
+        if self.job is None:
+            advance = self.meter(label) if self.meter else None
+            if advance is None:
+                say(self.progress, label)
+            return write_component(self.host, component, context, partial, advance)
+        with self.job.phase(component.key):
+            advance = self.job.meter()
+            record = write_component(self.host, component, context, partial, advance)
+            advance(0)  # the final count: the component's raw size
+            return record
 
     def _remove_partials(self, directory: str) -> None:
         stale = [
@@ -330,23 +364,30 @@ class Engine:
     ) -> None:
         """Stop the env's services except *keep_running* (its databases), run *steps*,
         start the env and wait until it is healthy and stable. Errors name the step."""
-        running = [p.service for p in self.ops.status(project.name, env) if p.state == "running"]
+        running = [
+            p.service for p in self.runtime.status(project.name, env) if p.state == "running"
+        ]
         application = sorted({s for s in running if s not in keep_running})
         step = "stopping the application services"
-        since = self.ops.engine_time()  # health evidence must be newer than this
+        since = self.runtime.engine_time()  # health evidence must be newer than this
         try:
             for service in application:
                 say(self.progress, f"stopping {service}")
-                self.ops.lifecycle(project.name, env, "stop", service, progress=self.progress)
+                self.runtime.lifecycle(project.name, env, "stop", service, progress=self.progress)
             context = self.context(project, env)
             for step, action in steps:
                 say(self.progress, f"{project.name} {env}: {step}")
                 action(context)
             step = "starting the services"
-            self.ops.lifecycle(project.name, env, "start", progress=self.progress)
+            self.runtime.lifecycle(project.name, env, "start", progress=self.progress)
             step = "waiting until the env is healthy"
-            self.ops.wait_healthy(
-                project.name, env, health_timeout, since=since, progress=self.progress
+            self.runtime.wait_healthy(
+                project.name,
+                env,
+                health_timeout,
+                since=since,
+                setting=project.gate_setting("restore"),
+                progress=self.progress,
             )
         except (OpskitError, OSError) as exc:
             raise OpskitError(f"{step}: {exc}") from None

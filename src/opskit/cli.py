@@ -6,9 +6,10 @@ commands are registered through the ``opskit_register_commands`` hook like plugi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -32,6 +33,7 @@ class CliState:
         self.root: str | None = None
         self.host: str | None = None
         self.json = False
+        self.events = False
         self._ops: Ops | None = None
 
     @property
@@ -51,6 +53,15 @@ class CliState:
     def close(self) -> None:
         if self._ops is not None:
             self._ops.close()
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """With ``--events``, every event of the jobs run in the block as a JSON line on
+        stdout (and nothing else there)."""
+        from opskit.output import json_lines
+
+        with self.ops.runtime.events.subscribed(json_lines() if self.events else None):
+            yield
 
 
 pass_state = click.make_pass_decorator(CliState)
@@ -196,3 +207,16 @@ def main() -> None:
 def command_options(function: F) -> F:
     """Decorate a command with :func:`common_options` and pass it the :class:`CliState`."""
     return common_options(pass_state(function))  # type: ignore[return-value]
+
+
+def job_options(function: F) -> F:
+    """:func:`command_options` and ``--events``, for commands that run jobs."""
+    option = click.option(
+        "--events",
+        is_flag=True,
+        default=None,
+        expose_value=False,
+        callback=_remember("events"),
+        help="The job's events as JSON lines on stdout, as they happen.",
+    )
+    return option(command_options(function))

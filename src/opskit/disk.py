@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -72,3 +72,14 @@ def docker_usage(host: Host) -> dict[str, int]:
         ),
         "containers_bytes": sum(int(c.get("SizeRw") or 0) for c in data.get("Containers") or []),
     }
+
+
+@attrs.frozen
+class DiskReport:
+    """``opskit disk``: the folders' usage and Docker's own."""
+
+    folders: tuple[FolderUsage, ...]
+    docker: Mapping[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"folders": [f.as_dict() for f in self.folders], "docker": dict(self.docker)}

@@ -20,10 +20,10 @@ from opskit.containers import COMPOSE_WORKING_DIR, LABEL_PROJECT, Container, Pla
 from opskit.errors import OpskitError
 
 if TYPE_CHECKING:
-    from opskit.api import ComposeState, Ops
     from opskit.components import Component
     from opskit.descriptor import Project
     from opskit.host import Host
+    from opskit.runtime import ComposeState, Runtime
 
 PROBLEM, WARNING, NOTE = "problem", "warning", "note"
 # Processes that mean "a database server runs in this container", by database type.
@@ -76,20 +76,20 @@ def _database_processes(host: Host, container: Container) -> set[str]:
 
 
 def _coverage(
-    ops: Ops, project: Project, env: str, placements: Sequence[Placement]
+    runtime: Runtime, project: Project, env: str, placements: Sequence[Placement]
 ) -> list[Finding]:
     from docker.errors import NotFound
 
     from opskit.components import BackupContext, DatabaseDump, PathTree, VolumeTree
 
-    host = ops.host
+    host = runtime.host
     found: list[Finding] = []
-    delegated = ops.delegates(project, "backup")
+    delegated = runtime.delegates(project, "backup")
     components: list[Component] = []
     if project.backup is not None and not delegated:
         context = BackupContext(host, project, env, tuple(placements))
         try:
-            components = ops.backup_engine().components(project, env, context)
+            components = runtime.backup_engine().components(project, env, context)
         except OpskitError:
             components = []
     if delegated:
@@ -165,7 +165,7 @@ def _same_filesystem(host: Host, first: str, second: str) -> bool | None:
     return devices[0] == devices[1] if result.returncode == 0 and len(devices) == 2 else None
 
 
-def _descriptor_paths(ops: Ops, project: Project, state: ComposeState) -> list[Finding]:
+def _descriptor_paths(runtime: Runtime, project: Project, state: ComposeState) -> list[Finding]:
     found = []
     wanted: list[tuple[str, str, str]] = []  # (env, what, path)
     for stack in state.stacks:
@@ -190,7 +190,7 @@ def _descriptor_paths(ops: Ops, project: Project, state: ComposeState) -> list[F
         wanted.append(("", "delegate.cli", project.resolve_path(project.delegate.cli, "")))
     script = 'for p; do [ -e "$p" ] || printf "%s\\n" "$p"; done'
     paths = list(dict.fromkeys(path for _, _, path in wanted))
-    missing = set(ops.host.run(["sh", "-c", script, "opskit", *paths]).text.splitlines())
+    missing = set(runtime.host.run(["sh", "-c", script, "opskit", *paths]).text.splitlines())
     for env, what, path in wanted:
         if path in missing:
             found.append(
@@ -199,12 +199,12 @@ def _descriptor_paths(ops: Ops, project: Project, state: ComposeState) -> list[F
     return found
 
 
-def examine(ops: Ops) -> DoctorReport:
-    """Every finding for the root of *ops*, in the order projects and envs are listed."""
+def examine(runtime: Runtime) -> DoctorReport:
+    """Every finding for the root of *runtime*, in the order projects and envs are listed."""
     from opskit import containers as placing
 
-    state = ops.compose_state()
-    projects = ops.projects()
+    state = runtime.compose_state()
+    projects = runtime.projects()
     findings: list[Finding] = []
     for collision in state.collisions:
         first = collision.stacks[0]
@@ -225,10 +225,10 @@ def examine(ops: Ops) -> DoctorReport:
             )
     placed = placing.resolve(projects, state.containers, state.stacks)
     for project in projects:
-        findings += _descriptor_paths(ops, project, state)
+        findings += _descriptor_paths(runtime, project, state)
         for env in project.environments:
             mine = [p for p in placed if p.project == project.name and p.environment == env]
-            findings += _coverage(ops, project, env, mine)
+            findings += _coverage(runtime, project, env, mine)
         if project.backup is None:
             findings.append(
                 Finding(
@@ -246,7 +246,7 @@ def examine(ops: Ops) -> DoctorReport:
                     "backup.schedule is not set: backups run only by hand",
                 )
             )
-        same = _same_filesystem(ops.host, project.backup.dir, project.folder)
+        same = _same_filesystem(runtime.host, project.backup.dir, project.folder)
         if same:
             findings.append(
                 Finding(

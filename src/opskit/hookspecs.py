@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from opskit.components import BackupContext, Component
     from opskit.descriptor import DescriptorSource, Project
+    from opskit.events import Event
     from opskit.health import CheckResult, HealthContext
     from opskit.host import Host
     from opskit.promote import Promoter
@@ -156,4 +157,26 @@ def opskit_promoter(project: Project) -> Promoter | None:
     :param project: the validated descriptor (``project.promote`` is set).
     :return: an :class:`opskit.promote.Promoter` (``preview``, ``apply``, ``rollback``),
         or None to leave it to others.
+    """
+
+
+# -------------------------------------------------------------------------
+# Watching operations
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def opskit_event(event: Event) -> None:
+    """Watch every job as it runs.
+
+    Called by the core for every event of every job (backup, restore, verify, prune,
+    sync, promote, rebuild), in order, from the process that runs the job: a
+    :class:`opskit.events.JobStarted`, then phases, progress, log lines and warnings,
+    and a :class:`opskit.events.JobFinished` with the result (``ok``, ``failed``,
+    ``rolled back``, ``cancelled``), also when the job fails. Notifications, dashboards
+    and metrics are such listeners. An implementation that raises is reported as a
+    warning; the job goes on.
+
+    :param event: one :class:`opskit.events.Event`; ``event.as_dict()`` is its JSON form.
+    :return: nothing.
     """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Any, TextIO
 
 Cell = str | tuple[str, str]  # text, or (text, rich style)
@@ -31,6 +31,55 @@ def progress(stream: IO[str] | None, message: str) -> None:
     if stream is not None:
         stream.write(message + "\n")
         stream.flush()
+
+
+class Reporter:
+    """Renders a job's events for people: its lines on *stream*, each phase's bytes on a
+    counter from *meter* (given a label, the function that advances it), else the
+    phase's label as a line. Warnings go to stderr."""
+
+    def __init__(
+        self,
+        stream: IO[str] | None,
+        meter: Callable[[str], Callable[[int], None]] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.meter = meter
+        self._jobs: dict[str, str] = {}  # job id -> "project env"
+        self._counters: dict[tuple[str, str], tuple[Callable[[int], None], int]] = {}
+
+    def __call__(self, event: Any) -> None:
+        from opskit import events
+
+        if isinstance(event, events.JobStarted):
+            self._jobs[event.job] = " ".join((event.project, *event.envs))
+        elif isinstance(event, events.LogLine):
+            progress(self.stream, event.line)
+        elif isinstance(event, events.Warning):
+            warning(event.message)
+        elif isinstance(event, events.PhaseStarted):
+            label = f"{self._jobs.get(event.job, '')}: {event.phase}"
+            if self.meter is not None:
+                self._counters[(event.job, event.phase)] = (self.meter(label), 0)
+            else:
+                progress(self.stream, label)
+        elif isinstance(event, events.Progress):
+            counter = self._counters.get((event.job, event.phase))
+            if counter is not None:
+                advance, shown = counter
+                advance(event.done - shown)
+                self._counters[(event.job, event.phase)] = (advance, event.done)
+
+
+def json_lines(stream: TextIO | None = None) -> Callable[[Any], None]:
+    """A subscriber that writes each event as one JSON line (``--events``)."""
+
+    def write(event: Any) -> None:
+        target = stream or sys.stdout
+        target.write(event.to_json() + "\n")
+        target.flush()
+
+    return write
 
 
 class Output:

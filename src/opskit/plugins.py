@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from opskit.components import BackupContext, Component
     from opskit.descriptor import DescriptorSource, Project
+    from opskit.events import Event
     from opskit.health import CheckResult, HealthContext
     from opskit.host import Host
     from opskit.promote import Promoter
@@ -251,6 +252,15 @@ class Plugins:
     def promoter(self, project: Project) -> Promoter | None:
         result: Promoter | None = self.pm.hook.opskit_promoter(project=project)
         return result
+
+    def event(self, event: Event) -> None:
+        """Give *event* to every ``opskit_event``, one by one: one that raises is
+        reported and the others still get it."""
+        for implementation in reversed(self.pm.hook.opskit_event.get_hookimpls()):
+            try:
+                implementation.function(event=event)
+            except Exception as exc:  # a listener never breaks a job
+                _warn(f"plugin {implementation.plugin_name!r} failed on {event.name}: {exc!r}")
 
 
 def create_plugins(

@@ -25,9 +25,9 @@ from opskit.output import progress as say
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from opskit.api import Ops
     from opskit.descriptor import Project
     from opskit.host import Host
+    from opskit.runtime import Runtime
 
 
 @attrs.frozen
@@ -336,7 +336,7 @@ def context_for(project: Project, host: Host, source: str, target: str) -> Promo
 
 
 def run(
-    ops: Ops,
+    runtime: Runtime,
     project: Project,
     source: str,
     target: str,
@@ -359,14 +359,14 @@ def run(
     promote = project.promote
     if promote is None:
         raise OpskitError(f"{project.name}: no promote section in {project.path}")
-    promoter = ops.plugins.promoter(project)
+    promoter = runtime.plugins.promoter(project)
     if promoter is None:
         raise OpskitError(f"{project.name}: no plugin promotes type {promote.type!r}")
-    context = context_for(project, ops.host, source, target)
+    context = context_for(project, runtime.host, source, target)
 
     preview = promoter.preview(context)
     promoter.check(context, preview)
-    reason = rebuild_reason(ops.host, project, target, context.target_dir, preview.files)
+    reason = rebuild_reason(runtime.host, project, target, context.target_dir, preview.files)
     report = PromoteReport(project.name, source, target, promoter.name, dry_run, preview, reason)
     if details is not None:
         details.update({"from_code": preview.old, "to_code": preview.new})
@@ -376,26 +376,21 @@ def run(
         before_changes(report)
 
     def bring_up(since: datetime) -> None:
-        if reason is not None:
-            say(progress, f"rebuilding images ({reason})")
-            ops.lifecycle(project.name, target, "build", progress=progress)
-        say(progress, f"starting {project.name} {target}")
-        ops.lifecycle(project.name, target, "start", progress=progress)
-        say(progress, f"waiting until {project.name} {target} is healthy and stable")
-        ops.wait_healthy(
+        runtime.bring_up(
             project.name,
             target,
             project.gate_timeout("promote"),
             since=since,
+            build=f"rebuilding images ({reason})" if reason is not None else None,
             setting=project.gate_setting("promote"),
             progress=progress,
         )
 
     directory = lock_dir(project, target)
-    ops.host.run(["mkdir", "-p", "--", directory])
-    with env_lock(ops.host, directory, f"promote into {project.name} {target}", 300):
+    runtime.host.run(["mkdir", "-p", "--", directory])
+    with env_lock(runtime.host, directory, f"promote into {project.name} {target}", 300):
         say(progress, f"moving {target} from {short(preview.old)} to {short(preview.new)}")
-        since = ops.engine_time()  # health evidence must be newer than the new code
+        since = runtime.engine_time()  # health evidence must be newer than the new code
         promoter.apply(context, preview)
         try:
             bring_up(since)
@@ -405,7 +400,7 @@ def run(
                 f"{project.name} {target} is not healthy ({exc}); rolling back to {short(preview.old)}",
             )
             try:
-                since = ops.engine_time()
+                since = runtime.engine_time()
                 promoter.rollback(context, preview)
                 bring_up(since)
             except OpskitError as again:

@@ -27,9 +27,9 @@ from opskit.output import progress as say
 from opskit.transform import Transform, TransformedReader
 
 if TYPE_CHECKING:
-    from opskit.api import Ops
     from opskit.descriptor import Project
     from opskit.host import Host, Process
+    from opskit.runtime import Runtime
 
 SWITCH_INTERVAL = 0.0002  # seconds; Python's default is 0.005
 
@@ -139,7 +139,7 @@ class Plan:
     skipped: tuple[str, ...]
 
 
-def plan(ops: Ops, project: Project, source: str, target: str) -> Plan:
+def plan(runtime: Runtime, project: Project, source: str, target: str) -> Plan:
     """Check everything a sync needs, read-only: direction, replacements, components,
     running databases. Raises before anything is copied."""
     check_direction(project, source, target)
@@ -148,7 +148,7 @@ def plan(ops: Ops, project: Project, source: str, target: str) -> Plan:
         raise OpskitError(
             f"{project.name}: sync needs a backup section, because the target is backed up first"
         )
-    engine = ops.backup_engine()
+    engine = runtime.backup_engine()
     source_context = engine.context(project, source)
     target_context = engine.context(project, target)
     by_key = {c.sync_key: c for c in engine.components(project, target, target_context)}
@@ -166,14 +166,14 @@ def plan(ops: Ops, project: Project, source: str, target: str) -> Plan:
             target_context.running_container(counterpart.database.service)
     if not pairs:
         raise NotFoundError(f"{project.name}: {source} and {target} have no data in common to sync")
-    context = SyncContext(ops.host, project, source, target, rewrite)
+    context = SyncContext(runtime.host, project, source, target, rewrite)
     return Plan(context, source_context, target_context, tuple(pairs), tuple(skipped))
 
 
-def _transform(ops: Ops, plan: Plan, component: Component) -> Transform | None:
+def _transform(runtime: Runtime, plan: Plan, component: Component) -> Transform | None:
     if not plan.context.replacements:
         return None
-    return ops.plugins.sync_transform(plan.context, component)
+    return runtime.plugins.sync_transform(plan.context, component)
 
 
 def _rsync(host: Host, source: str, target: str, dry_run: bool) -> tuple[int, int, int]:
@@ -259,7 +259,7 @@ def _table_report(
 
 
 def run(
-    ops: Ops,
+    runtime: Runtime,
     project: Project,
     source: str,
     target: str,
@@ -274,16 +274,16 @@ def run(
     *before_changes* is called once every check has passed and before anything changes
     (the CLI asks for confirmation there). *details* receives what the audit log records.
     """
-    found = plan(ops, project, source, target)
+    found = plan(runtime, project, source, target)
     database_reports: list[DatabaseReport] = []
     file_reports: list[FilesReport] = []
-    engine = ops.backup_engine(progress)
+    engine = runtime.backup_engine(progress)
 
     if dry_run:
         for component, counterpart in found.pairs:
             if isinstance(component, DatabaseDump) and isinstance(counterpart, DatabaseDump):
                 tables = _table_report(found, component, counterpart)
-                transform = _transform(ops, found, component)
+                transform = _transform(runtime, found, component)
                 if transform is not None:
                     say(progress, f"counting replacements in {component.key}")
                     _count_replacements(found.source, component, transform)
@@ -310,7 +310,7 @@ def run(
     def step(component: Component, counterpart: Component) -> Callable[[BackupContext], None]:
         def copy(target_context: BackupContext) -> None:
             if isinstance(component, DatabaseDump) and isinstance(counterpart, DatabaseDump):
-                transform = _transform(ops, found, component)
+                transform = _transform(runtime, found, component)
                 _copy_database(found.source, component, target_context, counterpart, transform)
                 database_reports.append(
                     DatabaseReport(

@@ -12,13 +12,13 @@ from typing import IO, TYPE_CHECKING
 
 import click
 
-from opskit.cli import CliState, command_options, confirm, switches
+from opskit.cli import CliState, command_options, confirm, job_options, switches
 from opskit.plugins import hookimpl
 
 if TYPE_CHECKING:
-    from opskit.api import Meter
     from opskit.components import Component
     from opskit.descriptor import Project
+    from opskit.runtime import Meter
 
 
 @contextlib.contextmanager
@@ -70,7 +70,7 @@ def _local(moment: datetime) -> str:
 @click.argument("project", required=False)
 @click.argument("env", required=False)
 @click.option("--all", "all_projects", is_flag=True, help="Every project with a backup section.")
-@command_options
+@job_options
 def backup(state: CliState, project: str | None, env: str | None, all_projects: bool) -> int:
     """Back up one env, every env of a project, or --all. Prints each archive's path."""
     if project is None and not all_projects:
@@ -89,8 +89,10 @@ def backup(state: CliState, project: str | None, env: str | None, all_projects: 
         for found in ops.projects():
             if ops.delegates(found, "backup"):
                 code = max(code, ops.run_delegate(found, "backup", None, switches(json=state.json)))
-    with _progress() as (progress, meter):
+    with _progress() as (progress, meter), state.watching():
         archives = ops.backup(project, env, progress=progress, meter=meter)
+    if state.events:
+        return code  # stdout holds the events, the archives' paths among them
     if state.json:
         state.out.json({"archives": [a.as_dict() for a in archives]})
     else:

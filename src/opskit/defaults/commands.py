@@ -327,7 +327,7 @@ def doctor(state: CliState) -> int:
     exit 1 when it finds a problem."""
     from opskit.doctor import examine
 
-    report = examine(state.ops)
+    report = examine(state.ops.runtime)
     if state.json:
         state.out.json(report.as_dict())
     else:
