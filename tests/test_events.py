@@ -122,3 +122,94 @@ def test_a_plugin_sees_the_jobs_of_the_python_api(examples_up: Path) -> None:
     assert recorder.jobs() == [("backup", "seriousletter", ("dev",))]
     assert recorder.results() == ["ok"]
     assert recorder.of(events.JobFinished)[0].details["archive"] == archive.path
+
+
+EV = """\
+name: ev
+environments: [dev, prod]
+compose: {{dir: "{{env}}", project_name: "{ns}-ev-{{env}}"}}
+backup: {{dir: {backups}, paths: ["{{env}}/data"]}}
+sync: {{pairs: [[prod, dev]]}}
+health: {{timeout: 30}}
+"""
+
+EV_COMPOSE = """\
+services:
+  web:
+    init: true
+    image: opskit-test/web:1
+    command: ["httpd", "-f", "-p", "8080", "-h", "/srv"]
+    volumes: ["./data:/srv"]
+    healthcheck: {test: ["CMD", "cat", "/srv/index.html"], interval: 1s, timeout: 2s, retries: 3}
+"""
+
+
+@pytest.mark.docker
+def test_a_plugin_sees_every_kind_of_job(tmp_path: Path) -> None:
+    """backup, restore, sync and promote (good, rolled back, refused) through the
+    Python API: one job each, in order, with their results, and nothing for a refusal."""
+    import opskit as api
+    from gatestack import build_gate
+    from testroot import NS
+    from wpstack import git
+
+    (tmp_path / "ev").mkdir()
+    (tmp_path / "ev" / "project.yaml").write_text(EV.format(ns=NS, backups=tmp_path / "backups"))
+    for env in ("dev", "prod"):
+        (tmp_path / "ev" / env / "data").mkdir(parents=True)
+        (tmp_path / "ev" / env / "data" / "index.html").write_text(f"{env} page\n")
+        (tmp_path / "ev" / env / "compose.yaml").write_text(EV_COMPOSE)
+    gate = build_gate(tmp_path)
+    recorder = EventRecorder()
+    plugins = plugin_manager(recorder, installed=True)
+    with api.Ops(root=str(tmp_path), plugins=plugins) as ops:
+        try:
+            for project, env in (("ev", "dev"), ("ev", "prod"), ("gate", "int")):
+                ops.start(project, env)
+            for project, env in (("ev", "dev"), ("ev", "prod"), ("gate", "int")):
+                wait_healthy(ops, project, env)
+            ops.backup("ev", "prod")
+            ops.restore("ev", "prod")
+            ops.sync("ev", "prod", "dev")
+            assert (tmp_path / "ev" / "dev" / "data" / "index.html").read_text() == "prod page\n"
+
+            dev = gate / "dev" / "code"
+            (dev / "site" / "index.html").write_text("version 2\n")
+            git("commit", "--quiet", "-am", "version 2", cwd=dev)
+            git("push", "--quiet", "origin", "develop", cwd=dev)
+            ops.promote("gate", "dev", "int")
+            git("rm", "--quiet", "site/health.txt", cwd=dev)
+            git("commit", "--quiet", "-m", "break it", cwd=dev)
+            git("push", "--quiet", "origin", "develop", cwd=dev)
+            with pytest.raises(api.OpskitError, match="rolled back"):
+                ops.promote("gate", "dev", "int")
+            before = len(recorder.events)
+            with pytest.raises(api.OpskitError, match="one step up"):
+                ops.promote("gate", "int", "dev")
+            assert len(recorder.events) == before  # refused: no job started
+        finally:
+            for project, env in (("ev", "dev"), ("ev", "prod"), ("gate", "int")):
+                ops.destroy(project, env)
+    assert [kind for kind, _, _ in recorder.jobs()] == [
+        "backup", "restore", "sync", "promote", "promote",
+    ]  # fmt: skip
+    assert recorder.results() == ["ok", "ok", "ok", "ok", "rolled back"]
+    by_job: dict[str, list[events.Event]] = {}
+    for event in recorder.events:
+        by_job.setdefault(event.job, []).append(event)
+    for stream in by_job.values():
+        assert stream[0].name == "job.started" and stream[-1].name == "job.finished"
+        assert [e.seq for e in stream] == list(range(1, len(stream) + 1))
+    history = [(e["command"], e["result"]) for e in ops.history()]
+    assert history == [
+        ("restore", "ok"),
+        ("sync", "ok"),
+        ("promote", "ok"),
+        ("promote", "rolled back"),
+    ]
+
+
+def wait_healthy(ops, project: str, env: str) -> None:  # type: ignore[no-untyped-def]
+    from conftest import wait_until
+
+    wait_until(lambda: ops.health(project, env).ok, timeout=60, what=f"{project} {env} healthy")

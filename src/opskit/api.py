@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from opskit.disk import DiskReport, docker_usage, folder_usage
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from opskit.backups import Engine
     from opskit.descriptor import Project
     from opskit.health import HealthReport
+    from opskit.jobs import Job
     from opskit.promote import PromoteReport
     from opskit.rebuild import RebuildPlan
     from opskit.retention import Decision
@@ -192,9 +194,6 @@ class Ops:
 
         Returns the archives written, each complete and on disk.
         """
-        from opskit import jobs
-        from opskit.output import Reporter
-
         engine = self.backup_engine()
         scope = self.scope(project, env)
         if project is None:
@@ -202,12 +201,10 @@ class Ops:
                 (p, e) for p, e in scope if p.backup is not None and not self.delegates(p, "backup")
             ]
         archives = []
-        reporter = Reporter(progress, meter) if progress or meter else None
-        with self.runtime.events.subscribed(reporter):
-            for found, e in scope:
-                with jobs.run(self.runtime.events, "backup", found.name, [e]) as job:
-                    engine.job = job
-                    archives.append(engine.backup(found, e))
+        for found, e in scope:
+            with self._job("backup", found.name, [e], progress, meter) as job:
+                engine.job = job
+                archives.append(engine.backup(found, e))
         return archives
 
     def backups(self, project: str | None = None, env: str | None = None) -> list[Archive]:
@@ -240,7 +237,17 @@ class Ops:
             archives = [engine.find(found, found.check_env(env), name)]
         else:
             archives = self.backups(project, env)
-        return [(archive, engine.verify(archive)) for archive in archives]
+        results = []
+        for archive in archives:
+            found_env = str(archive.manifest.get("environment", ""))
+            with self._job("verify", str(archive.manifest.get("project", "")), [found_env]) as job:
+                job.details["archive"] = archive.path
+                faults = engine.verify(archive)
+                job.details["faults"] = [f"{f.component}: {f.problem}" for f in faults]
+                if faults:
+                    job.result = "failed"
+            results.append((archive, faults))
+        return results
 
     def prune(
         self, project: str | None = None, env: str | None = None, *, dry_run: bool = False
@@ -248,7 +255,15 @@ class Ops:
         """Apply each env's retention rules; with *dry_run* only decide."""
         engine = self.backup_engine()
         scope = [(p, e) for p, e in self.scope(project, env) if p.backup is not None]
-        return [(p.name, e, engine.prune(p, e, dry_run)) for p, e in scope]
+        if dry_run:
+            return [(p.name, e, engine.prune(p, e, True)) for p, e in scope]
+        decisions = []
+        for found, e in scope:
+            with self._job("prune", found.name, [e]) as job:
+                decision = engine.prune(found, e, False)
+                job.details.update(kept=list(decision.keep), removed=list(decision.remove))
+            decisions.append((found.name, e, decision))
+        return decisions
 
     def restore(
         self,
@@ -264,22 +279,42 @@ class Ops:
 
         Returns the archive restored and the safety archive taken before.
         """
-        from opskit.audit import audited
-
         found = self.project(project)
         found.check_env(env)
         self.refuse_collisions(project, [env])
-        engine = self.backup_engine(progress, meter)
+        engine = self.backup_engine()
         archive = engine.find(found, env, name)
         timeout = found.gate_timeout("restore")
         self.runtime.check_gate(project, env, timeout, found.gate_setting("restore"))
-        with audited(self.host, found, "restore", [env]) as audit:
-            audit.details["archive"] = archive.name
+        with self._job("restore", project, [env], progress, meter) as job:
+            engine.job = job
+            job.details["archive"] = archive.name
+            job.changing()
             safety_archive = engine.restore(
                 found, env, archive, safety=safety, health_timeout=timeout
             )
-            audit.details["safety_backup"] = safety_archive.name if safety_archive else None
+            job.details["safety_backup"] = safety_archive.name if safety_archive else None
         return archive, safety_archive
+
+    @contextlib.contextmanager
+    def _job(
+        self,
+        kind: str,
+        project: str,
+        envs: Sequence[str],
+        progress: IO[str] | None = None,
+        meter: Meter | None = None,
+    ) -> Iterator[Job]:
+        """Run the block as a job; *progress* and *meter* get its lines and bytes."""
+        from opskit import jobs
+        from opskit.output import Reporter
+
+        reporter = Reporter(progress, meter) if progress or meter else None
+        with (
+            self.runtime.events.subscribed(reporter),
+            jobs.run(self.runtime.events, kind, project, envs) as job,
+        ):
+            yield job
 
     # -- moving between environments --------------------------------------------
 
@@ -301,7 +336,6 @@ class Ops:
         *before_changes* runs after every check and before the first change.
         """
         from opskit import sync
-        from opskit.audit import audited
 
         found = self.project(project)
         if dry_run:
@@ -312,21 +346,22 @@ class Ops:
         self.runtime.check_gate(
             project, target, found.gate_timeout("sync"), found.gate_setting("sync")
         )
-        with audited(self.host, found, "sync", [source, target], begun=False) as audit:
+        with self._job("sync", project, [source, target], progress) as job:
 
             def begin() -> None:
                 if before_changes is not None:
                     before_changes()
-                audit.begin()
+                job.changing()
 
             return sync.run(
                 self.runtime,
                 found,
                 source,
                 target,
-                progress=progress,
+                progress=job.lines("opskit"),
                 before_changes=begin,
-                details=audit.details,
+                details=job.details,
+                job=job,
             )
 
     def promote(
@@ -345,7 +380,6 @@ class Ops:
         ``type: script`` runs through :meth:`promote_script` instead.
         """
         from opskit import promote
-        from opskit.audit import audited
 
         found = self.project(project)
         promote.check_step(found, source, target)
@@ -354,25 +388,26 @@ class Ops:
         self.refuse_collisions(project, [target])
         setting = found.gate_setting("promote")
         self.runtime.check_gate(project, target, found.gate_timeout("promote"), setting)
-        self.runtime.check_gate(
-            project, target, found.gate_timeout("sync"), found.gate_setting("sync")
-        )
-        with audited(self.host, found, "promote", [source, target], begun=False) as audit:
+        with self._job("promote", project, [source, target], progress) as job:
 
             def begin(report: PromoteReport) -> None:
                 if before_changes is not None:
                     before_changes(report)
-                audit.begin()
+                job.changing()
 
-            return promote.run(
-                self.runtime,
-                found,
-                source,
-                target,
-                progress=progress,
-                before_changes=begin,
-                details=audit.details,
-            )
+            try:
+                return promote.run(
+                    self.runtime,
+                    found,
+                    source,
+                    target,
+                    progress=job.lines("opskit"),
+                    before_changes=begin,
+                    details=job.details,
+                )
+            finally:
+                if job.details.get("result") == "rolled back":
+                    job.result = "rolled back"
 
     def promote_script(
         self, project: str, source: str, target: str, *, dry_run: bool = False
@@ -380,7 +415,6 @@ class Ops:
         """Run the descriptor's promote script with ``--from``, ``--to`` [``--dry-run``]
         in the project folder; return its exit code."""
         from opskit import promote
-        from opskit.audit import audited
 
         found = self.project(project)
         promote.check_step(found, source, target)
@@ -389,9 +423,12 @@ class Ops:
         argv = [script, "--from", source, "--to", target, *(["--dry-run"] if dry_run else [])]
         if dry_run:
             return self.host.call(argv, cwd=found.folder)
-        with audited(self.host, found, "promote", [source, target]) as audit:
+        with self._job("promote", project, [source, target]) as job:
+            job.changing()
             code = self.host.call(argv, cwd=found.folder)
-            audit.details["result"] = "ok" if code == 0 else f"failed (exit {code})"
+            if code != 0:
+                job.result = "failed"
+                job.details["result"] = f"failed (exit {code})"
         return code
 
     def rebuild(
@@ -407,14 +444,12 @@ class Ops:
         wait until healthy, restore the newest verified archive. With *dry_run*, the plan."""
         from opskit.rebuild import rebuild
 
-        return rebuild(
-            self.runtime,
-            self.project(project),
-            env,
-            dry_run=dry_run,
-            progress=progress,
-            meter=meter,
-        )
+        found = self.project(project)
+        plan = rebuild(self.runtime, found, env, dry_run=True)  # refused before any job
+        if dry_run:
+            return plan
+        with self._job("rebuild", project, [env], progress, meter) as job:
+            return rebuild(self.runtime, found, env, job=job)
 
     def history(self, project: str | None = None) -> list[dict[str, Any]]:
         """The audit log (sync, promote, restore, rebuild), oldest first."""

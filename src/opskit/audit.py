@@ -7,19 +7,18 @@ line is written by one ``write`` in append mode, so concurrent writers never int
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import json
 import os
 import posixpath
 import socket
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from opskit import events
 from opskit.archive import now
-from opskit.errors import Cancelled
+from opskit.output import warning
 
 if TYPE_CHECKING:
     from opskit.descriptor import Project
@@ -51,64 +50,51 @@ def append(host: Host, project: Project, entry: dict[str, Any]) -> None:
     process.stdout.read()
     if process.wait() != 0:
         # The change itself is done; a log that cannot be written must not undo it.
-        print(f"[warning] cannot write {path}: {process.errors().strip()}", file=sys.stderr)
+        warning(f"cannot write {path}: {process.errors().strip()}")
 
 
-class Audit:
-    """One change being recorded: fill :attr:`details` (archive, commits, result)."""
+class AuditLog:
+    """The audit log as a listener of jobs: one entry for each ``restore``, ``sync``,
+    ``promote`` and ``rebuild`` that began to change something (a refused check or a
+    declined confirmation leaves none), written when the job finishes."""
 
-    def __init__(self, host: Host, project: Project, command: str, envs: Sequence[str]) -> None:
+    KINDS = frozenset({"restore", "sync", "promote", "rebuild"})
+
+    def __init__(self, host: Host, projects: Callable[[], Sequence[Project]]) -> None:
         self.host = host
-        self.project = project
-        self.entry: dict[str, Any] = {
-            "time": "",
-            "user": _user(),
-            "host": socket.gethostname() if host.name == "local" else host.name,
-            "command": command,
-            "project": project.name,
-            "envs": list(envs),
-        }
-        self.details: dict[str, Any] = {}
-        self.started: float | None = None
+        self.projects = projects
+        self._open: dict[str, dict[str, Any]] = {}
+        self._started: dict[str, float] = {}
 
-    def begin(self) -> None:
-        """The first change is about to be made: from now on the outcome is recorded."""
-        self.entry["time"] = now().isoformat()
-        self.started = time.monotonic()
-
-    def finish(self, result: str, error: str | None) -> None:
-        if self.started is None:
-            return  # refused or declined before any change: nothing to record
-        entry = {**self.entry, **self.details}
-        entry["result"] = self.details.get("result", result)
-        if error is not None:
-            entry["error"] = error
-        entry["seconds"] = round(time.monotonic() - self.started, 1)
-        append(self.host, self.project, entry)
-
-
-@contextlib.contextmanager
-def audited(
-    host: Host, project: Project, command: str, envs: Sequence[str], *, begun: bool = True
-) -> Iterator[Audit]:
-    """Record one change when the block ends: ``result`` ``ok``, ``failed`` (with the
-    error) or ``interrupted``, unless the caller set ``details["result"]``. With
-    ``begun=False`` nothing is recorded unless :meth:`Audit.begin` was called, so checks
-    that refuse and confirmations that are declined leave no entry."""
-    audit = Audit(host, project, command, envs)
-    if begun:
-        audit.begin()
-    try:
-        yield audit
-    except Cancelled:
-        raise
-    except KeyboardInterrupt:
-        audit.finish("interrupted", None)
-        raise
-    except Exception as exc:
-        audit.finish("failed", str(exc))
-        raise
-    audit.finish("ok", None)
+    def __call__(self, event: events.Event) -> None:
+        if isinstance(event, events.JobStarted) and event.kind in self.KINDS:
+            self._open[event.job] = {
+                "time": "",
+                "user": _user(),
+                "host": socket.gethostname() if self.host.name == "local" else self.host.name,
+                "command": event.kind,
+                "project": event.project,
+                "envs": list(event.envs),
+            }
+        elif isinstance(event, events.JobChanging) and event.job in self._open:
+            self._open[event.job]["time"] = now().isoformat()
+            self._started[event.job] = time.monotonic()
+        elif isinstance(event, events.JobFinished) and event.job in self._open:
+            entry = self._open.pop(event.job)
+            started = self._started.pop(event.job, None)
+            if started is None:
+                return  # refused or declined before any change: nothing to record
+            details = dict(event.details)
+            details.pop("archive_path", None)
+            result = {"cancelled": "interrupted"}.get(event.result, event.result)
+            entry.update(details)
+            entry["result"] = details.get("result", result)
+            if event.error is not None and entry["result"] != "ok":
+                entry["error"] = event.error
+            entry["seconds"] = round(time.monotonic() - started, 1)
+            project = next((p for p in self.projects() if p.name == event.project), None)
+            if project is not None:
+                append(self.host, project, entry)
 
 
 def read(host: Host, projects: Sequence[Project], name: str | None = None) -> list[dict[str, Any]]:

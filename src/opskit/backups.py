@@ -311,14 +311,14 @@ class Engine:
         with env_lock(self.host, directory, f"{what} into {project.name} {env}", self.lock_timeout):
             safety_archive = None
             if safety:
-                say(self.progress, f"{project.name} {env}: safety backup of the current state")
+                self.say(f"{project.name} {env}: safety backup of the current state")
                 safety_archive = self._backup_locked(project, env, directory)
             try:
                 change()
             except (OpskitError, OSError) as exc:
                 if safety_archive is None:
                     raise
-                say(self.progress, f"{what} failed ({exc}); putting back {safety_archive.name}")
+                self.say(f"{what} failed ({exc}); putting back {safety_archive.name}")
                 try:
                     self._restore_components(project, env, safety_archive, health_timeout)
                 except (OpskitError, OSError) as again:
@@ -372,14 +372,14 @@ class Engine:
         since = self.runtime.engine_time()  # health evidence must be newer than this
         try:
             for service in application:
-                say(self.progress, f"stopping {service}")
-                self.runtime.lifecycle(project.name, env, "stop", service, progress=self.progress)
+                self.say(f"stopping {service}")
+                self.runtime.lifecycle(project.name, env, "stop", service, progress=self.output)
             context = self.context(project, env)
             for step, action in steps:
-                say(self.progress, f"{project.name} {env}: {step}")
+                self.say(f"{project.name} {env}: {step}")
                 action(context)
             step = "starting the services"
-            self.runtime.lifecycle(project.name, env, "start", progress=self.progress)
+            self.runtime.lifecycle(project.name, env, "start", progress=self.output)
             step = "waiting until the env is healthy"
             self.runtime.wait_healthy(
                 project.name,
@@ -387,7 +387,7 @@ class Engine:
                 health_timeout,
                 since=since,
                 setting=project.gate_setting("restore"),
-                progress=self.progress,
+                progress=self.output,
             )
         except (OpskitError, OSError) as exc:
             raise OpskitError(f"{step}: {exc}") from None

@@ -6,10 +6,10 @@ commands are registered through the ``opskit_register_commands`` hook like plugi
 
 from __future__ import annotations
 
-import contextlib
+import io
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -42,26 +42,24 @@ class CliState:
             from opskit.api import Ops
 
             self._ops = Ops(root=self.root, host=self.host, plugins=self.plugins)
+            if self.events:
+                from opskit.output import json_lines
+
+                self._ops.runtime.events.subscribe(json_lines())
         return self._ops
 
     @property
     def out(self) -> Output:
+        """Where results go: stdout, or nowhere with ``--events`` (stdout holds the events)."""
         from opskit.output import Output
 
+        if self.events:
+            return Output(json_mode=True, stream=io.StringIO())
         return Output(json_mode=self.json)
 
     def close(self) -> None:
         if self._ops is not None:
             self._ops.close()
-
-    @contextlib.contextmanager
-    def watching(self) -> Iterator[None]:
-        """With ``--events``, every event of the jobs run in the block as a JSON line on
-        stdout (and nothing else there)."""
-        from opskit.output import json_lines
-
-        with self.ops.runtime.events.subscribed(json_lines() if self.events else None):
-            yield
 
 
 pass_state = click.make_pass_decorator(CliState)

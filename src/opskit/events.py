@@ -42,6 +42,14 @@ class JobStarted(Event):
 
 
 @attrs.frozen(kw_only=True)
+class JobChanging(Event):
+    """The job is about to make its first change (checks passed, confirmation given):
+    from here on its outcome is recorded in the audit log."""
+
+    name: ClassVar[str] = "job.changing"
+
+
+@attrs.frozen(kw_only=True)
 class PhaseStarted(Event):
     name: ClassVar[str] = "phase.started"
     phase: str

@@ -124,6 +124,10 @@ class Job:
 
         return advance
 
+    def changing(self) -> None:
+        """Say that the first change is about to be made (see :class:`events.JobChanging`)."""
+        self.emit(events.JobChanging)
+
     def log(self, line: str, source: str = "opskit") -> None:
         self.emit(events.LogLine, line=line, source=source)
 

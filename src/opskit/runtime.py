@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 
 from opskit import compose, containers
+from opskit.audit import AuditLog
 from opskit.containers import Container
 from opskit.descriptor import Project, load_projects
 from opskit.errors import CommandFailed, NotFoundError, OpskitError
@@ -64,6 +65,7 @@ class Runtime:
         self.host = host
         self.plugins = plugins
         self.events = EventBus(plugins)
+        self.events.subscribe(AuditLog(host, self.projects))
         self._projects: list[Project] | None = None
 
     # -- projects --------------------------------------------------------------

@@ -29,6 +29,7 @@ from opskit.transform import Transform, TransformedReader
 if TYPE_CHECKING:
     from opskit.descriptor import Project
     from opskit.host import Host, Process
+    from opskit.jobs import Job
     from opskit.runtime import Runtime
 
 SWITCH_INTERVAL = 0.0002  # seconds; Python's default is 0.005
@@ -268,6 +269,7 @@ def run(
     progress: IO[str] | None = None,
     before_changes: Callable[[], None] | None = None,
     details: dict[str, Any] | None = None,
+    job: Job | None = None,
 ) -> SyncReport:
     """Sync *source* into *target* (see the module docstring); with *dry_run* only report.
 
@@ -278,6 +280,7 @@ def run(
     database_reports: list[DatabaseReport] = []
     file_reports: list[FilesReport] = []
     engine = runtime.backup_engine(progress)
+    engine.job = job
 
     if dry_run:
         for component, counterpart in found.pairs:

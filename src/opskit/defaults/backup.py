@@ -89,10 +89,8 @@ def backup(state: CliState, project: str | None, env: str | None, all_projects: 
         for found in ops.projects():
             if ops.delegates(found, "backup"):
                 code = max(code, ops.run_delegate(found, "backup", None, switches(json=state.json)))
-    with _progress() as (progress, meter), state.watching():
+    with _progress() as (progress, meter):
         archives = ops.backup(project, env, progress=progress, meter=meter)
-    if state.events:
-        return code  # stdout holds the events, the archives' paths among them
     if state.json:
         state.out.json({"archives": [a.as_dict() for a in archives]})
     else:
@@ -131,7 +129,7 @@ def backups(state: CliState, project: str | None, env: str | None) -> None:
 @click.argument("project", required=False)
 @click.argument("env", required=False)
 @click.option("--name", help="One archive (needs PROJECT and ENV).")
-@command_options
+@job_options
 def verify(state: CliState, project: str | None, env: str | None, name: str | None) -> int:
     """Check archives against their checksums and decompress them fully; exit 1 on any fault."""
     results = state.ops.verify(project, env, name)
@@ -169,7 +167,7 @@ def verify(state: CliState, project: str | None, env: str | None, name: str | No
 @click.argument("project", required=False)
 @click.argument("env", required=False)
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
-@command_options
+@job_options
 def prune(state: CliState, project: str | None, env: str | None, dry_run: bool) -> None:
     """Apply the retention rules; never removes the newest verified archive."""
     results = state.ops.prune(project, env, dry_run=dry_run)
@@ -211,7 +209,7 @@ def prune(state: CliState, project: str | None, env: str | None, dry_run: bool) 
 @click.option("--list", "list_only", is_flag=True, help="List the env's archives and exit.")
 @click.option("--no-safety-backup", is_flag=True, help="Do not back up the current state first.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@command_options
+@job_options
 def restore(
     state: CliState,
     project: str,
@@ -278,7 +276,7 @@ def restore(
 @click.argument("env")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@command_options
+@job_options
 def rebuild(state: CliState, project: str, env: str, dry_run: bool, yes: bool) -> int:
     """Disaster recovery: build and start the env, wait until every container is healthy
     and stable, then restore the newest verified archive."""

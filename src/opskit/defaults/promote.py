@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from opskit.cli import CliState, command_options, confirm_target, switches
+from opskit.cli import CliState, confirm_target, job_options, switches
 from opskit.plugins import hookimpl
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def opskit_promoter(project: Project) -> Promoter | None:
 @click.option("--to", "target", required=True, metavar="ENV", help="The next env up.")
 @click.option("--dry-run", is_flag=True, help="Show what would arrive (the preview) and stop.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@command_options
+@job_options
 def promote(
     state: CliState, project: str, source: str, target: str, dry_run: bool, yes: bool
 ) -> int:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from opskit.cli import CliState, command_options, confirm_target, switches
+from opskit.cli import CliState, confirm_target, job_options, switches
 from opskit.plugins import hookimpl
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def opskit_sync_transform(context: SyncContext, component: Component) -> Transfo
 @click.option("--to", "target", required=True, metavar="ENV", help="The env to overwrite.")
 @click.option("--dry-run", is_flag=True, help="Report tables, rows, replacements and files.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@command_options
+@job_options
 def sync(state: CliState, project: str, source: str, target: str, dry_run: bool, yes: bool) -> int:
     """Copy the data of one env into another: databases (with sync.replace rewritten),
     folders and volumes. The target is backed up first; only sync.pairs directions."""
