@@ -295,3 +295,37 @@ def test_a_delegated_backup_runs_the_projects_own_cli(tmp_path: Path) -> None:
     # the contract holds through the delegate: no prompt without a terminal
     refused = opskit("restore", "legacy", "dev", "--root", str(tmp_path))
     assert refused.returncode == 1 and "[error]" in refused.stderr
+
+
+def test_the_python_api_runs_a_delegate_as_the_cli_does(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    import opskit
+    from opskit.errors import DelegateFailed
+
+    folder = tmp_path / "legacy"
+    for env in ("dev", "prod"):
+        (folder / env / "data").mkdir(parents=True)
+        (folder / env / "data" / "file.txt").write_text(f"{env} data\n")
+    cli = folder / "cli.sh"
+    shutil.copy(Path(__file__).parent.parent / "docs" / "examples" / "delegate-cli.sh", cli)
+    cli.chmod(0o755)
+    (folder / "project.yaml").write_text(
+        "name: legacy\nenvironments: [dev, int, prod]\n"
+        "delegate: {cli: ./cli.sh, commands: [backup, sync]}\n"
+    )
+    with opskit.Ops(root=str(tmp_path), host="local") as ops:
+        assert ops.backup("legacy", "dev") == []  # the delegate's archives are its own
+        (path,) = capfd.readouterr().out.splitlines()
+        assert Path(path).is_file() and path.startswith(
+            str(tmp_path / "backups" / "legacy" / "dev")
+        )
+        report = ops.sync("legacy", "prod", "dev")
+        assert report.delegated and not report.dry_run
+        assert "sync legacy from prod to dev: done" in capfd.readouterr().out
+        with pytest.raises(DelegateFailed) as failed:
+            ops.sync("legacy", "dev", "prod")  # a direction the delegate refuses
+        assert failed.value.exit_code == 1
+        assert "not allowed" in capfd.readouterr().err

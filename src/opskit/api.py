@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from opskit.disk import DiskReport, docker_usage, folder_usage
-from opskit.errors import NotFoundError
+from opskit.errors import DelegateFailed, NotFoundError
 from opskit.host import Host, open_host
 from opskit.plugins import Plugins, create_plugins
 from opskit.runtime import ComposeState, Meter, Runtime
@@ -163,6 +163,18 @@ class Ops:
         """Whether the project hands *command* to its own CLI (``delegate:``)."""
         return self.runtime.delegates(project, command)
 
+    def _delegated(
+        self, found: Project, command: str, env: str | None, flags: Sequence[str]
+    ) -> bool:
+        """Run the project's own CLI when it takes *command* (``delegate:``): True when it
+        did and succeeded; raises :class:`DelegateFailed` with its exit code otherwise."""
+        if not self.delegates(found, command):
+            return False
+        code = self.run_delegate(found, command, env, flags)
+        if code != 0:
+            raise DelegateFailed(found.name, command, code)
+        return True
+
     def run_delegate(
         self, project: Project, command: str, env: str | None, flags: Sequence[str]
     ) -> int:
@@ -189,14 +201,28 @@ class Ops:
         *,
         progress: IO[str] | None = None,
         meter: Meter | None = None,
+        delegate_flags: Sequence[str] = (),
     ) -> list[Archive]:
         """Back up one env, a project's envs, or (no project) every project with a backup section.
 
-        Returns the archives written, each complete and on disk.
+        Returns the archives written, each complete and on disk. A project that delegates
+        ``backup`` (``delegate:``) runs its own CLI with *delegate_flags* instead.
         """
+        if project is not None:
+            found = self.project(project)
+            if env is not None:
+                found.check_env(env)
+            if self._delegated(found, "backup", env, delegate_flags):
+                return []  # the project's own CLI wrote (and printed) its archives
         engine = self.backup_engine()
         scope = self.scope(project, env)
+        failed: DelegateFailed | None = None
         if project is None:
+            for found in self.projects():
+                try:
+                    self._delegated(found, "backup", None, delegate_flags)
+                except DelegateFailed as exc:  # the others are still backed up
+                    failed = exc if failed is None or exc.exit_code > failed.exit_code else failed
             scope = [
                 (p, e) for p, e in scope if p.backup is not None and not self.delegates(p, "backup")
             ]
@@ -205,6 +231,9 @@ class Ops:
             with self._job("backup", found.name, [e], progress, meter) as job:
                 engine.job = job
                 archives.append(engine.backup(found, e))
+        if failed is not None:
+            failed.archives = list(archives)
+            raise failed
         return archives
 
     def backups(self, project: str | None = None, env: str | None = None) -> list[Archive]:
@@ -327,17 +356,25 @@ class Ops:
         dry_run: bool = False,
         progress: IO[str] | None = None,
         before_changes: Callable[[], None] | None = None,
+        delegate_flags: Sequence[str] | None = None,
     ) -> SyncReport:
         """Copy the data of env *source* into env *target* (a direction ``sync.pairs``
         allows): back up the target, stream databases through the ``sync.replace``
         rewrite, mirror folders and volumes, start the target and wait for health.
 
         With *dry_run*, report tables, rows, replacements and files; change nothing.
-        *before_changes* runs after every check and before the first change.
+        *before_changes* runs after every check and before the first change. A project
+        that delegates ``sync`` runs its own CLI with *delegate_flags* (default: the
+        direction, ``--yes`` and ``--dry-run`` as asked) and reports only that it did.
         """
         from opskit import sync
 
         found = self.project(project)
+        if delegate_flags is None:
+            delegate_flags = ["--from", source, "--to", target, "--yes"]
+            delegate_flags += ["--dry-run"] if dry_run else []
+        if self._delegated(found, "sync", None, delegate_flags):
+            return sync.SyncReport(project, source, target, dry_run, (), (), (), None, True)
         if dry_run:
             return sync.run(self.runtime, found, source, target, dry_run=True, progress=progress)
         sync.check_direction(found, source, target)  # refused before anything is read

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from opskit import __version__
-from opskit.errors import Cancelled, NeedsConfirmation, OpskitError
+from opskit.errors import Cancelled, DelegateFailed, NeedsConfirmation, OpskitError
 
 if TYPE_CHECKING:
     from opskit.api import Ops
@@ -170,6 +170,8 @@ def run(argv: Sequence[str] | None = None, plugins: Plugins | None = None) -> in
         result = cli.main(
             args=list(argv) if argv is not None else None, prog_name="opskit", standalone_mode=False
         )
+    except DelegateFailed as exc:
+        return exc.exit_code  # the project's own CLI has reported it
     except OpskitError as exc:
         error(str(exc))
         return exc.exit_code

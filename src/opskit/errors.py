@@ -54,3 +54,13 @@ class Cancelled(OpskitError):
     """The user declined a confirmation or interrupted a command."""
 
     exit_code = 2
+
+
+class DelegateFailed(OpskitError):
+    """A project's own CLI (``delegate:``) exited non-zero. It has said why itself, so the
+    command line prints nothing more and exits with the CLI's code."""
+
+    def __init__(self, project: str, command: str, code: int) -> None:
+        self.exit_code = code
+        self.archives: list[object] = []  # backup --all: what opskit wrote all the same
+        super().__init__(f"{project}: its own CLI failed at {command} (exit {code})")

@@ -123,6 +123,7 @@ class SyncReport:
     files: tuple[FilesReport, ...]
     skipped: tuple[str, ...]  # components one env has and the other lacks
     backup: str | None  # the target's archive taken first
+    delegated: bool = False  # run by the project's own CLI (``delegate:``), which reported it
 
     def as_dict(self) -> dict[str, Any]:
         return attrs.asdict(self, recurse=True)

@@ -77,20 +77,25 @@ def backup(state: CliState, project: str | None, env: str | None, all_projects: 
         raise click.UsageError("name a PROJECT (and ENV), or use --all")
     if project is not None and all_projects:
         raise click.UsageError("--all takes no PROJECT")
+    from opskit.errors import DelegateFailed
+
     ops = state.ops
-    if project is not None:
-        found = ops.project(project)
-        if env is not None:
-            found.check_env(env)
-        if ops.delegates(found, "backup"):
-            return ops.run_delegate(found, "backup", env, switches(json=state.json))
     code = 0
-    if all_projects:
-        for found in ops.projects():
-            if ops.delegates(found, "backup"):
-                code = max(code, ops.run_delegate(found, "backup", None, switches(json=state.json)))
     with _progress() as (progress, meter):
-        archives = ops.backup(project, env, progress=progress, meter=meter)
+        try:
+            archives = ops.backup(
+                project,
+                env,
+                progress=progress,
+                meter=meter,
+                delegate_flags=switches(json=state.json),
+            )
+        except DelegateFailed as exc:
+            if not exc.archives:
+                raise
+            archives, code = exc.archives, exc.exit_code  # type: ignore[assignment]
+    if project is not None and ops.delegates(ops.project(project), "backup"):
+        return 0  # the project's own CLI printed its archives
     if state.json:
         state.out.json({"archives": [a.as_dict() for a in archives]})
     else:

@@ -41,10 +41,8 @@ def sync(state: CliState, project: str, source: str, target: str, dry_run: bool,
     folders and volumes. The target is backed up first; only sync.pairs directions."""
     ops = state.ops
     found = ops.project(project)
-    if ops.delegates(found, "sync"):
-        flags = ["--from", source, "--to", target]
-        flags += switches(dry_run=dry_run, yes=yes, json=state.json)
-        return ops.run_delegate(found, "sync", None, flags)
+    flags = ["--from", source, "--to", target]
+    flags += switches(dry_run=dry_run, yes=yes, json=state.json)
 
     def ask() -> None:
         last = target == found.environments[-1]
@@ -52,9 +50,16 @@ def sync(state: CliState, project: str, source: str, target: str, dry_run: bool,
         confirm_target(project, target, last, yes, "sync", question)
 
     report = ops.sync(
-        project, source, target, dry_run=dry_run, progress=sys.stderr, before_changes=ask
+        project,
+        source,
+        target,
+        dry_run=dry_run,
+        progress=sys.stderr,
+        before_changes=ask,
+        delegate_flags=flags,
     )
-    show(state, report)
+    if not report.delegated:  # a delegate printed its own result
+        show(state, report)
     return 0
 
 
