@@ -22,6 +22,11 @@ def warning(message: str) -> None:
     print(f"[warning] {message}", file=sys.stderr)
 
 
+def trace(text: str) -> None:
+    """A line of ``OPSKIT_TRACE`` output (pluggy's hook calls), on stderr."""
+    sys.stderr.write(f"[trace] {text}")
+
+
 def info(message: str) -> None:
     print(message, file=sys.stderr)
 

@@ -136,7 +136,9 @@ def _distribution_name(info_dir: str, stem: str) -> tuple[str, str]:
 
 
 def _warn(message: str) -> None:
-    print(f"[warning] {message}", file=sys.stderr)
+    from opskit.output import warning
+
+    warning(message)
 
 
 def _selected_plugins(env: Mapping[str, str]) -> set[str] | None:
@@ -280,7 +282,9 @@ def create_plugins(
     pm.add_hookspecs(hookspecs)
     plugins = Plugins(pm)
     if env.get("OPSKIT_TRACE"):
-        pm.trace.root.setwriter(lambda text: sys.stderr.write(f"[trace] {text}"))
+        from opskit.output import trace
+
+        pm.trace.root.setwriter(trace)
         pm.enable_tracing()
     if entry_points:
         plugins.load_entry_points(env)

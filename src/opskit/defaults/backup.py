@@ -162,9 +162,11 @@ def verify(state: CliState, project: str | None, env: str | None, name: str | No
             for a, f in results
         ]
         state.out.table(["archive", "result", "faults"], rows)  # type: ignore[arg-type]
+    from opskit.output import error
+
     for archive, faults in results:
         for fault in faults:
-            print(f"[error] {archive.name}: {fault.component}: {fault.problem}", file=sys.stderr)
+            error(f"{archive.name}: {fault.component}: {fault.problem}")
     return 1 if any(faults for _, faults in results) else 0
 
 
