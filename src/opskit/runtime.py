@@ -29,6 +29,7 @@ from opskit.output import warning
 
 if TYPE_CHECKING:
     from opskit.backups import Engine
+    from opskit.disk import DiskReport
     from opskit.host import Host
     from opskit.plugins import Plugins
 
@@ -331,6 +332,17 @@ class Runtime:
         returncode = process.wait()
         if returncode != 0:
             raise CommandFailed(argv, returncode, "".join(tail), self.host.name)
+
+    def disk(self) -> DiskReport:
+        """Sizes of the root, the project folders and backup folders, and of Docker's data."""
+        from opskit.disk import DiskReport, docker_usage, folder_usage
+
+        paths = [self.root]
+        for project in self.projects():
+            paths.append(project.folder)
+            if project.backup is not None:
+                paths.append(project.backup.dir)
+        return DiskReport(tuple(folder_usage(self.host, paths)), docker_usage(self.host))
 
     def delegates(self, project: Project, command: str) -> bool:
         """Whether the project hands *command* to its own CLI (``delegate:``)."""

@@ -238,7 +238,7 @@ def _lifecycle_command(action: str, summary: str, takes_service: bool) -> click.
 
         state.ops.project(project).check_env(env)
         state.ops.project(project).check_env(env)
-        state.ops.refuse_collisions(project, [env])  # before anything is said or done
+        state.ops.runtime.refuse_collisions(project, [env])  # before anything is said or done
         if not dry_run and not state.json:
             info(f"{action} {project} {env}{' ' + service if service else ''}")
         commands = state.ops.lifecycle(
@@ -268,7 +268,7 @@ def destroy(
 ) -> None:
     """Remove the containers of an env (and with --volumes its volumes), after confirmation."""
     state.ops.project(project).check_env(env)
-    state.ops.refuse_collisions(project, [env])  # before the question
+    state.ops.runtime.refuse_collisions(project, [env])  # before the question
     if not dry_run:
         what = "containers and volumes" if volumes else "containers"
         confirm(f"Remove the {what} of {project} {env}?", yes, "destroy")
