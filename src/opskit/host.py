@@ -13,7 +13,7 @@ import shlex
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
@@ -40,6 +40,13 @@ class Result:
     @property
     def text(self) -> str:
         return self.stdout.decode("utf-8", "replace")
+
+
+def output_lines(process: Process) -> Iterator[str]:
+    """The lines a running command writes on stdout, decoded (bad bytes replaced), each
+    with its newline; as they come."""
+    for raw in iter(process.stdout.readline, b""):
+        yield raw.decode("utf-8", "replace")
 
 
 class Process(Protocol):

@@ -24,6 +24,7 @@ from opskit.containers import Container
 from opskit.descriptor import Project, load_projects
 from opskit.errors import CommandFailed, NotFoundError, OpskitError
 from opskit.health import HealthContext, HealthReport
+from opskit.host import output_lines
 from opskit.jobs import EventBus
 from opskit.output import warning
 
@@ -323,8 +324,7 @@ class Runtime:
     def _run_streamed(self, argv: list[str], cwd: str, progress: IO[str] | None) -> None:
         process = self.host.popen(argv, cwd=cwd)
         tail: deque[str] = deque(maxlen=20)
-        for raw in iter(process.stdout.readline, b""):
-            line = raw.decode("utf-8", "replace")
+        for line in output_lines(process):
             tail.append(line)
             if progress is not None:
                 progress.write(line)
@@ -464,8 +464,8 @@ def _multiplex(host: Host, commands: list[tuple[list[str], str]], stream: Any, f
 
     def pump(argv: list[str], label: str) -> None:
         process = host.popen(argv)
-        for raw in iter(process.stdout.readline, b""):
-            text = raw.decode("utf-8", "replace").rstrip("\n")
+        for line in output_lines(process):
+            text = line.rstrip("\n")
             with lock:
                 stream.write(f"{prefix(label)}{text}\n")
                 stream.flush()
