@@ -5,6 +5,7 @@ Plugins contribute components; this module owns everything around them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import time
@@ -377,7 +378,8 @@ class Engine:
             context = self.context(project, env)
             for step, action in steps:
                 self.say(f"{project.name} {env}: {step}")
-                action(context)
+                with self.job.phase(step) if self.job else contextlib.nullcontext():
+                    action(context)
             step = "starting the services"
             self.runtime.lifecycle(project.name, env, "start", progress=self.output)
             step = "waiting until the env is healthy"
