@@ -144,9 +144,7 @@ def shell_backup() -> float:
 
 
 def shell_restore() -> float:
-    compose = (
-        f"docker-compose -f {ROOT}/mdf/dev/docker-compose.yml --env-file {ROOT}/mdf/dev/.env.dev"
-    )
+    compose = f"docker-compose -p mdf-dev -f {ROOT}/mdf/dev/docker-compose.yml --env-file {ROOT}/mdf/dev/.env.dev"
     staging = UPLOADS.parent / ".bench-restore"
     started = time.perf_counter()
     sh(f"cd {ROOT}/mdf/dev && {compose} stop web 2>/dev/null")
