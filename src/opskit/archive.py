@@ -110,6 +110,17 @@ class Archive:
     def components(self) -> list[ComponentRecord]:
         return [ComponentRecord(**c) for c in self.manifest.get("components", [])]
 
+    def member(self, record: ComponentRecord) -> str:
+        """The path of *record*'s file, which must be a plain name inside this archive's
+        folder: a manifest never points elsewhere (``../../prod/…``)."""
+        name = record.file
+        if not name or "/" in name or name in (".", "..") or "\0" in name:
+            raise ArchiveError(
+                f"archive {self.name}: component {record.key} names {name!r}, "
+                "which is not a file inside the archive"
+            )
+        return posixpath.join(self.path, name)
+
     @property
     def verified_state(self) -> str:
         if self.verified is None:
@@ -273,7 +284,7 @@ def verify(host: Host, archive: Archive) -> list[Fault]:
         raw_hash = hashlib.sha256()
         raw_size = 0
         try:
-            with host.open_read(posixpath.join(archive.path, record.file)) as source:
+            with host.open_read(archive.member(record)) as source:
                 stored = _HashingReader(source)
                 for chunk in _decompressed(stored):
                     raw_hash.update(chunk)
@@ -294,7 +305,7 @@ def verify(host: Host, archive: Archive) -> list[Fault]:
 
 def read_component(host: Host, archive: Archive, record: ComponentRecord) -> Iterator[bytes]:
     """The raw (decompressed) stream of one component, chunk by chunk."""
-    with host.open_read(posixpath.join(archive.path, record.file)) as source:
+    with host.open_read(archive.member(record)) as source:
         yield from _decompressed(source)
 
 

@@ -439,7 +439,10 @@ class SSHHost(Host):
 
     def __init__(self, url: str, key_filename: str | None = None) -> None:
         super().__init__()
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # e.g. an unclosed [IPv6 address
+            raise HostError(f"bad host {url!r}: {exc}") from None
         if parts.scheme != "ssh" or not parts.hostname:
             raise HostError(f"bad host {url!r}: expected ssh://user@server[:port]")
         try:

@@ -14,12 +14,19 @@ from typing import IO, Any, TextIO
 Cell = str | tuple[str, str]  # text, or (text, rich style)
 
 
+def one_line(text: str) -> str:
+    """*text* on one line: line breaks become ' / ', control characters are dropped."""
+    parts = [part.strip() for part in text.splitlines() if part.strip()]
+    joined = " / ".join(parts)
+    return "".join(c for c in joined if c.isprintable() or c == "\t")
+
+
 def error(message: str) -> None:
-    print(f"[error] {message}", file=sys.stderr)
+    print(f"[error] {one_line(message)}", file=sys.stderr)
 
 
 def warning(message: str) -> None:
-    print(f"[warning] {message}", file=sys.stderr)
+    print(f"[warning] {one_line(message)}", file=sys.stderr)
 
 
 def trace(text: str) -> None:

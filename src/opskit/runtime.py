@@ -21,7 +21,7 @@ import attrs
 from opskit import compose, containers
 from opskit.audit import AuditLog
 from opskit.containers import Container
-from opskit.descriptor import Project, load_projects
+from opskit.descriptor import SERVICE_RE, Project, load_projects
 from opskit.errors import CommandFailed, NotFoundError, OpskitError
 from opskit.health import HealthContext, HealthReport
 from opskit.host import output_lines
@@ -57,6 +57,13 @@ class ComposeState:
     containers: tuple[containers.Container, ...]
     stacks: tuple[compose.StackIdentity, ...]
     collisions: tuple[compose.Collision, ...]
+
+
+def check_service(service: str | None) -> None:
+    """Refuse what cannot be a service name: compose would read ``-t0`` as an option
+    and act on every service."""
+    if service is not None and not SERVICE_RE.match(service):
+        raise NotFoundError(f"{service!r} is not a service name")
 
 
 class Runtime:
@@ -290,6 +297,7 @@ class Runtime:
         """
         found = self.project(project)
         found.check_env(env)
+        check_service(service)
         args = list(LIFECYCLE[action])
         if action == "destroy" and volumes:
             args.append("--volumes")

@@ -237,7 +237,10 @@ def _lifecycle_command(action: str, summary: str, takes_service: bool) -> click.
         from opskit.output import info
 
         state.ops.project(project).check_env(env)
+        from opskit.runtime import check_service
+
         state.ops.project(project).check_env(env)
+        check_service(service)
         state.ops.runtime.refuse_collisions(project, [env])  # before anything is said or done
         if not dry_run and not state.json:
             info(f"{action} {project} {env}{' ' + service if service else ''}")

@@ -1,0 +1,81 @@
+"""Archives that try to reach outside themselves (#10, part 2): refused before anything."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from opskit.archive import FORMAT, MANIFEST, list_archives, read_component, verify
+from opskit.errors import OpskitError
+from opskit.host import LocalHost
+
+
+def write_archive(folder: Path, file_name: str, payload: bytes, stored_at: Path) -> None:
+    """An archive whose only component is *payload*, stored at *stored_at* and named
+    *file_name* in the manifest; the checksums match, so only the name can give it away."""
+    stored = zstandard.ZstdCompressor().compress(payload)
+    stored_at.parent.mkdir(parents=True, exist_ok=True)
+    stored_at.write_bytes(stored)
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "format": FORMAT,
+        "project": "mdf",
+        "environment": "dev",
+        "components": [
+            {
+                "key": "db-db-wordpress",
+                "kind": "database",
+                "file": file_name,
+                "raw_bytes": len(payload),
+                "raw_sha256": hashlib.sha256(payload).hexdigest(),
+                "stored_bytes": len(stored),
+                "sha256": hashlib.sha256(stored).hexdigest(),
+                "details": {},
+            }
+        ],
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "name", ["../../prod/mdf-prod-20261127T033000Z/db.sql.zst", "..", "/etc/passwd", "a/b.zst"]
+)
+def test_a_manifest_that_points_outside_its_archive_is_refused(tmp_path: Path, name: str) -> None:
+    backups = tmp_path / "backups" / "mdf"
+    dev = backups / "dev" / "mdf-dev-20261128T033000Z"
+    prod_file = backups / "prod" / "mdf-prod-20261127T033000Z" / "db.sql.zst"
+    write_archive(dev, name, b"INSERT INTO prod_secrets VALUES (1);\n", prod_file)
+    host = LocalHost()
+    (archive,) = list_archives(host, str(backups / "dev"))
+    (fault,) = verify(host, archive)
+    assert "is not a file inside the archive" in fault.problem and repr(name) in fault.problem
+    with pytest.raises(OpskitError, match="not a file inside the archive"):
+        b"".join(read_component(host, archive, archive.components[0]))
+
+
+def test_a_plain_member_name_verifies(tmp_path: Path) -> None:
+    folder = tmp_path / "mdf" / "dev" / "mdf-dev-20261128T033000Z"
+    write_archive(folder, "db.sql.zst", b"SELECT 1;\n", folder / "db.sql.zst")
+    (archive,) = list_archives(LocalHost(), str(tmp_path / "mdf" / "dev"))
+    assert verify(LocalHost(), archive) == []
+
+
+def test_a_service_that_looks_like_an_option_is_refused() -> None:
+    from conftest import assert_one_error_line, opskit
+    from testroot import EXAMPLES
+
+    run = opskit("stop", "webstack", "dev", "--root", str(EXAMPLES), "--", "-t0")
+    assert_one_error_line(run, "'-t0' is not a service name")
+
+
+def test_a_malformed_host_and_a_nul_byte_are_one_error_line(tmp_path: Path) -> None:
+    from conftest import assert_one_error_line, opskit
+
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "project.yaml").write_bytes(b"name: x\x00\nenvironments: [dev]\n")
+    assert_one_error_line(opskit("status", "--host", "ssh://root@[::1"), "bad host")
+    assert_one_error_line(opskit("projects", "--root", str(tmp_path)), "invalid YAML")
