@@ -79,3 +79,62 @@ def test_a_malformed_host_and_a_nul_byte_are_one_error_line(tmp_path: Path) -> N
     (tmp_path / "x" / "project.yaml").write_bytes(b"name: x\x00\nenvironments: [dev]\n")
     assert_one_error_line(opskit("status", "--host", "ssh://root@[::1"), "bad host")
     assert_one_error_line(opskit("projects", "--root", str(tmp_path)), "invalid YAML")
+
+
+# -- archives and the audit log are private (#10, part 2) ----------------------------------
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_the_audit_log_and_backup_folders_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    import os
+
+    from opskit.archive import write_json
+    from opskit.audit import append
+    from opskit.backups import private_dir
+    from opskit.descriptor import DescriptorSource, parse_descriptor
+
+    old = os.umask(0o022)
+    try:
+        host = LocalHost()
+        env_folder = tmp_path / "backups" / "shop" / "prod"
+        private_dir(host, str(env_folder))
+        write_json(host, str(env_folder / "verified.json"), {"ok": True})
+        shop = parse_descriptor(
+            DescriptorSource(str(tmp_path / "shop" / "project.yaml"),
+                             f"name: shop\nbackup: {{dir: {tmp_path / 'backups'}}}\n")
+        )  # fmt: skip
+        append(host, shop, {"command": "restore"})
+    finally:
+        os.umask(old)
+    assert mode(env_folder) == 0o700 and mode(env_folder.parent) == 0o700
+    assert mode(env_folder / "verified.json") == 0o600
+    assert mode(tmp_path / "backups" / "opskit-audit.log") == 0o600
+
+
+@pytest.mark.docker
+def test_new_archives_are_not_readable_by_another_user(examples_up: Path) -> None:
+    import subprocess
+
+    from conftest import opskit
+
+    run = opskit("backup", "seriousletter", "prod", "--root", str(examples_up))
+    assert run.returncode == 0, run.stderr
+    archive = Path(run.stdout.strip())
+    assert mode(archive) == 0o700 and mode(archive.parent) == 0o700
+    assert {mode(f) for f in archive.iterdir()} == {0o600}
+    dump = next(archive.glob("*.sql.zst"))
+    as_nobody = subprocess.run(
+        ["runuser", "-u", "nobody", "--", "cat", str(dump)], capture_output=True
+    )
+    assert as_nobody.returncode != 0 and b"Permission denied" in as_nobody.stderr
+    # an archive made readable by hand is a problem for doctor
+    dump.chmod(0o644)
+    try:
+        report = opskit("doctor", "--json", "--root", str(examples_up))
+        loose = [f for f in report.json()["findings"] if "read by other users" in f["message"]]  # type: ignore[index]
+        assert report.returncode == 1 and loose and loose[0]["project"] == "seriousletter"
+    finally:
+        dump.chmod(0o600)

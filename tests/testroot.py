@@ -63,6 +63,7 @@ def build(dest: Path) -> tuple[Path, dict[int, int]]:
     (example port -> the copy's port). Archives go to :data:`BACKUPS`."""
     root = dest / "root"
     backups = BACKUPS
+    shutil.rmtree(backups, ignore_errors=True)  # a run starts with no archives of earlier ones
     if root.exists():
         shutil.rmtree(root)
     shutil.copytree(EXAMPLES, root, symlinks=True)

@@ -208,8 +208,10 @@ def write_component(
 
 
 def write_json(host: Host, path: str, data: dict[str, Any]) -> None:
+    """Write *data* as a JSON file readable by the owner only."""
     with host.open_write(path) as out:
         out.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    host.run(["chmod", "600", "--", path])
 
 
 def list_archives(host: Host, directory: str) -> list[Archive]:

@@ -42,7 +42,8 @@ def append(host: Host, project: Project, entry: dict[str, Any]) -> None:
     """Append one entry to the project's audit log."""
     path = log_path(project)
     line = json.dumps(entry, sort_keys=False, ensure_ascii=False) + "\n"
-    script = 'mkdir -p -- "$(dirname -- "$1")" && cat >> "$1"'
+    # readable by the owner only, whatever the umask: it names users, hosts and archives
+    script = 'umask 077 && mkdir -p -- "$(dirname -- "$1")" && cat >> "$1" && chmod 600 -- "$1"'
     process = host.popen(["sh", "-c", script, "opskit", path], stdin=True, merge_stderr=False)
     assert process.stdin is not None
     process.stdin.write(line.encode())

@@ -41,6 +41,7 @@ from opskit.retention import Decision, decide
 
 if TYPE_CHECKING:
     from opskit.descriptor import Project
+    from opskit.host import Host
     from opskit.jobs import Job
     from opskit.runtime import Runtime
 
@@ -105,7 +106,7 @@ class Engine:
     def backup(self, project: Project, env: str) -> Archive:
         """Write one archive of *env*; return it once it is complete and on disk."""
         directory = backup_dir(project, env)
-        self.host.run(["mkdir", "-p", "--", directory])
+        private_dir(self.host, directory)
         with env_lock(self.host, directory, f"backup of {project.name} {env}", self.lock_timeout):
             archive = self._backup_locked(project, env, directory)
         if self.job is not None:
@@ -123,7 +124,7 @@ class Engine:
             name = f"{project.name}-{env}-{stamp(started)}"
         partial = posixpath.join(directory, f".{name}.partial")
         final = posixpath.join(directory, name)
-        self.host.run(["mkdir", "--", partial])
+        self.host.run(["mkdir", "-m", "700", "--", partial])
         try:
             records = self._write_components(project, env, components, partial)
             manifest = {
@@ -139,7 +140,9 @@ class Engine:
             }
             write_json(self.host, posixpath.join(partial, MANIFEST), manifest)
             files = [posixpath.join(partial, r.file) for r in records]
-            self.host.run(["sync", "--", *files, posixpath.join(partial, MANIFEST), partial])
+            files.append(posixpath.join(partial, MANIFEST))
+            self.host.run(["chmod", "600", "--", *files])  # whatever the umask
+            self.host.run(["sync", "--", *files, partial])
             self.host.run(["mv", "-T", "--", partial, final])
             self.host.run(["sync", "--", directory])
         except BaseException as exc:
@@ -308,7 +311,7 @@ class Engine:
         """Run *change* under the env's lock, after a safety backup of the env; if it
         fails, restore the safety archive and raise. Returns the safety archive."""
         directory = backup_dir(project, env)
-        self.host.run(["mkdir", "-p", "--", directory])
+        private_dir(self.host, directory)
         with env_lock(self.host, directory, f"{what} into {project.name} {env}", self.lock_timeout):
             safety_archive = None
             if safety:
@@ -393,6 +396,13 @@ class Engine:
             )
         except (OpskitError, OSError) as exc:
             raise OpskitError(f"{step}: {exc}") from None
+
+
+def private_dir(host: Host, directory: str) -> None:
+    """Create an env's backup folder (and its project's) readable by the owner only,
+    whatever the umask: archives hold every row of the databases."""
+    script = 'umask 077 && mkdir -p -- "$1" && chmod 700 -- "$1" "$(dirname -- "$1")"'
+    host.run(["sh", "-c", script, "opskit", directory])
 
 
 def database_services(components: Iterable[Component]) -> set[str]:

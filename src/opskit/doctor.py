@@ -154,6 +154,21 @@ def _coverage(
     return found
 
 
+def _readable_by_others(host: Host, project: Project) -> list[str]:
+    """The project's archive folders and files, and its audit log, that group or others
+    may read (folders 0700 and files 0600 are what opskit writes)."""
+    from opskit.audit import log_path
+
+    assert project.backup is not None
+    folder = posixpath.join(project.backup.dir, project.name)
+    script = (
+        '[ -e "$1" ] && find "$1" -perm /077 ! -type l ! -name ".lock*" -print; '
+        '[ -e "$2" ] && find "$2" -perm /077 -print; true'
+    )
+    result = host.run(["sh", "-c", script, "opskit", folder, log_path(project)], check=False)
+    return result.text.splitlines()
+
+
 def _same_filesystem(host: Host, first: str, second: str) -> bool | None:
     """Whether two paths (or their nearest existing parents) share a filesystem."""
     script = (
@@ -244,6 +259,18 @@ def examine(runtime: Runtime) -> DoctorReport:
                     project.name,
                     "",
                     "backup.schedule is not set: backups run only by hand",
+                )
+            )
+        loose = _readable_by_others(runtime.host, project)
+        if loose:
+            findings.append(
+                Finding(
+                    PROBLEM,
+                    "backup",
+                    project.name,
+                    "",
+                    f"{len(loose)} backup folders or files can be read by other users, e.g. "
+                    f"{loose[0]}: chmod 700 the folders and 600 the files",
                 )
             )
         same = _same_filesystem(runtime.host, project.backup.dir, project.folder)
