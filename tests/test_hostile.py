@@ -138,3 +138,72 @@ def test_new_archives_are_not_readable_by_another_user(examples_up: Path) -> Non
         assert report.returncode == 1 and loose and loose[0]["project"] == "seriousletter"
     finally:
         dump.chmod(0o600)
+
+
+# -- path restores: links that lead out, and a swap that fails (#10, part 2) ----------------
+
+
+def tar_of(folder: Path) -> bytes:
+    import subprocess
+
+    return subprocess.run(
+        ["tar", "-c", "-C", str(folder.parent), folder.name], capture_output=True, check=True
+    ).stdout
+
+
+@pytest.mark.parametrize("kind", ["top-level link", "link inside"])
+def test_a_restore_never_creates_a_link_that_leads_out(tmp_path: Path, kind: str) -> None:
+    import io
+
+    from opskit.components import _swap_in
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("not ours\n")
+    crafted = tmp_path / "crafted" / "uploads"
+    crafted.parent.mkdir()
+    if kind == "top-level link":
+        crafted.symlink_to(outside)
+    else:
+        crafted.mkdir()
+        (crafted / "escape").symlink_to("../../elsewhere")
+    live = tmp_path / "site" / "uploads"
+    live.mkdir(parents=True)
+    (live / "photo.jpg").write_bytes(b"jpeg")
+    with pytest.raises(OpskitError, match="refused"):
+        _swap_in(LocalHost(), io.BytesIO(tar_of(crafted)), str(live), "uploads")
+    assert (live / "photo.jpg").read_bytes() == b"jpeg" and not live.is_symlink()
+    assert sorted(p.name for p in live.parent.iterdir()) == ["uploads"]  # no leftovers
+    assert (outside / "precious.txt").read_text() == "not ours\n"
+
+
+def test_a_swap_that_fails_leaves_the_live_folder(tmp_path: Path) -> None:
+    import io
+
+    from opskit.components import _swap_in
+
+    other = tmp_path / "crafted" / "downloads"  # the archive holds another folder's name
+    other.mkdir(parents=True)
+    (other / "x").write_text("x\n")
+    live = tmp_path / "site" / "uploads"
+    live.mkdir(parents=True)
+    (live / "photo.jpg").write_bytes(b"jpeg")
+    with pytest.raises(OpskitError, match="restoring uploads failed"):
+        _swap_in(LocalHost(), io.BytesIO(tar_of(other)), str(live), "uploads")
+    assert (live / "photo.jpg").read_bytes() == b"jpeg"
+    assert sorted(p.name for p in live.parent.iterdir()) == ["uploads"]
+
+
+def test_sync_never_follows_a_folder_that_is_a_link(tmp_path: Path) -> None:
+    from opskit.sync import _rsync
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("not ours\n")
+    source = tmp_path / "prod"
+    source.mkdir()
+    target = tmp_path / "dev"
+    target.symlink_to(outside)
+    with pytest.raises(OpskitError, match="is a link"):
+        _rsync(LocalHost(), str(source), str(target), dry_run=False)
+    assert (outside / "precious.txt").exists()

@@ -546,6 +546,18 @@ def test_php_unserializes_the_rewritten_values() -> None:
     assert replace_value(rewritten, [(DEV.encode(), PROD.encode())]) == (serialized, count)
 
 
+@pytest.mark.parametrize(("before", "after"), [(b"", b"\n"), (b"  ", b"\r\n"), (b"\t", b"")])
+def test_a_serialized_value_with_whitespace_around_it_is_still_serialized(
+    before: bytes, after: bytes
+) -> None:
+    """WordPress trims before is_serialized(); so must the rewrite, keeping the whitespace."""
+    serialized = php(PHP_SERIALIZE, PROD)
+    rewritten, count = replace_value(before + serialized + after, BYTE_PAIRS)
+    assert count == 16
+    assert rewritten.startswith(before) and rewritten.endswith(after)
+    assert php(PHP_CHECK, DEV, rewritten.strip(b" \t\n\r\0\x0b")) == b"same"
+
+
 # --- property: serialize, replace, parse ----------------------------------------------------
 
 

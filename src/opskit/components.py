@@ -258,13 +258,43 @@ def _swap_in(host: Host, source: IO[bytes], target: str, what: str) -> None:
     old = posixpath.join(parent, f".opskit-old-{name}")
     host.run(["rm", "-rf", "--", old])
     _extract(host, source, staging, what)
+    try:
+        _refuse_links_out(host, posixpath.join(staging, name), what)
+    except OpskitError:
+        host.run(["rm", "-rf", "--", staging], check=False)
+        raise
+    # The live folder is moved aside only once the new one is ready, and moved back
+    # if the new one cannot take its place.
     script = (
-        'set -e; staging=$1; target=$2; old=$3; name=$4\n'
-        'if [ -e "$target" ] || [ -L "$target" ]; then mv -- "$target" "$old"; fi\n'
-        'mv -- "$staging/$name" "$target"\n'
+        'staging=$1; target=$2; old=$3; name=$4; moved=0\n'
+        'if [ ! -e "$staging/$name" ]; then rm -rf -- "$staging"; echo "the archive holds no $name" >&2; exit 1; fi\n'
+        'if [ -e "$target" ] || [ -L "$target" ]; then mv -- "$target" "$old" || exit 1; moved=1; fi\n'
+        'if ! mv -- "$staging/$name" "$target"; then\n'
+        '  if [ $moved = 1 ]; then mv -- "$old" "$target"; fi\n'
+        '  rm -rf -- "$staging"; echo "$target was left as it was" >&2; exit 1\n'
+        'fi\n'
         'rm -rf -- "$old" "$staging"\n'
     )  # fmt: skip
-    host.run(["sh", "-c", script, "opskit", staging, target, old, name])
+    result = host.run(["sh", "-c", script, "opskit", staging, target, old, name], check=False)
+    if result.returncode != 0:
+        detail = result.stderr.decode("utf-8", "replace").strip()
+        raise OpskitError(f"restoring {what} failed: {detail}")
+
+
+def _refuse_links_out(host: Host, tree: str, what: str) -> None:
+    """Refuse a restored tree that is a link, or holds one that leads out of it: a later
+    sync or restore would write through it into another folder."""
+    script = '[ -L "$1" ] && echo "/"; find "$1" -type l -printf "%P\\t%l\\n"; true'
+    listing = host.run(["sh", "-c", script, "opskit", tree], check=False).text
+    for line in listing.splitlines():
+        if line == "/":
+            raise OpskitError(f"restoring {what} refused: the archive's top-level folder is a link")
+        path, _, target = line.partition("\t")
+        landing = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+        if target.startswith("/") or landing == ".." or landing.startswith("../"):
+            raise OpskitError(
+                f"restoring {what} refused: the link {path} leads out of it (to {target})"
+            )
 
 
 @attrs.frozen

@@ -179,7 +179,13 @@ def _transform(runtime: Runtime, plan: Plan, component: Component) -> Transform 
 
 
 def _rsync(host: Host, source: str, target: str, dry_run: bool) -> tuple[int, int, int]:
-    """Mirror folder *source* into *target*; return (files copied, bytes, deleted)."""
+    """Mirror folder *source* into *target*; return (files copied, bytes, deleted).
+
+    A folder that is itself a link is refused: rsync would write (and delete) through it
+    in whatever folder it leads to."""
+    for folder in (source, target):
+        if host.run(["test", "-L", folder.rstrip("/")], check=False).returncode == 0:
+            raise OpskitError(f"{folder} is a link; sync copies only real folders")
     argv = ["rsync", "--archive", "--hard-links", "--numeric-ids", "--delete", "--stats"]
     argv += ["--itemize-changes", "--out-format=%i %n"]
     if dry_run:

@@ -51,6 +51,8 @@ _PHP_PLAIN_STRING = re.compile(rb's:(\d+):"')
 _PHP_OBJECT_BODY = re.compile(rb'":(\d+):\{')
 _PHP_KEY_TYPES = frozenset(b"isS")
 _PHP_HEX = frozenset(b"0123456789abcdefABCDEF")
+# What PHP's trim() removes.
+_PHP_WHITESPACE = b" \t\n\r\0\x0b"
 # Only these can hold strings; other serialized values have nothing to rewrite.
 _PHP_CONTAINERS = (b"a:", b"O:", b"C:", b"s:", b"S:")
 _PHP_ENDS = (b";", b"}")
@@ -80,11 +82,17 @@ class _Rewriter:
                 break
         else:
             return value, 0
-        if value.startswith(_PHP_CONTAINERS) and value.endswith(_PHP_ENDS):
+        # WordPress trims a value before it decides that it is serialized (is_serialized),
+        # so a serialized value may carry whitespace around it; the whitespace is kept.
+        core = value.strip(_PHP_WHITESPACE)
+        if core.startswith(_PHP_CONTAINERS) and core.endswith(_PHP_ENDS):
             try:
-                return self._rewrite_serialized(value)
+                new, count = self._rewrite_serialized(core)
             except _NotSerialized:
                 pass
+            else:
+                start = len(value) - len(value.lstrip(_PHP_WHITESPACE))
+                return value[:start] + new + value[start + len(core) :], count
         return self._rewrite_plain(value)
 
     def _rewrite_plain(self, value: bytes) -> tuple[bytes, int]:
