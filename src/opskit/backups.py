@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
@@ -34,7 +36,7 @@ from opskit.archive import (
     write_json,
 )
 from opskit.components import BackupContext, Component, DatabaseDump
-from opskit.errors import NotFoundError, OpskitError
+from opskit.errors import Cancelled, NotFoundError, OpskitError
 from opskit.locks import env_lock
 from opskit.output import progress as say
 from opskit.retention import Decision, decide
@@ -317,22 +319,29 @@ class Engine:
             if safety:
                 self.say(f"{project.name} {env}: safety backup of the current state")
                 safety_archive = self._backup_locked(project, env, directory)
+                if self.job is not None:
+                    self.job.details["safety_backup"] = safety_archive.name
             try:
                 change()
-            except (OpskitError, OSError) as exc:
+            except (OpskitError, OSError, KeyboardInterrupt) as exc:
+                # Ctrl-C and SIGTERM (opskit.cli turns it into Terminated) end like a
+                # failure: the previous state back, then exit 2.
                 if safety_archive is None:
                     raise
-                self.say(f"{what} failed ({exc}); putting back {safety_archive.name}")
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                reason = "interrupted" if interrupted else f"failed ({exc})"
+                self.say(f"{what} {reason}; putting back {safety_archive.name}")
                 try:
-                    self._restore_components(project, env, safety_archive, health_timeout)
+                    with signals_deferred():
+                        self._restore_components(project, env, safety_archive, health_timeout)
                 except (OpskitError, OSError) as again:
                     raise OpskitError(
-                        f"{what} failed ({exc}), and so did putting back "
-                        f"{safety_archive.path} ({again})"
+                        f"{what} {reason}, and so did putting back {safety_archive.path} ({again})"
                     ) from None
-                raise OpskitError(
-                    f"{what} failed ({exc}); {project.name} {env} was put back from {safety_archive.name}"
-                ) from None
+                put_back = f"{project.name} {env} was put back from {safety_archive.name}"
+                if interrupted:
+                    raise Cancelled(f"{what} interrupted; {put_back}") from None
+                raise OpskitError(f"{what} {reason}; {put_back}") from None
             return safety_archive
 
     def _restore_components(
@@ -396,6 +405,27 @@ class Engine:
             )
         except (OpskitError, OSError) as exc:
             raise OpskitError(f"{step}: {exc}") from None
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while the previous state is put back (a second signal
+    must not leave the env half restored); they are delivered afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {
+        number: signal.signal(number, lambda n, _frame: caught.append(n))
+        for number in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def private_dir(host: Host, directory: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -159,8 +160,16 @@ def create_cli(plugins: Plugins) -> click.Group:
 
 def run(argv: Sequence[str] | None = None, plugins: Plugins | None = None) -> int:
     """Run the command line; return the exit code (errors printed as ``[error] …``)."""
+    import signal
+
+    from opskit.errors import Terminated
     from opskit.output import error
 
+    def terminated(number: int, frame: object) -> None:
+        raise Terminated("terminated")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, terminated)
     try:
         if plugins is None:
             from opskit.plugins import create_plugins
@@ -177,6 +186,9 @@ def run(argv: Sequence[str] | None = None, plugins: Plugins | None = None) -> in
         return exc.exit_code
     except click.exceptions.Abort:
         error("cancelled")
+        return 2
+    except Terminated:
+        error("terminated (SIGTERM)")
         return 2
     except KeyboardInterrupt:
         error("interrupted")

@@ -127,6 +127,11 @@ def _pump(source: IO[bytes], process: Process) -> None:
     try:
         while chunk := source.read(CHUNK):
             chunks.put(chunk)
+    except BaseException:
+        # Interrupted or failed half way: the process must not take a cut-off stream
+        # for a complete one (an end of input would make a loader commit what it has).
+        process.kill()
+        raise
     finally:
         chunks.put(None)
         writer.join()

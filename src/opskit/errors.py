@@ -64,3 +64,8 @@ class DelegateFailed(OpskitError):
         self.exit_code = code
         self.archives: list[object] = []  # backup --all: what opskit wrote all the same
         super().__init__(f"{project}: its own CLI failed at {command} (exit {code})")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``systemctl stop``, a shutdown): handled like Ctrl-C, so that a change in
+    progress ends like a failure, with the previous state back, and opskit exits 2."""

@@ -1,0 +1,95 @@
+"""Ctrl-C and SIGTERM in the middle of a restore end like a failure (#10, part 2): the
+previous state back, the services running, the lock free, the audit entry written, exit 2.
+Here for path components; the database loads of #10 are not covered yet."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import opskit, wait_until
+from testroot import NS
+
+pytestmark = pytest.mark.docker
+
+CUT = """\
+name: cut
+environments: [dev]
+compose: {{dir: "{{env}}", project_name: "{ns}-cut-{{env}}"}}
+backup: {{dir: {backups}, paths: ["{{env}}/data"]}}
+health: {{timeout: 30}}
+"""
+
+CUT_COMPOSE = """\
+services:
+  web:
+    init: true
+    image: opskit-test/web:1
+    command: ["httpd", "-f", "-p", "8080", "-h", "/srv"]
+    volumes: ["./data:/srv"]
+    healthcheck: {test: ["CMD", "cat", "/srv/index.html"], interval: 1s, timeout: 2s, retries: 3}
+"""
+
+
+def tree(path: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_an_interrupted_restore_puts_the_env_back(tmp_path: Path, number: int) -> None:
+    project = tmp_path / "cut"
+    data = project / "dev" / "data"
+    data.mkdir(parents=True)
+    (project / "project.yaml").write_text(CUT.format(ns=NS, backups=tmp_path / "backups"))
+    (project / "dev" / "compose.yaml").write_text(CUT_COMPOSE)
+    (data / "index.html").write_text("version 1\n")
+    for i in range(150):  # incompressible: extracting it takes a while
+        (data / f"blob-{i:03}.bin").write_bytes(os.urandom(1 << 20))
+    root = str(tmp_path)
+    assert opskit("start", "cut", "dev", "--root", root).returncode == 0
+    try:
+        wait_until(lambda: opskit("health", "cut", "dev", "--root", root).returncode == 0, 60)
+        assert opskit("backup", "cut", "dev", "--root", root).returncode == 0
+        (data / "index.html").write_text("version 2, written after the backup\n")
+        (data / "after.txt").write_text("new\n")
+        before = tree(data)
+
+        process = subprocess.Popen(
+            [sys.executable, "-m", "opskit", "restore", "cut", "dev", "--latest", "--yes",
+             "--root", root],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        staging = data.parent / ".opskit-restore-data"  # the named point: extraction began
+        while process.poll() is None and not staging.exists():
+            time.sleep(0.005)
+        assert process.poll() is None, "the restore ended before the named point"
+        time.sleep(0.2)
+        process.send_signal(number)
+        _out, err = process.communicate(timeout=180)
+        lines = err.splitlines()
+        assert process.returncode == 2, err
+        errors = [line for line in lines if line.startswith("[error]")]
+        assert len(errors) == 1 and "interrupted" in errors[0], err
+        assert "was put back from cut-dev-" in errors[0]
+
+        assert tree(data) == before
+        assert opskit("health", "cut", "dev", "--root", root).returncode == 0
+        free = opskit("backup", "cut", "dev", "--root", root, env={"OPSKIT_LOCK_TIMEOUT": "5"})
+        assert free.returncode == 0, free.stderr  # the lock was released
+        entry = json.loads(opskit("history", "cut", "--json", "--root", root).stdout)[-1]
+        assert (entry["command"], entry["result"]) == ("restore", "interrupted")
+        assert entry["safety_backup"].startswith("cut-dev-")
+    finally:
+        opskit("destroy", "cut", "dev", "--yes", "--root", root)
