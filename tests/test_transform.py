@@ -640,3 +640,37 @@ def test_property_serialized_lengths_stay_consistent(
     parsed, end = php_parse(rewritten)
     assert end == len(rewritten)
     assert (parsed, count) == expected(value)
+
+
+# --- several replacements per env, aligned by position (#10) -------------------------------
+
+
+def test_several_strings_per_env_are_replaced_in_order() -> None:
+    from opskit.descriptor import DescriptorSource, parse_descriptor
+    from opskit.errors import DescriptorError
+    from opskit.sync import replacements
+
+    text = (
+        "name: shop\nenvironments: [dev, prod]\nsync:\n  pairs: [[prod, dev]]\n  replace:\n"
+        "    prod: [https://shop.ch, http://shop.ch, //shop.ch]\n"
+        "    dev: [https://dev.shop.ch, http://dev.shop.ch, //dev.shop.ch]\n"
+    )
+    project = parse_descriptor(DescriptorSource("/r/shop/project.yaml", text))
+    assert project.sync is not None and project.sync.replacement("dev") == "https://dev.shop.ch"
+    pairs = replacements(project, "prod", "dev")
+    assert pairs[2] == ("//shop.ch", "//dev.shop.ch")
+    value = (
+        b'<a href="https://shop.ch/a">, <img src="http://shop.ch/b">, <script src="//shop.ch/c">'
+    )
+    new, count = replace_value(value, [(a.encode(), b.encode()) for a, b in pairs])
+    assert new == (
+        b'<a href="https://dev.shop.ch/a">, <img src="http://dev.shop.ch/b">, '
+        b'<script src="//dev.shop.ch/c">'
+    )
+    assert count == 3
+    with pytest.raises(DescriptorError, match=r"sync.replace.dev: has 1 strings, prod has 3"):
+        parse_descriptor(
+            DescriptorSource("/r/shop/project.yaml", text.replace(
+                "dev: [https://dev.shop.ch, http://dev.shop.ch, //dev.shop.ch]", "dev: https://dev.shop.ch"
+            ))
+        )  # fmt: skip

@@ -135,10 +135,16 @@ class Offsite:
 @attrs.frozen
 class Sync:
     pairs: tuple[tuple[str, str], ...] = ()
-    replace: tuple[tuple[str, str], ...] = ()
+    replace: tuple[tuple[str, tuple[str, ...]], ...] = ()  # env -> strings, aligned
 
     def replacement(self, env: str) -> str | None:
-        return dict(self.replace).get(env)
+        """The env's first (main) string, e.g. its site URL."""
+        found = self.strings(env)
+        return found[0] if found else None
+
+    def strings(self, env: str) -> tuple[str, ...]:
+        """All of the env's strings, in the order they are replaced."""
+        return dict(self.replace).get(env, ())
 
 
 @attrs.frozen
@@ -528,12 +534,26 @@ def _read_sync(r: _Reader, node: Node) -> Sync:
         if source == target:
             raise r.error(pair_node, field, "an environment cannot sync to itself")
         pairs.append((source, target))
-    replace = []
+    replace: list[tuple[str, tuple[str, ...]]] = []
     if "replace" in m:
         for env, value in r.free_mapping(m["replace"], "sync.replace").items():
+            field = f"sync.replace.{env}"
             if env not in r.environments:
-                raise r.error(value, f"sync.replace.{env}", f"unknown environment {env!r}")
-            replace.append((env, r.string(value, f"sync.replace.{env}")))
+                raise r.error(value, field, f"unknown environment {env!r}")
+            if isinstance(value, yaml.SequenceNode):
+                strings = r.strings(value, field)
+                if not strings:
+                    raise r.error(value, field, "needs at least one string")
+            else:
+                strings = (r.string(value, field),)
+            if replace and len(strings) != len(replace[0][1]):
+                raise r.error(
+                    value,
+                    field,
+                    f"has {len(strings)} strings, {replace[0][0]} has {len(replace[0][1])}: "
+                    "the lists are aligned by position",
+                )
+            replace.append((env, strings))
     return Sync(pairs=tuple(pairs), replace=tuple(replace))
 
 

@@ -67,21 +67,22 @@ def replacements(project: Project, source: str, target: str) -> tuple[tuple[str,
     nothing (the same string for both envs, or a string for one env only)."""
     if project.sync is None or not project.sync.replace:
         return ()
-    old, new = project.sync.replacement(source), project.sync.replacement(target)
-    if old is None and new is None:
+    old, new = project.sync.strings(source), project.sync.strings(target)
+    if not old and not new:
         return ()
-    if old is None or new is None:
-        missing = source if old is None else target
+    if not old or not new:
+        missing = source if not old else target
         raise OpskitError(
             f"{project.name}: sync.replace has no value for {missing}, so the replacement "
             f"from {source} to {target} would change nothing"
         )
-    if old == new:
-        raise OpskitError(
-            f"{project.name}: sync.replace is {old!r} for both {source} and {target}; "
-            "the replacement would change nothing"
-        )
-    return ((old, new),)
+    for before, after in zip(old, new, strict=True):
+        if before == after:
+            raise OpskitError(
+                f"{project.name}: sync.replace is {before!r} for both {source} and {target}; "
+                "the replacement would change nothing"
+            )
+    return tuple(zip(old, new, strict=True))
 
 
 # -- reports ------------------------------------------------------------------
