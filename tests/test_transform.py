@@ -674,3 +674,40 @@ def test_several_strings_per_env_are_replaced_in_order() -> None:
                 "dev: [https://dev.shop.ch, http://dev.shop.ch, //dev.shop.ch]", "dev: https://dev.shop.ch"
             ))
         )  # fmt: skip
+
+
+def test_whole_hosts_leave_a_longer_host_alone_and_count_it() -> None:
+    from opskit.descriptor import DescriptorSource, parse_descriptor
+
+    text = (
+        "name: shop\nenvironments: [dev, prod]\n"
+        "sync: {pairs: [[prod, dev]], whole_hosts: true, "
+        "replace: {prod: 'https://shop.ch', dev: 'https://dev.shop.ch'}}\n"
+    )
+    project = parse_descriptor(DescriptorSource("/r/shop/project.yaml", text))
+    assert project.sync is not None and project.sync.whole_hosts is True
+    dump = (
+        b"INSERT INTO `wp_posts` VALUES (1,'see https://shop.ch/a and https://shop.chocolate.com"
+        b" or https://shop.ch.', 'https://shop.ch-old.net');\n"
+    )
+    for whole, expected in (
+        (True, b"see https://dev.shop.ch/a and https://shop.chocolate.com or https://dev.shop.ch."),
+        (
+            False,
+            b"see https://dev.shop.ch/a and https://dev.shop.chocolate.com or https://dev.shop.ch.",
+        ),
+    ):
+        replacer = Replacer([("https://shop.ch", "https://dev.shop.ch")], whole_hosts=whole)
+        out = replacer.feed(dump) + replacer.finish()
+        assert expected in out
+        assert replacer.longer_hosts == 2  # shop.chocolate.com and shop.ch-old.net
+
+
+def test_a_dumped_serialized_value_with_a_trailing_newline_gets_its_lengths_fixed() -> None:
+    """In a mysqldump line the newline is the escape \\n; the fast plain path must not
+    take the value for plain text."""
+    value = b'a:1:{s:3:"url";s:15:"https://shop.ch";}'
+    line = b"INSERT INTO `wp_options` VALUES (1,'widget','" + value + b"\\n');\n"
+    replacer = Replacer([("https://shop.ch", "https://dev.shop.ch")])
+    out = replacer.feed(line) + replacer.finish()
+    assert b's:19:\\"https://dev.shop.ch\\";}\\n' in out

@@ -136,6 +136,7 @@ class Offsite:
 class Sync:
     pairs: tuple[tuple[str, str], ...] = ()
     replace: tuple[tuple[str, tuple[str, ...]], ...] = ()  # env -> strings, aligned
+    whole_hosts: bool = False  # replace a URL only where its host name ends
 
     def replacement(self, env: str) -> str | None:
         """The env's first (main) string, e.g. its site URL."""
@@ -523,7 +524,10 @@ def _read_offsite(r: _Reader, node: Node) -> Offsite:
 
 
 def _read_sync(r: _Reader, node: Node) -> Sync:
-    m = r.mapping(node, "sync", {"pairs", "replace"})
+    m = r.mapping(node, "sync", {"pairs", "replace", "whole_hosts"})
+    whole_hosts = r.scalar(m["whole_hosts"], "sync.whole_hosts") if "whole_hosts" in m else False
+    if not isinstance(whole_hosts, bool):
+        raise r.error(m["whole_hosts"], "sync.whole_hosts", "expected true or false")
     pairs = []
     for i, pair_node in enumerate(r.sequence(m["pairs"], "sync.pairs") if "pairs" in m else []):
         field = f"sync.pairs[{i}]"
@@ -554,7 +558,7 @@ def _read_sync(r: _Reader, node: Node) -> Sync:
                     "the lists are aligned by position",
                 )
             replace.append((env, strings))
-    return Sync(pairs=tuple(pairs), replace=tuple(replace))
+    return Sync(pairs=tuple(pairs), replace=tuple(replace), whole_hosts=whole_hosts)
 
 
 def _read_promote(r: _Reader, node: Node) -> Promote:

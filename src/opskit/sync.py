@@ -44,6 +44,7 @@ class SyncContext:
     source: str
     target: str
     replacements: tuple[tuple[str, str], ...]
+    whole_hosts: bool = False  # sync.whole_hosts: leave https://shop.chocolate.com alone
 
 
 # -- checks -------------------------------------------------------------------
@@ -102,6 +103,7 @@ class DatabaseReport:
     name: str
     tables: tuple[TableReport, ...]
     replacements: Mapping[str, int]  # per table; counted on the way (dry run: on a read)
+    longer_hosts: int = 0  # occurrences that began a longer host name (see sync.whole_hosts)
 
 
 @attrs.frozen
@@ -169,7 +171,8 @@ def plan(runtime: Runtime, project: Project, source: str, target: str) -> Plan:
             target_context.running_container(counterpart.database.service)
     if not pairs:
         raise NotFoundError(f"{project.name}: {source} and {target} have no data in common to sync")
-    context = SyncContext(runtime.host, project, source, target, rewrite)
+    whole = project.sync.whole_hosts if project.sync else False
+    context = SyncContext(runtime.host, project, source, target, rewrite, whole)
     return Plan(context, source_context, target_context, tuple(pairs), tuple(skipped))
 
 
@@ -306,6 +309,7 @@ def run(
                         component.database.name,
                         tuple(tables),
                         counts,
+                        getattr(transform, "longer_hosts", 0),
                     )
                 )
             else:

@@ -65,7 +65,11 @@ class _NotSerialized(Exception):
 class _Rewriter:
     """Replaces the search strings in one unescaped value: plain, JSON-escaped, serialized."""
 
-    def __init__(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+    def __init__(self, pairs: Sequence[tuple[bytes, bytes]], whole_hosts: bool = False) -> None:
+        self.whole_hosts = whole_hosts
+        self.longer_hosts = (
+            0  # occurrences that start a longer host name (shop.ch in shop.chocolate.com)
+        )
         forms: list[tuple[bytes, bytes]] = []
         for search, replacement in pairs:
             if not search:
@@ -75,6 +79,16 @@ class _Rewriter:
                 forms.append((search.replace(b"/", b"\\/"), replacement.replace(b"/", b"\\/")))
         self.forms = tuple(forms)
         self.searches = tuple(dict.fromkeys(search for search, _ in forms))
+        # An occurrence followed by more of a host name: a letter, digit or "-", or a "."
+        # and a letter or digit ("https://shop.ch." ending a sentence is still shop.ch).
+        self.longer = tuple(
+            re.compile(re.escape(search) + rb"(?=[A-Za-z0-9-]|\.[A-Za-z0-9])")
+            for search, _ in forms
+        )
+        self.whole = tuple(
+            re.compile(re.escape(search) + rb"(?![A-Za-z0-9-]|\.[A-Za-z0-9])")
+            for search, _ in forms
+        )
 
     def rewrite(self, value: bytes) -> tuple[bytes, int]:
         for search in self.searches:
@@ -97,11 +111,19 @@ class _Rewriter:
 
     def _rewrite_plain(self, value: bytes) -> tuple[bytes, int]:
         total = 0
-        for search, replacement in self.forms:
-            found = value.count(search)
-            if found:
+        for (search, replacement), longer, whole in zip(
+            self.forms, self.longer, self.whole, strict=True
+        ):
+            if search not in value:
+                continue
+            self.longer_hosts += len(longer.findall(value))
+            if self.whole_hosts:
+                # a template: only backslashes are special in it
+                value, found = whole.subn(replacement.replace(b"\\", b"\\\\"), value)
+            else:
+                found = value.count(search)
                 value = value.replace(search, replacement)
-                total += found
+            total += found
         return value, total
 
     def _rewrite_serialized(self, data: bytes) -> tuple[bytes, int]:
@@ -243,6 +265,23 @@ def _splice(data: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
         last = end
     pieces.append(data[last:])
     return b"".join(pieces)
+
+
+_ESCAPED_WHITESPACE = (b" ", b"\t", b"\\n", b"\\r", b"\\t", b"\\0", b"\n", b"\r")
+
+
+def _strip_escaped_whitespace(body: bytes) -> bytes:
+    """*body* (as a dump writes a literal) without the whitespace PHP's trim() removes,
+    written plainly or as escapes, at either end."""
+    changed = True
+    while changed and body:
+        changed = False
+        for item in _ESCAPED_WHITESPACE:
+            if body.startswith(item):
+                body, changed = body[len(item) :], True
+            if body.endswith(item) and not body.endswith(b"\\" + item):
+                body, changed = body[: -len(item)], True
+    return body
 
 
 @functools.lru_cache(maxsize=16)
@@ -401,7 +440,12 @@ class _Lines:
         # rewritten without decoding them: the same result, much faster.
         escaped = [(self.escape(a), self.escape(b)) for a, b in rewriter.forms]
         safe = all(a[:1] not in self.escape_letters for a, _ in escaped)
-        self.direct: tuple[tuple[bytes, bytes], ...] = tuple(escaped) if safe else ()
+        # Whole hosts need the lookahead of _Rewriter, so they take the decoding path.
+        direct = safe and not rewriter.whole_hosts
+        self.direct: tuple[tuple[bytes, bytes], ...] = tuple(escaped) if direct else ()
+        self.direct_longer = tuple(
+            re.compile(re.escape(a) + rb"(?=[A-Za-z0-9-]|\.[A-Za-z0-9])") for a, _ in escaped
+        )
         self.markers = tuple(dict.fromkeys((*self.needles, *self.keywords)))
         self.skip_columns = skip_columns
         self.counts = counts
@@ -484,12 +528,14 @@ class _Lines:
             if column in skipped or self.is_not_text(text, start):
                 continue
             body = text[start + 1 : end - 1]
-            if direct and not (body.startswith(_PHP_CONTAINERS) and body.endswith(_PHP_ENDS)):
+            core = _strip_escaped_whitespace(body)
+            if direct and not (core.startswith(_PHP_CONTAINERS) and core.endswith(_PHP_ENDS)):
                 # Plain text: replaced in its escaped form, without decoding (see __init__).
                 new = body
-                for search, replacement in direct:
+                for (search, replacement), longer in zip(direct, self.direct_longer, strict=True):
                     found = new.count(search)
                     if found:
+                        self.rewriter.longer_hosts += len(longer.findall(new))
                         new = new.replace(search, replacement)
                         total += found
                 if new != body:
@@ -778,8 +824,12 @@ class Replacer:
         *,
         dialect: str = "mariadb",
         skip_columns: Collection[str] = (),
+        whole_hosts: bool = False,
     ) -> None:
-        rewriter = _Rewriter([(search.encode(), new.encode()) for search, new in pairs])
+        rewriter = _Rewriter(
+            [(search.encode(), new.encode()) for search, new in pairs], whole_hosts
+        )
+        self._rewriter = rewriter
         skip = frozenset(name.lower().encode() for name in skip_columns)
         self.counts: dict[str, int] = {}
         self._lines: _Lines
@@ -794,6 +844,12 @@ class Replacer:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def longer_hosts(self) -> int:
+        """Occurrences of a search string that began a longer host name (left alone with
+        ``whole_hosts``, rewritten without it)."""
+        return self._rewriter.longer_hosts
 
     def feed(self, chunk: bytes) -> bytes:
         """The transformed bytes ready to write (b"" while a line is still being read)."""

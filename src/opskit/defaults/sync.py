@@ -26,7 +26,7 @@ def opskit_sync_transform(context: SyncContext, component: Component) -> Transfo
     if not isinstance(component, DatabaseDump):
         return None
     dialect = "mariadb" if component.database.type in MARIADB_TYPES else "postgres"
-    return Replacer(context.replacements, dialect=dialect)
+    return Replacer(context.replacements, dialect=dialect, whole_hosts=context.whole_hosts)
 
 
 @click.command()
@@ -64,9 +64,22 @@ def sync(state: CliState, project: str, source: str, target: str, dry_run: bool,
 
 
 def show(state: CliState, report: SyncReport) -> None:
-    from opskit.output import human_bytes
+    from opskit.output import human_bytes, warning
 
     out = state.out
+    for database in report.databases:
+        if database.longer_hosts:
+            found = state.ops.project(report.project)
+            whole = found.sync is not None and found.sync.whole_hosts
+            fate = (
+                "left alone (sync.whole_hosts)"
+                if whole
+                else "rewritten too; set sync.whole_hosts: true to leave them alone"
+            )
+            warning(
+                f"{database.key}: {database.longer_hosts} occurrences of a replaced string "
+                f"begin a longer host name (like shop.ch in shop.chocolate.com): {fate}"
+            )
     if state.json:
         out.json(report.as_dict())
         return

@@ -71,7 +71,12 @@ def opskit_sync_transform(context: SyncContext, component: Component) -> Transfo
         return None
     if component.database.type not in MARIADB_TYPES:
         return None
-    return Replacer(context.replacements, dialect="mariadb", skip_columns={"guid"})
+    return Replacer(
+        context.replacements,
+        dialect="mariadb",
+        skip_columns={"guid"},
+        whole_hosts=context.whole_hosts,
+    )
 
 
 @hookimpl
