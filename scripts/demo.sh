@@ -21,4 +21,6 @@ for _ in $(seq 1 90); do
 done
 $opskit status
 $opskit health
-$opskit doctor
+# doctor exits 1 for a problem it finds (e.g. archives of an older opskit that others can
+# read); the demo shows it without failing.
+$opskit doctor || echo "(doctor found problems: see above)" >&2
