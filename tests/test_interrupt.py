@@ -93,3 +93,52 @@ def test_an_interrupted_restore_puts_the_env_back(tmp_path: Path, number: int) -
         assert entry["safety_backup"].startswith("cut-dev-")
     finally:
         opskit("destroy", "cut", "dev", "--yes", "--root", root)
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_an_interrupted_backup_starts_the_stopped_services_again(
+    examples_up: Path, number: int
+) -> None:
+    """mdf prod stops its mail service for the backup (backup.stop)."""
+    from testroot import BACKUPS, ns
+
+    root = str(examples_up)
+    mail = f"{ns('mdf-prod-mail')}_mail_1"
+
+    def state() -> str:
+        return subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Status}}", mail],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+
+    media = subprocess.run(
+        ["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", f"{ns('mdf-prod')}_media"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    big = Path(media) / "big.bin"
+    with big.open("wb") as handle:
+        for _ in range(120):
+            handle.write(os.urandom(1 << 20))  # incompressible: the backup takes a while
+    directory = BACKUPS / "mdf" / "prod"
+    before = sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+    try:
+        assert state() == "running"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "opskit", "backup", "mdf", "prod", "--root", root],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        while process.poll() is None and state() == "running":  # the named point: mail stopped
+            time.sleep(0.02)
+        assert process.poll() is None, "the backup ended before it stopped mail"
+        time.sleep(0.3)
+        process.send_signal(number)
+        _out, err = process.communicate(timeout=180)
+        assert process.returncode == 2, err
+        assert state() == "running"
+        after = sorted(p.name for p in directory.iterdir() if not p.name.startswith(".lock"))
+        assert after == [n for n in before if not n.startswith(".lock")]  # nothing partial
+        free = opskit("backup", "mdf", "prod", "--root", root, env={"OPSKIT_LOCK_TIMEOUT": "5"})
+        assert free.returncode == 0, free.stderr
+    finally:
+        big.unlink()
+        opskit("start", "mdf", "prod", "--root", root)
