@@ -69,7 +69,6 @@ class Engine:
 
     runtime: Runtime
     progress: IO[str] | None = None
-    meter: Callable[[str], Callable[[int], None]] | None = None  # label -> advance(bytes)
     lock_timeout: float = LOCK_TIMEOUT
     job: Job | None = None  # when set, narration and progress go to the job as events
 
@@ -186,12 +185,9 @@ class Engine:
         context: BackupContext,
         partial: str,
     ) -> Any:
-        label = f"{project.name} {env}: {component.key}"
         if self.job is None:
-            advance = self.meter(label) if self.meter else None
-            if advance is None:
-                say(self.progress, label)
-            return write_component(self.host, component, context, partial, advance)
+            say(self.progress, f"{project.name} {env}: {component.key}")
+            return write_component(self.host, component, context, partial)
         with self.job.phase(component.key):
             advance = self.job.meter()
             record = write_component(self.host, component, context, partial, advance)

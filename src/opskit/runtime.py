@@ -171,13 +171,16 @@ class Runtime:
         """The running container of a service; raises :class:`NotFoundError` when none runs."""
         return self.containers(project, env, service, running=True)[0]
 
-    def health(self, project: str | None = None, env: str | None = None) -> HealthReport:
+    def health(
+        self, project: str | None = None, env: str | None = None, state: ComposeState | None = None
+    ) -> HealthReport:
         """Every plugin's health checks for the envs in scope, and a failed check for
-        each env whose compose project name collides with another stack's."""
+        each env whose compose project name collides with another stack's. *state* is a
+        :meth:`compose_state` the caller has just taken (default: a new one)."""
         from opskit.health import CheckResult
 
         scope = self.scope(project, env)
-        state = self.compose_state()
+        state = state or self.compose_state()
         placements = containers.status(self.projects(), scope, state.containers, state.stacks)
         checks = [
             CheckResult(p.name, e, "compose project name", False, c.message())
@@ -187,7 +190,7 @@ class Runtime:
         ]
         by_project: dict[str, list[str]] = {}
         projects: dict[str, Project] = {}
-        for found, e in self.scope(project, env):
+        for found, e in scope:
             by_project.setdefault(found.name, []).append(e)
             projects[found.name] = found
         for name, envs in by_project.items():
@@ -248,7 +251,9 @@ class Runtime:
         docker = self.host.docker()
         steady: dict[str, tuple[tuple[str, int], float]] = {}
         while True:
-            placements = self.status(project, env)
+            state = self.compose_state()  # one per poll, for the containers and the checks
+            scope = self.scope(project, env)
+            placements = containers.status(self.projects(), scope, state.containers, state.stacks)
             failing = []
             for placement in placements:
                 if placement.container is None:
@@ -262,8 +267,11 @@ class Runtime:
                 interval = healthcheck_interval(inspected)
                 if interval is not None and interval > timeout:
                     raise _too_slow(project, env, placement.service, interval, timeout, setting)
-                state = inspected.get("State") or {}
-                mark = (str(state.get("StartedAt")), int(state.get("RestartCount") or 0))
+                docker_state = inspected.get("State") or {}
+                mark = (
+                    str(docker_state.get("StartedAt")),
+                    int(docker_state.get("RestartCount") or 0),
+                )
                 seen = steady.get(placement.container.id)
                 if seen is None or seen[0] != mark:
                     steady[placement.container.id] = seen = (mark, time.monotonic())
@@ -275,7 +283,7 @@ class Runtime:
             if not placements:
                 failing.append("no containers")
             if not failing and not containers_only:
-                report = self.health(project, env)
+                report = self.health(project, env, state)
                 failing = [f"{c.check}: {c.detail}" for c in report.checks if not c.ok]
             if not failing:
                 return
@@ -316,15 +324,20 @@ class Runtime:
         volumes: bool = False,
         dry_run: bool = False,
         progress: IO[str] | None = None,
+        announce: Callable[[], None] | None = None,
     ) -> list[compose.ComposeCommand]:
         """Run ``start``, ``stop``, ``restart``, ``build`` or ``destroy`` for one env.
 
         Compose's own output goes to *progress* as it comes (the CLI passes stderr).
+        *announce* runs once the commands are decided (a collision or a bad service name
+        is refused before it) and before the first one runs.
         """
         commands = self.compose_commands(project, env, action, service, volumes)
         if action == "stop":
             commands.reverse()  # extra stacks usually depend on the main one
         if not dry_run:
+            if announce is not None:
+                announce()
             for command in commands:
                 self._run_streamed(list(command.argv), command.cwd, progress)
         return commands
@@ -395,10 +408,10 @@ class Runtime:
             progress=progress,
         )
 
-    def backup_engine(self, progress: IO[str] | None = None, meter: Meter | None = None) -> Engine:
+    def backup_engine(self, progress: IO[str] | None = None) -> Engine:
         from opskit.backups import Engine
 
-        return Engine(self, progress=progress, meter=meter)
+        return Engine(self, progress=progress)
 
     # -- containers ------------------------------------------------------------
 

@@ -236,16 +236,12 @@ def _lifecycle_command(action: str, summary: str, takes_service: bool) -> click.
     ) -> None:
         from opskit.output import info
 
-        state.ops.project(project).check_env(env)
-        from opskit.runtime import check_service
+        def announce() -> None:
+            if not state.json:
+                info(f"{action} {project} {env}{' ' + service if service else ''}")
 
-        state.ops.project(project).check_env(env)
-        check_service(service)
-        state.ops.runtime.refuse_collisions(project, [env])  # before anything is said or done
-        if not dry_run and not state.json:
-            info(f"{action} {project} {env}{' ' + service if service else ''}")
-        commands = state.ops.lifecycle(
-            project, env, action, service, dry_run=dry_run, progress=sys.stderr
+        commands = state.ops.runtime.lifecycle(
+            project, env, action, service, dry_run=dry_run, progress=sys.stderr, announce=announce
         )
         _report_commands(state, project, env, action, commands, dry_run)
 
