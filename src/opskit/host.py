@@ -64,6 +64,39 @@ class Process(Protocol):
         ...
 
 
+# What a command's stderr keeps for its error message: its start and its end. A database
+# client that fails echoes the whole failing statement, which can be megabytes long.
+ERRORS_HEAD = 4096
+ERRORS_TAIL = 16384
+
+
+class _ErrorText:
+    """Drains a stderr stream in a thread, keeping only its first and last few kilobytes."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.head = b""
+        self.tail = b""
+        self.cut = False
+        self.thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _drain(self, stream: IO[bytes]) -> None:
+        while chunk := stream.read(65536):
+            if len(self.head) < ERRORS_HEAD:
+                room = ERRORS_HEAD - len(self.head)
+                self.head += chunk[:room]
+                chunk = chunk[room:]
+            tail = self.tail + chunk
+            if len(tail) > ERRORS_TAIL:
+                self.cut = True
+                tail = tail[-ERRORS_TAIL:]
+            self.tail = tail
+
+    def text(self) -> str:
+        gap = b"\n[...]\n" if self.cut else b""
+        return (self.head + gap + self.tail).decode("utf-8", "replace")
+
+
 class _LocalProcess:
     """A local command; stderr, when kept apart, is drained by a thread."""
 
@@ -72,26 +105,19 @@ class _LocalProcess:
         assert process.stdout is not None
         self.stdout: IO[bytes] = process.stdout
         self.stdin: IO[bytes] | None = process.stdin
-        self._stderr: list[bytes] = []
-        self._reader: threading.Thread | None = None
-        if process.stderr is not None:
-            stderr = process.stderr
-            self._reader = threading.Thread(
-                target=lambda: self._stderr.append(stderr.read()), daemon=True
-            )
-            self._reader.start()
+        self._errors = _ErrorText(process.stderr) if process.stderr is not None else None
 
     def wait(self) -> int:
         code = self.process.wait()
-        if self._reader is not None:
-            self._reader.join()
+        if self._errors is not None:
+            self._errors.thread.join()
         return code
 
     def kill(self) -> None:
         self.process.kill()
 
     def errors(self) -> str:
-        return b"".join(self._stderr).decode("utf-8", "replace")
+        return self._errors.text() if self._errors is not None else ""
 
 
 def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
@@ -378,30 +404,25 @@ class _ChannelProcess:
         self.channel = channel
         self.stdout: IO[bytes] = channel.makefile("rb")
         self.stdin: IO[bytes] | None = channel.makefile_stdin("wb") if stdin else None
-        self._stderr: list[bytes] = []
-        self._reader: threading.Thread | None = None
+        self._errors: _ErrorText | None = None
         if merge_stderr:
             channel.set_combine_stderr(True)
         else:
-            stderr = channel.makefile_stderr("rb")
-            self._reader = threading.Thread(
-                target=lambda: self._stderr.append(stderr.read()), daemon=True
-            )
-            self._reader.start()
+            self._errors = _ErrorText(channel.makefile_stderr("rb"))
         if not stdin:
             channel.shutdown_write()
 
     def wait(self) -> int:
         code = int(self.channel.recv_exit_status())
-        if self._reader is not None:
-            self._reader.join()
+        if self._errors is not None:
+            self._errors.thread.join()
         return code
 
     def kill(self) -> None:
         self.channel.close()
 
     def errors(self) -> str:
-        return b"".join(self._stderr).decode("utf-8", "replace")
+        return self._errors.text() if self._errors is not None else ""
 
 
 class _ChannelWriter(io.RawIOBase):
