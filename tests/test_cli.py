@@ -329,3 +329,33 @@ def test_the_python_api_runs_a_delegate_as_the_cli_does(
             ops.sync("legacy", "dev", "prod")  # a direction the delegate refuses
         assert failed.value.exit_code == 1
         assert "not allowed" in capfd.readouterr().err
+
+
+SIGNALLED = """\
+import os, signal, sys, time
+from opskit import hookimpl
+from opskit.cli import run
+from opskit.testing import plugin_manager
+
+class Slow:
+    @hookimpl
+    def opskit_register_commands(self, cli):
+        @cli.command("slow")
+        def slow():
+            os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+            time.sleep(10)
+
+sys.exit(run(["slow"], plugins=plugin_manager(Slow())))
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("SIGTERM", "[error] terminated (SIGTERM)"), ("SIGINT", "[error] interrupted")],
+)
+def test_an_interrupted_command_is_one_error_line_and_exit_2(name: str, message: str) -> None:
+    """Not click's "Aborted!"/"cancelled" after an empty line."""
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNALLED, name], capture_output=True, text=True, timeout=30
+    )
+    assert (done.returncode, done.stderr) == (2, message + "\n")

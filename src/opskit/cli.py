@@ -176,9 +176,16 @@ def run(argv: Sequence[str] | None = None, plugins: Plugins | None = None) -> in
 
             plugins = create_plugins(os.environ)
         cli = create_cli(plugins)
-        result = cli.main(
-            args=list(argv) if argv is not None else None, prog_name="opskit", standalone_mode=False
-        )
+        # click's own main() turns Ctrl-C and SIGTERM into a bare "Abort" after printing an
+        # empty line; opskit reports them itself (below), so it runs the command directly.
+        args = list(argv) if argv is not None else sys.argv[1:]
+        with cli.make_context("opskit", args) as context:
+            result = cli.invoke(context)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:  # a bare "opskit": its help, not an error
+        click.echo(exc.format_message(), file=sys.stderr)
+        return 2
     except DelegateFailed as exc:
         return exc.exit_code  # the project's own CLI has reported it
     except OpskitError as exc:
