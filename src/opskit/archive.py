@@ -172,6 +172,7 @@ def write_component(
 
     path = posixpath.join(directory, component.filename)
     process = component.dump(context)
+    ledger = component.ledger()
     raw_hash = hashlib.sha256()
     raw_size = 0
     with host.open_write(path) as out:
@@ -181,10 +182,14 @@ def write_component(
             while chunk := process.stdout.read(CHUNK):
                 raw_hash.update(chunk)
                 raw_size += len(chunk)
+                if ledger is not None:
+                    ledger.feed(chunk)
                 stored.write(compressor.compress(chunk))
                 if advance is not None:
                     advance(len(chunk))
             stored.write(compressor.flush())
+            if ledger is not None:
+                ledger.finish()
         except BaseException:
             process.kill()
             process.wait()
@@ -203,7 +208,7 @@ def write_component(
         raw_sha256=raw_hash.hexdigest(),
         stored_bytes=stored.size,
         sha256=stored.hash.hexdigest(),
-        details=component.describe(),
+        details={**component.describe(), **(ledger.record() if ledger is not None else {})},
     )
 
 

@@ -314,7 +314,12 @@ class Engine:
             safety_archive = None
             if safety:
                 self.say(f"{project.name} {env}: safety backup of the current state")
-                safety_archive = self._backup_locked(project, env, directory)
+                try:
+                    safety_archive = self._backup_locked(project, env, directory)
+                except KeyboardInterrupt:
+                    raise Cancelled(
+                        f"{what} interrupted during the safety backup; nothing was changed"
+                    ) from None
                 if self.job is not None:
                     self.job.details["safety_backup"] = safety_archive.name
             try:
@@ -353,8 +358,13 @@ class Engine:
 
         def restorer(record: Any) -> Callable[[BackupContext], None]:
             def restore(context: BackupContext) -> None:
+                component = components[record.key]
                 with component_stream(self.host, archive, record) as source:
-                    components[record.key].restore(context, source)
+                    if isinstance(component, DatabaseDump):
+                        # the counts the backup recorded, against a dump cut short since
+                        component.restore(context, source, recorded_rows=record.details.get("rows"))
+                    else:
+                        component.restore(context, source)
 
             return restore
 
@@ -385,9 +395,12 @@ class Engine:
                 self.runtime.lifecycle(project.name, env, "stop", service, progress=self.output)
             context = self.context(project, env)
             for step, action in steps:
-                self.say(f"{project.name} {env}: {step}")
-                with self.job.phase(step) if self.job else contextlib.nullcontext():
+                if self.job is None:
+                    self.say(f"{project.name} {env}: {step}")
                     action(context)
+                else:  # the phase is shown as its own line
+                    with self.job.phase(step):
+                        action(context)
             step = "starting the services"
             self.runtime.lifecycle(project.name, env, "start", progress=self.output)
             step = "waiting until the env is healthy"

@@ -13,11 +13,13 @@ import contextlib
 import io
 import posixpath
 import re
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs
 
 from opskit import databases
+from opskit.dumps import DumpLedger, TarLedger
 from opskit.errors import NotFoundError, OpskitError
 
 if TYPE_CHECKING:
@@ -83,6 +85,14 @@ class Component(abc.ABC):
         """What pairs this component with its counterpart in another env (``sync``)."""
         return self.key
 
+    def ledger(self) -> StreamLedger | None:
+        """A fresh observer of one raw stream of this component, or None.
+
+        A backup feeds it every chunk of the dump; what its ``record()`` returns then is
+        kept in the manifest with the component (a database's row counts).
+        """
+        return None
+
     def location(self, context: BackupContext, create: bool = False) -> str | None:
         """The folder on the host that holds this component's files, if it has one.
 
@@ -92,16 +102,34 @@ class Component(abc.ABC):
         return None
 
 
+class StreamLedger(Protocol):
+    """What :meth:`Component.ledger` returns (:class:`opskit.dumps.DumpLedger` for databases)."""
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+    def record(self) -> dict[str, Any]: ...
+
+
 CHUNK = 1 << 20
 # Chunks in flight between the thread that reads and the one that writes: bounded memory.
 DEPTH = 4
 
 
-def _pump(source: IO[bytes], process: Process) -> None:
+def _pump(
+    source: IO[bytes],
+    process: Process,
+    *,
+    ledger: StreamLedger | None = None,
+    abort: Callable[[], None] | None = None,
+) -> None:
     """Copy *source* into the process's stdin, then close it.
 
     A separate thread writes, so reading (and whatever *source* computes, such as the
-    sync transform) overlaps with the process consuming its input.
+    sync transform) overlaps with the process consuming its input. A *ledger* sees every
+    chunk on the way and may change it. On an interruption or error *abort* runs first
+    (stopping the consumer where it runs), then the process is killed.
     """
     import queue
     import threading
@@ -126,11 +154,20 @@ def _pump(source: IO[bytes], process: Process) -> None:
     writer.start()
     try:
         while chunk := source.read(CHUNK):
-            chunks.put(chunk)
+            if ledger is not None:
+                chunk = ledger.feed(chunk)
+            if chunk:
+                chunks.put(chunk)
+        if ledger is not None and (rest := ledger.finish()):
+            chunks.put(rest)
     except BaseException:
         # Interrupted or failed half way: the process must not take a cut-off stream
         # for a complete one (an end of input would make a loader commit what it has).
-        process.kill()
+        try:
+            if abort is not None:
+                abort()
+        finally:
+            process.kill()
         raise
     finally:
         chunks.put(None)
@@ -208,17 +245,110 @@ class DatabaseDump(Component):
         argv = databases.client_argv(container, databases.dump_script(self.database), self.database)
         return context.host.popen(argv, merge_stderr=False)
 
-    def restore(self, context: BackupContext, source: IO[bytes]) -> None:
-        container = context.running_container(self.database.service).name
+    def ledger(self) -> DumpLedger:
+        return DumpLedger(self.database.type)
+
+    def restore(
+        self,
+        context: BackupContext,
+        source: IO[bytes],
+        recorded_rows: dict[str, int] | None = None,
+    ) -> None:
+        """Load the dump, then prove the load complete: the client's own exit status, and
+        every table of the dump with as many rows as the dump holds (and, given the
+        manifest's *recorded_rows*, as many as the backup counted).
+
+        MariaDB/MySQL loads run in strict mode: a value that does not fit its column fails
+        the load, naming table, column and row, instead of being cut. An interruption stops
+        the client inside the container before the stream ends, so that it never commits
+        a partial load."""
+        database = self.database
+        container = context.running_container(database.service).name
         argv = databases.client_argv(
-            container, databases.restore_script(self.database), self.database, stdin=True
+            container, databases.restore_script(database), database, stdin=True
         )
+        ledger = DumpLedger(database.type, strict=True)
         process = context.host.popen(argv, stdin=True, merge_stderr=False)
-        _pump(source, process)
-        process.stdout.read()
-        code = process.wait()
-        if code != 0:
-            raise databases.client_error(self.database, container, code, process.errors())
+        report = _LoadReport(process.stdout)
+
+        def stop_inside() -> None:
+            if report.pids:
+                context.host.run(
+                    ["docker", "exec", container, "sh", "-c", databases.KILL_SCRIPT,
+                     "opskit", *report.pids],
+                    check=False, timeout=30,
+                )  # fmt: skip
+
+        _pump(source, process, ledger=ledger, abort=stop_inside)
+        try:
+            code = process.wait()
+        except BaseException:  # interrupted while the client takes the last of the stream
+            stop_inside()
+            process.kill()
+            raise
+        report.thread.join()
+        if code != 0 or report.status != 0:
+            if report.status not in (None, 0):
+                code = report.status
+            elif code == 0:
+                raise OpskitError(
+                    f"{database.type} {database.name} in {container}: the database client "
+                    "ended without reporting its exit status; the load is incomplete"
+                )
+            raise databases.client_error(
+                database, container, code, process.errors(), explain=ledger.explain
+            )
+        self._check_rows(context, container, ledger.rows, recorded_rows)
+
+    def _check_rows(
+        self,
+        context: BackupContext,
+        container: str,
+        streamed: dict[str, int],
+        recorded: dict[str, int] | None,
+    ) -> None:
+        loaded = databases.table_rows(context.host, container, self.database)
+        wrong = []
+        for table, rows in sorted((recorded or streamed).items()):
+            if table not in loaded:
+                wrong.append(f"table {table} is missing")
+            elif loaded[table] != rows:
+                source = "the backup recorded" if recorded else "the dump holds"
+                wrong.append(f"table {table} has {loaded[table]} rows, {source} {rows}")
+        if recorded:
+            wrong += [
+                f"table {table} is not in the backup's record"
+                for table in streamed
+                if table not in recorded
+            ]
+        if wrong:
+            shown = "; ".join(wrong[:3]) + (
+                f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""
+            )
+            raise OpskitError(
+                f"{self.database.type} {self.database.name} in {container}: the load is "
+                f"incomplete: {shown}"
+            )
+
+
+class _LoadReport:
+    """Reads the lines a load script prints (see :data:`opskit.databases.PID_LINE`)."""
+
+    def __init__(self, stdout: IO[bytes]) -> None:
+        import threading
+
+        self.pids: list[str] = []
+        self.status: int | None = None
+        self.thread = threading.Thread(target=self._read, args=(stdout,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stdout: IO[bytes]) -> None:
+        for raw in iter(stdout.readline, b""):
+            word, _, value = raw.decode("ascii", "replace").strip().partition(" ")
+            if word == databases.PID_LINE and value.isdigit():
+                self.pids.insert(0, value)  # the client first, then its shell
+            elif word == databases.STATUS_LINE and value.isdigit():
+                self.status = int(value)
 
 
 def _tar_create(host: Host, directory: str, member: str) -> Process:
@@ -328,6 +458,9 @@ class PathTree(Component):
     def describe(self) -> dict[str, Any]:
         return {"path": self.path}
 
+    def ledger(self) -> TarLedger:
+        return TarLedger()
+
     def dump(self, context: BackupContext) -> Process:
         if not context.host.exists(self.path):
             raise NotFoundError(
@@ -376,6 +509,9 @@ class VolumeTree(Component):
                 ) from None
         client.create_volume(self.volume)
         return str(client.inspect_volume(self.volume)["Mountpoint"])
+
+    def ledger(self) -> TarLedger:
+        return TarLedger()
 
     def dump(self, context: BackupContext) -> Process:
         return _tar_create(context.host, self.mountpoint(context), ".")

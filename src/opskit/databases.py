@@ -7,7 +7,8 @@ below run under ``sh -c`` in the container; names and SQL arrive as ``"$1"``, ``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
 
 from opskit.errors import OpskitError
 
@@ -69,21 +70,61 @@ def dump_script(database: Database) -> str:
     return _password(database) + f'exec pg_dump {_tcp(database)}--username="$1" --no-password "$2"'
 
 
-def restore_script(database: Database) -> str:
-    """Drop and recreate database "$2" (as user "$1"), then load the SQL dump on stdin."""
+def ready_script(database: Database) -> str:
+    """Succeed once the server accepts connections over TCP on 127.0.0.1 (an image that
+    initialises runs a temporary server on its socket only). No password is needed."""
     if database.type in MARIADB_TYPES:
         return (
-            _password(database) + _client("mariadb", "mysql")
+            _client("mariadb-admin", "mysqladmin")
+            + 'exec "$c" --protocol=TCP --host=127.0.0.1 --user="$1" ping >/dev/null 2>&1'
+        )
+    return "exec pg_isready --host=127.0.0.1 --quiet"
+
+
+# The load's own lines on stdout: the shell's and the client's process ids inside the
+# container (so that an interrupted load can be stopped there, not only its docker exec),
+# then the client's exit status, which ``docker exec`` does not always pass on.
+PID_LINE = "opskit-load-pid"
+STATUS_LINE = "opskit-load-status"
+
+
+def _background_load(client: str) -> str:
+    """Run *client* on the script's stdin in the background; report its pid and status."""
+    return (
+        f"exec 3<&0; {client} <&3 3<&- >/dev/null & pid=$!; exec 3<&-; "
+        f'echo "{PID_LINE} $pid"; wait "$pid"; status=$?; echo "{STATUS_LINE} $status"; '
+        'exit "$status"'
+    )
+
+
+def restore_script(database: Database) -> str:
+    """Drop and recreate database "$2" (as user "$1"), then load the SQL dump on stdin.
+
+    Prints the pid lines and the status line described at :data:`PID_LINE`."""
+    announce = f'echo "{PID_LINE} $$"; '
+    if database.type in MARIADB_TYPES:
+        return (
+            announce + _password(database) + _client("mariadb", "mysql")
             + '"$c" --user="$1" --execute="DROP DATABASE IF EXISTS \\`$2\\`; CREATE DATABASE \\`$2\\`" '
-            '&& exec "$c" --user="$1" --binary-mode "$2"'
+            '|| exit 1; '
+            + _background_load('"$c" --user="$1" --binary-mode "$2"')
         )  # fmt: skip
     tcp = _tcp(database)
+    # A load that was stopped half way may still hold its session for a moment: --force
+    # (PostgreSQL 13 and later) ends it instead of failing.
     return (
-        _password(database)
-        + f'dropdb {tcp}--username="$1" --if-exists "$2" && createdb {tcp}--username="$1" "$2" '
-        f'&& exec psql {tcp}--username="$1" --quiet --set=ON_ERROR_STOP=1 --single-transaction '
-        '--output=/dev/null "$2"'
+        announce
+        + _password(database)
+        + "force=; dropdb --help 2>/dev/null | grep -q -- --force && force=--force; "
+        f'dropdb {tcp}--username="$1" $force --if-exists "$2" && createdb {tcp}--username="$1" "$2" '
+        "|| exit 1; "
+        + _background_load(
+            f'psql {tcp}--username="$1" --quiet --set=ON_ERROR_STOP=1 --single-transaction "$2"'
+        )
     )
+
+
+KILL_SCRIPT = 'kill -KILL "$@" 2>/dev/null; true'
 
 
 def client_argv(
@@ -106,9 +147,30 @@ def client_argv(
     ]
 
 
-def client_error(database: Database, container: str, returncode: int, stderr: str) -> OpskitError:
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
-    detail = lines[-1] if lines else f"exit {returncode}"
+def client_error(
+    database: Database, container: str, returncode: int, stderr: str, explain: Any = None
+) -> OpskitError:
+    """The client's own error, in one line: the ERROR line (PostgreSQL: with its CONTEXT,
+    which names table, line and column), else the last line of stderr.
+
+    *explain* (a function of the ERROR line) may add what the line number refers to."""
+    lines = [
+        re.sub(r"^psql:[^:\n]*:\d+: ", "", line.strip())  # "psql:<stdin>:57: ERROR: ..."
+        for line in stderr.strip().splitlines()
+        if line.strip()
+    ]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    if errors:
+        detail = errors[-1]
+        if explain is not None:
+            detail = explain(detail)
+        context = [line for line in lines if line.startswith("CONTEXT:")]
+        if context:
+            # "CONTEXT:  COPY wp_users, line 3, column user_url: "<the value>"": not the value
+            where = re.sub(r':\s+".*$', "", context[0].removeprefix("CONTEXT:").strip())
+            detail = f"{detail} ({where})"
+    else:
+        detail = lines[-1] if lines else f"exit {returncode}"
     return OpskitError(f"{database.type} {database.name} in {container}: {detail}")
 
 
@@ -124,31 +186,43 @@ def query(host: Host, container: str, database: Database, sql: str, timeout: flo
 
 
 def table_rows(host: Host, container: str, database: Database) -> dict[str, int]:
-    """Every table of the database with its exact row count (one query per database)."""
-    if database.type in MARIADB_TYPES:
+    """Every table of the database with its exact row count (two queries per database).
+
+    Names are as dumps write them, without quotes (PostgreSQL: ``schema.table``); a
+    PostgreSQL table counts only its own rows, not those of its partitions or children.
+    """
+    mariadb = database.type in MARIADB_TYPES
+    if mariadb:
         listing = (
             "SELECT table_name FROM information_schema.tables "
             "WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY table_name"
         )
-        quote = "`{}`"
     else:
         listing = (
-            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+            "SELECT schemaname || chr(31) || tablename FROM pg_tables "
             "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
         )
-        quote = "{}"
     names = [n for n in query(host, container, database, listing).splitlines() if n]
     if not names:
         return {}
+    if mariadb:
+        sources = {name: "`" + name.replace("`", "``") + "`" for name in names}
+    else:
+        sources = {
+            name.replace("\x1f", "."): "ONLY "
+            + ".".join('"' + part.replace('"', '""') + '"' for part in name.split("\x1f"))
+            for name in names
+        }
     counts = " UNION ALL ".join(
-        f"SELECT {_literal(name)}, COUNT(*) FROM {quote.format(name.replace('`', '``'))}"
-        for name in names
+        f"SELECT {_literal(str(index))}, COUNT(*) FROM {source}"
+        for index, source in enumerate(sources.values())
     )
+    by_index = list(sources)
     rows = {}
     for line in query(host, container, database, counts, timeout=600).splitlines():
-        name, _, count = line.rpartition("\t" if database.type in MARIADB_TYPES else "|")
-        if name:
-            rows[name] = int(count)
+        index, _, count = line.partition("\t" if mariadb else "|")
+        if index.isdigit():
+            rows[by_index[int(index)]] = int(count)
     return rows
 
 
