@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from opskit.archive import Archive, Fault
     from opskit.descriptor import Project
     from opskit.disk import DiskReport
+    from opskit.drill import DrillResult
     from opskit.health import HealthReport
     from opskit.promote import PromoteReport
     from opskit.rebuild import RebuildPlan
@@ -175,6 +176,18 @@ class Ops:
     ) -> list[tuple[Archive, list[Fault]]]:
         """Verify archives (all in scope, or one by name); each result is recorded in the archive."""
         return operations.verify(self.runtime, project, env, name)
+
+    def drill(
+        self,
+        project: str,
+        env: str,
+        name: str | None = None,
+        *,
+        progress: IO[str] | None = None,
+    ) -> DrillResult:
+        """Prove that an archive (the newest when *name* is None) restores, in throw-away
+        containers; the result is recorded in the archive and shown by ``backups``."""
+        return operations.drill(self.runtime, project, env, name, progress=progress)
 
     def prune(
         self, project: str | None = None, env: str | None = None, *, dry_run: bool = False

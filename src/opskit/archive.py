@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 FORMAT = "opskit-archive/1"
 MANIFEST = "manifest.json"
 VERIFIED = "verified.json"
+DRILLED = "drill.json"
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 NAME_RE = re.compile(
     r"(?P<project>[a-z0-9][a-z0-9-]*)-(?P<env>[a-z0-9][a-z0-9-]*)-(?P<stamp>\d{8}T\d{6}Z)\Z"
@@ -93,6 +94,7 @@ class Archive:
     path: str
     manifest: dict[str, Any]
     verified: dict[str, Any] | None = None
+    drilled: dict[str, Any] | None = None  # the last restore drill's result
 
     @property
     def name(self) -> str:
@@ -127,6 +129,12 @@ class Archive:
             return "never"
         return "ok" if self.verified.get("ok") else "FAILED"
 
+    @property
+    def drill_state(self) -> str:
+        if self.drilled is None:
+            return "never"
+        return "ok" if self.drilled.get("ok") else "FAILED"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -138,6 +146,9 @@ class Archive:
             "components": [c.key for c in self.components],
             "verified": self.verified_state,
             "verified_at": (self.verified or {}).get("time"),
+            "drilled": self.drill_state,
+            "drilled_at": (self.drilled or {}).get("time"),
+            "drill_faults": list((self.drilled or {}).get("faults") or []),
         }
 
 
@@ -222,7 +233,8 @@ def write_json(host: Host, path: str, data: dict[str, Any]) -> None:
 def list_archives(host: Host, directory: str) -> list[Archive]:
     """The complete archives in an env's folder, newest first (partial ones are ignored)."""
     names = [n for n in host.listdir(directory) if NAME_RE.match(n)]
-    paths = [posixpath.join(directory, n, f) for n in names for f in (MANIFEST, VERIFIED)]
+    files = (MANIFEST, VERIFIED, DRILLED)
+    paths = [posixpath.join(directory, n, f) for n in names for f in files]
     texts = host.read_existing(paths)
     archives = []
     for name in names:
@@ -234,9 +246,11 @@ def list_archives(host: Host, directory: str) -> list[Archive]:
             manifest = json.loads(manifest_text)
             verified_text = texts.get(posixpath.join(path, VERIFIED))
             verified = json.loads(verified_text) if verified_text else None
+            drilled_text = texts.get(posixpath.join(path, DRILLED))
+            drilled = json.loads(drilled_text) if drilled_text else None
         except ValueError:
             continue
-        archives.append(Archive(path, manifest, verified))
+        archives.append(Archive(path, manifest, verified, drilled))
     return sorted(archives, key=lambda a: a.name, reverse=True)
 
 

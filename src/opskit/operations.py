@@ -17,6 +17,7 @@ from opskit.errors import DelegateFailed, NotFoundError
 if TYPE_CHECKING:
     from opskit.archive import Archive, Fault
     from opskit.descriptor import Project
+    from opskit.drill import DrillResult
     from opskit.jobs import Job
     from opskit.promote import PromoteReport
     from opskit.rebuild import RebuildPlan
@@ -141,6 +142,24 @@ def verify(
                 job.result = "failed"
         results.append((archive, faults))
     return results
+
+
+def drill(
+    runtime: Runtime,
+    project: str,
+    env: str,
+    name: str | None = None,
+    *,
+    progress: IO[str] | None = None,
+) -> DrillResult:
+    """Prove that an archive (the newest when *name* is None) restores, in throw-away
+    containers beside the env (see :mod:`opskit.drill`); the result is recorded in it."""
+    from opskit import drill as drills
+
+    found = runtime.project(project)
+    checked = found.check_env(env)
+    with as_job(runtime, "drill", found.name, [checked], progress) as job:
+        return drills.drill(runtime, found, checked, name, job)
 
 
 def prune(

@@ -1,0 +1,143 @@
+"""Restore drills (#11): an archive proven to restore in throw-away containers, the live
+env untouched, nothing of the drill left behind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from conftest import opskit
+
+pytestmark = pytest.mark.docker
+
+LABEL = "opskit.drill"
+
+
+def drill_leftovers() -> list[str]:
+    containers = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={LABEL}"], capture_output=True, text=True
+    ).stdout.split()
+    volumes = subprocess.run(
+        ["docker", "volume", "ls", "-q", "--filter", f"label={LABEL}"],
+        capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    return containers + volumes
+
+
+def started_at(root: str, project: str, env: str) -> dict[str, str]:
+    """Each container of the env with the time it last started: a drill changes none."""
+    listing = json.loads(opskit("status", project, env, "--json", "--root", root).stdout)
+    ids = [c["id"] for c in listing["containers"] if c.get("id")]
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{.Name}} {{.State.StartedAt}}", *ids],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def newest(root: str, project: str, env: str) -> dict[str, object]:
+    archives = json.loads(opskit("backups", project, env, "--json", "--root", root).stdout)
+    return archives["archives"][0]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("project", ["mdf", "seriousletter"])
+def test_a_drill_of_each_example_archive_passes(examples_up: Path, project: str) -> None:
+    root = str(examples_up)
+    assert opskit("backup", project, "prod", "--root", root, timeout=300).returncode == 0
+    before = started_at(root, project, "prod")
+    done = opskit("drill", project, "prod", "--root", root, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "drilled ok" in done.stdout
+    archive = newest(root, project, "prod")
+    assert archive["drilled"] == "ok" and archive["drilled_at"], archive
+    table = opskit("backups", project, "prod", "--root", root).stdout.splitlines()
+    assert table[0].split()[-2:] == ["VERIFIED", "DRILLED"], table[0]
+    assert table[1].split()[-2:] == ["ok", "ok"], table[1]  # the drill verified it too
+    assert started_at(root, project, "prod") == before  # the live env was not touched
+    assert drill_leftovers() == []
+
+
+def _broken_copy(archive: Path) -> Path:
+    """A well-formed archive (checksums recomputed) whose SQL does not load."""
+    copy = archive.parent / (archive.name[: -len("20261128T000000Z")] + "20991231T235959Z")
+    shutil.copytree(archive, copy)
+    for extra in ("verified.json", "drill.json"):
+        (copy / extra).unlink(missing_ok=True)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (record,) = [c for c in manifest["components"] if c["kind"] == "database"]
+    raw = (
+        zstandard.ZstdDecompressor()
+        .decompressobj()
+        .decompress((copy / record["file"]).read_bytes())
+    )
+    start = raw.index(b"INSERT INTO `wp_posts` VALUES")
+    row = raw.index(b"\n(", start) + 1
+    broken = raw[:row] + b"!!" + raw[row:]  # a syntax error inside the INSERT
+    stored = zstandard.ZstdCompressor(level=3).compress(broken)
+    (copy / record["file"]).write_bytes(stored)
+    record.update(
+        raw_bytes=len(broken), raw_sha256=hashlib.sha256(broken).hexdigest(),
+        stored_bytes=len(stored), sha256=hashlib.sha256(stored).hexdigest(),
+    )  # fmt: skip
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def test_a_drill_of_an_archive_that_does_not_load_fails_naming_the_table(examples_up: Path) -> None:
+    root = str(examples_up)
+    assert opskit("backup", "mdf", "dev", "--root", root, timeout=300).returncode == 0
+    copy = _broken_copy(Path(str(newest(root, "mdf", "dev")["path"])))
+    try:
+        assert opskit("verify", "mdf", "dev", "--name", copy.name, "--root", root).returncode == 0
+        done = opskit("drill", "mdf", "dev", "--name", copy.name, "--root", root, timeout=600)
+        assert done.returncode == 1, done.stderr
+        errors = [line for line in done.stderr.splitlines() if line.startswith("[error]")]
+        assert errors and "table wp_posts" in errors[0], done.stderr
+        assert "Traceback" not in done.stderr
+        result = json.loads((copy / "drill.json").read_text())
+        assert result["ok"] is False and "wp_posts" in result["faults"][0]
+        assert newest(root, "mdf", "dev")["drilled"] == "FAILED"
+        assert drill_leftovers() == []
+    finally:
+        shutil.rmtree(copy)
+
+
+def _drill_until_its_server_runs(root: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opskit", "drill", "seriousletter", "dev", "--root", root],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    while process.poll() is None and not drill_leftovers():
+        time.sleep(0.05)
+    assert process.poll() is None, "the drill ended before its server started"
+    return process
+
+
+def test_an_interrupted_drill_removes_what_it_started(examples_up: Path) -> None:
+    root = str(examples_up)
+    assert opskit("backup", "seriousletter", "dev", "--root", root, timeout=300).returncode == 0
+    process = _drill_until_its_server_runs(root)
+    process.send_signal(signal.SIGTERM)
+    _out, err = process.communicate(timeout=120)
+    assert process.returncode == 2, err
+    assert [line for line in err.splitlines() if line.startswith("[error]")] == [
+        "[error] terminated (SIGTERM)"
+    ], err
+    assert drill_leftovers() == []
+
+    process = _drill_until_its_server_runs(root)
+    process.kill()  # nothing can clean up after SIGKILL ...
+    process.communicate(timeout=60)
+    assert drill_leftovers() != []
+    done = opskit("drill", "seriousletter", "dev", "--root", root, timeout=600)
+    assert done.returncode == 0, done.stderr  # ... but the next drill does
+    assert drill_leftovers() == []
