@@ -30,6 +30,7 @@ install_packages() {
   command -v rsync >/dev/null || missing+=(rsync)
   command -v git >/dev/null || missing+=(git)
   command -v php >/dev/null || missing+=(php-cli)   # PHP's own unserialize checks synced data
+  command -v systemd-analyze >/dev/null || missing+=(systemd)  # verifies the generated timers
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -42,7 +43,10 @@ start_dockerd() {
   if docker info >/dev/null 2>&1; then return; fi
   log "starting dockerd"
   mkdir -p "$STATE_DIR"
-  nohup dockerd >"$STATE_DIR/dockerd.log" 2>&1 &
+  # Room for 256 compose networks: Docker's default pools hold about 30, and the demo,
+  # the tests and another checkout's tests each bring several stacks up at once.
+  nohup dockerd --default-address-pool base=10.213.0.0/16,size=24 \
+    >"$STATE_DIR/dockerd.log" 2>&1 &
   for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && return
     sleep 1

@@ -10,11 +10,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import pytest
 
 import testroot
+
+if TYPE_CHECKING:
+    from sink import Sink
 from testroot import ns
 
 ENVS = [
@@ -174,3 +178,13 @@ def wp_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     subprocess.run(
         ["docker", "rmi", "-f", *(ns(f"wp-{env}_web") for env in wpstack.ENVS)], capture_output=True
     )
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    """A local HTTP server that stands in for ntfy and a healthchecks.io endpoint."""
+    from sink import Sink
+
+    server = Sink()
+    yield server
+    server.server.shutdown()

@@ -16,6 +16,7 @@ import pytest
 import zstandard
 
 from conftest import opskit
+from sink import Sink
 
 pytestmark = pytest.mark.docker
 
@@ -92,10 +93,16 @@ def _broken_copy(archive: Path) -> Path:
     return copy
 
 
-def test_a_drill_of_an_archive_that_does_not_load_fails_naming_the_table(examples_up: Path) -> None:
+def test_a_drill_of_an_archive_that_does_not_load_fails_naming_the_table(
+    examples_up: Path, sink: Sink, tmp_path: Path
+) -> None:
     root = str(examples_up)
     assert opskit("backup", "mdf", "dev", "--root", root, timeout=300).returncode == 0
     copy = _broken_copy(Path(str(newest(root, "mdf", "dev")["path"])))
+    settings = examples_up / "opskit.yaml"
+    settings.write_text(
+        f"state_dir: {tmp_path}\nnotify: {{urls: ['ntfy://127.0.0.1:{sink.port}/opskit']}}\n"
+    )
     try:
         assert opskit("verify", "mdf", "dev", "--name", copy.name, "--root", root).returncode == 0
         done = opskit("drill", "mdf", "dev", "--name", copy.name, "--root", root, timeout=600)
@@ -107,7 +114,11 @@ def test_a_drill_of_an_archive_that_does_not_load_fails_naming_the_table(example
         assert result["ok"] is False and "wp_posts" in result["faults"][0]
         assert newest(root, "mdf", "dev")["drilled"] == "FAILED"
         assert drill_leftovers() == []
+        (alert,) = sink.messages()  # a failed drill is an alert
+        assert alert["title"] == "opskit: drill of mdf dev failed"
+        assert "wp_posts" in str(alert["message"])
     finally:
+        settings.unlink()
         shutil.rmtree(copy)
 
 

@@ -12,6 +12,8 @@ from opskit.plugins import Plugins, create_plugins
 from opskit.runtime import Runtime
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from opskit import compose, containers
     from opskit.archive import Archive, Fault
     from opskit.descriptor import Project
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from opskit.retention import Decision
     from opskit.runtime import Meter
     from opskit.sync import SyncReport
+    from opskit.watch import WatchReport
 
 DEFAULT_ROOT = "/opt/data"
 
@@ -149,6 +152,7 @@ class Ops:
         progress: IO[str] | None = None,
         meter: Meter | None = None,
         delegate_flags: Sequence[str] = (),
+        verify_and_prune: bool = False,
     ) -> list[Archive]:
         """Back up one env, a project's envs, or (no project) every project with a backup
         section; returns the archives written. See :func:`opskit.operations.backup`."""
@@ -159,6 +163,7 @@ class Ops:
             progress=progress,
             meter=meter,
             delegate_flags=delegate_flags,
+            verify_and_prune=verify_and_prune,
         )
 
     def backups(self, project: str | None = None, env: str | None = None) -> list[Archive]:
@@ -188,6 +193,10 @@ class Ops:
         """Prove that an archive (the newest when *name* is None) restores, in throw-away
         containers; the result is recorded in the archive and shown by ``backups``."""
         return operations.drill(self.runtime, project, env, name, progress=progress)
+
+    def watch(self, now: datetime | None = None) -> WatchReport:
+        """One watch pass over every project and env; *now* stands in for the clock."""
+        return operations.watch(self.runtime, now)
 
     def prune(
         self, project: str | None = None, env: str | None = None, *, dry_run: bool = False

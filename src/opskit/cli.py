@@ -35,6 +35,7 @@ class CliState:
         self.host: str | None = None
         self.json = False
         self.events = False
+        self.scheduled = False
         self._ops: Ops | None = None
 
     @property
@@ -43,6 +44,7 @@ class CliState:
             from opskit.api import Ops
 
             self._ops = Ops(root=self.root, host=self.host, plugins=self.plugins)
+            self._ops.runtime.scheduled = self.scheduled
             if self.events:
                 from opskit.output import json_lines
 
@@ -226,6 +228,19 @@ def main() -> None:
 def command_options(function: F) -> F:
     """Decorate a command with :func:`common_options` and pass it the :class:`CliState`."""
     return common_options(pass_state(function))  # type: ignore[return-value]
+
+
+def scheduled_option(function: F) -> F:
+    """``--scheduled``: the command runs from a timer (dead-man pings, notifications)."""
+    option = click.option(
+        "--scheduled",
+        is_flag=True,
+        default=None,
+        expose_value=False,
+        callback=_remember("scheduled"),
+        help="Run as a timer does: dead-man pings, and alerts as opskit.yaml says.",
+    )
+    return option(function)
 
 
 def job_options(function: F) -> F:

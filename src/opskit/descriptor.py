@@ -168,6 +168,22 @@ class Delegate:
     commands: tuple[str, ...] = DELEGATE_COMMANDS
 
 
+PING_KINDS = ("backup", "watch", "drill")
+
+
+@attrs.frozen
+class Notify:
+    """Where alerts go (apprise URLs) and the dead-man ping URL of each scheduled job kind
+    (``{project}`` and ``{env}`` expanded; healthchecks.io style: ``/start``, ``/fail``)."""
+
+    urls: tuple[str, ...] = ()
+    successes: bool | None = None  # also notify after a successful scheduled job
+    pings: tuple[tuple[str, str], ...] = ()  # (kind, URL template)
+
+    def ping(self, kind: str) -> str | None:
+        return dict(self.pings).get(kind)
+
+
 @attrs.frozen
 class Project:
     """A validated project descriptor."""
@@ -187,6 +203,7 @@ class Project:
     sync: Sync | None = None
     promote: Promote | None = None
     delegate: Delegate | None = None
+    notify: Notify | None = None  # adds to (urls) or overrides (the rest) opskit.yaml's
     handler: str = ""  # set by the core from opskit_project_handler
 
     @property
@@ -349,6 +366,31 @@ class _Reader:
                 f"unknown environment {value!r} (environments: {', '.join(self.environments)})",
             )
         return value
+
+
+def read_notify(r: _Reader, node: Node, field: str) -> Notify:
+    m = r.mapping(node, field, {"urls", "successes", "pings"})
+    successes = None
+    if "successes" in m:
+        successes = r.scalar(m["successes"], f"{field}.successes")
+        if not isinstance(successes, bool):
+            raise r.error(m["successes"], f"{field}.successes", "expected true or false")
+    pings: list[tuple[str, str]] = []
+    if "pings" in m:
+        for kind, url in r.mapping(m["pings"], f"{field}.pings", PING_KINDS).items():
+            pings.append((kind, _url(r, url, f"{field}.pings.{kind}", ("http://", "https://"))))
+    urls: tuple[str, ...] = ()
+    if "urls" in m:
+        urls = r.each(m["urls"], f"{field}.urls", lambda n, f: _url(r, n, f, ()))
+    return Notify(urls=urls, successes=successes, pings=tuple(pings))
+
+
+def _url(r: _Reader, node: Node, field: str, schemes: tuple[str, ...]) -> str:
+    value = r.string(node, field)
+    if "://" not in value or (schemes and not value.startswith(schemes)):
+        expected = ", ".join(schemes) if schemes else "an apprise URL (scheme://...)"
+        raise r.error(node, field, f"expected a URL starting with {expected}")
+    return value
 
 
 def _read_project_name(r: _Reader, node: Node, field: str, project: str) -> str:
@@ -602,15 +644,15 @@ def _read_delegate(r: _Reader, node: Node) -> Delegate:
 
 TOP_LEVEL_KEYS = (
     "name", "plugin", "description", "environments", "container_prefix", "compose", "services",
-    "health", "backup", "offsite", "sync", "promote", "delegate",
+    "health", "backup", "offsite", "sync", "promote", "delegate", "notify",
 )  # fmt: skip
 
 
-def parse_descriptor(source: DescriptorSource) -> Project:
-    """Parse and validate one descriptor; raise :class:`DescriptorError` on any fault."""
-    path = source.path
+def read_yaml(path: str, text: str) -> tuple[Node, yaml.SafeLoader]:
+    """The root node of a YAML document and its loader; :class:`DescriptorError` (file and
+    line) when it is not valid YAML or empty."""
     try:
-        loader = yaml.SafeLoader(source.text)
+        loader = yaml.SafeLoader(text)
         try:
             root = loader.get_single_node()
         finally:
@@ -627,7 +669,13 @@ def parse_descriptor(source: DescriptorSource) -> Project:
         raise DescriptorError(path, None, "", "invalid YAML: nested too deeply") from None
     if root is None:
         raise DescriptorError(path, None, "", "the file is empty")
+    return root, loader
 
+
+def parse_descriptor(source: DescriptorSource) -> Project:
+    """Parse and validate one descriptor; raise :class:`DescriptorError` on any fault."""
+    path = source.path
+    root, loader = read_yaml(path, source.text)
     r = _Reader(path, loader)
     m = r.mapping(root, "", TOP_LEVEL_KEYS, required=("name",))
     name = r.string(m["name"], "name", NAME_RE, "project name ([a-z0-9][a-z0-9-]*)")
@@ -668,6 +716,7 @@ def parse_descriptor(source: DescriptorSource) -> Project:
         sync=_read_sync(r, m["sync"]) if "sync" in m else None,
         promote=_read_promote(r, m["promote"]) if "promote" in m else None,
         delegate=_read_delegate(r, m["delegate"]) if "delegate" in m else None,
+        notify=read_notify(r, m["notify"], "notify") if "notify" in m else None,
     )
     declared = {service.name for service in project.services}
     if declared:

@@ -101,6 +101,7 @@ def drill(
         job.details["faults"] = list(faults)
         if faults:
             job.result = "failed"
+            job.error = f"archive {archive.name}: " + "; ".join(faults)
     return result
 
 

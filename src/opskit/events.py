@@ -36,9 +36,10 @@ class Event:
 @attrs.frozen(kw_only=True)
 class JobStarted(Event):
     name: ClassVar[str] = "job.started"
-    kind: str  # backup, restore, verify, prune, sync, promote, rebuild
+    kind: str  # backup, restore, verify, prune, sync, promote, rebuild, drill, watch
     project: str
     envs: tuple[str, ...]
+    scheduled: bool = False  # a timer started it (--scheduled)
 
 
 @attrs.frozen(kw_only=True)
@@ -101,3 +102,4 @@ class JobFinished(Event):
     error: str | None
     seconds: float
     details: dict[str, Any] = attrs.field(factory=dict)
+    scheduled: bool = False

@@ -36,6 +36,7 @@ class HealthContext:
     environments: tuple[str, ...]
     placements: tuple[Placement, ...]
     host: Host
+    disk_max_used: float = 0.90  # a fuller filesystem fails (opskit.yaml: disk_max_used_percent)
 
     def running_container(self, env: str, service: str) -> Container | None:
         """The first running container of *service* in *env*, if any."""

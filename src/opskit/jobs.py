@@ -83,6 +83,7 @@ class Job:
         self.envs = tuple(envs)
         self.started = time.monotonic()
         self.result: str | None = None  # set to "rolled back" by a job that rolled back
+        self.error: str | None = None  # why a job that sets its own result failed
         self.details: dict[str, Any] = {}
         self._seq = 0
         self._phase = ""
@@ -157,11 +158,14 @@ class _LogStream(io.StringIO):
 
 
 @contextlib.contextmanager
-def run(bus: EventBus, kind: str, project: str, envs: Sequence[str]) -> Iterator[Job]:
+def run(
+    bus: EventBus, kind: str, project: str, envs: Sequence[str], scheduled: bool = False
+) -> Iterator[Job]:
     """Run the block as a job: ``job.started`` first, ``job.finished`` last, whatever
-    happens in between (an error is re-raised after it was reported)."""
+    happens in between (an error is re-raised after it was reported). *scheduled*: a
+    timer started it."""
     job = Job(bus, kind, project, envs)
-    job.emit(events.JobStarted, kind=kind, project=project, envs=job.envs)
+    job.emit(events.JobStarted, kind=kind, project=project, envs=job.envs, scheduled=scheduled)
     result, error = "ok", None
     try:
         yield job
@@ -178,7 +182,8 @@ def run(bus: EventBus, kind: str, project: str, envs: Sequence[str]) -> Iterator
             project=project,
             envs=job.envs,
             result=job.result or result,
-            error=error,
+            error=job.error if job.error is not None else error,
             seconds=round(time.monotonic() - job.started, 3),
             details=dict(job.details),
+            scheduled=scheduled,
         )

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import IO, TYPE_CHECKING
 
-from opskit.errors import DelegateFailed, NotFoundError
+from opskit.errors import DelegateFailed, NotFoundError, OpskitError
 
 if TYPE_CHECKING:
     from opskit.archive import Archive, Fault
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from opskit.retention import Decision
     from opskit.runtime import Meter, Runtime
     from opskit.sync import SyncReport
+    from opskit.watch import WatchReport
 
 
 def delegated(
@@ -62,11 +64,14 @@ def backup(
     progress: IO[str] | None = None,
     meter: Meter | None = None,
     delegate_flags: Sequence[str] = (),
+    verify_and_prune: bool = False,
 ) -> list[Archive]:
     """Back up one env, a project's envs, or (no project) every project with a backup section.
 
-    Returns the archives written, each complete and on disk. A project that delegates
-    ``backup`` (``delegate:``) runs its own CLI with *delegate_flags* instead.
+    Returns the archives written, each complete and on disk. With *verify_and_prune* (what
+    the nightly timer does) each new archive is verified, and once it verified the env is
+    pruned by its retention rules; a damaged archive fails the job. A project that
+    delegates ``backup`` (``delegate:``) runs its own CLI with *delegate_flags* instead.
     """
     if project is not None:
         found = runtime.project(project)
@@ -90,7 +95,16 @@ def backup(
     for found, e in scope:
         with as_job(runtime, "backup", found.name, [e], progress, meter) as job:
             engine.job = job
-            archives.append(engine.backup(found, e))
+            archive = engine.backup(found, e)
+            archives.append(archive)
+            if verify_and_prune:
+                with job.phase("verifying"):
+                    faults = engine.verify(archive)
+                if faults:
+                    listed = "; ".join(f"{f.component}: {f.problem}" for f in faults)
+                    raise OpskitError(f"archive {archive.name} does not verify: {listed}")
+                decision = engine.prune(found, e, dry_run=False)
+                job.details["pruned"] = list(decision.remove)
     if failed is not None:
         failed.archives = list(archives)
         raise failed
@@ -140,6 +154,9 @@ def verify(
             job.details["faults"] = [f"{f.component}: {f.problem}" for f in faults]
             if faults:
                 job.result = "failed"
+                job.error = f"archive {archive.name}: " + "; ".join(
+                    f"{f.component}: {f.problem}" for f in faults
+                )
         results.append((archive, faults))
     return results
 
@@ -160,6 +177,15 @@ def drill(
     checked = found.check_env(env)
     with as_job(runtime, "drill", found.name, [checked], progress) as job:
         return drills.drill(runtime, found, checked, name, job)
+
+
+def watch(runtime: Runtime, now: datetime | None = None) -> WatchReport:
+    """One pass over every project and env (see :mod:`opskit.watch`): alerts on changes
+    of state and reminders, as ``opskit.yaml`` says."""
+    from opskit import watch as watching
+
+    with as_job(runtime, "watch", "", []) as job:
+        return watching.watch(runtime, now, job)
 
 
 def prune(
@@ -225,7 +251,7 @@ def as_job(
     reporter = Reporter(progress, meter) if progress or meter else None
     with (
         runtime.events.subscribed(reporter),
-        jobs.run(runtime.events, kind, project, envs) as job,
+        jobs.run(runtime.events, kind, project, envs, scheduled=runtime.scheduled) as job,
     ):
         yield job
 

@@ -39,6 +39,7 @@ DEFAULT_PLUGINS = (
     "opskit.defaults.backup",
     "opskit.defaults.sync",
     "opskit.defaults.promote",
+    "opskit.defaults.schedule",
 )
 
 

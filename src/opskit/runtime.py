@@ -26,6 +26,7 @@ from opskit.errors import CommandFailed, NotFoundError, OpskitError
 from opskit.health import HealthContext, HealthReport
 from opskit.host import output_lines
 from opskit.jobs import EventBus
+from opskit.notify import Notifier
 from opskit.output import warning
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from opskit.disk import DiskReport
     from opskit.host import Host
     from opskit.plugins import Plugins
+    from opskit.settings import Settings
 
 # A progress meter: given a label, returns the callback that counts bytes done.
 Meter = Callable[[str], Callable[[int], None]]
@@ -75,7 +77,18 @@ class Runtime:
         self.plugins = plugins
         self.events = EventBus(plugins)
         self.events.subscribe(AuditLog(host, self.projects))
+        self.events.subscribe(Notifier(self))
         self._projects: list[Project] | None = None
+        self._settings: Settings | None = None
+        self.scheduled = False  # the jobs run from a timer (see opskit.notify)
+
+    def settings(self) -> Settings:
+        """The root's server-wide settings (``opskit.yaml``; the defaults without one)."""
+        if self._settings is None:
+            from opskit.settings import load_settings
+
+            self._settings = load_settings(self.host, self.root)
+        return self._settings
 
     # -- projects --------------------------------------------------------------
 
@@ -199,6 +212,7 @@ class Runtime:
                 environments=tuple(envs),
                 placements=tuple(p for p in placements if p.project == name),
                 host=self.host,
+                disk_max_used=self.settings().disk_max_used_percent / 100,
             )
             checks.extend(self.plugins.health_checks(context))
         return HealthReport(tuple(checks))

@@ -12,7 +12,14 @@ from typing import IO, TYPE_CHECKING
 
 import click
 
-from opskit.cli import CliState, command_options, confirm, job_options, switches
+from opskit.cli import (
+    CliState,
+    command_options,
+    confirm,
+    job_options,
+    scheduled_option,
+    switches,
+)
 from opskit.plugins import hookimpl
 
 if TYPE_CHECKING:
@@ -70,9 +77,11 @@ def _local(moment: datetime) -> str:
 @click.argument("project", required=False)
 @click.argument("env", required=False)
 @click.option("--all", "all_projects", is_flag=True, help="Every project with a backup section.")
+@scheduled_option
 @job_options
 def backup(state: CliState, project: str | None, env: str | None, all_projects: bool) -> int:
-    """Back up one env, every env of a project, or --all. Prints each archive's path."""
+    """Back up one env, every env of a project, or --all. Prints each archive's path.
+    With --scheduled (the nightly timer) each archive is verified, then the env pruned."""
     if project is None and not all_projects:
         raise click.UsageError("name a PROJECT (and ENV), or use --all")
     if project is not None and all_projects:
@@ -89,6 +98,7 @@ def backup(state: CliState, project: str | None, env: str | None, all_projects: 
                 progress=progress,
                 meter=meter,
                 delegate_flags=switches(json=state.json),
+                verify_and_prune=state.scheduled,
             )
         except DelegateFailed as exc:
             if not exc.archives:
@@ -136,6 +146,7 @@ def backups(state: CliState, project: str | None, env: str | None) -> None:
 @click.argument("project")
 @click.argument("env")
 @click.option("--name", help="The archive to drill (default: the newest).")
+@scheduled_option
 @job_options
 def drill(state: CliState, project: str, env: str, name: str | None) -> int:
     """Prove that an archive restores: each database loaded into a throw-away server (same

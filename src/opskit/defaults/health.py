@@ -9,9 +9,6 @@ from opskit.plugins import hookimpl
 if TYPE_CHECKING:
     from opskit.health import CheckResult, HealthContext
 
-# A filesystem fuller than this fails the disk check.
-DISK_MAX_USED = 0.90
-
 
 @hookimpl
 def opskit_health_checks(context: HealthContext) -> list[CheckResult]:
@@ -60,7 +57,7 @@ def opskit_health_checks(context: HealthContext) -> list[CheckResult]:
             )
     folders = [project.folder] + ([project.backup.dir] if project.backup else [])
     for usage in folder_usage(host, folders, sizes=False):
-        ok = usage.used_fraction < DISK_MAX_USED
+        ok = usage.used_fraction < context.disk_max_used
         detail = f"{usage.used_fraction:.0%} used, {human_bytes(usage.filesystem_free)} free"
         results.append(CheckResult(project.name, "", f"disk {usage.path}", ok, detail))
     return results

@@ -1,0 +1,131 @@
+"""Built-in plugin: the unattended half (``opskit timers``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import click
+
+from opskit.cli import CliState, command_options, job_options, scheduled_option
+from opskit.plugins import hookimpl
+
+
+def this_opskit() -> str:
+    """The full path of the opskit program that runs now (what the units will run)."""
+    program = os.path.abspath(sys.argv[0])
+    if os.path.basename(program) == "opskit" and os.access(program, os.X_OK):
+        return program
+    beside = os.path.join(os.path.dirname(sys.executable), "opskit")
+    if os.access(beside, os.X_OK):
+        return beside
+    return shutil.which("opskit") or beside
+
+
+@click.command()
+@click.option("--install", is_flag=True, help="Write the units, reload systemd, enable the timers.")
+@click.option(
+    "--remove-stale", is_flag=True, help="Remove opskit units of projects gone from the root."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="With --install: say what would change, change nothing."
+)
+@click.option(
+    "--list", "list_timers", is_flag=True, help="Each timer, its schedule and its next run."
+)
+@click.option(
+    "--unit-dir",
+    default="/etc/systemd/system",
+    show_default=True,
+    help="Where --install writes the units.",
+)
+@command_options
+def timers(
+    state: CliState,
+    install: bool,
+    remove_stale: bool,
+    dry_run: bool,
+    list_timers: bool,
+    unit_dir: str,
+) -> None:
+    """systemd units from the descriptors: a backup timer per project with backup.schedule,
+    the watch every 5 minutes, a weekly restore drill per env. Prints them without --install."""
+    from opskit import timers as units
+
+    runtime = state.ops.runtime
+    program = this_opskit()
+    if list_timers:
+        found = units.timers(runtime, program)
+        rows = [
+            [t.name + ".timer", t.calendar, units.next_elapse(runtime.host, t.calendar)]
+            for t in found
+        ]
+        if state.json:
+            state.out.json([{"timer": r[0], "calendar": r[1], "next": r[2] or None} for r in rows])
+        else:
+            state.out.table(["timer", "schedule", "next run"], rows)
+        return
+    files = units.unit_files(runtime, program)
+    if not install or dry_run:
+        if state.json:
+            stale = (
+                units.stale(runtime.host, runtime.root, unit_dir, set(files))
+                if remove_stale
+                else []
+            )
+            state.out.json({"units": files, "stale": stale})
+            return
+        for name, text in files.items():
+            state.out.line(f"### {unit_dir}/{name}\n{text}")
+        if remove_stale:
+            for name in units.stale(runtime.host, runtime.root, unit_dir, set(files)):
+                state.out.line(f"### would remove {unit_dir}/{name}")
+        return
+    done = units.install(runtime, program, unit_dir, remove_stale)
+    if state.json:
+        state.out.json(
+            {"written": list(done.written), "removed": list(done.removed), "enabled": done.enabled}
+        )
+        return
+    for name in done.written:
+        state.out.line(f"wrote {unit_dir}/{name}")
+    for name in done.removed:
+        state.out.line(f"removed {unit_dir}/{name}")
+    if not done.enabled:
+        timer_names = " ".join(n for n in done.written if n.endswith(".timer"))
+        click.echo(
+            "systemd does not manage this machine's services (or the units went elsewhere); "
+            f"where it does, run: systemctl daemon-reload && systemctl enable --now {timer_names}",
+            err=True,
+        )
+
+
+@click.command()
+@scheduled_option
+@job_options
+def watch(state: CliState) -> int:
+    """One pass over every project and env: containers, probes, disk, backup freshness.
+    Alerts when a check changes state, reminds while it stays failing; exit 1 while any fails."""
+    report = state.ops.watch()
+    if state.json:
+        state.out.json(
+            {
+                "ok": report.ok,
+                "checks": [c.as_dict() for c in report.checks],
+                "sent": [{"state": s, "title": t} for s, t in report.sent],
+            }
+        )
+    else:
+        failing = [c for c in report.checks if not c.ok]
+        rows = [[c.key, (c.detail, "red")] for c in failing]
+        if rows:
+            state.out.table(["failing", "detail"], rows)  # type: ignore[arg-type]
+        state.out.line(f"{len(report.checks) - len(failing)} of {len(report.checks)} checks ok")
+    return 0 if report.ok else 1
+
+
+@hookimpl
+def opskit_register_commands(cli: click.Group) -> None:
+    cli.add_command(timers)
+    cli.add_command(watch)

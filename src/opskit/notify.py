@@ -1,0 +1,154 @@
+"""Alerts and dead-man pings, decided from the job events.
+
+:class:`Notifier` subscribes to a runtime's event bus (as the audit log does: it needs the
+runtime's settings). It sends
+
+- an alert through apprise (ntfy, e-mail, Slack, Matrix, Telegram, ...) when a job fails or
+  is rolled back, when a scheduled job is interrupted, and after a successful scheduled job
+  only when ``notify.successes`` asks for it; the watch's own alerts (:func:`send`) are about
+  states, so a watch job never alerts as a job;
+- dead-man pings in the healthchecks.io style around every scheduled job that has a ping
+  URL: ``/start`` when it begins, the URL itself on success, ``/fail`` on failure, with the
+  job's last lines as the body (at most 100 kB).
+
+apprise is imported only when something is sent, so start-up stays fast. A failed alert or
+ping is a warning; it never fails the job.
+"""
+
+from __future__ import annotations
+
+import collections
+import urllib.parse
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+from opskit import events
+from opskit.descriptor import expand
+from opskit.errors import OpskitError
+from opskit.output import warning
+
+if TYPE_CHECKING:
+    from opskit.descriptor import Notify
+    from opskit.runtime import Runtime
+
+PING_BODY_LIMIT = 100_000
+PING_TIMEOUT = 10
+# ntfy's priority and tags for each kind of message.
+NTFY_STYLE = {
+    "failed": ("high", "rotating_light"),
+    "reminder": ("high", "warning"),
+    "recovered": ("default", "white_check_mark"),
+    "ok": ("low", "heavy_check_mark"),
+}
+
+
+def send(notify: Notify, title: str, body: str, state: str) -> None:
+    """Send one alert to every URL of *notify*; *state* is a key of :data:`NTFY_STYLE`."""
+    if not notify.urls:
+        return
+    import apprise
+
+    sender = apprise.Apprise()
+    for url in notify.urls:
+        sender.add(_styled(url, state))
+    kind = {
+        "failed": apprise.NotifyType.FAILURE,
+        "reminder": apprise.NotifyType.WARNING,
+        "recovered": apprise.NotifyType.SUCCESS,
+        "ok": apprise.NotifyType.SUCCESS,
+    }[state]
+    if not sender.notify(title=title, body=body, notify_type=kind):
+        warning(f"the alert {title!r} could not be sent to every notify URL")
+
+
+def _styled(url: str, state: str) -> str:
+    """An ntfy URL with the priority and tags of *state*, unless it sets its own."""
+    if not url.startswith(("ntfy://", "ntfys://")):
+        return url
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    priority, tags = NTFY_STYLE[state]
+    query.setdefault("priority", priority)
+    query.setdefault("tags", tags)
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def ping(url: str, body: str = "") -> None:
+    """One dead-man ping (POST, *body* capped at 100 kB)."""
+    data = body.encode()[-PING_BODY_LIMIT:]
+    request = urllib.request.Request(url, data=data, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=PING_TIMEOUT) as response:
+            response.read()
+    except OSError as exc:
+        warning(f"the dead-man ping {url} failed: {exc}")
+
+
+class Notifier:
+    """An event subscriber that sends alerts and pings for one runtime's jobs."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.lines: dict[str, collections.deque[str]] = {}
+        self.problem: str | None = None  # why alerts could not be decided or sent
+        self.warned = False
+
+    def _notify(self, project: str) -> Notify:
+        try:
+            found = [p for p in self.runtime.projects() if p.name == project]
+        except OpskitError:  # no projects to read (the job's own error says why)
+            found = []
+        return self.runtime.settings().notify_for(found[0] if found else None)
+
+    def __call__(self, event: Any) -> None:
+        try:
+            self._take(event)
+        except Exception as exc:  # an alert that cannot be sent never fails the job
+            self.problem = self.problem or str(exc)
+        if isinstance(event, events.JobFinished) and self.problem and not self.warned:
+            self.warned = True
+            if self.problem not in (event.error or ""):  # not the job's own error again
+                warning(f"alerts: {self.problem}")
+
+    def _ping_url(
+        self, notify: Notify, kind: str, project: str, envs: tuple[str, ...]
+    ) -> str | None:
+        template = notify.ping(kind)
+        if template is None:
+            return None
+        return expand(template, envs[0] if envs else "", project)
+
+    def _take(self, event: Any) -> None:
+        if isinstance(event, events.JobStarted):
+            self.lines[event.job] = collections.deque(maxlen=2000)
+            if event.scheduled:
+                url = self._ping_url(
+                    self._notify(event.project), event.kind, event.project, event.envs
+                )
+                if url:
+                    ping(url.rstrip("/") + "/start")
+        elif isinstance(event, events.LogLine | events.Warning):
+            lines = self.lines.get(event.job)
+            if lines is not None:
+                text = event.line if isinstance(event, events.LogLine) else event.message
+                lines.append(text)
+        elif isinstance(event, events.JobFinished):
+            self._finished(event)
+
+    def _finished(self, event: events.JobFinished) -> None:
+        lines = list(self.lines.pop(event.job, ()))
+        notify = self._notify(event.project)
+        ok = event.result == "ok"
+        where = " ".join((event.project, *event.envs)).strip()
+        body = "\n".join([*([event.error] if event.error else []), *lines])
+        if event.scheduled:
+            url = self._ping_url(notify, event.kind, event.project, event.envs)
+            if url:
+                ping(url if ok else url.rstrip("/") + "/fail", body)
+        if event.kind == "watch":
+            return  # the watch alerts on changes of state itself
+        if not ok and (event.result != "cancelled" or event.scheduled):
+            title = f"opskit: {event.kind} of {where} {event.result}"
+            send(notify, title, body[-PING_BODY_LIMIT:] or event.result, "failed")
+        elif ok and event.scheduled and notify.successes:
+            send(notify, f"opskit: {event.kind} of {where} ok", body[-4000:] or "ok", "ok")

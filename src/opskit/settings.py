@@ -1,0 +1,93 @@
+"""Server-wide settings: ``opskit.yaml`` at the root, beside the project folders.
+
+What belongs to the server rather than to one project: where alerts go, the dead-man ping
+URLs of scheduled jobs, the state folder, how often a failing state is reminded of, disk
+and freshness limits, the timers' random delay. Validated like descriptors: every error
+names the file, the line and the field. A project's ``notify:`` adds its own alert URLs
+and overrides the rest (:meth:`Settings.notify_for`).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import TYPE_CHECKING
+
+import attrs
+
+from opskit.descriptor import Notify, _Reader, read_notify, read_yaml
+
+if TYPE_CHECKING:
+    from opskit.descriptor import Project
+    from opskit.host import Host
+
+FILENAME = "opskit.yaml"
+DEFAULT_STATE_DIR = "/var/lib/opskit"
+KEYS = (
+    "state_dir", "notify", "remind_hours", "freshness_grace_minutes", "disk_max_used_percent",
+    "timers",
+)  # fmt: skip
+
+
+@attrs.frozen
+class Settings:
+    path: str | None = None  # None: no opskit.yaml, defaults only
+    state_dir: str = DEFAULT_STATE_DIR
+    notify: Notify = attrs.field(factory=Notify)
+    remind_hours: float = 6.0  # a state that stays failing is reminded of this often
+    freshness_grace_minutes: int = 90  # how late a scheduled backup may be
+    disk_max_used_percent: int = 90
+    randomized_delay_seconds: int = 600  # timers' RandomizedDelaySec
+    drill_calendar: str = "weekly"  # timers' OnCalendar of the restore drills
+
+    def notify_for(self, project: Project | None) -> Notify:
+        """The server's notify settings with the project's own added (urls) or put first."""
+        own = project.notify if project is not None else None
+        if own is None:
+            return self.notify
+        return Notify(
+            urls=tuple(dict.fromkeys((*self.notify.urls, *own.urls))),
+            successes=own.successes if own.successes is not None else self.notify.successes,
+            pings=tuple({**dict(self.notify.pings), **dict(own.pings)}.items()),
+        )
+
+
+def parse_settings(path: str, text: str) -> Settings:
+    """Parse and validate an ``opskit.yaml``; :class:`DescriptorError` on any fault."""
+    root, loader = read_yaml(path, text)
+    r = _Reader(path, loader)
+    m = r.mapping(root, "", KEYS)
+    values: dict[str, object] = {"path": path}
+    if "state_dir" in m:
+        state_dir = r.string(m["state_dir"], "state_dir")
+        if not state_dir.startswith("/"):
+            raise r.error(m["state_dir"], "state_dir", "must be an absolute path")
+        values["state_dir"] = state_dir
+    if "notify" in m:
+        values["notify"] = read_notify(r, m["notify"], "notify")
+    if "remind_hours" in m:
+        values["remind_hours"] = r.number(m["remind_hours"], "remind_hours")
+    if "freshness_grace_minutes" in m:
+        values["freshness_grace_minutes"] = r.integer(
+            m["freshness_grace_minutes"], "freshness_grace_minutes"
+        )
+    if "disk_max_used_percent" in m:
+        percent = r.integer(m["disk_max_used_percent"], "disk_max_used_percent", minimum=1)
+        if percent > 100:
+            raise r.error(m["disk_max_used_percent"], "disk_max_used_percent", "at most 100")
+        values["disk_max_used_percent"] = percent
+    if "timers" in m:
+        t = r.mapping(m["timers"], "timers", {"randomized_delay_seconds", "drill_calendar"})
+        if "randomized_delay_seconds" in t:
+            values["randomized_delay_seconds"] = r.integer(
+                t["randomized_delay_seconds"], "timers.randomized_delay_seconds"
+            )
+        if "drill_calendar" in t:
+            values["drill_calendar"] = r.string(t["drill_calendar"], "timers.drill_calendar")
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def load_settings(host: Host, root: str) -> Settings:
+    """The root's ``opskit.yaml``, or the defaults when there is none."""
+    path = posixpath.join(root, FILENAME)
+    text = host.read_existing([path]).get(path)
+    return parse_settings(path, text) if text is not None else Settings()
