@@ -105,7 +105,10 @@ def test_settings_errors_name_file_line_and_field(tmp_path: Path) -> None:
 PATHS_ONLY = """\
 name: {name}
 environments: [dev]
-backup: {{dir: {backups}, paths: ["{folder}"]}}
+backup:
+  dir: {backups}
+  paths: ["{folder}"]
+  retention: {{keep_daily: 1, keep_weekly: 0, keep_monthly: 0, keep_last: 1}}
 """
 
 
@@ -126,9 +129,13 @@ def test_scheduled_backups_ping_and_alert(tmp_path: Path, sink: Sink) -> None:
     done = opskit("backup", "good", "--scheduled", "--root", str(root))
     assert done.returncode == 0, done.stderr
     assert [path for path, _ in sink.pings()] == ["/ping/good-dev/start", "/ping/good-dev"]
-    assert sink.messages() == []
+    assert sink.messages() == []  # a success alerts only with notify.successes
     archives = json.loads(opskit("backups", "good", "--json", "--root", str(root)).stdout)
     assert archives["archives"][0]["verified"] == "ok"  # the timer's backup verifies
+    first = archives["archives"][0]["name"]
+    assert opskit("backup", "good", "--scheduled", "--root", str(root)).returncode == 0
+    archives = json.loads(opskit("backups", "good", "--json", "--root", str(root)).stdout)
+    assert len(archives["archives"]) == 1 and archives["archives"][0]["name"] != first  # pruned
 
     sink.clear()
     done = opskit("backup", "bad", "--scheduled", "--root", str(root))

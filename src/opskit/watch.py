@@ -9,6 +9,7 @@ it will send, so two watches at once never send the same alert twice.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import sqlite3
@@ -135,7 +136,8 @@ def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None)
     taken = checks(runtime, now)
     settings = runtime.settings()
     remind = timedelta(hours=settings.remind_hours)
-    runtime.host.run(["mkdir", "-p", "-m", "700", "--", settings.state_dir])
+    # The state is this machine's, where opskit runs, also with --host ssh://...
+    os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
     alerts: dict[str, list[str]] = {"failed": [], "reminder": [], "recovered": []}
     database = sqlite3.connect(f"{settings.state_dir}/{STATE_FILE}", timeout=60)
     try:
