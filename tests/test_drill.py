@@ -60,6 +60,8 @@ def test_a_drill_of_each_example_archive_passes(examples_up: Path, project: str)
     assert "drilled ok" in done.stdout
     archive = newest(root, project, "prod")
     assert archive["drilled"] == "ok" and archive["drilled_at"], archive
+    again = opskit("drill", project, "prod", "--root", root, timeout=600)  # the same archive
+    assert again.returncode == 0, again.stderr
     table = opskit("backups", project, "prod", "--root", root).stdout.splitlines()
     assert table[0].split()[-2:] == ["VERIFIED", "DRILLED"], table[0]
     assert table[1].split()[-2:] == ["ok", "ok"], table[1]  # the drill verified it too

@@ -129,3 +129,30 @@ def test_backup_verify_and_restore_over_ssh(examples_up) -> None:  # type: ignor
     )
     assert run.returncode == 0, run.stderr
     assert letter.read_text() == original
+
+
+def test_drill_and_watch_over_ssh(examples_up, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The drill's docker run takes the server's variables through the SSH env preamble;
+    the watch keeps its state where opskit runs."""
+    import json
+    import subprocess
+
+    root = str(examples_up)
+    assert opskit("backup", "mdf", "prod", "--root", root).returncode == 0
+    drill = opskit("drill", "mdf", "prod", "--json", "--root", root, "--host", SSH_URL, timeout=600)
+    assert drill.returncode == 0, drill.stderr
+    assert json.loads(drill.stdout)["ok"] is True
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=opskit.drill"], capture_output=True, text=True
+    )
+    assert left.stdout.strip() == ""
+    (examples_up / "opskit.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")
+    try:
+        watch = opskit("watch", "--json", "--root", root, "--host", SSH_URL)
+        checks = {c["key"]: c for c in json.loads(watch.stdout)["checks"]}
+        assert checks["mdf prod container db"]["ok"] is True, checks
+        assert "mdf prod backup freshness" in checks  # archives read on the server
+        assert watch.returncode == (0 if all(c["ok"] for c in checks.values()) else 1)
+        assert (tmp_path / "state" / "watch.sqlite").exists()
+    finally:
+        (examples_up / "opskit.yaml").unlink()

@@ -77,8 +77,12 @@ def drill(
                 try:
                     if record.kind == "database":
                         _drill_database(runtime, project, env, archive, record, drill_id, job)
-                    else:
+                    elif record.kind in ("path", "volume"):
                         _drill_files(runtime.host, archive, record, scratch, job)
+                    else:  # a plugin's own kind: only its checksums were checked
+                        if job is not None:
+                            job.warn(f"{record.key}: a {record.kind} is verified, not drilled")
+                        continue
                     checked.append(record.key)
                 except OpskitError as exc:
                     faults.append(f"{record.key}: {exc}")
@@ -96,7 +100,9 @@ def drill(
         checked=tuple(checked),
         faults=tuple(faults),
     )
-    write_json(host, posixpath.join(archive.path, DRILLED), result.as_dict())
+    recorded = posixpath.join(archive.path, DRILLED)
+    host.run(["rm", "-f", "--", recorded])  # the last drill's result is replaced
+    write_json(host, recorded, result.as_dict())
     if job is not None:
         job.details["faults"] = list(faults)
         if faults:

@@ -23,7 +23,7 @@ from opskit.backups import backup_dir
 from opskit.notify import send
 
 if TYPE_CHECKING:
-    from opskit.descriptor import Project
+    from opskit.descriptor import Notify, Project
     from opskit.jobs import Job
     from opskit.runtime import Runtime
 
@@ -133,19 +133,22 @@ def checks(runtime: Runtime, now: datetime) -> list[Check]:
 def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None) -> WatchReport:
     """One pass: take every check, compare with the stored states, send what changed."""
     now = now or datetime.now(UTC)
-    taken = checks(runtime, now)
     settings = runtime.settings()
     remind = timedelta(hours=settings.remind_hours)
     # The state is this machine's, where opskit runs, also with --host ssh://...
     os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
-    alerts: dict[str, list[str]] = {"failed": [], "reminder": [], "recovered": []}
-    database = sqlite3.connect(f"{settings.state_dir}/{STATE_FILE}", timeout=60)
+    # (state, project) -> lines: a project's own notify URLs get its lines
+    alerts: dict[tuple[str, str], list[str]] = {}
+    database = sqlite3.connect(f"{settings.state_dir}/{STATE_FILE}", timeout=120)
     try:
         database.execute(
             "CREATE TABLE IF NOT EXISTS states (key TEXT PRIMARY KEY, ok INTEGER NOT NULL, "
             "since TEXT NOT NULL, sent TEXT, detail TEXT)"
         )
-        database.execute("BEGIN IMMEDIATE")  # one pass at a time decides and records
+        # One pass at a time takes the checks, decides and records: a pass never acts on
+        # evidence older than what another pass has recorded.
+        database.execute("BEGIN IMMEDIATE")
+        taken = checks(runtime, now)
         stored = {
             row[0]: (bool(row[1]), row[2], row[3])
             for row in database.execute("SELECT key, ok, since, sent FROM states")
@@ -157,7 +160,7 @@ def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None)
             if before is None or before[0] != check.ok:
                 changed_to = "recovered" if check.ok else "failed"
                 if before is not None or not check.ok:
-                    alerts[changed_to].append(line)
+                    alerts.setdefault((changed_to, check.project), []).append(line)
                 sent_at = stamp if (before is not None or not check.ok) else None
                 database.execute(
                     "INSERT OR REPLACE INTO states VALUES (?, ?, ?, ?, ?)",
@@ -166,7 +169,9 @@ def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None)
             elif not check.ok and (
                 before[2] is None or now - datetime.fromisoformat(before[2]) >= remind
             ):
-                alerts["reminder"].append(f"{line} (failing since {before[1][:16]})")
+                alerts.setdefault(("reminder", check.project), []).append(
+                    f"{line} (failing since {before[1][:16]})"
+                )
                 database.execute(
                     "UPDATE states SET sent = ?, detail = ? WHERE key = ?",
                     (stamp, check.detail, check.key),
@@ -183,14 +188,21 @@ def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None)
         "reminder": "opskit: {n} still failing on {host}",
         "recovered": "opskit: {n} recovered on {host}",
     }
-    for state, lines in alerts.items():
-        if not lines:
-            continue
-        title = titles[state].format(n=_checks(len(lines)), host=host)
-        send(settings.notify, title, "\n".join(lines), state)
-        sent.append((state, title))
-        if job is not None:
-            job.log(f"{title}: " + "; ".join(lines))
+    projects = {p.name: p for p in runtime.projects()}
+    for state in ("failed", "reminder", "recovered"):
+        # one message per set of notify URLs: projects that share them share a message
+        groups: dict[tuple[str, ...], tuple[Notify, list[str]]] = {}
+        for (kind, project), lines in alerts.items():
+            if kind != state:
+                continue
+            notify = settings.notify_for(projects.get(project))
+            groups.setdefault(notify.urls, (notify, []))[1].extend(lines)
+        for notify, lines in groups.values():
+            title = titles[state].format(n=_checks(len(lines)), host=host)
+            send(notify, title, "\n".join(lines), state)
+            sent.append((state, title))
+            if job is not None:
+                job.log(f"{title}: " + "; ".join(lines))
     report = WatchReport(tuple(taken), tuple(sent))
     if job is not None:
         job.details["failing"] = [c.key for c in taken if not c.ok]
