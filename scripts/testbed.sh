@@ -31,6 +31,7 @@ install_packages() {
   command -v git >/dev/null || missing+=(git)
   command -v php >/dev/null || missing+=(php-cli)   # PHP's own unserialize checks synced data
   command -v systemd-analyze >/dev/null || missing+=(systemd)  # verifies the generated timers
+  command -v restic >/dev/null || missing+=(restic)   # offsite copies (0.14 or later)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -40,6 +40,7 @@ DEFAULT_PLUGINS = (
     "opskit.defaults.sync",
     "opskit.defaults.promote",
     "opskit.defaults.schedule",
+    "opskit.defaults.offsite",
 )
 
 

@@ -1,0 +1,141 @@
+"""Built-in plugin: ``opskit offsite`` (restic repositories; see :mod:`opskit.offsite`)."""
+
+from __future__ import annotations
+
+import click
+
+from opskit.cli import CliState, command_options, job_options
+from opskit.plugins import hookimpl
+
+
+@click.group()
+def offsite() -> None:
+    """Offsite copies in restic repositories (offsite.target), proven by reading them back."""
+
+
+@offsite.command()
+@click.argument("project", required=False)
+@command_options
+def init(state: CliState, project: str | None) -> None:
+    """Create the repository password (once, in the state folder) and each target's repository."""
+    from opskit import offsite as engine
+
+    runtime = state.ops.runtime
+    targets = {
+        engine.target_of(p) for p, _e in runtime.scope(project, None) if p.offsite is not None
+    }
+    if not targets:
+        raise click.UsageError("no project in scope has an offsite section")
+    for target in sorted(targets):
+        path, created = engine.init(runtime.host, runtime.settings().state_dir, target)
+        state.out.line(f"{target}: {'created' if created else 'exists'} (password {path})")
+
+
+@offsite.command()
+@click.argument("project")
+@click.argument("env")
+@click.option("--name", help="The archive (default: the newest).")
+@click.option(
+    "--read-data", default="5%", show_default=True, help="Share of the repository read back."
+)
+@job_options
+def upload(state: CliState, project: str, env: str, name: str | None, read_data: str) -> int:
+    """Send an archive's components the repository lacks, then verify the copy."""
+    from opskit import offsite as engine
+    from opskit.output import error
+
+    runtime = state.ops.runtime
+    found = runtime.project(project)
+    found.check_env(env)
+    target = engine.target_of(found)
+    state_dir = runtime.settings().state_dir
+    code = 0
+    for archive in engine.archives_in(runtime, found, env, name):
+        from opskit.operations import as_job
+
+        with as_job(runtime, "offsite upload", found.name, [env]) as job:
+            done = engine.upload(runtime.host, state_dir, target, archive, job)
+            job.details.update(archive=archive.path, sent=done.sent, target=target)
+            checked = engine.verify(runtime.host, state_dir, target, archive, read_data)
+            if not checked.ok:
+                job.result = "failed"
+                job.error = f"archive {archive.name} on {target}: " + "; ".join(checked.faults)
+        state.out.line(
+            f"{archive.name}: {len(done.uploaded)} sent ({done.sent} bytes added), "
+            f"{len(done.present)} already there; verified {'ok' if checked.ok else 'FAILED'}"
+        )
+        for fault in checked.faults:
+            error(f"{archive.name} on {target}: {fault}")
+            code = 1
+    return code
+
+
+@offsite.command()
+@click.argument("project")
+@click.argument("env")
+@click.option("--name", help="The archive (default: the newest).")
+@click.option(
+    "--read-data",
+    default="5%",
+    show_default=True,
+    help="Share of the repository read back ('100%' for all).",
+)
+@job_options
+def verify(state: CliState, project: str, env: str, name: str | None, read_data: str) -> int:
+    """Check the repository and stream an archive's copy back against its checksums."""
+    from opskit import offsite as engine
+    from opskit.operations import as_job
+    from opskit.output import error
+
+    runtime = state.ops.runtime
+    found = runtime.project(project)
+    found.check_env(env)
+    target = engine.target_of(found)
+    code = 0
+    for archive in engine.archives_in(runtime, found, env, name):
+        with as_job(runtime, "offsite verify", found.name, [env]) as job:
+            checked = engine.verify(
+                runtime.host, runtime.settings().state_dir, target, archive, read_data
+            )
+            if not checked.ok:
+                job.result = "failed"
+                job.error = f"archive {archive.name} on {target}: " + "; ".join(checked.faults)
+        state.out.line(f"{archive.name}: offsite copy {'ok' if checked.ok else 'FAILED'}")
+        for fault in checked.faults:
+            error(f"{archive.name} on {target}: {fault}")
+            code = 1
+    return code
+
+
+@offsite.command(name="list")
+@click.argument("project")
+@click.argument("env")
+@command_options
+def list_(state: CliState, project: str, env: str) -> None:
+    """Each archive: local, offsite or both, and when its offsite copy was last verified."""
+    import attrs
+
+    from opskit import offsite as engine
+
+    runtime = state.ops.runtime
+    found = runtime.project(project)
+    rows = engine.listing(runtime, found, found.check_env(env))
+    if state.json:
+        state.out.json({"archives": [attrs.asdict(row) for row in rows]})
+        return
+    styles = {"yes": "green", "FAILED": "red", "unverified": "yellow", "no": ""}
+    table = [
+        [
+            r.archive,
+            "yes" if r.local else "no",
+            (r.offsite, styles[r.offsite]),
+            r.verified_at or "-",
+        ]
+        for r in rows
+    ]
+    state.out.table(["archive", "local", "offsite", "verified at"], table)
+
+
+@hookimpl
+def opskit_register_commands(cli: click.Group) -> None:
+    cli.add_command(offsite)

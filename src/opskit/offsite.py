@@ -1,0 +1,387 @@
+"""Offsite copies in restic repositories, proven by reading them back.
+
+restic is the engine: it deduplicates, encrypts, resumes and checks. opskit streams each
+component's *uncompressed* bytes into ``restic backup --stdin`` (decompressed from the
+archive on the fly, never to a temporary file), so unchanged files and unchanged parts of
+dumps deduplicate from night to night; the manifest goes up as a snapshot of its own. Each
+snapshot carries the tags ``opskit``, ``project=``, ``env=``, ``archive=`` and
+``component=``. An archive counts as offsite only when every component and its manifest
+have a snapshot, and as verified offsite only when each was streamed back (``restic dump``)
+and its sha256 equals the manifest's checksum of the raw bytes.
+
+The repository password lives in ``STATE_DIR/restic-password`` on the server (mode 0600),
+created by ``opskit offsite init``, and reaches restic as ``--password-file``: a path, never
+the password, in argv.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import re
+import secrets
+from typing import IO, TYPE_CHECKING, Any
+
+import attrs
+
+from opskit.archive import MANIFEST, Archive, component_stream, now, write_json
+from opskit.errors import OpskitError
+from opskit.output import warning
+
+if TYPE_CHECKING:
+    from opskit.descriptor import Project
+    from opskit.host import Host, Process
+    from opskit.jobs import Job
+    from opskit.runtime import Runtime
+
+RESTIC_FLOOR = (0, 14, 0)
+PASSWORD_FILE = "restic-password"
+RECORD = "offsite.json"  # beside the archive: the last upload and verification
+CHUNK = 1 << 20
+
+
+class OffsiteError(OpskitError):
+    """An offsite copy could not be made, read or proven."""
+
+
+def repository(target: str) -> str:
+    """The restic repository for an ``offsite.target`` URL."""
+    if target.startswith("file://"):
+        return target.removeprefix("file://")
+    if target.startswith("sftp://"):
+        return target  # restic's own sftp URL form: sftp://user@host:port/path
+    if target.startswith("s3://"):
+        return "s3:https://" + target.removeprefix("s3://")
+    raise OffsiteError(f"offsite target {target}: unknown scheme")
+
+
+@attrs.frozen
+class Restic:
+    """restic against one repository, run on *host*."""
+
+    host: Host
+    target: str
+    password_file: str
+
+    @property
+    def base(self) -> list[str]:
+        return ["restic", "--repo", repository(self.target), "--password-file", self.password_file]
+
+    def run(self, *args: str, timeout: float | None = None) -> str:
+        result = self.host.run([*self.base, *args], check=False, timeout=timeout)
+        if result.returncode != 0:
+            raise OffsiteError(
+                f"{self.target}: {_last_line(result.stderr.decode('utf-8', 'replace'))}"
+            )
+        return result.text
+
+    def exists(self) -> bool:
+        result = self.host.run([*self.base, "cat", "config"], check=False, timeout=120)
+        return result.returncode == 0
+
+    def snapshots(self, *tags: str) -> list[dict[str, Any]]:
+        argv = ["snapshots", "--json", *(f"--tag={tag}" for tag in tags)]
+        return list(json.loads(self.run(*argv, timeout=300) or "[]"))
+
+    def backup(self, source: IO[bytes], filename: str, tags: list[str]) -> dict[str, Any]:
+        """Stream *source* into one new snapshot; return restic's summary."""
+        argv = [*self.base, "backup", "--json", "--stdin", "--stdin-filename", filename]
+        argv += [f"--tag={','.join(tags)}", "--host", "opskit"]
+        process = self.host.popen(argv, stdin=True, merge_stderr=False)
+        assert process.stdin is not None
+        try:
+            while chunk := source.read(CHUNK):
+                process.stdin.write(chunk)
+            process.stdin.close()
+        except BaseException:
+            process.kill()  # no snapshot is written for a stream that did not end
+            process.wait()
+            raise
+        output = process.stdout.read().decode("utf-8", "replace")
+        if process.wait() != 0:
+            raise OffsiteError(f"{self.target}: {_last_line(process.errors())}")
+        for line in reversed(output.splitlines()):
+            message = json.loads(line) if line.startswith("{") else {}
+            if message.get("message_type") == "summary":
+                return dict(message)
+        raise OffsiteError(f"{self.target}: restic reported no summary for {filename}")
+
+    def dump(self, snapshot: str, filename: str) -> Process:
+        return self.host.popen([*self.base, "dump", snapshot, filename], merge_stderr=False)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "restic failed"
+
+
+def check_restic(host: Host) -> None:
+    """Refuse a missing restic, or one older than :data:`RESTIC_FLOOR`."""
+    result = host.run(["restic", "version"], check=False)
+    found = re.search(r"restic (\d+)\.(\d+)\.(\d+)", result.text)
+    floor = ".".join(map(str, RESTIC_FLOOR))
+    if result.returncode != 0 or not found:
+        raise OffsiteError(
+            f"restic is not installed on {host.name} (restic {floor} or later: apt install restic)"
+        )
+    version = tuple(int(part) for part in found.groups())
+    if version < RESTIC_FLOOR:
+        raise OffsiteError(
+            f"restic {'.'.join(found.groups())} on {host.name} is older than {floor}"
+        )
+
+
+def password_file(host: Host, state_dir: str) -> str:
+    return posixpath.join(state_dir, PASSWORD_FILE)
+
+
+def init(host: Host, state_dir: str, target: str) -> tuple[str, bool]:
+    """Create the password file (once) and the repository (if missing); return the
+    password file's path and whether the repository was created now."""
+    check_restic(host)
+    path = password_file(host, state_dir)
+    host.run(["mkdir", "-p", "-m", "700", "--", state_dir])
+    if not host.exists(path):
+        # A fresh random password, written by the shell from stdin: never in argv.
+        script = 'umask 077; cat > "$1.new" && mv -- "$1.new" "$1"'
+        process = host.popen(["sh", "-c", script, "opskit", path], stdin=True)
+        assert process.stdin is not None
+        process.stdin.write((secrets.token_urlsafe(32) + "\n").encode())
+        process.stdin.close()
+        if process.wait() != 0:
+            raise OffsiteError(f"cannot write {path}")
+    restic = Restic(host, target, path)
+    if restic.exists():
+        return path, False
+    restic.run("init", timeout=300)
+    return path, True
+
+
+def _restic(host: Host, state_dir: str, target: str) -> Restic:
+    check_restic(host)
+    path = password_file(host, state_dir)
+    if not host.exists(path):
+        raise OffsiteError(
+            f"{target}: no repository password at {path}; run 'opskit offsite init' first"
+        )
+    return Restic(host, target, path)
+
+
+def _tags(archive: Archive, key: str) -> list[str]:
+    manifest = archive.manifest
+    return [
+        "opskit",
+        f"project={manifest.get('project')}",
+        f"env={manifest.get('environment')}",
+        f"archive={archive.name}",
+        f"component={key}",
+    ]
+
+
+def _filename(archive: Archive, key: str) -> str:
+    manifest = archive.manifest
+    return f"/{manifest.get('project')}/{manifest.get('environment')}/{archive.name}/{key}"
+
+
+COMPLETE = "complete"  # the tag of a snapshot that holds its whole component
+
+
+def _by_component(snapshots: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The newest complete snapshot of each component."""
+    found = {}
+    for snapshot in sorted(snapshots, key=lambda s: str(s.get("time"))):
+        tags = snapshot.get("tags") or []
+        if COMPLETE not in tags:
+            continue
+        for tag in tags:
+            if tag.startswith("component="):
+                found[tag.removeprefix("component=")] = snapshot
+    return found
+
+
+def _partial(snapshots: list[dict[str, Any]]) -> list[str]:
+    """Snapshots never marked complete: a stream cut off when opskit was killed, which
+    restic took for a whole one."""
+    return [str(s.get("id")) for s in snapshots if COMPLETE not in (s.get("tags") or [])]
+
+
+def _send(restic: Restic, source: IO[bytes], archive: Archive, key: str, size: int) -> int:
+    """One component into one snapshot, marked complete once restic read all its bytes."""
+    summary = restic.backup(source, _filename(archive, key), _tags(archive, key))
+    read = int(summary.get("total_bytes_processed") or 0)
+    snapshot = str(summary.get("snapshot_id"))
+    if read != size:
+        restic.run("forget", snapshot, timeout=300)
+        raise OffsiteError(f"{archive.name}: {key}: restic read {read} of {size} bytes")
+    restic.run("tag", "--add", COMPLETE, snapshot, timeout=300)
+    return int(summary.get("data_added") or 0)
+
+
+@attrs.frozen
+class Upload:
+    archive: str
+    target: str
+    sent: int  # bytes restic added to the repository (after deduplication and compression)
+    uploaded: tuple[str, ...]  # components sent now
+    present: tuple[str, ...]  # components the repository already had
+
+
+def upload(
+    host: Host, state_dir: str, target: str, archive: Archive, job: Job | None = None
+) -> Upload:
+    """Send every component (uncompressed) and the manifest that the repository lacks."""
+    restic = _restic(host, state_dir, target)
+    # Locks of restic processes that no longer run (an upload killed with opskit); restic
+    # removes only those.
+    host.run([*restic.base, "unlock"], check=False, timeout=300)
+    snapshots = restic.snapshots(f"archive={archive.name}")
+    if partial := _partial(snapshots):
+        try:
+            restic.run("forget", *partial, timeout=300)
+        except OffsiteError as exc:  # they never count; the next upload tries again
+            warning(f"{archive.name}: partial snapshots stay in the repository for now: {exc}")
+    have = _by_component(snapshots)
+    sent, uploaded, present = 0, [], []
+    manifest_path = posixpath.join(archive.path, MANIFEST)
+    sizes = {r.key: r.raw_bytes for r in archive.components}
+    sizes["manifest"] = len(host.read_text(manifest_path).encode())
+    for key, size in sizes.items():
+        if key in have:
+            present.append(key)
+            continue
+        with job.phase(f"uploading {key}") if job else _nothing():
+            if key == "manifest":
+                with host.open_read(manifest_path) as source:
+                    sent += _send(restic, source, archive, key, size)
+            else:
+                (record,) = [r for r in archive.components if r.key == key]
+                with component_stream(host, archive, record) as source:
+                    sent += _send(restic, source, archive, key, size)
+        uploaded.append(key)
+    return Upload(archive.name, target, sent, tuple(uploaded), tuple(present))
+
+
+@attrs.frozen
+class Verification:
+    archive: str
+    target: str
+    ok: bool
+    time: str
+    faults: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def verify(
+    host: Host, state_dir: str, target: str, archive: Archive, read_data: str = "5%"
+) -> Verification:
+    """Check the repository (reading back *read_data* of it), then stream each component
+    of *archive* back and compare its sha256 with the manifest's; record the result."""
+    restic = _restic(host, state_dir, target)
+    faults: list[str] = []
+    try:
+        restic.run("check", f"--read-data-subset={read_data}", timeout=None)
+    except OffsiteError as exc:
+        faults.append(f"repository check: {exc}")
+    have = _by_component(restic.snapshots(f"archive={archive.name}"))
+    expected = {r.key: r.raw_sha256 for r in archive.components}
+    for key, raw_sha256 in expected.items():
+        snapshot = have.get(key)
+        if snapshot is None:
+            faults.append(f"{key}: not in the repository")
+            continue
+        digest = _dumped_sha256(restic, snapshot, _filename(archive, key))
+        if digest is None:
+            faults.append(f"{key}: cannot be read back")
+        elif digest != raw_sha256:
+            faults.append(f"{key}: the copy differs from the archive (sha256)")
+    if "manifest" not in have:
+        faults.append("manifest: not in the repository")
+    result = Verification(archive.name, target, not faults, now().isoformat(), tuple(faults))
+    path = posixpath.join(archive.path, RECORD)
+    host.run(["rm", "-f", "--", path])
+    write_json(host, path, result.as_dict())
+    return result
+
+
+def _dumped_sha256(restic: Restic, snapshot: dict[str, Any], filename: str) -> str | None:
+    process = restic.dump(str(snapshot.get("short_id") or snapshot.get("id")), filename)
+    digest = hashlib.sha256()
+    while chunk := process.stdout.read(CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest() if process.wait() == 0 else None
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+# -- what the commands work on -----------------------------------------------------------
+
+
+def target_of(project: Project) -> str:
+    if project.offsite is None:
+        raise OffsiteError(f"{project.name}: no offsite section (offsite.target) in its descriptor")
+    return project.offsite.target
+
+
+def archives_in(runtime: Runtime, project: Project, env: str, name: str | None) -> list[Archive]:
+    """The named archive, or the newest of the env."""
+    return [runtime.backup_engine().find(project, env, name)]
+
+
+@attrs.frozen
+class Listed:
+    archive: str
+    project: str
+    env: str
+    local: bool
+    copied: bool  # every component and the manifest have a complete snapshot
+    offsite: str  # "yes" (copied, and read back and matched), "unverified", "FAILED" or "no"
+    verified_at: str | None  # the last verification's time
+
+
+def listing(runtime: Runtime, project: Project, env: str) -> list[Listed]:
+    """Each archive of the env, local or offsite or both, newest first."""
+    target = target_of(project)
+    state_dir = runtime.settings().state_dir
+    restic = _restic(runtime.host, state_dir, target)
+    snapshots = restic.snapshots(f"project={project.name}", f"env={env}")
+    by_archive: dict[str, list[dict[str, Any]]] = {}
+    for snapshot in snapshots:
+        for tag in snapshot.get("tags") or []:
+            if tag.startswith("archive="):
+                by_archive.setdefault(tag.removeprefix("archive="), []).append(snapshot)
+    local = {a.name: a for a in runtime.backup_engine().archives(project, env)}
+    rows = []
+    for name in sorted(set(local) | set(by_archive), reverse=True):
+        have = _by_component(by_archive.get(name, []))
+        archive = local.get(name)
+        if archive is not None:
+            needed = {r.key for r in archive.components} | {"manifest"}
+            complete = bool(have) and needed <= set(have)
+        else:
+            complete = "manifest" in have  # what it needs is in the manifest offsite
+        record = None
+        if archive is not None:
+            text = runtime.host.read_existing([posixpath.join(archive.path, RECORD)])
+            record = json.loads(next(iter(text.values()))) if text else None
+            if record is not None and record.get("target") != target:
+                record = None
+        if not complete:
+            state = "no"
+        elif record is None:
+            state = "unverified"
+        else:
+            state = "yes" if record.get("ok") else "FAILED"
+        verified_at = str(record.get("time")) if record else None
+        rows.append(
+            Listed(name, project.name, env, archive is not None, complete, state, verified_at)
+        )
+    return rows

@@ -1,0 +1,156 @@
+"""Offsite copies in restic repositories (#12, begun): a file:// target. SFTP and S3
+targets, download and prune come next."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_one_error_line, opskit
+
+pytestmark = pytest.mark.docker
+
+PROJECT = """\
+name: vault
+environments: [dev]
+backup: {{dir: {backups}, paths: ["data"]}}
+offsite: {{target: "file://{repo}"}}
+"""
+MARKER = b"plaintext that must never reach the repository"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    data = root / "vault" / "data"
+    data.mkdir(parents=True)
+    (data / "note.txt").write_bytes(MARKER * 100)
+    (data / "big.bin").write_bytes(os.urandom(60 << 20))
+    (root / "vault" / "project.yaml").write_text(
+        PROJECT.format(backups=tmp_path / "backups", repo=tmp_path / "repo")
+    )
+    (root / "opskit.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")
+    assert opskit("backup", "vault", "dev", "--root", str(root)).returncode == 0
+    return root
+
+
+def listing(root: Path) -> list[dict[str, object]]:
+    done = opskit("offsite", "list", "vault", "dev", "--json", "--root", str(root))
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["archives"]  # type: ignore[no-any-return]
+
+
+def test_upload_list_verify_and_no_plaintext(root: Path, tmp_path: Path) -> None:
+    missing = opskit("offsite", "upload", "vault", "dev", "--root", str(root))
+    assert_one_error_line(missing, "no repository password", "offsite init")
+    assert opskit("offsite", "init", "--root", str(root)).returncode == 0
+    password = tmp_path / "state" / "restic-password"
+    assert oct(password.stat().st_mode & 0o777) == "0o600"
+
+    done = opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "verified ok" in done.stdout
+    (row,) = listing(root)
+    assert (row["local"], row["copied"], row["offsite"]) == (True, True, "yes")
+    again = opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=600)
+    assert "0 sent" in again.stdout and "2 already there" in again.stdout  # the path, the manifest
+
+    for path in (tmp_path / "repo").rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            assert MARKER not in content and b"note.txt" not in content, path
+
+    pack = max((tmp_path / "repo" / "data").rglob("*"), key=lambda p: p.stat().st_size)
+    damaged = bytearray(pack.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    pack.chmod(0o600)
+    pack.write_bytes(bytes(damaged))
+    checked = opskit(
+        "offsite", "verify", "vault", "dev", "--read-data", "100%", "--root", str(root)
+    )
+    assert checked.returncode == 1
+    errors = [line for line in checked.stderr.splitlines() if line.startswith("[error]")]
+    assert errors and str(tmp_path / "repo") in errors[0] and "vault-dev-" in errors[0]
+    (row,) = listing(root)
+    assert row["offsite"] == "FAILED"  # it no longer counts as offsite
+
+
+def test_an_upload_killed_half_way_is_not_a_copy_until_run_again(root: Path) -> None:
+    assert opskit("offsite", "init", "--root", str(root)).returncode == 0
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opskit", "offsite", "upload", "vault", "dev", "--root", str(root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def uploading() -> bool:
+        found = subprocess.run(
+            ["pgrep", "-f", "restic.*backup --json --stdin"], capture_output=True
+        )
+        return found.returncode == 0
+
+    while process.poll() is None and not uploading():
+        time.sleep(0.01)
+    assert process.poll() is None, "the upload ended before restic began"
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)  # nothing of opskit's own can run now
+    process.wait()
+    time.sleep(1)  # restic takes the cut-off stream's end for the end of its input
+    (row,) = listing(root)
+    assert row["copied"] is False and row["offsite"] == "no"
+    repo, password = root.parent / "repo", root.parent / "state" / "restic-password"
+    snapshots = json.loads(
+        subprocess.run(
+            ["restic", "--repo", str(repo), "--password-file", str(password), "--no-lock",
+             "snapshots", "--json"],
+            capture_output=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    # Whatever restic kept of the cut-off stream (here it died with opskit's pipes; had it
+    # taken the end of its input for the end of the data, it would have written a
+    # snapshot), nothing is marked complete.
+    assert all("complete" not in s["tags"] for s in snapshots), snapshots
+
+    done = opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=600)
+    assert done.returncode == 0, done.stderr
+    (row,) = listing(root)
+    assert row["offsite"] == "yes"
+
+
+def test_a_snapshot_of_a_cut_off_stream_never_counts(root: Path) -> None:
+    """restic takes the end of its input for the end of the data: a stream cut off by a
+    killed opskit becomes a snapshot. Only snapshots marked complete count."""
+    import io
+
+    from opskit import offsite
+    from opskit.archive import list_archives
+    from opskit.host import LocalHost
+
+    assert opskit("offsite", "init", "--root", str(root)).returncode == 0
+    host = LocalHost()
+    (archive,) = list_archives(host, str(root.parent / "backups" / "vault" / "dev"))
+    restic = offsite.Restic(
+        host, f"file://{root.parent / 'repo'}", str(root.parent / "state" / "restic-password")
+    )
+    for record in archive.components:  # every component, each cut off after 1 kB
+        restic.backup(
+            io.BytesIO(b"x" * 1024),
+            offsite._filename(archive, record.key),
+            offsite._tags(archive, record.key),
+        )
+    restic.backup(
+        io.BytesIO(b"{"), offsite._filename(archive, "manifest"), offsite._tags(archive, "manifest")
+    )
+    (row,) = listing(root)
+    assert row["copied"] is False
+    done = opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "2 sent" in done.stdout  # the cut-off ones were not taken for copies
+    (row,) = listing(root)
+    assert row["offsite"] == "yes"
