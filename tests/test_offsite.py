@@ -14,14 +14,24 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_one_error_line, opskit
+from testroot import NS
 
 pytestmark = pytest.mark.docker
 
 PROJECT = """\
 name: vault
 environments: [dev]
+compose: {{project_name: "{ns}-vault-{{env}}"}}
 backup: {{dir: {backups}, paths: ["data"]}}
 offsite: {{target: "file://{repo}"}}
+"""
+COMPOSE = """\
+services:
+  web:
+    init: true
+    image: opskit-test/web:1
+    command: ["httpd", "-f", "-p", "8080", "-h", "/srv"]
+    volumes: ["./data:/srv:ro"]
 """
 MARKER = b"plaintext that must never reach the repository"
 
@@ -34,8 +44,9 @@ def root(tmp_path: Path) -> Path:
     (data / "note.txt").write_bytes(MARKER * 100)
     (data / "big.bin").write_bytes(os.urandom(60 << 20))
     (root / "vault" / "project.yaml").write_text(
-        PROJECT.format(backups=tmp_path / "backups", repo=tmp_path / "repo")
+        PROJECT.format(ns=NS, backups=tmp_path / "backups", repo=tmp_path / "repo")
     )
+    (root / "vault" / "docker-compose.yml").write_text(COMPOSE)
     (root / "opskit.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")
     assert opskit("backup", "vault", "dev", "--root", str(root)).returncode == 0
     return root
@@ -154,3 +165,48 @@ def test_a_snapshot_of_a_cut_off_stream_never_counts(root: Path) -> None:
     assert "2 sent" in done.stdout  # the cut-off ones were not taken for copies
     (row,) = listing(root)
     assert row["offsite"] == "yes"
+
+
+def test_an_offsite_only_archive_comes_back_and_restores(root: Path) -> None:
+    import hashlib
+    import shutil
+
+    data = root / "vault" / "data"
+
+    def files() -> dict[str, str]:
+        return {
+            str(p.relative_to(data)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(data.rglob("*"))
+            if p.is_file()
+        }
+
+    original = files()
+    assert opskit("offsite", "init", "--root", str(root)).returncode == 0
+    assert (
+        opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=600).returncode
+        == 0
+    )
+    (row,) = listing(root)
+    name = str(row["archive"])
+    shutil.rmtree(root.parent / "backups" / "vault" / "dev" / name)  # the local copy is lost
+    (row,) = listing(root)
+    assert (row["local"], row["copied"]) == (False, True)
+    (data / "note.txt").write_text("changed after the backup\n")
+
+    done = opskit(
+        "offsite", "download", "vault", "dev", "--name", name, "--root", str(root), timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    archives = json.loads(opskit("backups", "vault", "dev", "--json", "--root", str(root)).stdout)
+    assert [(a["name"], a["verified"]) for a in archives["archives"]] == [(name, "ok")]
+    again = opskit("offsite", "download", "vault", "dev", "--name", name, "--root", str(root))
+    assert_one_error_line(again, name, "already in")
+
+    restored = opskit(
+        "restore", "vault", "dev", "--name", name, "--yes", "--root", str(root), timeout=600
+    )
+    try:
+        assert restored.returncode == 0, restored.stderr
+        assert files() == original
+    finally:
+        opskit("destroy", "vault", "dev", "--yes", "--root", str(root))

@@ -179,33 +179,17 @@ def write_component(
     advance: Callable[[int], None] | None = None,
 ) -> ComponentRecord:
     """Stream a component's dump through zstd into ``directory``; nothing is held in memory."""
-    import zstandard
 
     path = posixpath.join(directory, component.filename)
     process = component.dump(context)
     ledger = component.ledger()
-    raw_hash = hashlib.sha256()
-    raw_size = 0
-    with host.open_write(path) as out:
-        stored = _Hashing(out)
-        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
-        try:
-            while chunk := process.stdout.read(CHUNK):
-                raw_hash.update(chunk)
-                raw_size += len(chunk)
-                if ledger is not None:
-                    ledger.feed(chunk)
-                stored.write(compressor.compress(chunk))
-                if advance is not None:
-                    advance(len(chunk))
-            stored.write(compressor.flush())
-            if ledger is not None:
-                ledger.finish()
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
-        code = process.wait()
+    try:
+        written = compress_into(host, process.stdout, path, ledger, advance)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    code = process.wait()
     if code != 0:
         detail = process.errors().strip().splitlines()
         raise OpskitError(
@@ -215,12 +199,50 @@ def write_component(
         key=component.key,
         kind=component.kind,
         file=component.filename,
-        raw_bytes=raw_size,
-        raw_sha256=raw_hash.hexdigest(),
-        stored_bytes=stored.size,
-        sha256=stored.hash.hexdigest(),
+        raw_bytes=written.raw_bytes,
+        raw_sha256=written.raw_sha256,
+        stored_bytes=written.stored_bytes,
+        sha256=written.sha256,
         details={**component.describe(), **(ledger.record() if ledger is not None else {})},
     )
+
+
+@attrs.frozen
+class Written:
+    raw_bytes: int
+    raw_sha256: str
+    stored_bytes: int
+    sha256: str
+
+
+def compress_into(
+    host: Host,
+    source: IO[bytes],
+    path: str,
+    ledger: Any = None,
+    advance: Callable[[int], None] | None = None,
+) -> Written:
+    """Stream *source* through zstd into a new file at *path*, hashing both sides; a
+    *ledger* sees each raw chunk. Nothing is held in memory."""
+    import zstandard
+
+    raw_hash = hashlib.sha256()
+    raw_size = 0
+    with host.open_write(path) as out:
+        stored = _Hashing(out)
+        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
+        while chunk := source.read(CHUNK):
+            raw_hash.update(chunk)
+            raw_size += len(chunk)
+            if ledger is not None:
+                ledger.feed(chunk)
+            stored.write(compressor.compress(chunk))
+            if advance is not None:
+                advance(len(chunk))
+        stored.write(compressor.flush())
+        if ledger is not None:
+            ledger.finish()
+    return Written(raw_size, raw_hash.hexdigest(), stored.size, stored.hash.hexdigest())
 
 
 def write_json(host: Host, path: str, data: dict[str, Any]) -> None:

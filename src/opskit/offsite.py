@@ -322,6 +322,80 @@ class _nothing:
         return None
 
 
+def download(runtime: Runtime, project: Project, env: str, name: str) -> Archive:
+    """Rebuild archive *name* in the env's backup folder from the repository (each
+    component recompressed), verify it with the local ``verify``, and only then give it
+    its name, so that ``backups`` lists it. The raw checksums must equal the manifest's."""
+    from opskit.archive import ArchiveError, check_name, compress_into
+    from opskit.backups import backup_dir, private_dir
+    from opskit.locks import env_lock
+
+    host = runtime.host
+    check_name(name)
+    if not name.startswith(f"{project.name}-{env}-"):
+        raise ArchiveError(f"archive {name} is not one of {project.name} {env}")
+    target = target_of(project)
+    restic = _restic(host, runtime.settings().state_dir, target)
+    have = _by_component(restic.snapshots(f"archive={name}"))
+    if "manifest" not in have:
+        raise OffsiteError(f"archive {name} has no complete copy on {target}")
+    reader = restic.dump(str(have["manifest"]["id"]), f"/{project.name}/{env}/{name}/manifest")
+    text = reader.stdout.read()
+    if reader.wait() != 0:
+        raise OffsiteError(f"archive {name} on {target}: the manifest cannot be read back")
+    manifest = json.loads(text)
+    if manifest.get("project") != project.name or manifest.get("environment") != env:
+        raise ArchiveError(f"archive {name} on {target} is not one of {project.name} {env}")
+    directory = backup_dir(project, env)
+    private_dir(host, directory)
+    engine = runtime.backup_engine()
+    with env_lock(host, directory, f"download of {name}", engine.lock_timeout):
+        final = posixpath.join(directory, name)
+        if host.exists(final):
+            raise OffsiteError(f"archive {name} is already in {directory}")
+        partial = posixpath.join(directory, f".{name}.partial")
+        host.run(["rm", "-rf", "--", partial])
+        host.run(["mkdir", "-m", "700", "--", partial])
+        try:
+            staged = Archive(partial, manifest)
+            for record in staged.components:
+                snapshot = have.get(record.key)
+                if snapshot is None:
+                    raise OffsiteError(
+                        f"archive {name} on {target}: {record.key} has no complete copy"
+                    )
+                process = restic.dump(
+                    str(snapshot["id"]), f"/{project.name}/{env}/{name}/{record.key}"
+                )
+                try:
+                    written = compress_into(host, process.stdout, staged.member(record))
+                except BaseException:
+                    process.kill()
+                    process.wait()
+                    raise
+                if process.wait() != 0 or written.raw_sha256 != record.raw_sha256:
+                    raise OffsiteError(
+                        f"archive {name} on {target}: {record.key} does not come back as it was"
+                    )
+                for entry in manifest["components"]:
+                    if entry["key"] == record.key:  # recompressed: new file checksums
+                        entry.update(stored_bytes=written.stored_bytes, sha256=written.sha256)
+            manifest["downloaded"] = {"from": target, "time": now().isoformat()}
+            write_json(host, posixpath.join(partial, MANIFEST), manifest)
+            staged = Archive(partial, manifest)
+            faults = engine.verify(staged)
+            if faults:
+                listed = "; ".join(f"{f.component}: {f.problem}" for f in faults)
+                raise OffsiteError(f"archive {name} from {target} does not verify: {listed}")
+            files = [staged.member(r) for r in staged.components]
+            host.run(["chmod", "600", "--", *files])
+            host.run(["mv", "-T", "--", partial, final])
+        except BaseException:
+            host.run(["rm", "-rf", "--", partial], check=False)
+            raise
+    return Archive(final, manifest)
+
+
 # -- what the commands work on -----------------------------------------------------------
 
 

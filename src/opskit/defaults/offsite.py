@@ -107,6 +107,25 @@ def verify(state: CliState, project: str, env: str, name: str | None, read_data:
     return code
 
 
+@offsite.command()
+@click.argument("project")
+@click.argument("env")
+@click.option("--name", required=True, help="The archive to bring back.")
+@job_options
+def download(state: CliState, project: str, env: str, name: str) -> None:
+    """Rebuild an archive from its offsite copy, verify it, then list it locally."""
+    from opskit import offsite as engine
+    from opskit.operations import as_job
+
+    runtime = state.ops.runtime
+    found = runtime.project(project)
+    found.check_env(env)
+    with as_job(runtime, "offsite download", found.name, [env]) as job:
+        archive = engine.download(runtime, found, env, name)
+        job.details["archive"] = archive.path
+    state.out.line(archive.path)
+
+
 @offsite.command(name="list")
 @click.argument("project")
 @click.argument("env")
