@@ -8,6 +8,8 @@ set -euo pipefail
 
 STATE_DIR=${OPSKIT_TESTBED_DIR:-/var/lib/opskit-testbed}
 SSH_PORT=${OPSKIT_TEST_SSH_PORT:-2222}
+SFTP_PORT=${OPSKIT_TEST_SFTP_PORT:-2223}
+SFTP_USER=opskit-sftp
 DB_IMAGE=opskit-test/db:1
 WEB_IMAGE=opskit-test/web:1
 
@@ -16,6 +18,8 @@ log() { echo "[testbed] $*" >&2; }
 print_env() {
   echo "export OPSKIT_TEST_SSH=ssh://root@127.0.0.1:${SSH_PORT}"
   echo "export OPSKIT_TEST_SSH_KEY=${STATE_DIR}/ssh/id_ed25519"
+  echo "export OPSKIT_TEST_SFTP=sftp://opskit-testbed-sftp//repos"
+  echo "export OPSKIT_TEST_SFTP_KEY=${STATE_DIR}/sftp/id_ed25519"
 }
 
 if [ "${1:-}" = "--env" ]; then print_env; exit 0; fi
@@ -89,6 +93,73 @@ CONF
   log "sshd did not accept the test key"; exit 1
 }
 
+# An offsite target like a storage box: a second sshd, an SFTP-only user without a shell,
+# chrooted into its folder (/repos inside is writable).
+start_sftpd() {
+  local dir="$STATE_DIR/sftp" chroot="$STATE_DIR/sftp-chroot"
+  mkdir -p "$dir" "$chroot/repos"
+  chmod 700 "$dir"
+  chown root:root "$STATE_DIR" "$chroot"
+  chmod 755 "$STATE_DIR" "$chroot"   # sshd refuses a chroot that others can write to
+  id "$SFTP_USER" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /repos \
+    --shell /usr/sbin/nologin "$SFTP_USER"
+  usermod -p '*' "$SFTP_USER"   # no password, but not locked: sshd lets locked users in with PAM only
+  chown "$SFTP_USER" "$chroot/repos"
+  [ -f "$dir/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/host_ed25519"
+  [ -f "$dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/id_ed25519"
+  mkdir -p "$STATE_DIR/sftp-auth"   # read by sshd as the user: not in the 0700 folder
+  chmod 755 "$STATE_DIR/sftp-auth"
+  cp "$dir/id_ed25519.pub" "$STATE_DIR/sftp-auth/authorized_keys"
+  chmod 644 "$STATE_DIR/sftp-auth/authorized_keys"
+  cat >"$dir/sshd_config" <<CONF
+Port ${SFTP_PORT}
+ListenAddress 127.0.0.1
+HostKey ${dir}/host_ed25519
+AuthorizedKeysFile ${STATE_DIR}/sftp-auth/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin no
+AllowUsers ${SFTP_USER}
+StrictModes no
+UsePAM no
+PidFile ${dir}/sshd.pid
+Subsystem sftp internal-sftp
+ChrootDirectory ${chroot}
+ForceCommand internal-sftp
+AllowTcpForwarding no
+X11Forwarding no
+CONF
+  # What a user writes for a storage box: a host alias in ~/.ssh/config, which restic's
+  # sftp backend (the ssh client) honours. Included from root's own config.
+  cat >"$dir/ssh_config" <<CONF
+Host opskit-testbed-sftp
+  HostName 127.0.0.1
+  Port ${SFTP_PORT}
+  User ${SFTP_USER}
+  IdentityFile ${dir}/id_ed25519
+  IdentitiesOnly yes
+  BatchMode yes
+  StrictHostKeyChecking accept-new
+  UserKnownHostsFile ${dir}/known_hosts
+CONF
+  mkdir -p /root/.ssh && chmod 700 /root/.ssh
+  touch /root/.ssh/config
+  grep -qF "Include $dir/ssh_config" /root/.ssh/config || \
+    { printf 'Include %s\n' "$dir/ssh_config"; cat /root/.ssh/config; } >/root/.ssh/config.new
+  [ -f /root/.ssh/config.new ] && mv /root/.ssh/config.new /root/.ssh/config
+  chmod 600 /root/.ssh/config
+  if [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; then return; fi
+  log "starting the SFTP-only sshd on 127.0.0.1:${SFTP_PORT}"
+  /usr/sbin/sshd -f "$dir/sshd_config"
+  for _ in $(seq 1 20); do
+    echo "ls /repos" | sftp -b - -P "$SFTP_PORT" -i "$dir/id_ed25519" -o BatchMode=yes \
+      -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
+      "${SFTP_USER}@127.0.0.1" >/dev/null && return
+    sleep 0.5
+  done
+  log "the SFTP-only sshd did not accept its key"; exit 1
+}
+
 apt_mirror() {
   local uri
   uri=$(grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -n1 || true)
@@ -136,6 +207,7 @@ install_packages
 mkdir -p "$STATE_DIR"
 start_dockerd
 start_sshd
+start_sftpd
 build_web_image
 build_db_image
 log "ready"

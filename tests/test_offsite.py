@@ -1,14 +1,17 @@
-"""Offsite copies in restic repositories (#12, begun): a file:// target. SFTP and S3
-targets, download and prune come next."""
+"""Offsite copies in restic repositories (#12, begun): a file:// target and an SFTP-only
+chrooted account on the test bed's second sshd (``OPSKIT_TEST_SFTP``). S3 and prune come
+next."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,8 +25,8 @@ PROJECT = """\
 name: vault
 environments: [dev]
 compose: {{project_name: "{ns}-vault-{{env}}"}}
-backup: {{dir: {backups}, paths: ["data"]}}
-offsite: {{target: "file://{repo}"}}
+backup: {{dir: {backups}, paths: ["data", "more"]}}
+offsite: {{target: "{target}"}}
 """
 COMPOSE = """\
 services:
@@ -36,20 +39,41 @@ services:
 MARKER = b"plaintext that must never reach the repository"
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
+SFTP = os.environ.get("OPSKIT_TEST_SFTP", "sftp://opskit-testbed-sftp//repos")
+SFTP_CHROOT = Path("/var/lib/opskit-testbed/sftp-chroot")
+
+
+@pytest.fixture(params=["file", "sftp"])
+def root(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """A project with two folders to back up, and its repository: a folder, or one on the
+    SFTP-only account (its files seen here through the chroot, for the checks)."""
     root = tmp_path / "root"
     data = root / "vault" / "data"
     data.mkdir(parents=True)
     (data / "note.txt").write_bytes(MARKER * 100)
-    (data / "big.bin").write_bytes(os.urandom(60 << 20))
+    (data / "big.bin").write_bytes(os.urandom(40 << 20))
+    (root / "vault" / "more").mkdir()
+    (root / "vault" / "more" / "big.bin").write_bytes(os.urandom(40 << 20))
+    if request.param == "file":
+        target, local = f"file://{tmp_path / 'repo'}", tmp_path / "repo"
+    else:
+        name = f"{NS}-{tmp_path.name}"
+        target, local = f"{SFTP}/{name}", SFTP_CHROOT / "repos" / name
     (root / "vault" / "project.yaml").write_text(
-        PROJECT.format(ns=NS, backups=tmp_path / "backups", repo=tmp_path / "repo")
+        PROJECT.format(ns=NS, backups=tmp_path / "backups", target=target)
     )
     (root / "vault" / "docker-compose.yml").write_text(COMPOSE)
     (root / "opskit.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")
+    (tmp_path / "repo-path").write_text(str(local))
+    (tmp_path / "target").write_text(target)
     assert opskit("backup", "vault", "dev", "--root", str(root)).returncode == 0
-    return root
+    yield root
+    shutil.rmtree(local, ignore_errors=True)
+
+
+def repo(root: Path) -> Path:
+    """Where the repository's files are on this machine."""
+    return Path((root.parent / "repo-path").read_text())
 
 
 def listing(root: Path) -> list[dict[str, object]]:
@@ -71,14 +95,14 @@ def test_upload_list_verify_and_no_plaintext(root: Path, tmp_path: Path) -> None
     (row,) = listing(root)
     assert (row["local"], row["copied"], row["offsite"]) == (True, True, "yes")
     again = opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=600)
-    assert "0 sent" in again.stdout and "2 already there" in again.stdout  # the path, the manifest
+    assert "0 sent" in again.stdout and "3 already there" in again.stdout  # 2 paths, the manifest
 
-    for path in (tmp_path / "repo").rglob("*"):
+    for path in repo(root).rglob("*"):
         if path.is_file():
             content = path.read_bytes()
             assert MARKER not in content and b"note.txt" not in content, path
 
-    pack = max((tmp_path / "repo" / "data").rglob("*"), key=lambda p: p.stat().st_size)
+    pack = max((repo(root) / "data").rglob("*"), key=lambda p: p.stat().st_size)
     damaged = bytearray(pack.read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF
     pack.chmod(0o600)
@@ -88,7 +112,8 @@ def test_upload_list_verify_and_no_plaintext(root: Path, tmp_path: Path) -> None
     )
     assert checked.returncode == 1
     errors = [line for line in checked.stderr.splitlines() if line.startswith("[error]")]
-    assert errors and str(tmp_path / "repo") in errors[0] and "vault-dev-" in errors[0]
+    target = (root.parent / "target").read_text()
+    assert errors and target in errors[0] and "vault-dev-" in errors[0], errors
     (row,) = listing(root)
     assert row["offsite"] == "FAILED"  # it no longer counts as offsite
 
@@ -100,36 +125,39 @@ def test_an_upload_killed_half_way_is_not_a_copy_until_run_again(root: Path) -> 
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
-    def uploading() -> bool:
+    def uploading_more() -> bool:  # the named point: the second folder is on its way
         found = subprocess.run(
-            ["pgrep", "-f", "restic.*backup --json --stdin"], capture_output=True
+            ["pgrep", "-f", "restic.*--stdin-filename .*/path-more"], capture_output=True
         )
         return found.returncode == 0
 
-    while process.poll() is None and not uploading():
+    while process.poll() is None and not uploading_more():
         time.sleep(0.01)
-    assert process.poll() is None, "the upload ended before restic began"
+    assert process.poll() is None, "the upload ended before the named point"
     time.sleep(0.3)
     process.send_signal(signal.SIGKILL)  # nothing of opskit's own can run now
     process.wait()
-    time.sleep(1)  # restic takes the cut-off stream's end for the end of its input
+    time.sleep(1)
     (row,) = listing(root)
     assert row["copied"] is False and row["offsite"] == "no"
-    repo, password = root.parent / "repo", root.parent / "state" / "restic-password"
+    password = root.parent / "state" / "restic-password"
     snapshots = json.loads(
         subprocess.run(
-            ["restic", "--repo", str(repo), "--password-file", str(password), "--no-lock",
+            ["restic", "--repo", str(repo(root)), "--password-file", str(password), "--no-lock",
              "snapshots", "--json"],
             capture_output=True, check=True,
         ).stdout
     )  # fmt: skip
-    # Whatever restic kept of the cut-off stream (here it died with opskit's pipes; had it
-    # taken the end of its input for the end of the data, it would have written a
-    # snapshot), nothing is marked complete.
-    assert all("complete" not in s["tags"] for s in snapshots), snapshots
+    complete = [s for s in snapshots if "complete" in s["tags"]]
+    assert [t for s in complete for t in s["tags"] if t.startswith("component=")] == [
+        "component=path-data"
+    ]  # the first folder made it; nothing of the second counts
 
     done = opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=600)
     assert done.returncode == 0, done.stderr
+    assert "2 sent" in done.stdout and "1 already there" in done.stdout, done.stdout
+    sent = int(done.stdout.split("(")[1].split()[0])  # restic's own count of bytes added
+    assert sent < 60 << 20  # less than the whole (two folders of 40 MiB)
     (row,) = listing(root)
     assert row["offsite"] == "yes"
 
@@ -146,9 +174,8 @@ def test_a_snapshot_of_a_cut_off_stream_never_counts(root: Path) -> None:
     assert opskit("offsite", "init", "--root", str(root)).returncode == 0
     host = LocalHost()
     (archive,) = list_archives(host, str(root.parent / "backups" / "vault" / "dev"))
-    restic = offsite.Restic(
-        host, f"file://{root.parent / 'repo'}", str(root.parent / "state" / "restic-password")
-    )
+    target = (root.parent / "target").read_text()  # over SFTP for the SFTP repository
+    restic = offsite.Restic(host, target, str(root.parent / "state" / "restic-password"))
     for record in archive.components:  # every component, each cut off after 1 kB
         restic.backup(
             io.BytesIO(b"x" * 1024),
@@ -162,7 +189,7 @@ def test_a_snapshot_of_a_cut_off_stream_never_counts(root: Path) -> None:
     assert row["copied"] is False
     done = opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=600)
     assert done.returncode == 0, done.stderr
-    assert "2 sent" in done.stdout  # the cut-off ones were not taken for copies
+    assert "3 sent" in done.stdout  # the cut-off ones were not taken for copies
     (row,) = listing(root)
     assert row["offsite"] == "yes"
 
