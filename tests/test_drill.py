@@ -63,8 +63,8 @@ def test_a_drill_of_each_example_archive_passes(examples_up: Path, project: str)
     again = opskit("drill", project, "prod", "--root", root, timeout=600)  # the same archive
     assert again.returncode == 0, again.stderr
     table = opskit("backups", project, "prod", "--root", root).stdout.splitlines()
-    assert table[0].split()[-2:] == ["VERIFIED", "DRILLED"], table[0]
-    assert table[1].split()[-2:] == ["ok", "ok"], table[1]  # the drill verified it too
+    assert table[0].split()[-3:] == ["VERIFIED", "DRILLED", "OFFSITE"], table[0]
+    assert table[1].split()[-3:] == ["ok", "ok", "never"], table[1]  # the drill verified it too
     assert started_at(root, project, "prod") == before  # the live env was not touched
     assert drill_leftovers() == []
 

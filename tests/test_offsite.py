@@ -237,3 +237,60 @@ def test_an_offsite_only_archive_comes_back_and_restores(root: Path) -> None:
         assert files() == original
     finally:
         opskit("destroy", "vault", "dev", "--yes", "--root", str(root))
+
+
+@pytest.mark.parametrize("root", ["file"], indirect=True)
+def test_prune_keeps_offsite_keep_and_never_the_newest_verified(root: Path) -> None:
+    text = (root / "vault" / "project.yaml").read_text()
+    (root / "vault" / "project.yaml").write_text(
+        text.replace("offsite: {target:", "offsite: {keep: 1, target:")
+    )
+    assert opskit("offsite", "init", "--root", str(root)).returncode == 0
+    names = []
+    for _ in range(3):
+        archives = json.loads(
+            opskit("backups", "vault", "dev", "--json", "--root", str(root)).stdout
+        )
+        names.append(archives["archives"][0]["name"])
+        done = opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=600)
+        assert done.returncode == 0, done.stderr
+        assert opskit("backup", "vault", "dev", "--root", str(root)).returncode == 0
+    dry = opskit("offsite", "prune", "vault", "dev", "--dry-run", "--json", "--root", str(root))
+    assert json.loads(dry.stdout) == {
+        "keep": [names[2]],
+        "remove": [names[1], names[0]],
+        "dry_run": True,
+    }
+    assert [r["archive"] for r in listing(root) if r["copied"]] == names[::-1]  # nothing changed
+    done = opskit("offsite", "prune", "vault", "dev", "--root", str(root), timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert [r["archive"] for r in listing(root) if r["copied"]] == [names[2]]
+    checked = opskit(
+        "offsite",
+        "verify",
+        "vault",
+        "dev",
+        "--name",
+        names[2],
+        "--read-data",
+        "100%",
+        "--root",
+        str(root),
+    )
+    assert checked.returncode == 0, checked.stderr  # what is kept still reads back whole
+
+
+@pytest.mark.parametrize("root", ["file"], indirect=True)
+def test_backup_offsite_copies_and_backups_shows_it(root: Path) -> None:
+    assert opskit("offsite", "init", "--root", str(root)).returncode == 0
+    done = opskit("backup", "vault", "dev", "--offsite", "--root", str(root), timeout=600)
+    assert done.returncode == 0, done.stderr
+    newest = json.loads(opskit("backups", "vault", "dev", "--json", "--root", str(root)).stdout)
+    archive = newest["archives"][0]
+    assert archive["path"] == done.stdout.strip()
+    assert (archive["offsite"], archive["offsite_target"]) == (
+        "ok",
+        (root.parent / "target").read_text(),
+    )
+    table = opskit("backups", "vault", "dev", "--root", str(root)).stdout.splitlines()
+    assert table[0].split()[-1] == "OFFSITE" and table[1].split()[-1] == "ok"

@@ -40,7 +40,7 @@ TIMED = """\
 name: {name}
 environments: [dev, prod]
 backup: {{dir: {backups}, schedule: "{schedule}", paths: ["{{env}}/data"]}}
-"""
+{offsite}"""
 
 
 def test_timers_pass_systemd_analyze_verify(tmp_path: Path) -> None:
@@ -48,7 +48,12 @@ def test_timers_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     for name, schedule in (("daily", "03:30"), ("weekdays", "Mon..Fri *-*-* 22:15:00")):
         (root / name).mkdir(parents=True)
         (root / name / "project.yaml").write_text(
-            TIMED.format(name=name, backups=tmp_path / "b", schedule=schedule)
+            TIMED.format(
+                name=name,
+                backups=tmp_path / "b",
+                schedule=schedule,
+                offsite='offsite: {target: "file:///mnt/copies"}\n' if name == "weekdays" else "",
+            )
         )
     units = tmp_path / "units"
     done = subprocess.run(
@@ -65,6 +70,8 @@ def test_timers_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     assert "OnCalendar=Mon..Fri *-*-* 22:15:00\n" in weekdays  # unchanged
     service = (units / "opskit-backup-daily.service").read_text()
     assert f"ExecStart={OPSKIT} --root {root} backup daily --scheduled\n" in service
+    offsite = (units / "opskit-backup-weekdays.service").read_text()  # it has offsite.target
+    assert f"ExecStart={OPSKIT} --root {root} backup weekdays --scheduled --offsite\n" in offsite
     assert "Type=oneshot" in service and "IOSchedulingClass=idle" in service
     verify = subprocess.run(
         ["systemd-analyze", "verify", *(str(units / name) for name in files)],
@@ -273,3 +280,61 @@ def test_two_watches_at_once_do_not_send_twice(pulse: Path, sink: Sink) -> None:
     ]
     assert [w.wait(timeout=120) for w in watches] == [1, 1]
     assert len(sink.messages()) == 1
+
+
+def _archive(directory: Path, created: datetime, verified: bool = True) -> None:
+    name = f"fresh-dev-{created:%Y%m%dT%H%M%SZ}"
+    folder = directory / name
+    folder.mkdir(parents=True)
+    manifest = {"format": "opskit-archive/1", "project": "fresh", "environment": "dev",
+                "started": created.isoformat(), "components": []}  # fmt: skip
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    if verified:
+        (folder / "verified.json").write_text(json.dumps({"ok": True, "time": created.isoformat()}))
+
+
+@pytest.mark.parametrize(
+    ("newest", "now", "late"),
+    [
+        ("2026-11-27 03:35", "2026-11-28 04:59", False),  # tonight's run is within its grace
+        ("2026-11-27 03:35", "2026-11-28 05:00", True),  # a daily 03:30 backup is late at 05:00
+        ("2026-11-28 03:41", "2026-11-28 23:00", False),
+        ("2026-11-26 03:35", "2026-11-28 04:00", True),  # last night's run never came
+        (None, "2026-11-28 12:00", True),
+    ],
+)
+def test_freshness_follows_the_schedule_not_24_hours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, newest: str | None, now: str, late: bool
+) -> None:
+    """HH:MM is the server's local time; the test's server runs on UTC."""
+    import time
+
+    from opskit import Ops
+    from opskit.watch import freshness
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        root = tmp_path / "root"
+        (root / "fresh").mkdir(parents=True)
+        backups = tmp_path / "backups"
+        (root / "fresh" / "project.yaml").write_text(
+            f'name: fresh\nenvironments: [dev]\nbackup: {{dir: {backups}, schedule: "03:30"}}\n'
+        )
+        utc = {"tzinfo": UTC}
+        if newest is not None:
+            _archive(
+                backups / "fresh" / "dev",
+                datetime.strptime(newest, "%Y-%m-%d %H:%M").replace(**utc),
+            )
+        _archive(
+            backups / "fresh" / "dev", datetime(2026, 11, 28, 4, 0, tzinfo=UTC), verified=False
+        )
+        runtime = Ops(root=str(root)).runtime
+        (project,) = runtime.projects()
+        moment = datetime.strptime(now, "%Y-%m-%d %H:%M").replace(**utc)
+        check = freshness(runtime, project, "dev", moment)
+        assert check is not None and check.ok is (not late), check
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -153,6 +153,7 @@ class Ops:
         meter: Meter | None = None,
         delegate_flags: Sequence[str] = (),
         verify_and_prune: bool = False,
+        offsite: bool = False,
     ) -> list[Archive]:
         """Back up one env, a project's envs, or (no project) every project with a backup
         section; returns the archives written. See :func:`opskit.operations.backup`."""
@@ -164,6 +165,7 @@ class Ops:
             meter=meter,
             delegate_flags=delegate_flags,
             verify_and_prune=verify_and_prune,
+            offsite=offsite,
         )
 
     def backups(self, project: str | None = None, env: str | None = None) -> list[Archive]:

@@ -36,6 +36,7 @@ FORMAT = "opskit-archive/1"
 MANIFEST = "manifest.json"
 VERIFIED = "verified.json"
 DRILLED = "drill.json"
+OFFSITE = "offsite.json"  # the last verification of the archive's offsite copy
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 NAME_RE = re.compile(
     r"(?P<project>[a-z0-9][a-z0-9-]*)-(?P<env>[a-z0-9][a-z0-9-]*)-(?P<stamp>\d{8}T\d{6}Z)\Z"
@@ -95,6 +96,7 @@ class Archive:
     manifest: dict[str, Any]
     verified: dict[str, Any] | None = None
     drilled: dict[str, Any] | None = None  # the last restore drill's result
+    offsite: dict[str, Any] | None = None  # the last verification of its offsite copy
 
     @property
     def name(self) -> str:
@@ -130,6 +132,12 @@ class Archive:
         return "ok" if self.verified.get("ok") else "FAILED"
 
     @property
+    def offsite_state(self) -> str:
+        if self.offsite is None:
+            return "never"
+        return "ok" if self.offsite.get("ok") else "FAILED"
+
+    @property
     def drill_state(self) -> str:
         if self.drilled is None:
             return "never"
@@ -149,6 +157,9 @@ class Archive:
             "drilled": self.drill_state,
             "drilled_at": (self.drilled or {}).get("time"),
             "drill_faults": list((self.drilled or {}).get("faults") or []),
+            "offsite": self.offsite_state,
+            "offsite_target": (self.offsite or {}).get("target"),
+            "offsite_verified_at": (self.offsite or {}).get("time"),
         }
 
 
@@ -255,7 +266,7 @@ def write_json(host: Host, path: str, data: dict[str, Any]) -> None:
 def list_archives(host: Host, directory: str) -> list[Archive]:
     """The complete archives in an env's folder, newest first (partial ones are ignored)."""
     names = [n for n in host.listdir(directory) if NAME_RE.match(n)]
-    files = (MANIFEST, VERIFIED, DRILLED)
+    files = (MANIFEST, VERIFIED, DRILLED, OFFSITE)
     paths = [posixpath.join(directory, n, f) for n in names for f in files]
     texts = host.read_existing(paths)
     archives = []
@@ -270,9 +281,11 @@ def list_archives(host: Host, directory: str) -> list[Archive]:
             verified = json.loads(verified_text) if verified_text else None
             drilled_text = texts.get(posixpath.join(path, DRILLED))
             drilled = json.loads(drilled_text) if drilled_text else None
+            offsite_text = texts.get(posixpath.join(path, OFFSITE))
+            offsite = json.loads(offsite_text) if offsite_text else None
         except ValueError:
             continue
-        archives.append(Archive(path, manifest, verified, drilled))
+        archives.append(Archive(path, manifest, verified, drilled, offsite))
     return sorted(archives, key=lambda a: a.name, reverse=True)
 
 

@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
-from opskit.archive import MANIFEST, Archive, component_stream, now, write_json
+from opskit.archive import MANIFEST, OFFSITE, Archive, component_stream, now, write_json
 from opskit.errors import OpskitError
 from opskit.output import warning
 
@@ -33,11 +33,12 @@ if TYPE_CHECKING:
     from opskit.descriptor import Project
     from opskit.host import Host, Process
     from opskit.jobs import Job
+    from opskit.retention import Decision
     from opskit.runtime import Runtime
 
 RESTIC_FLOOR = (0, 14, 0)
 PASSWORD_FILE = "restic-password"
-RECORD = "offsite.json"  # beside the archive: the last upload and verification
+RECORD = OFFSITE  # beside the archive: the last verification of its copy
 CHUNK = 1 << 20
 
 
@@ -394,6 +395,67 @@ def download(runtime: Runtime, project: Project, env: str, name: str) -> Archive
             host.run(["rm", "-rf", "--", partial], check=False)
             raise
     return Archive(final, manifest)
+
+
+def prune(runtime: Runtime, project: Project, env: str, dry_run: bool = False) -> Decision:
+    """Forget the env's offsite archives that ``offsite.keep`` (the newest N) or else the
+    backup's retention rules do not keep, then ``restic prune``. The newest archive whose
+    copy was verified (or, none known, the newest complete one) is always kept."""
+    from opskit.archive import NAME_RE, parse_stamp
+    from opskit.retention import decide
+
+    target = target_of(project)
+    restic = _restic(runtime.host, runtime.settings().state_dir, target)
+    snapshots = restic.snapshots(f"project={project.name}", f"env={env}")
+    by_archive: dict[str, list[dict[str, Any]]] = {}
+    for snapshot in snapshots:
+        for tag in snapshot.get("tags") or []:
+            if tag.startswith("archive=") and NAME_RE.match(tag.removeprefix("archive=")):
+                by_archive.setdefault(tag.removeprefix("archive="), []).append(snapshot)
+    times = {
+        name: parse_stamp(NAME_RE.match(name)["stamp"])  # type: ignore[index]
+        for name in by_archive
+    }
+    rows = {row.archive: row for row in listing(runtime, project, env)}
+    verified = [n for n in sorted(times, reverse=True) if rows.get(n) and rows[n].offsite == "yes"]
+    complete = [n for n in sorted(times, reverse=True) if rows.get(n) and rows[n].copied]
+    keeper = next(iter(verified or complete), None)
+    keep = project.offsite.keep if project.offsite else None
+    retention = project.backup.retention if project.backup else None
+    if keep is not None or retention is None:
+        last, daily, weekly, monthly = keep or 1, 0, 0, 0
+    else:
+        last, daily = retention.keep_last, retention.keep_daily
+        weekly, monthly = retention.keep_weekly, retention.keep_monthly
+    decision = decide(
+        list(times.items()),
+        keep_last=last,
+        keep_daily=daily,
+        keep_weekly=weekly,
+        keep_monthly=monthly,
+        newest_verified=keeper,
+    )
+    if not dry_run and decision.remove:
+        doomed = [str(s["id"]) for name in decision.remove for s in by_archive[name]]
+        restic.run("forget", *doomed, timeout=None)
+        restic.run("prune", timeout=None)
+    return decision
+
+
+def copy(
+    runtime: Runtime, project: Project, archive: Archive, job: Job | None = None
+) -> Verification:
+    """Upload *archive* to the project's target and verify the copy (``backup --offsite``);
+    raise :class:`OffsiteError` naming archive and target when the copy is not proven."""
+    target = target_of(project)
+    state_dir = runtime.settings().state_dir
+    done = upload(runtime.host, state_dir, target, archive, job)
+    if job is not None:
+        job.details.update(offsite_target=target, offsite_sent=done.sent)
+    checked = verify(runtime.host, state_dir, target, archive)
+    if not checked.ok:
+        raise OffsiteError(f"archive {archive.name} on {target}: " + "; ".join(checked.faults))
+    return checked
 
 
 # -- what the commands work on -----------------------------------------------------------

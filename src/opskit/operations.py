@@ -65,13 +65,16 @@ def backup(
     meter: Meter | None = None,
     delegate_flags: Sequence[str] = (),
     verify_and_prune: bool = False,
+    offsite: bool = False,
 ) -> list[Archive]:
     """Back up one env, a project's envs, or (no project) every project with a backup section.
 
     Returns the archives written, each complete and on disk. With *verify_and_prune* (what
     the nightly timer does) each new archive is verified, and once it verified the env is
-    pruned by its retention rules; a damaged archive fails the job. A project that
-    delegates ``backup`` (``delegate:``) runs its own CLI with *delegate_flags* instead.
+    pruned by its retention rules; a damaged archive fails the job. With *offsite* each
+    archive of a project with an ``offsite`` section is uploaded and its copy verified. A
+    project that delegates ``backup`` (``delegate:``) runs its own CLI with
+    *delegate_flags* instead.
     """
     if project is not None:
         found = runtime.project(project)
@@ -105,6 +108,10 @@ def backup(
                     raise OpskitError(f"archive {archive.name} does not verify: {listed}")
                 decision = engine.prune(found, e, dry_run=False)
                 job.details["pruned"] = list(decision.remove)
+            if offsite and found.offsite is not None:
+                from opskit import offsite as offsite_copies
+
+                offsite_copies.copy(runtime, found, archive, job)
     if failed is not None:
         failed.archives = list(archives)
         raise failed

@@ -98,7 +98,13 @@ def timers(runtime: Runtime, opskit: str) -> list[Timer]:
                     f"opskit-backup-{project.name}",
                     f"opskit backup of {project.name}",
                     on_calendar(project.backup.schedule),
-                    (*base, "backup", project.name, "--scheduled"),
+                    (
+                        *base,
+                        "backup",
+                        project.name,
+                        "--scheduled",
+                        *(["--offsite"] if project.offsite else []),
+                    ),
                 )
             )
         for env in project.environments:

@@ -77,9 +77,12 @@ def _local(moment: datetime) -> str:
 @click.argument("project", required=False)
 @click.argument("env", required=False)
 @click.option("--all", "all_projects", is_flag=True, help="Every project with a backup section.")
+@click.option("--offsite", is_flag=True, help="Then upload each archive and verify the copy.")
 @scheduled_option
 @job_options
-def backup(state: CliState, project: str | None, env: str | None, all_projects: bool) -> int:
+def backup(
+    state: CliState, project: str | None, env: str | None, all_projects: bool, offsite: bool
+) -> int:
     """Back up one env, every env of a project, or --all. Prints each archive's path.
     With --scheduled (the nightly timer) each archive is verified, then the env pruned."""
     if project is None and not all_projects:
@@ -99,6 +102,7 @@ def backup(state: CliState, project: str | None, env: str | None, all_projects: 
                 meter=meter,
                 delegate_flags=switches(json=state.json),
                 verify_and_prune=state.scheduled,
+                offsite=offsite,
             )
         except DelegateFailed as exc:
             if not exc.archives:
@@ -135,10 +139,11 @@ def backups(state: CliState, project: str | None, env: str | None) -> None:
             ", ".join(c.key for c in a.components),
             (a.verified_state, styles[a.verified_state]),
             (a.drill_state, styles[a.drill_state] if a.drill_state != "never" else ""),
+            (a.offsite_state, styles[a.offsite_state] if a.offsite_state != "never" else ""),
         ]
         for a in found
     ]
-    columns = ["archive", "time", "size", "components", "verified", "drilled"]
+    columns = ["archive", "time", "size", "components", "verified", "drilled", "offsite"]
     state.out.table(columns, rows)  # type: ignore[arg-type]
 
 

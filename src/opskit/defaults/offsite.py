@@ -126,6 +126,34 @@ def download(state: CliState, project: str, env: str, name: str) -> None:
     state.out.line(archive.path)
 
 
+@offsite.command(name="prune")
+@click.argument("project")
+@click.argument("env")
+@click.option("--dry-run", is_flag=True, help="Say what would be forgotten; change nothing.")
+@job_options
+def prune_(state: CliState, project: str, env: str, dry_run: bool) -> None:
+    """Forget offsite archives beyond offsite.keep (else the retention rules), then prune."""
+    from opskit import offsite as engine
+    from opskit.operations import as_job
+
+    runtime = state.ops.runtime
+    found = runtime.project(project)
+    found.check_env(env)
+    with as_job(runtime, "offsite prune", found.name, [env]) as job:
+        decision = engine.prune(runtime, found, env, dry_run)
+        job.details.update(kept=list(decision.keep), removed=list(decision.remove))
+    if state.json:
+        state.out.json(
+            {"keep": list(decision.keep), "remove": list(decision.remove), "dry_run": dry_run}
+        )
+        return
+    verb = "would forget" if dry_run else "forgot"
+    for name in decision.keep:
+        state.out.line(f"keep    {name} ({', '.join(decision.reasons.get(name, ()))})")
+    for name in decision.remove:
+        state.out.line(f"{verb:7} {name}")
+
+
 @offsite.command(name="list")
 @click.argument("project")
 @click.argument("env")
