@@ -89,8 +89,23 @@ class Restic:
         """Stream *source* into one new snapshot; return restic's summary."""
         argv = [*self.base, "backup", "--json", "--stdin", "--stdin-filename", filename]
         argv += [f"--tag={','.join(tags)}", "--host", "opskit"]
+        import threading
+
         process = self.host.popen(argv, stdin=True, merge_stderr=False)
         assert process.stdin is not None
+        summary: list[dict[str, Any]] = []
+
+        def read_status() -> None:
+            # restic reports its progress while it reads: drained here, or a long upload
+            # would fill the pipe and stop restic from reading its input.
+            for raw in iter(process.stdout.readline, b""):
+                if b'"summary"' in raw and raw.startswith(b"{"):
+                    message = json.loads(raw)
+                    if message.get("message_type") == "summary":
+                        summary.append(message)
+
+        reader = threading.Thread(target=read_status, daemon=True)
+        reader.start()
         try:
             while chunk := source.read(CHUNK):
                 process.stdin.write(chunk)
@@ -99,14 +114,13 @@ class Restic:
             process.kill()  # no snapshot is written for a stream that did not end
             process.wait()
             raise
-        output = process.stdout.read().decode("utf-8", "replace")
-        if process.wait() != 0:
+        code = process.wait()
+        reader.join()
+        if code != 0:
             raise OffsiteError(f"{self.target}: {_last_line(process.errors())}")
-        for line in reversed(output.splitlines()):
-            message = json.loads(line) if line.startswith("{") else {}
-            if message.get("message_type") == "summary":
-                return dict(message)
-        raise OffsiteError(f"{self.target}: restic reported no summary for {filename}")
+        if not summary:
+            raise OffsiteError(f"{self.target}: restic reported no summary for {filename}")
+        return summary[-1]
 
     def dump(self, snapshot: str, filename: str) -> Process:
         return self.host.popen([*self.base, "dump", snapshot, filename], merge_stderr=False)
