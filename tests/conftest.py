@@ -87,10 +87,13 @@ def wait_until(predicate, timeout: float = 120, interval: float = 1.0, what: str
 
 
 @pytest.fixture(scope="session", autouse=True)
-def remove_leftovers() -> None:
-    """Remove this checkout's test containers left by an earlier run that was killed:
-    compose started them from a temporary folder that is gone, under the compose names
-    the tests use. Containers of a run still going on (their folder exists) stay."""
+def remove_leftovers(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Remove what an earlier, killed run of this checkout left: its containers (compose
+    started them from another session's temporary folder, gone or not, under the compose
+    names this run uses), then its volumes and networks that nothing uses any more (a
+    leftover database volume would come back with the old run's data). Two runs of one
+    checkout at once are not supported: they share names. Other checkouts have their own."""
+    here = str(tmp_path_factory.getbasetemp())
     found = subprocess.run(
         ["docker", "ps", "-a", "--filter", f"name=^{testroot.NS}-", "--format",
          '{{.ID}} {{.Label "com.docker.compose.project.working_dir"}}'],
@@ -99,10 +102,18 @@ def remove_leftovers() -> None:
     gone = [
         line.split()[0]
         for line in found
-        if len(line.split()) == 2 and not os.path.isdir(line.split()[1])
+        if len(line.split()) == 2 and not line.split()[1].startswith(here + "/")
     ]
-    if gone:
-        subprocess.run(["docker", "rm", "-f", *gone], capture_output=True)
+    if not gone:
+        return
+    subprocess.run(["docker", "rm", "-f", *gone], capture_output=True)
+    for kind in ("volume", "network"):
+        names = subprocess.run(
+            ["docker", kind, "ls", "-q", "--filter", f"name=^{testroot.NS}-"],
+            capture_output=True, text=True,
+        ).stdout.split()  # fmt: skip
+        for name in names:  # one at a time: those still in use are refused and stay
+            subprocess.run(["docker", kind, "rm", name], capture_output=True)
 
 
 @pytest.fixture(scope="session")
