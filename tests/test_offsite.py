@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -294,3 +295,37 @@ def test_backup_offsite_copies_and_backups_shows_it(root: Path) -> None:
     )
     table = opskit("backups", "vault", "dev", "--root", str(root)).stdout.splitlines()
     assert table[0].split()[-1] == "OFFSITE" and table[1].split()[-1] == "ok"
+
+
+@pytest.mark.parametrize("root", ["file"], indirect=True)
+def test_an_unreachable_target_or_a_wrong_password_is_one_line_and_leaves_the_archive(
+    root: Path,
+) -> None:
+    import hashlib
+
+    assert opskit("offsite", "init", "--root", str(root)).returncode == 0
+    backups = json.loads(opskit("backups", "vault", "dev", "--json", "--root", str(root)).stdout)
+    archive = Path(backups["archives"][0]["path"])
+
+    def sums() -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in archive.iterdir()}
+
+    before = sums()
+    password = root.parent / "state" / "restic-password"
+    right = password.read_text()
+    password.write_text("not the password\n")
+    wrong = opskit("offsite", "upload", "vault", "dev", "--root", str(root))
+    assert_one_error_line(wrong, f"archive {archive.name} on file://", "wrong password")
+    password.write_text(right)
+
+    descriptor = root / "vault" / "project.yaml"
+    text = descriptor.read_text()
+    descriptor.write_text(
+        re.sub(r'target: "[^"]*"', 'target: "sftp://opskit-nowhere//repos/x"', text)
+    )
+    gone = opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=120)
+    assert_one_error_line(gone, f"archive {archive.name} on sftp://opskit-nowhere//repos/x")
+    descriptor.write_text(text)
+    assert sums() == before  # the local archive untouched
+    (row,) = listing(root)
+    assert row["copied"] is False

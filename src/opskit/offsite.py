@@ -16,11 +16,13 @@ the password, in argv.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import posixpath
 import re
 import secrets
+from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
@@ -242,10 +244,27 @@ class Upload:
     present: tuple[str, ...]  # components the repository already had
 
 
+@contextlib.contextmanager
+def _about(archive: str) -> Iterator[None]:
+    """Errors name the archive as well as the target."""
+    try:
+        yield
+    except OffsiteError as exc:
+        message = str(exc)
+        if archive not in message:
+            raise OffsiteError(f"archive {archive} on {message}") from None
+        raise
+
+
 def upload(
     host: Host, state_dir: str, target: str, archive: Archive, job: Job | None = None
 ) -> Upload:
     """Send every component (uncompressed) and the manifest that the repository lacks."""
+    with _about(archive.name):
+        return _upload(host, state_dir, target, archive, job)
+
+
+def _upload(host: Host, state_dir: str, target: str, archive: Archive, job: Job | None) -> Upload:
     restic = _restic(host, state_dir, target)
     # Locks of restic processes that no longer run (an upload killed with opskit); restic
     # removes only those.
@@ -290,6 +309,15 @@ class Verification:
 
 
 def verify(
+    host: Host, state_dir: str, target: str, archive: Archive, read_data: str = "5%"
+) -> Verification:
+    """Check the repository (reading back *read_data* of it), then stream each component
+    of *archive* back and compare its sha256 with the manifest's; record the result."""
+    with _about(archive.name):
+        return _verify(host, state_dir, target, archive, read_data)
+
+
+def _verify(
     host: Host, state_dir: str, target: str, archive: Archive, read_data: str = "5%"
 ) -> Verification:
     """Check the repository (reading back *read_data* of it), then stream each component
