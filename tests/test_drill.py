@@ -3,7 +3,6 @@ env untouched, nothing of the drill left behind."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import signal
@@ -13,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-import zstandard
 
+from archives import altered_copy
 from conftest import opskit
 from sink import Sink
 
@@ -71,28 +70,14 @@ def test_a_drill_of_each_example_archive_passes(examples_up: Path, project: str)
 
 def _broken_copy(archive: Path) -> Path:
     """A well-formed archive (checksums recomputed) whose SQL does not load."""
-    copy = archive.parent / (archive.name[: -len("20261128T000000Z")] + "20991231T235959Z")
-    shutil.copytree(archive, copy)
-    for extra in ("verified.json", "drill.json"):
-        (copy / extra).unlink(missing_ok=True)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    (record,) = [c for c in manifest["components"] if c["kind"] == "database"]
-    raw = (
-        zstandard.ZstdDecompressor()
-        .decompressobj()
-        .decompress((copy / record["file"]).read_bytes())
-    )
-    start = raw.index(b"INSERT INTO `wp_posts` VALUES")
-    row = raw.index(b"\n(", start) + 1
-    broken = raw[:row] + b"!!" + raw[row:]  # a syntax error inside the INSERT
-    stored = zstandard.ZstdCompressor(level=3).compress(broken)
-    (copy / record["file"]).write_bytes(stored)
-    record.update(
-        raw_bytes=len(broken), raw_sha256=hashlib.sha256(broken).hexdigest(),
-        stored_bytes=len(stored), sha256=hashlib.sha256(stored).hexdigest(),
-    )  # fmt: skip
-    (copy / "manifest.json").write_text(json.dumps(manifest))
-    return copy
+
+    def break_it(dump: bytes) -> bytes:
+        start = dump.index(b"INSERT INTO `wp_posts` VALUES")
+        row = dump.index(b"\n(", start) + 1
+        return dump[:row] + b"!!" + dump[row:]  # a syntax error inside the INSERT
+
+    name = archive.name[: -len("20261128T000000Z")] + "20991231T235959Z"
+    return altered_copy(archive, name, break_it)
 
 
 def test_a_drill_of_an_archive_that_does_not_load_fails_naming_the_table(

@@ -12,6 +12,7 @@ or is interrupted, and a later drill removes what an earlier one could not.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -106,8 +107,7 @@ def drill(
     if job is not None:
         job.details["faults"] = list(faults)
         if faults:
-            job.result = "failed"
-            job.error = f"archive {archive.name}: " + "; ".join(faults)
+            job.fail(f"archive {archive.name}: " + "; ".join(faults))
     return result
 
 
@@ -137,10 +137,7 @@ def _drill_database(
     )
     database = attrs.evolve(database, user=details.get("user") or database.user)
     found = runtime.containers(project.name, env, service)  # raises when it has none
-    phase = job.phase(f"drilling {record.key}") if job is not None else None
-    if phase is not None:
-        phase.__enter__()
-    try:
+    with job.phase(f"drilling {record.key}") if job is not None else contextlib.nullcontext():
         container = _start_server(runtime.host, found[0], database, drill_id, record.key)
         _wait_ready(runtime.host, container, database)
         context = BackupContext(
@@ -154,9 +151,6 @@ def _drill_database(
             DatabaseDump(database).restore(context, source, recorded_rows=rows)
         if rows is None and job is not None:
             job.warn(f"{record.key}: the archive records no row counts (made by an older opskit)")
-    finally:
-        if phase is not None:
-            phase.__exit__(None, None, None)
 
 
 def _start_server(
@@ -267,30 +261,11 @@ def _remove(host: Host, drill_id: str) -> None:
 def remove_leftovers(host: Host, env_dir: str) -> None:
     """Remove what drills started by processes that no longer run on this machine: their
     containers and volumes (by label) and their scratch folders in *env_dir*."""
-    found = host.run(
-        [
-            "docker",
-            "ps",
-            "-a",
-            "--filter",
-            f"label={LABEL}",
-            "--format",
-            f'{{{{.Label "{LABEL}"}}}}',
-        ],
-        check=False,
-    ).text.split()
-    found += host.run(
-        [
-            "docker",
-            "volume",
-            "ls",
-            "--filter",
-            f"label={LABEL}",
-            "--format",
-            f'{{{{.Label "{LABEL}"}}}}',
-        ],
-        check=False,
-    ).text.split()
+    label = f'{{{{.Label "{LABEL}"}}}}'
+    found: list[str] = []
+    for listing in (["ps", "-a"], ["volume", "ls"]):
+        argv = ["docker", *listing, "--filter", f"label={LABEL}", "--format", label]
+        found += host.run(argv, check=False).text.split()
     scratches = [n for n in host.listdir(env_dir) if n.startswith(SCRATCH)]
     found += [n.removeprefix(SCRATCH) for n in scratches]
     here = socket.gethostname()

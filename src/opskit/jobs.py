@@ -139,6 +139,12 @@ class Job:
     def warn(self, message: str) -> None:
         self.emit(events.Warning, message=message)
 
+    def fail(self, error: str) -> None:
+        """End as failed without raising: for a job whose command reports its faults itself
+        (verify, drill, watch, offsite); *error* goes into ``job.finished``."""
+        self.result = "failed"
+        self.error = error
+
 
 class _LogStream(io.StringIO):
     def __init__(self, job: Job, source: str) -> None:

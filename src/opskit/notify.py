@@ -18,8 +18,6 @@ ping is a warning; it never fails the job.
 from __future__ import annotations
 
 import collections
-import urllib.parse
-import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from opskit import events
@@ -63,6 +61,8 @@ def send(notify: Notify, title: str, body: str, state: str) -> None:
 
 def _styled(url: str, state: str) -> str:
     """An ntfy URL with the priority and tags of *state*, unless it sets its own."""
+    import urllib.parse
+
     if not url.startswith(("ntfy://", "ntfys://")):
         return url
     parts = urllib.parse.urlsplit(url)
@@ -75,6 +75,8 @@ def _styled(url: str, state: str) -> str:
 
 def ping(url: str, body: str = "") -> None:
     """One dead-man ping (POST, *body* capped at 100 kB)."""
+    import urllib.request  # only when a ping goes out: it pulls in http.client and ssl
+
     data = body.encode()[-PING_BODY_LIMIT:]
     request = urllib.request.Request(url, data=data, method="POST")
     try:

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 RESTIC_FLOOR = (0, 14, 0)
 PASSWORD_FILE = "restic-password"
-RECORD = OFFSITE  # beside the archive: the last verification of its copy
 CHUNK = 1 << 20
 
 
@@ -284,7 +283,7 @@ def _upload(host: Host, state_dir: str, target: str, archive: Archive, job: Job 
         if key in have:
             present.append(key)
             continue
-        with job.phase(f"uploading {key}") if job else _nothing():
+        with job.phase(f"uploading {key}") if job else contextlib.nullcontext():
             if key == "manifest":
                 with host.open_read(manifest_path) as source:
                     sent += _send(restic, source, archive, key, size)
@@ -343,7 +342,7 @@ def _verify(
     if "manifest" not in have:
         faults.append("manifest: not in the repository")
     result = Verification(archive.name, target, not faults, now().isoformat(), tuple(faults))
-    path = posixpath.join(archive.path, RECORD)
+    path = posixpath.join(archive.path, OFFSITE)
     host.run(["rm", "-f", "--", path])
     write_json(host, path, result.as_dict())
     return result
@@ -355,14 +354,6 @@ def _dumped_sha256(restic: Restic, snapshot: dict[str, Any], filename: str) -> s
     while chunk := process.stdout.read(CHUNK):
         digest.update(chunk)
     return digest.hexdigest() if process.wait() == 0 else None
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: object) -> None:
-        return None
 
 
 def download(runtime: Runtime, project: Project, env: str, name: str) -> Archive:
@@ -548,7 +539,7 @@ def listing(runtime: Runtime, project: Project, env: str) -> list[Listed]:
             complete = "manifest" in have  # what it needs is in the manifest offsite
         record = None
         if archive is not None:
-            text = runtime.host.read_existing([posixpath.join(archive.path, RECORD)])
+            text = runtime.host.read_existing([posixpath.join(archive.path, OFFSITE)])
             record = json.loads(next(iter(text.values()))) if text else None
             if record is not None and record.get("target") != target:
                 record = None

@@ -160,10 +160,8 @@ def verify(
             faults = engine.verify(archive)
             job.details["faults"] = [f"{f.component}: {f.problem}" for f in faults]
             if faults:
-                job.result = "failed"
-                job.error = f"archive {archive.name}: " + "; ".join(
-                    f"{f.component}: {f.problem}" for f in faults
-                )
+                listed = "; ".join(f"{f.component}: {f.problem}" for f in faults)
+                job.fail(f"archive {archive.name}: {listed}")
         results.append((archive, faults))
     return results
 

@@ -207,8 +207,7 @@ def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None)
     if job is not None:
         job.details["failing"] = [c.key for c in taken if not c.ok]
         if not report.ok:
-            job.result = "failed"
-            job.error = "failing: " + ", ".join(c.key for c in taken if not c.ok)
+            job.fail("failing: " + ", ".join(c.key for c in taken if not c.ok))
     return report
 
 

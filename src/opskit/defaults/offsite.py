@@ -31,17 +31,19 @@ def init(state: CliState, project: str | None) -> None:
         state.out.line(f"{target}: {'created' if created else 'exists'} (password {path})")
 
 
-@offsite.command()
-@click.argument("project")
-@click.argument("env")
-@click.option("--name", help="The archive (default: the newest).")
-@click.option(
-    "--read-data", default="5%", show_default=True, help="Share of the repository read back."
-)
-@job_options
-def upload(state: CliState, project: str, env: str, name: str | None, read_data: str) -> int:
-    """Send an archive's components the repository lacks, then verify the copy."""
+def _copies(
+    state: CliState,
+    kind: str,
+    project: str,
+    env: str,
+    name: str | None,
+    read_data: str,
+    upload_first: bool,
+) -> int:
+    """Each archive in scope as a job: uploaded first if asked, then its copy verified;
+    one line per archive on stdout, one ``[error]`` line per fault. Returns the exit code."""
     from opskit import offsite as engine
+    from opskit.operations import as_job
     from opskit.output import error
 
     runtime = state.ops.runtime
@@ -51,60 +53,57 @@ def upload(state: CliState, project: str, env: str, name: str | None, read_data:
     state_dir = runtime.settings().state_dir
     code = 0
     for archive in engine.archives_in(runtime, found, env, name):
-        from opskit.operations import as_job
-
-        with as_job(runtime, "offsite upload", found.name, [env]) as job:
-            done = engine.upload(runtime.host, state_dir, target, archive, job)
-            job.details.update(archive=archive.path, sent=done.sent, target=target)
+        with as_job(runtime, kind, found.name, [env]) as job:
+            job.details.update(archive=archive.path, target=target)
+            done = None
+            if upload_first:
+                done = engine.upload(runtime.host, state_dir, target, archive, job)
+                job.details["sent"] = done.sent
             checked = engine.verify(runtime.host, state_dir, target, archive, read_data)
             if not checked.ok:
-                job.result = "failed"
-                job.error = f"archive {archive.name} on {target}: " + "; ".join(checked.faults)
-        state.out.line(
-            f"{archive.name}: {len(done.uploaded)} sent ({done.sent} bytes added), "
-            f"{len(done.present)} already there; verified {'ok' if checked.ok else 'FAILED'}"
-        )
+                job.fail(f"archive {archive.name} on {target}: " + "; ".join(checked.faults))
+        verdict = "ok" if checked.ok else "FAILED"
+        if done is not None:
+            state.out.line(
+                f"{archive.name}: {len(done.uploaded)} sent ({done.sent} bytes added), "
+                f"{len(done.present)} already there; verified {verdict}"
+            )
+        else:
+            state.out.line(f"{archive.name}: offsite copy {verdict}")
         for fault in checked.faults:
             error(f"{archive.name} on {target}: {fault}")
             code = 1
     return code
+
+
+READ_DATA = click.option(
+    "--read-data",
+    default="5%",
+    show_default=True,
+    help="Share of the repository read back ('100%' for all).",
+)
 
 
 @offsite.command()
 @click.argument("project")
 @click.argument("env")
 @click.option("--name", help="The archive (default: the newest).")
-@click.option(
-    "--read-data",
-    default="5%",
-    show_default=True,
-    help="Share of the repository read back ('100%' for all).",
-)
+@READ_DATA
+@job_options
+def upload(state: CliState, project: str, env: str, name: str | None, read_data: str) -> int:
+    """Send an archive's components the repository lacks, then verify the copy."""
+    return _copies(state, "offsite upload", project, env, name, read_data, upload_first=True)
+
+
+@offsite.command()
+@click.argument("project")
+@click.argument("env")
+@click.option("--name", help="The archive (default: the newest).")
+@READ_DATA
 @job_options
 def verify(state: CliState, project: str, env: str, name: str | None, read_data: str) -> int:
     """Check the repository and stream an archive's copy back against its checksums."""
-    from opskit import offsite as engine
-    from opskit.operations import as_job
-    from opskit.output import error
-
-    runtime = state.ops.runtime
-    found = runtime.project(project)
-    found.check_env(env)
-    target = engine.target_of(found)
-    code = 0
-    for archive in engine.archives_in(runtime, found, env, name):
-        with as_job(runtime, "offsite verify", found.name, [env]) as job:
-            checked = engine.verify(
-                runtime.host, runtime.settings().state_dir, target, archive, read_data
-            )
-            if not checked.ok:
-                job.result = "failed"
-                job.error = f"archive {archive.name} on {target}: " + "; ".join(checked.faults)
-        state.out.line(f"{archive.name}: offsite copy {'ok' if checked.ok else 'FAILED'}")
-        for fault in checked.faults:
-            error(f"{archive.name} on {target}: {fault}")
-            code = 1
-    return code
+    return _copies(state, "offsite verify", project, env, name, read_data, upload_first=False)
 
 
 @offsite.command()

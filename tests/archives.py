@@ -1,0 +1,36 @@
+"""Archives as an attacker or a broken disk leaves them: their database dump changed, and
+the checksums in the manifest recomputed, so that ``opskit verify`` passes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import zstandard
+
+
+def altered_copy(archive: Path, name: str, change: Callable[[bytes], bytes]) -> Path:
+    """A copy of *archive* named *name* beside it, whose database dump is ``change(dump)``."""
+    copy = archive.parent / name
+    shutil.copytree(archive, copy)
+    for result in ("verified.json", "drill.json", "offsite.json"):
+        (copy / result).unlink(missing_ok=True)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (record,) = [c for c in manifest["components"] if c["kind"] == "database"]
+    dump = (
+        zstandard.ZstdDecompressor()
+        .decompressobj()
+        .decompress((copy / record["file"]).read_bytes())
+    )
+    changed = change(dump)
+    stored = zstandard.ZstdCompressor(level=3).compress(changed)
+    (copy / record["file"]).write_bytes(stored)
+    record.update(
+        raw_bytes=len(changed), raw_sha256=hashlib.sha256(changed).hexdigest(),
+        stored_bytes=len(stored), sha256=hashlib.sha256(stored).hexdigest(),
+    )  # fmt: skip
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
