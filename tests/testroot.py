@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import re
 import shutil
 import socket
@@ -32,17 +33,32 @@ def ns(name: str) -> str:
 
 
 def free_ports(count: int) -> list[int]:
-    """*count* TCP ports that nothing listens on now (held open together so they differ)."""
-    sockets = []
+    """*count* different TCP ports that nothing listens on now.
+
+    Chosen below the kernel's ephemeral range: a port the kernel handed out (``bind`` to 0)
+    is the kind Docker hands out too when a test publishes ``127.0.0.1::80``, so such a port,
+    free at collection, was taken by another stack by the time its test started.
+    """
+    low = _ephemeral_low()
+    candidates = random.sample(range(20000, low), 400)
+    ports: list[int] = []
+    for port in candidates:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"no {count} free ports between 20000 and {low}")
+
+
+def _ephemeral_low() -> int:
     try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def _rewrite(text: str, ports: dict[int, int], backups: Path) -> str:
