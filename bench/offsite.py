@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import secrets
 import shutil
 import subprocess
 import sys
@@ -52,12 +53,17 @@ def main() -> None:
     for leftover in (CHROOT / "bench-offsite", CHROOT / "bench-scp", STATE):
         shutil.rmtree(leftover, ignore_errors=True)
     host = LocalHost()
-    offsite.init(host, str(STATE), TARGET)
+    STATE.mkdir(mode=0o700)
+    password = STATE / offsite.PASSWORD_FILE
+    password.write_text(secrets.token_urlsafe(32) + "\n")
+    password.chmod(0o600)
+    restic = offsite.Restic(host, TARGET, str(password), offsite.Repository(TARGET))
+    restic.run("init")
 
     archive = backup()
     size = sum(f.stat().st_size for f in Path(archive.path).iterdir())  # type: ignore[attr-defined]
     started = time.perf_counter()
-    first = offsite.upload(host, str(STATE), TARGET, archive)  # type: ignore[arg-type]
+    first = offsite.upload(restic, archive)  # type: ignore[arg-type]
     upload_time = time.perf_counter() - started
     started = time.perf_counter()
     subprocess.run(
@@ -72,7 +78,7 @@ def main() -> None:
         handle.write(b"one more line for the second night\n")
     second_archive = backup()
     started = time.perf_counter()
-    second = offsite.upload(host, str(STATE), TARGET, second_archive)  # type: ignore[arg-type]
+    second = offsite.upload(restic, second_archive)  # type: ignore[arg-type]
     second_time = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 

@@ -10,6 +10,7 @@ STATE_DIR=${OPSKIT_TESTBED_DIR:-/var/lib/opskit-testbed}
 SSH_PORT=${OPSKIT_TEST_SSH_PORT:-2222}
 SFTP_PORT=${OPSKIT_TEST_SFTP_PORT:-2223}
 SFTP_USER=opskit-sftp
+S3_PORT=${OPSKIT_TEST_S3_PORT:-2224}
 DB_IMAGE=opskit-test/db:1
 WEB_IMAGE=opskit-test/web:1
 
@@ -20,6 +21,8 @@ print_env() {
   echo "export OPSKIT_TEST_SSH_KEY=${STATE_DIR}/ssh/id_ed25519"
   echo "export OPSKIT_TEST_SFTP=sftp://opskit-testbed-sftp//repos"
   echo "export OPSKIT_TEST_SFTP_KEY=${STATE_DIR}/sftp/id_ed25519"
+  echo "export OPSKIT_TEST_S3=s3+http://127.0.0.1:${S3_PORT}"
+  echo "export OPSKIT_TEST_S3_KEYS=${STATE_DIR}/s3/keys"
 }
 
 if [ "${1:-}" = "--env" ]; then print_env; exit 0; fi
@@ -36,6 +39,7 @@ install_packages() {
   command -v php >/dev/null || missing+=(php-cli)   # PHP's own unserialize checks synced data
   command -v systemd-analyze >/dev/null || missing+=(systemd)  # verifies the generated timers
   command -v restic >/dev/null || missing+=(restic)   # offsite copies (0.14 or later)
+  python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)  # .venv, the S3 server's venv
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -160,6 +164,45 @@ CONF
   log "the SFTP-only sshd did not accept its key"; exit 1
 }
 
+# An S3 offsite target: moto's server mode in a venv of its own, on 127.0.0.1 only, with
+# authentication on (its first four requests, unauthenticated, create an IAM user with an
+# access key; every later request must be signed with that key). moto keeps its buckets in
+# memory: a restart starts empty, with a new key.
+start_s3() {
+  local dir="$STATE_DIR/s3"
+  mkdir -p "$dir" && chmod 700 "$dir"
+  [ -x "$dir/venv/bin/python" ] || python3 -m venv "$dir/venv"
+  [ -x "$dir/venv/bin/moto_server" ] || "$dir/venv/bin/pip" install -q --disable-pip-version-check \
+    "moto[server]>=5.0,<6" >"$dir/pip.log" 2>&1 || { tail -n 20 "$dir/pip.log" >&2; exit 1; }
+  if [ -f "$dir/moto.pid" ] && kill -0 "$(cat "$dir/moto.pid")" 2>/dev/null && [ -s "$dir/keys" ]; then
+    return
+  fi
+  log "starting the S3 server (moto) on 127.0.0.1:${S3_PORT}"
+  INITIAL_NO_AUTH_ACTION_COUNT=4 setsid "$dir/venv/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" \
+    >"$dir/moto.log" 2>&1 </dev/null &
+  echo $! >"$dir/moto.pid"
+  "$dir/venv/bin/python" - "$S3_PORT" >"$dir/keys.new" <<'PY'
+import json, socket, sys, time
+import boto3
+for _ in range(80):  # a TCP connect only: each HTTP request counts against the four
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.25)
+iam = boto3.client("iam", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-east-1",
+                   aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+iam.create_user(UserName="opskit")
+document = {"Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+policy = iam.create_policy(PolicyName="everything", PolicyDocument=json.dumps(document))
+iam.attach_user_policy(UserName="opskit", PolicyArn=policy["Policy"]["Arn"])
+key = iam.create_access_key(UserName="opskit")["AccessKey"]
+print(f"AWS_ACCESS_KEY_ID={key['AccessKeyId']}\nAWS_SECRET_ACCESS_KEY={key['SecretAccessKey']}")
+PY
+  chmod 600 "$dir/keys.new" && mv "$dir/keys.new" "$dir/keys"
+}
+
 apt_mirror() {
   local uri
   uri=$(grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -n1 || true)
@@ -208,6 +251,7 @@ mkdir -p "$STATE_DIR"
 start_dockerd
 start_sshd
 start_sftpd
+start_s3
 build_web_image
 build_db_image
 log "ready"

@@ -116,7 +116,7 @@ def test_wrong_type_names_file_line_and_field() -> None:
         ("name: mdf\nenvironments: [dev, dev]\n", 2, "duplicate environment"),
         ("name: mdf\nhealth:\n  - {http: 'ftp://x'}\n", 3, "health[0].http"),
         ("name: mdf\nbackup: {schedule: '25:00'}\n", 2, "not a valid time"),
-        ("name: mdf\noffsite: {target: 'http://x'}\n", 2, "offsite.target"),
+        ("name: mdf\noffsite: {target: 'mnt/copies'}\n", 2, "offsite.target"),
         ("name: mdf\ndelegate: {cli: ./x, commands: [deploy]}\n", 2, "delegate.commands[0]"),
         ("name: mdf\nbackup:\n  retention:\n    keep_daily: true\n", 4, "expected an integer"),
         ("name: mdf\nbackup:\n  retention:\n    keep_daily: -1\n", 4, "must be at least 0"),

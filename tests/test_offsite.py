@@ -1,6 +1,7 @@
-"""Offsite copies in restic repositories (#12, begun): a file:// target and an SFTP-only
-chrooted account on the test bed's second sshd (``OPSKIT_TEST_SFTP``). S3 and prune come
-next."""
+"""Offsite copies in restic repositories (#12), against the test bed's real targets: a
+folder (file://), an SFTP-only chrooted account on a second sshd (``OPSKIT_TEST_SFTP``) and
+an S3 server that checks signatures (moto, ``OPSKIT_TEST_S3`` with the access key in
+``OPSKIT_TEST_S3_KEYS``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_one_error_line, opskit
-from testroot import NS
+from opskit.offsite import Repository
+from opskit.plugins import hookimpl
+from testroot import BACKUPS, NS
 
 pytestmark = pytest.mark.docker
 
@@ -42,12 +45,43 @@ MARKER = b"plaintext that must never reach the repository"
 
 SFTP = os.environ.get("OPSKIT_TEST_SFTP", "sftp://opskit-testbed-sftp//repos")
 SFTP_CHROOT = Path("/var/lib/opskit-testbed/sftp-chroot")
+S3 = os.environ.get("OPSKIT_TEST_S3", "s3+http://127.0.0.1:2224")
+S3_KEYS = Path(os.environ.get("OPSKIT_TEST_S3_KEYS", "/var/lib/opskit-testbed/s3/keys"))
+S3_PYTHON = S3_KEYS.parent / "venv" / "bin" / "python"  # the S3 server's venv has boto3
+BUCKET = f"{NS}-offsite"
+LOCAL_TARGETS = ["file", "sftp"]  # the repository's files can be read here
 
 
-@pytest.fixture(params=["file", "sftp"])
+def s3_keys() -> dict[str, str]:
+    return dict(line.split("=", 1) for line in S3_KEYS.read_text().split())
+
+
+def s3_settings(keys: dict[str, str]) -> str:
+    return (
+        f"offsite:\n  s3:\n    access_key_id: {keys['AWS_ACCESS_KEY_ID']}\n"
+        f"    secret_access_key: {keys['AWS_SECRET_ACCESS_KEY']}\n"
+    )
+
+
+def s3_remove(prefix: str) -> None:
+    """Delete the objects under *prefix* (moto keeps them in memory)."""
+    script = (
+        "import sys, boto3\n"
+        "s3 = boto3.resource('s3', endpoint_url=sys.argv[1])\n"
+        "s3.Bucket(sys.argv[2]).objects.filter(Prefix=sys.argv[3]).delete()\n"
+    )
+    endpoint = "http://" + S3.removeprefix("s3+http://")
+    subprocess.run(
+        [str(S3_PYTHON), "-c", script, endpoint, BUCKET, prefix],
+        env={**os.environ, **s3_keys()}, capture_output=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.fixture(params=["file", "sftp", "s3"])
 def root(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
-    """A project with two folders to back up, and its repository: a folder, or one on the
-    SFTP-only account (its files seen here through the chroot, for the checks)."""
+    """A project with two folders to back up, and its repository: a folder, one on the
+    SFTP-only account (its files seen here through the chroot, for the checks), or a
+    prefix in a bucket of the S3 server (its access key in ``opskit.yaml``)."""
     root = tmp_path / "root"
     data = root / "vault" / "data"
     data.mkdir(parents=True)
@@ -55,26 +89,37 @@ def root(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
     (data / "big.bin").write_bytes(os.urandom(40 << 20))
     (root / "vault" / "more").mkdir()
     (root / "vault" / "more" / "big.bin").write_bytes(os.urandom(40 << 20))
+    settings = f"state_dir: {tmp_path / 'state'}\n"
+    local: Path | None = None
     if request.param == "file":
         target, local = f"file://{tmp_path / 'repo'}", tmp_path / "repo"
-    else:
+    elif request.param == "sftp":
         name = f"{NS}-{tmp_path.name}"
         target, local = f"{SFTP}/{name}", SFTP_CHROOT / "repos" / name
+    else:
+        prefix = f"{tmp_path.parent.name}-{tmp_path.name}"
+        target = f"{S3}/{BUCKET}/{prefix}"
+        settings += s3_settings(s3_keys())
+        s3_remove(prefix)
     (root / "vault" / "project.yaml").write_text(
         PROJECT.format(ns=NS, backups=tmp_path / "backups", target=target)
     )
     (root / "vault" / "docker-compose.yml").write_text(COMPOSE)
-    (root / "opskit.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")
-    (tmp_path / "repo-path").write_text(str(local))
+    (root / "opskit.yaml").write_text(settings)
+    (tmp_path / "repo-path").write_text(str(local or ""))
     (tmp_path / "target").write_text(target)
     assert opskit("backup", "vault", "dev", "--root", str(root)).returncode == 0
     yield root
-    shutil.rmtree(local, ignore_errors=True)
+    if local is not None:
+        shutil.rmtree(local, ignore_errors=True)
+    else:
+        s3_remove(prefix)
 
 
-def repo(root: Path) -> Path:
-    """Where the repository's files are on this machine."""
-    return Path((root.parent / "repo-path").read_text())
+def repo(root: Path) -> Path | None:
+    """Where the repository's files are on this machine (None: in the S3 server)."""
+    text = (root.parent / "repo-path").read_text()
+    return Path(text) if text else None
 
 
 def listing(root: Path) -> list[dict[str, object]]:
@@ -97,13 +142,19 @@ def test_upload_list_verify_and_no_plaintext(root: Path, tmp_path: Path) -> None
     assert (row["local"], row["copied"], row["offsite"]) == (True, True, "yes")
     again = opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=600)
     assert "0 sent" in again.stdout and "3 already there" in again.stdout  # 2 paths, the manifest
+    checked = opskit("offsite", "verify", "--read-data", "100%", "--root", str(root), timeout=600)
+    assert checked.returncode == 0, checked.stderr  # every project and env in scope
+    assert "offsite copy ok" in checked.stdout
 
-    for path in repo(root).rglob("*"):
+    files = repo(root)
+    if files is None:
+        return  # the damage and the plaintext are looked for in the repository's files
+    for path in files.rglob("*"):
         if path.is_file():
             content = path.read_bytes()
             assert MARKER not in content and b"note.txt" not in content, path
 
-    pack = max((repo(root) / "data").rglob("*"), key=lambda p: p.stat().st_size)
+    pack = max((files / "data").rglob("*"), key=lambda p: p.stat().st_size)
     damaged = bytearray(pack.read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF
     pack.chmod(0o600)
@@ -119,6 +170,7 @@ def test_upload_list_verify_and_no_plaintext(root: Path, tmp_path: Path) -> None
     assert row["offsite"] == "FAILED"  # it no longer counts as offsite
 
 
+@pytest.mark.parametrize("root", LOCAL_TARGETS, indirect=True)
 def test_an_upload_killed_half_way_is_not_a_copy_until_run_again(root: Path) -> None:
     assert opskit("offsite", "init", "--root", str(root)).returncode == 0
     process = subprocess.Popen(
@@ -163,6 +215,7 @@ def test_an_upload_killed_half_way_is_not_a_copy_until_run_again(root: Path) -> 
     assert row["offsite"] == "yes"
 
 
+@pytest.mark.parametrize("root", LOCAL_TARGETS, indirect=True)
 def test_a_snapshot_of_a_cut_off_stream_never_counts(root: Path) -> None:
     """restic takes the end of its input for the end of the data: a stream cut off by a
     killed opskit becomes a snapshot. Only snapshots marked complete count."""
@@ -171,12 +224,17 @@ def test_a_snapshot_of_a_cut_off_stream_never_counts(root: Path) -> None:
     from opskit import offsite
     from opskit.archive import list_archives
     from opskit.host import LocalHost
+    from opskit.settings import Settings
 
     assert opskit("offsite", "init", "--root", str(root)).returncode == 0
     host = LocalHost()
     (archive,) = list_archives(host, str(root.parent / "backups" / "vault" / "dev"))
     target = (root.parent / "target").read_text()  # over SFTP for the SFTP repository
-    restic = offsite.Restic(host, target, str(root.parent / "state" / "restic-password"))
+    repository = offsite.builtin_repository(target, Settings())
+    assert repository is not None
+    restic = offsite.Restic(
+        host, target, str(root.parent / "state" / "restic-password"), repository
+    )
     for record in archive.components:  # every component, each cut off after 1 kB
         restic.backup(
             io.BytesIO(b"x" * 1024),
@@ -240,7 +298,7 @@ def test_an_offsite_only_archive_comes_back_and_restores(root: Path) -> None:
         opskit("destroy", "vault", "dev", "--yes", "--root", str(root))
 
 
-@pytest.mark.parametrize("root", ["file"], indirect=True)
+@pytest.mark.parametrize("root", ["file", "s3"], indirect=True)
 def test_prune_keeps_offsite_keep_and_never_the_newest_verified(root: Path) -> None:
     text = (root / "vault" / "project.yaml").read_text()
     (root / "vault" / "project.yaml").write_text(
@@ -258,9 +316,10 @@ def test_prune_keeps_offsite_keep_and_never_the_newest_verified(root: Path) -> N
         assert opskit("backup", "vault", "dev", "--root", str(root)).returncode == 0
     dry = opskit("offsite", "prune", "vault", "dev", "--dry-run", "--json", "--root", str(root))
     assert json.loads(dry.stdout) == {
-        "keep": [names[2]],
-        "remove": [names[1], names[0]],
         "dry_run": True,
+        "envs": [
+            {"project": "vault", "env": "dev", "keep": [names[2]], "remove": [names[1], names[0]]}
+        ],
     }
     assert [r["archive"] for r in listing(root) if r["copied"]] == names[::-1]  # nothing changed
     done = opskit("offsite", "prune", "vault", "dev", "--root", str(root), timeout=600)
@@ -329,3 +388,97 @@ def test_an_unreachable_target_or_a_wrong_password_is_one_line_and_leaves_the_ar
     assert sums() == before  # the local archive untouched
     (row,) = listing(root)
     assert row["copied"] is False
+
+
+@pytest.mark.parametrize("root", ["s3"], indirect=True)
+def test_wrong_or_missing_s3_credentials_are_one_line_and_never_a_copy(root: Path) -> None:
+    settings = root / "opskit.yaml"
+    right = settings.read_text()
+    keys = s3_keys()
+    settings.write_text(right.replace(keys["AWS_SECRET_ACCESS_KEY"], "not-the-secret"))
+    target = (root.parent / "target").read_text()
+    refused = opskit("offsite", "init", "--root", str(root), timeout=120)
+    assert_one_error_line(refused, target)
+    settings.write_text(right)
+    assert opskit("offsite", "init", "--root", str(root)).returncode == 0
+
+    archive = json.loads(opskit("backups", "vault", "dev", "--json", "--root", str(root)).stdout)
+    name = archive["archives"][0]["name"]
+    settings.write_text(right.replace(keys["AWS_SECRET_ACCESS_KEY"], "not-the-secret"))
+    wrong = opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=120)
+    assert_one_error_line(wrong, f"archive {name} on {target}")
+    assert "not-the-secret" not in wrong.stderr + wrong.stdout
+    settings.write_text(right)
+    (row,) = listing(root)
+    assert row["copied"] is False
+
+
+def test_restore_offsite_of_a_lost_database_archive_gives_the_same_rows_and_files(
+    examples_up: Path, tmp_path: Path
+) -> None:
+    """The server-wide target of opskit.yaml; the archive's local copy deleted; restore
+    --offsite --latest downloads it, verifies it and restores it."""
+    from test_backup import database_state, sql, tree_state
+
+    root = str(examples_up)
+    settings = examples_up / "opskit.yaml"
+    assert not settings.exists()
+    repository = tmp_path / "repo"
+    settings.write_text(
+        f"state_dir: {tmp_path / 'state'}\noffsite: {{target: 'file://{repository}'}}\n"
+    )
+    uploads = examples_up / "seriousletter" / "uploads" / "dev"
+    try:
+        sql(root, "seriousletter", "INSERT INTO letters (subject, body) VALUES ('offsite', 'x')")
+        before = (database_state(root, "seriousletter"), tree_state(uploads))
+        assert opskit("offsite", "init", "seriousletter", "--root", root).returncode == 0
+        done = opskit("backup", "seriousletter", "dev", "--offsite", "--root", root, timeout=600)
+        assert done.returncode == 0, done.stderr
+        archive = Path(done.stdout.strip())
+        shutil.rmtree(archive)  # the local copy is lost
+        sql(root, "seriousletter", "DELETE FROM letters WHERE subject = 'offsite'")
+        (uploads / "letter.txt").write_text("changed after the backup\n")
+
+        restored = opskit(
+            "restore", "seriousletter", "dev", "--offsite", "--latest", "--yes",
+            "--no-safety-backup", "--root", root, timeout=600,
+        )  # fmt: skip
+        assert restored.returncode == 0, restored.stderr
+        assert f"restored {archive}" in restored.stdout
+        assert (database_state(root, "seriousletter"), tree_state(uploads)) == before
+        listed = json.loads(
+            opskit("backups", "seriousletter", "dev", "--json", "--root", root).stdout
+        )
+        back = [a for a in listed["archives"] if a["name"] == archive.name]
+        assert back and back[0]["verified"] == "ok"
+    finally:
+        settings.unlink()
+        shutil.rmtree(BACKUPS / "seriousletter" / "dev", ignore_errors=True)
+
+
+class DiskTargets:
+    """A third party's scheme: ``disk://NAME`` is a folder under one base folder."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+
+    @hookimpl
+    def opskit_offsite_target(self, target: str, settings: object) -> Repository | None:
+        if not target.startswith("disk://"):
+            return None
+        return Repository(str(self.base / target.removeprefix("disk://")))
+
+
+def test_a_plugin_maps_its_own_scheme_to_a_repository(tmp_path: Path) -> None:
+    from opskit import Ops, offsite
+    from opskit.plugins import create_plugins
+
+    (tmp_path / "opskit.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")
+    plugins = create_plugins({"OPSKIT_PLUGINS": ""}, extra=[("disk", DiskTargets(tmp_path))])
+    runtime = Ops(str(tmp_path), plugins=plugins).runtime
+    path, created = offsite.init(runtime, "disk://one")
+    assert path == str(tmp_path / "state" / "restic-password")
+    assert created and (tmp_path / "one" / "config").is_file()
+    assert offsite.connect(runtime, "disk://one").snapshots() == []
+    with pytest.raises(offsite.OffsiteError, match="no plugin knows the scheme 'rclone'"):
+        offsite.connect(runtime, "rclone://remote/path")

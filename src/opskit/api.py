@@ -213,13 +213,22 @@ class Ops:
         name: str | None = None,
         *,
         safety: bool = True,
+        offsite: bool = False,
         progress: IO[str] | None = None,
         meter: Meter | None = None,
     ) -> tuple[Archive, Archive | None]:
-        """Restore an archive (the newest when *name* is None) into one env; returns it and
-        the safety archive taken before. See :func:`opskit.operations.restore`."""
+        """Restore an archive (the newest when *name* is None) into one env, with *offsite*
+        from its offsite copy; returns it and the safety archive taken before. See
+        :func:`opskit.operations.restore`."""
         return operations.restore(
-            self.runtime, project, env, name, safety=safety, progress=progress, meter=meter
+            self.runtime,
+            project,
+            env,
+            name,
+            safety=safety,
+            offsite=offsite,
+            progress=progress,
+            meter=meter,
         )
 
     def sync(

@@ -25,7 +25,8 @@ DEFAULT_HEALTH_TIMEOUT = 120
 DATABASE_TYPES = ("mariadb", "mysql", "postgres")
 PROMOTE_TYPES = ("git", "rsync", "script")
 REBUILD_MODES = ("auto", "always", "never")
-OFFSITE_SCHEMES = ("sftp://", "file://", "s3://")
+OFFSITE_SCHEMES = ("sftp://", "file://", "s3://", "s3+http://")
+OFFSITE_URL_RE = re.compile(r"[a-z][a-z0-9+.-]*://\S+\Z")
 DELEGATE_COMMANDS = ("backup", "restore", "sync", "promote")
 COMPOSE_FILE_CANDIDATES = (
     "compose.yaml",
@@ -551,18 +552,23 @@ def _read_backup(r: _Reader, node: Node) -> Backup:
     )
 
 
-def _read_offsite(r: _Reader, node: Node) -> Offsite:
-    m = r.mapping(node, "offsite", {"target", "keep"}, required={"target"})
-    target = r.string(m["target"], "offsite.target")
-    if not target.startswith(OFFSITE_SCHEMES):
-        raise r.error(
-            m["target"],
-            "offsite.target",
-            f"expected a URL starting with {', '.join(OFFSITE_SCHEMES)}",
-        )
+def _read_offsite(r: _Reader, node: Node, field: str = "offsite") -> Offsite:
+    m = r.mapping(node, field, {"target", "keep"}, required={"target"})
     return Offsite(
-        target=target, keep=r.integer(m["keep"], "offsite.keep", minimum=1) if "keep" in m else None
+        target=_offsite_target(r, m["target"], f"{field}.target"),
+        keep=r.integer(m["keep"], f"{field}.keep", minimum=1) if "keep" in m else None,
     )
+
+
+def _offsite_target(r: _Reader, node: Node, field: str) -> str:
+    """A target URL: the built-in schemes, or another that a plugin's
+    ``opskit_offsite_target`` maps (checked when it is used)."""
+    value = r.string(node, field)
+    if not OFFSITE_URL_RE.match(value):
+        raise r.error(
+            node, field, f"expected a URL such as {', '.join(OFFSITE_SCHEMES)} (scheme://...)"
+        )
+    return value
 
 
 def _read_sync(r: _Reader, node: Node) -> Sync:

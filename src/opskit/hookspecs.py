@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from opskit.events import Event
     from opskit.health import CheckResult, HealthContext
     from opskit.host import Host
+    from opskit.offsite import Repository
     from opskit.promote import Promoter
+    from opskit.settings import Settings
     from opskit.sync import SyncContext
     from opskit.transform import Transform
 
@@ -157,6 +159,29 @@ def opskit_promoter(project: Project) -> Promoter | None:
     :param project: the validated descriptor (``project.promote`` is set).
     :return: an :class:`opskit.promote.Promoter` (``preview``, ``apply``, ``rollback``),
         or None to leave it to others.
+    """
+
+
+# -------------------------------------------------------------------------
+# Offsite copies
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def opskit_offsite_target(target: str, settings: Settings) -> Repository | None:
+    """Map an ``offsite.target`` URL to the restic repository that holds its copies.
+
+    Called by the ``offsite`` commands, ``backup --offsite`` and ``restore --offsite``
+    each time they open a target. Stops at first non-None result. The built-in offsite
+    plugin answers last (``trylast``) for ``file://``, ``sftp://``, ``s3://`` and
+    ``s3+http://``; a plugin answers first for a scheme of its own (an rclone remote, a
+    rest-server).
+
+    :param target: the URL as the descriptor or ``opskit.yaml`` wrote it.
+    :param settings: the server's ``opskit.yaml`` settings (``settings.offsite``).
+    :return: an :class:`opskit.offsite.Repository`: restic's ``--repo`` value and the
+        environment restic needs (credentials go there, never into the URL), or None to
+        leave it to others.
     """
 
 

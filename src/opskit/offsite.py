@@ -19,10 +19,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import posixpath
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from opskit.jobs import Job
     from opskit.retention import Decision
     from opskit.runtime import Runtime
+    from opskit.settings import Settings
 
 RESTIC_FLOOR = (0, 14, 0)
 PASSWORD_FILE = "restic-password"
@@ -47,15 +50,44 @@ class OffsiteError(OpskitError):
     """An offsite copy could not be made, read or proven."""
 
 
-def repository(target: str) -> str:
-    """The restic repository for an ``offsite.target`` URL."""
+@attrs.frozen
+class Repository:
+    """Where restic keeps one target's copies: what ``opskit_offsite_target`` returns."""
+
+    url: str  # restic's --repo, e.g. "sftp://user@host:22/srv/restic" or "rclone:remote:path"
+    # Added to restic's environment (credentials travel here, never in argv or logs).
+    env: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+
+
+def builtin_repository(target: str, settings: Settings) -> Repository | None:
+    """The repository of a ``file://``, ``sftp://``, ``s3://`` or ``s3+http://`` target.
+
+    S3 credentials come from opskit's environment (``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_DEFAULT_REGION``), else from
+    ``offsite.s3`` in ``opskit.yaml``; restic reads them from its environment."""
     if target.startswith("file://"):
-        return target.removeprefix("file://")
+        return Repository(target.removeprefix("file://"))
     if target.startswith("sftp://"):
-        return target  # restic's own sftp URL form: sftp://user@host:port/path
-    if target.startswith("s3://"):
-        return "s3:https://" + target.removeprefix("s3://")
-    raise OffsiteError(f"offsite target {target}: unknown scheme")
+        return Repository(target)  # restic's own form; ssh honours ~/.ssh/config
+    for scheme, protocol in (("s3://", "https"), ("s3+http://", "http")):
+        if target.startswith(scheme):
+            env = {key: value for key in S3_ENV if (value := os.environ.get(key))}
+            if "AWS_ACCESS_KEY_ID" not in env and settings.offsite.s3:
+                env.update(settings.offsite.s3)
+            return Repository(f"s3:{protocol}://{target.removeprefix(scheme)}", env)
+    return None
+
+
+S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
+
+
+def resolve(runtime: Runtime, target: str) -> Repository:
+    """The repository of *target*, from the first plugin that knows its scheme."""
+    found = runtime.plugins.offsite_target(target, runtime.settings())
+    if found is None:
+        scheme = target.partition("://")[0] if "://" in target else target
+        raise OffsiteError(f"offsite target {target}: no plugin knows the scheme {scheme!r}")
+    return found
 
 
 @attrs.frozen
@@ -63,47 +95,74 @@ class Restic:
     """restic against one repository, run on *host*."""
 
     host: Host
-    target: str
+    target: str  # the URL users wrote; errors name it
     password_file: str
+    repository: Repository
 
     @property
     def base(self) -> list[str]:
-        return ["restic", "--repo", repository(self.target), "--password-file", self.password_file]
+        return ["restic", "--repo", self.repository.url, "--password-file", self.password_file]
 
     def run(self, *args: str, timeout: float | None = None) -> str:
-        result = self.host.run([*self.base, *args], check=False, timeout=timeout)
+        result = self.host.run(
+            [*self.base, *args], check=False, timeout=timeout, env=self.repository.env
+        )
         if result.returncode != 0:
             raise OffsiteError(
                 f"{self.target}: {_last_line(result.stderr.decode('utf-8', 'replace'))}"
             )
         return result.text
 
+    def unlock(self) -> None:
+        """Remove the locks of restic processes that no longer run (restic removes only those)."""
+        self.host.run([*self.base, "unlock"], check=False, timeout=300, env=self.repository.env)
+
     def exists(self) -> bool:
-        result = self.host.run([*self.base, "cat", "config"], check=False, timeout=120)
+        result = self.host.run(
+            [*self.base, "cat", "config"], check=False, timeout=120, env=self.repository.env
+        )
         return result.returncode == 0
 
     def snapshots(self, *tags: str) -> list[dict[str, Any]]:
         argv = ["snapshots", "--json", *(f"--tag={tag}" for tag in tags)]
         return list(json.loads(self.run(*argv, timeout=300) or "[]"))
 
-    def backup(self, source: IO[bytes], filename: str, tags: list[str]) -> dict[str, Any]:
-        """Stream *source* into one new snapshot; return restic's summary."""
+    def backup(
+        self,
+        source: IO[bytes],
+        filename: str,
+        tags: list[str],
+        advance: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Stream *source* into one new snapshot; return restic's summary. *advance* gets
+        the bytes restic reports done, from its JSON status lines."""
         argv = [*self.base, "backup", "--json", "--stdin", "--stdin-filename", filename]
         argv += [f"--tag={','.join(tags)}", "--host", "opskit"]
         import threading
 
-        process = self.host.popen(argv, stdin=True, merge_stderr=False)
+        process = self.host.popen(argv, stdin=True, merge_stderr=False, env=self.repository.env)
         assert process.stdin is not None
         summary: list[dict[str, Any]] = []
 
         def read_status() -> None:
             # restic reports its progress while it reads: drained here, or a long upload
             # would fill the pipe and stop restic from reading its input.
+            done = 0
             for raw in iter(process.stdout.readline, b""):
-                if b'"summary"' in raw and raw.startswith(b"{"):
+                if not raw.startswith(b"{"):
+                    continue
+                try:
                     message = json.loads(raw)
-                    if message.get("message_type") == "summary":
-                        summary.append(message)
+                except ValueError:
+                    continue
+                kind = message.get("message_type")
+                if kind == "summary":
+                    summary.append(message)
+                elif kind == "status" and advance is not None:
+                    now_done = int(message.get("bytes_done") or 0)
+                    if now_done > done:
+                        advance(now_done - done)
+                        done = now_done
 
         reader = threading.Thread(target=read_status, daemon=True)
         reader.start()
@@ -124,7 +183,9 @@ class Restic:
         return summary[-1]
 
     def dump(self, snapshot: str, filename: str) -> Process:
-        return self.host.popen([*self.base, "dump", snapshot, filename], merge_stderr=False)
+        return self.host.popen(
+            [*self.base, "dump", snapshot, filename], merge_stderr=False, env=self.repository.env
+        )
 
 
 def _last_line(text: str) -> str:
@@ -148,15 +209,17 @@ def check_restic(host: Host) -> None:
         )
 
 
-def password_file(host: Host, state_dir: str) -> str:
+def password_file(state_dir: str) -> str:
     return posixpath.join(state_dir, PASSWORD_FILE)
 
 
-def init(host: Host, state_dir: str, target: str) -> tuple[str, bool]:
+def init(runtime: Runtime, target: str) -> tuple[str, bool]:
     """Create the password file (once) and the repository (if missing); return the
     password file's path and whether the repository was created now."""
+    host = runtime.host
     check_restic(host)
-    path = password_file(host, state_dir)
+    state_dir = runtime.settings().state_dir
+    path = password_file(state_dir)
     host.run(["mkdir", "-p", "-m", "700", "--", state_dir])
     if not host.exists(path):
         # A fresh random password, written by the shell from stdin: never in argv.
@@ -167,21 +230,22 @@ def init(host: Host, state_dir: str, target: str) -> tuple[str, bool]:
         process.stdin.close()
         if process.wait() != 0:
             raise OffsiteError(f"cannot write {path}")
-    restic = Restic(host, target, path)
+    restic = Restic(host, target, path, resolve(runtime, target))
     if restic.exists():
         return path, False
     restic.run("init", timeout=300)
     return path, True
 
 
-def _restic(host: Host, state_dir: str, target: str) -> Restic:
-    check_restic(host)
-    path = password_file(host, state_dir)
-    if not host.exists(path):
+def connect(runtime: Runtime, target: str) -> Restic:
+    """restic against *target*'s repository, with the password file ``init`` wrote."""
+    check_restic(runtime.host)
+    path = password_file(runtime.settings().state_dir)
+    if not runtime.host.exists(path):
         raise OffsiteError(
             f"{target}: no repository password at {path}; run 'opskit offsite init' first"
         )
-    return Restic(host, target, path)
+    return Restic(runtime.host, target, path, resolve(runtime, target))
 
 
 def _tags(archive: Archive, key: str) -> list[str]:
@@ -222,9 +286,14 @@ def _partial(snapshots: list[dict[str, Any]]) -> list[str]:
     return [str(s.get("id")) for s in snapshots if COMPLETE not in (s.get("tags") or [])]
 
 
-def _send(restic: Restic, source: IO[bytes], archive: Archive, key: str, size: int) -> int:
+def _send(
+    restic: Restic, source: IO[bytes], archive: Archive, key: str, size: int, job: Job | None
+) -> int:
     """One component into one snapshot, marked complete once restic read all its bytes."""
-    summary = restic.backup(source, _filename(archive, key), _tags(archive, key))
+    advance = job.meter(size) if job is not None else None
+    summary = restic.backup(source, _filename(archive, key), _tags(archive, key), advance)
+    if advance is not None:
+        advance(0)
     read = int(summary.get("total_bytes_processed") or 0)
     snapshot = str(summary.get("snapshot_id"))
     if read != size:
@@ -255,19 +324,15 @@ def _about(archive: str) -> Iterator[None]:
         raise
 
 
-def upload(
-    host: Host, state_dir: str, target: str, archive: Archive, job: Job | None = None
-) -> Upload:
+def upload(restic: Restic, archive: Archive, job: Job | None = None) -> Upload:
     """Send every component (uncompressed) and the manifest that the repository lacks."""
     with _about(archive.name):
-        return _upload(host, state_dir, target, archive, job)
+        return _upload(restic, archive, job)
 
 
-def _upload(host: Host, state_dir: str, target: str, archive: Archive, job: Job | None) -> Upload:
-    restic = _restic(host, state_dir, target)
-    # Locks of restic processes that no longer run (an upload killed with opskit); restic
-    # removes only those.
-    host.run([*restic.base, "unlock"], check=False, timeout=300)
+def _upload(restic: Restic, archive: Archive, job: Job | None) -> Upload:
+    host = restic.host
+    restic.unlock()  # an upload killed with opskit leaves its lock behind
     snapshots = restic.snapshots(f"archive={archive.name}")
     if partial := _partial(snapshots):
         try:
@@ -283,16 +348,16 @@ def _upload(host: Host, state_dir: str, target: str, archive: Archive, job: Job 
         if key in have:
             present.append(key)
             continue
-        with job.phase(f"uploading {key}") if job else contextlib.nullcontext():
+        with job.phase(f"uploading {key}") if job else nullcontext():
             if key == "manifest":
                 with host.open_read(manifest_path) as source:
-                    sent += _send(restic, source, archive, key, size)
+                    sent += _send(restic, source, archive, key, size, job)
             else:
                 (record,) = [r for r in archive.components if r.key == key]
                 with component_stream(host, archive, record) as source:
-                    sent += _send(restic, source, archive, key, size)
+                    sent += _send(restic, source, archive, key, size, job)
         uploaded.append(key)
-    return Upload(archive.name, target, sent, tuple(uploaded), tuple(present))
+    return Upload(archive.name, restic.target, sent, tuple(uploaded), tuple(present))
 
 
 @attrs.frozen
@@ -308,55 +373,64 @@ class Verification:
 
 
 def verify(
-    host: Host, state_dir: str, target: str, archive: Archive, read_data: str = "5%"
+    restic: Restic, archive: Archive, read_data: str = "5%", job: Job | None = None
 ) -> Verification:
     """Check the repository (reading back *read_data* of it), then stream each component
-    of *archive* back and compare its sha256 with the manifest's; record the result."""
+    of *archive* back and compare its sha256 with the manifest's; record the result in
+    the archive's ``offsite.json``."""
     with _about(archive.name):
-        return _verify(host, state_dir, target, archive, read_data)
+        return _verify(restic, archive, read_data, job)
 
 
-def _verify(
-    host: Host, state_dir: str, target: str, archive: Archive, read_data: str = "5%"
-) -> Verification:
-    """Check the repository (reading back *read_data* of it), then stream each component
-    of *archive* back and compare its sha256 with the manifest's; record the result."""
-    restic = _restic(host, state_dir, target)
+def _verify(restic: Restic, archive: Archive, read_data: str, job: Job | None) -> Verification:
     faults: list[str] = []
-    try:
-        restic.run("check", f"--read-data-subset={read_data}", timeout=None)
-    except OffsiteError as exc:
-        faults.append(f"repository check: {exc}")
+    with job.phase("checking the repository") if job else nullcontext():
+        try:
+            restic.run("check", f"--read-data-subset={read_data}", timeout=None)
+        except OffsiteError as exc:
+            faults.append(f"repository check: {exc}")
     have = _by_component(restic.snapshots(f"archive={archive.name}"))
-    expected = {r.key: r.raw_sha256 for r in archive.components}
-    for key, raw_sha256 in expected.items():
-        snapshot = have.get(key)
+    for record in archive.components:
+        snapshot = have.get(record.key)
         if snapshot is None:
-            faults.append(f"{key}: not in the repository")
+            faults.append(f"{record.key}: not in the repository")
             continue
-        digest = _dumped_sha256(restic, snapshot, _filename(archive, key))
+        with job.phase(f"reading back {record.key}") if job else nullcontext():
+            advance = job.meter(record.raw_bytes) if job is not None else None
+            digest = _dumped_sha256(restic, snapshot, _filename(archive, record.key), advance)
         if digest is None:
-            faults.append(f"{key}: cannot be read back")
-        elif digest != raw_sha256:
-            faults.append(f"{key}: the copy differs from the archive (sha256)")
+            faults.append(f"{record.key}: cannot be read back")
+        elif digest != record.raw_sha256:
+            faults.append(f"{record.key}: the copy differs from the archive (sha256)")
     if "manifest" not in have:
         faults.append("manifest: not in the repository")
-    result = Verification(archive.name, target, not faults, now().isoformat(), tuple(faults))
+    result = Verification(archive.name, restic.target, not faults, now().isoformat(), tuple(faults))
     path = posixpath.join(archive.path, OFFSITE)
-    host.run(["rm", "-f", "--", path])
-    write_json(host, path, result.as_dict())
+    restic.host.run(["rm", "-f", "--", path])
+    write_json(restic.host, path, result.as_dict())
     return result
 
 
-def _dumped_sha256(restic: Restic, snapshot: dict[str, Any], filename: str) -> str | None:
+def _dumped_sha256(
+    restic: Restic,
+    snapshot: dict[str, Any],
+    filename: str,
+    advance: Callable[[int], None] | None = None,
+) -> str | None:
     process = restic.dump(str(snapshot.get("short_id") or snapshot.get("id")), filename)
     digest = hashlib.sha256()
     while chunk := process.stdout.read(CHUNK):
         digest.update(chunk)
+        if advance is not None:
+            advance(len(chunk))
+    if advance is not None:
+        advance(0)
     return digest.hexdigest() if process.wait() == 0 else None
 
 
-def download(runtime: Runtime, project: Project, env: str, name: str) -> Archive:
+def download(
+    runtime: Runtime, project: Project, env: str, name: str, job: Job | None = None
+) -> Archive:
     """Rebuild archive *name* in the env's backup folder from the repository (each
     component recompressed), verify it with the local ``verify``, and only then give it
     its name, so that ``backups`` lists it. The raw checksums must equal the manifest's."""
@@ -368,8 +442,8 @@ def download(runtime: Runtime, project: Project, env: str, name: str) -> Archive
     check_name(name)
     if not name.startswith(f"{project.name}-{env}-"):
         raise ArchiveError(f"archive {name} is not one of {project.name} {env}")
-    target = target_of(project)
-    restic = _restic(host, runtime.settings().state_dir, target)
+    target = target_of(runtime, project)
+    restic = connect(runtime, target)
     have = _by_component(restic.snapshots(f"archive={name}"))
     if "manifest" not in have:
         raise OffsiteError(f"archive {name} has no complete copy on {target}")
@@ -402,7 +476,11 @@ def download(runtime: Runtime, project: Project, env: str, name: str) -> Archive
                     str(snapshot["id"]), f"/{project.name}/{env}/{name}/{record.key}"
                 )
                 try:
-                    written = compress_into(host, process.stdout, staged.member(record))
+                    with job.phase(f"downloading {record.key}") if job else nullcontext():
+                        advance = job.meter(record.raw_bytes) if job is not None else None
+                        written = compress_into(
+                            host, process.stdout, staged.member(record), advance=advance
+                        )
                 except BaseException:
                     process.kill()
                     process.wait()
@@ -417,7 +495,8 @@ def download(runtime: Runtime, project: Project, env: str, name: str) -> Archive
             manifest["downloaded"] = {"from": target, "time": now().isoformat()}
             write_json(host, posixpath.join(partial, MANIFEST), manifest)
             staged = Archive(partial, manifest)
-            faults = engine.verify(staged)
+            with job.phase("verifying") if job else nullcontext():
+                faults = engine.verify(staged)
             if faults:
                 listed = "; ".join(f"{f.component}: {f.problem}" for f in faults)
                 raise OffsiteError(f"archive {name} from {target} does not verify: {listed}")
@@ -430,6 +509,39 @@ def download(runtime: Runtime, project: Project, env: str, name: str) -> Archive
     return Archive(final, manifest)
 
 
+def newest_copied(runtime: Runtime, project: Project, env: str) -> str:
+    """The newest archive of the env with a complete offsite copy not known to be bad."""
+    rows = [r for r in listing(runtime, project, env) if r.copied and r.offsite != "FAILED"]
+    if not rows:
+        from opskit.errors import NotFoundError
+
+        raise NotFoundError(
+            f"{project.name} {env}: no complete copy on {target_of(runtime, project)}"
+        )
+    return rows[0].archive
+
+
+def fetch(
+    runtime: Runtime, project: Project, env: str, name: str | None, *, local_first: bool = False
+) -> Archive:
+    """Download archive *name* (None: :func:`newest_copied`) as an ``offsite download``
+    job. With *local_first*, an archive that is still here is used as it is."""
+    from opskit.errors import NotFoundError
+    from opskit.operations import as_job
+
+    name = name or newest_copied(runtime, project, env)
+    if local_first:
+        try:
+            return runtime.backup_engine().find(project, env, name)
+        except NotFoundError:
+            pass
+    with as_job(runtime, "offsite download", project.name, [env]) as job:
+        job.details.update(archive=name, target=target_of(runtime, project))
+        archive = download(runtime, project, env, name, job)
+        job.details["archive"] = archive.path
+    return archive
+
+
 def prune(runtime: Runtime, project: Project, env: str, dry_run: bool = False) -> Decision:
     """Forget the env's offsite archives that ``offsite.keep`` (the newest N) or else the
     backup's retention rules do not keep, then ``restic prune``. The newest archive whose
@@ -437,14 +549,12 @@ def prune(runtime: Runtime, project: Project, env: str, dry_run: bool = False) -
     from opskit.archive import NAME_RE, parse_stamp
     from opskit.retention import decide
 
-    target = target_of(project)
-    restic = _restic(runtime.host, runtime.settings().state_dir, target)
-    snapshots = restic.snapshots(f"project={project.name}", f"env={env}")
-    by_archive: dict[str, list[dict[str, Any]]] = {}
-    for snapshot in snapshots:
-        for tag in snapshot.get("tags") or []:
-            if tag.startswith("archive=") and NAME_RE.match(tag.removeprefix("archive=")):
-                by_archive.setdefault(tag.removeprefix("archive="), []).append(snapshot)
+    restic = connect(runtime, target_of(runtime, project))
+    by_archive = {
+        name: found
+        for name, found in _by_archive(restic, project, env).items()
+        if NAME_RE.match(name)
+    }
     times = {
         name: parse_stamp(NAME_RE.match(name)["stamp"])  # type: ignore[index]
         for name in by_archive
@@ -453,7 +563,8 @@ def prune(runtime: Runtime, project: Project, env: str, dry_run: bool = False) -
     verified = [n for n in sorted(times, reverse=True) if rows.get(n) and rows[n].offsite == "yes"]
     complete = [n for n in sorted(times, reverse=True) if rows.get(n) and rows[n].copied]
     keeper = next(iter(verified or complete), None)
-    keep = project.offsite.keep if project.offsite else None
+    settings = runtime.settings().offsite_for(project)
+    keep = settings.keep if settings else None
     retention = project.backup.retention if project.backup else None
     if keep is not None or retention is None:
         last, daily, weekly, monthly = keep or 1, 0, 0, 0
@@ -480,12 +591,12 @@ def copy(
 ) -> Verification:
     """Upload *archive* to the project's target and verify the copy (``backup --offsite``);
     raise :class:`OffsiteError` naming archive and target when the copy is not proven."""
-    target = target_of(project)
-    state_dir = runtime.settings().state_dir
-    done = upload(runtime.host, state_dir, target, archive, job)
+    target = target_of(runtime, project)
+    restic = connect(runtime, target)
+    done = upload(restic, archive, job)
     if job is not None:
         job.details.update(offsite_target=target, offsite_sent=done.sent)
-    checked = verify(runtime.host, state_dir, target, archive)
+    checked = verify(restic, archive, job=job)
     if not checked.ok:
         raise OffsiteError(f"archive {archive.name} on {target}: " + "; ".join(checked.faults))
     return checked
@@ -494,10 +605,23 @@ def copy(
 # -- what the commands work on -----------------------------------------------------------
 
 
-def target_of(project: Project) -> str:
-    if project.offsite is None:
-        raise OffsiteError(f"{project.name}: no offsite section (offsite.target) in its descriptor")
-    return project.offsite.target
+def target_of(runtime: Runtime, project: Project) -> str:
+    found = runtime.settings().offsite_for(project)
+    if found is None:
+        raise OffsiteError(
+            f"{project.name}: no offsite target (offsite.target in its descriptor or in opskit.yaml)"
+        )
+    return found.target
+
+
+def _by_archive(restic: Restic, project: Project, env: str) -> dict[str, list[dict[str, Any]]]:
+    """The env's snapshots in the repository, by the archive they belong to."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for snapshot in restic.snapshots(f"project={project.name}", f"env={env}"):
+        for tag in snapshot.get("tags") or []:
+            if tag.startswith("archive="):
+                found.setdefault(tag.removeprefix("archive="), []).append(snapshot)
+    return found
 
 
 def archives_in(runtime: Runtime, project: Project, env: str, name: str | None) -> list[Archive]:
@@ -518,15 +642,8 @@ class Listed:
 
 def listing(runtime: Runtime, project: Project, env: str) -> list[Listed]:
     """Each archive of the env, local or offsite or both, newest first."""
-    target = target_of(project)
-    state_dir = runtime.settings().state_dir
-    restic = _restic(runtime.host, state_dir, target)
-    snapshots = restic.snapshots(f"project={project.name}", f"env={env}")
-    by_archive: dict[str, list[dict[str, Any]]] = {}
-    for snapshot in snapshots:
-        for tag in snapshot.get("tags") or []:
-            if tag.startswith("archive="):
-                by_archive.setdefault(tag.removeprefix("archive="), []).append(snapshot)
+    target = target_of(runtime, project)
+    by_archive = _by_archive(connect(runtime, target), project, env)
     local = {a.name: a for a in runtime.backup_engine().archives(project, env)}
     rows = []
     for name in sorted(set(local) | set(by_archive), reverse=True):

@@ -108,10 +108,11 @@ def backup(
                     raise OpskitError(f"archive {archive.name} does not verify: {listed}")
                 decision = engine.prune(found, e, dry_run=False)
                 job.details["pruned"] = list(decision.remove)
-            if offsite and found.offsite is not None:
+            if offsite:
                 from opskit import offsite as offsite_copies
 
-                offsite_copies.copy(runtime, found, archive, job)
+                if runtime.settings().offsite_for(found) is not None:
+                    offsite_copies.copy(runtime, found, archive, job)
     if failed is not None:
         failed.archives = list(archives)
         raise failed
@@ -217,18 +218,26 @@ def restore(
     name: str | None = None,
     *,
     safety: bool = True,
+    offsite: bool = False,
     progress: IO[str] | None = None,
     meter: Meter | None = None,
 ) -> tuple[Archive, Archive | None]:
     """Restore an archive (the newest when *name* is None) into one env.
 
+    With *offsite* the archive comes from the offsite copies (the newest complete one when
+    *name* is None): downloaded and verified first, unless it is still here.
     Returns the archive restored and the safety archive taken before.
     """
     found = runtime.project(project)
     found.check_env(env)
     runtime.refuse_collisions(project, [env])
     engine = runtime.backup_engine()
-    archive = engine.find(found, env, name)
+    if offsite:
+        from opskit import offsite as offsite_copies
+
+        archive = offsite_copies.fetch(runtime, found, env, name, local_first=True)
+    else:
+        archive = engine.find(found, env, name)
     timeout = found.gate_timeout("restore")
     runtime.check_gate(project, env, timeout, found.gate_setting("restore"))
     with as_job(runtime, "restore", project, [env], progress, meter) as job:

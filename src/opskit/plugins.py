@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from opskit.events import Event
     from opskit.health import CheckResult, HealthContext
     from opskit.host import Host
+    from opskit.offsite import Repository
     from opskit.promote import Promoter
+    from opskit.settings import Settings
     from opskit.sync import SyncContext
     from opskit.transform import Transform
 
@@ -255,6 +257,12 @@ class Plugins:
 
     def promoter(self, project: Project) -> Promoter | None:
         result: Promoter | None = self.pm.hook.opskit_promoter(project=project)
+        return result
+
+    def offsite_target(self, target: str, settings: Settings) -> Repository | None:
+        result: Repository | None = self.pm.hook.opskit_offsite_target(
+            target=target, settings=settings
+        )
         return result
 
     def event(self, event: Event) -> None:

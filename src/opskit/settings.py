@@ -10,13 +10,16 @@ and overrides the rest (:meth:`Settings.notify_for`).
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import attrs
 
-from opskit.descriptor import Notify, _Reader, read_notify, read_yaml
+from opskit.descriptor import Notify, Offsite, _offsite_target, _Reader, read_notify, read_yaml
 
 if TYPE_CHECKING:
+    from yaml import Node
+
     from opskit.descriptor import Project
     from opskit.host import Host
 
@@ -24,8 +27,24 @@ FILENAME = "opskit.yaml"
 DEFAULT_STATE_DIR = "/var/lib/opskit"
 KEYS = (
     "state_dir", "notify", "remind_hours", "freshness_grace_minutes", "disk_max_used_percent",
-    "timers",
+    "timers", "offsite",
 )  # fmt: skip
+S3_KEYS = {
+    "access_key_id": "AWS_ACCESS_KEY_ID",
+    "secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "session_token": "AWS_SESSION_TOKEN",
+    "region": "AWS_DEFAULT_REGION",
+}
+
+
+@attrs.frozen
+class ServerOffsite:
+    """``offsite:`` of ``opskit.yaml``: the default target of projects without their own,
+    and S3 credentials (as restic's environment variables)."""
+
+    target: str | None = None
+    keep: int | None = None
+    s3: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
 
 @attrs.frozen
@@ -38,6 +57,15 @@ class Settings:
     disk_max_used_percent: int = 90
     randomized_delay_seconds: int = 600  # timers' RandomizedDelaySec
     drill_calendar: str = "weekly"  # timers' OnCalendar of the restore drills
+    offsite: ServerOffsite = attrs.field(factory=ServerOffsite)
+
+    def offsite_for(self, project: Project) -> Offsite | None:
+        """The project's ``offsite`` section, else the server-wide target (and keep)."""
+        if project.offsite is not None:
+            return project.offsite
+        if self.offsite.target is None:
+            return None
+        return Offsite(self.offsite.target, self.offsite.keep)
 
     def notify_for(self, project: Project | None) -> Notify:
         """The server's notify settings with the project's own added (urls) or put first."""
@@ -83,7 +111,22 @@ def parse_settings(path: str, text: str) -> Settings:
             )
         if "drill_calendar" in t:
             values["drill_calendar"] = r.string(t["drill_calendar"], "timers.drill_calendar")
+    if "offsite" in m:
+        values["offsite"] = _read_offsite(r, m["offsite"])
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def _read_offsite(r: _Reader, node: Node) -> ServerOffsite:
+    m = r.mapping(node, "offsite", {"target", "keep", "s3"})
+    s3 = {}
+    if "s3" in m:
+        given = r.mapping(m["s3"], "offsite.s3", set(S3_KEYS))
+        s3 = {S3_KEYS[key]: r.string(value, f"offsite.s3.{key}") for key, value in given.items()}
+    return ServerOffsite(
+        target=_offsite_target(r, m["target"], "offsite.target") if "target" in m else None,
+        keep=r.integer(m["keep"], "offsite.keep", minimum=1) if "keep" in m else None,
+        s3=s3,
+    )
 
 
 def load_settings(host: Host, root: str) -> Settings:

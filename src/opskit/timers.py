@@ -103,7 +103,7 @@ def timers(runtime: Runtime, opskit: str) -> list[Timer]:
                         "backup",
                         project.name,
                         "--scheduled",
-                        *(["--offsite"] if project.offsite else []),
+                        *(["--offsite"] if settings.offsite_for(project) else []),
                     ),
                 )
             )

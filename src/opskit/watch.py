@@ -84,28 +84,58 @@ def previous_run(
     return times[0].replace(tzinfo=now.astimezone().tzinfo) - period, period
 
 
-def freshness(runtime: Runtime, project: Project, env: str, now: datetime) -> Check | None:
+def freshness(runtime: Runtime, project: Project, env: str, now: datetime) -> list[Check]:
     """Whether the newest verified archive of a scheduled env is recent enough: made for
-    the schedule's last run, or (while that run is within its grace) for the one before."""
+    the schedule's last run, or (while that run is within its grace) for the one before.
+    With an offsite target, the same for the newest archive whose offsite copy was read
+    back and matched."""
     if project.backup is None or not project.backup.schedule:
-        return None
-    grace = timedelta(minutes=runtime.settings().freshness_grace_minutes)
+        return []
     elapsed = previous_run(project.backup.schedule, now, runtime)
     if elapsed is None:
-        return None
-    last, period = elapsed
+        return []
     archives = list_archives(runtime.host, backup_dir(project, env))
     newest = max((a.created for a in archives if a.verified_state == "ok"), default=None)
-    name = "backup freshness"
+    found = [_fresh(runtime, project, env, now, elapsed, "backup freshness", newest, "backup")]
+    offsite = runtime.settings().offsite_for(project)
+    if offsite is not None:
+        copied = max(
+            (
+                a.created
+                for a in archives
+                if a.offsite_state == "ok" and (a.offsite or {}).get("target") == offsite.target
+            ),
+            default=None,
+        )
+        found.append(
+            _fresh(runtime, project, env, now, elapsed, "offsite freshness", copied, "offsite copy")
+        )
+    return found
+
+
+def _fresh(
+    runtime: Runtime,
+    project: Project,
+    env: str,
+    now: datetime,
+    elapsed: tuple[datetime, timedelta],
+    name: str,
+    newest: datetime | None,
+    noun: str,
+) -> Check:
+    assert project.backup is not None
+    grace = timedelta(minutes=runtime.settings().freshness_grace_minutes)
+    last, period = elapsed
     if newest is not None and (
         newest >= last - grace or (now < last + grace and newest >= last - period - grace)
     ):
         return Check(project.name, env, name, True, f"newest verified {newest:%Y-%m-%d %H:%M} UTC")
-    what = f"newest verified {newest:%Y-%m-%d %H:%M} UTC" if newest else "no verified archive"
+    missing = "no verified archive" if noun == "backup" else f"no verified {noun}"
+    what = f"newest verified {newest:%Y-%m-%d %H:%M} UTC" if newest else missing
     due = last if newest is None or now >= last + grace else last - period
     return Check(
         project.name, env, name, False,
-        f"{what}; the backup due at {due.astimezone():%Y-%m-%d %H:%M %Z} ({project.backup.schedule}) is late",
+        f"{what}; the {noun} due at {due.astimezone():%Y-%m-%d %H:%M %Z} ({project.backup.schedule}) is late",
     )  # fmt: skip
 
 
@@ -116,9 +146,7 @@ def checks(runtime: Runtime, now: datetime) -> list[Check]:
     ]
     for project in runtime.projects():
         for env in project.environments:
-            check = freshness(runtime, project, env, now)
-            if check is not None:
-                found.append(check)
+            found += freshness(runtime, project, env, now)
     # Keys name the stored states: two checks of one name (two stacks) stay apart.
     seen: dict[str, int] = {}
     unique = []

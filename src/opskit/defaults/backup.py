@@ -257,6 +257,11 @@ def prune(state: CliState, project: str | None, env: str | None, dry_run: bool) 
 @click.option("--latest", is_flag=True, help="Restore the newest archive.")
 @click.option("--list", "list_only", is_flag=True, help="List the env's archives and exit.")
 @click.option("--no-safety-backup", is_flag=True, help="Do not back up the current state first.")
+@click.option(
+    "--offsite",
+    is_flag=True,
+    help="Take the archive from the offsite copies (downloaded and verified first).",
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @job_options
 def restore(
@@ -267,6 +272,7 @@ def restore(
     latest: bool,
     list_only: bool,
     no_safety_backup: bool,
+    offsite: bool,
     yes: bool,
 ) -> int:
     """Restore an archive into an env: verify, safety backup, restore, wait for health."""
@@ -274,14 +280,20 @@ def restore(
     found.check_env(env)
     if state.ops.delegates(found, "restore"):
         flags = ["--name", name] if name else []
-        flags += switches(latest=latest, list=list_only, yes=yes, json=state.json)
+        flags += switches(latest=latest, list=list_only, offsite=offsite, yes=yes, json=state.json)
         return state.ops.run_delegate(found, "restore", env, flags)
     if list_only:
         click.get_current_context().invoke(backups, project=project, env=env)
         return 0
     if name and latest:
         raise click.UsageError("give --name or --latest, not both")
+    if offsite and not name and latest:
+        from opskit import offsite as offsite_copies
+
+        name = offsite_copies.newest_copied(state.ops.runtime, found, env)
     if not name and not latest:
+        if offsite:
+            raise click.UsageError("restore --offsite needs --name ARCHIVE or --latest")
         if not sys.stdin.isatty():
             from opskit.errors import NeedsConfirmation
 
@@ -302,12 +314,21 @@ def restore(
             "Restore which archive", type=click.IntRange(1, len(choices)), default=1, err=True
         )
         name = choices[choice - 1].name
+    where = " (from its offsite copy)" if offsite else ""
     confirm(
-        f"Replace the data of {project} {env} with {name or 'the newest archive'}?", yes, "restore"
+        f"Replace the data of {project} {env} with {name or 'the newest archive'}{where}?",
+        yes,
+        "restore",
     )
     with _progress() as (progress, meter):
         restored, safety = state.ops.restore(
-            project, env, name, safety=not no_safety_backup, progress=progress, meter=meter
+            project,
+            env,
+            name,
+            safety=not no_safety_backup,
+            offsite=offsite,
+            progress=progress,
+            meter=meter,
         )
     if state.json:
         state.out.json(

@@ -1,16 +1,42 @@
-"""Built-in plugin: ``opskit offsite`` (restic repositories; see :mod:`opskit.offsite`)."""
+"""Built-in plugin: ``opskit offsite`` and the built-in target schemes (restic
+repositories; see :mod:`opskit.offsite`)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import click
 
 from opskit.cli import CliState, command_options, job_options
 from opskit.plugins import hookimpl
 
+if TYPE_CHECKING:
+    from opskit.descriptor import Project
+    from opskit.offsite import Repository
+    from opskit.settings import Settings
+
 
 @click.group()
 def offsite() -> None:
     """Offsite copies in restic repositories (offsite.target), proven by reading them back."""
+
+
+def _scope(state: CliState, project: str | None, env: str | None) -> list[tuple[Project, str]]:
+    """The (project, env) pairs in scope that have an offsite target."""
+    from opskit import offsite as engine
+
+    runtime = state.ops.runtime
+    found = [
+        (p, e)
+        for p, e in runtime.scope(project, env)
+        if runtime.settings().offsite_for(p) is not None
+    ]
+    if not found:
+        where = " ".join(part for part in (project, env) if part) or "any project"
+        raise engine.OffsiteError(
+            f"{where}: no offsite target (offsite.target in the descriptor or in opskit.yaml)"
+        )
+    return found
 
 
 @offsite.command()
@@ -21,21 +47,17 @@ def init(state: CliState, project: str | None) -> None:
     from opskit import offsite as engine
 
     runtime = state.ops.runtime
-    targets = {
-        engine.target_of(p) for p, _e in runtime.scope(project, None) if p.offsite is not None
-    }
-    if not targets:
-        raise click.UsageError("no project in scope has an offsite section")
+    targets = {engine.target_of(runtime, p) for p, _e in _scope(state, project, None)}
     for target in sorted(targets):
-        path, created = engine.init(runtime.host, runtime.settings().state_dir, target)
+        path, created = engine.init(runtime, target)
         state.out.line(f"{target}: {'created' if created else 'exists'} (password {path})")
 
 
 def _copies(
     state: CliState,
     kind: str,
-    project: str,
-    env: str,
+    project: str | None,
+    env: str | None,
     name: str | None,
     read_data: str,
     upload_first: bool,
@@ -43,23 +65,32 @@ def _copies(
     """Each archive in scope as a job: uploaded first if asked, then its copy verified;
     one line per archive on stdout, one ``[error]`` line per fault. Returns the exit code."""
     from opskit import offsite as engine
+    from opskit.errors import NotFoundError
     from opskit.operations import as_job
-    from opskit.output import error
+    from opskit.output import error, warning
 
+    if name is not None and env is None:
+        raise click.UsageError("--name needs PROJECT and ENV")
     runtime = state.ops.runtime
-    found = runtime.project(project)
-    found.check_env(env)
-    target = engine.target_of(found)
-    state_dir = runtime.settings().state_dir
+    engine_of_backups = runtime.backup_engine()
     code = 0
-    for archive in engine.archives_in(runtime, found, env, name):
-        with as_job(runtime, kind, found.name, [env]) as job:
+    for found, e in _scope(state, project, env):
+        target = engine.target_of(runtime, found)
+        try:
+            archive = engine_of_backups.find(found, e, name)
+        except NotFoundError as exc:
+            if env is not None:
+                raise
+            warning(str(exc))
+            continue
+        with as_job(runtime, kind, found.name, [e]) as job:
             job.details.update(archive=archive.path, target=target)
+            restic = engine.connect(runtime, target)
             done = None
             if upload_first:
-                done = engine.upload(runtime.host, state_dir, target, archive, job)
+                done = engine.upload(restic, archive, job)
                 job.details["sent"] = done.sent
-            checked = engine.verify(runtime.host, state_dir, target, archive, read_data)
+            checked = engine.verify(restic, archive, read_data, job)
             if not checked.ok:
                 job.fail(f"archive {archive.name} on {target}: " + "; ".join(checked.faults))
         verdict = "ok" if checked.ok else "FAILED"
@@ -82,26 +113,31 @@ READ_DATA = click.option(
     show_default=True,
     help="Share of the repository read back ('100%' for all).",
 )
+NAME = click.option("--name", help="The archive (default: each env's newest).")
 
 
 @offsite.command()
-@click.argument("project")
-@click.argument("env")
-@click.option("--name", help="The archive (default: the newest).")
+@click.argument("project", required=False)
+@click.argument("env", required=False)
+@NAME
 @READ_DATA
 @job_options
-def upload(state: CliState, project: str, env: str, name: str | None, read_data: str) -> int:
+def upload(
+    state: CliState, project: str | None, env: str | None, name: str | None, read_data: str
+) -> int:
     """Send an archive's components the repository lacks, then verify the copy."""
     return _copies(state, "offsite upload", project, env, name, read_data, upload_first=True)
 
 
 @offsite.command()
-@click.argument("project")
-@click.argument("env")
-@click.option("--name", help="The archive (default: the newest).")
+@click.argument("project", required=False)
+@click.argument("env", required=False)
+@NAME
 @READ_DATA
 @job_options
-def verify(state: CliState, project: str, env: str, name: str | None, read_data: str) -> int:
+def verify(
+    state: CliState, project: str | None, env: str | None, name: str | None, read_data: str
+) -> int:
     """Check the repository and stream an archive's copy back against its checksums."""
     return _copies(state, "offsite verify", project, env, name, read_data, upload_first=False)
 
@@ -109,63 +145,70 @@ def verify(state: CliState, project: str, env: str, name: str | None, read_data:
 @offsite.command()
 @click.argument("project")
 @click.argument("env")
-@click.option("--name", required=True, help="The archive to bring back.")
+@click.option("--name", help="The archive to bring back.")
+@click.option("--latest", is_flag=True, help="The newest archive with a complete copy.")
 @job_options
-def download(state: CliState, project: str, env: str, name: str) -> None:
+def download(state: CliState, project: str, env: str, name: str | None, latest: bool) -> None:
     """Rebuild an archive from its offsite copy, verify it, then list it locally."""
     from opskit import offsite as engine
-    from opskit.operations import as_job
 
+    if (name is None) == (not latest):
+        raise click.UsageError("give --name ARCHIVE or --latest")
     runtime = state.ops.runtime
     found = runtime.project(project)
     found.check_env(env)
-    with as_job(runtime, "offsite download", found.name, [env]) as job:
-        archive = engine.download(runtime, found, env, name)
-        job.details["archive"] = archive.path
+    archive = engine.fetch(runtime, found, env, name)
     state.out.line(archive.path)
 
 
 @offsite.command(name="prune")
-@click.argument("project")
-@click.argument("env")
+@click.argument("project", required=False)
+@click.argument("env", required=False)
 @click.option("--dry-run", is_flag=True, help="Say what would be forgotten; change nothing.")
 @job_options
-def prune_(state: CliState, project: str, env: str, dry_run: bool) -> None:
+def prune_(state: CliState, project: str | None, env: str | None, dry_run: bool) -> None:
     """Forget offsite archives beyond offsite.keep (else the retention rules), then prune."""
     from opskit import offsite as engine
     from opskit.operations import as_job
 
     runtime = state.ops.runtime
-    found = runtime.project(project)
-    found.check_env(env)
-    with as_job(runtime, "offsite prune", found.name, [env]) as job:
-        decision = engine.prune(runtime, found, env, dry_run)
-        job.details.update(kept=list(decision.keep), removed=list(decision.remove))
+    results = []
+    for found, e in _scope(state, project, env):
+        with as_job(runtime, "offsite prune", found.name, [e]) as job:
+            decision = engine.prune(runtime, found, e, dry_run)
+            job.details.update(kept=list(decision.keep), removed=list(decision.remove))
+        results.append((found.name, e, decision))
     if state.json:
         state.out.json(
-            {"keep": list(decision.keep), "remove": list(decision.remove), "dry_run": dry_run}
+            {
+                "dry_run": dry_run,
+                "envs": [
+                    {"project": p, "env": e, "keep": list(d.keep), "remove": list(d.remove)}
+                    for p, e, d in results
+                ],
+            }
         )
         return
     verb = "would forget" if dry_run else "forgot"
-    for name in decision.keep:
-        state.out.line(f"keep    {name} ({', '.join(decision.reasons.get(name, ()))})")
-    for name in decision.remove:
-        state.out.line(f"{verb:7} {name}")
+    for _p, _e, decision in results:
+        for name in decision.keep:
+            state.out.line(f"keep    {name} ({', '.join(decision.reasons.get(name, ()))})")
+        for name in decision.remove:
+            state.out.line(f"{verb:7} {name}")
 
 
 @offsite.command(name="list")
-@click.argument("project")
-@click.argument("env")
+@click.argument("project", required=False)
+@click.argument("env", required=False)
 @command_options
-def list_(state: CliState, project: str, env: str) -> None:
+def list_(state: CliState, project: str | None, env: str | None) -> None:
     """Each archive: local, offsite or both, and when its offsite copy was last verified."""
     import attrs
 
     from opskit import offsite as engine
 
     runtime = state.ops.runtime
-    found = runtime.project(project)
-    rows = engine.listing(runtime, found, found.check_env(env))
+    rows = [row for p, e in _scope(state, project, env) for row in engine.listing(runtime, p, e)]
     if state.json:
         state.out.json({"archives": [attrs.asdict(row) for row in rows]})
         return
@@ -185,3 +228,10 @@ def list_(state: CliState, project: str, env: str) -> None:
 @hookimpl
 def opskit_register_commands(cli: click.Group) -> None:
     cli.add_command(offsite)
+
+
+@hookimpl(trylast=True)
+def opskit_offsite_target(target: str, settings: Settings) -> Repository | None:
+    from opskit.offsite import builtin_repository
+
+    return builtin_repository(target, settings)
