@@ -509,3 +509,44 @@ def test_project_plugins_add_what_their_stacks_need(root: str) -> None:
             "db-db-seriousletter",
             "path-uploads-dev",
         ]  # the plugin's and the descriptor's are the same
+
+
+def test_restore_offsite_of_a_lost_database_archive_gives_the_same_rows_and_files(
+    examples_up: Path, tmp_path: Path
+) -> None:
+    """The server-wide target of opskit.yaml; the archive's local copy deleted; restore
+    --offsite --latest downloads it, verifies it and restores it."""
+    root = str(examples_up)
+    settings = examples_up / "opskit.yaml"
+    assert not settings.exists()
+    repository = tmp_path / "repo"
+    settings.write_text(
+        f"state_dir: {tmp_path / 'state'}\noffsite: {{target: 'file://{repository}'}}\n"
+    )
+    uploads = examples_up / "seriousletter" / "uploads" / "dev"
+    try:
+        sql(root, "seriousletter", "INSERT INTO letters (subject, body) VALUES ('offsite', 'x')")
+        before = (database_state(root, "seriousletter"), tree_state(uploads))
+        assert opskit("offsite", "init", "seriousletter", "--root", root).returncode == 0
+        done = opskit("backup", "seriousletter", "dev", "--offsite", "--root", root, timeout=600)
+        assert done.returncode == 0, done.stderr
+        archive = Path(done.stdout.strip())
+        shutil.rmtree(archive)  # the local copy is lost
+        sql(root, "seriousletter", "DELETE FROM letters WHERE subject = 'offsite'")
+        (uploads / "letter.txt").write_text("changed after the backup\n")
+
+        restored = opskit(
+            "restore", "seriousletter", "dev", "--offsite", "--latest", "--yes",
+            "--no-safety-backup", "--root", root, timeout=600,
+        )  # fmt: skip
+        assert restored.returncode == 0, restored.stderr
+        assert f"restored {archive}" in restored.stdout
+        assert (database_state(root, "seriousletter"), tree_state(uploads)) == before
+        listed = json.loads(
+            opskit("backups", "seriousletter", "dev", "--json", "--root", root).stdout
+        )
+        back = [a for a in listed["archives"] if a["name"] == archive.name]
+        assert back and back[0]["verified"] == "ok"
+    finally:
+        settings.unlink()
+        shutil.rmtree(BACKUPS / "seriousletter" / "dev", ignore_errors=True)

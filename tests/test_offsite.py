@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_error_line, opskit
+from conftest import SSH_URL, assert_one_error_line, opskit
 from opskit.offsite import Repository
 from opskit.plugins import hookimpl
-from testroot import BACKUPS, NS
+from testroot import NS
 
 pytestmark = pytest.mark.docker
 
@@ -77,8 +77,15 @@ def s3_remove(prefix: str) -> None:
     )  # fmt: skip
 
 
+@pytest.fixture
+def data_mib() -> int:
+    """The size of each of the two folders' random file (a test that needs a long upload
+    parametrizes it)."""
+    return 4
+
+
 @pytest.fixture(params=["file", "sftp", "s3"])
-def root(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+def root(request: pytest.FixtureRequest, tmp_path: Path, data_mib: int) -> Iterator[Path]:
     """A project with two folders to back up, and its repository: a folder, one on the
     SFTP-only account (its files seen here through the chroot, for the checks), or a
     prefix in a bucket of the S3 server (its access key in ``opskit.yaml``)."""
@@ -86,9 +93,9 @@ def root(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
     data = root / "vault" / "data"
     data.mkdir(parents=True)
     (data / "note.txt").write_bytes(MARKER * 100)
-    (data / "big.bin").write_bytes(os.urandom(40 << 20))
+    (data / "big.bin").write_bytes(os.urandom(data_mib << 20))
     (root / "vault" / "more").mkdir()
-    (root / "vault" / "more" / "big.bin").write_bytes(os.urandom(40 << 20))
+    (root / "vault" / "more" / "big.bin").write_bytes(os.urandom(data_mib << 20))
     settings = f"state_dir: {tmp_path / 'state'}\n"
     local: Path | None = None
     if request.param == "file":
@@ -170,6 +177,7 @@ def test_upload_list_verify_and_no_plaintext(root: Path, tmp_path: Path) -> None
     assert row["offsite"] == "FAILED"  # it no longer counts as offsite
 
 
+@pytest.mark.parametrize("data_mib", [40])  # long enough to be killed half way
 @pytest.mark.parametrize("root", LOCAL_TARGETS, indirect=True)
 def test_an_upload_killed_half_way_is_not_a_copy_until_run_again(root: Path) -> None:
     assert opskit("offsite", "init", "--root", str(root)).returncode == 0
@@ -413,49 +421,6 @@ def test_wrong_or_missing_s3_credentials_are_one_line_and_never_a_copy(root: Pat
     assert row["copied"] is False
 
 
-def test_restore_offsite_of_a_lost_database_archive_gives_the_same_rows_and_files(
-    examples_up: Path, tmp_path: Path
-) -> None:
-    """The server-wide target of opskit.yaml; the archive's local copy deleted; restore
-    --offsite --latest downloads it, verifies it and restores it."""
-    from test_backup import database_state, sql, tree_state
-
-    root = str(examples_up)
-    settings = examples_up / "opskit.yaml"
-    assert not settings.exists()
-    repository = tmp_path / "repo"
-    settings.write_text(
-        f"state_dir: {tmp_path / 'state'}\noffsite: {{target: 'file://{repository}'}}\n"
-    )
-    uploads = examples_up / "seriousletter" / "uploads" / "dev"
-    try:
-        sql(root, "seriousletter", "INSERT INTO letters (subject, body) VALUES ('offsite', 'x')")
-        before = (database_state(root, "seriousletter"), tree_state(uploads))
-        assert opskit("offsite", "init", "seriousletter", "--root", root).returncode == 0
-        done = opskit("backup", "seriousletter", "dev", "--offsite", "--root", root, timeout=600)
-        assert done.returncode == 0, done.stderr
-        archive = Path(done.stdout.strip())
-        shutil.rmtree(archive)  # the local copy is lost
-        sql(root, "seriousletter", "DELETE FROM letters WHERE subject = 'offsite'")
-        (uploads / "letter.txt").write_text("changed after the backup\n")
-
-        restored = opskit(
-            "restore", "seriousletter", "dev", "--offsite", "--latest", "--yes",
-            "--no-safety-backup", "--root", root, timeout=600,
-        )  # fmt: skip
-        assert restored.returncode == 0, restored.stderr
-        assert f"restored {archive}" in restored.stdout
-        assert (database_state(root, "seriousletter"), tree_state(uploads)) == before
-        listed = json.loads(
-            opskit("backups", "seriousletter", "dev", "--json", "--root", root).stdout
-        )
-        back = [a for a in listed["archives"] if a["name"] == archive.name]
-        assert back and back[0]["verified"] == "ok"
-    finally:
-        settings.unlink()
-        shutil.rmtree(BACKUPS / "seriousletter" / "dev", ignore_errors=True)
-
-
 class DiskTargets:
     """A third party's scheme: ``disk://NAME`` is a folder under one base folder."""
 
@@ -482,3 +447,45 @@ def test_a_plugin_maps_its_own_scheme_to_a_repository(tmp_path: Path) -> None:
     assert offsite.connect(runtime, "disk://one").snapshots() == []
     with pytest.raises(offsite.OffsiteError, match="no plugin knows the scheme 'rclone'"):
         offsite.connect(runtime, "rclone://remote/path")
+
+
+@pytest.mark.parametrize("root", ["file"], indirect=True)
+def test_a_full_target_is_one_line_and_never_a_copy(root: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    full = tmp_path / "small-disk"
+    full.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(full)])
+    assert mounted.returncode == 0, "the test needs root to mount a small tmpfs"
+    try:
+        descriptor = root / "vault" / "project.yaml"
+        target = f"file://{full / 'repo'}"
+        descriptor.write_text(
+            re.sub(r'target: "[^"]*"', f'target: "{target}"', descriptor.read_text())
+        )
+        assert opskit("offsite", "init", "--root", str(root)).returncode == 0
+        listed = json.loads(opskit("backups", "vault", "dev", "--json", "--root", str(root)).stdout)
+        archive = Path(listed["archives"][0]["path"])
+        before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in archive.iterdir()}
+
+        done = opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=600)
+        assert_one_error_line(done, f"archive {archive.name} on {target}")
+        assert "no space left" in done.stderr.lower(), done.stderr
+        after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in archive.iterdir()}
+        assert after == before  # the local archive untouched
+        (row,) = listing(root)
+        assert row["copied"] is False and row["offsite"] == "no"
+    finally:
+        subprocess.run(["umount", "--lazy", str(full)])
+
+
+@pytest.mark.ssh
+@pytest.mark.parametrize("root", ["s3"], indirect=True)
+def test_offsite_over_ssh_gives_restic_the_s3_key_in_its_environment(root: Path) -> None:
+    over = ["--root", str(root), "--host", SSH_URL]
+    assert opskit("offsite", "init", *over).returncode == 0
+    done = opskit("offsite", "upload", "vault", "dev", *over, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "verified ok" in done.stdout
+    (row,) = listing(root)  # read here, without --host: the same repository
+    assert (row["copied"], row["offsite"]) == (True, "yes")

@@ -39,8 +39,10 @@ def free_ports(count: int) -> list[int]:
     is the kind Docker hands out too when a test publishes ``127.0.0.1::80``, so such a port,
     free at collection, was taken by another stack by the time its test started.
     """
-    low = _ephemeral_low()
-    candidates = random.sample(range(20000, low), 400)
+    first, last = 20000, _ephemeral_low() - 1
+    if window := os.environ.get("OPSKIT_TEST_PORTS"):  # e.g. "20000-25999": one per runner
+        first, last = (int(part) for part in window.split("-"))
+    candidates = random.sample(range(first, last + 1), min(400, last + 1 - first))
     ports: list[int] = []
     for port in candidates:
         with socket.socket() as probe:
@@ -51,7 +53,7 @@ def free_ports(count: int) -> list[int]:
         ports.append(port)
         if len(ports) == count:
             return ports
-    raise RuntimeError(f"no {count} free ports between 20000 and {low}")
+    raise RuntimeError(f"no {count} free ports between {first} and {last}")
 
 
 def _ephemeral_low() -> int:
