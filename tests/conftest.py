@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +21,13 @@ import testroot
 if TYPE_CHECKING:
     from sink import Sink
 from testroot import ns
+
+# A shell starts a background job (scripts/test.sh runs two pytest processes at once) with
+# SIGINT ignored, and ignored signals stay ignored in every program it starts: the opskit
+# commands that the tests interrupt with Ctrl-C would not even notice it. A handler of our
+# own is reset to the default in each child instead.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ENVS = [
     (project, env)
