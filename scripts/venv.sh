@@ -6,4 +6,4 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check \
-  -e ".[test]" -e plugins/opskit_generic -e plugins/opskit_mdf -e plugins/opskit_seriousletter
+  -e ".[test,web]" -e plugins/opskit_generic -e plugins/opskit_mdf -e plugins/opskit_seriousletter

@@ -43,6 +43,7 @@ DEFAULT_PLUGINS = (
     "opskit.defaults.promote",
     "opskit.defaults.schedule",
     "opskit.defaults.offsite",
+    "opskit.defaults.serve",
 )
 
 

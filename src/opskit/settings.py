@@ -27,8 +27,30 @@ FILENAME = "opskit.yaml"
 DEFAULT_STATE_DIR = "/var/lib/opskit"
 KEYS = (
     "state_dir", "notify", "remind_hours", "freshness_grace_minutes", "disk_max_used_percent",
-    "timers", "offsite",
+    "timers", "offsite", "serve",
 )  # fmt: skip
+ROLES = ("viewer", "operator")
+SHA256_RE = r"[0-9a-f]{64}\Z"
+
+
+@attrs.frozen
+class Token:
+    """A dashboard login: the sha256 of the token (never the token itself) and a role."""
+
+    name: str
+    role: str  # viewer: pages, logs, history; operator: also jobs and the terminal
+    sha256: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class Serve:
+    """``serve:`` of ``opskit.yaml``: who may log in to ``opskit serve``, how long runs stay."""
+
+    tokens: tuple[Token, ...] = ()
+    keep_runs_days: float = 30.0
+    session_hours: float = 12.0
+
+
 S3_KEYS = {
     "access_key_id": "AWS_ACCESS_KEY_ID",
     "secret_access_key": "AWS_SECRET_ACCESS_KEY",
@@ -58,6 +80,7 @@ class Settings:
     randomized_delay_seconds: int = 600  # timers' RandomizedDelaySec
     drill_calendar: str = "weekly"  # timers' OnCalendar of the restore drills
     offsite: ServerOffsite = attrs.field(factory=ServerOffsite)
+    serve: Serve = attrs.field(factory=Serve)
 
     def offsite_for(self, project: Project) -> Offsite | None:
         """The project's ``offsite`` section, else the server-wide target (and keep)."""
@@ -113,7 +136,35 @@ def parse_settings(path: str, text: str) -> Settings:
             values["drill_calendar"] = r.string(t["drill_calendar"], "timers.drill_calendar")
     if "offsite" in m:
         values["offsite"] = _read_offsite(r, m["offsite"])
+    if "serve" in m:
+        values["serve"] = _read_serve(r, m["serve"])
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def _read_serve(r: _Reader, node: Node) -> Serve:
+    import re
+
+    m = r.mapping(node, "serve", {"tokens", "keep_runs_days", "session_hours"})
+
+    def token(item: Node, field: str) -> Token:
+        t = r.mapping(item, field, {"name", "role", "sha256"}, required={"name", "role", "sha256"})
+        role = r.string(t["role"], f"{field}.role")
+        if role not in ROLES:
+            raise r.error(t["role"], f"{field}.role", f"expected one of {', '.join(ROLES)}")
+        digest = r.string(t["sha256"], f"{field}.sha256").lower()
+        if not re.match(SHA256_RE, digest):
+            raise r.error(
+                t["sha256"], f"{field}.sha256", "expected 64 hex digits (opskit serve --new-token)"
+            )
+        return Token(r.string(t["name"], f"{field}.name"), role, digest)
+
+    values: dict[str, object] = {}
+    if "tokens" in m:
+        values["tokens"] = r.each(m["tokens"], "serve.tokens", token)
+    for key in ("keep_runs_days", "session_hours"):
+        if key in m:
+            values[key] = r.number(m[key], f"serve.{key}")
+    return Serve(**values)  # type: ignore[arg-type]
 
 
 def _read_offsite(r: _Reader, node: Node) -> ServerOffsite:

@@ -1,0 +1,292 @@
+"""Runs: commands started from the dashboard, each in a process of its own, every event
+stored in SQLite as it happens.
+
+A run is one ``opskit`` command line (``backup mdf dev``, ``restore … --yes``). The
+dashboard records it in ``runs.sqlite`` in the state folder and starts
+``python -m opskit.runs RUN_ID DB_PATH`` in a new session, so the run survives the browser
+going away and a restart of ``opskit serve``. That process runs the command line through
+the ordinary CLI with one plugin more, whose ``opskit_event`` stores each job event, and
+stores the command's own output lines as ``output`` events. Every stored event has an id
+that grows across all runs: a stream resumes exactly after the last id it delivered.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+
+from opskit.plugins import hookimpl
+
+FILENAME = "runs.sqlite"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    argv TEXT NOT NULL,        -- JSON list: the opskit command line
+    root TEXT NOT NULL,
+    user TEXT NOT NULL,
+    created TEXT NOT NULL,
+    pid INTEGER,
+    state TEXT NOT NULL,       -- queued, running, finished
+    exit_code INTEGER,
+    finished TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run TEXT NOT NULL,
+    data TEXT NOT NULL         -- JSON: a job event, or {"event": "output", ...}
+);
+CREATE INDEX IF NOT EXISTS events_by_run ON events (run, id);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@attrs.frozen
+class Run:
+    id: str
+    argv: tuple[str, ...]
+    root: str
+    user: str
+    created: str
+    pid: int | None
+    state: str
+    exit_code: int | None
+    finished: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**attrs.asdict(self), "argv": list(self.argv), "command": " ".join(self.argv)}
+
+
+@attrs.frozen
+class StoredEvent:
+    id: int
+    run: str
+    data: dict[str, Any]
+
+
+class RunStore:
+    """``runs.sqlite``: the runs and their events (WAL: readers never wait for the writer)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.lock = threading.Lock()  # one connection, used by the server's threads in turn
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        os.chmod(path, 0o600)
+
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.lock:
+            return self.db.execute(sql, parameters).fetchall()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def create(self, argv: Sequence[str], root: str, user: str) -> Run:
+        run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+        self.query(
+            "INSERT INTO runs (id, argv, root, user, created, state) VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, json.dumps(list(argv)), root, user, _now(), "queued"),
+        )
+        return self.get(run_id)
+
+    def get(self, run_id: str) -> Run:
+        rows = self.query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            raise KeyError(run_id)
+        return _run(rows[0])
+
+    def runs(self, limit: int = 100) -> list[Run]:
+        rows = self.query("SELECT * FROM runs ORDER BY created DESC LIMIT ?", (limit,))
+        return [_run(row) for row in rows]
+
+    def started(self, run_id: str, pid: int) -> None:
+        self.query("UPDATE runs SET pid = ?, state = 'running' WHERE id = ?", (pid, run_id))
+
+    def finish(self, run_id: str, exit_code: int) -> None:
+        self.query(
+            "UPDATE runs SET state = 'finished', exit_code = ?, finished = ? WHERE id = ?",
+            (exit_code, _now(), run_id),
+        )
+
+    def append(self, run_id: str, data: dict[str, Any]) -> int:
+        with self.lock:
+            cursor = self.db.execute(
+                "INSERT INTO events (run, data) VALUES (?, ?)",
+                (run_id, json.dumps(data, ensure_ascii=False, default=str)),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def events(
+        self, after: int = 0, run: str | None = None, limit: int = 1000
+    ) -> list[StoredEvent]:
+        """Events with an id above *after*, oldest first (of one run, or of all)."""
+        if run is None:
+            rows = self.query(
+                "SELECT id, run, data FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+            )
+        else:
+            rows = self.query(
+                "SELECT id, run, data FROM events WHERE run = ? AND id > ? ORDER BY id LIMIT ?",
+                (run, after, limit),
+            )
+        return [StoredEvent(row[0], row[1], json.loads(row[2])) for row in rows]
+
+    def last_id(self) -> int:
+        return int(self.query("SELECT COALESCE(MAX(id), 0) FROM events")[0][0])
+
+    def reap(self) -> None:
+        """Mark runs whose process is gone without finishing (killed, the server rebooted)."""
+        for run in self.query("SELECT * FROM runs WHERE state != 'finished'"):
+            found = _run(run)
+            if found.pid is not None and not _alive(found.pid):
+                self.append(found.id, {"event": "output", "stream": "stderr",
+                                       "line": "[error] the run's process ended without a result"})  # fmt: skip
+                self.finish(found.id, -1)
+
+    def prune(self, keep_days: float) -> int:
+        """Forget finished runs older than *keep_days*, with their events."""
+        cutoff = (datetime.now(UTC) - timedelta(days=keep_days)).isoformat()
+        old = [
+            row[0]
+            for row in self.query(
+                "SELECT id FROM runs WHERE state = 'finished' AND finished < ?", (cutoff,)
+            )
+        ]
+        for run_id in old:
+            self.query("DELETE FROM events WHERE run = ?", (run_id,))
+            self.query("DELETE FROM runs WHERE id = ?", (run_id,))
+        return len(old)
+
+
+def _run(row: Sequence[Any]) -> Run:
+    return Run(row[0], tuple(json.loads(row[1])), *row[2:])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def start(store: RunStore, argv: Sequence[str], root: str, user: str) -> Run:
+    """Record a run and start its process in a session of its own (not a child that dies
+    with the server); its output goes to the store, not to the server."""
+    run = store.create(argv, root, user)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opskit.runs", run.id, store.path],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, close_fds=True,
+    )  # fmt: skip
+    store.started(run.id, process.pid)
+    _reap_later(process)
+    return store.get(run.id)
+
+
+def _reap_later(process: subprocess.Popen[bytes]) -> None:
+    """Wait for the child in a thread, so that it does not stay a zombie while we run."""
+    import threading
+
+    threading.Thread(target=process.wait, daemon=True).start()
+
+
+class Recorder:
+    """The plugin the run's process adds: every job event into the store."""
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+
+    @hookimpl
+    def opskit_event(self, event: Any) -> None:
+        self.store.append(self.run_id, event.as_dict())
+
+
+class _Lines(io.TextIOBase):
+    """A text stream that stores each complete line as an ``output`` event."""
+
+    def __init__(self, store: RunStore, run_id: str, stream: str) -> None:
+        self.store, self.run_id, self.stream = store, run_id, stream
+        self.pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        self.pending += text.replace("\r", "\n")
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if line:
+                self.store.append(
+                    self.run_id, {"event": "output", "stream": self.stream, "line": line}
+                )
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.write("\n")
+
+
+def main(run_id: str, path: str) -> int:
+    """The run's process: the command line, with its events and output in the store."""
+    from opskit.cli import run as run_cli
+    from opskit.plugins import create_plugins
+
+    store = RunStore(path)
+    run = store.get(run_id)
+    os.environ["OPSKIT_ROOT"] = run.root
+    out, err = _Lines(store, run_id, "stdout"), _Lines(store, run_id, "stderr")
+    sys.stdout, sys.stderr = out, err
+    code = 1
+    try:
+        plugins = create_plugins(
+            os.environ, extra=[("opskit-run-recorder", Recorder(store, run_id))]
+        )
+        code = run_cli(list(run.argv), plugins=plugins)
+    except BaseException as exc:  # recorded, never lost: the run must end with a result
+        err.write(f"[error] {exc!r}\n")
+    finally:
+        out.flush()
+        err.flush()
+        store.append(run_id, {"event": "run.finished", "exit_code": code})
+        store.finish(run_id, code)
+        store.close()
+    return code
+
+
+def follow(store: RunStore, after: int, interval: float = 0.1) -> Iterator[StoredEvent]:
+    """Events after *after* as they are stored (for tests and scripts; the server streams
+    them asynchronously)."""
+    while True:
+        found = store.events(after)
+        for event in found:
+            after = event.id
+            yield event
+        if not found:
+            time.sleep(interval)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,282 @@
+// opskit dashboard: plain JavaScript, no build step. One EventSource per tab carries the
+// events of every run; each event has an id, and the browser's reconnect sends the last
+// one (Last-Event-ID), so a log continues without a gap or a repeated line.
+"use strict";
+
+const body = document.body;
+const page = body.dataset.page;
+const role = body.dataset.role;
+const main = document.querySelector("main");
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("data-")) node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  for (const child of children) {
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    ...options,
+  });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(data.detail || data.error || response.statusText);
+  return data;
+}
+
+function age(iso) {
+  if (!iso) return "-";
+  const minutes = Math.round((Date.now() - new Date(iso).getTime()) / 60000);
+  if (minutes < 60) return `${minutes} min`;
+  if (minutes < 48 * 60) return `${Math.round(minutes / 60)} h`;
+  return `${Math.round(minutes / 1440)} d`;
+}
+
+// -- logs of runs --------------------------------------------------------------------------
+
+const lastSeen = new Map(); // run id -> the last event id shown
+const logs = new Map(); // run id -> its log element
+
+function lineOf(event) {
+  switch (event.event) {
+    case "job.started": return [`▶ ${event.kind} ${event.project} ${event.envs.join(" ")}`, ""];
+    case "phase.started": return [`— ${event.phase}`, ""];
+    case "phase.finished": return [`  ${event.phase}: ${event.ok ? "done" : "failed"} (${event.seconds} s)`, ""];
+    case "log": return [event.line, ""];
+    case "warning": return [`[warning] ${event.message}`, "warning"];
+    case "output": return [event.line, event.stream];
+    case "job.finished":
+      return [`■ ${event.kind}: ${event.result}${event.error ? " — " + event.error : ""}`,
+              event.result === "ok" ? "finished-ok" : "finished-bad"];
+    case "run.finished": return [`exit ${event.exit_code}`, event.exit_code === 0 ? "finished-ok" : "finished-bad"];
+    default: return [null, ""];
+  }
+}
+
+function show(event) {
+  const log = logs.get(event.run);
+  if (!log) return;
+  if (event.id <= (lastSeen.get(event.run) || 0)) return; // delivered already
+  lastSeen.set(event.run, event.id);
+  if (event.event === "progress") {
+    const bar = log.parentNode.querySelector(".progress");
+    if (bar) bar.textContent = `${event.phase}: ${(event.done / 1048576).toFixed(1)} MiB` +
+      (event.total ? ` of ${(event.total / 1048576).toFixed(1)} MiB` : "");
+    return;
+  }
+  const [text, kind] = lineOf(event);
+  if (text === null) return;
+  log.append(el("div", { class: kind, "data-id": event.id, "data-event": event.event }, text));
+  log.scrollTop = log.scrollHeight;
+  if (event.event === "output" && event.stream === "stdout") refreshRuns();
+}
+
+async function attach(run, container) {
+  if (logs.has(run.id)) return;
+  const box = el("section", { class: "run", "data-run": run.id },
+    el("h2", {}, `${run.command}`), el("div", { class: "progress" }),
+    el("div", { class: "log", "data-run": run.id }));
+  container.prepend(box);
+  logs.set(run.id, box.querySelector(".log"));
+  const stored = await api(`/api/runs/${encodeURIComponent(run.id)}`);
+  for (const event of stored.events) show(event);
+}
+
+let stream = null;
+function openStream(after) {
+  if (stream) return;
+  stream = new EventSource(`/api/stream?after=${after}`);
+  stream.onmessage = (message) => {
+    const event = JSON.parse(message.data);
+    event.id = Number(message.lastEventId);
+    if (!logs.has(event.run) && event.event === "job.started") autoAttach(event.run);
+    show(event);
+  };
+}
+
+let runsArea = null;
+async function autoAttach(runId) {
+  if (!runsArea) return;
+  const data = await api(`/api/runs/${encodeURIComponent(runId)}`);
+  await attach(data.run, runsArea);
+}
+
+let refreshing = null;
+function refreshRuns() {
+  if (page !== "runs" || refreshing) return;
+  refreshing = setTimeout(async () => { refreshing = null; await listRuns(); }, 500);
+}
+
+async function listRuns() {
+  const table = document.querySelector("#runs-table");
+  if (!table) return;
+  const data = await api("/api/runs");
+  table.replaceChildren(el("tr", {}, el("th", {}, "run"), el("th", {}, "command"),
+    el("th", {}, "by"), el("th", {}, "state"), el("th", {}, "exit")));
+  for (const run of data.runs) {
+    const open = el("a", { href: "#", "data-run": run.id }, run.id);
+    open.addEventListener("click", (e) => { e.preventDefault(); attach(run, runsArea); });
+    table.append(el("tr", {}, el("td", {}, open), el("td", {}, run.command), el("td", {}, run.user),
+      el("td", { class: run.state }, run.state), el("td", {}, run.exit_code ?? "")));
+  }
+  return data;
+}
+
+// -- pages ---------------------------------------------------------------------------------
+
+async function overview() {
+  const data = await api("/api/overview");
+  const table = el("table", { id: "overview" }, el("tr", {},
+    ...["project", "env", "service", "container", "state", "health", "newest backup", "age", "verified", "drilled", "offsite", ""]
+      .map((h) => el("th", {}, h))));
+  for (const env of data.envs) {
+    const archive = env.newest_backup;
+    const rows = env.containers.length ? env.containers : [{ service: "-", state: "-", health: "-" }];
+    rows.forEach((c, i) => {
+      const cells = [env.project, env.env, c.service, c.name || "-"].map((v) => el("td", {}, v));
+      cells.push(el("td", { class: c.state }, c.state), el("td", { class: c.health, "data-health": c.health }, c.health));
+      if (i === 0) {
+        cells.push(el("td", {}, archive ? archive.name : "none"), el("td", {}, archive ? age(archive.created) : "-"),
+          el("td", {}, archive ? archive.verified : "-"), el("td", {}, archive ? archive.drilled : "-"),
+          el("td", {}, archive ? archive.offsite : "-"));
+      } else cells.push(...[1, 2, 3, 4, 5].map(() => el("td", {})));
+      const action = el("td", {});
+      if (role === "operator" && body.dataset.terminal === "1" && c.state === "running") {
+        const button = el("button", { class: "open-terminal" }, "terminal");
+        button.addEventListener("click", () => openTerminal(env.project, env.env, c.service));
+        action.append(button);
+      }
+      cells.push(action);
+      table.append(el("tr", { "data-project": env.project, "data-env": env.env, "data-service": c.service }, ...cells));
+    });
+  }
+  main.append(table, el("section", { id: "terminal-area" }));
+}
+
+function openTerminal(project, env, service) {
+  const area = document.querySelector("#terminal-area");
+  area.replaceChildren(el("h2", {}, `${project} ${env} ${service}`), el("div", { id: "terminal" }));
+  const term = new Terminal({ convertEol: false, fontSize: 13 });
+  const fit = new FitAddon.FitAddon();
+  term.loadAddon(fit);
+  term.open(document.querySelector("#terminal"));
+  fit.fit();
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const query = new URLSearchParams({ project, env, service });
+  const socket = new WebSocket(`${scheme}://${location.host}/api/terminal?${query}`);
+  socket.binaryType = "arraybuffer";
+  socket.onopen = () => socket.send(JSON.stringify({ resize: [term.cols, term.rows] }));
+  socket.onmessage = (m) => term.write(new Uint8Array(m.data));
+  socket.onclose = (e) => term.write(`\r\n[closed${e.reason ? ": " + e.reason : ""}]\r\n`);
+  term.onData((data) => socket.readyState === 1 && socket.send(data));
+  term.onResize(({ cols, rows }) => socket.readyState === 1 && socket.send(JSON.stringify({ resize: [cols, rows] })));
+  window.opskitTerminal = term; // for tests: its buffer holds what the container printed
+}
+
+async function operations() {
+  const { projects } = await api("/api/projects");
+  if (role !== "operator") {
+    main.append(el("p", { id: "viewer-note" }, "Viewers see runs; operators start them."));
+  } else {
+    const form = el("form", { class: "operation", id: "operation" });
+    const field = (label, input) => { form.append(el("label", { for: input.id }, label), input); return input; };
+    const operation = field("Operation", el("select", { id: "op" },
+      ...["backup", "verify", "restore", "sync", "promote", "rebuild"].map((o) => el("option", { value: o }, o))));
+    const project = field("Project", el("select", { id: "project" }, ...projects.map((p) => el("option", { value: p.name }, p.name))));
+    const env = field("Env", el("select", { id: "env" }));
+    const direction = field("Direction", el("select", { id: "direction" }));
+    const archive = field("Archive", el("select", { id: "archive" }));
+    const dry = field("Dry run", el("input", { type: "checkbox", id: "dry-run" }));
+    const confirm = field("Type the project name", el("input", { id: "confirm", autocomplete: "off" }));
+    const submit = el("button", { class: "wide", id: "start" }, "Start");
+    form.append(submit);
+    main.append(form, el("div", { id: "preview" }));
+    const current = () => projects.find((p) => p.name === project.value);
+    const rowOf = (input) => [input.previousSibling, input];
+    async function update() {
+      const p = current(), op = operation.value;
+      env.replaceChildren(...p.envs.map((e) => el("option", { value: e }, e)));
+      const pairs = op === "sync" ? p.sync_pairs : p.envs.slice(0, -1).map((e, i) => [e, p.envs[i + 1]]);
+      direction.replaceChildren(...pairs.map(([a, b]) => el("option", { value: `${a}:${b}` }, `${a} → ${b}`)));
+      for (const node of rowOf(direction)) node.classList.toggle("hidden", !["sync", "promote"].includes(op));
+      for (const node of rowOf(env)) node.classList.toggle("hidden", ["sync", "promote"].includes(op));
+      for (const node of rowOf(archive)) node.classList.toggle("hidden", op !== "restore");
+      for (const node of rowOf(dry)) node.classList.toggle("hidden", !["sync", "promote", "rebuild"].includes(op));
+      await updateArchives();
+      updateConfirm();
+    }
+    async function updateArchives() {
+      if (operation.value !== "restore") return;
+      const data = await api(`/api/backups?project=${encodeURIComponent(project.value)}&env=${encodeURIComponent(env.value)}`);
+      archive.replaceChildren(...data.archives.map((a) => el("option", { value: a.name }, `${a.name} (${a.verified})`)));
+    }
+    function target() {
+      const op = operation.value;
+      return ["sync", "promote"].includes(op) ? direction.value.split(":")[1] : env.value;
+    }
+    function updateConfirm() {
+      const p = current();
+      const changes = ["restore", "sync", "promote", "rebuild"].includes(operation.value) && !dry.checked;
+      const last = target() === p.envs[p.envs.length - 1];
+      for (const node of rowOf(confirm)) node.classList.toggle("hidden", !(changes && last));
+    }
+    operation.addEventListener("change", update);
+    project.addEventListener("change", update);
+    env.addEventListener("change", () => { updateArchives(); updateConfirm(); });
+    direction.addEventListener("change", updateConfirm);
+    dry.addEventListener("change", updateConfirm);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const op = operation.value;
+      const request = { operation: op, project: project.value, dry_run: dry.checked, confirm: confirm.value };
+      if (["sync", "promote"].includes(op)) [request.from, request.to] = direction.value.split(":");
+      else request.env = env.value;
+      if (op === "restore") request.archive = archive.value;
+      const preview = document.querySelector("#preview");
+      try {
+        if (op === "promote" && !dry.checked && !form.dataset.previewed) {
+          // A promotion shows its preview (a dry run) first; the second click starts it.
+          const run = await api("/api/runs", { method: "POST", body: JSON.stringify({ ...request, dry_run: true }) });
+          preview.replaceChildren(el("p", { class: "preview" }, "Preview below; press Start again to promote."));
+          form.dataset.previewed = "1";
+          await attach(run, runsArea);
+          return;
+        }
+        delete form.dataset.previewed;
+        const run = await api("/api/runs", { method: "POST", body: JSON.stringify(request) });
+        preview.replaceChildren();
+        await attach(run, runsArea);
+      } catch (error) {
+        preview.replaceChildren(el("p", { class: "bad", id: "operation-error" }, error.message));
+      }
+    });
+    await update();
+  }
+  runsArea = el("section", { id: "runs-area" });
+  main.append(runsArea);
+  const data = await api("/api/runs");
+  for (const run of data.runs.filter((r) => r.state !== "finished").reverse()) await attach(run, runsArea);
+  openStream(data.last_event);
+}
+
+async function runs() {
+  main.append(el("table", { id: "runs-table" }));
+  runsArea = el("section", { id: "runs-area" });
+  main.append(runsArea);
+  const data = await listRuns();
+  for (const run of data.runs.filter((r) => r.state !== "finished").reverse()) await attach(run, runsArea);
+  openStream(data.last_event);
+}
+
+const pages = { overview, operations, runs };
+if (pages[page]) {
+  pages[page]().catch((error) => main.append(el("p", { class: "bad" }, error.message)));
+}

@@ -1,0 +1,359 @@
+"""The dashboard (#13, begun) in Debian's headless Chromium, against the tests' running copy
+of the example root: login, the overview, runs streamed live through a reload and a restart
+of the server, the typed name for the last env, the terminal, roles and origins.
+
+Screenshots of each page go to build/screenshots/ (kept after the run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import opskit, wait_until
+from testroot import REPO, free_ports
+
+pytestmark = [pytest.mark.docker, pytest.mark.browser]
+
+SHOTS = REPO / "build" / "screenshots"
+SHOWN = {"job.started", "phase.started", "phase.finished", "log", "warning", "output",
+         "job.finished", "run.finished"}  # fmt: skip
+
+
+class Dashboard:
+    def __init__(self, root: Path, state: Path, tokens: dict[str, str]) -> None:
+        self.root = root
+        self.state = state
+        self.tokens = tokens
+        (self.port,) = free_ports(1)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "opskit", "--root", str(self.root), "serve", "--bind",
+             f"127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=open(self.state / "serve.log", "ab"),  # noqa: SIM115
+        )  # fmt: skip
+
+        def listening() -> bool:
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", self.port)) == 0
+
+        wait_until(listening, 30, 0.1, "opskit serve listening")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+    def cookie(self, name: str) -> str:
+        """A session cookie for *name*, logged in through the form's POST."""
+        request = urllib.request.Request(
+            self.url + "/login",
+            data=f"token={self.tokens[name]}".encode(),
+            headers={"Origin": self.url, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+        opener = urllib.request.build_opener(NoRedirect)
+        try:
+            opener.open(request)
+        except urllib.error.HTTPError as exc:
+            header = exc.headers.get("set-cookie", "")
+            return header.split(";")[0]
+        raise AssertionError("the login did not redirect")
+
+    def api(
+        self, path: str, cookie: str | None = None, body: Any = None, origin: str | None = None
+    ) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json", "Origin": origin or self.url}
+        if cookie:
+            headers["Cookie"] = cookie
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def dashboard(examples_up: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    from opskit.web.auth import new_token
+
+    state = tmp_path_factory.mktemp("dashboard-state")
+    tokens, lines = {}, []
+    for name, role in (("olivia", "operator"), ("victor", "viewer")):
+        token, digest = new_token()
+        tokens[name] = token
+        lines.append(f"    - {{name: {name}, role: {role}, sha256: {digest}}}")
+    settings = examples_up / "opskit.yaml"
+    assert not settings.exists()
+    settings.write_text(f"state_dir: {state}\nserve:\n  tokens:\n" + "\n".join(lines) + "\n")
+    board = Dashboard(examples_up, state, tokens)
+    board.start()
+    yield board
+    board.stop()
+    settings.unlink()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    home = tmp_path_factory.mktemp("chromium-home")
+    os.environ["HOME"] = str(home)
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=1280,900"):  # fmt: skip
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    yield driver
+    driver.quit()
+
+
+def log_in(browser: Any, board: Dashboard, name: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.delete_all_cookies()
+    browser.get(board.url + "/login")
+    browser.find_element(By.NAME, "token").send_keys(board.tokens[name])
+    browser.find_element(By.CSS_SELECTOR, "#login button").click()
+    wait_until(lambda: browser.current_url == board.url + "/", 20, 0.1, "the overview")
+
+
+def shot(browser: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def shown_ids(browser: Any, run: str) -> list[int]:
+    """The event ids of the lines the page shows for *run*, in order."""
+    return browser.execute_script(  # type: ignore[no-any-return]
+        "return [...document.querySelectorAll(`.log[data-run='${arguments[0]}'] div`)]"
+        ".map((d) => Number(d.dataset.id))",
+        run,
+    )
+
+
+def stored_ids(board: Dashboard, cookie: str, run: str) -> list[int]:
+    _status, data = board.api(f"/api/runs/{run}", cookie)
+    return [e["id"] for e in data["events"] if e["event"] in SHOWN]
+
+
+def finished(board: Dashboard, cookie: str, run: str) -> bool:
+    return bool(board.api(f"/api/runs/{run}", cookie)[1]["run"]["state"] == "finished")
+
+
+def test_login_a_wrong_token_and_the_api_without_a_session(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.delete_all_cookies()
+    browser.get(dashboard.url + "/")
+    assert browser.current_url == dashboard.url + "/login"
+    shot(browser, "login")
+    browser.find_element(By.NAME, "token").send_keys("not-a-token")
+    browser.find_element(By.CSS_SELECTOR, "#login button").click()
+    wait_until(lambda: "failed=1" in browser.current_url, 10, 0.1, "the login page again")
+    assert browser.find_element(By.ID, "login-failed").is_displayed()
+    assert dashboard.api("/api/overview")[0] == 401
+    status, _ = dashboard.api("/api/overview", "opskit_session=forged")
+    assert status == 401
+
+
+def test_the_overview_shows_every_container_with_its_health(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, dashboard, "olivia")
+    status = json.loads(opskit("status", "--json", "--root", str(dashboard.root)).stdout)
+    expected = {c["name"]: c["health"] for c in status["containers"] if c.get("name")}
+    wait_until(
+        lambda: len(browser.find_elements(By.CSS_SELECTOR, "#overview tr")) > len(expected),
+        30, 0.2, "the overview table",
+    )  # fmt: skip
+    rows = browser.execute_script(
+        "return [...document.querySelectorAll('#overview tr')].slice(1)"
+        ".map((r) => [r.children[3].textContent, r.children[5].textContent])"
+    )
+    shown = {name: health for name, health in rows if name != "-"}
+    assert shown == expected
+    assert browser.find_elements(By.CSS_SELECTOR, "button.open-terminal")
+    shot(browser, "overview")
+
+
+def test_a_backup_streams_and_a_reload_continues_without_gap_or_repeat(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    log_in(browser, dashboard, "olivia")
+    browser.get(dashboard.url + "/operations")
+    wait_until(lambda: browser.find_elements(By.ID, "op"), 20, 0.1, "the operations form")
+    Select(browser.find_element(By.ID, "op")).select_by_value("backup")
+    Select(browser.find_element(By.ID, "project")).select_by_value("mdf")
+    Select(browser.find_element(By.ID, "env")).select_by_value("dev")
+    browser.find_element(By.ID, "start").click()
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".log div"), 60, 0.05, "lines")
+    run = browser.find_element(By.CSS_SELECTOR, ".log").get_attribute("data-run")
+    shot(browser, "operations-backup")
+    browser.refresh()  # in the middle: the run is shown again and its log goes on
+    cookie = dashboard.cookie("olivia")
+    wait_until(lambda: finished(dashboard, cookie, run), 300, 0.2, "the backup")
+    selector = f".log[data-run='{run}'] .finished-ok"
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, selector), 30, 0.1, "its end")
+    assert shown_ids(browser, run) == stored_ids(dashboard, cookie, run)
+
+
+def test_a_restore_survives_a_restart_of_the_server(dashboard: Dashboard, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    cookie = dashboard.cookie("olivia")
+    assert opskit("backup", "seriousletter", "dev", "--root", str(dashboard.root)).returncode == 0
+    _status, listed = dashboard.api("/api/backups?project=seriousletter&env=dev", cookie)
+    archive = listed["archives"][0]["name"]
+    log_in(browser, dashboard, "olivia")
+    browser.get(dashboard.url + "/runs")
+    status, run = dashboard.api(
+        "/api/runs",
+        cookie,
+        {"operation": "restore", "project": "seriousletter", "env": "dev", "archive": archive},
+    )
+    assert status == 201, run
+    wait_until(
+        lambda: browser.find_elements(By.CSS_SELECTOR, f".log[data-run='{run['id']}'] div"),
+        60, 0.05, "the restore's first line",
+    )  # fmt: skip
+    dashboard.stop()  # in the middle of the restore
+    assert run["pid"] and os.kill(run["pid"], 0) is None  # the restore goes on without it
+    time.sleep(1)
+    dashboard.start()
+    wait_until(lambda: finished(dashboard, cookie, run["id"]), 300, 0.2, "the restore")
+    selector = f".log[data-run='{run['id']}'] .finished-ok"
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, selector), 60, 0.1, "its end")
+    assert shown_ids(browser, run["id"]) == stored_ids(dashboard, cookie, run["id"])
+    shot(browser, "runs-restore")
+
+
+def test_a_sync_with_the_direction_picker_and_the_typed_name_for_the_last_env(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    log_in(browser, dashboard, "olivia")
+    browser.get(dashboard.url + "/operations")
+    wait_until(lambda: browser.find_elements(By.ID, "op"), 20, 0.1, "the operations form")
+    Select(browser.find_element(By.ID, "op")).select_by_value("sync")
+    Select(browser.find_element(By.ID, "project")).select_by_value("mdf")
+    directions = [o.text for o in Select(browser.find_element(By.ID, "direction")).options]
+    assert directions == ["prod → dev"]  # sync.pairs, nothing else
+    browser.find_element(By.ID, "start").click()
+    wait_until(
+        lambda: browser.find_elements(By.CSS_SELECTOR, ".log .finished-ok, .log .finished-bad"),
+        300, 0.2, "the sync",
+    )  # fmt: skip
+    assert browser.find_elements(By.CSS_SELECTOR, ".log .finished-ok")
+    shot(browser, "operations-sync")
+
+    Select(browser.find_element(By.ID, "op")).select_by_value("rebuild")
+    Select(browser.find_element(By.ID, "env")).select_by_value("prod")
+    assert browser.find_element(By.ID, "confirm").is_displayed()
+    runs_before = len(dashboard.api("/api/runs", dashboard.cookie("olivia"))[1]["runs"])
+    browser.find_element(By.ID, "start").click()
+    wait_until(lambda: browser.find_elements(By.ID, "operation-error"), 20, 0.1, "the refusal")
+    assert "type the project name" in browser.find_element(By.ID, "operation-error").text
+    assert len(dashboard.api("/api/runs", dashboard.cookie("olivia"))[1]["runs"]) == runs_before
+
+
+def test_the_terminal_runs_echo_and_refuses_names_outside_the_resolved_set(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, dashboard, "olivia")
+    row = "#overview tr[data-project='webstack'][data-env='dev'][data-service='web'] button"
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, row), 30, 0.1, "the button")
+    browser.find_element(By.CSS_SELECTOR, row).click()
+    wait_until(lambda: browser.execute_script("return !!window.opskitTerminal"), 10, 0.1, "xterm")
+    time.sleep(1)  # the shell's prompt
+    browser.find_element(By.CSS_SELECTOR, "#terminal textarea").click()
+    ActionChains(browser).send_keys("echo opskit-$((6*7))-done\n").perform()
+
+    def screen() -> str:
+        return browser.execute_script(  # type: ignore[no-any-return]
+            "const b = window.opskitTerminal.buffer.active; const lines = [];"
+            "for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));"
+            "return lines.join('\\n');"
+        )
+
+    wait_until(lambda: "opskit-42-done" in screen(), 20, 0.1, "the echo's output")
+    shot(browser, "terminal")
+
+    outside = browser.execute_script(
+        "return await new Promise((done) => {"
+        " const s = new WebSocket(`ws://${location.host}/api/terminal?project=webstack&env=dev"
+        "&service=../../etc`);"
+        " s.onclose = (e) => done(e.code); });"
+    )
+    assert outside == 4404
+
+
+def test_a_viewer_cannot_start_a_job_or_open_a_terminal_and_other_origins_are_refused(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    viewer = dashboard.cookie("victor")
+    status, _ = dashboard.api(
+        "/api/runs", viewer, {"operation": "backup", "project": "mdf", "env": "dev"}
+    )
+    assert status == 403
+    log_in(browser, dashboard, "victor")
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#overview tr"), 30, 0.1, "rows")
+    assert not browser.find_elements(By.CSS_SELECTOR, "button.open-terminal")
+    browser.get(dashboard.url + "/operations")
+    wait_until(lambda: browser.find_elements(By.ID, "viewer-note"), 20, 0.1, "the note")
+    assert not browser.find_elements(By.ID, "operation")
+    shot(browser, "operations-viewer")
+    closed = browser.execute_script(
+        "return await new Promise((done) => {"
+        " const s = new WebSocket(`ws://${location.host}/api/terminal?project=webstack&env=dev"
+        "&service=web`);"
+        " s.onclose = (e) => done(e.code); });"
+    )
+    assert closed == 1006  # the handshake itself was refused
+
+    operator = dashboard.cookie("olivia")
+    body = {"operation": "backup", "project": "mdf", "env": "dev"}
+    assert dashboard.api("/api/runs", operator, body, origin="http://evil.example")[0] == 403
+    request = urllib.request.Request(
+        dashboard.url + "/api/runs", data=json.dumps(body).encode(),
+        headers={"Cookie": operator, "Content-Type": "application/json"},
+    )  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request)  # no Origin at all
+    assert refused.value.code == 403
