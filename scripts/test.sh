@@ -5,8 +5,9 @@
 #
 # Without arguments the suite runs as two pytest processes side by side, each with its own
 # namespace (OPSKIT_TEST_NS) and port window, as two checkouts on one server would: the
-# database loads and the offsite copies in one, everything else in the other. They wait on
-# containers and restic far more than they compute, so the whole takes about half as long.
+# database loads, the offsite copies and the dashboard in one, everything else in the
+# other. They wait on containers, restic and the browser far more than they compute, so
+# the whole takes far less time than one after the other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/testbed.sh >/dev/null
@@ -33,7 +34,7 @@ if [ $# -gt 0 ]; then
 fi
 
 ns="t$(printf '%s' "$PWD" | sha1sum | cut -c1-6)"
-SIDE=(tests/test_loads.py tests/test_offsite.py)
+SIDE=(tests/test_loads.py tests/test_offsite.py tests/test_dashboard.py)
 side_log=$(mktemp /tmp/opskit-tests-side.XXXXXX)
 OPSKIT_TEST_NS="${ns}s" OPSKIT_TEST_PORTS=20000-25999 \
   .venv/bin/pytest -p no:cacheprovider "${SIDE[@]}" >"$side_log" 2>&1 &

@@ -31,9 +31,11 @@ from opskit.web.auth import COOKIE, Sessions, User, check_token
 
 KEEPALIVE_SECONDS = 15.0
 POLL_SECONDS = 0.05
+# Scripts only from the app's own files; inline styles are allowed because xterm.js sets
+# its colours and cell sizes with a <style> element of its own.
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
 PAGES = {
