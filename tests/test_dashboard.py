@@ -357,3 +357,64 @@ def test_a_viewer_cannot_start_a_job_or_open_a_terminal_and_other_origins_are_re
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request)  # no Origin at all
     assert refused.value.code == 403
+
+
+def test_the_backups_drill_down_reaches_an_archive_restores_and_downloads_it(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    import io
+    import tarfile
+
+    from selenium.webdriver.common.by import By
+
+    assert opskit("backup", "seriousletter", "dev", "--root", str(dashboard.root)).returncode == 0
+    log_in(browser, dashboard, "olivia")
+    browser.get(dashboard.url + "/backups")
+    link = "#backup-nav a[data-env='seriousletter/dev']"
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, link), 20, 0.1, "the projects")
+    browser.find_element(By.CSS_SELECTOR, link).click()
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#archives tr[data-archive]"),
+               20, 0.1, "the archives")  # fmt: skip
+    first = browser.find_element(By.CSS_SELECTOR, "#archives tr[data-archive]")
+    name = first.get_attribute("data-archive")
+    shot(browser, "backups")
+
+    request = urllib.request.Request(
+        dashboard.url + f"/api/archives/seriousletter/dev/{name}.tar",
+        headers={"Cookie": dashboard.cookie("victor")},  # a viewer may download
+    )
+    with (
+        urllib.request.urlopen(request) as response,
+        tarfile.open(fileobj=io.BytesIO(response.read())) as tar,
+    ):
+        members = tar.getnames()
+    assert f"{name}/manifest.json" in members
+
+    first.find_element(By.CSS_SELECTOR, "button.restore").click()
+    browser.switch_to.alert.accept()  # dev is not the last env: a plain confirmation
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#runs-area .log"), 20, 0.1, "run")
+    wait_until(
+        lambda: browser.find_elements(By.CSS_SELECTOR, "#runs-area .finished-ok"),
+        300, 0.2, "the restore",
+    )  # fmt: skip
+    run = browser.find_element(By.CSS_SELECTOR, "#runs-area .log").get_attribute("data-run")
+    _status, stored = dashboard.api(f"/api/runs/{run}", dashboard.cookie("olivia"))
+    assert stored["run"]["argv"][:5] == ["restore", "seriousletter", "dev", "--name", name]
+
+    browser.get(dashboard.url + "/history")
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#history tr"), 20, 0.1, "history")
+    rows = browser.find_element(By.ID, "history").text
+    assert "restore" in rows and "seriousletter" in rows
+    shot(browser, "history")
+
+
+def test_a_service_log_streams_live(dashboard: Dashboard, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, dashboard, "victor")
+    browser.get(dashboard.url + "/logs?service=webstack/dev/cache")
+    wait_until(
+        lambda: "cache ready" in browser.find_element(By.ID, "service-log").text,
+        30, 0.2, "the cache's log",
+    )  # fmt: skip
+    shot(browser, "logs")

@@ -465,8 +465,10 @@ class Runtime:
 
     def shell(self, project: str, env: str, service: str) -> int:
         """An interactive shell (bash where the image has it, else sh) in the service's container."""
-        pick = "command -v bash >/dev/null 2>&1 && exec bash || exec sh"
-        return self.exec(project, env, service, ["sh", "-c", pick], tty=sys.stdin.isatty())
+        return self.exec(project, env, service, ["sh", "-c", SHELL], tty=sys.stdin.isatty())
+
+
+SHELL = "command -v bash >/dev/null 2>&1 && exec bash || exec sh"  # what "a shell" runs
 
 
 def _too_slow(

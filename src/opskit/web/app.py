@@ -40,8 +40,11 @@ CSP = (
 )
 PAGES = {
     "/": ("overview", "Overview"),
+    "/backups": ("backups", "Backups"),
     "/operations": ("operations", "Operations"),
     "/runs": ("runs", "Runs"),
+    "/logs": ("logs", "Logs"),
+    "/history": ("history", "History"),
 }
 
 
@@ -311,6 +314,47 @@ def create_app(options: Options) -> FastAPI:
         user_of(request)
         return {"archives": [a.as_dict() for a in ops.backups(project, env)]}
 
+    @app.get("/api/archives/{project}/{env}/{name}.tar")
+    def download(request: Request, project: str, env: str, name: str) -> StreamingResponse:
+        """The archive folder as a tar stream (its files as they are: zstd components, the
+        manifest), for a copy elsewhere; verify it there with ``opskit verify``."""
+        user_of(request)
+        found = ops.project(project)
+        found.check_env(env)
+        archive = ops.runtime.backup_engine().find(found, env, name)
+        folder, base = posixpath.split(archive.path)
+        process = ops.host.popen(["tar", "-C", folder, "-cf", "-", "--", base], merge_stderr=False)
+
+        def chunks() -> Any:
+            try:
+                while chunk := process.stdout.read(1 << 20):
+                    yield chunk
+            finally:
+                process.kill()
+                process.wait()
+
+        return StreamingResponse(
+            chunks(),
+            media_type="application/x-tar",
+            headers={"Content-Disposition": f'attachment; filename="{base}.tar"'},
+        )
+
+    @app.get("/api/logs")
+    async def logs(
+        request: Request, project: str, env: str, service: str, tail: int = 200
+    ) -> StreamingResponse:
+        """A service's container log, live, as server-sent events (one line each)."""
+        user_of(request)
+        found = ops.containers(project, env, service)
+        if not found:
+            raise HTTPException(404, f"{project} {env} {service}: no container")
+        argv = ["docker", "logs", "--follow", "--tail", str(max(0, min(tail, 5000))), found[0].name]
+        return StreamingResponse(
+            _log_lines(ops.host, argv),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
     @app.get("/api/history")
     def history(request: Request, project: str | None = None) -> dict[str, Any]:
         """The audit log: sync, promote, restore, rebuild."""
@@ -405,6 +449,37 @@ async def _events(broadcaster: Broadcaster, store: RunStore, last: int) -> Async
             yield _frame(event.id, {"run": event.run, **event.data})
     finally:
         broadcaster.unsubscribe(queue)
+
+
+async def _log_lines(host: Any, argv: list[str]) -> AsyncIterator[str]:
+    """Lines of a following ``docker logs`` (stdout and stderr merged), read in a thread;
+    the process ends when the stream does."""
+    import threading
+
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[bytes] = asyncio.Queue()
+    process = host.popen(argv)
+
+    def read() -> None:
+        for raw in iter(process.stdout.readline, b""):
+            loop.call_soon_threadsafe(lines.put_nowait, raw)
+        loop.call_soon_threadsafe(lines.put_nowait, b"")
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        while True:
+            try:
+                raw = await asyncio.wait_for(lines.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield ": keepalive\n\n"
+                continue
+            if not raw:
+                break
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            yield f"data: {json.dumps({'line': line}, ensure_ascii=False)}\n\n"
+    finally:
+        process.kill()
+        await loop.run_in_executor(None, process.wait)
 
 
 def _frame(event_id: int, data: dict[str, Any]) -> str:

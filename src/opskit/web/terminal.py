@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
-SHELL = "if command -v bash >/dev/null; then exec bash; else exec sh; fi"
+from opskit.runtime import SHELL
 
 
 async def _refuse(socket: WebSocket, reason: str) -> None:

@@ -132,7 +132,7 @@ async function listRuns() {
 
 // -- pages ---------------------------------------------------------------------------------
 
-async function overview() {
+async function overviewPage() {
   const data = await api("/api/overview");
   const table = el("table", { id: "overview" }, el("tr", {},
     ...["project", "env", "service", "container", "state", "health", "newest backup", "age", "verified", "drilled", "offsite", ""]
@@ -181,7 +181,7 @@ function openTerminal(project, env, service) {
   window.opskitTerminal = term; // for tests: its buffer holds what the container printed
 }
 
-async function operations() {
+async function operationsPage() {
   const { projects } = await api("/api/projects");
   if (role !== "operator") {
     main.append(el("p", { id: "viewer-note" }, "Viewers see runs; operators start them."));
@@ -267,7 +267,7 @@ async function operations() {
   openStream(data.last_event);
 }
 
-async function runs() {
+async function runsPage() {
   main.append(el("table", { id: "runs-table" }));
   runsArea = el("section", { id: "runs-area" });
   main.append(runsArea);
@@ -276,7 +276,106 @@ async function runs() {
   openStream(data.last_event);
 }
 
-const pages = { overview, operations, runs };
+async function startRun(request, area) {
+  const run = await api("/api/runs", { method: "POST", body: JSON.stringify(request) });
+  await attach(run, area);
+  openStream(0);
+  return run;
+}
+
+async function backupsPage() {
+  // project -> env -> archive, with verify, restore and download
+  const { projects } = await api("/api/projects");
+  const nav = el("div", { id: "backup-nav" });
+  const table = el("table", { id: "archives" });
+  runsArea = el("section", { id: "runs-area" });
+  const message = el("div", { id: "backup-message" });
+  main.append(nav, message, table, runsArea);
+  const params = new URLSearchParams(location.search);
+  for (const p of projects) {
+    const envs = p.envs.map((e) => {
+      const link = el("a", { href: `/backups?project=${p.name}&env=${e}`, "data-env": `${p.name}/${e}` }, e);
+      return [" ", link];
+    }).flat();
+    nav.append(el("div", {}, el("strong", {}, p.name), ...envs));
+  }
+  const project = params.get("project"), env = params.get("env");
+  if (!project || !env) return;
+  const p = projects.find((x) => x.name === project);
+  const data = await api(`/api/backups?project=${encodeURIComponent(project)}&env=${encodeURIComponent(env)}`);
+  table.append(el("tr", {}, ...["archive", "created", "size", "verified", "drilled", "offsite", ""].map((h) => el("th", {}, h))));
+  for (const a of data.archives) {
+    const actions = el("td", {});
+    const download = el("a", { href: `/api/archives/${project}/${env}/${a.name}.tar`, class: "download" }, "download");
+    actions.append(download);
+    if (role === "operator") {
+      const verify = el("button", { class: "verify" }, "verify");
+      verify.addEventListener("click", () => startRun({ operation: "verify", project, env, archive: a.name }, runsArea));
+      const restore = el("button", { class: "restore" }, "restore");
+      restore.addEventListener("click", async () => {
+        const last = p.envs[p.envs.length - 1] === env;
+        const request = { operation: "restore", project, env, archive: a.name };
+        if (last) {
+          const typed = window.prompt(`This replaces the data of ${env}. Type the project name (${project}) to go on.`);
+          if (typed === null) return;
+          request.confirm = typed;
+        } else if (!window.confirm(`Replace the data of ${project} ${env} with ${a.name}?`)) return;
+        try { await startRun(request, runsArea); message.replaceChildren(); }
+        catch (error) { message.replaceChildren(el("p", { class: "bad" }, error.message)); }
+      });
+      actions.append(" ", verify, " ", restore);
+    }
+    table.append(el("tr", { "data-archive": a.name }, el("td", {}, a.name), el("td", {}, a.created),
+      el("td", {}, `${(a.size / 1048576).toFixed(1)} MiB`), el("td", { class: a.verified }, a.verified),
+      el("td", {}, a.drilled), el("td", {}, a.offsite), actions));
+  }
+}
+
+async function logsPage() {
+  const { envs } = await api("/api/overview");
+  const picker = el("select", { id: "log-service" });
+  for (const env of envs) {
+    for (const c of env.containers) {
+      picker.append(el("option", { value: `${env.project}/${env.env}/${c.service}` }, `${env.project} ${env.env} ${c.service}`));
+    }
+  }
+  const out = el("div", { class: "log", id: "service-log" });
+  main.append(picker, out);
+  let source = null;
+  function follow() {
+    if (source) source.close();
+    out.replaceChildren();
+    const [project, env, service] = picker.value.split("/");
+    source = new EventSource(`/api/logs?${new URLSearchParams({ project, env, service })}`);
+    source.onmessage = (m) => {
+      out.append(el("div", {}, JSON.parse(m.data).line));
+      while (out.childNodes.length > 2000) out.firstChild.remove();
+      out.scrollTop = out.scrollHeight;
+    };
+  }
+  picker.addEventListener("change", follow);
+  const wanted = new URLSearchParams(location.search).get("service");
+  if (wanted) picker.value = wanted;
+  if (picker.value) follow();
+}
+
+async function historyPage() {
+  const { entries } = await api("/api/history");
+  const table = el("table", { id: "history" }, el("tr", {},
+    ...["time", "command", "project", "envs", "result", "user", "archive"].map((h) => el("th", {}, h))));
+  for (const e of entries.slice().reverse()) {
+    table.append(el("tr", {}, el("td", {}, e.time || ""), el("td", {}, e.command || ""),
+      el("td", {}, e.project || ""), el("td", {}, (e.envs || [e.env]).filter(Boolean).join(" ")),
+      el("td", { class: e.result }, e.result || ""), el("td", {}, e.user || ""),
+      el("td", {}, e.archive || e.safety_backup || "")));
+  }
+  main.append(table);
+}
+
+const pages = {
+  overview: overviewPage, operations: operationsPage, runs: runsPage,
+  backups: backupsPage, logs: logsPage, history: historyPage,
+};
 if (pages[page]) {
   pages[page]().catch((error) => main.append(el("p", { class: "bad" }, error.message)));
 }

@@ -1,0 +1,77 @@
+"""The dashboard without a browser: the page script parses, the operations' command lines
+are built from checked fields only, tokens and sessions."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from opskit.descriptor import DescriptorSource, parse_descriptor
+
+STATIC = Path(__file__).resolve().parent.parent / "src" / "opskit" / "web" / "static"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node checks the script's syntax")
+def test_the_page_script_parses() -> None:
+    done = subprocess.run(["node", "--check", str(STATIC / "app.js")], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+
+
+class FakeOps:
+    """Only what operation_argv reads: the validated projects."""
+
+    def projects(self) -> list[object]:
+        text = "name: mdf\nenvironments: [dev, int, prod]\nsync: {pairs: [[prod, dev]]}\n"
+        return [parse_descriptor(DescriptorSource("/r/mdf/project.yaml", text))]
+
+
+def test_operations_become_command_lines_from_checked_fields_only() -> None:
+    from fastapi import HTTPException
+
+    from opskit.web.app import operation_argv
+
+    ops = FakeOps()
+    assert operation_argv(ops, {"operation": "backup", "project": "mdf", "env": "dev"}) == [
+        "backup", "mdf", "dev",
+    ]  # fmt: skip
+    sync = {"operation": "sync", "project": "mdf", "from": "prod", "to": "dev"}
+    assert operation_argv(ops, sync) == ["sync", "mdf", "--from", "prod", "--to", "dev", "--yes"]
+    rebuild = {"operation": "rebuild", "project": "mdf", "env": "prod"}
+    assert operation_argv(ops, {**rebuild, "confirm": "mdf"})[-1] == "--yes"
+    assert operation_argv(ops, {**rebuild, "dry_run": True})[-1] == "--dry-run"
+    refused = [
+        {**rebuild},  # the last env without the typed name
+        {**rebuild, "confirm": "other"},
+        {"operation": "sync", "project": "mdf", "from": "dev", "to": "prod"},  # not in sync.pairs
+        {"operation": "backup", "project": "mdf", "env": "--all"},
+        {"operation": "backup", "project": "nope", "env": "dev"},
+        {"operation": "restore", "project": "mdf", "env": "dev", "archive": "--help"},
+        {"operation": "exec", "project": "mdf", "env": "dev"},
+        ["backup"],
+    ]
+    for body in refused:
+        with pytest.raises(HTTPException) as error:
+            operation_argv(ops, body)
+        assert error.value.status_code == 422, body
+
+
+def test_tokens_are_compared_by_hash_and_sessions_end_with_their_token(tmp_path: Path) -> None:
+    from opskit.runs import RunStore
+    from opskit.settings import Token
+    from opskit.web.auth import Sessions, check_token, new_token
+
+    token, digest = new_token()
+    tokens = (Token("alice", "operator", digest),)
+    assert check_token(tokens, token) is not None and check_token(tokens, token + "x") is None
+    store = RunStore(str(tmp_path / "runs.sqlite"))
+    sessions = Sessions(store, hours=1)
+    cookie = sessions.open(check_token(tokens, token))  # type: ignore[arg-type]
+    assert sessions.user(cookie, tokens).operator  # type: ignore[union-attr]
+    for stored in tmp_path.iterdir():  # the database and its write-ahead log
+        assert cookie.encode() not in stored.read_bytes(), stored
+    assert sessions.user(cookie, (Token("alice", "viewer", digest),)) is None  # role changed
+    sessions.close(cookie)
+    assert sessions.user(cookie, tokens) is None
