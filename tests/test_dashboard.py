@@ -105,7 +105,11 @@ def dashboard(examples_up: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         lines.append(f"    - {{name: {name}, role: {role}, sha256: {digest}}}")
     settings = examples_up / "opskit.yaml"
     assert not settings.exists()
-    settings.write_text(f"state_dir: {state}\nserve:\n  tokens:\n" + "\n".join(lines) + "\n")
+    settings.write_text(
+        f"state_dir: {state}\ntimers: {{unit_dir: {state / 'units'}}}\nserve:\n  tokens:\n"
+        + "\n".join(lines)
+        + "\n"
+    )
     board = Dashboard(examples_up, state, tokens)
     board.start()
     yield board
@@ -358,6 +362,21 @@ def test_a_viewer_cannot_start_a_job_or_open_a_terminal_and_other_origins_are_re
         urllib.request.urlopen(request)  # no Origin at all
     assert refused.value.code == 403
 
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    socket_url = (
+        dashboard.url.replace("http:", "ws:") + "/api/terminal?project=webstack&env=dev&service=web"
+    )
+    with pytest.raises(InvalidStatus):  # an operator's cookie, from another origin
+        connect(socket_url, origin="http://evil.example", additional_headers={"Cookie": operator})  # type: ignore[arg-type]
+    with connect(socket_url, origin=dashboard.url, additional_headers={"Cookie": operator}) as ok:  # type: ignore[arg-type]
+        ok.send("echo same-origin-$((40+2))\n")
+        seen = b""
+        deadline = time.monotonic() + 20
+        while b"same-origin-42" not in seen and time.monotonic() < deadline:
+            seen += ok.recv(timeout=20)  # type: ignore[operator]
+
 
 def test_the_backups_drill_down_reaches_an_archive_restores_and_downloads_it(
     dashboard: Dashboard, browser: Any
@@ -418,3 +437,89 @@ def test_a_service_log_streams_live(dashboard: Dashboard, browser: Any) -> None:
         30, 0.2, "the cache's log",
     )  # fmt: skip
     shot(browser, "logs")
+
+
+def test_a_schedule_edited_on_the_page_rewrites_the_descriptor_and_the_timers(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    descriptor = dashboard.root / "seriousletter" / "project.yaml"
+    original = descriptor.read_text()
+    try:
+        log_in(browser, dashboard, "olivia")
+        browser.get(dashboard.url + "/schedules")
+        field = "#schedules input[data-project='seriousletter']"
+        wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, field), 20, 0.1, "the form")
+        row = browser.find_element(By.CSS_SELECTOR, "#schedules tr[data-project='seriousletter']")
+        row.find_element(By.CSS_SELECTOR, "input").send_keys("25:99")
+        row.find_element(By.CSS_SELECTOR, "button").click()
+        wait_until(lambda: browser.find_elements(By.ID, "schedule-error"), 20, 0.1, "a refusal")
+        assert "not a valid time" in browser.find_element(By.ID, "schedule-error").text
+        assert descriptor.read_text() == original
+
+        row.find_element(By.CSS_SELECTOR, "input").clear()
+        row.find_element(By.CSS_SELECTOR, "input").send_keys("04:15")
+        row.find_element(By.CSS_SELECTOR, "button").click()
+        wait_until(
+            lambda: browser.find_elements(By.CSS_SELECTOR, "#runs-area .finished-ok"),
+            60, 0.2, "the timers regenerated",
+        )  # fmt: skip
+        edited = descriptor.read_text()
+        assert 'schedule: "04:15"' in edited
+        assert edited.replace('  schedule: "04:15"\n', "") == original  # the rest as it was
+        timer = dashboard.state / "units" / "opskit-backup-seriousletter.timer"
+        assert "OnCalendar=*-*-* 04:15:00\n" in timer.read_text()
+        shot(browser, "schedules")
+    finally:
+        descriptor.write_text(original)
+
+
+def test_a_promotion_shows_its_preview_first_and_needs_the_typed_name(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    import shutil
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from test_promote import SITE, SITE_COMPOSE
+    from testroot import NS
+
+    site = dashboard.root / "site"
+    ports = dict(zip(("dev", "int"), free_ports(2), strict=True))
+    site.mkdir()
+    (site / "project.yaml").write_text(SITE.format(port=ports["int"], ns=NS))
+    for env, port in ports.items():
+        (site / env / "code").mkdir(parents=True)
+        (site / env / "docker-compose.yml").write_text(SITE_COMPOSE.format(port=port, env=env))
+        (site / env / "code" / "health.txt").write_text("ok\n")
+        (site / env / "code" / "index.html").write_text(f"{env} version\n")
+    root = str(dashboard.root)
+    try:
+        assert opskit("--root", root, "start", "site", "int").returncode == 0
+        wait_until(lambda: opskit("--root", root, "health", "site", "int").returncode == 0, 60)
+        log_in(browser, dashboard, "olivia")
+        browser.get(dashboard.url + "/operations")
+        wait_until(lambda: browser.find_elements(By.ID, "op"), 20, 0.1, "the operations form")
+        Select(browser.find_element(By.ID, "op")).select_by_value("promote")
+        Select(browser.find_element(By.ID, "project")).select_by_value("site")
+        browser.find_element(By.ID, "start").click()  # the preview (a dry run) comes first
+        wait_until(
+            lambda: "changed index.html" in browser.find_element(By.ID, "runs-area").text,
+            60, 0.2, "the preview",
+        )  # fmt: skip
+        assert (site / "int" / "code" / "index.html").read_text() == "int version\n"
+        shot(browser, "operations-promote-preview")
+        browser.find_element(By.ID, "start").click()  # int is site's last env: no name typed
+        wait_until(lambda: browser.find_elements(By.ID, "operation-error"), 20, 0.1, "refusal")
+        browser.find_element(By.ID, "confirm").send_keys("site")
+        browser.find_element(By.ID, "start").click()
+        wait_until(
+            lambda: len(browser.find_elements(By.CSS_SELECTOR, "#runs-area .finished-ok")) >= 2,
+            120, 0.2, "the promotion",
+        )  # fmt: skip
+        assert (site / "int" / "code" / "index.html").read_text() == "dev version\n"
+    finally:
+        opskit("--root", root, "destroy", "site", "int", "--yes")
+        shutil.rmtree(site)

@@ -75,3 +75,56 @@ def test_tokens_are_compared_by_hash_and_sessions_end_with_their_token(tmp_path:
     assert sessions.user(cookie, (Token("alice", "viewer", digest),)) is None  # role changed
     sessions.close(cookie)
     assert sessions.user(cookie, tokens) is None
+
+
+def test_timers_add_a_service_for_the_dashboard_when_serve_bind_is_set(tmp_path: Path) -> None:
+    from opskit import Ops
+    from opskit.timers import SERVE_UNIT, unit_files
+
+    (tmp_path / "opskit.yaml").write_text("serve: {bind: '127.0.0.1:8765'}\n")
+    runtime = Ops(str(tmp_path)).runtime
+    unit = unit_files(runtime, "/usr/local/bin/opskit")[SERVE_UNIT]
+    assert (
+        f"ExecStart=/usr/local/bin/opskit --root {tmp_path} serve --bind 127.0.0.1:8765\n" in unit
+    )
+    assert "KillMode=process\n" in unit  # a restart leaves the runs it started alone
+    (tmp_path / SERVE_UNIT).write_text(unit.replace("/usr/local/bin/opskit", "/bin/true"))
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / SERVE_UNIT)], capture_output=True, text=True
+    )
+    assert verify.returncode == 0, verify.stderr
+    (tmp_path / "opskit.yaml").write_text("state_dir: /x\n")
+    assert SERVE_UNIT not in unit_files(Ops(str(tmp_path)).runtime, "/usr/local/bin/opskit")
+
+
+def test_a_schedule_is_set_in_the_descriptor_text_and_nothing_else_changes() -> None:
+    from opskit.descriptor import with_backup_schedule
+    from opskit.errors import DescriptorError
+
+    block = "name: a\nbackup:\n  dir: /b  # where\n  paths: [data]\n"
+    assert with_backup_schedule("/r/a/project.yaml", block, "03:30") == (
+        'name: a\nbackup:\n  schedule: "03:30"\n  dir: /b  # where\n  paths: [data]\n'
+    )
+    flow = 'name: a\nbackup: {paths: [data], schedule: "01:00"}  # nightly\n'
+    assert with_backup_schedule("/r/a/project.yaml", flow, "Mon *-*-* 02:00") == (
+        'name: a\nbackup: {paths: [data], schedule: "Mon *-*-* 02:00"}  # nightly\n'
+    )
+    for text, schedule in (("name: a\n", "03:30"), (block, "24:61"), (block, "a\nb")):
+        with pytest.raises(DescriptorError):
+            with_backup_schedule("/r/a/project.yaml", text, schedule)
+
+
+def test_serve_refuses_a_public_bind_without_a_proxy_and_a_server_without_logins(
+    tmp_path: Path,
+) -> None:
+    import sys
+
+    opskit = [sys.executable, "-m", "opskit", "--root", str(tmp_path), "serve"]
+    public = subprocess.run([*opskit, "--bind", "0.0.0.0:8765"], capture_output=True, text=True)
+    assert public.returncode == 1
+    (line,) = public.stderr.splitlines()
+    assert line.startswith("[error] --bind 0.0.0.0:8765 is reachable from other machines")
+    assert "--behind-proxy" in line
+    bare = subprocess.run([*opskit, "--bind", "127.0.0.1:1"], capture_output=True, text=True)
+    assert bare.returncode == 1
+    assert bare.stderr.startswith("[error] no logins: add serve.tokens to opskit.yaml")

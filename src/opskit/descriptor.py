@@ -6,6 +6,7 @@ Every error names the file, the line and the field. Strings may hold ``{env}``
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from collections.abc import Callable, Iterable
@@ -748,3 +749,38 @@ def load_projects(sources: Iterable[DescriptorSource]) -> list[Project]:
             )
         projects[project.name] = project
     return sorted(projects.values(), key=lambda p: p.name)
+
+
+def with_backup_schedule(path: str, text: str, schedule: str) -> str:
+    """The descriptor *text* with ``backup.schedule`` set to *schedule*, everything else
+    (comments, order, quoting) as it was; validated like any descriptor. Raises
+    :class:`DescriptorError` for a descriptor without a ``backup`` section or a schedule
+    that is not valid."""
+    root, _loader = read_yaml(path, text)
+    backup = None
+    if isinstance(root, yaml.MappingNode):
+        backup = next((v for k, v in root.value if k.value == "backup"), None)
+    if not isinstance(backup, yaml.MappingNode):
+        raise DescriptorError(path, None, "backup", "no backup section to schedule")
+    if "\n" in schedule or not schedule.strip():
+        raise DescriptorError(path, None, "backup.schedule", "expected one line of text")
+    value = json.dumps(schedule.strip())  # a double-quoted YAML scalar
+    current = next((v for k, v in backup.value if k.value == "schedule"), None)
+    start, end = (
+        (current.start_mark.index, current.end_mark.index) if current is not None else (0, 0)
+    )
+    if current is not None:
+        edited = text[:start] + value + text[end:]
+    elif backup.flow_style:
+        close = backup.end_mark.index - 1  # the closing brace
+        separator = ", " if backup.value else ""
+        edited = text[:close] + f"{separator}schedule: {value}" + text[close:]
+    else:
+        first_key = backup.value[0][0]
+        indent = " " * first_key.start_mark.column
+        line_start = text.rfind("\n", 0, first_key.start_mark.index) + 1
+        edited = text[:line_start] + f"{indent}schedule: {value}\n" + text[line_start:]
+    project = parse_descriptor(DescriptorSource(path, edited))
+    if project.backup is None or project.backup.schedule != schedule.strip():
+        raise DescriptorError(path, None, "backup.schedule", "could not be set")
+    return edited

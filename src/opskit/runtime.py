@@ -113,6 +113,10 @@ class Runtime:
             self._projects = projects
         return self._projects
 
+    def reload(self) -> None:
+        """Read the descriptors again on next use (a long-running server, after an edit)."""
+        self._projects = None
+
     def project(self, name: str) -> Project:
         for project in self.projects():
             if project.name == name:

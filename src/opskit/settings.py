@@ -49,6 +49,8 @@ class Serve:
     tokens: tuple[Token, ...] = ()
     keep_runs_days: float = 30.0
     session_hours: float = 12.0
+    bind: str | None = None  # set: 'opskit timers' adds a service that runs opskit serve
+    behind_proxy: bool = False
 
 
 S3_KEYS = {
@@ -79,6 +81,7 @@ class Settings:
     disk_max_used_percent: int = 90
     randomized_delay_seconds: int = 600  # timers' RandomizedDelaySec
     drill_calendar: str = "weekly"  # timers' OnCalendar of the restore drills
+    unit_dir: str = "/etc/systemd/system"  # where 'opskit timers --install' writes units
     offsite: ServerOffsite = attrs.field(factory=ServerOffsite)
     serve: Serve = attrs.field(factory=Serve)
 
@@ -127,7 +130,14 @@ def parse_settings(path: str, text: str) -> Settings:
             raise r.error(m["disk_max_used_percent"], "disk_max_used_percent", "at most 100")
         values["disk_max_used_percent"] = percent
     if "timers" in m:
-        t = r.mapping(m["timers"], "timers", {"randomized_delay_seconds", "drill_calendar"})
+        t = r.mapping(
+            m["timers"], "timers", {"randomized_delay_seconds", "drill_calendar", "unit_dir"}
+        )
+        if "unit_dir" in t:
+            unit_dir = r.string(t["unit_dir"], "timers.unit_dir")
+            if not unit_dir.startswith("/"):
+                raise r.error(t["unit_dir"], "timers.unit_dir", "must be an absolute path")
+            values["unit_dir"] = unit_dir
         if "randomized_delay_seconds" in t:
             values["randomized_delay_seconds"] = r.integer(
                 t["randomized_delay_seconds"], "timers.randomized_delay_seconds"
@@ -144,7 +154,9 @@ def parse_settings(path: str, text: str) -> Settings:
 def _read_serve(r: _Reader, node: Node) -> Serve:
     import re
 
-    m = r.mapping(node, "serve", {"tokens", "keep_runs_days", "session_hours"})
+    m = r.mapping(
+        node, "serve", {"tokens", "keep_runs_days", "session_hours", "bind", "behind_proxy"}
+    )
 
     def token(item: Node, field: str) -> Token:
         t = r.mapping(item, field, {"name", "role", "sha256"}, required={"name", "role", "sha256"})
@@ -164,6 +176,10 @@ def _read_serve(r: _Reader, node: Node) -> Serve:
     for key in ("keep_runs_days", "session_hours"):
         if key in m:
             values[key] = r.number(m[key], f"serve.{key}")
+    if "bind" in m:
+        values["bind"] = r.string(m["bind"], "serve.bind")
+    if "behind_proxy" in m:
+        values["behind_proxy"] = r.scalar(m["behind_proxy"], "serve.behind_proxy") is True
     return Serve(**values)  # type: ignore[arg-type]
 
 

@@ -126,13 +126,39 @@ class Installed:
     enabled: bool  # False: systemd does not run here; the caller says what to run
 
 
+SERVE_UNIT = "opskit-serve.service"
+
+
 def unit_files(runtime: Runtime, opskit: str) -> dict[str, str]:
-    """File name -> content of every unit."""
-    delay = runtime.settings().randomized_delay_seconds
+    """File name -> content of every unit: the timers, and the dashboard's service when
+    ``serve.bind`` is set in ``opskit.yaml``."""
+    settings = runtime.settings()
     files = {}
     for timer in timers(runtime, opskit):
         files[f"{timer.name}.service"] = timer.service(runtime.root)
-        files[f"{timer.name}.timer"] = timer.timer(runtime.root, delay)
+        files[f"{timer.name}.timer"] = timer.timer(runtime.root, settings.randomized_delay_seconds)
+    if settings.serve.bind:
+        argv = [opskit, "--root", runtime.root, "serve", "--bind", settings.serve.bind]
+        argv += ["--behind-proxy"] if settings.serve.behind_proxy else []
+        files[SERVE_UNIT] = (
+            f"{MARKER}{runtime.root}\n"
+            "[Unit]\n"
+            "Description=opskit dashboard (opskit serve)\n"
+            "Wants=network-online.target\n"
+            "After=network-online.target docker.service\n"
+            "\n"
+            "[Service]\n"
+            "Type=simple\n"
+            f"ExecStart={shlex.join(argv)}\n"
+            "Restart=on-failure\n"
+            "RestartSec=5\n"
+            # Runs started from the page live in their own sessions: a restart of the
+            # dashboard must not take them down with it.
+            "KillMode=process\n"
+            "\n"
+            "[Install]\n"
+            "WantedBy=multi-user.target\n"
+        )
     return files
 
 
@@ -176,8 +202,8 @@ def install(
         host.run(["rm", "-f", "--", posixpath.join(unit_dir, name)])
     if enabled:
         host.run(["systemctl", "daemon-reload"])
-        timers_ = [n for n in files if n.endswith(".timer")]
-        host.run(["systemctl", "enable", "--now", *timers_])
+        wanted = [n for n in files if n.endswith(".timer") or n == SERVE_UNIT]
+        host.run(["systemctl", "enable", "--now", *wanted])
     return Installed(tuple(sorted(files)), tuple(removed), enabled)
 
 

@@ -36,9 +36,8 @@ def this_opskit() -> str:
 )
 @click.option(
     "--unit-dir",
-    default="/etc/systemd/system",
-    show_default=True,
-    help="Where --install writes the units.",
+    help="Where --install writes the units (default: timers.unit_dir of opskit.yaml, "
+    "else /etc/systemd/system).",
 )
 @command_options
 def timers(
@@ -47,7 +46,7 @@ def timers(
     remove_stale: bool,
     dry_run: bool,
     list_timers: bool,
-    unit_dir: str,
+    unit_dir: str | None,
 ) -> None:
     """systemd units from the descriptors: a backup timer per project with backup.schedule,
     the watch every 5 minutes, a weekly restore drill per env. Prints them without --install."""
@@ -55,6 +54,7 @@ def timers(
 
     runtime = state.ops.runtime
     program = this_opskit()
+    unit_dir = unit_dir or runtime.settings().unit_dir
     if list_timers:
         found = units.timers(runtime, program)
         rows = [

@@ -19,7 +19,10 @@ def parse_bind(bind: str) -> tuple[str, int]:
 
 
 @click.command()
-@click.option("--bind", default="127.0.0.1:8765", show_default=True, help="HOST:PORT to listen on.")
+@click.option(
+    "--bind",
+    help="HOST:PORT to listen on (default: serve.bind of opskit.yaml, else 127.0.0.1:8765).",
+)
 @click.option(
     "--behind-proxy",
     is_flag=True,
@@ -35,7 +38,7 @@ def parse_bind(bind: str) -> tuple[str, int]:
 @command_options
 def serve(
     state: CliState,
-    bind: str,
+    bind: str | None,
     behind_proxy: bool,
     no_terminal: bool,
     new_token: str | None,
@@ -49,6 +52,9 @@ def serve(
         click.echo(f"token (give it to {new_token}; it is not stored): {token}", err=True)
         state.out.line(f"- {{name: {new_token}, role: {role}, sha256: {digest}}}")
         return
+    settings = state.ops.runtime.settings().serve
+    bind = bind or settings.bind or "127.0.0.1:8765"
+    behind_proxy = behind_proxy or settings.behind_proxy
     host, port = parse_bind(bind)
     if host not in LOOPBACK and not behind_proxy:
         raise click.UsageError(

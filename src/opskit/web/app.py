@@ -45,6 +45,7 @@ PAGES = {
     "/runs": ("runs", "Runs"),
     "/logs": ("logs", "Logs"),
     "/history": ("history", "History"),
+    "/schedules": ("schedules", "Schedules"),
 }
 
 
@@ -270,6 +271,7 @@ def create_app(options: Options) -> FastAPI:
     def overview(request: Request) -> dict[str, Any]:
         """Every project and env: containers with state and health, the newest backup."""
         user_of(request)
+        ops.runtime.reload()  # descriptors edited since are shown as they are now
         placements = ops.status()
         newest = {(p, e): a for p, e, a in ops.newest_backups()}
         envs = []
@@ -354,6 +356,62 @@ def create_app(options: Options) -> FastAPI:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+
+    @app.get("/api/schedules")
+    def schedules(request: Request) -> dict[str, Any]:
+        """Each project's backup schedule (from its descriptor) and when it next runs."""
+        from opskit.timers import next_elapse, on_calendar
+
+        user_of(request)
+        ops.runtime.reload()
+        rows = []
+        for project in ops.projects():
+            schedule = project.backup.schedule if project.backup else None
+            rows.append(
+                {
+                    "project": project.name,
+                    "backup": project.backup is not None,
+                    "schedule": schedule,
+                    "next": next_elapse(ops.host, on_calendar(schedule)) if schedule else None,
+                    "descriptor": project.path,
+                }
+            )
+        return {"schedules": rows, "unit_dir": ops.runtime.settings().unit_dir}
+
+    @app.put("/api/schedules/{name}")
+    async def set_schedule(request: Request, name: str) -> dict[str, Any]:
+        """Set a project's ``backup.schedule``: the descriptor is rewritten (validated, the
+        rest of it as it was), then ``opskit timers --install --remove-stale`` runs."""
+        from opskit.descriptor import with_backup_schedule
+        from opskit.errors import DescriptorError
+        from opskit.timers import on_calendar
+
+        found = operator(request)
+        body = await request.json()
+        schedule = body.get("schedule") if isinstance(body, dict) else None
+        if not isinstance(schedule, str):
+            raise HTTPException(422, 'expected {"schedule": "03:30"}')
+        project = {p.name: p for p in ops.projects()}.get(name)
+        if project is None:
+            raise HTTPException(404, f"no project {name!r}")
+        text = ops.host.read_text(project.path)
+        try:
+            edited = with_backup_schedule(project.path, text, schedule)
+        except DescriptorError as exc:
+            raise HTTPException(422, str(exc)) from None
+        calendar = ops.host.run(
+            ["systemd-analyze", "calendar", on_calendar(schedule.strip())], check=False
+        )
+        if calendar.returncode != 0:
+            raise HTTPException(422, f"{schedule!r} is not a systemd calendar expression")
+        partial = project.path + ".opskit-new"
+        ops.host.run(["rm", "-f", "--", partial])
+        with ops.host.open_write(partial) as out:
+            out.write(edited.encode())
+        ops.host.run(["chmod", "--reference", project.path, "--", partial])
+        ops.host.run(["mv", "-f", "--", partial, project.path])
+        ops.runtime.reload()
+        return store_run(["timers", "--install", "--remove-stale"], found)
 
     @app.get("/api/history")
     def history(request: Request, project: str | None = None) -> dict[str, Any]:

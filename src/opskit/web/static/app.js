@@ -228,6 +228,8 @@ async function operationsPage() {
       const last = target() === p.envs[p.envs.length - 1];
       for (const node of rowOf(confirm)) node.classList.toggle("hidden", !(changes && last));
     }
+    const unpreview = () => { delete form.dataset.previewed; };
+    for (const input of [operation, project, direction, dry]) input.addEventListener("change", unpreview);
     operation.addEventListener("change", update);
     project.addEventListener("change", update);
     env.addEventListener("change", () => { updateArchives(); updateConfirm(); });
@@ -250,8 +252,8 @@ async function operationsPage() {
           await attach(run, runsArea);
           return;
         }
-        delete form.dataset.previewed;
         const run = await api("/api/runs", { method: "POST", body: JSON.stringify(request) });
+        delete form.dataset.previewed;  // only once it started: a refusal keeps the preview
         preview.replaceChildren();
         await attach(run, runsArea);
       } catch (error) {
@@ -372,9 +374,39 @@ async function historyPage() {
   main.append(table);
 }
 
+async function schedulesPage() {
+  const data = await api("/api/schedules");
+  const table = el("table", { id: "schedules" }, el("tr", {},
+    ...["project", "backup schedule", "next run", ""].map((h) => el("th", {}, h))));
+  runsArea = el("section", { id: "runs-area" });
+  const message = el("div", { id: "schedule-message" });
+  for (const row of data.schedules) {
+    const cell = el("td", {});
+    if (row.backup && role === "operator") {
+      const input = el("input", { value: row.schedule || "", class: "schedule", "data-project": row.project, size: 24 });
+      const save = el("button", { class: "save-schedule" }, "save");
+      save.addEventListener("click", async () => {
+        try {
+          const run = await api(`/api/schedules/${encodeURIComponent(row.project)}`,
+            { method: "PUT", body: JSON.stringify({ schedule: input.value }) });
+          message.replaceChildren(el("p", { class: "ok" }, `${row.project}: saved; the timers are being regenerated`));
+          await attach(run, runsArea);
+          openStream(0);
+        } catch (error) {
+          message.replaceChildren(el("p", { class: "bad", id: "schedule-error" }, error.message));
+        }
+      });
+      cell.append(input, " ", save);
+    } else cell.append(row.backup ? row.schedule || "by hand only" : "no backup section");
+    table.append(el("tr", { "data-project": row.project }, el("td", {}, row.project), cell,
+      el("td", {}, row.next || "-"), el("td", {}, row.descriptor)));
+  }
+  main.append(el("p", {}, `Timers are written to ${data.unit_dir}.`), message, table, runsArea);
+}
+
 const pages = {
   overview: overviewPage, operations: operationsPage, runs: runsPage,
-  backups: backupsPage, logs: logsPage, history: historyPage,
+  backups: backupsPage, logs: logsPage, history: historyPage, schedules: schedulesPage,
 };
 if (pages[page]) {
   pages[page]().catch((error) => main.append(el("p", { class: "bad" }, error.message)));
