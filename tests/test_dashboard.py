@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from conftest import opskit, wait_until
+from conftest import SSH_KEY, opskit, wait_until
 from testroot import REPO, free_ports
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
@@ -32,19 +32,23 @@ SHOWN = {"job.started", "phase.started", "phase.finished", "log", "warning", "ou
 
 
 class Dashboard:
-    def __init__(self, root: Path, state: Path, tokens: dict[str, str]) -> None:
+    def __init__(
+        self, root: Path, state: Path, tokens: dict[str, str], extra: tuple[str, ...] = ()
+    ) -> None:
         self.root = root
         self.state = state
         self.tokens = tokens
+        self.extra = extra
         (self.port,) = free_ports(1)
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "opskit", "--root", str(self.root), "serve", "--bind",
-             f"127.0.0.1:{self.port}"],
+            [sys.executable, "-m", "opskit", "--root", str(self.root), *self.extra, "serve",
+             "--bind", f"127.0.0.1:{self.port}"],
             stdout=subprocess.DEVNULL, stderr=open(self.state / "serve.log", "ab"),  # noqa: SIM115
+            env={**os.environ, "OPSKIT_SSH_KEY": SSH_KEY},
         )  # fmt: skip
 
         def listening() -> bool:
@@ -523,3 +527,37 @@ def test_a_promotion_shows_its_preview_first_and_needs_the_typed_name(
     finally:
         opskit("--root", root, "destroy", "site", "int", "--yes")
         shutil.rmtree(site)
+
+
+@pytest.mark.ssh
+def test_over_ssh_runs_and_the_terminal_work_on_the_server(dashboard: Dashboard) -> None:
+    """``opskit --host ssh://… serve``: the pages read the server, runs run against it,
+    and the terminal is a pty on it (this machine through the test bed's private sshd)."""
+    from websockets.sync.client import connect
+
+    from conftest import SSH_URL
+
+    remote = Dashboard(dashboard.root, dashboard.state, dashboard.tokens, ("--host", SSH_URL))
+    remote.start()
+    try:
+        cookie = remote.cookie("olivia")
+        status, overview = remote.api("/api/overview", cookie)
+        assert status == 200 and any(e["containers"] for e in overview["envs"])
+        status, run = remote.api(
+            "/api/runs", cookie, {"operation": "backup", "project": "seriousletter", "env": "dev"}
+        )
+        assert status == 201, run
+        wait_until(lambda: finished(remote, cookie, run["id"]), 300, 0.2, "the backup")
+        _status, stored = remote.api(f"/api/runs/{run['id']}", cookie)
+        assert stored["run"]["exit_code"] == 0, stored["events"]
+        url = remote.url.replace("http:", "ws:")
+        url += "/api/terminal?project=webstack&env=dev&service=web"
+        with connect(url, origin=remote.url, additional_headers={"Cookie": cookie}) as terminal:  # type: ignore[arg-type]
+            terminal.send("echo over-ssh-$((40+2))\n")
+            seen = b""
+            deadline = time.monotonic() + 20
+            while b"over-ssh-42" not in seen and time.monotonic() < deadline:
+                seen += terminal.recv(timeout=20)  # type: ignore[operator]
+            assert b"over-ssh-42" in seen
+    finally:
+        remote.stop()

@@ -7,6 +7,7 @@ Heavy modules (docker, fabric, paramiko) are imported only when first needed.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shlex
@@ -130,6 +131,22 @@ def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
     return env
 
 
+class Terminal(Protocol):
+    """A command on a pseudo-terminal: bytes out, keystrokes in, a size."""
+
+    def read(self) -> bytes:
+        """The next output (blocking); b"" once the command ended."""
+        ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def resize(self, cols: int, rows: int) -> None: ...
+
+    def close(self) -> None:
+        """End the command and free the terminal."""
+        ...
+
+
 class Host:
     """A machine that runs commands, holds files and a Docker engine."""
 
@@ -176,6 +193,10 @@ class Host:
 
     def call(self, argv: Sequence[str], *, cwd: str | None = None, tty: bool = False) -> int:
         """Run *argv* attached to this terminal (stdin, stdout, stderr); return its exit code."""
+        raise NotImplementedError
+
+    def terminal(self, argv: Sequence[str], cols: int = 80, rows: int = 24) -> Terminal:
+        """Run *argv* on a new pseudo-terminal of this host (the dashboard's terminal)."""
         raise NotImplementedError
 
     def popen(
@@ -302,6 +323,9 @@ class LocalHost(Host):
         except subprocess.TimeoutExpired:
             raise HostError(f"{' '.join(argv[:3])} timed out after {timeout} s") from None
         return Result(done.returncode, done.stdout, done.stderr)
+
+    def terminal(self, argv: Sequence[str], cols: int = 80, rows: int = 24) -> Terminal:
+        return _LocalTerminal(argv, cols, rows)
 
     def call(self, argv: Sequence[str], *, cwd: str | None = None, tty: bool = False) -> int:
         try:
@@ -553,6 +577,15 @@ class SSHHost(Host):
                 raise HostError(f"{argv[0]}: command not found on {self.name}")
         return Result(status, stdout, b"".join(stderr_chunks))
 
+    def terminal(self, argv: Sequence[str], cols: int = 80, rows: int = 24) -> Terminal:
+        try:
+            channel = self.connection.client.get_transport().open_session()
+            channel.get_pty(term="xterm-256color", width=cols, height=rows)
+            channel.exec_command(shlex.join(argv))
+        except Exception as exc:
+            raise HostError(f"lost the connection to {self.name}: {_short(exc)}") from None
+        return _ChannelTerminal(channel)
+
     def call(self, argv: Sequence[str], *, cwd: str | None = None, tty: bool = False) -> int:
         try:
             stdin_ok = sys.stdin is not None and sys.stdin.isatty() if tty else _readable(sys.stdin)
@@ -715,3 +748,61 @@ def open_host(url: str | None) -> Host:
     if url.startswith("ssh://"):
         return SSHHost(url)
     raise HostError(f"bad host {url!r}: expected ssh://user@server[:port] or 'local'")
+
+
+class _LocalTerminal:
+    """A local command on a pty, in a session of its own."""
+
+    def __init__(self, argv: Sequence[str], cols: int, rows: int) -> None:
+        import pty
+
+        self.primary, secondary = pty.openpty()
+        self.resize(cols, rows)
+        self.process = subprocess.Popen(
+            list(argv), stdin=secondary, stdout=secondary, stderr=secondary,
+            start_new_session=True, close_fds=True,
+        )  # fmt: skip
+        os.close(secondary)
+
+    def read(self) -> bytes:
+        try:
+            return os.read(self.primary, 65536)
+        except OSError:  # EIO: the command ended and closed the pty
+            return b""
+
+    def write(self, data: bytes) -> None:
+        os.write(self.primary, data)
+
+    def resize(self, cols: int, rows: int) -> None:
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(self.primary, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def close(self) -> None:
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGHUP)
+        self.process.wait()
+        os.close(self.primary)
+
+
+class _ChannelTerminal:
+    """A command on a pty of the SSH server (paramiko's channel)."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+
+    def read(self) -> bytes:
+        return bytes(self.channel.recv(65536))
+
+    def write(self, data: bytes) -> None:
+        self.channel.sendall(data)
+
+    def resize(self, cols: int, rows: int) -> None:
+        self.channel.resize_pty(width=cols, height=rows)
+
+    def close(self) -> None:
+        self.channel.close()

@@ -188,14 +188,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def start(store: RunStore, argv: Sequence[str], root: str, user: str) -> Run:
+def start(
+    store: RunStore, argv: Sequence[str], root: str, user: str, host: str | None = None
+) -> Run:
     """Record a run and start its process in a session of its own (not a child that dies
-    with the server); its output goes to the store, not to the server."""
+    with the server); its output goes to the store, not to the server. *host* is the
+    server's ``--host``: the run works on the same machine as the pages show."""
     run = store.create(argv, root, user)
+    env = dict(os.environ)
+    env.pop("OPSKIT_HOST", None)
+    if host:
+        env["OPSKIT_HOST"] = host
     process = subprocess.Popen(
         [sys.executable, "-m", "opskit.runs", run.id, store.path],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, close_fds=True,
+        start_new_session=True, close_fds=True, env=env,
     )  # fmt: skip
     store.started(run.id, process.pid)
     _reap_later(process)

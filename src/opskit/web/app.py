@@ -449,7 +449,7 @@ def create_app(options: Options) -> FastAPI:
         return store_run(argv, found)
 
     def store_run(argv: list[str], found: User) -> dict[str, Any]:
-        started = start(store, argv, options.root, found.name)
+        started = start(store, argv, options.root, found.name, options.host)
         return started.as_dict()
 
     @app.get("/api/stream")

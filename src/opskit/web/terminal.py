@@ -1,20 +1,15 @@
-"""The dashboard's terminal: a WebSocket to a pty running ``docker exec`` in a container
-of a resolved project (the container comes from opskit's own resolution, never from the
-request). Text frames are keystrokes; ``{"resize": [cols, rows]}`` resizes the pty. The
-session ends when the socket closes."""
+"""The dashboard's terminal: a WebSocket to a pseudo-terminal running ``docker exec`` in a
+container of a resolved project (the container comes from opskit's own resolution, never
+from the request), on the local engine or on the ``--host`` server over SSH. Text frames
+are keystrokes; ``{"resize": [cols, rows]}`` resizes the terminal. The session ends when
+the socket closes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
-import os
-import pty
-import signal
-import struct
-import subprocess
-import termios
+import threading
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
@@ -34,10 +29,6 @@ async def terminal_session(
     from opskit.errors import OpskitError
 
     try:
-        from opskit.host import LocalHost
-
-        if not isinstance(ops.host, LocalHost):
-            raise OpskitError("the terminal works on the local Docker engine only for now")
         running = ops.containers(project, env, service, running=True)
     except OpskitError as exc:
         await _refuse(socket, str(exc))
@@ -46,26 +37,21 @@ async def terminal_session(
         await _refuse(socket, f"{project} {env} {service}: no running container")
         return
     await socket.accept()
-    primary, secondary = pty.openpty()
-    process = subprocess.Popen(
-        ["docker", "exec", "-it", "-e", "TERM=xterm-256color", running[0].id, "sh", "-c", SHELL],
-        stdin=secondary, stdout=secondary, stderr=secondary, start_new_session=True,
-        close_fds=True,
-    )  # fmt: skip
-    os.close(secondary)
+    argv = ["docker", "exec", "-it", "-e", "TERM=xterm-256color", running[0].id, "sh", "-c", SHELL]
     loop = asyncio.get_running_loop()
+    try:
+        terminal = await loop.run_in_executor(None, ops.host.terminal, argv)
+    except OpskitError as exc:
+        await socket.close(code=4500, reason=str(exc)[:120])
+        return
     output: asyncio.Queue[bytes] = asyncio.Queue()
 
-    def readable() -> None:
-        try:
-            data = os.read(primary, 65536)
-        except OSError:
-            data = b""
-        output.put_nowait(data)
-        if not data:
-            loop.remove_reader(primary)
+    def read() -> None:
+        while data := terminal.read():
+            loop.call_soon_threadsafe(output.put_nowait, data)
+        loop.call_soon_threadsafe(output.put_nowait, b"")
 
-    loop.add_reader(primary, readable)
+    threading.Thread(target=read, daemon=True).start()
 
     async def pump_out() -> None:
         while data := await output.get():
@@ -78,21 +64,15 @@ async def terminal_session(
             message = await socket.receive()
             if message.get("type") == "websocket.disconnect":
                 break
-            text = message.get("text")
-            data = message.get("bytes")
+            text, data = message.get("text"), message.get("bytes")
             if text is not None and text.startswith('{"resize"'):
                 cols, rows = json.loads(text)["resize"]
-                fcntl.ioctl(primary, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+                terminal.resize(int(cols), int(rows))
                 continue
-            payload = data if data is not None else (text or "").encode()
-            os.write(primary, payload)
+            terminal.write(data if data is not None else (text or "").encode())
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
         sender.cancel()
         with contextlib.suppress(Exception):
-            loop.remove_reader(primary)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        os.close(primary)
-        await asyncio.get_running_loop().run_in_executor(None, process.wait)
+            await loop.run_in_executor(None, terminal.close)
