@@ -3,11 +3,11 @@
 # the Docker engine, the private sshd, the test images, the venv, lint, types, pytest.
 # Extra arguments go to pytest, e.g. scripts/test.sh -m "not docker" for the unit tests.
 #
-# Without arguments the suite runs as two pytest processes side by side, each with its own
-# namespace (OPSKIT_TEST_NS) and port window, as two checkouts on one server would: the
-# database loads, the offsite copies and the dashboard in one, everything else in the
-# other. They wait on containers, restic and the browser far more than they compute, so
-# the whole takes far less time than one after the other.
+# Without arguments the suite runs as three pytest processes side by side, each with its
+# own namespace (OPSKIT_TEST_NS) and port window, as three checkouts on one server would:
+# the database loads and the offsite copies, the dashboard in a browser, and everything
+# else. They wait on containers, restic and the browser far more than they compute, so the
+# whole takes far less time than one after the other. --durations shows the slowest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/testbed.sh >/dev/null
@@ -34,20 +34,32 @@ if [ $# -gt 0 ]; then
 fi
 
 ns="t$(printf '%s' "$PWD" | sha1sum | cut -c1-6)"
-SIDE=(tests/test_loads.py tests/test_offsite.py tests/test_dashboard.py)
-side_log=$(mktemp /tmp/opskit-tests-side.XXXXXX)
-OPSKIT_TEST_NS="${ns}s" OPSKIT_TEST_PORTS=20000-25999 \
-  .venv/bin/pytest -p no:cacheprovider "${SIDE[@]}" >"$side_log" 2>&1 &
-side=$!
-main_status=0
-OPSKIT_TEST_NS="${ns}m" OPSKIT_TEST_PORTS=26000-32000 \
-  .venv/bin/pytest $(printf -- '--ignore=%s ' "${SIDE[@]}") || main_status=$?
-side_status=0
-wait "$side" || side_status=$?
-echo "== pytest (side by side: ${SIDE[*]})"
-cat "$side_log"
-rm -f "$side_log"
+GROUP_S=(tests/test_loads.py tests/test_offsite.py)
+GROUP_D=(tests/test_dashboard.py)
+logs=()
+pids=()
+side() {  # side NAME PORTS FILES...: a pytest in the background, its output to a file
+  local name=$1 ports=$2 log
+  shift 2
+  log=$(mktemp "/tmp/opskit-tests-$name.XXXXXX")
+  OPSKIT_TEST_NS="${ns}$name" OPSKIT_TEST_PORTS=$ports \
+    .venv/bin/pytest -p no:cacheprovider --durations=10 "$@" >"$log" 2>&1 &
+  pids+=($!)
+  logs+=("$log")
+}
+side s 20000-23999 "${GROUP_S[@]}"
+side d 24000-27999 "${GROUP_D[@]}"
 result=0
+main_status=0
+OPSKIT_TEST_NS="${ns}m" OPSKIT_TEST_PORTS=28000-32000 .venv/bin/pytest --durations=10 \
+  $(printf -- '--ignore=%s ' "${GROUP_S[@]}" "${GROUP_D[@]}") || main_status=$?
 verdict "$main_status" || result=1
-verdict "$side_status" || result=1
+for i in "${!pids[@]}"; do
+  status=0
+  wait "${pids[$i]}" || status=$?
+  echo "== pytest (side by side, $(basename "${logs[$i]}"))"
+  cat "${logs[$i]}"
+  rm -f "${logs[$i]}"
+  verdict "$status" || result=1
+done
 exit "$result"
