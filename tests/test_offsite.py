@@ -137,7 +137,7 @@ def listing(root: Path) -> list[dict[str, object]]:
 
 def test_upload_list_verify_and_no_plaintext(root: Path, tmp_path: Path) -> None:
     missing = opskit("offsite", "upload", "vault", "dev", "--root", str(root))
-    assert_one_error_line(missing, "no repository password", "offsite init")
+    assert_one_error_line(missing, "archive vault-dev-", "no repository password", "offsite init")
     assert opskit("offsite", "init", "--root", str(root)).returncode == 0
     password = tmp_path / "state" / "restic-password"
     assert oct(password.stat().st_mode & 0o777) == "0o600"
@@ -147,6 +147,7 @@ def test_upload_list_verify_and_no_plaintext(root: Path, tmp_path: Path) -> None
     assert "verified ok" in done.stdout
     (row,) = listing(root)
     assert (row["local"], row["copied"], row["offsite"]) == (True, True, "yes")
+    assert row["size"] and row["verified_at"]  # the offsite copy's last read-back
     again = opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=600)
     assert "0 sent" in again.stdout and "3 already there" in again.stdout  # 2 paths, the manifest
     checked = opskit("offsite", "verify", "--read-data", "100%", "--root", str(root), timeout=600)

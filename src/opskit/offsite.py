@@ -313,7 +313,7 @@ class Upload:
 
 
 @contextlib.contextmanager
-def _about(archive: str) -> Iterator[None]:
+def about(archive: str) -> Iterator[None]:
     """Errors name the archive as well as the target."""
     try:
         yield
@@ -326,7 +326,7 @@ def _about(archive: str) -> Iterator[None]:
 
 def upload(restic: Restic, archive: Archive, job: Job | None = None) -> Upload:
     """Send every component (uncompressed) and the manifest that the repository lacks."""
-    with _about(archive.name):
+    with about(archive.name):
         return _upload(restic, archive, job)
 
 
@@ -378,7 +378,7 @@ def verify(
     """Check the repository (reading back *read_data* of it), then stream each component
     of *archive* back and compare its sha256 with the manifest's; record the result in
     the archive's ``offsite.json``."""
-    with _about(archive.name):
+    with about(archive.name):
         return _verify(restic, archive, read_data, job)
 
 
@@ -592,7 +592,8 @@ def copy(
     """Upload *archive* to the project's target and verify the copy (``backup --offsite``);
     raise :class:`OffsiteError` naming archive and target when the copy is not proven."""
     target = target_of(runtime, project)
-    restic = connect(runtime, target)
+    with about(archive.name):
+        restic = connect(runtime, target)
     done = upload(restic, archive, job)
     if job is not None:
         job.details.update(offsite_target=target, offsite_sent=done.sent)
@@ -637,7 +638,9 @@ class Listed:
     local: bool
     copied: bool  # every component and the manifest have a complete snapshot
     offsite: str  # "yes" (copied, and read back and matched), "unverified", "FAILED" or "no"
-    verified_at: str | None  # the last verification's time
+    verified_at: str | None  # the offsite copy's last verification
+    size: int | None  # the local copy's bytes (None: not here)
+    local_verified: str | None  # the local copy's verify state and time, e.g. "ok 2026-…"
 
 
 def listing(runtime: Runtime, project: Project, env: str) -> list[Listed]:
@@ -667,7 +670,20 @@ def listing(runtime: Runtime, project: Project, env: str) -> list[Listed]:
         else:
             state = "yes" if record.get("ok") else "FAILED"
         verified_at = str(record.get("time")) if record else None
+        local_verified = None
+        if archive is not None and archive.verified is not None:
+            local_verified = f"{archive.verified_state} {archive.verified.get('time', '')}".strip()
         rows.append(
-            Listed(name, project.name, env, archive is not None, complete, state, verified_at)
+            Listed(
+                name,
+                project.name,
+                env,
+                archive is not None,
+                complete,
+                state,
+                verified_at,
+                archive.size if archive is not None else None,
+                local_verified,
+            )
         )
     return rows

@@ -85,7 +85,8 @@ def _copies(
             continue
         with as_job(runtime, kind, found.name, [e]) as job:
             job.details.update(archive=archive.path, target=target)
-            restic = engine.connect(runtime, target)
+            with engine.about(archive.name):
+                restic = engine.connect(runtime, target)
             done = None
             if upload_first:
                 done = engine.upload(restic, archive, job)
@@ -216,13 +217,17 @@ def list_(state: CliState, project: str | None, env: str | None) -> None:
     table = [
         [
             r.archive,
+            f"{r.size / 2**20:.1f} MiB" if r.size is not None else "-",
             "yes" if r.local else "no",
+            r.local_verified or "-",
             (r.offsite, styles[r.offsite]),
             r.verified_at or "-",
         ]
         for r in rows
     ]
-    state.out.table(["archive", "local", "offsite", "verified at"], table)
+    state.out.table(
+        ["archive", "size", "local", "local verified", "offsite", "offsite verified"], table
+    )
 
 
 @hookimpl
