@@ -561,3 +561,35 @@ def test_over_ssh_runs_and_the_terminal_work_on_the_server(dashboard: Dashboard)
             assert b"over-ssh-42" in seen
     finally:
         remote.stop()
+
+
+def test_headers_caching_openapi_and_the_streams_keepalive(dashboard: Dashboard) -> None:
+    import http.client
+
+    cookie = dashboard.cookie("victor")
+    connection = http.client.HTTPConnection("127.0.0.1", dashboard.port, timeout=30)
+    connection.request("GET", "/", headers={"Cookie": cookie})
+    page = connection.getresponse()
+    html = page.read().decode()
+    assert page.status == 200 and page.getheader("Cache-Control") == "no-store"
+    assert "script-src 'self'" in str(page.getheader("Content-Security-Policy"))
+    script = html.split('<script src="')[-1].split('"')[0]
+    assert script.startswith("/static/app.") and script.endswith(".js")  # a content hash
+    connection.request("GET", script)
+    asset = connection.getresponse()
+    asset.read()
+    assert asset.getheader("Cache-Control") == "public, max-age=31536000, immutable"
+    _status, schema = dashboard.api("/api/openapi.json", cookie)
+    assert "/api/runs" in schema["paths"] and "/api/stream" in schema["paths"]
+
+    connection.request("GET", "/api/stream", headers={"Cookie": cookie, "Accept-Encoding": "gzip"})
+    stream = connection.getresponse()
+    assert stream.getheader("X-Accel-Buffering") == "no"
+    assert stream.getheader("Content-Encoding") is None  # never compressed
+    assert stream.getheader("Content-Type", "").startswith("text/event-stream")
+    started, received = time.monotonic(), b""
+    while b": keepalive" not in received and time.monotonic() - started < 25:
+        received += stream.read1(4096)
+    assert b": keepalive" in received
+    assert time.monotonic() - started < 20  # at least every 15 s
+    connection.close()
