@@ -167,6 +167,31 @@ def stored_ids(board: Dashboard, cookie: str, run: str) -> list[int]:
     return [e["id"] for e in data["events"] if e["event"] in SHOWN]
 
 
+def new_run(board: Dashboard, before: set[str], *argv: str) -> str:
+    """The id of the run that a click started: not in *before*, its command line begins
+    with *argv* (other runs may be going on, as on a real server)."""
+    cookie = board.cookie("olivia")
+
+    def found() -> str | None:
+        for run in board.api("/api/runs", cookie)[1]["runs"]:
+            if run["id"] not in before and run["argv"][: len(argv)] == list(argv):
+                return str(run["id"])
+        return None
+
+    return str(wait_until(found, 60, 0.1, f"a run of {' '.join(argv)}"))
+
+
+def run_ids(board: Dashboard) -> set[str]:
+    return {r["id"] for r in board.api("/api/runs", board.cookie("olivia"))[1]["runs"]}
+
+
+def ended_ok(browser: Any, run: str) -> bool:
+    from selenium.webdriver.common.by import By
+
+    selector = f".log[data-run='{run}'] .finished-ok"
+    return bool(browser.find_elements(By.CSS_SELECTOR, selector))
+
+
 def finished(board: Dashboard, cookie: str, run: str) -> bool:
     return bool(board.api(f"/api/runs/{run}", cookie)[1]["run"]["state"] == "finished")
 
@@ -223,15 +248,16 @@ def test_a_backup_streams_and_a_reload_continues_without_gap_or_repeat(
     Select(browser.find_element(By.ID, "op")).select_by_value("backup")
     Select(browser.find_element(By.ID, "project")).select_by_value("mdf")
     Select(browser.find_element(By.ID, "env")).select_by_value("dev")
+    before = run_ids(dashboard)
     browser.find_element(By.ID, "start").click()
-    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".log div"), 60, 0.05, "lines")
-    run = browser.find_element(By.CSS_SELECTOR, ".log").get_attribute("data-run")
+    run = new_run(dashboard, before, "backup", "mdf", "dev")
+    lines = f".log[data-run='{run}'] div"
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, lines), 60, 0.05, "lines")
     shot(browser, "operations-backup")
     browser.refresh()  # in the middle: the run is shown again and its log goes on
     cookie = dashboard.cookie("olivia")
     wait_until(lambda: finished(dashboard, cookie, run), 300, 0.2, "the backup")
-    selector = f".log[data-run='{run}'] .finished-ok"
-    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, selector), 30, 0.1, "its end")
+    wait_until(lambda: ended_ok(browser, run), 30, 0.1, "its end")
     assert shown_ids(browser, run) == stored_ids(dashboard, cookie, run)
 
 
@@ -278,12 +304,12 @@ def test_a_sync_with_the_direction_picker_and_the_typed_name_for_the_last_env(
     Select(browser.find_element(By.ID, "project")).select_by_value("mdf")
     directions = [o.text for o in Select(browser.find_element(By.ID, "direction")).options]
     assert directions == ["prod → dev"]  # sync.pairs, nothing else
+    before = run_ids(dashboard)
     browser.find_element(By.ID, "start").click()
-    wait_until(
-        lambda: browser.find_elements(By.CSS_SELECTOR, ".log .finished-ok, .log .finished-bad"),
-        300, 0.2, "the sync",
-    )  # fmt: skip
-    assert browser.find_elements(By.CSS_SELECTOR, ".log .finished-ok")
+    run = new_run(dashboard, before, "sync", "mdf", "--from", "prod", "--to", "dev")
+    cookie = dashboard.cookie("olivia")
+    wait_until(lambda: finished(dashboard, cookie, run), 300, 0.2, "the sync")
+    wait_until(lambda: ended_ok(browser, run), 30, 0.1, "the sync's end on the page")
     shot(browser, "operations-sync")
 
     Select(browser.find_element(By.ID, "op")).select_by_value("rebuild")
@@ -413,16 +439,11 @@ def test_the_backups_drill_down_reaches_an_archive_restores_and_downloads_it(
         members = tar.getnames()
     assert f"{name}/manifest.json" in members
 
+    before = run_ids(dashboard)
     first.find_element(By.CSS_SELECTOR, "button.restore").click()
     browser.switch_to.alert.accept()  # dev is not the last env: a plain confirmation
-    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#runs-area .log"), 20, 0.1, "run")
-    wait_until(
-        lambda: browser.find_elements(By.CSS_SELECTOR, "#runs-area .finished-ok"),
-        300, 0.2, "the restore",
-    )  # fmt: skip
-    run = browser.find_element(By.CSS_SELECTOR, "#runs-area .log").get_attribute("data-run")
-    _status, stored = dashboard.api(f"/api/runs/{run}", dashboard.cookie("olivia"))
-    assert stored["run"]["argv"][:5] == ["restore", "seriousletter", "dev", "--name", name]
+    run = new_run(dashboard, before, "restore", "seriousletter", "dev", "--name", str(name))
+    wait_until(lambda: ended_ok(browser, run), 300, 0.2, "the restore")
 
     browser.get(dashboard.url + "/history")
     wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#history tr"), 20, 0.1, "history")
@@ -437,7 +458,7 @@ def test_a_service_log_streams_live(dashboard: Dashboard, browser: Any) -> None:
     log_in(browser, dashboard, "victor")
     browser.get(dashboard.url + "/logs?service=webstack/dev/cache")
     wait_until(
-        lambda: "cache ready" in browser.find_element(By.ID, "service-log").text,
+        lambda: any("cache ready" in e.text for e in browser.find_elements(By.ID, "service-log")),
         30, 0.2, "the cache's log",
     )  # fmt: skip
     shot(browser, "logs")
@@ -464,11 +485,10 @@ def test_a_schedule_edited_on_the_page_rewrites_the_descriptor_and_the_timers(
 
         row.find_element(By.CSS_SELECTOR, "input").clear()
         row.find_element(By.CSS_SELECTOR, "input").send_keys("04:15")
+        before = run_ids(dashboard)
         row.find_element(By.CSS_SELECTOR, "button").click()
-        wait_until(
-            lambda: browser.find_elements(By.CSS_SELECTOR, "#runs-area .finished-ok"),
-            60, 0.2, "the timers regenerated",
-        )  # fmt: skip
+        run = new_run(dashboard, before, "timers", "--install", "--remove-stale")
+        wait_until(lambda: ended_ok(browser, run), 60, 0.2, "the timers regenerated")
         edited = descriptor.read_text()
         assert 'schedule: "04:15"' in edited
         assert edited.replace('  schedule: "04:15"\n', "") == original  # the rest as it was
@@ -518,11 +538,14 @@ def test_a_promotion_shows_its_preview_first_and_needs_the_typed_name(
         browser.find_element(By.ID, "start").click()  # int is site's last env: no name typed
         wait_until(lambda: browser.find_elements(By.ID, "operation-error"), 20, 0.1, "refusal")
         browser.find_element(By.ID, "confirm").send_keys("site")
+        before = run_ids(dashboard)
         browser.find_element(By.ID, "start").click()
-        wait_until(
-            lambda: len(browser.find_elements(By.CSS_SELECTOR, "#runs-area .finished-ok")) >= 2,
-            120, 0.2, "the promotion",
-        )  # fmt: skip
+        run = new_run(dashboard, before, "promote", "site", "--from", "dev", "--to", "int")
+        wait_until(lambda: ended_ok(browser, run), 120, 0.2, "the promotion")
+        assert (
+            "--yes"
+            in dashboard.api(f"/api/runs/{run}", dashboard.cookie("olivia"))[1]["run"]["argv"]
+        )
         assert (site / "int" / "code" / "index.html").read_text() == "dev version\n"
     finally:
         opskit("--root", root, "destroy", "site", "int", "--yes")

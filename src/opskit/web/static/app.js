@@ -61,9 +61,14 @@ function lineOf(event) {
   }
 }
 
+const waiting = new Map(); // run id -> live events that came while its stored ones load
+
 function show(event) {
   const log = logs.get(event.run);
-  if (!log) return;
+  if (!log) {
+    if (waiting.has(event.run)) waiting.get(event.run).push(event);
+    return;
+  }
   if (event.id <= (lastSeen.get(event.run) || 0)) return; // delivered already
   lastSeen.set(event.run, event.id);
   if (event.event === "progress") {
@@ -79,15 +84,20 @@ function show(event) {
   if (event.event === "output" && event.stream === "stdout") refreshRuns();
 }
 
+// A run's log: its stored events first, then the live ones that came meanwhile, in id order
+// (show() skips what it has shown), so nothing is missed and nothing shown twice.
 async function attach(run, container) {
-  if (logs.has(run.id)) return;
+  if (logs.has(run.id) || waiting.has(run.id)) return;
+  waiting.set(run.id, []);
   const box = el("section", { class: "run", "data-run": run.id },
     el("h2", {}, `${run.command}`), el("div", { class: "progress" }),
     el("div", { class: "log", "data-run": run.id }));
   container.prepend(box);
-  logs.set(run.id, box.querySelector(".log"));
   const stored = await api(`/api/runs/${encodeURIComponent(run.id)}`);
-  for (const event of stored.events) show(event);
+  logs.set(run.id, box.querySelector(".log"));
+  const live = waiting.get(run.id);
+  waiting.delete(run.id);
+  for (const event of [...stored.events, ...live].sort((a, b) => a.id - b.id)) show(event);
 }
 
 let stream = null;
@@ -97,9 +107,16 @@ function openStream(after) {
   stream.onmessage = (message) => {
     const event = JSON.parse(message.data);
     event.id = Number(message.lastEventId);
-    if (!logs.has(event.run) && event.event === "job.started") autoAttach(event.run);
+    if (!logs.has(event.run) && !waiting.has(event.run)) autoAttach(event.run);
     show(event);
   };
+}
+
+// Attach every run that starts from now on (this tab's or anyone's) and follow them.
+async function followRuns() {
+  const data = await api("/api/runs");
+  openStream(data.last_event);
+  return data;
 }
 
 let runsArea = null;
@@ -281,7 +298,6 @@ async function runsPage() {
 async function startRun(request, area) {
   const run = await api("/api/runs", { method: "POST", body: JSON.stringify(request) });
   await attach(run, area);
-  openStream(0);
   return run;
 }
 
@@ -293,6 +309,7 @@ async function backupsPage() {
   runsArea = el("section", { id: "runs-area" });
   const message = el("div", { id: "backup-message" });
   main.append(nav, message, table, runsArea);
+  await followRuns();
   const params = new URLSearchParams(location.search);
   for (const p of projects) {
     const envs = p.envs.map((e) => {
@@ -391,7 +408,6 @@ async function schedulesPage() {
             { method: "PUT", body: JSON.stringify({ schedule: input.value }) });
           message.replaceChildren(el("p", { class: "ok" }, `${row.project}: saved; the timers are being regenerated`));
           await attach(run, runsArea);
-          openStream(0);
         } catch (error) {
           message.replaceChildren(el("p", { class: "bad", id: "schedule-error" }, error.message));
         }
@@ -402,6 +418,7 @@ async function schedulesPage() {
       el("td", {}, row.next || "-"), el("td", {}, row.descriptor)));
   }
   main.append(el("p", {}, `Timers are written to ${data.unit_dir}.`), message, table, runsArea);
+  await followRuns();
 }
 
 const pages = {
