@@ -401,11 +401,13 @@ def test_a_viewer_cannot_start_a_job_or_open_a_terminal_and_other_origins_are_re
     with pytest.raises(InvalidStatus):  # an operator's cookie, from another origin
         connect(socket_url, origin="http://evil.example", additional_headers={"Cookie": operator})  # type: ignore[arg-type]
     with connect(socket_url, origin=dashboard.url, additional_headers={"Cookie": operator}) as ok:  # type: ignore[arg-type]
-        ok.send("echo same-origin-$((40+2))\n")
+        ok.send('{"resize": [101, 33]}')
+        ok.send("echo same-origin-$((40+2)); busybox stty size\n")
         seen = b""
         deadline = time.monotonic() + 20
-        while b"same-origin-42" not in seen and time.monotonic() < deadline:
+        while b"33 101" not in seen and time.monotonic() < deadline:
             seen += ok.recv(timeout=20)  # type: ignore[operator]
+        assert b"same-origin-42" in seen and b"33 101" in seen  # the pty took the new size
 
 
 def test_the_backups_drill_down_reaches_an_archive_restores_and_downloads_it(
