@@ -181,6 +181,39 @@ def new_run(board: Dashboard, before: set[str], *argv: str) -> str:
     return str(wait_until(found, 60, 0.1, f"a run of {' '.join(argv)}"))
 
 
+def in_shell(socket: Any, command: str, expected: bytes) -> bytes:
+    """Wait for the shell's prompt (keys typed before the exec attached can be lost), type
+    *command*, and read until *expected* comes back; return all that came."""
+    seen, deadline = b"", time.monotonic() + 60
+
+    def more() -> None:
+        nonlocal seen
+        try:
+            seen += socket.recv(timeout=max(0.1, deadline - time.monotonic()))
+        except TimeoutError:
+            raise AssertionError(f"timed out; the terminal showed {seen!r}") from None
+
+    import re
+
+    def plain() -> bytes:  # without the terminal control sequences
+        return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen)
+
+    while not plain().rstrip().endswith((b"#", b"$")):
+        more()
+    if seen.endswith(b"\x1b[6n"):
+        # busybox's shell asks the terminal where the cursor is, and takes the keys that
+        # come in the next moments for the answer; it draws its prompt again when it stops
+        # waiting. A person types later than that: so does the test.
+        mark = len(seen)
+        while not re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen[mark:]).rstrip().endswith(b"#"):
+            more()
+        time.sleep(0.5)
+    socket.send(command + "\n")
+    while expected not in seen.rpartition(command.encode())[2]:
+        more()
+    return seen
+
+
 def run_ids(board: Dashboard) -> set[str]:
     return {r["id"] for r in board.api("/api/runs", board.cookie("olivia"))[1]["runs"]}
 
@@ -333,9 +366,6 @@ def test_the_terminal_runs_echo_and_refuses_names_outside_the_resolved_set(
     wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, row), 30, 0.1, "the button")
     browser.find_element(By.CSS_SELECTOR, row).click()
     wait_until(lambda: browser.execute_script("return !!window.opskitTerminal"), 10, 0.1, "xterm")
-    time.sleep(1)  # the shell's prompt
-    browser.find_element(By.CSS_SELECTOR, "#terminal textarea").click()
-    ActionChains(browser).send_keys("echo opskit-$((6*7))-done\n").perform()
 
     def screen() -> str:
         return browser.execute_script(  # type: ignore[no-any-return]
@@ -344,7 +374,12 @@ def test_the_terminal_runs_echo_and_refuses_names_outside_the_resolved_set(
             "return lines.join('\\n');"
         )
 
-    wait_until(lambda: "opskit-42-done" in screen(), 20, 0.1, "the echo's output")
+    # Keys typed before the exec attached can be lost: wait for the shell's prompt.
+    wait_until(lambda: screen().rstrip().endswith(("#", "$")), 60, 0.1, "the prompt")
+    time.sleep(0.5)  # busybox's shell takes the keys of the next moments for a cursor report
+    browser.find_element(By.CSS_SELECTOR, "#terminal textarea").click()
+    ActionChains(browser).send_keys("echo opskit-$((6*7))-done\n").perform()
+    wait_until(lambda: "opskit-42-done" in screen(), 30, 0.1, "the echo's output")
     shot(browser, "terminal")
 
     outside = browser.execute_script(
@@ -402,12 +437,8 @@ def test_a_viewer_cannot_start_a_job_or_open_a_terminal_and_other_origins_are_re
         connect(socket_url, origin="http://evil.example", additional_headers={"Cookie": operator})  # type: ignore[arg-type]
     with connect(socket_url, origin=dashboard.url, additional_headers={"Cookie": operator}) as ok:  # type: ignore[arg-type]
         ok.send('{"resize": [101, 33]}')
-        ok.send("echo same-origin-$((40+2)); busybox stty size\n")
-        seen = b""
-        deadline = time.monotonic() + 20
-        while b"33 101" not in seen and time.monotonic() < deadline:
-            seen += ok.recv(timeout=20)  # type: ignore[operator]
-        assert b"same-origin-42" in seen and b"33 101" in seen  # the pty took the new size
+        seen = in_shell(ok, "echo same-origin-$((40+2)); busybox stty size", b"33 101")
+        assert b"same-origin-42" in seen  # and the pty took the new size
 
 
 def test_the_backups_drill_down_reaches_an_archive_restores_and_downloads_it(
@@ -578,12 +609,7 @@ def test_over_ssh_runs_and_the_terminal_work_on_the_server(dashboard: Dashboard)
         url = remote.url.replace("http:", "ws:")
         url += "/api/terminal?project=webstack&env=dev&service=web"
         with connect(url, origin=remote.url, additional_headers={"Cookie": cookie}) as terminal:  # type: ignore[arg-type]
-            terminal.send("echo over-ssh-$((40+2))\n")
-            seen = b""
-            deadline = time.monotonic() + 20
-            while b"over-ssh-42" not in seen and time.monotonic() < deadline:
-                seen += terminal.recv(timeout=20)  # type: ignore[operator]
-            assert b"over-ssh-42" in seen
+            in_shell(terminal, "echo over-ssh-$((40+2))", b"over-ssh-42")
     finally:
         remote.stop()
 
