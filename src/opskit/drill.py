@@ -29,6 +29,7 @@ from opskit.components import BackupContext, DatabaseDump, _extract
 from opskit.containers import Container, Placement
 from opskit.descriptor import Database
 from opskit.errors import OpskitError
+from opskit.runs import pid_alive
 
 if TYPE_CHECKING:
     from opskit.descriptor import Project
@@ -271,16 +272,6 @@ def remove_leftovers(host: Host, env_dir: str) -> None:
     here = socket.gethostname()
     for drill_id in set(found):
         machine, _, rest = drill_id.rpartition("-")[0].rpartition("-")
-        if machine == here and rest.isdigit() and not _alive(int(rest)):
+        if machine == here and rest.isdigit() and not pid_alive(int(rest)):
             _remove(host, drill_id)
             host.run(["rm", "-rf", "--", posixpath.join(env_dir, SCRATCH + drill_id)], check=False)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

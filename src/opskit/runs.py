@@ -154,7 +154,7 @@ class RunStore:
         """Mark runs whose process is gone without finishing (killed, the server rebooted)."""
         for run in self.query("SELECT * FROM runs WHERE state != 'finished'"):
             found = _run(run)
-            if found.pid is not None and not _alive(found.pid):
+            if found.pid is not None and not pid_alive(found.pid):
                 self.append(found.id, {"event": "output", "stream": "stderr",
                                        "line": "[error] the run's process ended without a result"})  # fmt: skip
                 self.finish(found.id, -1)
@@ -178,7 +178,8 @@ def _run(row: Sequence[Any]) -> Run:
     return Run(row[0], tuple(json.loads(row[1])), *row[2:])
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine still runs (owned by someone else counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

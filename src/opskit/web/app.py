@@ -351,11 +351,7 @@ def create_app(options: Options) -> FastAPI:
         if not found:
             raise HTTPException(404, f"{project} {env} {service}: no container")
         argv = ["docker", "logs", "--follow", "--tail", str(max(0, min(tail, 5000))), found[0].name]
-        return StreamingResponse(
-            _log_lines(ops.host, argv),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
+        return _event_stream(_log_lines(ops.host, argv))
 
     @app.get("/api/schedules")
     def schedules(request: Request) -> dict[str, Any]:
@@ -459,11 +455,7 @@ def create_app(options: Options) -> FastAPI:
         user_of(request)
         header = request.headers.get("last-event-id")
         last = int(header) if header and header.isdigit() else (after or 0)
-        return StreamingResponse(
-            _events(broadcaster, store, last),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
+        return _event_stream(_events(broadcaster, store, last))
 
     if options.terminal:
         from opskit.web.terminal import terminal_session
@@ -483,6 +475,15 @@ def create_app(options: Options) -> FastAPI:
             await terminal_session(socket, ops, project, env, service)
 
     return app
+
+
+def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
+    """Server-sent events that no cache or reverse proxy holds back."""
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
 async def _events(broadcaster: Broadcaster, store: RunStore, last: int) -> AsyncIterator[str]:
