@@ -146,11 +146,15 @@ def examples_up(example_copy: tuple[Path, dict[int, int]]) -> Iterator[Path]:
     for project, env in ENVS:
         run = opskit("--root", root, "start", project, env)
         assert run.returncode == 0, run.stderr
-    wait_until(
-        lambda: opskit("--root", root, "health").returncode == 0,
-        timeout=180,
-        what="healthy examples",
-    )
+    health: list[subprocess.CompletedProcess[str]] = []
+    try:
+        wait_until(
+            lambda: health.append(opskit("--root", root, "health")) or health[-1].returncode == 0,
+            timeout=180,
+            what="healthy examples",
+        )
+    except AssertionError as exc:  # say which were not
+        raise AssertionError(f"{exc}; the last health check said:\n{health[-1].stdout}") from None
     yield example_copy[0]
     if os.environ.get("OPSKIT_TEST_KEEP"):
         return

@@ -329,7 +329,8 @@ def test_backup_stop_services_are_started_again_even_on_failure(root: str) -> No
     try:
         run = opskit("backup", "mdf", "prod", "--root", root)
         assert run.returncode == 1
-        assert "the db container is not running" in run.stderr
+        assert "the db container is not running (" in run.stderr
+        assert "db_1 is exited)" in run.stderr or "db-1 is exited)" in run.stderr
         assert mail_state() == "running"
         assert not [
             n

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -181,37 +181,47 @@ def new_run(board: Dashboard, before: set[str], *argv: str) -> str:
     return str(wait_until(found, 60, 0.1, f"a run of {' '.join(argv)}"))
 
 
-def in_shell(socket: Any, command: str, expected: bytes) -> bytes:
-    """Wait for the shell's prompt (keys typed before the exec attached can be lost), type
-    *command*, and read until *expected* comes back; return all that came."""
-    seen, deadline = b"", time.monotonic() + 60
+class Shell:
+    """Plays the terminal's part over the dashboard's WebSocket, as xterm.js does in the
+    page: answers the shell's cursor-position queries and types when the screen is quiet."""
 
-    def more() -> None:
-        nonlocal seen
+    def __init__(self, socket: Any) -> None:
+        self.socket, self.seen, self.answered, self.typed_at = socket, b"", 0, 0
+
+    def more(self, timeout: float) -> bool:
         try:
-            seen += socket.recv(timeout=max(0.1, deadline - time.monotonic()))
+            self.seen += self.socket.recv(timeout=timeout)
         except TimeoutError:
-            raise AssertionError(f"timed out; the terminal showed {seen!r}") from None
+            return False
+        # busybox's shell asks where the cursor is (ESC[6n) after each prompt and takes the
+        # answer from among the keys; a terminal answers at once
+        while (query := self.seen.find(b"\x1b[6n", self.answered)) >= 0:
+            self.socket.send("\x1b[1;5R")
+            self.answered = query + 4
+        return True
 
-    import re
+    def wait(self, done: Callable[[bytes], bool], deadline: float) -> None:
+        while not done(self.seen[self.typed_at :]):
+            if not self.more(max(0.1, deadline - time.monotonic())):
+                raise AssertionError(f"timed out; the terminal showed {self.seen!r}")
 
-    def plain() -> bytes:  # without the terminal control sequences
-        return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen)
+    def run(self, command: str, expected: bytes) -> bytes:
+        """Wait for the prompt, type *command*, read until *expected* follows it; return
+        what came after the command."""
+        import re
 
-    while not plain().rstrip().endswith((b"#", b"$")):
-        more()
-    if seen.endswith(b"\x1b[6n"):
-        # busybox's shell asks the terminal where the cursor is, and takes the keys that
-        # come in the next moments for the answer; it draws its prompt again when it stops
-        # waiting. A person types later than that: so does the test.
-        mark = len(seen)
-        while not re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen[mark:]).rstrip().endswith(b"#"):
-            more()
-        time.sleep(0.5)
-    socket.send(command + "\n")
-    while expected not in seen.rpartition(command.encode())[2]:
-        more()
-    return seen
+        deadline = time.monotonic() + 60
+
+        def prompted(text: bytes) -> bool:  # without the terminal's control sequences
+            return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", text).rstrip().endswith((b"#", b"$"))
+
+        self.wait(prompted, deadline)
+        while self.more(0.5):  # a person types after the screen settles
+            pass
+        self.typed_at = len(self.seen)
+        self.socket.send(command + "\n")
+        self.wait(lambda text: expected in text.partition(command.encode())[2], deadline)
+        return self.seen[self.typed_at :]
 
 
 def run_ids(board: Dashboard) -> set[str]:
@@ -437,8 +447,14 @@ def test_a_viewer_cannot_start_a_job_or_open_a_terminal_and_other_origins_are_re
         connect(socket_url, origin="http://evil.example", additional_headers={"Cookie": operator})  # type: ignore[arg-type]
     with connect(socket_url, origin=dashboard.url, additional_headers={"Cookie": operator}) as ok:  # type: ignore[arg-type]
         ok.send('{"resize": [101, 33]}')
-        seen = in_shell(ok, "echo same-origin-$((40+2)); busybox stty size", b"33 101")
-        assert b"same-origin-42" in seen  # and the pty took the new size
+        shell = Shell(ok)  # the size a page sends on opening is the one the shell starts with
+        seen = shell.run("echo same-origin-$((40+2)); busybox stty size", b"33 101")
+        assert b"same-origin-42" in seen
+        ok.send('{"resize": [120, 40]}')  # and a window resized later: the docker client
+        deadline = time.monotonic() + 30  # passes it on when it gets to it, slower under load
+        while b"40 120" not in shell.run("busybox stty size", b"/ #"):
+            assert time.monotonic() < deadline, "the new size never reached the container"
+            time.sleep(0.5)
 
 
 def test_the_backups_drill_down_reaches_an_archive_restores_and_downloads_it(
@@ -605,11 +621,13 @@ def test_over_ssh_runs_and_the_terminal_work_on_the_server(dashboard: Dashboard)
         assert status == 201, run
         wait_until(lambda: finished(remote, cookie, run["id"]), 300, 0.2, "the backup")
         _status, stored = remote.api(f"/api/runs/{run['id']}", cookie)
-        assert stored["run"]["exit_code"] == 0, stored["events"]
+        lines = [e.get("line") or e.get("error") for e in stored["events"]]
+        assert stored["run"]["exit_code"] == 0, lines
         url = remote.url.replace("http:", "ws:")
         url += "/api/terminal?project=webstack&env=dev&service=web"
         with connect(url, origin=remote.url, additional_headers={"Cookie": cookie}) as terminal:  # type: ignore[arg-type]
-            in_shell(terminal, "echo over-ssh-$((40+2))", b"over-ssh-42")
+            terminal.send('{"resize": [90, 30]}')
+            Shell(terminal).run("echo over-ssh-$((40+2)); busybox stty size", b"30 90")
     finally:
         remote.stop()
 

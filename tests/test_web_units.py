@@ -128,3 +128,36 @@ def test_serve_refuses_a_public_bind_without_a_proxy_and_a_server_without_logins
     bare = subprocess.run([*opskit, "--bind", "127.0.0.1:1"], capture_output=True, text=True)
     assert bare.returncode == 1
     assert bare.stderr.startswith("[error] no logins: add serve.tokens to opskit.yaml")
+
+
+def test_the_local_terminal_is_the_commands_controlling_terminal() -> None:
+    """A resize reaches the command as SIGWINCH only if the pty is its controlling
+    terminal; without that, docker exec in the dashboard's terminal kept its first size."""
+    import sys
+    import threading
+    import time
+
+    from opskit.host import LocalHost
+
+    child = (
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGWINCH, lambda *_: print('size', *os.get_terminal_size(0),"
+        " flush=True) or sys.exit(0))\n"
+        "print('ready', os.getsid(0) == os.getpid(), flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    terminal = LocalHost().terminal([sys.executable, "-c", child], cols=80, rows=24)
+    seen: list[bytes] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(terminal.read, b"")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 20
+        while b"ready" not in b"".join(seen):
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.05)
+        terminal.resize(120, 40)
+        reader.join(timeout=20)
+    finally:
+        terminal.close()
+    assert b"ready True" in b"".join(seen)  # a session of its own
+    assert b"size 120 40" in b"".join(seen)

@@ -38,15 +38,16 @@ class BackupContext:
     placements: tuple[Placement, ...]
 
     def running_container(self, service: str) -> Container:
-        for placement in self.placements:
-            if (
-                placement.service == service
-                and placement.state == "running"
-                and placement.container
-            ):
+        found = [p for p in self.placements if p.service == service]
+        for placement in found:
+            if placement.state == "running" and placement.container:
                 return placement.container
+        seen = (
+            ", ".join(f"{p.container.name} is {p.state}" for p in found if p.container)
+            or "no container found"
+        )
         raise NotFoundError(
-            f"{self.project.name} {self.env}: the {service} container is not running"
+            f"{self.project.name} {self.env}: the {service} container is not running ({seen})"
         )
 
 

@@ -758,11 +758,20 @@ class _LocalTerminal:
 
         self.primary, secondary = pty.openpty()
         self.resize(cols, rows)
-        self.process = subprocess.Popen(
-            list(argv), stdin=secondary, stdout=secondary, stderr=secondary,
-            start_new_session=True, close_fds=True,
-        )  # fmt: skip
-        os.close(secondary)
+        # setsid --ctty: a session of its own with the pty as its controlling terminal;
+        # without one, a resize sends no SIGWINCH and docker exec never passes it on
+        try:
+            self.process = subprocess.Popen(
+                ["setsid", "--ctty", *argv], stdin=secondary, stdout=secondary,
+                stderr=secondary, close_fds=True,
+            )  # fmt: skip
+        except FileNotFoundError as exc:
+            os.close(self.primary)
+            raise HostError(
+                f"{exc.filename}: command not found (setsid is in util-linux)"
+            ) from None
+        finally:
+            os.close(secondary)
 
     def read(self) -> bytes:
         try:

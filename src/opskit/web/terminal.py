@@ -23,6 +23,24 @@ async def _refuse(socket: WebSocket, reason: str) -> None:
     await socket.close(code=4404, reason=reason[:120])
 
 
+async def _first_size(socket: WebSocket) -> tuple[tuple[int, int], bytes] | None:
+    """The size the page sends on opening (a page sends it first), so that ``docker exec``
+    starts with it: a resize that comes while the docker client is starting can be lost
+    (it reads the size once, then listens for SIGWINCH). Keys that came first are returned
+    to be written once the terminal runs; None if the page went away."""
+    try:
+        message = await asyncio.wait_for(socket.receive(), timeout=2)
+    except TimeoutError:
+        return (80, 24), b""
+    if message.get("type") == "websocket.disconnect":
+        return None
+    text, data = message.get("text"), message.get("bytes")
+    if text is not None and text.startswith('{"resize"'):
+        cols, rows = json.loads(text)["resize"]
+        return (int(cols), int(rows)), b""
+    return (80, 24), data if data is not None else (text or "").encode()
+
+
 async def terminal_session(
     socket: WebSocket, ops: Any, project: str, env: str, service: str
 ) -> None:
@@ -38,9 +56,13 @@ async def terminal_session(
         return
     await socket.accept()
     argv = ["docker", "exec", "-it", "-e", "TERM=xterm-256color", running[0].id, "sh", "-c", SHELL]
+    opening = await _first_size(socket)
+    if opening is None:
+        return
+    size, early = opening
     loop = asyncio.get_running_loop()
     try:
-        terminal = await loop.run_in_executor(None, ops.host.terminal, argv)
+        terminal = await loop.run_in_executor(None, ops.host.terminal, argv, *size)
     except OpskitError as exc:
         await socket.close(code=4500, reason=str(exc)[:120])
         return
@@ -59,6 +81,8 @@ async def terminal_session(
         await socket.close()
 
     sender = asyncio.create_task(pump_out())
+    if early:
+        terminal.write(early)
     try:
         while True:
             message = await socket.receive()
