@@ -130,6 +130,25 @@ def test_serve_refuses_a_public_bind_without_a_proxy_and_a_server_without_logins
     assert bare.stderr.startswith("[error] no logins: add serve.tokens to opskit.yaml")
 
 
+def test_runs_are_kept_for_keep_runs_days_and_running_ones_always(tmp_path: Path) -> None:
+    from opskit.runs import RunStore
+
+    store = RunStore(str(tmp_path / "runs.sqlite"))
+    old, recent, running = (store.create(["backup", name], "/srv", "olivia") for name in "abc")
+    for run in (old, recent):
+        store.append(run.id, {"event": "output", "stream": "stdout", "line": run.id})
+        store.finish(run.id, 0)
+    store.started(running.id, 1)
+    store.query(  # old finished long ago; running started then and goes on
+        "UPDATE runs SET finished = '2026-01-01T00:00:00+00:00', created = '2026-01-01'"
+        " WHERE id IN (?, ?)",
+        (old.id, running.id),
+    )
+    assert store.prune(keep_days=7) == 1
+    assert {r.id for r in store.runs()} == {recent.id, running.id}
+    assert [e.run for e in store.events()] == [recent.id]  # and its events went with it
+
+
 def test_the_local_terminal_is_the_commands_controlling_terminal() -> None:
     """A resize reaches the command as SIGWINCH only if the pty is its controlling
     terminal; without that, docker exec in the dashboard's terminal kept its first size."""

@@ -445,6 +445,7 @@ def create_app(options: Options) -> FastAPI:
         return store_run(argv, found)
 
     def store_run(argv: list[str], found: User) -> dict[str, Any]:
+        store.prune(settings.serve.keep_runs_days)  # a server that runs for months stays small
         started = start(store, argv, options.root, found.name, options.host)
         return started.as_dict()
 
