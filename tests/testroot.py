@@ -32,8 +32,13 @@ def ns(name: str) -> str:
     return f"{NS}-{name}"
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_ports(count: int) -> list[int]:
-    """*count* different TCP ports that nothing listens on now.
+    """*count* different TCP ports that nothing listens on now, and that no earlier call of
+    this run handed out (modules take theirs at collection and bind them much later: two
+    modules drew the same port, and the second stack to start found it taken).
 
     Chosen below the kernel's ephemeral range: a port the kernel handed out (``bind`` to 0)
     is the kind Docker hands out too when a test publishes ``127.0.0.1::80``, so such a port,
@@ -45,6 +50,8 @@ def free_ports(count: int) -> list[int]:
     candidates = random.sample(range(first, last + 1), min(400, last + 1 - first))
     ports: list[int] = []
     for port in candidates:
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
@@ -52,6 +59,7 @@ def free_ports(count: int) -> list[int]:
                 continue
         ports.append(port)
         if len(ports) == count:
+            _HANDED_OUT.update(ports)
             return ports
     raise RuntimeError(f"no {count} free ports between {first} and {last}")
 
