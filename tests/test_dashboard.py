@@ -384,13 +384,37 @@ def test_the_terminal_runs_echo_and_refuses_names_outside_the_resolved_set(
             "return lines.join('\\n');"
         )
 
-    # Keys typed before the exec attached can be lost: wait for the shell's prompt.
+    # Keys typed before the exec attached can be lost: wait for the shell's prompt, and
+    # type after the screen settles (xterm.js answers the shell's cursor query), as a person
     wait_until(lambda: screen().rstrip().endswith(("#", "$")), 60, 0.1, "the prompt")
-    time.sleep(0.5)  # busybox's shell takes the keys of the next moments for a cursor report
+    time.sleep(0.5)
     browser.find_element(By.CSS_SELECTOR, "#terminal textarea").click()
     ActionChains(browser).send_keys("echo opskit-$((6*7))-done\n").perform()
     wait_until(lambda: "opskit-42-done" in screen(), 30, 0.1, "the echo's output")
     shot(browser, "terminal")
+
+    # A narrower window: xterm.js fits itself again, and the shell gets the new size (the
+    # docker client passes it on when it gets to it, slower under load: ask again).
+    def size() -> list[int]:
+        return browser.execute_script(  # type: ignore[no-any-return]
+            "return [window.opskitTerminal.cols, window.opskitTerminal.rows]"
+        )
+
+    before, window = size(), browser.get_window_size()
+    browser.set_window_size(window["width"] - 300, window["height"])
+    try:
+        wait_until(lambda: size() != before, 10, 0.1, "the terminal to fit the window")
+        cols, rows = size()
+        deadline = time.monotonic() + 30
+        while True:
+            ActionChains(browser).send_keys("busybox stty size\n").perform()
+            try:
+                wait_until(lambda: f"{rows} {cols}" in screen(), 3, 0.1, "the new size")
+                break
+            except AssertionError:
+                assert time.monotonic() < deadline, f"the shell never got {cols}x{rows}"
+    finally:
+        browser.set_window_size(window["width"], window["height"])
 
     outside = browser.execute_script(
         "return await new Promise((done) => {"

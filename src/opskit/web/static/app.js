@@ -178,7 +178,15 @@ async function overviewPage() {
   main.append(table, el("section", { id: "terminal-area" }));
 }
 
+// One terminal at a time: opening another ends the session of the one before.
+let openedTerminal = null;
+window.addEventListener("resize", () => openedTerminal && openedTerminal.fit.fit());
+
 function openTerminal(project, env, service) {
+  if (openedTerminal) {
+    openedTerminal.socket.close();
+    openedTerminal.term.dispose();
+  }
   const area = document.querySelector("#terminal-area");
   area.replaceChildren(el("h2", {}, `${project} ${env} ${service}`), el("div", { id: "terminal" }));
   const term = new Terminal({ convertEol: false, fontSize: 13 });
@@ -192,9 +200,12 @@ function openTerminal(project, env, service) {
   socket.binaryType = "arraybuffer";
   socket.onopen = () => socket.send(JSON.stringify({ resize: [term.cols, term.rows] }));
   socket.onmessage = (m) => term.write(new Uint8Array(m.data));
-  socket.onclose = (e) => term.write(`\r\n[closed${e.reason ? ": " + e.reason : ""}]\r\n`);
+  socket.onclose = (e) => {
+    if (openedTerminal && openedTerminal.socket === socket) term.write(`\r\n[closed${e.reason ? ": " + e.reason : ""}]\r\n`);
+  };
   term.onData((data) => socket.readyState === 1 && socket.send(data));
   term.onResize(({ cols, rows }) => socket.readyState === 1 && socket.send(JSON.stringify({ resize: [cols, rows] })));
+  openedTerminal = { term, fit, socket };
   window.opskitTerminal = term; // for tests: its buffer holds what the container printed
 }
 
