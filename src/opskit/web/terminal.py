@@ -23,22 +23,32 @@ async def _refuse(socket: WebSocket, reason: str) -> None:
     await socket.close(code=4404, reason=reason[:120])
 
 
+def _frame(message: Any) -> tuple[int, int] | bytes | None:
+    """A WebSocket message as a size (``{"resize": [cols, rows]}``), keystrokes, or None
+    when the page went away."""
+    if message.get("type") == "websocket.disconnect":
+        return None
+    text, data = message.get("text"), message.get("bytes")
+    if text is not None and text.startswith('{"resize"'):
+        cols, rows = json.loads(text)["resize"]
+        return int(cols), int(rows)
+    return data if data is not None else (text or "").encode()
+
+
 async def _first_size(socket: WebSocket) -> tuple[tuple[int, int], bytes] | None:
     """The size the page sends on opening (a page sends it first), so that ``docker exec``
     starts with it: a resize that comes while the docker client is starting can be lost
     (it reads the size once, then listens for SIGWINCH). Keys that came first are returned
     to be written once the terminal runs; None if the page went away."""
     try:
-        message = await asyncio.wait_for(socket.receive(), timeout=2)
+        frame = _frame(await asyncio.wait_for(socket.receive(), timeout=2))
     except TimeoutError:
         return (80, 24), b""
-    if message.get("type") == "websocket.disconnect":
+    if frame is None:
         return None
-    text, data = message.get("text"), message.get("bytes")
-    if text is not None and text.startswith('{"resize"'):
-        cols, rows = json.loads(text)["resize"]
-        return (int(cols), int(rows)), b""
-    return (80, 24), data if data is not None else (text or "").encode()
+    if isinstance(frame, tuple):
+        return frame, b""
+    return (80, 24), frame
 
 
 async def terminal_session(
@@ -85,15 +95,13 @@ async def terminal_session(
         terminal.write(early)
     try:
         while True:
-            message = await socket.receive()
-            if message.get("type") == "websocket.disconnect":
+            frame = _frame(await socket.receive())
+            if frame is None:
                 break
-            text, data = message.get("text"), message.get("bytes")
-            if text is not None and text.startswith('{"resize"'):
-                cols, rows = json.loads(text)["resize"]
-                terminal.resize(int(cols), int(rows))
-                continue
-            terminal.write(data if data is not None else (text or "").encode())
+            if isinstance(frame, tuple):
+                terminal.resize(*frame)
+            else:
+                terminal.write(frame)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
