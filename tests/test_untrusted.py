@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from conftest import opskit
-from opskit.output import Output, one_line, visible
+from opskit.output import Output, one_line, progress, visible
 from test_cli import run_on_terminal
 
 # What a hostile or careless description holds: a colour escape, a bell, a NUL, a line
@@ -36,6 +36,10 @@ def test_table_cells_and_lines_are_visible() -> None:
     text = stream.getvalue()
     assert SHOWN in text and "x\\x1b[2J" in text and "unit\n\tExec=\\x1b" in text
     assert not any(raw.decode() in text for raw in RAW) and "\x1b" not in text
+    stream = io.StringIO()
+    progress(stream, "Stopping web ... done\r")  # compose v1's line end
+    progress(stream, "stopping \x1b[31mred\x07")
+    assert stream.getvalue() == "Stopping web ... done\nstopping \\x1b[31mred\\x07\n"
 
 
 def write_root(root: Path) -> Path:

@@ -52,9 +52,10 @@ def info(message: str) -> None:
 
 
 def progress(stream: IO[str] | None, message: str) -> None:
-    """One progress line on *stream* (the commands pass stderr); nothing without one."""
+    """One progress line on *stream* (the commands pass stderr), :func:`visible` (compose
+    v1 ends its lines with a carriage return); nothing without one."""
     if stream is not None:
-        stream.write(message + "\n")
+        stream.write(visible(message.rstrip("\r"), keep="\t") + "\n")
         stream.flush()
 
 

@@ -322,8 +322,8 @@ def shell(state: CliState, project: str, env: str, service: str) -> int:
 @command_options
 def doctor(state: CliState) -> int:
     """Check the root against what runs: compose name collisions, data no backup covers,
-    databases not dumped, missing paths, containers no project claims. Read-only;
-    exit 1 when it finds a problem."""
+    databases not dumped, missing paths, containers no project claims or that claim a
+    service name no command could address. Read-only; exit 1 when it finds a problem."""
     from opskit.doctor import examine
 
     report = examine(state.ops.runtime)
