@@ -84,7 +84,7 @@ class Reporter:
         elif isinstance(event, events.Warning):
             warning(event.message)
         elif isinstance(event, events.PhaseStarted):
-            label = f"{self._jobs.get(event.job, '')}: {event.phase}"
+            label = visible(f"{self._jobs.get(event.job, '')}: {event.phase}")
             if self.meter is not None:
                 self._counters[(event.job, event.phase)] = (self.meter(label), 0)
             else:
