@@ -421,7 +421,8 @@ def test_a_container_under_no_service_name_is_shown_reported_and_left_alone(
     for name, service in strays.items():
         assert shown[name]["service"] == service and shown[name]["ignored"], shown[name]
     plain = opskit("status", "wp", "dev", "--root", root)
-    assert "\\x1b[31mred" in plain.stdout and "\x1b" not in plain.stdout
+    assert "\\x1b[31mred" in plain.stdout and "\x1b" not in plain.stdout + plain.stderr
+    assert plain.stderr.count("[warning] wp dev: container ") == len(strays), plain.stderr
     health = opskit("health", "wp", "dev", "--root", root)
     assert health.returncode == 0, health.stdout
 

@@ -83,6 +83,9 @@ def status(state: CliState, project: str | None, env: str | None) -> None:
     newest = state.ops.newest_backups(project, env)
     for collision in collisions:
         warning(collision.message())
+    for placement in placements:
+        if placement.ignored is not None:
+            warning(f"{placement.project} {placement.environment}: {placement.ignored}")
     if state.json:
         state.out.json(
             {
