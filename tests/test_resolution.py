@@ -2,7 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from opskit.containers import Container, default_compose_project_name, resolve, status
+from opskit.containers import (
+    Container,
+    default_compose_project_name,
+    managed,
+    resolve,
+    status,
+)
 from opskit.descriptor import DescriptorSource, parse_descriptor
 
 MDF = parse_descriptor(
@@ -137,6 +143,26 @@ def test_status_lists_declared_services_without_a_container_as_missing() -> None
     ]
     dev = status([MDF], [(MDF, "dev")], [])
     assert {r.service for r in dev} == {"web", "db"}  # mail exists only in prod
+
+
+def test_a_service_name_compose_would_not_take_is_shown_but_ignored() -> None:
+    labels = {"ops.project": "mdf", "ops.environment": "prod"}
+    strays = [
+        container(f"stray{i}", {**labels, "ops.service": service})
+        for i, service in enumerate(["-x", "a b", "../x", "db\n", "\x1b[2J"])
+    ]
+    named = container("prod-mdf-.cache")  # a name docker accepts; its rest is no service
+    fine = [container("prod-mdf-web"), container("x", {**labels, "ops.service": "db"})]
+    rows = status([MDF], [(MDF, "prod")], [*strays, named, *fine])
+    ignored = {r.container.name: r.ignored for r in rows if r.container and r.ignored}
+    assert set(ignored) == {c.name for c in strays} | {"prod-mdf-.cache"}
+    assert ignored["stray0"] == (
+        "container stray0: '-x' (from its ops.service label) is not a service name; "
+        "opskit shows the container but never changes it"
+    )
+    assert "'.cache' (from its name)" in ignored["prod-mdf-.cache"]
+    assert [r.as_dict()["ignored"] for r in rows if r.container in fine] == [None, None]
+    assert {r.service for r in managed(rows)} == {"db", "mail", "web"}
 
 
 def test_default_compose_project_name() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -375,3 +376,79 @@ def test_doctor_passes_the_example_root(examples_up: Path) -> None:
     assert run.returncode == 0 and problems == [], problems
     kinds = {(f["project"], f["kind"]) for f in run.json()["findings"]}  # type: ignore[index]
     assert ("mdf", "backup") in kinds  # wp-content is backed up only in part: a warning
+
+
+# -- containers placed under no valid service name ------------------------------------------
+
+# ops.service labels no compose command could address, and whether the container runs.
+STRAYS = {"-x": True, "a b": True, "\x1b[31mred": True, "../x": False}
+
+
+def states(names: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Container name -> (state, start time): a restart or a stop changes it."""
+    out = docker("inspect", "-f", "{{.Name}} {{.State.Status}} {{.State.StartedAt}}", *names)
+    return {
+        n.lstrip("/"): (state, started) for n, state, started in map(str.split, out.splitlines())
+    }
+
+
+@pytest.fixture
+def strays(wp_root: Path) -> Iterator[dict[str, str]]:
+    """Containers labelled for wp dev with the STRAYS service names: name -> label."""
+    found = {ns(f"stray-label-{i}"): service for i, service in enumerate(STRAYS)}
+    subprocess.run(["docker", "rm", "-f", *found], capture_output=True)
+    for name, service in found.items():
+        command = ["sleep", "86400"] if STRAYS[service] else ["sh", "-c", "exit 3"]
+        docker("run", "-d", "--name", name, "--label", "ops.project=wp",
+               "--label", "ops.environment=dev", "--label", f"ops.service={service}",
+               "opskit-test/web:1", *command)  # fmt: skip
+    wanted = {name: "running" if STRAYS[service] else "exited" for name, service in found.items()}
+    wait_until(lambda: {n: s[0] for n, s in states(found).items()} == wanted, timeout=30)
+    yield found
+    subprocess.run(["docker", "rm", "-f", *found], capture_output=True)
+
+
+def test_a_container_under_no_service_name_is_shown_reported_and_left_alone(
+    wp_root: Path, strays: dict[str, str]
+) -> None:
+    """Labelled for wp dev with an ops.service no compose command could take: status
+    shows it (escaped), doctor reports it, and sync and restore of wp dev work around
+    it (one of them has exited: the health they wait for does not count it)."""
+    root = str(wp_root)
+    before = states(strays)
+    status = opskit("status", "wp", "dev", "--json", "--root", root).json()
+    shown = {c["name"]: c for c in status["containers"]}  # type: ignore[index]
+    for name, service in strays.items():
+        assert shown[name]["service"] == service and shown[name]["ignored"], shown[name]
+    plain = opskit("status", "wp", "dev", "--root", root)
+    assert "\\x1b[31mred" in plain.stdout and "\x1b" not in plain.stdout + plain.stderr
+    assert plain.stderr.count("[warning] wp dev: container ") == len(strays), plain.stderr
+    health = opskit("health", "wp", "dev", "--root", root)
+    assert health.returncode == 0, health.stdout
+
+    doctor = opskit("doctor", "--json", "--root", root)
+    assert doctor.returncode == 1
+    found = {
+        f["message"].split(":")[0].removeprefix("container "): f
+        for f in doctor.json()["findings"]  # type: ignore[index]
+        if f["kind"] == "service name"
+    }
+    assert set(found) == set(strays), doctor.stdout
+    for name, service in strays.items():
+        finding = found[name]
+        assert (finding["severity"], finding["project"], finding["environment"]) == (
+            "problem", "wp", "dev",
+        )  # fmt: skip
+        assert (
+            f"{service!r} (from its ops.service label) is not a service name" in finding["message"]
+        )
+
+    sync = opskit("sync", "wp", "--from", "prod", "--to", "dev", "--yes", "--root", root,
+                  timeout=300)  # fmt: skip
+    assert sync.returncode == 0, sync.stderr
+    warnings = [line for line in sync.stderr.splitlines() if line.startswith("[warning]")]
+    assert {name for name in strays if any(name in w for w in warnings)} == set(strays)
+    assert "\x1b" not in sync.stderr
+    restore = opskit("restore", "wp", "dev", "--latest", "--yes", "--root", root, timeout=300)
+    assert restore.returncode == 0, restore.stderr
+    assert states(strays) == before  # never stopped, started or restarted

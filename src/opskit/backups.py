@@ -36,9 +36,11 @@ from opskit.archive import (
     write_json,
 )
 from opskit.components import BackupContext, Component, DatabaseDump
+from opskit.containers import managed
 from opskit.errors import Cancelled, NotFoundError, OpskitError
 from opskit.locks import env_lock
 from opskit.output import progress as say
+from opskit.output import warning
 from opskit.retention import Decision, decide
 
 if TYPE_CHECKING:
@@ -78,6 +80,12 @@ class Engine:
         else:
             say(self.progress, text)
 
+    def warn(self, text: str) -> None:
+        if self.job is not None:
+            self.job.warn(text)
+        else:
+            warning(text)
+
     @property
     def output(self) -> IO[str] | None:
         """Where the programs the engine runs (compose) write their output."""
@@ -100,7 +108,8 @@ class Engine:
         return components
 
     def context(self, project: Project, env: str) -> BackupContext:
-        return BackupContext(self.host, project, env, tuple(self.runtime.status(project.name, env)))
+        placements = managed(self.runtime.status(project.name, env))
+        return BackupContext(self.host, project, env, tuple(placements))
 
     # -- backup ----------------------------------------------------------------
 
@@ -382,10 +391,13 @@ class Engine:
         health_timeout: float,
     ) -> None:
         """Stop the env's services except *keep_running* (its databases), run *steps*,
-        start the env and wait until it is healthy and stable. Errors name the step."""
-        running = [
-            p.service for p in self.runtime.status(project.name, env) if p.state == "running"
-        ]
+        start the env and wait until it is healthy and stable. Errors name the step.
+        Containers no command could address (``Placement.ignored``) are left alone."""
+        placements = self.runtime.status(project.name, env)
+        for placement in placements:
+            if placement.ignored is not None:
+                self.warn(f"{project.name} {env}: {placement.ignored}")
+        running = [p.service for p in managed(placements) if p.state == "running"]
         application = sorted({s for s in running if s not in keep_running})
         step = "stopping the application services"
         since = self.runtime.engine_time()  # health evidence must be newer than this

@@ -12,6 +12,11 @@ One function, :func:`resolve`, decides it for every command, in this order:
    working directory; the working directory alone when only one stack has it; the project
    name alone when an old compose left no working directory.
 
+A container placed under a service name that compose does not accept (an ``ops.service``
+label such as ``-x``, ``a b`` or ``../x``) is :attr:`Placement.ignored`: ``status`` shows
+it and ``doctor`` reports it, but commands that change an env (and the health of the env
+they wait for) leave it alone, so it never blocks the env.
+
 The whole picture costs one Docker API call (:func:`list_containers`), however many
 projects and containers there are.
 """
@@ -93,6 +98,21 @@ class Placement:
     def health(self) -> str:
         return self.container.health if self.container else "none"
 
+    @property
+    def ignored(self) -> str | None:
+        """Why commands that change the env leave this container alone, or None: its
+        service is no name compose accepts, so no compose command could address it."""
+        from opskit.descriptor import SERVICE_RE
+
+        if self.container is None or SERVICE_RE.match(self.service):
+            return None
+        labelled = self.container.labels.get(LABEL_SERVICE) == self.service
+        source = f"its {LABEL_SERVICE} label" if labelled else "its name"
+        return (
+            f"container {self.container.name}: {self.service!r} (from {source}) is not a "
+            "service name; opskit shows the container but never changes it"
+        )
+
     def as_dict(self) -> dict[str, Any]:
         c = self.container
         return {
@@ -106,6 +126,7 @@ class Placement:
             "health": self.health,
             "status": c.status if c else "",
             "matched_by": self.matched_by,
+            "ignored": self.ignored,
         }
 
 
@@ -217,6 +238,12 @@ def resolve(
         if placement is not None:
             placements.append(placement)
     return placements
+
+
+def managed(placements: Iterable[Placement]) -> list[Placement]:
+    """*placements* without the :attr:`~Placement.ignored` ones: what commands that change
+    an env, and the health they wait for, work on."""
+    return [p for p in placements if p.ignored is None]
 
 
 def status(

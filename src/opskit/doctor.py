@@ -3,7 +3,9 @@
 It compares the whole root with what runs on the host: compose project names that
 collide or are only adopted, data that no backup component covers, databases that are
 not dumped, envs that back up only by hand, backups on the data's own disk, containers
-that no project claims, and descriptor paths that do not exist.
+that no project claims, containers placed under a service name no command could address
+(an ``ops.service`` label such as ``-x``: left alone by every change), and descriptor
+paths that do not exist.
 
 Each finding is a *problem* (``doctor`` exits 1), a *warning* or a *note*.
 """
@@ -243,7 +245,12 @@ def examine(runtime: Runtime) -> DoctorReport:
         findings += _descriptor_paths(runtime, project, state)
         for env in project.environments:
             mine = [p for p in placed if p.project == project.name and p.environment == env]
-            findings += _coverage(runtime, project, env, mine)
+            findings += [
+                Finding(PROBLEM, "service name", project.name, env, p.ignored)
+                for p in mine
+                if p.ignored is not None
+            ]
+            findings += _coverage(runtime, project, env, placing.managed(mine))
         if project.backup is None:
             findings.append(
                 Finding(

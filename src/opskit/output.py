@@ -14,11 +14,24 @@ from typing import IO, Any, TextIO
 Cell = str | tuple[str, str]  # text, or (text, rich style)
 
 
+def visible(text: str, keep: str = "") -> str:
+    """*text* safe to print on a terminal: every character that is not printable (ESC,
+    BEL, NUL, line breaks, tabs, bidi overrides) becomes its escape, such as ``\\x1b``,
+    except those in *keep*. Everything else is kept as it is; tables never read rich
+    markup such as ``[red]`` in it. Untrusted text (descriptors, Docker labels, other
+    programs) goes through here before it is printed; JSON output keeps the raw value."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() or c in keep else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
+
+
 def one_line(text: str) -> str:
-    """*text* on one line: line breaks become ' / ', control characters are dropped."""
+    """*text* on one line: line breaks become ' / ', other control characters visible."""
     parts = [part.strip() for part in text.splitlines() if part.strip()]
-    joined = " / ".join(parts)
-    return "".join(c for c in joined if c.isprintable() or c == "\t")
+    return visible(" / ".join(parts), keep="\t")
 
 
 def error(message: str) -> None:
@@ -39,9 +52,10 @@ def info(message: str) -> None:
 
 
 def progress(stream: IO[str] | None, message: str) -> None:
-    """One progress line on *stream* (the commands pass stderr); nothing without one."""
+    """One progress line on *stream* (the commands pass stderr), :func:`visible` (compose
+    v1 ends its lines with a carriage return); nothing without one."""
     if stream is not None:
-        stream.write(message + "\n")
+        stream.write(visible(message.rstrip("\r"), keep="\t") + "\n")
         stream.flush()
 
 
@@ -70,7 +84,7 @@ class Reporter:
         elif isinstance(event, events.Warning):
             warning(event.message)
         elif isinstance(event, events.PhaseStarted):
-            label = f"{self._jobs.get(event.job, '')}: {event.phase}"
+            label = visible(f"{self._jobs.get(event.job, '')}: {event.phase}")
             if self.meter is not None:
                 self._counters[(event.job, event.phase)] = (self.meter(label), 0)
             else:
@@ -109,11 +123,17 @@ class Output:
         self.stream.write(json.dumps(data, indent=2, default=str) + "\n")
 
     def line(self, text: str = "") -> None:
-        self.stream.write(text + "\n")
+        """*text* and a line break; line breaks and tabs in it are kept, as in a unit file."""
+        self.stream.write(visible(text, keep="\n\t") + "\n")
 
     def table(
         self, columns: Sequence[str], rows: Sequence[Sequence[Cell]], title: str | None = None
     ) -> None:
+        """One row per line; every cell is shown :func:`visible`, on one line."""
+        rows = [
+            [(visible(c[0]), c[1]) if isinstance(c, tuple) else visible(c) for c in row]
+            for row in rows
+        ]
         if self.is_terminal:
             self._rich_table(columns, rows, title)
             return
@@ -143,9 +163,14 @@ class Output:
             highlight=False,
             force_terminal=True,
         )
-        table = Table(*columns, title=title, title_justify="left", header_style="bold")
+        table = Table(
+            *columns,
+            title=Text(visible(title)) if title else None,
+            title_justify="left",
+            header_style="bold",
+        )
         for row in rows:
-            table.add_row(
+            table.add_row(  # Text: markup such as "[red]" in a cell is shown, never read
                 *(
                     Text(cell[0], style=cell[1]) if isinstance(cell, tuple) else Text(cell)
                     for cell in row

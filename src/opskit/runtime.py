@@ -198,7 +198,9 @@ class Runtime:
 
         scope = self.scope(project, env)
         state = state or self.compose_state()
-        placements = containers.status(self.projects(), scope, state.containers, state.stacks)
+        placements = containers.managed(
+            containers.status(self.projects(), scope, state.containers, state.stacks)
+        )
         checks = [
             CheckResult(p.name, e, "compose project name", False, c.message())
             for c in state.collisions
@@ -233,7 +235,7 @@ class Runtime:
         from opskit.gate import healthcheck_interval
 
         docker = self.host.docker()
-        for placement in self.status(project, env):
+        for placement in containers.managed(self.status(project, env)):
             if placement.container is None:
                 continue
             interval = healthcheck_interval(docker.inspect_container(placement.container.id))
@@ -271,7 +273,9 @@ class Runtime:
         while True:
             state = self.compose_state()  # one per poll, for the containers and the checks
             scope = self.scope(project, env)
-            placements = containers.status(self.projects(), scope, state.containers, state.stacks)
+            placements = containers.managed(
+                containers.status(self.projects(), scope, state.containers, state.stacks)
+            )
             failing = []
             for placement in placements:
                 if placement.container is None:

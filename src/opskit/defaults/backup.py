@@ -49,7 +49,7 @@ def _progress() -> Iterator[tuple[IO[str] | None, Meter | None]]:
     )
     columns = (
         SpinnerColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # labels hold names, never markup
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeElapsedColumn(),

@@ -83,6 +83,9 @@ def status(state: CliState, project: str | None, env: str | None) -> None:
     newest = state.ops.newest_backups(project, env)
     for collision in collisions:
         warning(collision.message())
+    for placement in placements:
+        if placement.ignored is not None:
+            warning(f"{placement.project} {placement.environment}: {placement.ignored}")
     if state.json:
         state.out.json(
             {
@@ -322,8 +325,8 @@ def shell(state: CliState, project: str, env: str, service: str) -> int:
 @command_options
 def doctor(state: CliState) -> int:
     """Check the root against what runs: compose name collisions, data no backup covers,
-    databases not dumped, missing paths, containers no project claims. Read-only;
-    exit 1 when it finds a problem."""
+    databases not dumped, missing paths, containers no project claims or that claim a
+    service name no command could address. Read-only; exit 1 when it finds a problem."""
     from opskit.doctor import examine
 
     report = examine(state.ops.runtime)

@@ -84,6 +84,7 @@ def promote(
 
 def show_preview(state: CliState, report: PromoteReport, stream: object) -> None:
     """The preview: commits or files that arrive, the diffstat and the rebuild decision."""
+    from opskit.output import visible
     from opskit.promote import short
 
     preview = report.preview
@@ -91,8 +92,8 @@ def show_preview(state: CliState, report: PromoteReport, stream: object) -> None
     def line(text: str) -> None:
         if stream is None:
             state.out.line(text)
-        else:
-            click.echo(text, err=True)
+        else:  # commit subjects are anyone's text
+            click.echo(visible(text, keep="\n\t"), err=True)
 
     if preview.empty:
         line(
