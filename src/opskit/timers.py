@@ -103,6 +103,10 @@ def _quoted(word: str) -> str:
     return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+class CalendarError(OpskitError):
+    """systemd cannot parse a calendar (its own words)."""
+
+
 @attrs.frozen
 class Elapse:
     """One elapse of a calendar: as ``systemd-analyze calendar`` prints it (the host's
@@ -148,15 +152,15 @@ def calendar(
     host: Host, spec: str, iterations: int = 1, base: datetime | None = None
 ) -> list[Elapse]:
     """The next *iterations* elapses of the systemd calendar *spec* after *base* (default:
-    now) on *host*, in its time zone. :class:`OpskitError` with systemd's own words when
-    it cannot parse *spec*."""
+    now) on *host*, in its time zone. :class:`CalendarError` with systemd's own words when
+    it cannot parse *spec*; :class:`~opskit.errors.HostError` without systemd-analyze."""
     argv = ["systemd-analyze", "calendar", f"--iterations={iterations}"]
     if base is not None:
         argv.append(f"--base-time=@{int(base.timestamp())}")
     result = host.run([*argv, "--", spec], check=False)
     if result.returncode != 0:
         said = result.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise OpskitError(said[-1] if said else f"systemd-analyze exited {result.returncode}")
+        raise CalendarError(said[-1] if said else f"systemd-analyze exited {result.returncode}")
     return elapses(result.text)
 
 
@@ -194,7 +198,7 @@ def check_calendar(host: Host, spec: str, path: str, line: int | None, field: st
     """Refuse a calendar that systemd cannot parse, as a descriptor error at its place."""
     try:
         calendar(host, spec)
-    except OpskitError as exc:
+    except CalendarError as exc:
         raise DescriptorError(
             path, line, field, f"{spec!r} is not a calendar systemd accepts: {exc}"
         ) from None
