@@ -139,10 +139,16 @@ class Ops:
         return self.runtime.delegates(project, command)
 
     def run_delegate(
-        self, project: Project, command: str, env: str | None, flags: Sequence[str]
+        self,
+        project: Project,
+        command: str,
+        env: str | None,
+        flags: Sequence[str],
+        cli_env: str | None = None,
     ) -> int:
-        """Run the project's own CLI as docs/cli-contract.md says; return its exit code."""
-        return operations.run_delegate(self.runtime, project, command, env, flags)
+        """Run the project's own CLI as docs/cli-contract.md says; return its exit code.
+        *cli_env* is ``{env}`` in ``delegate.cli`` for a command without ENV (``--to``)."""
+        return operations.run_delegate(self.runtime, project, command, env, flags, cli_env)
 
     def backup(
         self,

@@ -121,6 +121,7 @@ class Engine:
             archive = self._backup_locked(project, env, directory)
         if self.job is not None:
             self.job.details["archive"] = archive.path
+            self.job.details["size"] = archive.size
         return archive
 
     def _backup_locked(self, project: Project, env: str, directory: str) -> Archive:

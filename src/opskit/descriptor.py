@@ -20,6 +20,9 @@ from opskit.errors import DescriptorError, NotFoundError
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
 SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 HHMM_RE = re.compile(r"([01]\d|2[0-3]):[0-5]\d\Z")
+# What no value written into a systemd unit file may hold: a line break would start a new
+# setting (Unit=...).
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # What compose accepts as a project name (``-p``).
 COMPOSE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 DEFAULT_HEALTH_TIMEOUT = 120
@@ -120,12 +123,13 @@ class Database:
 @attrs.frozen
 class Backup:
     dir: str = DEFAULT_BACKUP_DIR
-    schedule: str | None = None
+    schedule: str | None = None  # HH:MM or a systemd calendar (``OnCalendar=``)
     retention: Retention = Retention()
     databases: tuple[Database, ...] = ()
     paths: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
     stop: tuple[str, ...] = ()
+    schedule_line: int | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -520,22 +524,10 @@ def _read_backup(r: _Reader, node: Node) -> Backup:
         keys = ("keep_daily", "keep_weekly", "keep_monthly", "keep_last")
         rm = r.mapping(m["retention"], "backup.retention", keys)
         retention = Retention(**{k: r.integer(v, f"backup.retention.{k}") for k, v in rm.items()})
-    schedule = None
+    schedule, schedule_line = None, None
     if "schedule" in m:
-        node = m["schedule"]
-        # YAML 1.1 reads an unquoted 03:30 as the sexagesimal number 210: keep the text.
-        if (
-            isinstance(node, yaml.ScalarNode)
-            and node.tag == "tag:yaml.org,2002:int"
-            and ":" in node.value
-        ):
-            schedule = str(node.value)
-        else:
-            schedule = r.string(node, "backup.schedule")
-        if re.fullmatch(r"\d{1,2}:\d{2}", schedule) and not HHMM_RE.match(schedule.zfill(5)):
-            raise r.error(
-                m["schedule"], "backup.schedule", f"{schedule!r} is not a valid time (HH:MM)"
-            )
+        schedule = read_calendar(r, m["schedule"], "backup.schedule")
+        schedule_line = m["schedule"].start_mark.line + 1
     return Backup(
         dir=r.string(m["dir"], "backup.dir") if "dir" in m else DEFAULT_BACKUP_DIR,
         schedule=schedule,
@@ -550,7 +542,31 @@ def _read_backup(r: _Reader, node: Node) -> Backup:
         )
         if "stop" in m
         else (),
+        schedule_line=schedule_line,
     )
+
+
+def read_calendar(r: _Reader, node: Node, field: str) -> str:
+    """A schedule for a timer's ``OnCalendar=``: ``HH:MM`` (a valid time) or a systemd
+    calendar, on one line. Whether systemd parses it is checked where the units are made
+    (:func:`opskit.timers.check_calendar`): the descriptor is read without a host."""
+    # YAML 1.1 reads an unquoted 03:30 as the sexagesimal number 210: keep the text.
+    if (
+        isinstance(node, yaml.ScalarNode)
+        and node.tag == "tag:yaml.org,2002:int"
+        and ":" in node.value
+    ):
+        value = str(node.value)
+    else:
+        value = r.string(node, field)
+    if CONTROL_RE.search(value) or value.endswith("\\"):  # a backslash continues the line
+        raise r.error(
+            node, field, f"{value!r} must be one line, without control characters or a trailing "
+            "backslash (a systemd calendar such as '*-*-* 02:00:00', or HH:MM)"
+        )  # fmt: skip
+    if re.fullmatch(r"\d{1,2}:\d{2}", value) and not HHMM_RE.match(value.zfill(5)):
+        raise r.error(node, field, f"{value!r} is not a valid time (HH:MM)")
+    return value
 
 
 def _read_offsite(r: _Reader, node: Node, field: str = "offsite") -> Offsite:

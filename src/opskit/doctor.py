@@ -204,7 +204,9 @@ def _descriptor_paths(runtime: Runtime, project: Project, state: ComposeState) -
         if project.promote is not None and project.promote.dir:
             wanted.append((env, "promote.dir", project.resolve_path(project.promote.dir, env)))
     if project.delegate is not None:
-        wanted.append(("", "delegate.cli", project.resolve_path(project.delegate.cli, "")))
+        cli = project.delegate.cli
+        for env in project.environments if "{env}" in cli else [""]:  # a CLI per env
+            wanted.append((env, "delegate.cli", project.resolve_path(cli, env)))
     script = 'for p; do [ -e "$p" ] || printf "%s\\n" "$p"; done'
     paths = list(dict.fromkeys(path for _, _, path in wanted))
     missing = set(runtime.host.run(["sh", "-c", script, "opskit", *paths]).text.splitlines())
@@ -214,6 +216,27 @@ def _descriptor_paths(runtime: Runtime, project: Project, state: ComposeState) -
                 Finding(PROBLEM, "path", project.name, env, f"{what} {path} does not exist")
             )
     return found
+
+
+def _delegated_backups(runtime: Runtime, project: Project) -> Finding:
+    """What opskit does not do for backups that a project's own CLI makes (it never sees
+    their archives): no freshness check in the watch, no restore drills. A dead-man ping
+    of the scheduled backup is then the only alarm; without one that is a warning."""
+    scheduled = project.backup is not None and bool(project.backup.schedule)
+    pinged = runtime.settings().notify_for(project).ping("backup") is not None
+    what = "the timer runs its CLI" if scheduled else "backup.schedule is not set"
+    message = (
+        f"backups are delegated to its own CLI ({what}): opskit neither checks their "
+        "freshness nor drills them"
+    )
+    if scheduled and pinged:
+        return Finding(
+            NOTE, "backup", project.name, "", f"{message}; notify.pings.backup watches the runs"
+        )
+    return Finding(
+        WARNING, "backup", project.name, "",
+        f"{message}; set notify.pings.backup (with {{env}}) so that a missed or failed run alerts",
+    )  # fmt: skip
 
 
 def examine(runtime: Runtime) -> DoctorReport:
@@ -251,6 +274,9 @@ def examine(runtime: Runtime) -> DoctorReport:
                 if p.ignored is not None
             ]
             findings += _coverage(runtime, project, env, placing.managed(mine))
+        if runtime.delegates(project, "backup"):
+            findings.append(_delegated_backups(runtime, project))
+            continue
         if project.backup is None:
             findings.append(
                 Finding(

@@ -9,7 +9,14 @@ runtime's settings). It sends
   states, so a watch job never alerts as a job;
 - dead-man pings in the healthchecks.io style around every scheduled job that has a ping
   URL: ``/start`` when it begins, the URL itself on success, ``/fail`` on failure, with the
-  job's last lines as the body (at most 100 kB).
+  job's last lines as the body (at most 100 kB). ``{env}`` in the URL gives each env its
+  own check; a URL without it is one check for all envs, so once an env failed in a run
+  the later envs' ``/start`` and success pings are held back (a failed dev then a good int
+  must not turn it green).
+
+An alert is written to be read half awake: the title says what failed where; the body
+names the job, project, env, result, archive, size and duration and, on failure, the error
+on one line. The job's log (compose output and all) goes to the ping, not into the alert.
 
 apprise is imported only when something is sent, so start-up stays fast. A failed alert or
 ping is a warning; it never fails the job.
@@ -18,18 +25,20 @@ ping is a warning; it never fails the job.
 from __future__ import annotations
 
 import collections
+import socket
 from typing import TYPE_CHECKING, Any
 
 from opskit import events
 from opskit.descriptor import expand
 from opskit.errors import OpskitError
-from opskit.output import warning
+from opskit.output import human_bytes, warning
 
 if TYPE_CHECKING:
     from opskit.descriptor import Notify
     from opskit.runtime import Runtime
 
 PING_BODY_LIMIT = 100_000
+ERROR_LIMIT = 300  # characters of the error in an alert
 PING_TIMEOUT = 10
 # ntfy's priority and tags for each kind of message.
 NTFY_STYLE = {
@@ -94,6 +103,7 @@ class Notifier:
         self.lines: dict[str, collections.deque[str]] = {}
         self.problem: str | None = None  # why alerts could not be decided or sent
         self.warned = False
+        self.failed_urls: set[str] = set()  # ping URLs that got /fail in this run
 
     def _notify(self, project: str) -> Notify:
         try:
@@ -120,6 +130,18 @@ class Notifier:
             return None
         return expand(template, envs[0] if envs else "", project)
 
+    def _ping(self, url: str, ok: bool | None, body: str = "") -> None:
+        """*ok* None: ``/start``. A URL shared by several envs that saw a failure in this
+        run gets no more ``/start`` or success pings: it stays failed."""
+        if ok is False:
+            self.failed_urls.add(url)
+        elif url in self.failed_urls:
+            return
+        if ok is None:
+            ping(url.rstrip("/") + "/start")
+        else:
+            ping(url if ok else url.rstrip("/") + "/fail", body)
+
     def _take(self, event: Any) -> None:
         if isinstance(event, events.JobStarted):
             self.lines[event.job] = collections.deque(maxlen=2000)
@@ -128,7 +150,7 @@ class Notifier:
                     self._notify(event.project), event.kind, event.project, event.envs
                 )
                 if url:
-                    ping(url.rstrip("/") + "/start")
+                    self._ping(url, None)
         elif isinstance(event, events.LogLine | events.Warning):
             lines = self.lines.get(event.job)
             if lines is not None:
@@ -141,16 +163,58 @@ class Notifier:
         lines = list(self.lines.pop(event.job, ()))
         notify = self._notify(event.project)
         ok = event.result == "ok"
-        where = " ".join((event.project, *event.envs)).strip()
-        body = "\n".join([*([event.error] if event.error else []), *lines])
         if event.scheduled:
             url = self._ping_url(notify, event.kind, event.project, event.envs)
             if url:
-                ping(url if ok else url.rstrip("/") + "/fail", body)
+                log = "\n".join([*([event.error] if event.error else []), *lines])
+                self._ping(url, ok, log)
         if event.kind == "watch":
             return  # the watch alerts on changes of state itself
         if not ok and (event.result != "cancelled" or event.scheduled):
-            title = f"opskit: {event.kind} of {where} {event.result}"
-            send(notify, title, body[-PING_BODY_LIMIT:] or event.result, "failed")
+            send(notify, title(event), message(event, self.runtime.host.name), "failed")
         elif ok and event.scheduled and notify.successes:
-            send(notify, f"opskit: {event.kind} of {where} ok", body[-4000:] or "ok", "ok")
+            send(notify, title(event), message(event, self.runtime.host.name), "ok")
+
+
+def title(event: events.JobFinished) -> str:
+    """``opskit: backup of mdf prod failed``."""
+    where = " ".join((event.project, *event.envs)).strip()
+    return f"opskit: {event.kind} of {where} {event.result}"
+
+
+def message(event: events.JobFinished, host: str) -> str:
+    """The body of a job's alert: one ``name: value`` line per fact, the error last."""
+    details = event.details
+    archive = details.get("archive")
+    facts = [
+        ("job", event.kind + (" (scheduled)" if event.scheduled else "")),
+        ("project", event.project or "-"),
+        ("env", ", ".join(event.envs) or "-"),
+        ("result", event.result),
+        ("archive", str(archive) if archive else "none"),
+        *([("size", human_bytes(int(details["size"])))] if details.get("size") else []),
+        ("duration", duration(event.seconds)),
+        ("host", socket.gethostname() if host == "local" else host),
+    ]
+    if event.result != "ok":
+        facts.append(("error", one_line(event.error or "no error was reported")))
+    return "\n".join(f"{name}: {value}" for name, value in facts)
+
+
+def one_line(text: str, limit: int = ERROR_LIMIT) -> str:
+    """*text* on one line: line breaks and carriage returns (progress output) become
+    spaces, runs of blanks one; cut at *limit* characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``3 min 12 s``, ``2 h 5 min``."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"

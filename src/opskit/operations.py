@@ -29,24 +29,67 @@ if TYPE_CHECKING:
 
 
 def delegated(
-    runtime: Runtime, found: Project, command: str, env: str | None, flags: Sequence[str]
+    runtime: Runtime,
+    found: Project,
+    command: str,
+    env: str | None,
+    flags: Sequence[str],
+    cli_env: str | None = None,
 ) -> bool:
     """Run the project's own CLI when it takes *command* (``delegate:``): True when it
-    did and succeeded; raises :class:`DelegateFailed` with its exit code otherwise."""
+    did and succeeded; raises :class:`DelegateFailed` with its exit code otherwise.
+
+    A CLI per env (``{env}`` in ``delegate.cli``) backs up each env itself when no ENV is
+    given. Run from a timer (``--scheduled``), each call is a job, so that its dead-man
+    ping and a failure's alert go out as for opskit's own jobs."""
     if not runtime.delegates(found, command):
         return False
-    code = run_delegate(runtime, found, command, env, flags)
-    if code != 0:
-        raise DelegateFailed(found.name, command, code)
+    assert found.delegate is not None
+    calls: list[str | None] = [env]
+    if command == "backup" and env is None and "{env}" in found.delegate.cli:
+        calls = list(found.environments)
+    failed: DelegateFailed | None = None
+    for each in calls:
+        try:
+            if runtime.scheduled:
+                envs = [each] if each else list(found.environments)
+                with as_job(runtime, command, found.name, envs):
+                    _delegate(runtime, found, command, each, flags, cli_env)
+            else:
+                _delegate(runtime, found, command, each, flags, cli_env)
+        except DelegateFailed as exc:  # the other envs still run
+            failed = exc if failed is None or exc.exit_code > failed.exit_code else failed
+    if failed is not None:
+        raise failed
     return True
 
 
+def _delegate(
+    runtime: Runtime,
+    found: Project,
+    command: str,
+    env: str | None,
+    flags: Sequence[str],
+    cli_env: str | None,
+) -> None:
+    code = run_delegate(runtime, found, command, env, flags, cli_env)
+    if code != 0:
+        raise DelegateFailed(found.name, command, code)
+
+
 def run_delegate(
-    runtime: Runtime, project: Project, command: str, env: str | None, flags: Sequence[str]
+    runtime: Runtime,
+    project: Project,
+    command: str,
+    env: str | None,
+    flags: Sequence[str],
+    cli_env: str | None = None,
 ) -> int:
-    """Run the project's own CLI as docs/cli-contract.md says; return its exit code."""
+    """Run the project's own CLI as docs/cli-contract.md says; return its exit code.
+    ``{env}`` in ``delegate.cli`` is *env*, else *cli_env* (sync and promote: the env
+    they change, ``--to``)."""
     assert project.delegate is not None
-    cli = project.resolve_path(project.delegate.cli, env or "")
+    cli = project.resolve_path(project.delegate.cli, env or cli_env or "")
     variables = [
         f"OPSKIT_PROJECT={project.name}",
         f"OPSKIT_ENV={env or ''}",
@@ -296,7 +339,7 @@ def sync(
     if delegate_flags is None:
         delegate_flags = ["--from", source, "--to", target, "--yes"]
         delegate_flags += ["--dry-run"] if dry_run else []
-    if delegated(runtime, found, "sync", None, delegate_flags):
+    if delegated(runtime, found, "sync", None, delegate_flags, cli_env=target):
         return syncing.SyncReport(project, source, target, dry_run, (), (), (), None, True)
     if dry_run:
         return syncing.run(runtime, found, source, target, dry_run=True, progress=progress)

@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from opskit.descriptor import Notify, Offsite, _offsite_target, _Reader, read_notify, read_yaml
+from opskit.descriptor import (
+    Notify,
+    Offsite,
+    _offsite_target,
+    _Reader,
+    read_calendar,
+    read_notify,
+    read_yaml,
+)
 
 if TYPE_CHECKING:
     from yaml import Node
@@ -81,6 +89,7 @@ class Settings:
     disk_max_used_percent: int = 90
     randomized_delay_seconds: int = 600  # timers' RandomizedDelaySec
     drill_calendar: str = "weekly"  # timers' OnCalendar of the restore drills
+    drill_calendar_line: int | None = attrs.field(default=None, eq=False, repr=False)
     unit_dir: str = "/etc/systemd/system"  # where 'opskit timers --install' writes units
     offsite: ServerOffsite = attrs.field(factory=ServerOffsite)
     serve: Serve = attrs.field(factory=Serve)
@@ -143,7 +152,9 @@ def parse_settings(path: str, text: str) -> Settings:
                 t["randomized_delay_seconds"], "timers.randomized_delay_seconds"
             )
         if "drill_calendar" in t:
-            values["drill_calendar"] = r.string(t["drill_calendar"], "timers.drill_calendar")
+            node = t["drill_calendar"]
+            values["drill_calendar"] = read_calendar(r, node, "timers.drill_calendar")
+            values["drill_calendar_line"] = node.start_mark.line + 1
     if "offsite" in m:
         values["offsite"] = _read_offsite(r, m["offsite"])
     if "serve" in m:

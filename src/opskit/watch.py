@@ -10,7 +10,6 @@ it will send, so two watches at once never send the same alert twice.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,9 @@ import attrs
 
 from opskit.archive import list_archives
 from opskit.backups import backup_dir
-from opskit.notify import send
+from opskit.errors import OpskitError
+from opskit.notify import one_line, send
+from opskit.timers import on_calendar, previous_elapses
 
 if TYPE_CHECKING:
     from opskit.descriptor import Notify, Project
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from opskit.runtime import Runtime
 
 STATE_FILE = "watch.sqlite"
-HHMM = re.compile(r"(\d{1,2}):(\d{2})\Z")
+STATE_VERSION = 1
 
 
 @attrs.frozen
@@ -58,46 +59,47 @@ class WatchReport:
 
 
 def previous_run(
-    schedule: str, now: datetime, runtime: Runtime
-) -> tuple[datetime, timedelta] | None:
-    """When the schedule last elapsed before *now*, and its period (HH:MM: the server's
-    local time, daily; another systemd calendar: from its next two elapses)."""
-    found = HHMM.match(schedule.strip())
-    if found:
-        local = now.astimezone()
-        today = local.replace(hour=int(found[1]), minute=int(found[2]), second=0, microsecond=0)
-        return (today if today <= local else today - timedelta(days=1)), timedelta(days=1)
-    result = runtime.host.run(
-        ["systemd-analyze", "calendar", "--iterations=2", schedule], check=False
-    )
-    times = []
-    for line in result.text.splitlines():
-        key, _, value = line.strip().partition(": ")
-        if key in ("Next elapse", "Iteration #2"):
-            try:
-                times.append(datetime.strptime(value.strip()[4:23], "%Y-%m-%d %H:%M:%S"))
-            except ValueError:
-                return None
-    if len(times) != 2:
-        return None
-    period = times[1] - times[0]
-    return times[0].replace(tzinfo=now.astimezone().tzinfo) - period, period
+    runtime: Runtime, schedule: str, now: datetime, cache: dict[str, Any] | None = None
+) -> tuple[datetime, datetime]:
+    """When the timer of *schedule* last fired before *now*, and the time before, as the
+    server's systemd computes it (its time zone; ``HH:MM`` is its local time); asked once
+    per schedule in *cache*. :class:`OpskitError` when it cannot be told."""
+    cache = {} if cache is None else cache
+    if schedule not in cache:
+        try:
+            cache[schedule] = previous_elapses(runtime.host, on_calendar(schedule), now)
+        except OpskitError as exc:
+            cache[schedule] = exc
+    if isinstance(cache[schedule], OpskitError):
+        raise cache[schedule]
+    return cache[schedule]  # type: ignore[no-any-return]
 
 
-def freshness(runtime: Runtime, project: Project, env: str, now: datetime) -> list[Check]:
+def freshness(
+    runtime: Runtime,
+    project: Project,
+    env: str,
+    now: datetime,
+    cache: dict[str, Any] | None = None,
+) -> list[Check]:
     """Whether the newest verified archive of a scheduled env is recent enough: made for
     the schedule's last run, or (while that run is within its grace) for the one before.
     With an offsite target, the same for the newest archive whose offsite copy was read
     back and matched."""
     if project.backup is None or not project.backup.schedule:
         return []
-    elapsed = previous_run(project.backup.schedule, now, runtime)
-    if elapsed is None:
-        return []
+    if runtime.delegates(project, "backup"):
+        return []  # its own CLI keeps the archives; 'doctor' says so
+    offsite = runtime.settings().offsite_for(project)
+    try:
+        elapsed = previous_run(runtime, project.backup.schedule, now, cache)
+    except OpskitError as exc:
+        problem = f"cannot tell when {project.name} {env}'s backup was due: {exc}"
+        names = ["backup freshness", *(["offsite freshness"] if offsite else [])]
+        return [Check(project.name, env, name, False, problem) for name in names]
     archives = list_archives(runtime.host, backup_dir(project, env))
     newest = max((a.created for a in archives if a.verified_state == "ok"), default=None)
     found = [_fresh(runtime, project, env, now, elapsed, "backup freshness", newest, "backup")]
-    offsite = runtime.settings().offsite_for(project)
     if offsite is not None:
         copied = max(
             (
@@ -118,21 +120,21 @@ def _fresh(
     project: Project,
     env: str,
     now: datetime,
-    elapsed: tuple[datetime, timedelta],
+    elapsed: tuple[datetime, datetime],
     name: str,
     newest: datetime | None,
     noun: str,
 ) -> Check:
     assert project.backup is not None
     grace = timedelta(minutes=runtime.settings().freshness_grace_minutes)
-    last, period = elapsed
+    last, before = elapsed
     if newest is not None and (
-        newest >= last - grace or (now < last + grace and newest >= last - period - grace)
+        newest >= last - grace or (now < last + grace and newest >= before - grace)
     ):
         return Check(project.name, env, name, True, f"newest verified {newest:%Y-%m-%d %H:%M} UTC")
     missing = "no verified archive" if noun == "backup" else f"no verified {noun}"
     what = f"newest verified {newest:%Y-%m-%d %H:%M} UTC" if newest else missing
-    due = last if newest is None or now >= last + grace else last - period
+    due = last if newest is None or now >= last + grace else before
     return Check(
         project.name, env, name, False,
         f"{what}; the {noun} due at {due.astimezone():%Y-%m-%d %H:%M %Z} ({project.backup.schedule}) is late",
@@ -144,9 +146,10 @@ def checks(runtime: Runtime, now: datetime) -> list[Check]:
     found = [
         Check(c.project, c.environment, c.check, c.ok, c.detail) for c in runtime.health().checks
     ]
+    elapses: dict[str, Any] = {}  # schedule -> its last two elapses, asked once a pass
     for project in runtime.projects():
         for env in project.environments:
-            found += freshness(runtime, project, env, now)
+            found += freshness(runtime, project, env, now, elapses)
     # Keys name the stored states: two checks of one name (two stacks) stay apart.
     seen: dict[str, int] = {}
     unique = []
@@ -163,19 +166,10 @@ def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None)
     now = now or datetime.now(UTC)
     settings = runtime.settings()
     remind = timedelta(hours=settings.remind_hours)
-    # The state is this machine's, where opskit runs, also with --host ssh://...
-    os.makedirs(settings.state_dir, mode=0o700, exist_ok=True)
     # (state, project) -> lines: a project's own notify URLs get its lines
     alerts: dict[tuple[str, str], list[str]] = {}
-    database = sqlite3.connect(f"{settings.state_dir}/{STATE_FILE}", timeout=120)
+    database = _open_states(settings.state_dir, settings.path)
     try:
-        database.execute(
-            "CREATE TABLE IF NOT EXISTS states (key TEXT PRIMARY KEY, ok INTEGER NOT NULL, "
-            "since TEXT NOT NULL, sent TEXT, detail TEXT)"
-        )
-        # One pass at a time takes the checks, decides and records: a pass never acts on
-        # evidence older than what another pass has recorded.
-        database.execute("BEGIN IMMEDIATE")
         taken = checks(runtime, now)
         stored = {
             row[0]: (bool(row[1]), row[2], row[3])
@@ -183,7 +177,7 @@ def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None)
         }
         stamp = now.isoformat()
         for check in taken:
-            line = f"{check.key}: {check.detail}"
+            line = f"{check.key}: {one_line(check.detail)}"
             before = stored.pop(check.key, None)
             if before is None or before[0] != check.ok:
                 changed_to = "recovered" if check.ok else "failed"
@@ -207,6 +201,8 @@ def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None)
         for gone in stored:  # checks of projects and envs that no longer exist
             database.execute("DELETE FROM states WHERE key = ?", (gone,))
         database.commit()
+    except sqlite3.Error as exc:
+        raise _state_error(settings.state_dir, settings.path, exc) from None
     finally:
         database.close()
     sent: list[tuple[str, str]] = []
@@ -237,6 +233,35 @@ def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None)
         if not report.ok:
             job.fail("failing: " + ", ".join(c.key for c in taken if not c.ok))
     return report
+
+
+def _open_states(state_dir: str, settings_path: str | None) -> sqlite3.Connection:
+    """``watch.sqlite`` in the state folder (made if missing), its write lock taken."""
+    # The state is this machine's, where opskit runs, also with --host ssh://...
+    try:
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        database = sqlite3.connect(f"{state_dir}/{STATE_FILE}", timeout=120)
+        database.execute(
+            "CREATE TABLE IF NOT EXISTS states (key TEXT PRIMARY KEY, ok INTEGER NOT NULL, "
+            "since TEXT NOT NULL, sent TEXT, detail TEXT)"
+        )
+        # One pass at a time takes the checks, decides and records: a pass never acts on
+        # evidence older than what another pass has recorded.
+        database.execute("BEGIN IMMEDIATE")
+        # The schema's version, written every pass: a file that cannot be written (read-only,
+        # immutable) fails here, before any check, not when a state first changes.
+        database.execute(f"PRAGMA user_version = {STATE_VERSION}")
+    except (OSError, sqlite3.Error) as exc:
+        raise _state_error(state_dir, settings_path, exc) from None
+    return database
+
+
+def _state_error(state_dir: str, settings_path: str | None, exc: Exception) -> OpskitError:
+    where = f"state_dir of {settings_path}" if settings_path else "the default state_dir"
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return OpskitError(
+        f"the watch cannot keep its states in {state_dir}/{STATE_FILE} ({where}): {reason}"
+    )
 
 
 def _checks(count: int) -> str:

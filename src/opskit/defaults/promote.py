@@ -44,7 +44,7 @@ def promote(
     if ops.delegates(found, "promote"):
         flags = ["--from", source, "--to", target]
         flags += switches(dry_run=dry_run, yes=yes, json=state.json)
-        return ops.run_delegate(found, "promote", None, flags)
+        return ops.run_delegate(found, "promote", None, flags, cli_env=target)
     if found.promote is None:
         from opskit.errors import OpskitError
 
