@@ -216,14 +216,12 @@ class RsyncPromoter(Promoter):
                 raise NotFoundError(f"{context.project.name} {env}: {tree} does not exist")
         argv = _rsync_argv(context, "--dry-run", "--itemize-changes", "--out-format=%i %n")
         listing = host.run([*argv, "--", context.source_dir.rstrip("/") + "/", context.target_dir])
+        from opskit.sync import rsync_changes
+
         files, lines = [], []
-        for line in listing.text.splitlines():
-            flags, _, name = line.partition(" ")
-            name = name.lstrip(" ")
-            if not name or (name.endswith("/") and not flags.startswith("*")):
-                continue  # folder attribute updates are not changes worth listing
-            files.append(name.rstrip("/"))
-            lines.append(f"{'deleted' if flags.startswith('*') else 'changed'} {name}")
+        for deleted, name in rsync_changes(listing.text):
+            files.append(name)
+            lines.append(f"{'deleted' if deleted else 'changed'} {name}")
         stat = f"{len(files)} file{'s' if len(files) != 1 else ''} would change"
         return Preview("working tree", context.source_dir, tuple(lines), tuple(files), stat)
 
