@@ -256,7 +256,7 @@ class RsyncPromoter(Promoter):
 
         files, lines = [], []
         for deleted, name in rsync_changes(listing.text):
-            files.append(name)
+            files.append(name.rstrip("/"))
             lines.append(f"{'deleted' if deleted else 'changed'} {name}")
         stat = f"{len(files)} file{'s' if len(files) != 1 else ''} would change"
         return Preview("working tree", context.source_dir, tuple(lines), tuple(files), stat)

@@ -195,10 +195,11 @@ def _transform(runtime: Runtime, plan: Plan, component: Component) -> Transform 
 
 def rsync_changes(listing: str) -> Iterator[tuple[bool, str]]:
     """(deleted, name) for each entry rsync's ``--itemize-changes --out-format='%i %n'``
-    lists as changed or deleted; folders whose attributes alone change are left out."""
+    lists as changed or deleted (a deleted folder's name ends in "/"); folders are listed
+    only when deleted: what changes in them is listed on its own."""
     for line in listing.splitlines():
         if line.startswith("*deleting "):
-            yield True, line.removeprefix("*deleting ").lstrip(" ").rstrip("/")
+            yield True, line.removeprefix("*deleting ").lstrip(" ")  # a folder ends in "/"
             continue
         flags, _, name = line.partition(" ")
         if not name or len(flags) != 11 or flags[0] not in "<>ch.":
