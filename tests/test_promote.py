@@ -60,15 +60,28 @@ def test_more_than_one_step_is_refused(wp_root: Path) -> None:
     assert head(wp_root, "prod") == before
 
 
-def test_dry_run_shows_commits_and_diffstat(wp_root: Path) -> None:
+def test_dry_run_shows_commits_diffstat_and_diff(wp_root: Path) -> None:
     before = head(wp_root, "int")
+    old_page = (code(wp_root, "int") / "web" / "index.html").read_text()
     new = commit_in_dev(wp_root, {"web/index.html": "<h1>version 2</h1>\n"}, "Say version 2")
-    run = wp(wp_root, "promote", "wp", "--from", "dev", "--to", "int", "--dry-run")
+    run = wp(wp_root, "promote", "wp", "--from", "dev", "--to", "int", "--dry-run", "--diff")
     assert run.returncode == 0, run.stderr
-    assert f"{before[:12]} -> {new[:12]}" in run.stdout
-    assert f"{new[:7]} Say version 2" in run.stdout
+    lines = run.stdout.splitlines()
+    assert (
+        lines[0] == f"promote wp dev (commit {new[:12]}) → int (git, now at commit {before[:12]})"
+    )
+    assert f"  {new[:7]} Say version 2" in lines
     assert "web/index.html | 2 +-" in run.stdout
-    assert "rebuild: yes (web/index.html is in a build context)" in run.stdout
+    assert "rebuild: yes (web/index.html is in a build context)" in lines
+    # The content diff, unified, after the preview.
+    at = lines.index("diff --git a/web/index.html b/web/index.html")
+    assert lines[at + 2 : at + 4] == ["--- a/web/index.html", "+++ b/web/index.html"]
+    assert f"-{old_page.rstrip()}" in lines[at:] and "+<h1>version 2</h1>" in lines[at:]
+    run = wp(wp_root, "promote", "wp", "--from", "dev", "--to", "int", "--dry-run", "--diff",
+             "--json")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    report = run.json()
+    assert isinstance(report, dict) and "+<h1>version 2</h1>\n" in report["diff"]
     assert head(wp_root, "int") == before
 
 
@@ -101,7 +114,7 @@ def test_promote_dev_to_int(wp_root: Path) -> None:
     new = commit_in_dev(wp_root, {"web/index.html": "<h1>version 3</h1>\n"}, "Say version 3")
     run = wp(wp_root, "promote", "wp", "--from", "dev", "--to", "int", "--yes", timeout=300)
     assert run.returncode == 0, run.stderr
-    assert f"promoted wp int to {new[:12]}; healthy" in run.stdout
+    assert f"promoted wp dev (commit {new[:12]}) → int; healthy" in run.stdout
     assert head(wp_root, "int") == new
     assert page(wpstack.PORTS["int"]) == "<h1>version 3</h1>\n"  # the image was rebuilt
     assert wp(wp_root, "health", "wp", "int").returncode == 0
@@ -110,6 +123,8 @@ def test_promote_dev_to_int(wp_root: Path) -> None:
     entry = wp(wp_root, "history", "wp", "--json").json()[-1]  # type: ignore[index]
     assert entry["command"] == "promote" and entry["result"] == "ok"
     assert entry["to_code"] == new and entry["envs"] == ["dev", "int"]
+    last = wp(wp_root, "history", "wp").stdout.splitlines()[-1]
+    assert f"dev (commit {new[:12]}) → int" in last
 
 
 def test_unhealthy_code_is_rolled_back(wp_root: Path) -> None:
@@ -209,16 +224,36 @@ def site(tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_rsync_promotion_and_rollback(site: Path) -> None:
     dev, target = site / "site" / "dev" / "code", site / "site" / "int" / "code"
     run = opskit(
-        "--root", str(site), "promote", "site", "--from", "dev", "--to", "int", "--dry-run"
-    )
+        "--root", str(site), "promote", "site", "--from", "dev", "--to", "int", "--dry-run",
+        "--diff",
+    )  # fmt: skip
     assert run.returncode == 0, run.stderr
-    for line in ("changed index.html", "changed tool.sh", "deleted stale.html"):
-        assert line in run.stdout
+    lines = run.stdout.splitlines()
+    assert lines[0] == "promote site dev (working tree) → int (rsync)"
+    for line in ("  changed index.html", "  changed tool.sh", "  deleted stale.html"):
+        assert line in lines
     assert "config.local" not in run.stdout
+    # The content diff of each file, as diff -u writes it.
+    at = lines.index("--- a/index.html")
+    assert lines[at + 1 : at + 5] == [
+        "+++ b/index.html",
+        "@@ -1 +1 @@",
+        "-int version",
+        "+dev version",
+    ]
+    at = lines.index("--- a/stale.html")
+    assert lines[at + 1 : at + 4] == [
+        "+++ b/stale.html",
+        "@@ -1 +0,0 @@",
+        "-removed by the promotion",
+    ]
     assert (target / "stale.html").exists()
 
     run = opskit("--root", str(site), "promote", "site", "--from", "dev", "--to", "int", "--yes")
     assert run.returncode == 0, run.stderr
+    assert "promoted site dev (working tree) → int; healthy" in run.stdout
+    last = opskit("--root", str(site), "history", "site").stdout.splitlines()[-1]
+    assert "dev (working tree) → int" in last and "/code" not in last
     assert page(SITE_PORTS["int"]) == "dev version\n"
     assert not (target / "stale.html").exists()
     assert (target / "config.local").read_text() == "int's own settings\n"
@@ -261,6 +296,13 @@ def test_script_promotion_passes_exit_codes(tmp_path: Path) -> None:
         "--root", str(tmp_path), "promote", "app", "--from", "dev", "--to", "prod", "--yes"
     )
     assert_one_error_line(run, "not dev->prod")
+    run = opskit(
+        "--root", str(tmp_path), "promote", "app", "--from", "dev", "--to", "int", "--dry-run",
+        "--diff",
+    )  # fmt: skip
+    assert_one_error_line(
+        run, "--diff shows what a git or rsync promotion changes; app promotes with a script"
+    )
     history = opskit("--root", str(tmp_path), "history", "--json").json()
     assert [e["result"] for e in history] == ["ok", "failed (exit 3)"]  # type: ignore[union-attr]
 

@@ -35,8 +35,10 @@ def _unescape(field: str) -> str:
 
 
 def rows(env: str, statement: str) -> list[list[str]]:
-    """Result rows; the client's batch escapes (tab, newline, backslash) undone."""
-    return [[_unescape(f) for f in line.split("\t")] for line in sql(env, statement).splitlines()]
+    """Result rows; the client's batch escapes (tab, newline, backslash) undone. Lines end
+    at newlines only (str.splitlines would cut a value at a vertical tab too)."""
+    lines = sql(env, statement).split("\n")[:-1]
+    return [[_unescape(f) for f in line.split("\t")] for line in lines]
 
 
 def checksum(env: str) -> str:
@@ -57,10 +59,11 @@ def volume(env: str) -> Path:
 
 
 def php_unserialize(values: list[str]) -> list[object]:
-    """PHP's own ``unserialize`` of each value (Debian's php-cli); fails on any error."""
+    """PHP's own ``unserialize(trim())`` of each value (Debian's php-cli), as WordPress's
+    maybe_unserialize() reads it; fails on any error."""
     script = (
         "$out = []; foreach (json_decode(stream_get_contents(STDIN)) as $v) { "
-        '$r = unserialize($v); if ($r === false && $v !== "b:0;") { fwrite(STDERR, "cannot unserialize: $v"); exit(3); } '
+        '$r = unserialize(trim($v)); if ($r === false && $v !== "b:0;") { fwrite(STDERR, "cannot unserialize: $v"); exit(3); } '
         "$out[] = $r; } echo json_encode($out);"
     )
     done = subprocess.run(
@@ -114,8 +117,16 @@ def test_a_declined_sync_changes_nothing(wp_root: Path) -> None:
 
 
 def test_dry_run_reports_and_changes_nothing(wp_root: Path) -> None:
+    bulk = wp_root / "wp" / "prod" / "uploads" / "bulk"
+    bulk.mkdir()
+    for i in range(25):
+        (bulk / f"f{i:02}.txt").write_text(f"file {i}\n")
     before, files = checksum("int"), tree(wp_root / "wp" / "int" / "uploads")
-    run = wp(wp_root, "sync", "wp", "--from", "prod", "--to", "int", "--dry-run", "--json")
+    try:
+        run = wp(wp_root, "sync", "wp", "--from", "prod", "--to", "int", "--dry-run", "--json")
+        text = wp(wp_root, "sync", "wp", "--from", "prod", "--to", "int", "--dry-run")
+    finally:
+        subprocess.run(["rm", "-rf", str(bulk)], check=True)
     assert run.returncode == 0, run.stderr
     report = run.json()
     assert isinstance(report, dict)
@@ -126,12 +137,27 @@ def test_dry_run_reports_and_changes_nothing(wp_root: Path) -> None:
     # Every row of wp_options but blogname holds the URL, some of them twice.
     assert database["replacements"]["wp_options"] >= 8
     assert database["replacements"]["wp_posts"] == 10  # twice per post; the guid is left alone
+    assert database["too_long_count"] == 0 and database["longer_hosts"] == 0
     by_target = {Path(f["target"]).name: f for f in report["files"]}
-    assert by_target["uploads"]["files"] >= 1 and by_target["uploads"]["deleted"] >= 1
+    uploads = by_target["uploads"]
+    # The files are named: int's own photo goes, prod's photo, shared.txt and the bulk arrive.
+    assert "2026/int-photo.jpg" in uploads["deleted_names"]
+    assert len(uploads["deleted_names"]) == uploads["deleted"]
+    changed = uploads["changed"]
+    assert changed >= 27 and len(uploads["changed_names"]) == 20
+    assert uploads["changed_names"][:2] == ["2026/prod-photo.jpg", "2026/shared.txt"]
+    assert "bulk/f00.txt" in uploads["changed_names"]
     assert checksum("int") == before
     assert tree(wp_root / "wp" / "int" / "uploads") == files
-    text = wp(wp_root, "sync", "wp", "--from", "prod", "--to", "int", "--dry-run")
+    assert text.returncode == 0, text.stderr
     assert "dry run, nothing changed" in text.stdout and "wp_options" in text.stdout
+    lines = text.stdout.splitlines()
+    target = wp_root / "wp" / "int" / "uploads"
+    at = lines.index(f"to delete in {target} ({uploads['deleted']}):")
+    assert "  2026/int-photo.jpg" in lines[at + 1 : at + 1 + uploads["deleted"]]
+    at = lines.index(f"to change in {target} ({changed}):")
+    assert lines[at + 1 : at + 3] == ["  2026/prod-photo.jpg", "  2026/shared.txt"]
+    assert lines[at + 21] == f"  and {changed - 20} more"
 
 
 def test_sync_prod_to_dev(wp_root: Path) -> None:
@@ -167,6 +193,8 @@ def test_sync_prod_to_dev(wp_root: Path) -> None:
     assert len(serialized) == 4
     decoded = json.dumps(php_unserialize(serialized))
     assert dev_url in decoded and "https://wp." not in decoded
+    # WordPress trims the vertical tabs away, and finds the lengths right.
+    assert php_unserialize([found["vertical_tab"]]) == [{"url": f"{dev_url}/vt"}]
     inner = php_unserialize([found["nested_serialized"]])[0]
     assert isinstance(inner, dict)
     assert php_unserialize([inner["payload"]]) == [{"url": f"{dev_url}/inner"}]
@@ -188,6 +216,79 @@ def test_sync_prod_to_dev(wp_root: Path) -> None:
     assert entry["command"] == "sync" and entry["envs"] == ["prod", "dev"]
     assert entry["result"] == "ok" and entry["archive"] == str(archive)
     assert wp(wp_root, "health", "wp", "dev").returncode == 0
+
+
+LOOKALIKES = (
+    "see https://mywp.example.test/x, cdn.wp.example.test, https://wp.example.testing.com, "
+    "https://wp.example.test-old.net and home https://wp.example.test/ok"
+)
+
+
+def test_whole_hosts_and_columns_are_checked_by_the_dry_run(wp_root: Path) -> None:
+    """With a scheme-less string in an overlapping list and whole_hosts, the dry run names
+    the look-alike hosts (each place once) and the value that will not fit its column; the
+    real sync fails on that value, and without it leaves the look-alikes alone."""
+    descriptor = wp_root / "wp" / "project.yaml"
+    original = descriptor.read_text()
+    lists = {
+        env: [url, "//" + url.split("//")[1], url.split("//")[1]]
+        for env, url in wpstack.URLS.items()
+    }
+    descriptor.write_text(
+        original.replace("sync:\n", "sync:\n  whole_hosts: true\n").replace(
+            next(line for line in original.splitlines() if line.startswith("  replace:")),
+            f"  replace: {json.dumps(lists)}",
+        )
+    )  # fmt: skip
+    long_url = f"{wpstack.URLS['prod']}/{'x' * 230}"  # 254 characters; 258 once rewritten
+    sql("prod", "CREATE TABLE wp_links (link_id BIGINT PRIMARY KEY, link_url VARCHAR(255) NOT NULL); "
+                f"INSERT INTO wp_links VALUES (7, '{long_url}'), (8, 'https://wp.example.test/a'); "
+                f"INSERT INTO wp_options (option_name, option_value) VALUES ('lookalikes', '{LOOKALIKES}')")  # fmt: skip
+    (option_id,) = rows("prod", "SELECT option_id FROM wp_options WHERE option_name = 'lookalikes'")
+    try:
+        before = checksum("int")
+        run = wp(wp_root, "sync", "wp", "--from", "prod", "--to", "int", "--dry-run")
+        assert run.returncode == 0, run.stderr
+        warnings = [line for line in run.stderr.splitlines() if line.startswith("[warning]")]
+        place = f"in wp_options.option_value where option_id = {option_id[0]}"
+        hosts = ("mywp.example.test", "cdn.wp.example.test", "wp.example.testing.com",
+                 "wp.example.test-old.net")  # fmt: skip
+        assert [
+            "[warning] db-db-wordpress: a replaced string is part of a longer host name (like shop.ch in "
+            "shop.chocolate.com or cdn.shop.ch) in 4 places, left alone (sync.whole_hosts): "
+            + "; ".join(f"{host} {place}" for host in hosts)
+        ] == [w for w in warnings if "longer host name" in w]
+        assert [w for w in warnings if "would not fit" in w] == [
+            "[warning] db-db-wordpress: once rewritten, 1 value would not fit the column, and the sync "
+            "would fail: wp_links.link_url where link_id = 7: 258 characters after the "
+            "rewrite, the column holds 255"
+        ]
+        assert checksum("int") == before
+
+        # The real sync fails where the dry run said, and puts int back.
+        run = wp(wp_root, "sync", "wp", "--from", "prod", "--to", "int", "--yes", timeout=300)
+        assert run.returncode == 1
+        (error,) = [line for line in run.stderr.splitlines() if line.startswith("[error]")]
+        assert "link_url" in error and "wp_links" in error
+        assert checksum("int") == before
+
+        sql("prod", "DELETE FROM wp_links WHERE link_id = 7")
+        run = wp(wp_root, "sync", "wp", "--from", "prod", "--to", "int", "--yes", timeout=300)
+        assert run.returncode == 0, run.stderr
+        int_url = wpstack.URLS["int"]
+        found = dict(rows("int", "SELECT option_name, option_value FROM wp_options"))  # type: ignore[arg-type]
+        assert found["lookalikes"] == LOOKALIKES.replace(
+            "https://wp.example.test/ok", f"{int_url}/ok"
+        )
+        assert found["siteurl"] == int_url
+        assert rows("int", "SELECT link_url FROM wp_links") == [[f"{int_url}/a"]]
+    finally:
+        descriptor.write_text(original)
+        for env in ("prod", "int"):
+            sql(
+                env,
+                "DROP TABLE IF EXISTS wp_links; DELETE FROM wp_options WHERE option_name = 'lookalikes'",
+            )
 
 
 def test_sync_from_an_env_without_a_running_database(wp_root: Path) -> None:

@@ -711,3 +711,101 @@ def test_a_dumped_serialized_value_with_a_trailing_newline_gets_its_lengths_fixe
     replacer = Replacer([("https://shop.ch", "https://dev.shop.ch")])
     out = replacer.feed(line) + replacer.finish()
     assert b's:19:\\"https://dev.shop.ch\\";}\\n' in out
+
+
+# --- #18: PHP's whole trim() set, hosts at both ends, places named --------------------------
+
+
+def test_a_serialized_value_in_vertical_tabs_gets_its_lengths_fixed_in_a_dump() -> None:
+    """PHP's trim() strips \\x0b too; mysqldump writes it raw, so the fast path must know it."""
+    value = "\x0b" + ser("https://shop.ch/a") + "\x0b"
+    line = b"INSERT INTO `wp_options` VALUES (1,'widget'," + sql(value) + b");\n"
+    replacer = Replacer([("https://shop.ch", "https://dev.shop.ch")])
+    out = replacer.feed(line) + replacer.finish()
+    rewritten = out.split(b"'widget','", 1)[1].rsplit(b"');", 1)[0].replace(b'\\"', b'"')
+    assert rewritten == ("\x0b" + ser("https://dev.shop.ch/a") + "\x0b").encode()
+    read = php("echo json_encode(unserialize(trim(stream_get_contents(STDIN))));", "", rewritten)
+    assert read == b'"https:\\/\\/dev.shop.ch\\/a"'
+
+
+SHOP_LIST = [("https://shop.ch", "https://dev.shop.ch"), ("shop.ch", "dev.shop.ch")]
+
+
+def test_whole_hosts_begin_at_a_boundary_too() -> None:
+    text = (
+        "https://shop.ch/a https://myshop.ch/x cdn.shop.ch mail@shop.ch shop.ch/b "
+        "my-shop.ch https%3A%2F%2Fshop.ch%2Fc shop.chocolate.com"
+    )
+    dump = b"INSERT INTO `wp_posts` VALUES (1," + sql(text) + b");\n"
+    replacer = Replacer(SHOP_LIST, whole_hosts=True)
+    out = replacer.feed(dump) + replacer.finish()
+    assert (
+        sql(
+            "https://dev.shop.ch/a https://myshop.ch/x cdn.shop.ch mail@dev.shop.ch dev.shop.ch/b "
+            "my-shop.ch https%3A%2F%2Fdev.shop.ch%2Fc shop.chocolate.com"
+        )
+        in out
+    )
+    assert replacer.longer_hosts == 4  # myshop.ch, cdn.shop.ch, my-shop.ch, shop.chocolate.com
+    assert replacer.lookalikes == [
+        "myshop.ch in wp_posts", "cdn.shop.ch in wp_posts", "my-shop.ch in wp_posts",
+        "shop.chocolate.com in wp_posts",
+    ]  # fmt: skip
+    # A string with a scheme begins where the scheme does; one ending in "/" ends anywhere.
+    assert replace_value(
+        b"xhttps://shop.ch/a https://shop.ch/about",
+        [(b"https://shop.ch/", b"https://dev.shop.ch/")],
+    ) == (b"xhttps://dev.shop.ch/a https://dev.shop.ch/about", 2)
+
+
+def test_overlapping_strings_count_each_lookalike_place_once() -> None:
+    pairs = [
+        ("https://shop.ch", "https://dev.shop.ch"),
+        ("http://shop.ch", "http://dev.shop.ch"),
+        ("//shop.ch", "//dev.shop.ch"),
+    ]
+    rows = ",".join(
+        f"({i},{sql(f'https://shop.chocolate.com/{i} and http://shop.ch-old.net').decode()})"
+        for i in range(25)
+    )
+    dump = f"INSERT INTO `wp_posts` VALUES {rows};\n".encode()
+    for whole in (True, False):
+        replacer = Replacer(pairs, whole_hosts=whole)
+        replacer.feed(dump)
+        replacer.finish()
+        assert replacer.longer_hosts == 50  # two places a row, not one per matching string
+        assert len(replacer.lookalikes) == 5
+
+
+def test_a_dry_run_names_places_and_values_longer_than_their_column() -> None:
+    url = "https://shop.ch/" + "x" * 44  # 60 characters; 64 after the rewrite
+    dump = (
+        MARIADB_HEADER + WP_OPTIONS
+        + b"INSERT INTO `wp_options` VALUES (7,'siteurl'," + sql(url) + b",'yes'),"
+        + b"(8,'lookalike','see https://cdn.shop.ch/x','yes'),(9,'grown'," + sql(url[:-2]) + b",'no');\n"
+    )  # fmt: skip
+    replacer = Replacer(SHOP_LIST, whole_hosts=True)
+    replacer.watch_lengths(
+        {("wp_options", "option_value"): (62, 248), ("wp_options", "autoload"): (20, 80)}
+    )
+    replacer.feed(dump)
+    replacer.finish()
+    assert replacer.too_long == [
+        "wp_options.option_value where option_id = 7: "
+        "64 characters after the rewrite, the column holds 62",
+    ]
+    assert replacer.too_long_count == 1
+    assert replacer.lookalikes == ["cdn.shop.ch in wp_options.option_value where option_id = 8"]
+    # The same in a PostgreSQL COPY block, where a limit can be in bytes too.
+    pg = (
+        b"COPY public.wp_options (option_name, option_value) FROM stdin;\n"
+        b"home\thttps://shop.ch/\xc3\xa4\xc3\xa4\n\\.\n"
+    )
+    replacer = Replacer(SHOP_LIST, dialect="postgres", whole_hosts=True)
+    replacer.watch_lengths({("public.wp_options", "option_value"): (None, 22)})
+    replacer.feed(pg)
+    replacer.finish()
+    assert replacer.too_long == [
+        "public.wp_options.option_value where option_name = home: "
+        "24 bytes after the rewrite, the column holds 22",
+    ]

@@ -4,9 +4,10 @@
 cloned from a bare ``origin.git``, one branch per env) holding the compose file and a
 web image built from ``web/``. Data lives outside the tree: a MariaDB database seeded
 with the env's site URL (in plain text, PHP-serialized arrays two deep, an object, a
-serialized value inside a serialized string, JSON-escaped), ``{env}/uploads`` and the
-volume ``{NS}-wp-{env}_media``. Docker-global names carry the checkout's namespace
-and the ports are free ones (see tests/testroot.py), so the project runs beside anything.
+serialized value inside a serialized string and one between vertical tabs, JSON-escaped),
+``{env}/uploads`` and the volume ``{NS}-wp-{env}_media``. Docker-global names carry the
+checkout's namespace and the ports are free ones (see tests/testroot.py), so the project
+runs beside anything.
 """
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ def options(url: str) -> list[tuple[str, str]]:
         ("nested_serialized", php_serialize({"payload": inner, "note": "Grüße"})),
         ("json_config", f'{{"home":"{escaped}","api":"{escaped}\\/wp-json\\/"}}'),
         ("quotes", f'it\'s "{url}"\nnew line\ttab \\ backslash'),
+        # PHP's trim() strips a vertical tab, so WordPress still reads this as serialized
+        ("vertical_tab", "\x0b" + php_serialize({"url": f"{url}/vt"}) + "\x0b"),
     ]
 
 

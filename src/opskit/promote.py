@@ -12,7 +12,7 @@ import abc
 import itertools
 import posixpath
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -44,7 +44,23 @@ class PromoteContext:
 
 def short(ref: str) -> str:
     """A commit id cut to 12 characters; anything else as it is."""
-    return ref[:12] if re.fullmatch(r"[0-9a-f]{40}", ref) else ref
+    return ref[:12] if _is_commit(ref) else ref
+
+
+def _is_commit(ref: str) -> bool:
+    return re.fullmatch(r"[0-9a-f]{40}", ref) is not None
+
+
+def code_label(ref: str) -> str:
+    """What a promotion moves, in words: ``commit abc123def456`` for a commit, else
+    ``working tree`` (an rsync promotion takes the source env's folder as it is)."""
+    return f"commit {short(ref)}" if _is_commit(ref) else "working tree"
+
+
+def move_label(source: str, target: str, new: str) -> str:
+    """``dev (commit abc123def456) → int``: the one wording of a promotion, for its
+    preview, its result and ``history``."""
+    return f"{source} ({code_label(new)}) → {target}"
 
 
 @attrs.frozen
@@ -85,6 +101,22 @@ class Promoter(abc.ABC):
     def finish(self, context: PromoteContext, preview: Preview) -> str | None:
         """After a healthy promotion: publish or clean up; return a note for the user."""
         return None
+
+    def diff(self, context: PromoteContext, preview: Preview) -> Iterator[str]:
+        """The unified diff of the content *preview* would change, line by line, as it
+        comes; changes nothing."""
+        raise OpskitError(f"promote type {self.name} cannot show a content diff")
+
+
+def _stream(host: Host, argv: list[str], ok: tuple[int, ...] = (0,)) -> Iterator[str]:
+    """The lines *argv* writes, as they come; raise when it exits with another code."""
+    from opskit.host import output_lines
+
+    process = host.popen(argv, merge_stderr=False)
+    yield from output_lines(process)
+    code = process.wait()
+    if code not in ok:
+        raise OpskitError(f"{argv[0]} failed (exit {code}): {process.errors().strip()}")
 
 
 # -- git ----------------------------------------------------------------------
@@ -172,6 +204,10 @@ class GitPromoter(Promoter):
     def apply(self, context: PromoteContext, preview: Preview) -> None:
         _git(context.host, context.target_dir, "merge", "--ff-only", "--quiet", preview.new)
 
+    def diff(self, context: PromoteContext, preview: Preview) -> Iterator[str]:
+        argv = ["git", "-C", context.target_dir, "diff", "--no-color", "--no-ext-diff"]
+        return _stream(context.host, [*argv, preview.old, preview.new, "--"])
+
     def rollback(self, context: PromoteContext, preview: Preview) -> None:
         _git(context.host, context.target_dir, "reset", "--hard", "--quiet", preview.old)
 
@@ -216,16 +252,27 @@ class RsyncPromoter(Promoter):
                 raise NotFoundError(f"{context.project.name} {env}: {tree} does not exist")
         argv = _rsync_argv(context, "--dry-run", "--itemize-changes", "--out-format=%i %n")
         listing = host.run([*argv, "--", context.source_dir.rstrip("/") + "/", context.target_dir])
+        from opskit.sync import rsync_changes
+
         files, lines = [], []
-        for line in listing.text.splitlines():
-            flags, _, name = line.partition(" ")
-            name = name.lstrip(" ")
-            if not name or (name.endswith("/") and not flags.startswith("*")):
-                continue  # folder attribute updates are not changes worth listing
+        for deleted, name in rsync_changes(listing.text):
             files.append(name.rstrip("/"))
-            lines.append(f"{'deleted' if flags.startswith('*') else 'changed'} {name}")
+            lines.append(f"{'deleted' if deleted else 'changed'} {name}")
         stat = f"{len(files)} file{'s' if len(files) != 1 else ''} would change"
         return Preview("working tree", context.source_dir, tuple(lines), tuple(files), stat)
+
+    def diff(self, context: PromoteContext, preview: Preview) -> Iterator[str]:
+        # File by file, as rsync listed them (so promote.exclude holds); a folder that goes
+        # is left out, its files were listed before it.
+        seen: list[str] = []
+        for name in preview.files:
+            if any(path.startswith(name + "/") for path in seen):
+                continue
+            seen.append(name)
+            old = posixpath.join(context.target_dir, name)
+            new = posixpath.join(context.source_dir, name)
+            argv = ["diff", "-u", "-N", f"--label=a/{name}", f"--label=b/{name}", old, new]
+            yield from _stream(context.host, argv, ok=(0, 1))
 
     def apply(self, context: PromoteContext, preview: Preview) -> None:
         host, snapshot = context.host, self._snapshot(context)
@@ -335,6 +382,15 @@ def context_for(project: Project, host: Host, source: str, target: str) -> Promo
     )
 
 
+def content_diff(runtime: Runtime, project: Project, report: PromoteReport) -> Iterator[str]:
+    """The unified diff of what *report*'s promotion changes (see :meth:`Promoter.diff`)."""
+    promoter = runtime.plugins.promoter(project)
+    if promoter is None:
+        raise OpskitError(f"{project.name}: no plugin promotes type {report.type!r}")
+    context = context_for(project, runtime.host, report.source, report.target)
+    return promoter.diff(context, report.preview)
+
+
 def run(
     runtime: Runtime,
     project: Project,
@@ -389,7 +445,7 @@ def run(
     directory = lock_dir(project, target)
     runtime.host.run(["mkdir", "-p", "--", directory])
     with env_lock(runtime.host, directory, f"promote into {project.name} {target}", 300):
-        say(progress, f"moving {target} from {short(preview.old)} to {short(preview.new)}")
+        say(progress, f"moving {move_label(source, target, preview.new)}")
         since = runtime.engine_time()  # health evidence must be newer than the new code
         promoter.apply(context, preview)
         try:

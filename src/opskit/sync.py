@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, cast
 
 import attrs
@@ -24,7 +24,7 @@ from opskit import databases
 from opskit.components import CHUNK, BackupContext, Component, DatabaseDump, Prefetched
 from opskit.errors import NotFoundError, OpskitError
 from opskit.output import progress as say
-from opskit.transform import Transform, TransformedReader
+from opskit.transform import Replacer, Transform, TransformedReader
 
 if TYPE_CHECKING:
     from opskit.descriptor import Project
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from opskit.runtime import Runtime
 
 SWITCH_INTERVAL = 0.0002  # seconds; Python's default is 0.005
+FILES_NAMED = 20  # files a report names for each folder, of those deleted and of those changed
 
 
 @attrs.frozen
@@ -103,7 +104,14 @@ class DatabaseReport:
     name: str
     tables: tuple[TableReport, ...]
     replacements: Mapping[str, int]  # per table; counted on the way (dry run: on a read)
-    longer_hosts: int = 0  # occurrences that began a longer host name (see sync.whole_hosts)
+    # Places where a replaced string is part of a longer host name (see sync.whole_hosts),
+    # each counted once, and the first few named; a dry run only.
+    longer_hosts: int = 0
+    lookalikes: tuple[str, ...] = ()
+    # Values that will not fit their column once rewritten (the first few named, and how
+    # many); a dry run only, from the source's schema.
+    too_long: tuple[str, ...] = ()
+    too_long_count: int = 0
 
 
 @attrs.frozen
@@ -114,6 +122,9 @@ class FilesReport:
     files: int  # regular files copied (new or changed)
     bytes: int  # their size
     deleted: int  # files and folders removed from the target
+    changed: int = 0  # files, links and modes that change in the target (new ones too)
+    changed_names: tuple[str, ...] = ()  # the first FILES_NAMED of them
+    deleted_names: tuple[str, ...] = ()  # the first FILES_NAMED deleted
 
 
 @attrs.frozen
@@ -182,8 +193,26 @@ def _transform(runtime: Runtime, plan: Plan, component: Component) -> Transform 
     return runtime.plugins.sync_transform(plan.context, component)
 
 
-def _rsync(host: Host, source: str, target: str, dry_run: bool) -> tuple[int, int, int]:
-    """Mirror folder *source* into *target*; return (files copied, bytes, deleted).
+def rsync_changes(listing: str) -> Iterator[tuple[bool, str]]:
+    """(deleted, name) for each entry rsync's ``--itemize-changes --out-format='%i %n'``
+    lists as changed or deleted (a deleted folder's name ends in "/"); folders are listed
+    only when deleted: what changes in them is listed on its own."""
+    for line in listing.splitlines():
+        if line.startswith("*deleting "):
+            yield True, line.removeprefix("*deleting ").lstrip(" ")  # a folder ends in "/"
+            continue
+        flags, _, name = line.partition(" ")
+        if not name or len(flags) != 11 or flags[0] not in "<>ch.":
+            continue  # a line of --stats
+        if name.endswith("/"):
+            continue  # a folder: what changes in it is listed
+        if flags[0] == "." and not flags[2:].strip("."):
+            continue  # listed, but nothing about it changes
+        yield False, name
+
+
+def _rsync(host: Host, source: str, target: str, dry_run: bool) -> FilesReport:
+    """Mirror folder *source* into *target*; report what changed (or would, *dry_run*).
 
     A folder that is itself a link is refused: rsync would write (and delete) through it
     in whatever folder it leads to."""
@@ -201,11 +230,20 @@ def _rsync(host: Host, source: str, target: str, dry_run: bool) -> tuple[int, in
         found = re.search(rf"^{label}: ([\d,.]+)", text, re.MULTILINE)
         return int(re.sub(r"[,.]", "", found.group(1))) if found else 0
 
-    deleted = sum(1 for line in text.splitlines() if line.startswith("*deleting"))
-    return (
+    changed: list[str] = []
+    deleted: list[str] = []
+    for gone, name in rsync_changes(text):
+        (deleted if gone else changed).append(name)
+    return FilesReport(
+        "",
+        source,
+        target,
         number("Number of regular files transferred"),
         number("Total transferred file size"),
-        deleted,
+        len(deleted),
+        len(changed),
+        tuple(changed[:FILES_NAMED]),
+        tuple(deleted[:FILES_NAMED]),
     )
 
 
@@ -254,6 +292,40 @@ def _count_replacements(
     _check_dump(source, component, dump)
 
 
+def _column_limits(
+    source: BackupContext, component: DatabaseDump
+) -> dict[tuple[str, str], tuple[int | None, int | None]]:
+    """The length limit of every text column of the source database, from its schema:
+    (table as its dump names it, column) -> (characters, bytes). Bytes are given where
+    the dump's UTF-8 bytes are what the column stores (utf8 character sets, binary)."""
+    database = component.database
+    container = source.running_container(database.service).name
+    if database.type in databases.MARIADB_TYPES:
+        sql = (
+            "SELECT CONCAT_WS(CHAR(31), table_name, column_name, character_maximum_length, "
+            "IFNULL(character_octet_length, ''), IFNULL(character_set_name, '')) "
+            "FROM information_schema.columns WHERE table_schema = DATABASE() "
+            "AND character_maximum_length IS NOT NULL"
+        )
+    else:
+        sql = (
+            "SELECT table_schema || '.' || table_name || chr(31) || column_name || chr(31) "
+            "|| character_maximum_length FROM information_schema.columns "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
+            "AND character_maximum_length IS NOT NULL"
+        )
+    limits: dict[tuple[str, str], tuple[int | None, int | None]] = {}
+    for line in databases.query(source.host, container, database, sql).splitlines():
+        table, column, characters, *rest = [*line.split("\x1f"), "", "", ""]
+        if not characters.isdigit():
+            continue
+        octets, charset = rest[0], rest[1]
+        stored_as_utf8 = charset.startswith("utf8") or charset in ("", "binary")
+        limit = int(octets) if octets.isdigit() and stored_as_utf8 else None
+        limits[(table, column)] = (int(characters), limit)
+    return limits
+
+
 def _table_report(
     plan: Plan, component: DatabaseDump, counterpart: DatabaseDump
 ) -> list[TableReport]:
@@ -298,10 +370,13 @@ def run(
             if isinstance(component, DatabaseDump) and isinstance(counterpart, DatabaseDump):
                 tables = _table_report(found, component, counterpart)
                 transform = _transform(runtime, found, component)
+                if isinstance(transform, Replacer):
+                    transform.watch_lengths(_column_limits(found.source, component))
                 if transform is not None:
                     say(progress, f"counting replacements in {component.key}")
                     _count_replacements(found.source, component, transform)
                 counts = dict(transform.counts) if transform is not None else {}
+                replacer = transform if isinstance(transform, Replacer) else None
                 database_reports.append(
                     DatabaseReport(
                         component.key,
@@ -309,7 +384,10 @@ def run(
                         component.database.name,
                         tuple(tables),
                         counts,
-                        getattr(transform, "longer_hosts", 0),
+                        replacer.longer_hosts if replacer else 0,
+                        tuple(replacer.lookalikes) if replacer else (),
+                        tuple(replacer.too_long) if replacer else (),
+                        replacer.too_long_count if replacer else 0,
                     )
                 )
             else:
@@ -386,5 +464,5 @@ def _files(plan: Plan, component: Component, counterpart: Component, dry_run: bo
             raise
         target_path = None
     target_path = target_path or f"/nonexistent/{counterpart.key}"  # dry run: all would be new
-    files, size, deleted = _rsync(plan.source.host, source_path, target_path, dry_run)
-    return FilesReport(component.key, source_path, target_path, files, size, deleted)
+    report = _rsync(plan.source.host, source_path, target_path, dry_run)
+    return attrs.evolve(report, key=component.key)

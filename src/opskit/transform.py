@@ -20,10 +20,11 @@ from __future__ import annotations
 import functools
 import io
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import IO, ClassVar, Protocol
 
 READ_SIZE = 1 << 20
+PLACES = 5  # places named in a dry run's warnings, for each kind
 
 
 class Transform(Protocol):
@@ -62,14 +63,65 @@ class _NotSerialized(Exception):
     """The value is not PHP serialize() output."""
 
 
+# A host name goes on after an occurrence with a letter, digit or "-", or a "." and a letter
+# or digit ("https://shop.ch." ending a sentence is still shop.ch) ...
+_HOST_GOES_ON = rb"[A-Za-z0-9-]|\.[A-Za-z0-9]"
+# ... and began before it with a letter, digit, "-" or "." (cdn.shop.ch, myshop.ch), unless
+# that is the end of a %XX escape (https%3A%2F%2Fshop.ch in a query string).
+_HOST_BEFORE = rb"[A-Za-z0-9.-]"
+_ESCAPE_BEFORE = rb"%[0-9A-Fa-f][0-9A-Fa-f]"
+_HOST_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
+_URL_SCHEME = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _starts_with_host(search: bytes) -> bool:
+    """Whether *search* starts with a host name (shop.ch/x), not a scheme or a "/"."""
+    return search[:1].isalnum() and not _URL_SCHEME.match(search)
+
+
+def _lookalike_pattern(search: bytes) -> re.Pattern[bytes] | None:
+    """Where *search* is part of a longer host name: it ends inside one (shop.ch in
+    shop.chocolate.com) or, for a string that starts with a host name, begins inside one
+    (shop.ch in cdn.shop.ch); None when neither can happen (it ends in "/", say)."""
+    escaped = re.escape(search)
+    choices = []
+    if _starts_with_host(search):
+        choices.append(rb"(?<=%s)(?<!%s)%s" % (_HOST_BEFORE, _ESCAPE_BEFORE, escaped))
+    if search[-1:].isalnum():
+        choices.append(rb"%s(?=%s)" % (escaped, _HOST_GOES_ON))
+    return re.compile(b"|".join(choices)) if choices else None
+
+
+def _whole_pattern(search: bytes) -> re.Pattern[bytes]:
+    """*search* where it is not part of a longer host name (see :func:`_lookalike_pattern`)."""
+    pattern = re.escape(search)
+    if _starts_with_host(search):
+        pattern = rb"(?:(?<!%s)|(?<=%s))%s" % (_HOST_BEFORE, _ESCAPE_BEFORE, pattern)
+    if search[-1:].isalnum():
+        pattern += rb"(?!%s)" % _HOST_GOES_ON
+    return re.compile(pattern)
+
+
+def _host_around(value: bytes, end: int) -> tuple[int, int]:
+    """The span of the host name that goes through position *end* of *value*."""
+    start = end
+    while start > 0 and value[start - 1] in _HOST_BYTES:
+        start -= 1
+    while end < len(value) and value[end] in _HOST_BYTES:
+        end += 1
+    return start, end
+
+
 class _Rewriter:
     """Replaces the search strings in one unescaped value: plain, JSON-escaped, serialized."""
 
     def __init__(self, pairs: Sequence[tuple[bytes, bytes]], whole_hosts: bool = False) -> None:
         self.whole_hosts = whole_hosts
-        self.longer_hosts = (
-            0  # occurrences that start a longer host name (shop.ch in shop.chocolate.com)
-        )
+        # Places where a search string is part of a longer host name (shop.ch in
+        # shop.chocolate.com or cdn.shop.ch), each counted once however many strings
+        # find it; and the host names of the value rewritten last.
+        self.longer_hosts = 0
+        self.hosts: list[bytes] = []
         forms: list[tuple[bytes, bytes]] = []
         for search, replacement in pairs:
             if not search:
@@ -79,16 +131,12 @@ class _Rewriter:
                 forms.append((search.replace(b"/", b"\\/"), replacement.replace(b"/", b"\\/")))
         self.forms = tuple(forms)
         self.searches = tuple(dict.fromkeys(search for search, _ in forms))
-        # An occurrence followed by more of a host name: a letter, digit or "-", or a "."
-        # and a letter or digit ("https://shop.ch." ending a sentence is still shop.ch).
-        self.longer = tuple(
-            re.compile(re.escape(search) + rb"(?=[A-Za-z0-9-]|\.[A-Za-z0-9])")
-            for search, _ in forms
+        self.lookalikes = tuple(
+            (search, pattern)
+            for search in self.searches
+            if (pattern := _lookalike_pattern(search)) is not None
         )
-        self.whole = tuple(
-            re.compile(re.escape(search) + rb"(?![A-Za-z0-9-]|\.[A-Za-z0-9])")
-            for search, _ in forms
-        )
+        self.whole = tuple(_whole_pattern(search) for search, _ in forms)
 
     def rewrite(self, value: bytes) -> tuple[bytes, int]:
         for search in self.searches:
@@ -109,14 +157,26 @@ class _Rewriter:
                 return value[:start] + new + value[start + len(core) :], count
         return self._rewrite_plain(value)
 
+    def find_lookalikes(self, value: bytes) -> None:
+        """Note the places in *value* where a search string is part of a longer host name."""
+        ends: dict[int, int] = {}
+        for search, pattern in self.lookalikes:
+            if search in value:
+                for found in pattern.finditer(value):
+                    at = found.start()
+                    if not (at and value[at - 1] in _HOST_BYTES):
+                        at = found.end()  # it ends inside a host name, not begins in one
+                    start, end = _host_around(value, at)
+                    ends.setdefault(end, start)
+        self.longer_hosts += len(ends)
+        self.hosts += (value[start:end] for end, start in sorted(ends.items()))
+
     def _rewrite_plain(self, value: bytes) -> tuple[bytes, int]:
+        self.find_lookalikes(value)
         total = 0
-        for (search, replacement), longer, whole in zip(
-            self.forms, self.longer, self.whole, strict=True
-        ):
+        for (search, replacement), whole in zip(self.forms, self.whole, strict=True):
             if search not in value:
                 continue
-            self.longer_hosts += len(longer.findall(value))
             if self.whole_hosts:
                 # a template: only backslashes are special in it
                 value, found = whole.subn(replacement.replace(b"\\", b"\\\\"), value)
@@ -267,7 +327,8 @@ def _splice(data: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
     return b"".join(pieces)
 
 
-_ESCAPED_WHITESPACE = (b" ", b"\t", b"\\n", b"\\r", b"\\t", b"\\0", b"\n", b"\r")
+# Exactly what PHP's trim() removes, each written plainly and as a dump's escape.
+_ESCAPED_WHITESPACE = (*(bytes((c,)) for c in _PHP_WHITESPACE), b"\\n", b"\\r", b"\\t", b"\\0")
 
 
 def _strip_escaped_whitespace(body: bytes) -> bytes:
@@ -296,7 +357,11 @@ def replace_value(value: bytes, pairs: Sequence[tuple[bytes, bytes]]) -> tuple[b
     "/", to its JSON-escaped form ("\\/"). Valid serialize() output is rewritten string by
     string with the byte lengths recomputed; anything else gets the plain replacement.
     """
-    return _rewriter(tuple(pairs)).rewrite(value)
+    rewriter = _rewriter(tuple(pairs))
+    try:
+        return rewriter.rewrite(value)
+    finally:
+        rewriter.hosts.clear()
 
 
 # --- escaping -------------------------------------------------------------------------------
@@ -440,18 +505,26 @@ class _Lines:
         # rewritten without decoding them: the same result, much faster.
         escaped = [(self.escape(a), self.escape(b)) for a, b in rewriter.forms]
         safe = all(a[:1] not in self.escape_letters for a, _ in escaped)
-        # Whole hosts need the lookahead of _Rewriter, so they take the decoding path.
+        # Whole hosts need the lookarounds of _Rewriter, so they take the decoding path.
         direct = safe and not rewriter.whole_hosts
         self.direct: tuple[tuple[bytes, bytes], ...] = tuple(escaped) if direct else ()
-        self.direct_longer = tuple(
-            re.compile(re.escape(a) + rb"(?=[A-Za-z0-9-]|\.[A-Za-z0-9])") for a, _ in escaped
-        )
+        # A literal where a search string may be part of a longer host name takes the
+        # decoding path too, where the place is found and counted once.
+        lookalikes = [p.pattern for a, _ in escaped if (p := _lookalike_pattern(a)) is not None]
+        self.direct_lookalike = re.compile(b"|".join(lookalikes)) if lookalikes else None
         self.markers = tuple(dict.fromkeys((*self.needles, *self.keywords)))
         self.skip_columns = skip_columns
         self.counts = counts
         self.columns: dict[bytes, list[bytes]] = {}
         # The table whose CREATE TABLE column list is being read: every line matters then.
         self.creating: bytes | None = None
+        # With locate (a dry run), every rewritten value knows its column and row, and is
+        # held against the column's limit: (table, column) -> (characters, bytes).
+        self.locate = False
+        self.limits: dict[tuple[bytes, bytes], tuple[int | None, int | None]] = {}
+        self.lookalikes: list[str] = []  # the first PLACES places, named
+        self.too_long: list[str] = []  # the first PLACES values longer than their column
+        self.too_long_count = 0
 
     def _needles(self, searches: Sequence[bytes]) -> tuple[bytes, ...]:
         """Every form a search string can take in the dump's text."""
@@ -475,6 +548,67 @@ class _Lines:
         if count:
             name = table.decode("utf-8", "replace")
             self.counts[name] = self.counts.get(name, 0) + count
+
+    def note(
+        self,
+        table: bytes,
+        columns: Sequence[bytes],
+        column: int | None,
+        key: Callable[[], str | None],
+        changed: bytes | None,
+    ) -> None:
+        """Name the places of the value just rewritten: the longer host names the rewriter
+        found in it, and (*changed*: its new text) a value longer than its column."""
+        hosts = self.rewriter.hosts
+        name = None
+        if column is not None:
+            name = columns[column] if column < len(columns) else b"column %d" % (column + 1)
+        excess = None
+        if changed is not None and name is not None:
+            excess = self.excess(table, name, changed)
+        if not hosts and excess is None:
+            return
+        place = table.decode("utf-8", "replace")
+        if name is not None:
+            place += "." + name.decode("utf-8", "replace")
+        row = key()
+        if row is not None:
+            first = columns[0].decode("utf-8", "replace") if columns else "the first column"
+            place += f" where {first} = {row}"
+        for host in hosts:
+            if len(self.lookalikes) < PLACES:
+                self.lookalikes.append(f"{host.decode('utf-8', 'replace')} in {place}")
+        hosts.clear()
+        if excess is not None:
+            self.too_long_count += 1
+            if len(self.too_long) < PLACES:
+                self.too_long.append(f"{place}: {excess}")
+
+    def excess(self, table: bytes, column: bytes, value: bytes) -> str | None:
+        """How *value* exceeds the column's limit, or None when it fits (or none is known)."""
+        limit = self.limits.get((table, column.lower()))
+        if limit is None:
+            return None
+        characters, octets = limit
+        length = len(value.decode("utf-8", "replace"))
+        if characters is not None and length > characters:
+            return f"{length} characters after the rewrite, the column holds {characters}"
+        if octets is not None and len(value) > octets:
+            return f"{len(value)} bytes after the rewrite, the column holds {octets}"
+        return None
+
+    def row_key(self, text: bytes, row: int) -> str | None:
+        """The first value of the row whose "(" is at *row* in *text*, as SQL writes it."""
+        if row < 0:
+            return None
+        if text[row + 1 : row + 2] == b"'":
+            span = self.next_literal(text, row + 1)
+            if span is None:
+                return None
+            value = self.unescape(text[span[0] + 1 : span[1] - 1])
+            return "'" + _shortened(value) + "'"
+        found = _FIRST_VALUE.match(text, row + 1)
+        return _shortened(found[0].strip()) if found else None
 
     def skipped(self, columns: Sequence[bytes]) -> frozenset[int]:
         """Positions of the columns whose values are never changed."""
@@ -502,9 +636,13 @@ class _Lines:
         hit = finder.next(pos)
         if hit < 0:
             return text
-        direct, escape, next_literal = self.direct, self.escape, self.next_literal
+        locate = self.locate
+        track = locate or bool(skipped)  # the column (and row) of each literal
+        direct = () if locate else self.direct
+        escape, next_literal, rewriter = self.escape, self.next_literal, self.rewriter
         pieces: list[bytes] = []
         last = total = column = 0
+        row = -1  # where the row of the literal starts, its "("
         gap = pos  # where the text between literals (numbers, NULL, "),(") starts
         while hit >= 0:
             line_start = text.rfind(b"\n", pos, hit) + 1
@@ -514,8 +652,8 @@ class _Lines:
             if span is None:
                 break
             start, end = span
-            if skipped:
-                column = _column_after(text, gap, start, column)
+            if track:
+                column, row = _position(text, gap, start, column, row)
                 gap = end
             pos = end
             if end <= hit:
@@ -529,13 +667,16 @@ class _Lines:
                 continue
             body = text[start + 1 : end - 1]
             core = _strip_escaped_whitespace(body)
-            if direct and not (core.startswith(_PHP_CONTAINERS) and core.endswith(_PHP_ENDS)):
+            if (
+                direct
+                and not (core.startswith(_PHP_CONTAINERS) and core.endswith(_PHP_ENDS))
+                and not (self.direct_lookalike and self.direct_lookalike.search(body))
+            ):
                 # Plain text: replaced in its escaped form, without decoding (see __init__).
                 new = body
-                for (search, replacement), longer in zip(direct, self.direct_longer, strict=True):
+                for search, replacement in direct:
                     found = new.count(search)
                     if found:
-                        self.rewriter.longer_hosts += len(longer.findall(new))
                         new = new.replace(search, replacement)
                         total += found
                 if new != body:
@@ -543,8 +684,16 @@ class _Lines:
                     last = end
                 continue
             value = self.unescape(body)
-            new, count = self.rewriter.rewrite(value)
+            new, count = rewriter.rewrite(value)
             total += count
+            if locate or rewriter.hosts:
+                self.note(
+                    table,
+                    columns,
+                    column if track else None,
+                    functools.partial(self.row_key, text, row),
+                    new if new != value else None,
+                )
             if new != value:
                 pieces += (text[last:start], b"'", escape(new), b"'")
                 last = end
@@ -703,7 +852,7 @@ class _Postgres(_Lines):
     ) -> None:
         super().__init__(rewriter, skip_columns, counts)
         # The table of the COPY block being read and the positions of its skipped columns.
-        self.copying: tuple[bytes, frozenset[int]] | None = None
+        self.copying: tuple[bytes, list[bytes], frozenset[int]] | None = None
 
     def _needles(self, searches: Sequence[bytes]) -> tuple[bytes, ...]:
         return tuple(
@@ -720,7 +869,7 @@ class _Postgres(_Lines):
             if copy:
                 table = _pg_name(copy[1])
                 columns = _pg_names(copy[2]) if copy[2] is not None else self.columns.get(table)
-                self.copying = (table, self.skipped(columns or []))
+                self.copying = (table, columns or [], self.skipped(columns or []))
         elif line.startswith(b"INSERT "):
             insert = _PG_INSERT.match(line)
             if insert:
@@ -745,8 +894,13 @@ class _Postgres(_Lines):
             return line
         if not any(needle in row for needle in self.needles):
             return line
-        table, skipped = self.copying
+        table, columns, skipped = self.copying
         fields = row.split(b"\t")
+        first = fields[0]
+
+        def key() -> str:
+            return _shortened(_copy_unescape(first))
+
         total = 0
         changed = False
         for index, field in enumerate(fields):
@@ -757,6 +911,8 @@ class _Postgres(_Lines):
             value = _copy_unescape(field)
             new, count = self.rewriter.rewrite(value)
             total += count
+            if self.locate or self.rewriter.hosts:
+                self.note(table, columns, index, key, new if new != value else None)
             if new != value:
                 fields[index] = _copy_escape(new)
                 changed = True
@@ -777,15 +933,24 @@ class _Postgres(_Lines):
         return before.isalpha() or before == b"&"
 
 
-def _column_after(line: bytes, gap: int, start: int, column: int) -> int:
-    """The column of the literal at start, from the text since the previous literal.
+def _position(line: bytes, gap: int, start: int, column: int, row: int) -> tuple[int, int]:
+    """The column of the literal at start and where its row starts (its "("), from the
+    text since the previous literal (in *column* and *row*).
 
     Dumps have no parentheses outside literals but those around each row.
     """
     opened = line.rfind(b"(", gap, start)
     if opened >= 0:
-        return line.count(b",", opened, start)
-    return column + line.count(b",", gap, start)
+        return line.count(b",", opened, start), opened
+    return column + line.count(b",", gap, start), row
+
+
+_FIRST_VALUE = re.compile(rb"[^,)]*")
+
+
+def _shortened(value: bytes, size: int = 40) -> str:
+    text = value.decode("utf-8", "replace")
+    return text if len(text) <= size else text[: size - 1] + "…"
 
 
 def _unquote(name: bytes) -> bytes:
@@ -847,9 +1012,38 @@ class Replacer:
 
     @property
     def longer_hosts(self) -> int:
-        """Occurrences of a search string that began a longer host name (left alone with
-        ``whole_hosts``, rewritten without it)."""
+        """Places where a search string is part of a longer host name (shop.ch in
+        shop.chocolate.com or cdn.shop.ch), each counted once: left alone with
+        ``whole_hosts``, rewritten without it."""
         return self._rewriter.longer_hosts
+
+    @property
+    def lookalikes(self) -> list[str]:
+        """The first :data:`PLACES` of those places: host, table, column and row."""
+        return self._lines.lookalikes
+
+    @property
+    def too_long(self) -> list[str]:
+        """The first :data:`PLACES` rewritten values longer than their column (see
+        :meth:`watch_lengths`), each with table, column, row and the lengths."""
+        return self._lines.too_long
+
+    @property
+    def too_long_count(self) -> int:
+        return self._lines.too_long_count
+
+    def watch_lengths(
+        self, limits: Mapping[tuple[str, str], tuple[int | None, int | None]]
+    ) -> None:
+        """Name the place of each look-alike host, and hold every rewritten value against
+        its column's limit, *limits*: (table as the dump names it, column) -> (characters,
+        bytes), None where there is none. Slower; for a dry run."""
+        lines = self._lines
+        lines.locate = True
+        lines.limits = {
+            (table.encode(), column.lower().encode()): limit
+            for (table, column), limit in limits.items()
+        }
 
     def feed(self, chunk: bytes) -> bytes:
         """The transformed bytes ready to write (b"" while a line is still being read)."""

@@ -386,7 +386,10 @@ def history(state: CliState, project: str | None, limit: int) -> None:
     for entry in entries:
         detail = entry.get("archive") or ""
         if entry.get("from_code"):
-            detail = f"{str(entry['from_code'])[:12]} -> {str(entry.get('to_code', ''))[:12]}"
+            from opskit.promote import move_label
+
+            envs = [str(env) for env in entry.get("envs") or ("?", "?")]
+            detail = move_label(envs[0], envs[-1], str(entry.get("to_code", "")))
         result = str(entry.get("result", ""))
         style = "green" if result == "ok" else "yellow" if result.startswith("nothing") else "red"
         moment = datetime.fromisoformat(str(entry.get("time")))

@@ -77,8 +77,15 @@ def show(state: CliState, report: SyncReport) -> None:
                 else "rewritten too; set sync.whole_hosts: true to leave them alone"
             )
             warning(
-                f"{database.key}: {database.longer_hosts} occurrences of a replaced string "
-                f"begin a longer host name (like shop.ch in shop.chocolate.com): {fate}"
+                f"{database.key}: a replaced string is part of a longer host name (like "
+                f"shop.ch in shop.chocolate.com or cdn.shop.ch) in {_places(database.longer_hosts)}, "
+                f"{fate}{_first(database.lookalikes, database.longer_hosts)}"
+            )
+        if database.too_long_count:
+            warning(
+                f"{database.key}: once rewritten, {_places(database.too_long_count, 'value')} "
+                "would not fit the column, and the sync would fail"
+                f"{_first(database.too_long, database.too_long_count)}"
             )
     if state.json:
         out.json(report.as_dict())
@@ -111,8 +118,31 @@ def show(state: CliState, report: SyncReport) -> None:
             for f in report.files
         ]
         out.table([source, target, f"files {verb}", "bytes", gone], file_rows)
+    for files in report.files:
+        for verb, names, count in (
+            ("to delete" if report.dry_run else "deleted", files.deleted_names, files.deleted),
+            ("to change" if report.dry_run else "changed", files.changed_names, files.changed),
+        ):
+            if count:
+                out.line(f"{verb} in {files.target} ({count}):")
+                for name in names:
+                    out.line(f"  {name}")
+                if count > len(names):
+                    out.line(f"  and {count - len(names)} more")
     if report.skipped:
         out.line(f"skipped (only in one env): {', '.join(report.skipped)}")
+
+
+def _places(count: int, noun: str = "place") -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _first(named: tuple[str, ...], count: int) -> str:
+    """The places named, and how many more there are."""
+    if not named:
+        return ""
+    more = f"; and {count - len(named)} more" if count > len(named) else ""
+    return f": {'; '.join(named)}{more}"
 
 
 @hookimpl
