@@ -57,7 +57,7 @@ def opskit_health_checks(context: HealthContext) -> list[CheckResult]:
             )
     folders = [project.folder] + ([project.backup.dir] if project.backup else [])
     for usage in folder_usage(host, folders, sizes=False):
-        ok = usage.used_fraction < context.disk_max_used
-        detail = f"{usage.used_fraction:.0%} used, {human_bytes(usage.filesystem_free)} free"
+        ok = usage.used_percent / 100 < context.disk_max_used  # df's Use%, as the operator sees it
+        detail = f"{usage.used_percent}% used, {human_bytes(usage.filesystem_free)} free"
         results.append(CheckResult(project.name, "", f"disk {usage.path}", ok, detail))
     return results
