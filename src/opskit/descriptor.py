@@ -109,6 +109,7 @@ class Retention:
     keep_weekly: int = 4
     keep_monthly: int = 6
     keep_last: int = 1
+    keep_undo_days: int = 7  # archives that recent changes can be undone with are kept
 
 
 @attrs.frozen
@@ -521,7 +522,7 @@ def _read_backup(r: _Reader, node: Node) -> Backup:
     )
     retention = Retention()
     if "retention" in m:
-        keys = ("keep_daily", "keep_weekly", "keep_monthly", "keep_last")
+        keys = ("keep_daily", "keep_weekly", "keep_monthly", "keep_last", "keep_undo_days")
         rm = r.mapping(m["retention"], "backup.retention", keys)
         retention = Retention(**{k: r.integer(v, f"backup.retention.{k}") for k, v in rm.items()})
     schedule, schedule_line = None, None
