@@ -692,7 +692,7 @@ def read_yaml(path: str, text: str) -> tuple[Node, yaml.SafeLoader]:
     except RecursionError:
         raise DescriptorError(path, None, "", "invalid YAML: nested too deeply") from None
     if root is None:
-        raise DescriptorError(path, None, "", "the file is empty")
+        raise DescriptorError(path, 1, "", "the file is empty")
     return root, loader
 
 

@@ -285,6 +285,7 @@ def restore(
     yes: bool,
 ) -> int:
     """Restore an archive into an env: verify, safety backup, restore, wait for health."""
+    state.ops.runtime.check_settings()  # before the question, and before --offsite reads it
     found = state.ops.project(project)
     found.check_env(env)
     if state.ops.delegates(found, "restore"):
