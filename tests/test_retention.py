@@ -563,3 +563,98 @@ def test_keep_undo_days_zero_protects_nothing_and_a_damaged_line_protects(
     assert site_prune(root, "dev", TODAY).reasons[dev[2]] == (
         "named in a damaged line of the audit log",
     )
+
+
+# -- against real containers: several days of an env's life, then a scheduled backup ------
+
+SMALL = "retention: {keep_last: 1, keep_daily: 2, keep_weekly: 0, keep_monthly: 0}"
+
+
+@pytest.fixture
+def mdf_small_retention(examples_up: Path) -> Iterator[Path]:
+    """The example copy with mdf keeping little (keep_last 1, keep_daily 2) and no archives
+    of mdf dev yet; put back afterwards."""
+    import shutil
+
+    from testroot import BACKUPS
+
+    descriptor = examples_up / "mdf" / "project.yaml"
+    original = descriptor.read_text()
+    assert "retention: {keep_daily: 7, keep_weekly: 4, keep_monthly: 6}" in original
+    descriptor.write_text(
+        original.replace("retention: {keep_daily: 7, keep_weekly: 4, keep_monthly: 6}", SMALL)
+    )
+    shutil.rmtree(BACKUPS / "mdf" / "dev", ignore_errors=True)
+    try:
+        yield examples_up
+    finally:
+        descriptor.write_text(original)
+        shutil.rmtree(BACKUPS / "mdf" / "dev", ignore_errors=True)
+
+
+@pytest.mark.docker
+def test_a_scheduled_backup_keeps_the_undo_points_and_the_drilled_archive(
+    mdf_small_retention: Path,
+) -> None:
+    import shutil
+
+    from conftest import opskit
+
+    root = str(mdf_small_retention)
+
+    def run(*args: str) -> str:
+        done = opskit("--root", root, *args, timeout=600)
+        assert done.returncode == 0, (args, done.stderr)
+        return done.stdout
+
+    def day(name: str) -> str:
+        stamp = datetime.strptime(name[-16:], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        return stamp.astimezone().date().isoformat()
+
+    # Earlier days: the first backup, as the nightly run made it 9, 8, 3 and 2 days ago.
+    first = Path(run("backup", "mdf", "dev").strip())
+    earlier = {}
+    for days in (9, 8, 3, 2):
+        moment = datetime.now(UTC).replace(hour=3, minute=30, second=0) - timedelta(days=days)
+        earlier[days] = f"mdf-dev-{moment:%Y%m%dT%H%M%SZ}"
+        shutil.copytree(first, first.parent / earlier[days])
+    # Today: a drill that passes, another backup, a sync from prod, then a restore.
+    assert "drilled ok" in run("drill", "mdf", "dev", "--name", first.name)
+    plain = Path(run("backup", "mdf", "dev").strip()).name
+    before_sync = Path(json.loads(run("sync", "mdf", "--from", "prod", "--to", "dev", "--yes",
+                                      "--json"))["backup"]).name  # fmt: skip
+    restored = json.loads(run("restore", "mdf", "dev", "--name", plain, "--yes", "--json"))
+    safety = restored["safety_backup"]["name"]
+    history = json.loads(run("history", "mdf", "--json"))
+    times = {e["command"]: datetime.fromisoformat(e["time"]) for e in history[-2:]}
+    local = {k: v.astimezone().strftime("%Y-%m-%d %H:%M") for k, v in times.items()}
+
+    dry = json.loads(run("prune", "mdf", "dev", "--dry-run", "--json"))["envs"][0]
+    assert dry["reasons"][before_sync] == [f"undo point of sync {local['sync']}"]
+    assert dry["reasons"][safety][-1] == f"undo point of restore {local['restore']}"
+    assert dry["reasons"][first.name] == [
+        "newest verified",
+        "newest drilled",
+    ]  # the drill verified it
+    assert dry["reasons"][earlier[2]] == [f"daily {day(earlier[2])}"]
+    assert dry["remove_reasons"][plain] == ["beyond keep_last 1", f"not the newest of {day(plain)}"]
+    for days in (9, 8, 3):
+        assert dry["remove_reasons"][earlier[days]] == ["beyond keep_last 1", "beyond keep_daily 2"]
+    text = run("prune", "mdf", "dev", "--dry-run")
+    assert f"undo point of sync {local['sync']}" in text and "would remove" in text
+    assert len(listed_dev(root)) == 8  # the dry run removed nothing
+
+    # The nightly run: back up, verify, prune.
+    newest = Path(run("backup", "mdf", "dev", "--scheduled").strip()).name
+    kept = {a["name"]: a for a in listed_dev(root)}
+    assert set(kept) == {newest, safety, before_sync, first.name, earlier[2]}
+    assert kept[first.name]["drilled"] == "ok"  # backups still shows the drill
+    assert kept[newest]["verified"] == "ok"
+    (row,) = [line for line in run("backups", "mdf", "dev").splitlines() if first.name in line]
+    assert " ok" in row  # its only "ok": verified and offsite say never
+
+
+def listed_dev(root: str) -> list[dict[str, Any]]:
+    from conftest import opskit
+
+    return opskit("backups", "mdf", "dev", "--json", "--root", root).json()["archives"]  # type: ignore[index,no-any-return]

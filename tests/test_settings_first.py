@@ -1,16 +1,17 @@
 """Settings checked before anything changes (#18): with a broken ``opskit.yaml`` every
 command that changes something refuses before its first change, with one ``[error]
-file:line: field: …`` line. The unit tier here needs no engine: the refusal comes first;
-tests/test_settings_refusals.py shows the data of running envs untouched."""
+file:line: field: …`` line. The first tests need no engine (the refusal comes first); those marked ``docker`` show
+the data of running envs untouched."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
 from conftest import assert_one_error_line, opskit
+from test_backup import database_state, tree_state, volume_path
+from testroot import BACKUPS, ns
 
 # (opskit.yaml, the start of the one error line after "{root}/opskit.yaml")
 TYPO = ("remind_hours: 6\ndisk_max_used_precent: 80\n", ":2: disk_max_used_precent: ")
@@ -46,13 +47,9 @@ promote: {{type: rsync, dir: "{{env}}/code"}}
 """
 
 
-def fingerprint(root: Path) -> dict[str, str]:
-    """Every file under *root* (data, code, archives, the audit log) with its sha256."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+def fingerprint(root: Path) -> dict[str, tuple[str, int]]:
+    """Every file and folder under *root* (data, code, archives, the audit log)."""
+    return tree_state(root)
 
 
 @pytest.fixture
@@ -97,3 +94,71 @@ def test_a_broken_descriptor_of_another_project_refuses_too(legacy: Path) -> Non
     run = opskit("--root", str(legacy), "restore", "legacy", "prod", "--latest", "--yes")
     assert_one_error_line(run, f"[error] {legacy}/other/project.yaml:3: backp: ")
     assert fingerprint(legacy) == before
+
+
+# -- with running envs: the data stays as it was ------------------------------------------
+
+
+def mdf_state(root: Path) -> object:
+    """The fingerprint of mdf dev: every table's rows hashed, the uploads, the media volume,
+    the archives, and when each container started."""
+    from test_drill import started_at
+
+    return (
+        database_state(str(root), "mdf"),
+        tree_state(root / "mdf" / "dev" / "wp-content"),
+        tree_state(volume_path(ns("mdf-dev_media"))),
+        tree_state(BACKUPS / "mdf"),
+        started_at(str(root), "mdf", "dev"),
+    )
+
+
+def history(root: str) -> object:
+    return opskit("history", "mdf", "--json", "--root", root).json()
+
+
+@pytest.mark.docker
+def test_restore_sync_and_rebuild_refuse_before_touching_the_data(examples_up: Path) -> None:
+    root = str(examples_up)
+    assert opskit("backup", "mdf", "dev", "--root", root, timeout=300).returncode == 0
+    before = (mdf_state(examples_up), history(root))
+    settings = examples_up / "opskit.yaml"
+    assert not settings.exists()
+    commands = [
+        ["restore", "mdf", "dev", "--latest", "--yes"],
+        ["sync", "mdf", "--from", "prod", "--to", "dev", "--yes"],
+        ["rebuild", "mdf", "dev", "--yes"],
+    ]
+    try:
+        for text, error in (BROKEN[0].values, TYPO, BROKEN[3].values):
+            settings.write_text(str(text))
+            for command in commands:
+                run = opskit("--root", root, *command, timeout=300)
+                assert_one_error_line(run, f"[error] {settings}{error}")
+    finally:
+        settings.unlink()
+    assert (mdf_state(examples_up), history(root)) == before  # and nothing in the audit log
+
+
+@pytest.mark.docker
+def test_promote_refuses_before_moving_the_code(tmp_path: Path) -> None:
+    from gatestack import build_gate
+    from wpstack import git
+
+    project = build_gate(tmp_path)
+    root = str(tmp_path)
+    dev_tree, int_tree = project / "dev" / "code", project / "int" / "code"
+    (dev_tree / "site" / "index.html").write_text("version 2\n")
+    git("commit", "--quiet", "-am", "version 2", cwd=dev_tree)
+    git("push", "--quiet", "origin", "develop", cwd=dev_tree)
+    before = (git("rev-parse", "HEAD", cwd=int_tree), tree_state(int_tree))
+    settings = tmp_path / "opskit.yaml"
+    try:
+        for text, error in (BROKEN[0].values, TYPO, BROKEN[3].values):
+            settings.write_text(str(text))
+            run = opskit("promote", "gate", "--from", "dev", "--to", "int", "--yes", "--root", root)
+            assert_one_error_line(run, f"[error] {settings}{error}")
+            assert (git("rev-parse", "HEAD", cwd=int_tree), tree_state(int_tree)) == before
+    finally:
+        settings.unlink(missing_ok=True)
+        opskit("destroy", "gate", "int", "--yes", "--root", root)
