@@ -87,15 +87,6 @@ def test_each_fault_of_opskit_yaml_is_one_error_line(
     refused(legacy, ["restore", "legacy", "prod", "--latest", "--yes"], settings, error)
 
 
-def test_a_broken_descriptor_of_another_project_refuses_too(legacy: Path) -> None:
-    (legacy / "other").mkdir()
-    (legacy / "other" / "project.yaml").write_text("name: other\nenvironments: [dev]\nbackp: {}\n")
-    before = fingerprint(legacy)
-    run = opskit("--root", str(legacy), "restore", "legacy", "prod", "--latest", "--yes")
-    assert_one_error_line(run, f"[error] {legacy}/other/project.yaml:3: backp: ")
-    assert fingerprint(legacy) == before
-
-
 # -- with running envs: the data stays as it was ------------------------------------------
 
 
