@@ -30,13 +30,11 @@ def test_folder_usage_reads_the_statvfs_fields_of_the_host(
 ) -> None:
     """A ``stat`` on PATH that answers like ``stat -f`` on a filesystem with a large
     reserve (its arguments are checked too)."""
-    shim = tmp_path / "bin" / "stat"
-    shim.parent.mkdir()
-    shim.write_text(
-        '#!/bin/sh\n[ "$1 $2 $3 $4" = "-f -L -c %S %b %f %a" ] || exit 9\necho "4096 2430 2160 730"\n'
+    stat_answering(
+        tmp_path,
+        monkeypatch,
+        '[ "$1 $2 $3 $4" = "-f -L -c %S %b %f %a" ] || exit 9\necho "4096 2430 2160 730"',
     )
-    shim.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{shim.parent}{os.pathsep}{os.environ['PATH']}")
     (usage,) = folder_usage(LocalHost(), [str(tmp_path)], sizes=False)
     assert (usage.used_percent, usage.filesystem_free) == (27, 730 * 4096)
     assert usage.as_dict()["used_percent"] == 27
@@ -56,3 +54,38 @@ def test_percent_matches_df_on_the_real_filesystems(tmp_path: Path) -> None:
         if before == after:
             break
     assert ours == after, (paths, before, after)
+
+
+def health_of(folder: Path, disk_max_used: float = 0.9) -> list[tuple[str, bool, str]]:
+    from opskit.defaults.health import opskit_health_checks
+    from opskit.descriptor import DescriptorSource, parse_descriptor
+    from opskit.health import HealthContext
+
+    text = f"name: site\nenvironments: [dev]\nbackup: {{dir: {folder}, paths: [data]}}\n"
+    project = parse_descriptor(DescriptorSource(str(folder / "project.yaml"), text))
+    context = HealthContext(project, (), (), LocalHost(), disk_max_used)
+    return [(c.check, c.ok, c.detail) for c in opskit_health_checks(context)]
+
+
+def stat_answering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    shim = tmp_path / "bin" / "stat"
+    shim.parent.mkdir(exist_ok=True)
+    shim.write_text(f"#!/bin/sh\n{script}\n")
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim.parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_the_health_check_uses_dfs_percent_and_fails_when_it_cannot_measure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stat_answering(tmp_path, monkeypatch, 'echo "4096 2430 2160 730"')
+    ((check, ok, detail),) = health_of(tmp_path)
+    assert (check, ok, detail) == (f"disk {tmp_path}", True, "27% used, 2.9 MiB free")
+    assert health_of(tmp_path, disk_max_used=0.27)[0][1] is False  # 27 % is not below 27 %
+
+    stat_answering(
+        tmp_path, monkeypatch, "echo 'stat: cannot read file system information' >&2; exit 1"
+    )
+    assert health_of(tmp_path) == [
+        (f"disk {tmp_path}", False, "its filesystem could not be measured (stat -f)")
+    ]
