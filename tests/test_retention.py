@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -356,6 +358,8 @@ def test_properties(
     assert list(decision.remove) == [n for n in newest_first if n in decision.remove]
     assert set(decision.reasons) == set(decision.keep)
     assert all(decision.reasons.values())
+    assert set(decision.remove_reasons) == set(decision.remove)
+    assert all(decision.remove_reasons.values())
 
     if archives:
         assert decision.keep
@@ -383,3 +387,274 @@ def test_properties(
         tz=tz,
     )
     assert reordered == decision
+
+
+def test_removed_archives_say_why() -> None:
+    decision = decide(
+        oldest_first(AUTUMN), **{**NO_RULES, "keep_last": 1, "keep_daily": 2, "keep_monthly": 2}
+    )
+    assert decision.remove_reasons[name("20261127T150000Z")] == (
+        "beyond keep_last 1",
+        "not the newest of 2026-11-27",
+        "not the newest of 2026-11",
+    )
+    assert decision.remove_reasons[name("20261120T120000Z")] == (
+        "beyond keep_last 1",
+        "beyond keep_daily 2",
+        "not the newest of 2026-11",
+    )
+    assert decision.remove_reasons[name("20260915T033000Z")] == (
+        "beyond keep_last 1",
+        "beyond keep_daily 2",
+        "beyond keep_monthly 2",
+    )
+    assert set(decision.remove_reasons) == set(decision.remove)
+    zeros = decide(oldest_first(AUTUMN), **NO_RULES)
+    assert zeros.remove_reasons[name(AUTUMN[1])] == ("every keep_* count is 0",)
+
+
+def test_the_newest_drilled_archive_and_undo_points_are_kept() -> None:
+    sync = "undo point of sync 2026-11-20 13:05"
+    decision = decide(
+        oldest_first(AUTUMN),
+        **{**NO_RULES, "keep_last": 1},
+        newest_drilled=name("20260705T033000Z"),
+        undo_points={name("20261120T120000Z"): [sync], name("20261101T033000Z"): ["a", "b"]},
+    )
+    assert decision.keep == names(
+        ("20261127T220000Z", "20261120T120000Z", "20261101T033000Z", "20260705T033000Z")
+    )
+    assert decision.reasons[name("20260705T033000Z")] == ("newest drilled",)
+    assert decision.reasons[name("20261120T120000Z")] == (sync,)
+    assert decision.reasons[name("20261101T033000Z")] == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"newest_drilled": "mdf-prod-gone"}, "newest drilled archive mdf-prod-gone is not"),
+        ({"undo_points": {"mdf-prod-gone": ["x"]}}, "undo point archive mdf-prod-gone is not"),
+    ],
+)
+def test_unknown_protected_archives_raise(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        decide([archive("20261127T033000Z")], **NO_RULES, **options)
+
+
+# -- the engine's prune: undo points from the audit log, drills, a fake clock ----------
+
+PROJECT = """\
+name: site
+environments: [dev, prod]
+backup:
+  dir: {backups}
+  retention: {{keep_last: 1, keep_daily: 1, keep_weekly: 0, keep_monthly: 0{undo}}}
+  paths: [data]
+"""
+TODAY = datetime(2026, 12, 3, 8, 35, tzinfo=UTC)
+
+
+def site_archives(root: Path, env: str, days: range) -> dict[int, str]:
+    """One archive of *env* at 03:30 UTC on each of *days* before TODAY: day -> name."""
+    made = {}
+    for day in days:
+        moment = (TODAY - timedelta(days=day)).replace(hour=3, minute=30, second=0)
+        folder = root / "backups" / "site" / env / f"site-{env}-{moment:%Y%m%dT%H%M%SZ}"
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(
+            json.dumps({"project": "site", "environment": env, "components": []})
+        )
+        made[day] = folder.name
+    return made
+
+
+def audit(root: Path, *entries: dict[str, Any], damaged: str = "") -> None:
+    lines = [json.dumps({"user": "tester", "project": "site", **e}) for e in entries]
+    (root / "backups" / "opskit-audit.log").write_text("\n".join(lines) + "\n" + damaged)
+
+
+def at(day: int, hour: int = 8) -> str:
+    return (TODAY - timedelta(days=day)).replace(hour=hour, minute=0).isoformat()
+
+
+def site_prune(root: Path, env: str, moment: datetime) -> Decision:
+    import opskit
+
+    with opskit.Ops(root=str(root), environ={"OPSKIT_PLUGINS": ""}) as ops:
+        found = ops.project("site")
+        return ops.runtime.backup_engine().prune(found, env, dry_run=True, moment=moment)
+
+
+def site_root(tmp_path: Path, undo: str = "") -> Path:
+    (tmp_path / "site" / "data").mkdir(parents=True)
+    descriptor = PROJECT.format(backups=tmp_path / "backups", undo=undo)
+    (tmp_path / "site" / "project.yaml").write_text(descriptor)
+    return tmp_path
+
+
+@pytest.fixture
+def utc_is_local(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("utc_is_local")
+def test_undo_points_are_kept_for_keep_undo_days_then_pruned(tmp_path: Path) -> None:
+    root = site_root(tmp_path)
+    dev = site_archives(root, "dev", range(0, 12))
+    prod = site_archives(root, "prod", range(0, 3))
+    restore, sync, old_sync = at(2), at(6, hour=23), at(9)
+    audit(
+        root,
+        {"time": old_sync, "command": "sync", "envs": ["prod", "dev"],
+         "archive": str(root / "backups" / "site" / "dev" / dev[9]), "result": "ok"},
+        {"time": sync, "command": "sync", "envs": ["prod", "dev"], "safety_backup": dev[6],
+         "archive": str(root / "backups" / "site" / "dev" / dev[6]), "result": "ok"},
+        {"time": restore, "command": "restore", "envs": ["dev"], "archive": dev[4],
+         "safety_backup": dev[2], "result": "failed"},
+        {"time": at(1), "command": "restore", "envs": ["prod"], "safety_backup": prod[1]},
+        {"time": at(1), "command": "promote", "envs": ["dev", "int"], "from_code": "a"},
+    )  # fmt: skip
+    drilled = root / "backups" / "site" / "dev"
+    (drilled / dev[8] / "drill.json").write_text('{"ok": true}')
+    (drilled / dev[3] / "drill.json").write_text('{"ok": false}')
+
+    decision = site_prune(root, "dev", TODAY)
+    assert decision.reasons == {
+        dev[0]: ("last 1", "daily 2026-12-03"),
+        dev[2]: ("undo point of restore 2026-12-01 08:00",),
+        dev[6]: ("undo point of sync 2026-11-27 23:00",),  # named twice by one entry
+        dev[8]: ("newest drilled",),
+    }
+    # the sync of 9 days ago is older than keep_undo_days (7): its backup goes
+    assert dev[9] in decision.remove
+    assert decision.remove_reasons[dev[9]] == ("beyond keep_last 1", "beyond keep_daily 1")
+    assert prod[1] not in decision.keep  # another env's undo point
+
+    # the same log three days earlier: the old sync is still within 7 days
+    earlier = site_prune(root, "dev", TODAY - timedelta(days=3))
+    assert earlier.reasons[dev[9]] == ("undo point of sync 2026-11-24 08:00",)
+    # and three weeks later nothing is an undo point any more
+    later = site_prune(root, "dev", TODAY + timedelta(days=21))
+    assert set(later.keep) == {dev[0], dev[8]}
+
+    assert site_prune(root, "prod", TODAY).reasons[prod[1]] == (
+        "undo point of restore 2026-12-02 08:00",
+    )
+
+
+def test_keep_undo_days_zero_protects_nothing_and_a_damaged_line_protects(
+    tmp_path: Path,
+) -> None:
+    root = site_root(tmp_path, undo=", keep_undo_days: 0")
+    dev = site_archives(root, "dev", range(0, 4))
+    audit(root, {"time": at(1), "command": "restore", "envs": ["dev"], "safety_backup": dev[1]})
+    assert site_prune(root, "dev", TODAY).keep == (dev[0],)
+
+    root = site_root(tmp_path / "two")
+    dev = site_archives(root, "dev", range(0, 4))
+    cut_short = (
+        '{"time": "' + at(3) + '", "command": "restore", "envs": ["dev"], "safety_backup": "'
+    )
+    audit(root, damaged=cut_short + dev[2])
+    assert site_prune(root, "dev", TODAY).reasons[dev[2]] == (
+        "named in a damaged line of the audit log",
+    )
+
+
+# -- against real containers: several days of an env's life, then a scheduled backup ------
+
+SMALL = "retention: {keep_last: 1, keep_daily: 2, keep_weekly: 0, keep_monthly: 0}"
+
+
+@pytest.fixture
+def mdf_small_retention(examples_up: Path) -> Iterator[Path]:
+    """The example copy with mdf keeping little (keep_last 1, keep_daily 2) and no archives
+    of mdf dev yet; put back afterwards."""
+    import shutil
+
+    from testroot import BACKUPS
+
+    descriptor = examples_up / "mdf" / "project.yaml"
+    original = descriptor.read_text()
+    assert "retention: {keep_daily: 7, keep_weekly: 4, keep_monthly: 6}" in original
+    descriptor.write_text(
+        original.replace("retention: {keep_daily: 7, keep_weekly: 4, keep_monthly: 6}", SMALL)
+    )
+    shutil.rmtree(BACKUPS / "mdf" / "dev", ignore_errors=True)
+    try:
+        yield examples_up
+    finally:
+        descriptor.write_text(original)
+        shutil.rmtree(BACKUPS / "mdf" / "dev", ignore_errors=True)
+
+
+@pytest.mark.docker
+def test_a_scheduled_backup_keeps_the_undo_points_and_the_drilled_archive(
+    mdf_small_retention: Path,
+) -> None:
+    import shutil
+
+    from conftest import opskit
+
+    root = str(mdf_small_retention)
+
+    def run(*args: str) -> str:
+        done = opskit("--root", root, *args, timeout=600)
+        assert done.returncode == 0, (args, done.stderr)
+        return done.stdout
+
+    def day(name: str) -> str:
+        stamp = datetime.strptime(name[-16:], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        return stamp.astimezone().date().isoformat()
+
+    # Earlier days: the first backup, as the nightly run made it 9, 8, 3 and 2 days ago.
+    first = Path(run("backup", "mdf", "dev").strip())
+    earlier = {}
+    for days in (9, 8, 3, 2):
+        moment = datetime.now(UTC).replace(hour=3, minute=30, second=0) - timedelta(days=days)
+        earlier[days] = f"mdf-dev-{moment:%Y%m%dT%H%M%SZ}"
+        shutil.copytree(first, first.parent / earlier[days])
+    # Today: a drill that passes, another backup, a sync from prod, then a restore.
+    assert "drilled ok" in run("drill", "mdf", "dev", "--name", first.name)
+    plain = Path(run("backup", "mdf", "dev").strip()).name
+    before_sync = Path(json.loads(run("sync", "mdf", "--from", "prod", "--to", "dev", "--yes",
+                                      "--json"))["backup"]).name  # fmt: skip
+    restored = json.loads(run("restore", "mdf", "dev", "--name", plain, "--yes", "--json"))
+    safety = restored["safety_backup"]["name"]
+    history = json.loads(run("history", "mdf", "--json"))
+    times = {e["command"]: datetime.fromisoformat(e["time"]) for e in history[-2:]}
+    local = {k: v.astimezone().strftime("%Y-%m-%d %H:%M") for k, v in times.items()}
+
+    dry = json.loads(run("prune", "mdf", "dev", "--dry-run", "--json"))["envs"][0]
+    assert dry["reasons"][before_sync] == [f"undo point of sync {local['sync']}"]
+    assert dry["reasons"][safety][-1] == f"undo point of restore {local['restore']}"
+    assert dry["reasons"][first.name] == [
+        "newest verified",
+        "newest drilled",
+    ]  # the drill verified it
+    assert dry["reasons"][earlier[2]] == [f"daily {day(earlier[2])}"]
+    assert dry["remove_reasons"][plain] == ["beyond keep_last 1", f"not the newest of {day(plain)}"]
+    for days in (9, 8, 3):
+        assert dry["remove_reasons"][earlier[days]] == ["beyond keep_last 1", "beyond keep_daily 2"]
+    text = run("prune", "mdf", "dev", "--dry-run")
+    assert f"undo point of sync {local['sync']}" in text and "would remove" in text
+    assert len(listed_dev(root)) == 8  # the dry run removed nothing
+
+    # The nightly run: back up, verify, prune.
+    newest = Path(run("backup", "mdf", "dev", "--scheduled").strip()).name
+    kept = {a["name"]: a for a in listed_dev(root)}
+    assert set(kept) == {newest, safety, before_sync, first.name, earlier[2]}
+    assert kept[first.name]["drilled"] == "ok"  # backups still shows the drill
+    assert kept[newest]["verified"] == "ok"
+    (row,) = [line for line in run("backups", "mdf", "dev").splitlines() if first.name in line]
+    assert " ok" in row  # its only "ok": verified and offsite say never
+
+
+def listed_dev(root: str) -> list[dict[str, Any]]:
+    from conftest import opskit
+
+    return opskit("backups", "mdf", "dev", "--json", "--root", root).json()["archives"]  # type: ignore[index,no-any-return]

@@ -13,7 +13,8 @@ import os
 import posixpath
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from opskit import events
@@ -100,14 +101,73 @@ class AuditLog:
 
 def read(host: Host, projects: Sequence[Project], name: str | None = None) -> list[dict[str, Any]]:
     """The entries of the logs of *projects* (of project *name* only), oldest first."""
+    entries, _damaged = _entries(host, projects, name)
+    return entries
+
+
+def _entries(
+    host: Host, projects: Sequence[Project], name: str | None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The entries, oldest first, and the lines that are not entries (cut short by a full
+    disk; the rest is still readable)."""
     paths = sorted({log_path(p) for p in projects if name is None or p.name == name})
-    entries = []
+    entries, damaged = [], []
     for _path, text in host.read_existing(paths).items():
         for line in text.splitlines():
             try:
                 entry = json.loads(line)
             except ValueError:
-                continue  # a line cut short by a full disk; the rest is still readable
+                damaged.append(line)
+                continue
             if isinstance(entry, dict) and (name is None or entry.get("project") == name):
                 entries.append(entry)
-    return sorted(entries, key=lambda e: str(e.get("time", "")))
+    return sorted(entries, key=lambda e: str(e.get("time", ""))), damaged
+
+
+def undo_point(entry: dict[str, Any]) -> tuple[str, str] | None:
+    """The env and the archive that the change of *entry* can be undone with: the backup
+    of the changed env taken first (the safety backup of a restore, the target's backup
+    before a sync); None when there is none."""
+    envs = entry.get("envs") or []
+    name = entry.get("safety_backup")
+    if not name and entry.get("command") == "sync" and entry.get("archive"):
+        name = posixpath.basename(str(entry["archive"]))
+    return (str(envs[-1]), str(name)) if name and envs else None
+
+
+def _time(entry: dict[str, Any]) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(entry.get("time")))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def undo_points(
+    host: Host,
+    project: Project,
+    env: str,
+    archives: Collection[str],
+    since: datetime,
+    tz: tzinfo | None = None,
+) -> dict[str, list[str]]:
+    """The archives among *archives* (of *project* *env*) that an audit entry made since
+    *since* names as its undo point, each with why: ``"undo point of sync 2026-12-03
+    08:35"`` (local time in *tz*). An archive named in a damaged line of the log is kept
+    too: what that line said cannot be known."""
+    entries, damaged = _entries(host, [project], project.name)
+    points: dict[str, list[str]] = {}
+    for entry in entries:
+        found = undo_point(entry)
+        if found is None or found[0] != env or found[1] not in archives:
+            continue
+        moment = _time(entry)  # None: a time nobody can read, kept as for a damaged line
+        if moment is not None and moment < since:
+            continue
+        when = moment.astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment else "unknown time"
+        points.setdefault(found[1], []).append(f"undo point of {entry.get('command')} {when}")
+    for line in damaged:
+        for name in archives:
+            if name in line and name not in points:
+                points[name] = ["named in a damaged line of the audit log"]
+    return points

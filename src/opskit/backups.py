@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
@@ -247,20 +248,33 @@ class Engine:
         write_json(self.host, path, record)
         return faults
 
-    def prune(self, project: Project, env: str, dry_run: bool) -> Decision:
+    def prune(
+        self, project: Project, env: str, dry_run: bool, moment: datetime | None = None
+    ) -> Decision:
+        """Remove the archives of *env* that its retention keeps for no reason (with
+        *dry_run* only decide). Kept whatever the counts: the newest verified archive,
+        the newest drilled one, and the undo points named by audit entries of the last
+        ``keep_undo_days`` before *moment* (default: now)."""
+        from opskit.audit import undo_points
+
         assert project.backup is not None
         directory = backup_dir(project, env)
         with env_lock(self.host, directory, f"prune of {project.name} {env}", self.lock_timeout):
             archives = list_archives(self.host, directory)
-            verified = next((a.name for a in archives if a.verified_state == "ok"), None)
             retention = project.backup.retention
+            since = (moment or now()) - timedelta(days=retention.keep_undo_days)
+            names = {a.name for a in archives}
             decision = decide(
                 [(a.name, a.created) for a in archives],
                 keep_last=retention.keep_last,
                 keep_daily=retention.keep_daily,
                 keep_weekly=retention.keep_weekly,
                 keep_monthly=retention.keep_monthly,
-                newest_verified=verified,
+                newest_verified=next((a.name for a in archives if a.verified_state == "ok"), None),
+                newest_drilled=next((a.name for a in archives if a.drill_state == "ok"), None),
+                undo_points=undo_points(self.host, project, env, names, since)
+                if retention.keep_undo_days
+                else None,
             )
             if not dry_run:
                 for name in decision.remove:

@@ -109,6 +109,7 @@ class Retention:
     keep_weekly: int = 4
     keep_monthly: int = 6
     keep_last: int = 1
+    keep_undo_days: int = 7  # archives that recent changes can be undone with are kept
 
 
 @attrs.frozen
@@ -521,7 +522,7 @@ def _read_backup(r: _Reader, node: Node) -> Backup:
     )
     retention = Retention()
     if "retention" in m:
-        keys = ("keep_daily", "keep_weekly", "keep_monthly", "keep_last")
+        keys = ("keep_daily", "keep_weekly", "keep_monthly", "keep_last", "keep_undo_days")
         rm = r.mapping(m["retention"], "backup.retention", keys)
         retention = Retention(**{k: r.integer(v, f"backup.retention.{k}") for k, v in rm.items()})
     schedule, schedule_line = None, None
@@ -691,7 +692,7 @@ def read_yaml(path: str, text: str) -> tuple[Node, yaml.SafeLoader]:
     except RecursionError:
         raise DescriptorError(path, None, "", "invalid YAML: nested too deeply") from None
     if root is None:
-        raise DescriptorError(path, None, "", "the file is empty")
+        raise DescriptorError(path, 1, "", "the file is empty")
     return root, loader
 
 

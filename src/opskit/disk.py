@@ -13,32 +13,55 @@ if TYPE_CHECKING:
 
 @attrs.frozen
 class FolderUsage:
+    """A folder's own size and the usage of its filesystem, as ``df`` reports it: *used*
+    is what is taken (blocks - bfree), *free* what an unprivileged user can still write
+    (bavail). The blocks reserved for root count as neither."""
+
     path: str
     bytes: int | None
     filesystem_size: int
     filesystem_free: int
+    filesystem_used: int
 
     @property
     def used_fraction(self) -> float:
-        if not self.filesystem_size:
-            return 0.0
-        return 1 - self.filesystem_free / self.filesystem_size
+        """used / (used + free), as ``df`` computes its Use%."""
+        usable = self.filesystem_used + self.filesystem_free
+        return self.filesystem_used / usable if usable > 0 else 0.0
+
+    @property
+    def used_percent(self) -> int:
+        """``df``'s Use%: the fraction in percent, rounded up."""
+        usable = self.filesystem_used + self.filesystem_free
+        if usable <= 0:
+            return 0
+        return -(-self.filesystem_used * 100 // usable)
 
     def as_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        return {**attrs.asdict(self), "used_percent": self.used_percent}
 
 
-def filesystems(host: Host, paths: Sequence[str]) -> dict[str, tuple[int, int]]:
-    """Size and free bytes of the filesystem holding each existing path (one ``df`` call)."""
+def statvfs_usage(
+    fragment_size: int, blocks: int, free: int, available: int
+) -> tuple[int, int, int]:
+    """Size, free and used bytes of a filesystem from its ``statvfs`` fields (``f_frsize``,
+    ``f_blocks``, ``f_bfree``, ``f_bavail``): free is ``f_bavail``, used is
+    ``f_blocks - f_bfree``, as ``df`` has them."""
+    return blocks * fragment_size, available * fragment_size, (blocks - free) * fragment_size
+
+
+def filesystems(host: Host, paths: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+    """Size, free and used bytes of the filesystem holding each existing path: the
+    ``statvfs`` fields through ``stat -f`` on the host, one line per path, one call."""
     if not paths:
         return {}
-    result = host.run(["df", "-Pk", *paths], check=False)
-    lines = result.text.splitlines()[1:]
+    script = 'for p; do stat -f -L -c "%S %b %f %a" -- "$p" 2>/dev/null || echo -; done'
+    result = host.run(["sh", "-c", script, "opskit", *paths], check=False)
     usage = {}
-    for path, line in zip(paths, lines, strict=False):
+    for path, line in zip(paths, result.text.splitlines(), strict=False):
         fields = line.split()
-        if len(fields) >= 6 and fields[1].isdigit() and fields[3].isdigit():
-            usage[path] = (int(fields[1]) * 1024, int(fields[3]) * 1024)
+        if len(fields) == 4 and all(f.isdigit() for f in fields):
+            usage[path] = statvfs_usage(*(int(f) for f in fields))
     return usage
 
 

@@ -119,6 +119,7 @@ def backup(
     project that delegates ``backup`` (``delegate:``) runs its own CLI with
     *delegate_flags* instead.
     """
+    runtime.check_settings()
     if project is not None:
         found = runtime.project(project)
         if env is not None:
@@ -186,6 +187,7 @@ def verify(
     runtime: Runtime, project: str | None = None, env: str | None = None, name: str | None = None
 ) -> list[tuple[Archive, list[Fault]]]:
     """Verify archives (all in scope, or one by name); each result is recorded in the archive."""
+    runtime.check_settings()
     engine = runtime.backup_engine()
     if name is not None:
         if project is None or env is None:
@@ -220,6 +222,7 @@ def drill(
 ) -> DrillResult:
     """Prove that an archive (the newest when *name* is None) restores, in throw-away
     containers beside the env (see :mod:`opskit.drill`); the result is recorded in it."""
+    runtime.check_settings()
     from opskit import drill as drills
 
     found = runtime.project(project)
@@ -231,6 +234,7 @@ def drill(
 def watch(runtime: Runtime, now: datetime | None = None) -> WatchReport:
     """One pass over every project and env (see :mod:`opskit.watch`): alerts on changes
     of state and reminders, as ``opskit.yaml`` says."""
+    runtime.check_settings()
     from opskit import watch as watching
 
     with as_job(runtime, "watch", "", []) as job:
@@ -241,6 +245,7 @@ def prune(
     runtime: Runtime, project: str | None = None, env: str | None = None, *, dry_run: bool = False
 ) -> list[tuple[str, str, Decision]]:
     """Apply each env's retention rules; with *dry_run* only decide."""
+    runtime.check_settings()
     engine = runtime.backup_engine()
     scope = [(p, e) for p, e in runtime.scope(project, env) if p.backup is not None]
     if dry_run:
@@ -271,6 +276,7 @@ def restore(
     *name* is None): downloaded and verified first, unless it is still here.
     Returns the archive restored and the safety archive taken before.
     """
+    runtime.check_settings()
     found = runtime.project(project)
     found.check_env(env)
     runtime.refuse_collisions(project, [env])
@@ -333,6 +339,7 @@ def sync(
     that delegates ``sync`` runs its own CLI with *delegate_flags* (default: the
     direction, ``--yes`` and ``--dry-run`` as asked) and reports only that it did.
     """
+    runtime.check_settings()
     from opskit import sync as syncing
 
     found = runtime.project(project)
@@ -381,6 +388,7 @@ def promote(
 
     ``type: script`` runs through :meth:`promote_script` instead.
     """
+    runtime.check_settings()
     from opskit import promote as promoting
 
     found = runtime.project(project)
@@ -417,6 +425,7 @@ def promote_script(
 ) -> int:
     """Run the descriptor's promote script with ``--from``, ``--to`` [``--dry-run``]
     in the project folder; return its exit code."""
+    runtime.check_settings()
     from opskit import promote as promoting
 
     found = runtime.project(project)
@@ -446,6 +455,7 @@ def rebuild(
 ) -> RebuildPlan:
     """Disaster recovery (:func:`opskit.rebuild.rebuild`): build and start the env,
     wait until healthy, restore the newest verified archive. With *dry_run*, the plan."""
+    runtime.check_settings()
     from opskit.rebuild import rebuild as rebuild_env
 
     found = runtime.project(project)

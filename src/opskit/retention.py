@@ -24,15 +24,24 @@ deletes nothing. Its rules resemble those of ``borg prune`` and ``restic forget`
    always kept, even when every count is 0 (it is then the only archive kept).
 9. When every count is 0 and ``newest_verified`` is not given, the newest archive is
    kept all the same: a prune never removes every archive.
-10. Every archive no rule keeps is removed. No archives give an empty decision.
+10. ``newest_drilled``, the name of the newest archive whose restore drill passed, is
+    always kept: without it ``backups`` would say "drilled never" everywhere.
+11. Each archive in ``undo_points`` is always kept, with the reasons given there (the
+    caller names the archives that recent changes, a sync or a restore, can be undone
+    with: ``"undo point of sync 2026-12-03 08:35"``).
+12. Every archive no rule keeps is removed. No archives give an empty decision.
 
 The reasons of a kept archive, in this order: ``"last K"`` (the K-th newest archive),
 ``"daily 2026-11-27"``, ``"weekly 2026-W48"``, ``"monthly 2026-11"``,
-``"newest verified"`` and ``"newest"`` (rule 9).
+``"newest verified"``, ``"newest"`` (rule 9), ``"newest drilled"``, then those of
+``undo_points``. A removed archive has its reasons too, one per count above 0:
+``"beyond keep_last 1"``, ``"beyond keep_daily 7"`` (its day is not among the 7 kept),
+``"not the newest of 2026-11-27"`` (its day is kept, by a newer archive), and so on for
+weeks and months; with every count 0, ``"every keep_* count is 0"``.
 
 :func:`decide` raises :class:`ValueError` when two archives have the same name, a
-timestamp has no timezone, a count is negative, or ``newest_verified`` is not the
-name of one of the archives.
+timestamp has no timezone, a count is negative, or ``newest_verified``,
+``newest_drilled`` or a name of ``undo_points`` is not the name of one of the archives.
 """
 
 from __future__ import annotations
@@ -46,11 +55,13 @@ import attrs
 
 @attrs.frozen
 class Decision:
-    """The outcome of :func:`decide`. Names are ordered newest first."""
+    """The outcome of :func:`decide`. Names are ordered newest first; *reasons* says why
+    each kept archive stays, *remove_reasons* why each removed one goes."""
 
     keep: tuple[str, ...]
     remove: tuple[str, ...]
     reasons: Mapping[str, tuple[str, ...]]
+    remove_reasons: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
 
 
 def decide(
@@ -61,6 +72,8 @@ def decide(
     keep_weekly: int,
     keep_monthly: int,
     newest_verified: str | None = None,
+    newest_drilled: str | None = None,
+    undo_points: Mapping[str, Sequence[str]] | None = None,
     tz: tzinfo | None = None,
 ) -> Decision:
     """Split ``(name, timestamp)`` archives into those to keep and to remove, by the
@@ -71,35 +84,60 @@ def decide(
         "keep_weekly": keep_weekly,
         "keep_monthly": keep_monthly,
     }
-    _check(archives, counts, newest_verified)
+    undo_points = undo_points or {}
+    named = [("newest verified", newest_verified), ("newest drilled", newest_drilled)]
+    _check(archives, counts, named + [("undo point", name) for name in undo_points])
     newest_first = sorted(archives, key=lambda archive: (archive[1], archive[0]), reverse=True)
     reasons: dict[str, list[str]] = {name: [] for name, _ in newest_first}
+    against: dict[str, list[str]] = {name: [] for name, _ in newest_first}
 
-    for rank, (name, _) in enumerate(newest_first[:keep_last], start=1):
-        reasons[name].append(f"last {rank}")
+    for rank, (name, _) in enumerate(newest_first, start=1):
+        if rank <= keep_last:
+            reasons[name].append(f"last {rank}")
+        elif keep_last:
+            against[name].append(f"beyond keep_last {keep_last}")
     for label, count, period in (
         ("daily", keep_daily, _day),
         ("weekly", keep_weekly, _iso_week),
         ("monthly", keep_monthly, _month),
     ):
-        for name, key in _newest_per_period(newest_first, count, period, tz):
-            reasons[name].append(f"{label} {key}")
+        if not count:
+            continue
+        chosen = dict(_newest_per_period(newest_first, count, period, tz))
+        kept_periods = set(chosen.values())
+        for name, timestamp in newest_first:
+            key = period(timestamp.astimezone(tz))
+            if chosen.get(name) == key:
+                reasons[name].append(f"{label} {key}")
+            elif key in kept_periods:
+                against[name].append(f"not the newest of {key}")
+            else:
+                against[name].append(f"beyond keep_{label} {count}")
     if newest_verified is not None:
         reasons[newest_verified].append("newest verified")
     elif newest_first and not any(counts.values()):
         reasons[newest_first[0][0]].append("newest")
+    if newest_drilled is not None:
+        reasons[newest_drilled].append("newest drilled")
+    for name, why in undo_points.items():
+        reasons[name].extend(why)
 
     return Decision(
         keep=tuple(name for name, _ in newest_first if reasons[name]),
         remove=tuple(name for name, _ in newest_first if not reasons[name]),
         reasons={name: tuple(why) for name, why in reasons.items() if why},
+        remove_reasons={
+            name: tuple(against[name] or ["every keep_* count is 0"])
+            for name, _ in newest_first
+            if not reasons[name]
+        },
     )
 
 
 def _check(
     archives: Sequence[tuple[str, datetime]],
     counts: Mapping[str, int],
-    newest_verified: str | None,
+    named: Sequence[tuple[str, str | None]],
 ) -> None:
     duplicates = sorted(name for name, seen in Counter(n for n, _ in archives).items() if seen > 1)
     if duplicates:
@@ -110,8 +148,10 @@ def _check(
     for option, count in counts.items():
         if count < 0:
             raise ValueError(f"{option} must be 0 or more, not {count}")
-    if newest_verified is not None and newest_verified not in {name for name, _ in archives}:
-        raise ValueError(f"newest verified archive {newest_verified} is not among the archives")
+    known = {name for name, _ in archives}
+    for role, given in named:
+        if given is not None and given not in known:
+            raise ValueError(f"{role} archive {given} is not among the archives")
 
 
 def _newest_per_period(

@@ -90,6 +90,15 @@ class Runtime:
             self._settings = load_settings(self.host, self.root)
         return self._settings
 
+    def check_settings(self) -> None:
+        """Load and validate what a change depends on, ``opskit.yaml`` and every
+        descriptor, before the change begins: a fault refuses the command with nothing
+        changed (one ``[error] file:line: field: …`` line), instead of failing halfway, at
+        the health gate or in the rollback. Every command that changes something calls it
+        first."""
+        self.projects()
+        self.settings()
+
     # -- projects --------------------------------------------------------------
 
     def projects(self) -> list[Project]:
@@ -354,6 +363,7 @@ class Runtime:
         *announce* runs once the commands are decided (a collision or a bad service name
         is refused before it) and before the first one runs.
         """
+        self.check_settings()
         commands = self.compose_commands(project, env, action, service, volumes)
         if action == "stop":
             commands.reverse()  # extra stacks usually depend on the main one

@@ -218,7 +218,9 @@ def verify(state: CliState, project: str | None, env: str | None, name: str | No
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
 @job_options
 def prune(state: CliState, project: str | None, env: str | None, dry_run: bool) -> None:
-    """Apply the retention rules; never removes the newest verified archive."""
+    """Apply the retention rules, saying why each archive stays or goes. Never removes the
+    newest verified archive, the newest drilled one, nor the undo points of the syncs and
+    restores of the last backup.retention.keep_undo_days (default 7)."""
     results = state.ops.prune(project, env, dry_run=dry_run)
     if state.json:
         state.out.json(
@@ -231,6 +233,7 @@ def prune(state: CliState, project: str | None, env: str | None, dry_run: bool) 
                         "keep": list(d.keep),
                         "remove": list(d.remove),
                         "reasons": {k: list(v) for k, v in d.reasons.items()},
+                        "remove_reasons": {k: list(v) for k, v in d.remove_reasons.items()},
                     }
                     for p, e, d in results
                 ],
@@ -244,7 +247,13 @@ def prune(state: CliState, project: str | None, env: str | None, dry_run: bool) 
             for name in decision.keep
         ]
         rows += [
-            [p, e, name, ("would remove" if dry_run else "removed", "red"), ""]
+            [
+                p,
+                e,
+                name,
+                ("would remove" if dry_run else "removed", "red"),
+                ", ".join(decision.remove_reasons.get(name, ())),
+            ]
             for name in decision.remove
         ]
     state.out.table(["project", "env", "archive", "action", "why"], rows)  # type: ignore[arg-type]
@@ -276,6 +285,7 @@ def restore(
     yes: bool,
 ) -> int:
     """Restore an archive into an env: verify, safety backup, restore, wait for health."""
+    state.ops.runtime.check_settings()  # before the question, and before --offsite reads it
     found = state.ops.project(project)
     found.check_env(env)
     if state.ops.delegates(found, "restore"):

@@ -193,7 +193,7 @@ def disk(state: CliState) -> None:
         [
             f.path,
             human_bytes(f.bytes),
-            f"{f.used_fraction:.0%}",
+            f"{f.used_percent}%",
             human_bytes(f.filesystem_free),
         ]
         for f in report.folders

@@ -56,8 +56,14 @@ def opskit_health_checks(context: HealthContext) -> list[CheckResult]:
                 )
             )
     folders = [project.folder] + ([project.backup.dir] if project.backup else [])
-    for usage in folder_usage(host, folders, sizes=False):
-        ok = usage.used_fraction < context.disk_max_used
-        detail = f"{usage.used_fraction:.0%} used, {human_bytes(usage.filesystem_free)} free"
-        results.append(CheckResult(project.name, "", f"disk {usage.path}", ok, detail))
+    measured = {usage.path: usage for usage in folder_usage(host, folders, sizes=False)}
+    for path in dict.fromkeys(folders):
+        usage = measured.get(path)
+        if usage is not None:
+            ok = usage.used_percent / 100 < context.disk_max_used  # df's Use%, as seen there
+            detail = f"{usage.used_percent}% used, {human_bytes(usage.filesystem_free)} free"
+            results.append(CheckResult(project.name, "", f"disk {path}", ok, detail))
+        elif host.exists(path):  # a check that cannot be computed fails; it is never missing
+            detail = "its filesystem could not be measured (stat -f)"
+            results.append(CheckResult(project.name, "", f"disk {path}", False, detail))
     return results

@@ -49,6 +49,7 @@ def promote(
     """Promote code one step (dev->int, int->prod): preview, move, rebuild when needed,
     wait until healthy and stable; roll back (exit 1) when the new code is not healthy."""
     ops = state.ops
+    ops.runtime.check_settings()  # before any question
     found = ops.project(project)
     if show_diff and (ops.delegates(found, "promote") or _scripted(found)):
         from opskit.errors import OpskitError
