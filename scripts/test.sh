@@ -34,7 +34,7 @@ if [ $# -gt 0 ]; then
 fi
 
 ns="t$(printf '%s' "$PWD" | sha1sum | cut -c1-6)"
-GROUP_S=(tests/test_loads.py tests/test_offsite.py)
+GROUP_S=(tests/test_loads.py tests/test_offsite.py tests/test_offsite_shared.py)
 GROUP_D=(tests/test_dashboard.py)
 logs=()
 pids=()

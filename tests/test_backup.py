@@ -16,7 +16,7 @@ import pytest
 import zstandard
 
 from conftest import assert_one_error_line, opskit, wait_until
-from testroot import BACKUPS, ns
+from testroot import BACKUPS, OFFSITE, ns
 
 pytestmark = pytest.mark.docker
 
@@ -513,17 +513,13 @@ def test_project_plugins_add_what_their_stacks_need(root: str) -> None:
 
 
 def test_restore_offsite_of_a_lost_database_archive_gives_the_same_rows_and_files(
-    examples_up: Path, tmp_path: Path
+    examples_up: Path,
 ) -> None:
-    """The server-wide target of opskit.yaml; the archive's local copy deleted; restore
-    --offsite --latest downloads it, verifies it and restores it."""
+    """The server-wide target of the examples' opskit.yaml (tests/testroot.py points it at
+    this checkout's folder); the archive's local copy deleted; restore --offsite --latest
+    downloads it, verifies it and restores it."""
     root = str(examples_up)
-    settings = examples_up / "opskit.yaml"
-    assert not settings.exists()
-    repository = tmp_path / "repo"
-    settings.write_text(
-        f"state_dir: {tmp_path / 'state'}\noffsite: {{target: 'file://{repository}'}}\n"
-    )
+    assert f"target: file://{OFFSITE}\n" in (examples_up / "opskit.yaml").read_text()
     uploads = examples_up / "seriousletter" / "uploads" / "dev"
     try:
         sql(root, "seriousletter", "INSERT INTO letters (subject, body) VALUES ('offsite', 'x')")
@@ -549,5 +545,4 @@ def test_restore_offsite_of_a_lost_database_archive_gives_the_same_rows_and_file
         back = [a for a in listed["archives"] if a["name"] == archive.name]
         assert back and back[0]["verified"] == "ok"
     finally:
-        settings.unlink()
         shutil.rmtree(BACKUPS / "seriousletter" / "dev", ignore_errors=True)

@@ -108,7 +108,7 @@ def dashboard(examples_up: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         tokens[name] = token
         lines.append(f"    - {{name: {name}, role: {role}, sha256: {digest}}}")
     settings = examples_up / "opskit.yaml"
-    assert not settings.exists()
+    original = settings.read_text()  # the copy's own (tests/testroot.py) comes back after
     settings.write_text(
         f"state_dir: {state}\ntimers: {{unit_dir: {state / 'units'}}}\nserve:\n  tokens:\n"
         + "\n".join(lines)
@@ -118,7 +118,7 @@ def dashboard(examples_up: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     board.start()
     yield board
     board.stop()
-    settings.unlink()
+    settings.write_text(original)
 
 
 @pytest.fixture(scope="module")

@@ -87,6 +87,7 @@ def test_a_drill_of_an_archive_that_does_not_load_fails_naming_the_table(
     assert opskit("backup", "mdf", "dev", "--root", root, timeout=300).returncode == 0
     copy = _broken_copy(Path(str(newest(root, "mdf", "dev")["path"])))
     settings = examples_up / "opskit.yaml"
+    original = settings.read_text()  # the copy's own (tests/testroot.py) comes back after
     settings.write_text(
         f"state_dir: {tmp_path}\nnotify: {{urls: ['ntfy://127.0.0.1:{sink.port}/opskit']}}\n"
     )
@@ -105,7 +106,7 @@ def test_a_drill_of_an_archive_that_does_not_load_fails_naming_the_table(
         assert alert["title"] == "opskit: drill of mdf dev failed"
         assert "wp_posts" in str(alert["message"])
     finally:
-        settings.unlink()
+        settings.write_text(original)
         shutil.rmtree(copy)
 
 

@@ -146,6 +146,7 @@ def test_drill_and_watch_over_ssh(examples_up, tmp_path) -> None:  # type: ignor
         ["docker", "ps", "-aq", "--filter", "label=opskit.drill"], capture_output=True, text=True
     )
     assert left.stdout.strip() == ""
+    original = (examples_up / "opskit.yaml").read_text()  # the copy's own comes back after
     (examples_up / "opskit.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")
     try:
         watch = opskit("watch", "--json", "--root", root, "--host", SSH_URL)
@@ -155,4 +156,4 @@ def test_drill_and_watch_over_ssh(examples_up, tmp_path) -> None:  # type: ignor
         assert watch.returncode == (0 if all(c["ok"] for c in checks.values()) else 1)
         assert (tmp_path / "state" / "watch.sqlite").exists()
     finally:
-        (examples_up / "opskit.yaml").unlink()
+        (examples_up / "opskit.yaml").write_text(original)

@@ -23,8 +23,13 @@ EXAMPLES = REPO / "examples" / "root"
 # One namespace per checkout, so two checkouts' test runs never share a container.
 NS = os.environ.get("OPSKIT_TEST_NS") or "t" + hashlib.sha1(str(REPO).encode()).hexdigest()[:6]
 EXAMPLE_PORTS = range(18081, 18091)
-# Where the copy's archives go: the same folder for every run of one checkout.
-BACKUPS = Path(f"/var/lib/opskit-tests/{NS}/backups")
+# The copy's own folders in place of /var/lib/opskit-examples: the same for every run of
+# one checkout. Its archives; its state (the restic password of 'offsite init' among it);
+# the file:// repository of the server-wide offsite target of its opskit.yaml.
+HOME = Path(f"/var/lib/opskit-tests/{NS}")
+BACKUPS = HOME / "backups"
+STATE = HOME / "state"
+OFFSITE = HOME / "offsite"
 
 
 def ns(name: str) -> str:
@@ -71,10 +76,10 @@ def _ephemeral_low() -> int:
         return 32768
 
 
-def _rewrite(text: str, ports: dict[int, int], backups: Path) -> str:
+def _rewrite(text: str, ports: dict[int, int]) -> str:
     for old, new in ports.items():
         text = text.replace(str(old), str(new))
-    text = text.replace("/var/lib/opskit-examples/backups", str(backups))
+    text = text.replace("/var/lib/opskit-examples", str(HOME))
     text = re.sub(r"(container_name: )(\S+)", lambda m: m.group(1) + ns(m.group(2)), text)
     text = re.sub(
         r'(container_prefix: ")([^"]+)"', lambda m: f'{m.group(1)}{ns(m.group(2))}"', text
@@ -86,17 +91,18 @@ def _rewrite(text: str, ports: dict[int, int], backups: Path) -> str:
 
 def build(dest: Path) -> tuple[Path, dict[int, int]]:
     """Copy the example root to *dest*/root, namespaced; return it and the port map
-    (example port -> the copy's port). Archives go to :data:`BACKUPS`."""
+    (example port -> the copy's port). Archives go to :data:`BACKUPS`, offsite copies to
+    :data:`OFFSITE`, the state to :data:`STATE`."""
     root = dest / "root"
-    backups = BACKUPS
-    shutil.rmtree(backups, ignore_errors=True)  # a run starts with no archives of earlier ones
+    for folder in (BACKUPS, STATE, OFFSITE):  # a run starts with nothing of earlier ones
+        shutil.rmtree(folder, ignore_errors=True)
     if root.exists():
         shutil.rmtree(root)
     shutil.copytree(EXAMPLES, root, symlinks=True)
     ports = dict(zip(EXAMPLE_PORTS, free_ports(len(EXAMPLE_PORTS)), strict=True))
     for path in root.rglob("*"):
         if path.is_file() and (path.suffix in (".yaml", ".yml") or path.name.startswith(".env")):
-            path.write_text(_rewrite(path.read_text(), ports, backups))
+            path.write_text(_rewrite(path.read_text(), ports))
     # webstack is deliberately unpinned in the examples; beside the demo's webstack, the
     # copy would be the compose projects "dev" and "prod" too, so the copy is pinned.
     webstack = root / "webstack" / "project.yaml"

@@ -124,7 +124,9 @@ class Restic:
         return result.returncode == 0
 
     def snapshots(self, *tags: str) -> list[dict[str, Any]]:
-        argv = ["snapshots", "--json", *(f"--tag={tag}" for tag in tags)]
+        """The snapshots that carry *every* one of *tags*: one ``--tag a,b`` (restic ORs
+        repeated ``--tag`` options, so ``--tag a --tag b`` would select either)."""
+        argv = ["snapshots", "--json", *([f"--tag={','.join(tags)}"] if tags else [])]
         return list(json.loads(self.run(*argv, timeout=300) or "[]"))
 
     def backup(
@@ -333,7 +335,7 @@ def upload(restic: Restic, archive: Archive, job: Job | None = None) -> Upload:
 def _upload(restic: Restic, archive: Archive, job: Job | None) -> Upload:
     host = restic.host
     restic.unlock()  # an upload killed with opskit leaves its lock behind
-    snapshots = restic.snapshots(f"archive={archive.name}")
+    snapshots = _of_archive(restic, archive)
     if partial := _partial(snapshots):
         try:
             restic.run("forget", *partial, timeout=300)
@@ -389,7 +391,7 @@ def _verify(restic: Restic, archive: Archive, read_data: str, job: Job | None) -
             restic.run("check", f"--read-data-subset={read_data}", timeout=None)
         except OffsiteError as exc:
             faults.append(f"repository check: {exc}")
-    have = _by_component(restic.snapshots(f"archive={archive.name}"))
+    have = _by_component(_of_archive(restic, archive))
     for record in archive.components:
         snapshot = have.get(record.key)
         if snapshot is None:
@@ -433,7 +435,8 @@ def download(
 ) -> Archive:
     """Rebuild archive *name* in the env's backup folder from the repository (each
     component recompressed), verify it with the local ``verify``, and only then give it
-    its name, so that ``backups`` lists it. The raw checksums must equal the manifest's."""
+    its name, so that ``backups`` lists it. The raw checksums must equal the manifest's;
+    that proves the copy, so the archive comes back with its ``offsite.json`` (verified)."""
     from opskit.archive import ArchiveError, check_name, compress_into
     from opskit.backups import backup_dir, private_dir
     from opskit.locks import env_lock
@@ -444,7 +447,7 @@ def download(
         raise ArchiveError(f"archive {name} is not one of {project.name} {env}")
     target = target_of(runtime, project)
     restic = connect(runtime, target)
-    have = _by_component(restic.snapshots(f"archive={name}"))
+    have = _by_component(_by_archive(restic, project.name, env, name).get(name, []))
     if "manifest" not in have:
         raise OffsiteError(f"archive {name} has no complete copy on {target}")
     reader = restic.dump(str(have["manifest"]["id"]), f"/{project.name}/{env}/{name}/manifest")
@@ -500,6 +503,10 @@ def download(
             if faults:
                 listed = "; ".join(f"{f.component}: {f.problem}" for f in faults)
                 raise OffsiteError(f"archive {name} from {target} does not verify: {listed}")
+            # Each component came back from the copy and matched the manifest: the copy
+            # is proven, as ``verify`` would record it.
+            proven = Verification(name, target, True, now().isoformat(), ())
+            write_json(host, posixpath.join(partial, OFFSITE), proven.as_dict())
             files = [staged.member(r) for r in staged.components]
             host.run(["chmod", "600", "--", *files])
             host.run(["mv", "-T", "--", partial, final])
@@ -542,24 +549,37 @@ def fetch(
     return archive
 
 
-def prune(runtime: Runtime, project: Project, env: str, dry_run: bool = False) -> Decision:
-    """Forget the env's offsite archives that ``offsite.keep`` (the newest N) or else the
-    backup's retention rules do not keep, then ``restic prune``. The newest archive whose
-    copy was verified (or, none known, the newest complete one) is always kept."""
+@attrs.frozen
+class Pruning:
+    """What an offsite prune of one env would forget: its decision, and the snapshots of
+    the archives it removes, each checked (:func:`owned`) to be one of the env's own."""
+
+    project: str
+    env: str
+    target: str
+    decision: Decision
+    doomed: tuple[str, ...]  # snapshot IDs
+
+
+def plan_prune(runtime: Runtime, project: Project, env: str) -> Pruning:
+    """Which of the env's offsite archives ``offsite.keep`` (the newest N) or else the
+    backup's retention rules do not keep. The newest archive whose copy was verified (or,
+    none known, the newest complete one) is always kept. Reads, changes nothing."""
     from opskit.archive import NAME_RE, parse_stamp
     from opskit.retention import decide
 
-    restic = connect(runtime, target_of(runtime, project))
+    target = target_of(runtime, project)
+    restic = connect(runtime, target)
     by_archive = {
         name: found
-        for name, found in _by_archive(restic, project, env).items()
+        for name, found in _by_archive(restic, project.name, env).items()
         if NAME_RE.match(name)
     }
     times = {
         name: parse_stamp(NAME_RE.match(name)["stamp"])  # type: ignore[index]
         for name in by_archive
     }
-    rows = {row.archive: row for row in listing(runtime, project, env)}
+    rows = {row.archive: row for row in _rows(runtime, project, env, target, by_archive)}
     verified = [n for n in sorted(times, reverse=True) if rows.get(n) and rows[n].offsite == "yes"]
     complete = [n for n in sorted(times, reverse=True) if rows.get(n) and rows[n].copied]
     keeper = next(iter(verified or complete), None)
@@ -579,11 +599,18 @@ def prune(runtime: Runtime, project: Project, env: str, dry_run: bool = False) -
         keep_monthly=monthly,
         newest_verified=keeper,
     )
-    if not dry_run and decision.remove:
-        doomed = [str(s["id"]) for name in decision.remove for s in by_archive[name]]
-        restic.run("forget", *doomed, timeout=None)
+    doomed = tuple(str(s["id"]) for name in decision.remove for s in by_archive[name])
+    return Pruning(project.name, env, target, decision, doomed)
+
+
+def forget(runtime: Runtime, pruning: Pruning, *, then_prune: bool = True) -> None:
+    """Forget the snapshots *pruning* names; with *then_prune*, ``restic prune`` frees
+    their data (once per repository is enough when several envs share it)."""
+    restic = connect(runtime, pruning.target)
+    if pruning.doomed:
+        restic.run("forget", *pruning.doomed, timeout=None)
+    if then_prune:
         restic.run("prune", timeout=None)
-    return decision
 
 
 def copy(
@@ -615,13 +642,54 @@ def target_of(runtime: Runtime, project: Project) -> str:
     return found.target
 
 
-def _by_archive(restic: Restic, project: Project, env: str) -> dict[str, list[dict[str, Any]]]:
-    """The env's snapshots in the repository, by the archive they belong to."""
+def _by_archive(
+    restic: Restic, project: str, env: str, archive: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The env's snapshots (only *archive*'s, when given) by the archive they belong to:
+    selected by project AND env (AND archive), and checked again by :func:`owned`."""
+    tags = ["opskit", f"project={project}", f"env={env}"]
+    if archive is not None:
+        tags.append(f"archive={archive}")
+    try:
+        return owned(restic.snapshots(*tags), project, env, archive)
+    except OffsiteError as exc:
+        raise OffsiteError(f"{restic.target}: {exc}") from None
+
+
+def _of_archive(restic: Restic, archive: Archive) -> list[dict[str, Any]]:
+    """The snapshots of *archive* (of its manifest's project and env)."""
+    project, env = archive.manifest.get("project"), archive.manifest.get("environment")
+    return _by_archive(restic, str(project), str(env), archive.name).get(archive.name, [])
+
+
+def owned(
+    snapshots: list[dict[str, Any]], project: str, env: str, archive: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """*snapshots*, what restic returned for a selection, by the archive they belong to.
+    Each must name exactly *project* and *env* (and *archive*, when given) in its tags,
+    with an archive of that env: one that does not raises :class:`OffsiteError`, before
+    anything (a prune's ``forget``) can act on the selection."""
     found: dict[str, list[dict[str, Any]]] = {}
-    for snapshot in restic.snapshots(f"project={project.name}", f"env={env}"):
-        for tag in snapshot.get("tags") or []:
-            if tag.startswith("archive="):
-                found.setdefault(tag.removeprefix("archive="), []).append(snapshot)
+    for snapshot in snapshots:
+        tags = [str(tag) for tag in snapshot.get("tags") or []]
+        named = {
+            key: [tag.partition("=")[2] for tag in tags if tag.startswith(f"{key}=")]
+            for key in ("project", "env", "archive")
+        }
+        name = named["archive"][0] if len(named["archive"]) == 1 else ""
+        if (
+            named["project"] != [project]
+            or named["env"] != [env]
+            or not name.startswith(f"{project}-{env}-")
+            or archive not in (None, name)
+        ):
+            snapshot_id = snapshot.get("short_id") or str(snapshot.get("id"))[:8]
+            raise OffsiteError(
+                f"restic returned snapshot {snapshot_id} ({', '.join(tags) or 'no tags'}) "
+                f"for {project} {env}{f' {archive}' if archive else ''}, and it is not one of "
+                "them: nothing was changed"
+            )
+        found.setdefault(name, []).append(snapshot)
     return found
 
 
@@ -646,7 +714,17 @@ class Listed:
 def listing(runtime: Runtime, project: Project, env: str) -> list[Listed]:
     """Each archive of the env, local or offsite or both, newest first."""
     target = target_of(runtime, project)
-    by_archive = _by_archive(connect(runtime, target), project, env)
+    by_archive = _by_archive(connect(runtime, target), project.name, env)
+    return _rows(runtime, project, env, target, by_archive)
+
+
+def _rows(
+    runtime: Runtime,
+    project: Project,
+    env: str,
+    target: str,
+    by_archive: Mapping[str, list[dict[str, Any]]],
+) -> list[Listed]:
     local = {a.name: a for a in runtime.backup_engine().archives(project, env)}
     rows = []
     for name in sorted(set(local) | set(by_archive), reverse=True):

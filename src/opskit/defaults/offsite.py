@@ -22,7 +22,9 @@ def offsite() -> None:
 
 
 def _scope(state: CliState, project: str | None, env: str | None) -> list[tuple[Project, str]]:
-    """The (project, env) pairs in scope that have an offsite target."""
+    """The (project, env) pairs in scope that have an offsite target. Without PROJECT,
+    those of projects with a backup section: a project without backups has nothing to
+    copy, which is no error (a project named on the command line must have one)."""
     from opskit import offsite as engine
 
     runtime = state.ops.runtime
@@ -30,9 +32,10 @@ def _scope(state: CliState, project: str | None, env: str | None) -> list[tuple[
         (p, e)
         for p, e in runtime.scope(project, env)
         if runtime.settings().offsite_for(p) is not None
+        and (project is not None or p.backup is not None)
     ]
     if not found:
-        where = " ".join(part for part in (project, env) if part) or "any project"
+        where = " ".join(part for part in (project, env) if part) or "any project with backups"
         raise engine.OffsiteError(
             f"{where}: no offsite target (offsite.target in the descriptor or in opskit.yaml)"
         )
@@ -173,12 +176,18 @@ def prune_(state: CliState, project: str | None, env: str | None, dry_run: bool)
     from opskit.operations import as_job
 
     runtime = state.ops.runtime
+    # Every env is planned, and what restic returned checked, before anything is
+    # forgotten: a refusal in one env leaves every env as it was.
+    plans = [engine.plan_prune(runtime, found, e) for found, e in _scope(state, project, env)]
+    last = {plan.target: i for i, plan in enumerate(plans) if plan.doomed}
     results = []
-    for found, e in _scope(state, project, env):
-        with as_job(runtime, "offsite prune", found.name, [e]) as job:
-            decision = engine.prune(runtime, found, e, dry_run)
+    for i, plan in enumerate(plans):
+        decision = plan.decision
+        with as_job(runtime, "offsite prune", plan.project, [plan.env]) as job:
+            if not dry_run and plan.doomed:  # one 'restic prune' per repository, at the end
+                engine.forget(runtime, plan, then_prune=last[plan.target] == i)
             job.details.update(kept=list(decision.keep), removed=list(decision.remove))
-        results.append((found.name, e, decision))
+        results.append((plan.project, plan.env, decision))
     if state.json:
         state.out.json(
             {
