@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh Debian machine (as root): install opskit, bring up the four
-# example projects (dev and prod each), show their status and health, and what doctor finds.
+# example projects (dev and prod each), show their status and health, back up and sync one
+# of them (its copies go to the shared offsite repository), and what doctor finds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/testbed.sh >/dev/null
@@ -21,6 +22,14 @@ for _ in $(seq 1 90); do
 done
 $opskit status
 $opskit health
+# A night and a morning: back up mdf's envs into the example root's one offsite repository
+# (shared by every project and env), then copy prod's data into dev; history lists the sync
+# with the backup of dev that undoes it, and retention keeps that backup.
+$opskit offsite init
+$opskit backup mdf --offsite
+$opskit sync mdf --from prod --to dev --yes
+$opskit history mdf
+$opskit offsite list mdf
 # doctor exits 1 for a problem it finds (e.g. archives of an older opskit that others can
 # read); the demo shows it without failing.
 $opskit doctor || echo "(doctor found problems: see above)" >&2
