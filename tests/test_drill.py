@@ -267,3 +267,35 @@ def test_a_drill_of_a_socket_only_postgres_passes(tmp_path: Path) -> None:
         assert drill_leftovers() == []
     finally:
         opskit("destroy", "sock", "prod", "--volumes", "--yes", "--root", str(root))
+
+
+def test_the_readiness_of_a_mariadb_without_networking(tmp_path: Path) -> None:
+    """``skip-networking``: the server answers on its socket only, and is ready."""
+    from opskit.containers import Container
+    from opskit.descriptor import Database
+    from opskit.drill import _wait_ready
+    from opskit.host import LocalHost
+    from testroot import ns
+
+    name = ns("maria-socket-ready")
+    command = (
+        "mkdir -p /run/mysqld && chown mysql /run/mysqld && "
+        "(test -d /var/lib/mysql/mysql || mariadb-install-db --user=mysql >/dev/null) && "
+        "exec mariadbd --user=mysql --skip-networking"
+    )
+    subprocess.run(["docker", "rm", "-f", "--volumes", name], capture_output=True)
+    subprocess.run(
+        ["docker", "run", "--detach", "--init", "--name", name, "--network", "none",
+         "opskit-test/db:1", "sh", "-c", command],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        container = Container(name, name, "opskit-test/db:1", "running", "", "none", {})
+        _wait_ready(LocalHost(), container, Database(service="db", type="mariadb", name="x"))
+        answer = subprocess.run(
+            ["docker", "exec", name, "mariadb", "-uroot", "-N", "-e", "SELECT @@skip_networking"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert answer.stdout.strip() == "1", answer.stderr
+    finally:
+        subprocess.run(["docker", "rm", "-f", "--volumes", name], capture_output=True)
