@@ -34,3 +34,22 @@ def altered_copy(archive: Path, name: str, change: Callable[[bytes], bytes]) -> 
     )  # fmt: skip
     (copy / "manifest.json").write_text(json.dumps(manifest))
     return copy
+
+
+def linked_copy(archive: Path, name: str, other: Path) -> Path:
+    """A copy of *archive* named *name* beside it, whose database dump is a link to the
+    dump of the *other* archive (another env's), its record (checksums, row counts) taken
+    from there: everything matches but where the file leads."""
+    copy = archive.parent / name
+    shutil.copytree(archive, copy)
+    for result in ("verified.json", "drill.json", "offsite.json"):
+        (copy / result).unlink(missing_ok=True)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    theirs = json.loads((other / "manifest.json").read_text())
+    (record,) = [c for c in manifest["components"] if c["kind"] == "database"]
+    (source,) = [c for c in theirs["components"] if c["key"] == record["key"]]
+    record.update(source)
+    (copy / record["file"]).unlink()
+    (copy / record["file"]).symlink_to(other / source["file"])
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy

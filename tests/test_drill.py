@@ -140,3 +140,163 @@ def test_an_interrupted_drill_removes_what_it_started(examples_up: Path) -> None
     done = opskit("drill", "seriousletter", "dev", "--root", root, timeout=600)
     assert done.returncode == 0, done.stderr  # ... but the next drill does
     assert drill_leftovers() == []
+
+
+# -- a server as it is configured: PostgreSQL on its socket only (#18) --------------------
+
+# Like the official postgres image: the entrypoint initialises with a temporary server on
+# the socket only (and takes a while over it), then execs the command as postgres.
+ENTRYPOINT = """\
+#!/bin/sh
+set -eu
+PGDATA=/var/lib/postgresql/data
+mkdir -p "$PGDATA" /run/postgresql
+chown postgres "$PGDATA" /run/postgresql
+chmod 700 "$PGDATA"
+as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  as_postgres initdb -D "$PGDATA" --username=postgres --auth-local=trust >/dev/null
+  as_postgres pg_ctl -D "$PGDATA" -o "-c listen_addresses=" -w start >/dev/null
+  as_postgres createdb sock
+  as_postgres psql -q -v ON_ERROR_STOP=1 -d sock -c \\
+    "CREATE TABLE notes (id int PRIMARY KEY, body text);
+     INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 500) g"
+  sleep "${INIT_SECONDS:-0}"
+  as_postgres pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+fi
+touch /run/postgresql/initialised
+exec setpriv --reuid=postgres --regid=postgres --init-groups "$@"
+"""
+SOCKET_ONLY = ["postgres", "-D", "/var/lib/postgresql/data", "-c", "listen_addresses="]
+
+SOCK = """\
+name: sock
+environments: [prod]
+compose: {{dir: "{{env}}", project_name: "{ns}-sock-{{env}}"}}
+backup:
+  dir: {backups}
+  databases:
+    - {{service: db, type: postgres, name: sock, user: postgres}}
+"""
+SOCK_COMPOSE = f"""\
+services:
+  db:
+    init: true
+    image: opskit-test/db:1
+    entrypoint: ["/entry/entrypoint.sh"]
+    command: {json.dumps(SOCKET_ONLY)}
+    environment: {{INIT_SECONDS: "4"}}
+    volumes: ["data:/var/lib/postgresql/data", "./entry:/entry:ro"]
+    healthcheck:
+      test: ["CMD-SHELL", "test -e /run/postgresql/initialised && pg_isready --quiet"]
+      interval: 1s
+      timeout: 2s
+      retries: 60
+volumes:
+  data: {{}}
+"""
+
+
+def _entry_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    script = folder / "entrypoint.sh"
+    script.write_text(ENTRYPOINT)
+    script.chmod(0o755)
+    return folder
+
+
+def test_the_readiness_of_a_socket_only_server_waits_for_the_images_initialisation(
+    tmp_path: Path,
+) -> None:
+    """The drill's own readiness wait, against a container in its initialisation: a
+    temporary server that answers on the socket is not the server to load into."""
+    from opskit.containers import Container
+    from opskit.descriptor import Database
+    from opskit.drill import _wait_ready
+    from opskit.host import LocalHost
+    from testroot import ns
+
+    name = ns("sock-ready")
+    entry = _entry_folder(tmp_path / "entry")
+    subprocess.run(["docker", "rm", "-f", "--volumes", name], capture_output=True)
+    subprocess.run(
+        ["docker", "run", "--detach", "--init", "--name", name, "--network", "none",
+         "--env", "INIT_SECONDS=6", "--mount", f"type=bind,source={entry},target=/entry,readonly",
+         "--entrypoint", "/entry/entrypoint.sh", "opskit-test/db:1", *SOCKET_ONLY],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        container = Container(name, name, "opskit-test/db:1", "running", "", "none", {})
+        database = Database(service="db", type="postgres", name="sock", user="postgres")
+        _wait_ready(LocalHost(), container, database)
+        initialised = subprocess.run(
+            ["docker", "exec", name, "test", "-e", "/run/postgresql/initialised"]
+        )
+        assert initialised.returncode == 0, "ready while the image was still initialising"
+        count = subprocess.run(
+            ["docker", "exec", name, "psql", "-U", "postgres", "-At", "-d", "sock",
+             "-c", "SELECT count(*) FROM notes"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert count.stdout.strip() == "500", count.stderr
+    finally:
+        subprocess.run(["docker", "rm", "-f", "--volumes", name], capture_output=True)
+
+
+def test_a_drill_of_a_socket_only_postgres_passes(tmp_path: Path) -> None:
+    from conftest import wait_until
+    from testroot import NS
+
+    root = tmp_path / "root"
+    (root / "sock" / "prod").mkdir(parents=True)
+    (root / "sock" / "project.yaml").write_text(SOCK.format(ns=NS, backups=tmp_path / "backups"))
+    (root / "sock" / "prod" / "docker-compose.yml").write_text(SOCK_COMPOSE)
+    _entry_folder(root / "sock" / "prod" / "entry")
+    try:
+        assert opskit("start", "sock", "prod", "--root", str(root)).returncode == 0
+        wait_until(
+            lambda: opskit("health", "sock", "prod", "--root", str(root)).returncode == 0,
+            timeout=120, what="a healthy socket-only postgres",
+        )  # fmt: skip
+        backup = opskit("backup", "sock", "prod", "--root", str(root), timeout=300)
+        assert backup.returncode == 0, backup.stderr
+        done = opskit("drill", "sock", "prod", "--root", str(root), timeout=600)
+        assert done.returncode == 0, done.stderr
+        assert "drilled ok" in done.stdout
+        archive = newest(str(root), "sock", "prod")
+        assert archive["drilled"] == "ok", archive
+        assert drill_leftovers() == []
+    finally:
+        opskit("destroy", "sock", "prod", "--volumes", "--yes", "--root", str(root))
+
+
+def test_the_readiness_of_a_mariadb_without_networking(tmp_path: Path) -> None:
+    """``skip-networking``: the server answers on its socket only, and is ready."""
+    from opskit.containers import Container
+    from opskit.descriptor import Database
+    from opskit.drill import _wait_ready
+    from opskit.host import LocalHost
+    from testroot import ns
+
+    name = ns("maria-socket-ready")
+    command = (
+        "mkdir -p /run/mysqld && chown mysql /run/mysqld && "
+        "(test -d /var/lib/mysql/mysql || mariadb-install-db --user=mysql >/dev/null) && "
+        "exec mariadbd --user=mysql --skip-networking"
+    )
+    subprocess.run(["docker", "rm", "-f", "--volumes", name], capture_output=True)
+    subprocess.run(
+        ["docker", "run", "--detach", "--init", "--name", name, "--network", "none",
+         "opskit-test/db:1", "sh", "-c", command],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        container = Container(name, name, "opskit-test/db:1", "running", "", "none", {})
+        _wait_ready(LocalHost(), container, Database(service="db", type="mariadb", name="x"))
+        answer = subprocess.run(
+            ["docker", "exec", name, "mariadb", "-uroot", "-N", "-e", "SELECT @@skip_networking"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert answer.stdout.strip() == "1", answer.stderr
+    finally:
+        subprocess.run(["docker", "rm", "-f", "--volumes", name], capture_output=True)

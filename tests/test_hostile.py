@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,227 @@ def test_sync_never_follows_a_folder_that_is_a_link(tmp_path: Path) -> None:
     with pytest.raises(OpskitError, match="is a link"):
         _rsync(LocalHost(), str(source), str(target), dry_run=False)
     assert (outside / "precious.txt").exists()
+
+
+# -- links inside archives, restore leftovers, lock modes (#19) ----------------------------
+
+
+@pytest.mark.parametrize("earlier", [False, True], ids=["new lock", "lock made by an older opskit"])
+def test_lock_files_are_private_whatever_the_umask(tmp_path: Path, earlier: bool) -> None:
+    import os
+
+    from opskit.locks import env_lock
+
+    if earlier:
+        (tmp_path / ".lock").write_bytes(b"")
+        (tmp_path / ".lock").chmod(0o644)
+        (tmp_path / ".lock.holder").write_text("left behind by a killed opskit\n")
+        (tmp_path / ".lock.holder").chmod(0o644)
+    old = os.umask(0o022)
+    try:
+        with env_lock(LocalHost(), str(tmp_path), "backup of shop prod", timeout=5):
+            assert mode(tmp_path / ".lock") == 0o600
+            assert mode(tmp_path / ".lock.holder") == 0o600
+            assert "backup of shop prod" in (tmp_path / ".lock.holder").read_text()
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / ".lock") == 0o600
+
+
+def test_a_move_aside_that_fails_leaves_no_staging_folder(tmp_path: Path) -> None:
+    """The live folder cannot be moved aside (immutable): the restore fails, the live
+    folder is as it was, and nothing of the restore is left beside it."""
+    import io
+    import subprocess
+
+    from opskit.components import _swap_in
+
+    crafted = tmp_path / "crafted" / "uploads"
+    crafted.mkdir(parents=True)
+    (crafted / "photo.jpg").write_bytes(b"restored")
+    live = tmp_path / "site" / "uploads"
+    live.mkdir(parents=True)
+    (live / "photo.jpg").write_bytes(b"jpeg")
+    if subprocess.run(["chattr", "+i", str(live)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported here")
+    try:
+        with pytest.raises(OpskitError, match="restoring uploads failed"):
+            _swap_in(LocalHost(), io.BytesIO(tar_of(crafted)), str(live), "uploads")
+    finally:
+        subprocess.run(["chattr", "-i", str(live)], check=True)
+    assert (live / "photo.jpg").read_bytes() == b"jpeg"
+    assert sorted(p.name for p in live.parent.iterdir()) == ["uploads"]
+
+
+def linked_dump(tmp_path: Path) -> Path:
+    """Dev's archive folder, whose dump is a link to prod's (checksums matching)."""
+    backups = tmp_path / "backups" / "mdf"
+    dev = backups / "dev" / "mdf-dev-20261128T033000Z"
+    prod_file = backups / "prod" / "mdf-prod-20261127T033000Z" / "db-db-wordpress.sql.zst"
+    write_archive(
+        dev, "db-db-wordpress.sql.zst", b"INSERT INTO wp_options VALUES (1);\n", prod_file
+    )
+    (dev / "db-db-wordpress.sql.zst").symlink_to(prod_file)
+    return dev
+
+
+def test_a_component_file_that_is_a_link_is_refused(tmp_path: Path) -> None:
+    """A link to another env's dump, checksums recomputed: the name alone gives nothing away."""
+    dev = linked_dump(tmp_path)
+    host = LocalHost()
+    (archive,) = list_archives(host, str(dev.parent))
+    (fault,) = verify(host, archive)
+    assert fault.component == "db-db-wordpress" and "is a link" in fault.problem, fault
+    with pytest.raises(OpskitError, match="is a link"):
+        b"".join(read_component(host, archive, archive.components[0]))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_component_file_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    import os
+
+    folder = tmp_path / "mdf" / "dev" / "mdf-dev-20261128T033000Z"
+    write_archive(folder, "db.sql.zst", b"SELECT 1;\n", tmp_path / "elsewhere.zst")
+    os.mkfifo(folder / "db.sql.zst") if kind == "fifo" else (folder / "db.sql.zst").mkdir()
+    (archive,) = list_archives(LocalHost(), str(tmp_path / "mdf" / "dev"))
+    (fault,) = verify(LocalHost(), archive)  # a FIFO must not make it hang
+    assert "is not a regular file" in fault.problem, fault
+
+
+def test_a_manifest_of_another_env_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "mdf" / "prod" / "mdf-prod-20261128T033000Z"  # holds dev's manifest
+    write_archive(folder, "db.sql.zst", b"SELECT 1;\n", folder / "db.sql.zst")
+    (archive,) = list_archives(LocalHost(), str(tmp_path / "mdf" / "prod"))
+    (fault,) = verify(LocalHost(), archive)
+    assert fault.component == "manifest" and "mdf dev" in fault.problem, fault
+
+
+@pytest.mark.ssh
+def test_a_component_file_that_is_a_link_is_refused_over_ssh(tmp_path: Path) -> None:
+    from conftest import SSH_KEY, SSH_URL
+    from opskit.host import SSHHost
+
+    dev = linked_dump(tmp_path)
+    with SSHHost(SSH_URL, key_filename=SSH_KEY) as host:
+        (archive,) = list_archives(host, str(dev.parent))
+        (fault,) = verify(host, archive)
+        assert "is a link" in fault.problem and SSH_URL in fault.problem, fault
+        with pytest.raises(OpskitError, match="is a link"):
+            b"".join(read_component(host, archive, archive.components[0]))
+        link = dev / "db-db-wordpress.sql.zst"
+        link.resolve().rename(link)
+        assert verify(host, archive) == []  # the same file, not a link: fine
+
+
+def path_archive(tmp_path: Path, tree: Path) -> Path:
+    """An env folder with one archive whose only component is the tar of *tree*, recorded
+    as the path ``/srv/site/uploads``; checksums right."""
+    payload = tar_of(tree)
+    env_folder = tmp_path / "backups" / "mdf" / "dev"
+    folder = env_folder / "mdf-dev-20261128T033000Z"
+    write_archive(folder, "path-uploads.tar.zst", payload, folder / "path-uploads.tar.zst")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["components"][0].update(
+        key="path-uploads", kind="path", details={"path": "/srv/site/uploads"}
+    )
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    assert hashlib.sha256(payload).hexdigest() == manifest["components"][0]["raw_sha256"]
+    return env_folder
+
+
+@pytest.mark.parametrize(
+    ("kind", "problem"),
+    [
+        ("top-level link", "the archive's top-level folder is a link"),
+        ("link inside", "the link escape leads out of it (to ../../elsewhere)"),
+        ("another folder", "the archive holds no uploads"),
+    ],
+)
+def test_verify_refuses_a_path_that_a_restore_refuses(
+    tmp_path: Path, kind: str, problem: str
+) -> None:
+    """verify checks what restore checks: an archive it passes is one a restore takes."""
+    import io
+
+    from opskit.components import _swap_in
+
+    (tmp_path / "elsewhere").mkdir()
+    crafted = tmp_path / "crafted" / ("downloads" if kind == "another folder" else "uploads")
+    crafted.parent.mkdir()
+    if kind == "top-level link":
+        crafted.symlink_to(tmp_path / "elsewhere")
+    else:
+        crafted.mkdir()
+        (crafted / "escape").symlink_to("../../elsewhere")
+    (archive,) = list_archives(LocalHost(), str(path_archive(tmp_path, crafted)))
+    (fault,) = verify(LocalHost(), archive)
+    assert fault.problem == f"path-uploads.tar.zst: a restore would refuse it: {problem}"
+    live = tmp_path / "site" / "uploads"
+    live.mkdir(parents=True)
+    with pytest.raises(OpskitError):  # and the restore does refuse it
+        _swap_in(LocalHost(), io.BytesIO(tar_of(crafted)), str(live), "uploads")
+
+
+def test_verify_passes_a_path_with_links_that_stay_inside(tmp_path: Path) -> None:
+    tree = tmp_path / "crafted" / "uploads"
+    (tree / "2026").mkdir(parents=True)
+    (tree / "2026" / "photo.jpg").write_bytes(b"jpeg")
+    (tree / "latest").symlink_to("2026/photo.jpg")
+    (tree / "2026" / "up").symlink_to("../latest")
+    (archive,) = list_archives(LocalHost(), str(path_archive(tmp_path, tree)))
+    assert verify(LocalHost(), archive) == []
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("kind", ["path is a link", "link inside leads out"])
+def test_a_backup_that_a_restore_would_refuse_is_not_written(tmp_path: Path, kind: str) -> None:
+    """A backup path that is a link (data kept on another disk) or holds a link out of it:
+    the backup says so in one line and writes no archive, instead of an archive that
+    verifies and then cannot be restored."""
+    from conftest import assert_one_error_line, opskit
+    from testroot import NS
+
+    project = tmp_path / "root" / "site"
+    (project / "dev").mkdir(parents=True)
+    (project / "project.yaml").write_text(
+        f'name: site\nenvironments: [dev]\ncompose: {{dir: "{{env}}", project_name: "{NS}-site-{{env}}"}}\n'
+        f"backup: {{dir: {tmp_path / 'backups'}, paths: ['{{env}}/uploads']}}\n"
+    )
+    disk = tmp_path / "disk" / "uploads"
+    disk.mkdir(parents=True)
+    (disk / "photo.jpg").write_bytes(b"jpeg")
+    if kind == "path is a link":
+        (project / "dev" / "uploads").symlink_to(disk)
+        fragments = ["backup path", "uploads is a link (to", "name the folder it leads to"]
+    else:
+        shutil.copytree(disk, project / "dev" / "uploads")
+        (project / "dev" / "uploads" / "shared").symlink_to("/etc")
+        fragments = ["holds the link shared, which leads out of it (to /etc)"]
+    run = opskit("backup", "site", "dev", "--root", str(tmp_path / "root"))
+    assert_one_error_line(run, *fragments, "a restore would refuse it")
+    env_folder = tmp_path / "backups" / "site" / "dev"
+    assert [p.name for p in env_folder.iterdir() if not p.name.startswith(".lock")] == []
+
+
+@pytest.mark.docker
+def test_a_dump_linked_to_another_envs_is_refused_by_verify_and_restore(examples_up: Path) -> None:
+    """#19: dev's archive whose dump is a link to prod's, checksums and row counts taken
+    from prod's record: verify fails it and restore loads nothing."""
+    from archives import linked_copy
+    from conftest import assert_one_error_line, opskit
+    from test_backup import database_state
+
+    root = str(examples_up)
+    prod = Path(opskit("backup", "mdf", "prod", "--root", root, timeout=300).stdout.strip())
+    dev = Path(opskit("backup", "mdf", "dev", "--root", root, timeout=300).stdout.strip())
+    copy = linked_copy(dev, "mdf-dev-20991231T235959Z", prod)
+    try:
+        run = opskit("verify", "mdf", "dev", "--name", copy.name, "--root", root)
+        assert run.returncode == 1 and "db-db-wordpress" in run.stderr, run.stderr
+        assert "is a link" in run.stderr, run.stderr
+        before = database_state(root, "mdf")
+        run = opskit("restore", "mdf", "dev", "--name", copy.name, "--yes", "--root", root)
+        assert_one_error_line(run, "is damaged, nothing was restored", "is a link")
+        assert database_state(root, "mdf") == before
+    finally:
+        shutil.rmtree(copy)

@@ -330,21 +330,28 @@ def _decompressed(source: Any) -> Iterator[bytes]:
 
 
 def verify(host: Host, archive: Archive) -> list[Fault]:
-    """Check every component's checksum and decompress it fully; return the faults."""
+    """Check what a restore checks before it changes anything: the manifest is this
+    archive's, and every component file is a regular file inside the archive (never a
+    link) whose checksums match and that decompresses fully; a path's tar holds the tree
+    it names and no link that a restore refuses. Return the faults."""
     import zstandard
 
     faults = []
     if archive.manifest.get("format") != FORMAT:
         return [Fault("manifest", f"unknown format {archive.manifest.get('format')!r}")]
+    project, env = archive.manifest.get("project"), archive.manifest.get("environment")
+    if not archive.name.startswith(f"{project}-{env}-"):
+        return [Fault("manifest", f"it names {project} {env}, not the archive {archive.name}")]
     for record in archive.components:
-        raw_hash = hashlib.sha256()
-        raw_size = 0
+        problem = None
         try:
-            with host.open_read(archive.member(record)) as source:
+            with host.open_regular(archive.member(record)) as source:
                 stored = _HashingReader(source)
-                for chunk in _decompressed(stored):
-                    raw_hash.update(chunk)
-                    raw_size += len(chunk)
+                raw = _HashingReader(_buffered(_decompressed(stored)))
+                if record.kind == "path":
+                    problem = _path_tree_problem(raw, str(record.details.get("path") or ""))
+                while raw.read(CHUNK):
+                    pass
                 stored.read()  # anything after the last frame still counts
         except (OSError, OpskitError) as exc:
             faults.append(Fault(record.key, f"cannot read {record.file}: {exc}"))
@@ -354,14 +361,43 @@ def verify(host: Host, archive: Archive) -> list[Fault]:
             continue
         if stored.size != record.stored_bytes or stored.hash.hexdigest() != record.sha256:
             faults.append(Fault(record.key, f"{record.file}: checksum mismatch"))
-        elif raw_size != record.raw_bytes or raw_hash.hexdigest() != record.raw_sha256:
+        elif raw.size != record.raw_bytes or raw.hash.hexdigest() != record.raw_sha256:
             faults.append(Fault(record.key, f"{record.file}: content checksum mismatch"))
+        elif problem:
+            faults.append(Fault(record.key, f"{record.file}: a restore would refuse it: {problem}"))
     return faults
 
 
+def _path_tree_problem(raw: Any, path: str) -> str | None:
+    """Why a restore refuses the tar of a path component (read from *raw* as a stream, by
+    the rules of :func:`opskit.components.leads_out`), or None."""
+    import tarfile
+
+    from opskit.components import leads_out, refusal
+
+    name = posixpath.basename(path.rstrip("/"))
+    found = False
+    try:
+        with tarfile.open(fileobj=raw, mode="r|", bufsize=CHUNK) as tar:
+            for member in tar:
+                inside = member.name.rstrip("/")
+                if inside == name:
+                    found, inside = True, ""
+                elif inside.startswith(name + "/"):
+                    inside = inside[len(name) + 1 :]
+                else:
+                    continue  # a restore takes only the tree it names
+                if member.issym() and leads_out(inside, member.linkname):
+                    return refusal(inside, member.linkname)
+    except tarfile.TarError as exc:
+        return f"it is not a complete tar stream ({exc})"
+    return None if found else f"the archive holds no {name}"
+
+
 def read_component(host: Host, archive: Archive, record: ComponentRecord) -> Iterator[bytes]:
-    """The raw (decompressed) stream of one component, chunk by chunk."""
-    with host.open_read(archive.member(record)) as source:
+    """The raw (decompressed) stream of one component, chunk by chunk; its file must be a
+    regular file inside the archive, never a link."""
+    with host.open_regular(archive.member(record)) as source:
         yield from _decompressed(source)
 
 
@@ -387,9 +423,13 @@ class _ChunkReader(io.RawIOBase):
         return size
 
 
+def _buffered(chunks: Iterator[bytes]) -> IO[bytes]:
+    return io.BufferedReader(_ChunkReader(chunks), buffer_size=CHUNK)
+
+
 def component_stream(host: Host, archive: Archive, record: ComponentRecord) -> IO[bytes]:
     """The raw (decompressed) stream of one component, as a file object."""
-    return io.BufferedReader(_ChunkReader(read_component(host, archive, record)), buffer_size=CHUNK)
+    return _buffered(read_component(host, archive, record))
 
 
 def now() -> datetime:

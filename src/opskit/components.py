@@ -404,7 +404,12 @@ def _swap_in(host: Host, source: IO[bytes], target: str, what: str) -> None:
     script = (
         'staging=$1; target=$2; old=$3; name=$4; moved=0\n'
         'if [ ! -e "$staging/$name" ]; then rm -rf -- "$staging"; echo "the archive holds no $name" >&2; exit 1; fi\n'
-        'if [ -e "$target" ] || [ -L "$target" ]; then mv -- "$target" "$old" || exit 1; moved=1; fi\n'
+        'if [ -e "$target" ] || [ -L "$target" ]; then\n'
+        '  if ! mv -- "$target" "$old"; then\n'
+        '    rm -rf -- "$staging"; echo "$target was left as it was" >&2; exit 1\n'
+        '  fi\n'
+        '  moved=1\n'
+        'fi\n'
         'if ! mv -- "$staging/$name" "$target"; then\n'
         '  if [ $moved = 1 ]; then mv -- "$old" "$target"; fi\n'
         '  rm -rf -- "$staging"; echo "$target was left as it was" >&2; exit 1\n'
@@ -413,24 +418,46 @@ def _swap_in(host: Host, source: IO[bytes], target: str, what: str) -> None:
     )  # fmt: skip
     result = host.run(["sh", "-c", script, "opskit", staging, target, old, name], check=False)
     if result.returncode != 0:
-        detail = result.stderr.decode("utf-8", "replace").strip()
-        raise OpskitError(f"restoring {what} failed: {detail}")
+        lines = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise OpskitError(f"restoring {what} failed: {'; '.join(lines)}")
+
+
+def leads_out(path: str, target: str) -> bool:
+    """Whether a restore refuses a link at *path* (relative to the restored tree; "" is the
+    tree itself) that leads to *target*: a restored tree must not be a link, nor hold one
+    that leads out of it (a later sync or restore would write through it elsewhere)."""
+    if path in ("", "."):
+        return True
+    landing = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    return target.startswith("/") or landing == ".." or landing.startswith("../")
+
+
+def refusal(path: str, target: str) -> str:
+    """Why a restore refuses the link of :func:`leads_out`."""
+    if path in ("", "."):
+        return "the archive's top-level folder is a link"
+    return f"the link {path} leads out of it (to {target})"
+
+
+def link_out(host: Host, tree: str) -> tuple[str, str] | None:
+    """The first link in *tree* (a file or folder, itself included) that a restore refuses,
+    as (path in the tree, target), or None."""
+    script = (
+        '[ -L "$1" ] && printf "\\t%s\\n" "$(readlink -- "$1")"; '
+        'find "$1" -type l -printf "%P\\t%l\\n"; true'
+    )
+    listing = host.run(["sh", "-c", script, "opskit", tree], check=False).text
+    for line in listing.splitlines():
+        path, _, target = line.partition("\t")
+        if leads_out(path, target):
+            return path, target
+    return None
 
 
 def _refuse_links_out(host: Host, tree: str, what: str) -> None:
-    """Refuse a restored tree that is a link, or holds one that leads out of it: a later
-    sync or restore would write through it into another folder."""
-    script = '[ -L "$1" ] && echo "/"; find "$1" -type l -printf "%P\\t%l\\n"; true'
-    listing = host.run(["sh", "-c", script, "opskit", tree], check=False).text
-    for line in listing.splitlines():
-        if line == "/":
-            raise OpskitError(f"restoring {what} refused: the archive's top-level folder is a link")
-        path, _, target = line.partition("\t")
-        landing = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
-        if target.startswith("/") or landing == ".." or landing.startswith("../"):
-            raise OpskitError(
-                f"restoring {what} refused: the link {path} leads out of it (to {target})"
-            )
+    """Refuse a restored tree that is a link, or holds one that leads out of it."""
+    if found := link_out(host, tree):
+        raise OpskitError(f"restoring {what} refused: {refusal(*found)}")
 
 
 @attrs.frozen
@@ -463,9 +490,22 @@ class PathTree(Component):
         return TarLedger()
 
     def dump(self, context: BackupContext) -> Process:
+        """The tar stream of the path; refused when a restore of it would be refused (the
+        path is a link, or holds one that leads out of it): no archive is written that
+        cannot be restored."""
+        where = f"{context.project.name} {context.env}: backup path {self.path}"
         if not context.host.exists(self.path):
-            raise NotFoundError(
-                f"{context.project.name} {context.env}: backup path {self.path} does not exist"
+            raise NotFoundError(f"{where} does not exist")
+        if found := link_out(context.host, self.path.rstrip("/")):
+            path, target = found
+            if path:
+                raise OpskitError(
+                    f"{where} holds the link {path}, which leads out of it (to {target}); "
+                    "a restore would refuse it"
+                )
+            raise OpskitError(
+                f"{where} is a link (to {target}); a restore would refuse it: "
+                "name the folder it leads to in backup.paths"
             )
         parent, name = posixpath.split(self.path.rstrip("/"))
         return _tar_create(context.host, parent or "/", name)

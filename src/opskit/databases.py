@@ -70,15 +70,42 @@ def dump_script(database: Database) -> str:
     return _password(database) + f'exec pg_dump {_tcp(database)}--username="$1" --no-password "$2"'
 
 
+# Succeeds when no shell runs in the container any more, apart from this script's own
+# docker exec (parent pid 0) and its subshells: an image's entrypoint initialises in a shell
+# (a temporary server on the socket only, seed scripts) and then execs the server.
+INITIALISED = (
+    'for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$$" ] && continue; '
+    "ppid=$(sed -n 's/^PPid:[[:space:]]*//p' \"$d/status\" 2>/dev/null); "
+    '[ -n "$ppid" ] || continue; [ "$ppid" = "$$" ] && continue; '
+    '[ "$ppid" = 0 ] && [ "$p" != 1 ] && continue; '
+    "name=$(tr '\\000' '\\n' 2>/dev/null <\"$d/cmdline\" | head -n 1); "
+    "name=${name##*/}; name=${name#-}; "
+    'case "$name" in sh|bash|dash|ash|zsh|ksh|mksh|busybox) '
+    'echo "its initialisation is still running (pid $p: $name)"; exit 1;; esac; done; exit 0'
+)
+
+
 def ready_script(database: Database) -> str:
-    """Succeed once the server accepts connections over TCP on 127.0.0.1 (an image that
-    initialises runs a temporary server on its socket only). No password is needed."""
+    """Succeed once the server the container keeps accepts connections; print why not.
+
+    An image that initialises runs a temporary server on its socket only, so a server that
+    answers over TCP on 127.0.0.1 is ready. One configured for its socket only
+    (``listen_addresses=''``, ``skip-networking``) is ready when the client answers on the
+    socket and the image's initialisation has ended (:data:`INITIALISED`). No password
+    is needed."""
     if database.type in MARIADB_TYPES:
-        return (
-            _client("mariadb-admin", "mysqladmin")
-            + 'exec "$c" --protocol=TCP --host=127.0.0.1 --user="$1" ping >/dev/null 2>&1'
-        )
-    return "exec pg_isready --host=127.0.0.1 --quiet"
+        tcp = '"$c" --protocol=TCP --host=127.0.0.1 --user="$1" ping >/dev/null 2>&1'
+        socket = '"$c" --protocol=SOCKET --user="$1" ping >/dev/null 2>&1'
+        client = _client("mariadb-admin", "mysqladmin")
+    else:
+        tcp = "pg_isready --host=127.0.0.1 --quiet"
+        socket = "pg_isready --quiet"
+        client = ""
+    return (
+        f"{client}{tcp} && exit 0; "
+        f'{socket} || {{ echo "it answers neither over TCP nor on its socket"; exit 1; }}; '
+        + INITIALISED
+    )
 
 
 # The load's own lines on stdout: the shell's and the client's process ids inside the

@@ -201,8 +201,9 @@ def _start_server(
 
 
 def _wait_ready(host: Host, container: Container, database: Database) -> None:
-    """Until the server answers over TCP on 127.0.0.1 inside its container: images start a
-    temporary server on a socket only while they initialise."""
+    """Until the server the container keeps accepts connections (:func:`databases.ready_script`):
+    over TCP, or on its socket once the image's initialisation has ended, so that a server
+    configured for its socket only is drilled as it runs."""
     deadline = time.monotonic() + READY_TIMEOUT
     argv = databases.client_argv(container.name, databases.ready_script(database), database)
     while True:
@@ -212,10 +213,16 @@ def _wait_ready(host: Host, container: Container, database: Database) -> None:
         state = host.run(
             ["docker", "inspect", "-f", "{{.State.Status}}", container.name], check=False
         ).text.strip()
-        if state != "running" or time.monotonic() > deadline:
+        if state != "running":
             logs = host.run(["docker", "logs", "--tail", "5", container.name], check=False).text
             last = [line for line in logs.splitlines() if line.strip()][-1:] or [state]
             raise OpskitError(f"the throw-away {database.type} server did not start: {last[0]}")
+        if time.monotonic() > deadline:
+            why = result.text.strip().splitlines()[-1:] or [f"exit {result.returncode}"]
+            raise OpskitError(
+                f"the throw-away {database.type} server was not ready after "
+                f"{READY_TIMEOUT} s: {why[0]}"
+            )
         time.sleep(1)
 
 

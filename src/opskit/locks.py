@@ -33,17 +33,13 @@ def env_lock(host: Host, directory: str, purpose: str, timeout: float) -> Iterat
     """Hold the env's lock; wait at most *timeout* seconds, then raise :class:`LockBusy`."""
     path = posixpath.join(directory, ".lock")
     info = posixpath.join(directory, ".lock.holder")
-    argv = [
-        "flock",
-        "--wait",
-        str(timeout),
-        "--conflict-exit-code",
-        str(BUSY),
-        path,
-        "sh",
-        "-c",
-        "echo locked; exec cat >/dev/null",
-    ]
+    # The lock file is the owner's only (0600) whatever the umask, also one made before.
+    script = (
+        'umask 077; [ -e "$1" ] && chmod 600 -- "$1"; '
+        'exec flock --wait "$2" --conflict-exit-code "$3" "$1" '
+        'sh -c "echo locked; exec cat >/dev/null"'
+    )
+    argv = ["sh", "-c", script, "opskit", path, str(timeout), str(BUSY)]
     process = host.popen(argv, stdin=True, merge_stderr=False)
     if process.stdout.readline() != b"locked\n":
         code = process.wait()
@@ -52,7 +48,8 @@ def env_lock(host: Host, directory: str, purpose: str, timeout: float) -> Iterat
             raise LockBusy(f"{directory} is locked by {holder} (waited {timeout:g} s)")
         raise OpskitError(f"cannot lock {path}: {process.errors().strip() or f'exit {code}'}")
     holder = f"{purpose} by {getpass.getuser()} (pid {os.getpid()} on {socket.gethostname()}) since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
-    host.run(["sh", "-c", 'printf "%s\\n" "$1" > "$2"', "opskit", holder, info], check=False)
+    write = 'umask 077; rm -f -- "$2"; printf "%s\\n" "$1" > "$2"'
+    host.run(["sh", "-c", write, "opskit", holder, info], check=False)
     try:
         yield
     finally:
