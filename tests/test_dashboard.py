@@ -33,20 +33,28 @@ SHOWN = {"job.started", "phase.started", "phase.finished", "log", "warning", "ou
 
 class Dashboard:
     def __init__(
-        self, root: Path, state: Path, tokens: dict[str, str], extra: tuple[str, ...] = ()
+        self,
+        root: Path,
+        state: Path,
+        tokens: dict[str, str],
+        extra: tuple[str, ...] = (),
+        serve: tuple[str, ...] = (),
+        launcher: tuple[str, ...] = (),
     ) -> None:
         self.root = root
         self.state = state
         self.tokens = tokens
-        self.extra = extra
+        self.extra = extra  # before "serve"
+        self.serve = serve  # after it
+        self.launcher = launcher  # before it all (nohup)
         (self.port,) = free_ports(1)
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "opskit", "--root", str(self.root), *self.extra, "serve",
-             "--bind", f"127.0.0.1:{self.port}"],
+            [*self.launcher, sys.executable, "-m", "opskit", "--root", str(self.root),
+             *self.extra, "serve", "--bind", f"127.0.0.1:{self.port}", *self.serve],
             stdout=subprocess.DEVNULL, stderr=open(self.state / "serve.log", "ab"),  # noqa: SIM115
             env={**os.environ, "OPSKIT_SSH_KEY": SSH_KEY},
         )  # fmt: skip
@@ -64,18 +72,24 @@ class Dashboard:
 
     def cookie(self, name: str) -> str:
         """A session cookie for *name*, logged in through the form's POST."""
+        status, header = self.log_in(self.tokens[name])
+        assert status == 303, status
+        return header.split(";")[0]
+
+    def log_in(self, token: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        """The form's POST of *token*: the status and the Set-Cookie header."""
         request = urllib.request.Request(
             self.url + "/login",
-            data=f"token={self.tokens[name]}".encode(),
-            headers={"Origin": self.url, "Content-Type": "application/x-www-form-urlencoded"},
-        )
+            data=f"token={token}".encode(),
+            headers={"Origin": self.url, "Content-Type": "application/x-www-form-urlencoded",
+                     **(headers or {})},
+        )  # fmt: skip
         opener = urllib.request.build_opener(NoRedirect)
         try:
             opener.open(request)
         except urllib.error.HTTPError as exc:
-            header = exc.headers.get("set-cookie", "")
-            return header.split(";")[0]
-        raise AssertionError("the login did not redirect")
+            return exc.code, exc.headers.get("set-cookie", "")
+        raise AssertionError("the login neither redirected nor failed")
 
     def api(
         self, path: str, cookie: str | None = None, body: Any = None, origin: str | None = None
@@ -121,19 +135,23 @@ def dashboard(examples_up: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     settings.unlink()
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def chromium(home: Path) -> Any:
+    """Debian's headless Chromium through its ChromeDriver (no network calls)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    home = tmp_path_factory.mktemp("chromium-home")
     os.environ["HOME"] = str(home)
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                 "--window-size=1280,900"):  # fmt: skip
         options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    driver = chromium(tmp_path_factory.mktemp("chromium-home"))
     yield driver
     driver.quit()
 
@@ -501,9 +519,10 @@ def test_the_backups_drill_down_reaches_an_archive_restores_and_downloads_it(
     name = first.get_attribute("data-archive")
     shot(browser, "backups")
 
+    path = f"/api/archives/seriousletter/dev/{name}.tar"
+    assert dashboard.api(path, dashboard.cookie("victor"))[0] == 403  # a viewer may not
     request = urllib.request.Request(
-        dashboard.url + f"/api/archives/seriousletter/dev/{name}.tar",
-        headers={"Cookie": dashboard.cookie("victor")},  # a viewer may download
+        dashboard.url + path, headers={"Cookie": dashboard.cookie("olivia")}
     )
     with (
         urllib.request.urlopen(request) as response,
@@ -686,3 +705,134 @@ def test_headers_caching_openapi_and_the_streams_keepalive(dashboard: Dashboard)
     assert b": keepalive" in received
     assert time.monotonic() - started < 20  # at least every 15 s
     connection.close()
+
+
+# -- sessions, logins, errors (#19) -------------------------------------------------------
+
+
+def test_a_removed_demoted_or_replaced_token_loses_its_session_at_the_next_request(
+    dashboard: Dashboard,
+) -> None:
+    """opskit.yaml edited while serve runs: the change holds at the next request."""
+    from opskit.web.auth import new_token
+
+    settings = dashboard.root / "opskit.yaml"
+    original = settings.read_text()
+    olivia, victor = dashboard.tokens["olivia"], dashboard.tokens["victor"]
+    operator, viewer = dashboard.cookie("olivia"), dashboard.cookie("victor")
+    olivia_sha = original.split("olivia, role: operator, sha256: ")[1][:64]
+    try:
+        assert dashboard.api("/api/me", operator)[1]["role"] == "operator"
+        settings.write_text(original.replace("olivia, role: operator", "olivia, role: viewer"))
+        assert dashboard.api("/api/me", operator)[0] == 401  # demoted: the session ended
+        assert dashboard.api("/api/me", dashboard.cookie("olivia"))[1]["role"] == "viewer"
+
+        settings.write_text("".join(ln for ln in original.splitlines(True) if "victor" not in ln))
+        assert dashboard.api("/api/me", viewer)[0] == 401  # removed
+        assert dashboard.log_in(victor) == (303, "")  # and no new session
+
+        settings.write_text(original.replace(olivia_sha, new_token()[1]))  # replaced: leaked
+        assert dashboard.log_in(olivia) == (303, "")
+        viewer = dashboard.cookie("victor")
+        assert dashboard.api("/api/me", viewer)[0] == 200
+
+        settings.write_text("serve: {tokens: [{name: broken}]}\n")  # an edit gone wrong
+        status, answer = dashboard.api("/api/me", viewer)
+        assert status == 503 and "nobody can log in" in answer["error"], answer
+    finally:
+        settings.write_text(original)
+    assert dashboard.api("/api/me", dashboard.cookie("olivia"))[1]["role"] == "operator"
+    assert "Traceback" not in (dashboard.state / "serve.log").read_text()
+
+
+BAD_TEXT = ["nope", "..", "../..", "a/../b", "\x00", "x\x00y", "\x1b[2J", "-1", "--help",
+            "9" * 30, "-" + "9" * 30, "%", " ", "\u2028", "é", "a" * 5000]  # fmt: skip
+BAD_INT = ["-1", "9" * 30, "-" + "9" * 30, "x", "\x00", "1.5", ""]
+BAD_JSON = [None, True, -1, 10**30, -(10**30), 1.5, [], {}, *BAD_TEXT]
+
+
+def test_the_api_answers_bad_names_and_numbers_with_4xx_never_500(dashboard: Dashboard) -> None:
+    """Walks the OpenAPI schema: each path, query and body parameter in turn gets bad values
+    (unknown names, .., NUL and other control characters, huge and negative numbers), the
+    others good ones; no answer may be a 5xx (a bad body nothing but a 4xx), and the server
+    logs no traceback."""
+    import http.client
+    from urllib.parse import quote, urlencode
+
+    cookie = dashboard.cookie("olivia")
+    _status, schema = dashboard.api("/api/openapi.json", cookie)
+    archives = dashboard.api("/api/backups?project=seriousletter&env=dev", cookie)[1]["archives"]
+    runs = dashboard.api("/api/runs", cookie)[1]["runs"]
+    good = {"project": "seriousletter", "env": "dev", "service": "web",
+            "name": archives[0]["name"] if archives else "seriousletter-dev-20260101T000000Z",
+            "run_id": runs[0]["id"] if runs else "x"}  # fmt: skip
+    bodies = {  # a body that is right but for the one field that gets bad values
+        "operation": {"operation": "backup", "project": "seriousletter", "env": "dev"},
+        "archive": {"operation": "restore", "project": "seriousletter", "env": "dev"},
+        "from": {"operation": "promote", "project": "seriousletter", "from": "dev", "to": "prod"},
+        "dry_run": {"operation": "rebuild", "project": "seriousletter", "env": "prod"},
+    }  # fmt: skip
+    bodies |= {"project": bodies["operation"], "env": bodies["operation"], "to": bodies["from"],
+               "confirm": bodies["dry_run"]}  # fmt: skip
+    descriptor = dashboard.root / "seriousletter" / "project.yaml"
+    original = descriptor.read_text()
+    log = dashboard.state / "serve.log"
+    log_start = log.stat().st_size
+    answers: list[tuple[int, str, str]] = []
+
+    def send(method: str, path: str, query: dict[str, str], body: bytes | None = None) -> None:
+        target = path + ("?" + urlencode(query) if query else "")
+        connection = http.client.HTTPConnection("127.0.0.1", dashboard.port, timeout=60)
+        headers = {"Cookie": cookie, "Origin": dashboard.url, "Content-Type": "application/json"}
+        connection.request(method, target, body=body, headers=headers)
+        response = connection.getresponse()  # the headers: a stream is not read to its end
+        answers.append((response.status, method, target + (f" {body!r}" if body else "")))
+        connection.close()
+
+    def url(template: str, values: dict[str, str]) -> str:
+        for key, value in values.items():
+            template = template.replace("{" + key + "}", quote(value, safe=""))
+        return template
+
+    def walk(paths: dict[str, Any]) -> None:
+        for template, methods in paths.items():
+            for method, operation in methods.items():
+                params = operation.get("parameters", [])
+                body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+                in_path = {p["name"]: good[p["name"]] for p in params if p["in"] == "path"}
+                in_query = {
+                    p["name"]: good.get(p["name"], "0") for p in params if p["in"] == "query"
+                }
+                for param in params:
+                    integer = '"integer"' in json.dumps(param["schema"])
+                    for bad in BAD_INT if integer else BAD_TEXT:
+                        if param["in"] == "path":
+                            path, query = url(template, {**in_path, param["name"]: bad}), in_query
+                        else:
+                            path, query = url(template, in_path), {**in_query, param["name"]: bad}
+                        send(
+                            method.upper(), path, query, b'{"schedule": "03:30"}' if body else None
+                        )
+                if not body:
+                    continue
+                path = url(template, {**in_path, "name": "seriousletter"})
+                refused_from = len(answers)
+                for field in body["schema"]["properties"]:
+                    for bad in BAD_JSON:
+                        sent = {**bodies.get(field, {}), field: bad}
+                        send(method.upper(), path, {}, json.dumps(sent).encode())
+                for raw in (b"", b"{", b"\xff\xfe", b'"\\u0000"', b"[1, 2", b"1e999999"):
+                    send(method.upper(), path, {}, raw)
+                accepted = [a for a in answers[refused_from:] if a[0] < 400]
+                assert not accepted, accepted[:5]
+
+    try:
+        walk(schema["paths"])
+    finally:
+        changed, _ = descriptor.read_text(), descriptor.write_text(original)
+    assert changed == original  # no schedule was set
+    assert len(answers) > 300
+    failed = [answer for answer in answers if answer[0] >= 500]
+    assert not failed, failed[:10]
+    logged = log.read_bytes()[log_start:].decode(errors="replace")
+    assert "Traceback" not in logged, logged[-3000:]
