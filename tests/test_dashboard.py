@@ -6,6 +6,7 @@ Screenshots of each page go to build/screenshots/ (kept after the run)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -226,9 +227,14 @@ class Shell:
     def run(self, command: str, expected: bytes) -> bytes:
         """Wait for the prompt, type *command*, read until *expected* follows it; return
         what came after the command."""
-        import re
-
         deadline = time.monotonic() + 60
+        self.type(command, deadline)
+        self.wait(lambda text: expected in text.partition(command.encode())[2], deadline)
+        return self.seen[self.typed_at :]
+
+    def type(self, command: str, deadline: float) -> None:
+        """Wait for the prompt and for the screen to settle, then type *command*."""
+        import re
 
         def prompted(text: bytes) -> bool:  # without the terminal's control sequences
             return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", text).rstrip().endswith((b"#", b"$"))
@@ -238,8 +244,6 @@ class Shell:
             pass
         self.typed_at = len(self.seen)
         self.socket.send(command + "\n")
-        self.wait(lambda text: expected in text.partition(command.encode())[2], deadline)
-        return self.seen[self.typed_at :]
 
 
 def run_ids(board: Dashboard) -> set[str]:
@@ -817,8 +821,10 @@ def test_the_api_answers_bad_names_and_numbers_with_4xx_never_500(dashboard: Das
                     continue
                 path = url(template, {**in_path, "name": "seriousletter"})
                 refused_from = len(answers)
-                for field in body["schema"]["properties"]:
+                for field, kind in body["schema"]["properties"].items():
                     for bad in BAD_JSON:
+                        if kind["type"] == "boolean" and isinstance(bad, bool):
+                            continue  # a good value
                         sent = {**bodies.get(field, {}), field: bad}
                         send(method.upper(), path, {}, json.dumps(sent).encode())
                 for raw in (b"", b"{", b"\xff\xfe", b'"\\u0000"', b"[1, 2", b"1e999999"):
@@ -836,3 +842,213 @@ def test_the_api_answers_bad_names_and_numbers_with_4xx_never_500(dashboard: Das
     assert not failed, failed[:10]
     logged = log.read_bytes()[log_start:].decode(errors="replace")
     assert "Traceback" not in logged, logged[-3000:]
+
+
+# -- the terminal ends with its page, its browser and its server (#19) ------------------
+
+
+def web_container(board: Dashboard) -> str:
+    from opskit import Ops
+
+    return Ops(str(board.root)).containers("webstack", "dev", "web", running=True)[0].id
+
+
+def leftovers(container: str) -> list[str]:
+    """What a terminal into *container* leaves: docker exec clients on this machine, and
+    shells or the test's ``sleep 12345`` in the container."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if b"exec" in argv and container.encode() in argv:
+            found.append(b" ".join(argv).decode(errors="replace"))
+    top = subprocess.run(["docker", "top", container, "-eo", "pid,args"], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    for line in top.stdout.splitlines()[1:]:
+        args = line.split(None, 1)[1].strip()
+        if args in ("sh", "bash", "/bin/sh", "/bin/bash") or args.startswith("sleep 12345"):
+            found.append(f"in the container: {args}")
+    return found
+
+
+def start_sleep(shell: Shell, container: str) -> None:
+    """Type ``sleep 12345`` once the prompt came, answering the shell's cursor queries."""
+    shell.type("sleep 12345", time.monotonic() + 60)
+    wait_until(lambda: (shell.more(0.2), sleeping(container))[1], 30, 0.1, "sleep 12345")
+
+
+def sleeping(container: str) -> bool:
+    return any("sleep 12345" in line for line in leftovers(container))
+
+
+def none_left_within(container: str, seconds: float) -> None:
+    """Nothing of the terminal is left *seconds* after it closed (asked again and again)."""
+    deadline = time.monotonic() + seconds
+    while found := leftovers(container):
+        assert time.monotonic() < deadline, f"left after {seconds} s: {found}"
+        time.sleep(0.2)
+
+
+def open_terminal_in_page(browser: Any, board: Dashboard) -> None:
+    """The web service's terminal from the overview, running ``sleep 12345``."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, board, "olivia")
+    row = "#overview tr[data-project='webstack'][data-env='dev'][data-service='web'] button"
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, row), 30, 0.1, "the button")
+    browser.find_element(By.CSS_SELECTOR, row).click()
+    wait_until(lambda: browser.execute_script("return !!window.opskitTerminal"), 10, 0.1, "xterm")
+    wait_until(
+        lambda: browser.execute_script(
+            "const b = window.opskitTerminal.buffer.active;"
+            "return b.getLine(b.cursorY + b.baseY).translateToString(true).trim()"
+        ).endswith(("#", "$")),
+        60, 0.1, "the prompt",
+    )  # fmt: skip
+    time.sleep(0.5)
+    browser.find_element(By.CSS_SELECTOR, "#terminal textarea").click()
+    ActionChains(browser).send_keys("sleep 12345\n").perform()
+    wait_until(lambda: sleeping(web_container(board)), 30, 0.2, "sleep 12345 in the container")
+
+
+def test_a_terminal_closed_by_its_page_leaves_nothing_running(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    """Before, the docker client got SIGHUP and went, but its shell (and what ran in it)
+    stayed in the container: the engine does not end an exec whose client is gone."""
+    container = web_container(dashboard)
+    none_left_within(container, 30)  # what earlier tests opened
+    open_terminal_in_page(browser, dashboard)
+    browser.get(dashboard.url + "/runs")  # the page goes, and its socket with it
+    none_left_within(container, 5)
+
+
+@pytest.fixture(scope="module")
+def stubborn(dashboard: Dashboard) -> Iterator[Dashboard]:
+    """A second server, started as under nohup (SIGHUP ignored, which its children inherit)
+    and behind a proxy (the client address comes from X-Forwarded-For)."""
+    board = Dashboard(dashboard.root, dashboard.state, dashboard.tokens,
+                      serve=("--behind-proxy",), launcher=("nohup",))  # fmt: skip
+    board.start()
+    assert board.process is not None
+    status = Path(f"/proc/{board.process.pid}/status").read_text()
+    ignored = int(status.split("SigIgn:")[1].split()[0], 16)
+    assert ignored & (1 << (signal.SIGHUP - 1))
+    yield board
+    board.stop()
+
+
+def test_failed_logins_are_limited_per_address_with_a_log_line_each(stubborn: Dashboard) -> None:
+    from opskit.web.auth import FAILURES
+
+    log = stubborn.state / "serve.log"
+    start = log.stat().st_size
+    attacker, other = {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "198.51.100.1"}
+    for _ in range(FAILURES):
+        assert stubborn.log_in("wrong-token", attacker) == (303, "")
+    status, cookie = stubborn.log_in(stubborn.tokens["olivia"], attacker)
+    assert (status, cookie) == (429, "")  # the right token, too late
+    status, cookie = stubborn.log_in(stubborn.tokens["olivia"], other)
+    assert status == 303 and cookie.startswith("opskit_session=")
+    lines = log.read_bytes()[start:].decode().splitlines()
+    failed = [ln for ln in lines if "login failed from 203.0.113.7" in ln]
+    assert len(failed) == FAILURES, lines
+    assert any("login refused from 203.0.113.7" in ln for ln in lines)
+
+
+def test_a_terminal_of_a_server_that_ignores_sighup_ends_when_its_socket_closes(
+    stubborn: Dashboard,
+) -> None:
+    from websockets.sync.client import connect
+
+    container = web_container(stubborn)
+    none_left_within(container, 30)
+    url = (
+        stubborn.url.replace("http:", "ws:") + "/api/terminal?project=webstack&env=dev&service=web"
+    )
+    cookie = stubborn.cookie("olivia")
+    with connect(url, origin=stubborn.url, additional_headers={"Cookie": cookie}) as terminal:  # type: ignore[arg-type]
+        terminal.send('{"resize": [100, 30]}')
+        shell = Shell(terminal)
+        shell.run("echo started-$((40+2))", b"started-42")
+        terminal.send('{"resize": "x"}')  # malformed: ignored, the session goes on
+        start_sleep(shell, container)
+    none_left_within(container, 5)  # a clean close
+    assert "Traceback" not in (stubborn.state / "serve.log").read_text()
+
+
+def test_a_terminal_whose_browser_was_killed_leaves_nothing_running(
+    stubborn: Dashboard, tmp_path: Path
+) -> None:
+    container = web_container(stubborn)
+    none_left_within(container, 30)
+    home = os.environ.get("HOME")
+    killed = chromium(tmp_path)
+    try:
+        open_terminal_in_page(killed, stubborn)
+        driver = killed.service.process.pid
+        tree = descendants(driver)
+        assert tree, "no Chromium under its driver"
+        for pid in tree:  # the browser and all of its processes, as the OOM killer would
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        none_left_within(container, 5)
+    finally:
+        killed.service.process.kill()
+        if home is not None:
+            os.environ["HOME"] = home
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        if stat:
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def test_serve_stops_within_10_s_of_sigterm_with_a_terminal_and_a_stream_open(
+    stubborn: Dashboard,
+) -> None:
+    import http.client
+
+    from websockets.sync.client import connect
+
+    container = web_container(stubborn)
+    none_left_within(container, 30)
+    cookie = stubborn.cookie("olivia")
+    stream = http.client.HTTPConnection("127.0.0.1", stubborn.port, timeout=30)
+    stream.request("GET", "/api/stream", headers={"Cookie": cookie})
+    assert stream.getresponse().status == 200
+    url = (
+        stubborn.url.replace("http:", "ws:") + "/api/terminal?project=webstack&env=dev&service=web"
+    )
+    with connect(url, origin=stubborn.url, additional_headers={"Cookie": cookie}) as terminal:  # type: ignore[arg-type]
+        terminal.send('{"resize": [100, 30]}')
+        shell = Shell(terminal)
+        shell.run("echo started-$((40+2))", b"started-42")
+        start_sleep(shell, container)
+        assert stubborn.process is not None
+        started = time.monotonic()
+        stubborn.process.send_signal(signal.SIGTERM)
+        try:
+            stubborn.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            stubborn.process.kill()
+            raise AssertionError("serve was still running 10 s after SIGTERM") from None
+        assert time.monotonic() - started < 10
+    stream.close()
+    none_left_within(container, 5)
