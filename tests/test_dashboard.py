@@ -903,9 +903,10 @@ def open_terminal_in_page(browser: Any, board: Dashboard) -> None:
     wait_until(lambda: browser.execute_script("return !!window.opskitTerminal"), 10, 0.1, "xterm")
     wait_until(
         lambda: browser.execute_script(
-            "const b = window.opskitTerminal.buffer.active;"
-            "return b.getLine(b.cursorY + b.baseY).translateToString(true).trim()"
-        ).endswith(("#", "$")),
+            "const b = window.opskitTerminal.buffer.active; const lines = [];"
+            "for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));"
+            "return lines.join('\\n')"
+        ).rstrip().endswith(("#", "$")),
         60, 0.1, "the prompt",
     )  # fmt: skip
     time.sleep(0.5)
