@@ -836,10 +836,10 @@ def test_the_api_answers_bad_names_and_numbers_with_4xx_never_500(dashboard: Das
         walk(schema["paths"])
     finally:
         changed, _ = descriptor.read_text(), descriptor.write_text(original)
-    assert changed == original  # no schedule was set
-    assert len(answers) > 300
     failed = [answer for answer in answers if answer[0] >= 500]
     assert not failed, failed[:10]
+    assert changed == original  # no schedule was set
+    assert len(answers) > 300
     logged = log.read_bytes()[log_start:].decode(errors="replace")
     assert "Traceback" not in logged, logged[-3000:]
 
