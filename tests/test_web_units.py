@@ -330,3 +330,22 @@ def test_a_closed_terminal_ends_a_command_that_ignores_hup_and_term() -> None:
     # Python ignores SIGPIPE itself and SIGXFSZ; the command inherited nothing else
     ignored = int(b"".join(seen).split(b"ignored ")[1].split()[0], 16)
     assert not ignored & ~(1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1)), hex(ignored)
+
+
+def test_the_shells_process_id_is_taken_out_of_the_output_however_it_is_split() -> None:
+    """The mark alone in the first read once ended the session: b"" means the end."""
+    from opskit.web.terminal import ShellPid
+
+    shell = ShellPid()
+    assert shell.feed(b"\x1b]opskit-pid;7") == b""  # held back
+    assert shell.feed(b"84\x07") == b""  # the mark alone: nothing to show, not the end
+    assert shell.pid == "784"
+    assert shell.feed(b"/ # ") == b"/ # "
+    other = ShellPid()
+    assert other.feed(b"ls\r\n\x1b]opskit-pid;12\x07\r\n/ # ") == b"ls\r\n\r\n/ # "
+    assert other.pid == "12"
+    none = ShellPid()  # a shell that never says: its output is not held back for long
+    assert none.feed(b"x" * 5000) == b"x" * 5000 and none.pid is None
+    short = ShellPid()
+    assert short.feed(b"error: no such container\r\n") == b""
+    assert short.rest() == b"error: no such container\r\n"

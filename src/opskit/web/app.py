@@ -42,6 +42,7 @@ from opskit.web.auth import (
 
 KEEPALIVE_SECONDS = 15.0
 POLL_SECONDS = 0.05
+STOP_CHECK_SECONDS = 0.5
 MAX_ID = 2**63 - 1  # SQLite's integers
 EVENT_ID = re.compile(r"[0-9]{1,18}\Z")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -177,6 +178,12 @@ def create_app(options: Options) -> FastAPI:
         redoc_url=None,
     )
     app.state.store = store
+    # opskit serve sets this to its server's "should exit": the event streams end by
+    # themselves then, instead of being cancelled (and logged) when the server stops
+    app.state.stopping = lambda: False
+
+    def stopping() -> bool:
+        return bool(app.state.stopping())
 
     def current_user(request: Request) -> User | None:
         """The request's user (looked up once per request, against opskit.yaml as it is now)."""
@@ -445,7 +452,7 @@ def create_app(options: Options) -> FastAPI:
         if not found:
             raise HTTPException(404, f"{project} {env} {service}: no container")
         argv = ["docker", "logs", "--follow", "--tail", str(max(0, min(tail, 5000))), found[0].name]
-        return _event_stream(_log_lines(ops.host, argv))
+        return _event_stream(_log_lines(ops.host, argv, stopping))
 
     @app.get("/api/schedules")
     def schedules(request: Request) -> dict[str, Any]:
@@ -554,7 +561,7 @@ def create_app(options: Options) -> FastAPI:
         user_of(request)
         header = request.headers.get("last-event-id")
         last = int(header) if header and EVENT_ID.match(header) else (after or 0)
-        return _event_stream(_events(broadcaster, store, last))
+        return _event_stream(_events(broadcaster, store, last, stopping))
 
     if options.terminal:
         from opskit.web.terminal import terminal_session
@@ -596,7 +603,21 @@ def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
     )
 
 
-async def _events(broadcaster: Broadcaster, store: RunStore, last: int) -> AsyncIterator[str]:
+async def _next(queue: asyncio.Queue[Any], stopping: Callable[[], bool]) -> Any:
+    """The queue's next item; None after KEEPALIVE_SECONDS without one, or when the server
+    stops (the caller checks *stopping*)."""
+    waited = 0.0
+    while waited < KEEPALIVE_SECONDS and not stopping():
+        try:
+            return await asyncio.wait_for(queue.get(), STOP_CHECK_SECONDS)
+        except TimeoutError:
+            waited += STOP_CHECK_SECONDS
+    return None
+
+
+async def _events(
+    broadcaster: Broadcaster, store: RunStore, last: int, stopping: Callable[[], bool]
+) -> AsyncIterator[str]:
     queue = broadcaster.subscribe()
     try:
         yield "retry: 1000\n\n"
@@ -606,10 +627,9 @@ async def _events(broadcaster: Broadcaster, store: RunStore, last: int) -> Async
             for event in batch:
                 last = event.id
                 yield _frame(event.id, {"run": event.run, **event.data})
-        while True:
-            try:
-                event = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
-            except TimeoutError:
+        while not stopping():
+            event = await _next(queue, stopping)
+            if event is None:
                 yield ": keepalive\n\n"
                 continue
             if event.id <= last:
@@ -620,7 +640,9 @@ async def _events(broadcaster: Broadcaster, store: RunStore, last: int) -> Async
         broadcaster.unsubscribe(queue)
 
 
-async def _log_lines(host: Any, argv: list[str]) -> AsyncIterator[str]:
+async def _log_lines(
+    host: Any, argv: list[str], stopping: Callable[[], bool]
+) -> AsyncIterator[str]:
     """Lines of a following ``docker logs`` (stdout and stderr merged), read in a thread;
     the process ends when the stream does."""
     import threading
@@ -636,10 +658,9 @@ async def _log_lines(host: Any, argv: list[str]) -> AsyncIterator[str]:
 
     threading.Thread(target=read, daemon=True).start()
     try:
-        while True:
-            try:
-                raw = await asyncio.wait_for(lines.get(), KEEPALIVE_SECONDS)
-            except TimeoutError:
+        while not stopping():
+            raw = await _next(lines, stopping)
+            if raw is None:
                 yield ": keepalive\n\n"
                 continue
             if not raw:

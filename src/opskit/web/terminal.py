@@ -31,6 +31,35 @@ STOP = (
 IGNORED = b""
 
 
+class ShellPid:
+    """Takes the shell's process id (:data:`PID_MARK`) out of the terminal's first output;
+    that output is held back until it came (or 4 KiB came without it)."""
+
+    def __init__(self) -> None:
+        self.head: bytes | None = b""
+        self.pid: str | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        """What the page is to get of *data* (b"" while it is held back)."""
+        if self.head is None:
+            return data
+        self.head += data
+        found = PID_MARK.search(self.head)
+        if found:
+            self.pid = found[1].decode()
+            shown, self.head = self.head[: found.start()] + self.head[found.end() :], None
+            return shown
+        if len(self.head) < 4096:
+            return b""
+        shown, self.head = self.head, None
+        return shown
+
+    def rest(self) -> bytes:
+        """What is still held back, when the terminal ended."""
+        rest, self.head = self.head or b"", None
+        return rest
+
+
 async def _refuse(socket: WebSocket, reason: str) -> None:
     """Accepted, then closed with 4404 and the reason, which the page shows."""
     await socket.accept()
@@ -97,34 +126,22 @@ async def terminal_session(
         await socket.close(code=4500, reason=str(exc)[:120])
         return
     output: asyncio.Queue[bytes] = asyncio.Queue()
-    shell: list[str] = []  # its process id in the container, once announced
+    shell = ShellPid()
 
     def read() -> None:
-        head: bytes | None = (
-            b""  # the output until the shell's process id came (or 4 KiB without it)
-        )
         while data := terminal.read():
-            if head is not None:
-                head += data
-                found = PID_MARK.search(head)
-                if found:
-                    shell.append(found[1].decode())
-                    data, head = head[: found.start()] + head[found.end() :], None
-                elif len(head) < 4096:
-                    continue
-                else:
-                    data, head = head, None
-            loop.call_soon_threadsafe(output.put_nowait, data)
-        if head:
-            loop.call_soon_threadsafe(output.put_nowait, head)
+            if shown := shell.feed(data):  # b"" would mean the end
+                loop.call_soon_threadsafe(output.put_nowait, shown)
+        if rest := shell.rest():
+            loop.call_soon_threadsafe(output.put_nowait, rest)
         loop.call_soon_threadsafe(output.put_nowait, b"")
 
     def stop() -> None:
         """End the shell in the container, then the docker client (bounded: a few s)."""
-        if shell:
+        if shell.pid:
             with contextlib.suppress(OpskitError):
                 ops.host.run(
-                    ["docker", "exec", container, "sh", "-c", STOP, "sh", shell[0]],
+                    ["docker", "exec", container, "sh", "-c", STOP, "sh", shell.pid],
                     check=False,
                     timeout=10,
                 )
