@@ -6,6 +6,7 @@ Screenshots of each page go to build/screenshots/ (kept after the run)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -33,20 +34,28 @@ SHOWN = {"job.started", "phase.started", "phase.finished", "log", "warning", "ou
 
 class Dashboard:
     def __init__(
-        self, root: Path, state: Path, tokens: dict[str, str], extra: tuple[str, ...] = ()
+        self,
+        root: Path,
+        state: Path,
+        tokens: dict[str, str],
+        extra: tuple[str, ...] = (),
+        serve: tuple[str, ...] = (),
+        launcher: tuple[str, ...] = (),
     ) -> None:
         self.root = root
         self.state = state
         self.tokens = tokens
-        self.extra = extra
+        self.extra = extra  # before "serve"
+        self.serve = serve  # after it
+        self.launcher = launcher  # before it all (nohup)
         (self.port,) = free_ports(1)
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "opskit", "--root", str(self.root), *self.extra, "serve",
-             "--bind", f"127.0.0.1:{self.port}"],
+            [*self.launcher, sys.executable, "-m", "opskit", "--root", str(self.root),
+             *self.extra, "serve", "--bind", f"127.0.0.1:{self.port}", *self.serve],
             stdout=subprocess.DEVNULL, stderr=open(self.state / "serve.log", "ab"),  # noqa: SIM115
             env={**os.environ, "OPSKIT_SSH_KEY": SSH_KEY},
         )  # fmt: skip
@@ -64,18 +73,24 @@ class Dashboard:
 
     def cookie(self, name: str) -> str:
         """A session cookie for *name*, logged in through the form's POST."""
+        status, header = self.log_in(self.tokens[name])
+        assert status == 303, status
+        return header.split(";")[0]
+
+    def log_in(self, token: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        """The form's POST of *token*: the status and the Set-Cookie header."""
         request = urllib.request.Request(
             self.url + "/login",
-            data=f"token={self.tokens[name]}".encode(),
-            headers={"Origin": self.url, "Content-Type": "application/x-www-form-urlencoded"},
-        )
+            data=f"token={token}".encode(),
+            headers={"Origin": self.url, "Content-Type": "application/x-www-form-urlencoded",
+                     **(headers or {})},
+        )  # fmt: skip
         opener = urllib.request.build_opener(NoRedirect)
         try:
             opener.open(request)
         except urllib.error.HTTPError as exc:
-            header = exc.headers.get("set-cookie", "")
-            return header.split(";")[0]
-        raise AssertionError("the login did not redirect")
+            return exc.code, exc.headers.get("set-cookie", "")
+        raise AssertionError("the login neither redirected nor failed")
 
     def api(
         self, path: str, cookie: str | None = None, body: Any = None, origin: str | None = None
@@ -121,19 +136,23 @@ def dashboard(examples_up: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     settings.write_text(original)
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def chromium(home: Path) -> Any:
+    """Debian's headless Chromium through its ChromeDriver (no network calls)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    home = tmp_path_factory.mktemp("chromium-home")
     os.environ["HOME"] = str(home)
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                 "--window-size=1280,900"):  # fmt: skip
         options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    driver = chromium(tmp_path_factory.mktemp("chromium-home"))
     yield driver
     driver.quit()
 
@@ -208,9 +227,14 @@ class Shell:
     def run(self, command: str, expected: bytes) -> bytes:
         """Wait for the prompt, type *command*, read until *expected* follows it; return
         what came after the command."""
-        import re
-
         deadline = time.monotonic() + 60
+        self.type(command, deadline)
+        self.wait(lambda text: expected in text.partition(command.encode())[2], deadline)
+        return self.seen[self.typed_at :]
+
+    def type(self, command: str, deadline: float) -> None:
+        """Wait for the prompt and for the screen to settle, then type *command*."""
+        import re
 
         def prompted(text: bytes) -> bool:  # without the terminal's control sequences
             return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", text).rstrip().endswith((b"#", b"$"))
@@ -220,8 +244,6 @@ class Shell:
             pass
         self.typed_at = len(self.seen)
         self.socket.send(command + "\n")
-        self.wait(lambda text: expected in text.partition(command.encode())[2], deadline)
-        return self.seen[self.typed_at :]
 
 
 def run_ids(board: Dashboard) -> set[str]:
@@ -501,9 +523,10 @@ def test_the_backups_drill_down_reaches_an_archive_restores_and_downloads_it(
     name = first.get_attribute("data-archive")
     shot(browser, "backups")
 
+    path = f"/api/archives/seriousletter/dev/{name}.tar"
+    assert dashboard.api(path, dashboard.cookie("victor"))[0] == 403  # a viewer may not
     request = urllib.request.Request(
-        dashboard.url + f"/api/archives/seriousletter/dev/{name}.tar",
-        headers={"Cookie": dashboard.cookie("victor")},  # a viewer may download
+        dashboard.url + path, headers={"Cookie": dashboard.cookie("olivia")}
     )
     with (
         urllib.request.urlopen(request) as response,
@@ -686,3 +709,347 @@ def test_headers_caching_openapi_and_the_streams_keepalive(dashboard: Dashboard)
     assert b": keepalive" in received
     assert time.monotonic() - started < 20  # at least every 15 s
     connection.close()
+
+
+# -- sessions, logins, errors (#19) -------------------------------------------------------
+
+
+def test_a_removed_demoted_or_replaced_token_loses_its_session_at_the_next_request(
+    dashboard: Dashboard,
+) -> None:
+    """opskit.yaml edited while serve runs: the change holds at the next request."""
+    from opskit.web.auth import new_token
+
+    settings = dashboard.root / "opskit.yaml"
+    original = settings.read_text()
+    olivia, victor = dashboard.tokens["olivia"], dashboard.tokens["victor"]
+    operator, viewer = dashboard.cookie("olivia"), dashboard.cookie("victor")
+    olivia_sha = original.split("olivia, role: operator, sha256: ")[1][:64]
+    try:
+        assert dashboard.api("/api/me", operator)[1]["role"] == "operator"
+        settings.write_text(original.replace("olivia, role: operator", "olivia, role: viewer"))
+        assert dashboard.api("/api/me", operator)[0] == 401  # demoted: the session ended
+        assert dashboard.api("/api/me", dashboard.cookie("olivia"))[1]["role"] == "viewer"
+
+        settings.write_text("".join(ln for ln in original.splitlines(True) if "victor" not in ln))
+        assert dashboard.api("/api/me", viewer)[0] == 401  # removed
+        assert dashboard.log_in(victor) == (303, "")  # and no new session
+
+        settings.write_text(original.replace(olivia_sha, new_token()[1]))  # replaced: leaked
+        assert dashboard.log_in(olivia) == (303, "")
+        viewer = dashboard.cookie("victor")
+        assert dashboard.api("/api/me", viewer)[0] == 200
+
+        settings.write_text("serve: {tokens: [{name: broken}]}\n")  # an edit gone wrong
+        status, answer = dashboard.api("/api/me", viewer)
+        assert status == 503 and "nobody can log in" in answer["error"], answer
+    finally:
+        settings.write_text(original)
+    assert dashboard.api("/api/me", dashboard.cookie("olivia"))[1]["role"] == "operator"
+    assert "Traceback" not in (dashboard.state / "serve.log").read_text()
+
+
+BAD_TEXT = ["nope", "..", "../..", "a/../b", "\x00", "x\x00y", "\x1b[2J", "-1", "--help",
+            "9" * 30, "-" + "9" * 30, "%", " ", "\u2028", "é", "a" * 5000]  # fmt: skip
+BAD_INT = ["-1", "9" * 30, "-" + "9" * 30, "x", "\x00", "1.5", ""]
+BAD_JSON = [None, True, -1, 10**30, -(10**30), 1.5, [], {}, *BAD_TEXT]
+
+
+def test_the_api_answers_bad_names_and_numbers_with_4xx_never_500(dashboard: Dashboard) -> None:
+    """Walks the OpenAPI schema: each path, query and body parameter in turn gets bad values
+    (unknown names, .., NUL and other control characters, huge and negative numbers), the
+    others good ones; no answer may be a 5xx (a bad body nothing but a 4xx), and the server
+    logs no traceback."""
+    import http.client
+    from urllib.parse import quote, urlencode
+
+    cookie = dashboard.cookie("olivia")
+    _status, schema = dashboard.api("/api/openapi.json", cookie)
+    archives = dashboard.api("/api/backups?project=seriousletter&env=dev", cookie)[1]["archives"]
+    runs = dashboard.api("/api/runs", cookie)[1]["runs"]
+    good = {"project": "seriousletter", "env": "dev", "service": "web",
+            "name": archives[0]["name"] if archives else "seriousletter-dev-20260101T000000Z",
+            "run_id": runs[0]["id"] if runs else "x"}  # fmt: skip
+    bodies = {  # a body that is right but for the one field that gets bad values
+        "operation": {"operation": "backup", "project": "seriousletter", "env": "dev"},
+        "archive": {"operation": "restore", "project": "seriousletter", "env": "dev"},
+        "from": {"operation": "promote", "project": "seriousletter", "from": "dev", "to": "prod"},
+        "dry_run": {"operation": "rebuild", "project": "seriousletter", "env": "prod"},
+    }  # fmt: skip
+    bodies |= {"project": bodies["operation"], "env": bodies["operation"], "to": bodies["from"],
+               "confirm": bodies["dry_run"]}  # fmt: skip
+    descriptor = dashboard.root / "seriousletter" / "project.yaml"
+    original = descriptor.read_text()
+    log = dashboard.state / "serve.log"
+    log_start = log.stat().st_size
+    answers: list[tuple[int, str, str]] = []
+
+    def send(method: str, path: str, query: dict[str, str], body: bytes | None = None) -> None:
+        target = path + ("?" + urlencode(query) if query else "")
+        connection = http.client.HTTPConnection("127.0.0.1", dashboard.port, timeout=60)
+        headers = {"Cookie": cookie, "Origin": dashboard.url, "Content-Type": "application/json"}
+        connection.request(method, target, body=body, headers=headers)
+        response = connection.getresponse()  # the headers: a stream is not read to its end
+        answers.append((response.status, method, target + (f" {body!r}" if body else "")))
+        connection.close()
+
+    def url(template: str, values: dict[str, str]) -> str:
+        for key, value in values.items():
+            template = template.replace("{" + key + "}", quote(value, safe=""))
+        return template
+
+    def walk(paths: dict[str, Any]) -> None:
+        for template, methods in paths.items():
+            for method, operation in methods.items():
+                params = operation.get("parameters", [])
+                body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+                in_path = {p["name"]: good[p["name"]] for p in params if p["in"] == "path"}
+                in_query = {
+                    p["name"]: good.get(p["name"], "0") for p in params if p["in"] == "query"
+                }
+                for param in params:
+                    integer = '"integer"' in json.dumps(param["schema"])
+                    for bad in BAD_INT if integer else BAD_TEXT:
+                        if param["in"] == "path":
+                            path, query = url(template, {**in_path, param["name"]: bad}), in_query
+                        else:
+                            path, query = url(template, in_path), {**in_query, param["name"]: bad}
+                        send(
+                            method.upper(), path, query, b'{"schedule": "03:30"}' if body else None
+                        )
+                if not body:
+                    continue
+                path = url(template, {**in_path, "name": "seriousletter"})
+                refused_from = len(answers)
+                for field, kind in body["schema"]["properties"].items():
+                    for bad in BAD_JSON:
+                        if kind["type"] == "boolean" and isinstance(bad, bool):
+                            continue  # a good value
+                        sent = {**bodies.get(field, {}), field: bad}
+                        send(method.upper(), path, {}, json.dumps(sent).encode())
+                for raw in (b"", b"{", b"\xff\xfe", b'"\\u0000"', b"[1, 2", b"1e999999"):
+                    send(method.upper(), path, {}, raw)
+                accepted = [a for a in answers[refused_from:] if a[0] < 400]
+                assert not accepted, accepted[:5]
+
+    try:
+        walk(schema["paths"])
+    finally:
+        changed, _ = descriptor.read_text(), descriptor.write_text(original)
+    failed = [answer for answer in answers if answer[0] >= 500]
+    assert not failed, failed[:10]
+    assert changed == original  # no schedule was set
+    assert len(answers) > 300
+    logged = log.read_bytes()[log_start:].decode(errors="replace")
+    assert "Traceback" not in logged, logged[-3000:]
+
+
+# -- the terminal ends with its page, its browser and its server (#19) ------------------
+
+
+def web_container(board: Dashboard) -> str:
+    from opskit import Ops
+
+    return Ops(str(board.root)).containers("webstack", "dev", "web", running=True)[0].id
+
+
+def leftovers(container: str) -> list[str]:
+    """What a terminal into *container* leaves: docker exec clients on this machine, and
+    shells or the test's ``sleep 12345`` in the container."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if b"exec" in argv and container.encode() in argv:
+            found.append(b" ".join(argv).decode(errors="replace"))
+    top = subprocess.run(["docker", "top", container, "-eo", "pid,args"], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    for line in top.stdout.splitlines()[1:]:
+        args = line.split(None, 1)[1].strip()
+        if args in ("sh", "bash", "/bin/sh", "/bin/bash") or args.startswith("sleep 12345"):
+            found.append(f"in the container: {args}")
+    return found
+
+
+def start_sleep(shell: Shell, container: str) -> None:
+    """Type ``sleep 12345`` once the prompt came, answering the shell's cursor queries."""
+    shell.type("sleep 12345", time.monotonic() + 60)
+    wait_until(lambda: (shell.more(0.2), sleeping(container))[1], 30, 0.1, "sleep 12345")
+
+
+def sleeping(container: str) -> bool:
+    return any("sleep 12345" in line for line in leftovers(container))
+
+
+def none_left_within(container: str, seconds: float) -> None:
+    """Nothing of the terminal is left *seconds* after it closed (asked again and again)."""
+    deadline = time.monotonic() + seconds
+    while found := leftovers(container):
+        assert time.monotonic() < deadline, f"left after {seconds} s: {found}"
+        time.sleep(0.2)
+
+
+def open_terminal_in_page(browser: Any, board: Dashboard) -> None:
+    """The web service's terminal from the overview, running ``sleep 12345``."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, board, "olivia")
+    row = "#overview tr[data-project='webstack'][data-env='dev'][data-service='web'] button"
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, row), 30, 0.1, "the button")
+    browser.find_element(By.CSS_SELECTOR, row).click()
+    wait_until(lambda: browser.execute_script("return !!window.opskitTerminal"), 10, 0.1, "xterm")
+    wait_until(
+        lambda: browser.execute_script(
+            "const b = window.opskitTerminal.buffer.active; const lines = [];"
+            "for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));"
+            "return lines.join('\\n')"
+        ).rstrip().endswith(("#", "$")),
+        60, 0.1, "the prompt",
+    )  # fmt: skip
+    time.sleep(0.5)
+    browser.find_element(By.CSS_SELECTOR, "#terminal textarea").click()
+    ActionChains(browser).send_keys("sleep 12345\n").perform()
+    wait_until(lambda: sleeping(web_container(board)), 30, 0.2, "sleep 12345 in the container")
+
+
+def test_a_terminal_closed_by_its_page_leaves_nothing_running(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    """Before, the docker client got SIGHUP and went, but its shell (and what ran in it)
+    stayed in the container: the engine does not end an exec whose client is gone."""
+    container = web_container(dashboard)
+    none_left_within(container, 30)  # what earlier tests opened
+    open_terminal_in_page(browser, dashboard)
+    browser.get(dashboard.url + "/runs")  # the page goes, and its socket with it
+    none_left_within(container, 5)
+
+
+@pytest.fixture(scope="module")
+def stubborn(dashboard: Dashboard) -> Iterator[Dashboard]:
+    """A second server, started as under nohup (SIGHUP ignored, which its children inherit)
+    and behind a proxy (the client address comes from X-Forwarded-For)."""
+    board = Dashboard(dashboard.root, dashboard.state, dashboard.tokens,
+                      serve=("--behind-proxy",), launcher=("nohup",))  # fmt: skip
+    board.start()
+    assert board.process is not None
+    status = Path(f"/proc/{board.process.pid}/status").read_text()
+    ignored = int(status.split("SigIgn:")[1].split()[0], 16)
+    assert ignored & (1 << (signal.SIGHUP - 1))
+    yield board
+    board.stop()
+
+
+def test_failed_logins_are_limited_per_address_with_a_log_line_each(stubborn: Dashboard) -> None:
+    from opskit.web.auth import FAILURES
+
+    log = stubborn.state / "serve.log"
+    start = log.stat().st_size
+    attacker, other = {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "198.51.100.1"}
+    for _ in range(FAILURES):
+        assert stubborn.log_in("wrong-token", attacker) == (303, "")
+    status, cookie = stubborn.log_in(stubborn.tokens["olivia"], attacker)
+    assert (status, cookie) == (429, "")  # the right token, too late
+    status, cookie = stubborn.log_in(stubborn.tokens["olivia"], other)
+    assert status == 303 and cookie.startswith("opskit_session=")
+    lines = log.read_bytes()[start:].decode().splitlines()
+    failed = [ln for ln in lines if "login failed from 203.0.113.7" in ln]
+    assert len(failed) == FAILURES, lines
+    assert any("login refused from 203.0.113.7" in ln for ln in lines)
+
+
+def test_a_terminal_of_a_server_that_ignores_sighup_ends_when_its_socket_closes(
+    stubborn: Dashboard,
+) -> None:
+    from websockets.sync.client import connect
+
+    container = web_container(stubborn)
+    none_left_within(container, 30)
+    url = (
+        stubborn.url.replace("http:", "ws:") + "/api/terminal?project=webstack&env=dev&service=web"
+    )
+    cookie = stubborn.cookie("olivia")
+    with connect(url, origin=stubborn.url, additional_headers={"Cookie": cookie}) as terminal:  # type: ignore[arg-type]
+        terminal.send('{"resize": [100, 30]}')
+        shell = Shell(terminal)
+        shell.run("echo started-$((40+2))", b"started-42")
+        terminal.send('{"resize": "x"}')  # malformed: ignored, the session goes on
+        start_sleep(shell, container)
+    none_left_within(container, 5)  # a clean close
+    assert "Traceback" not in (stubborn.state / "serve.log").read_text()
+
+
+def test_a_terminal_whose_browser_was_killed_leaves_nothing_running(
+    stubborn: Dashboard, tmp_path: Path
+) -> None:
+    container = web_container(stubborn)
+    none_left_within(container, 30)
+    home = os.environ.get("HOME")
+    killed = chromium(tmp_path)
+    try:
+        open_terminal_in_page(killed, stubborn)
+        driver = killed.service.process.pid
+        tree = descendants(driver)
+        assert tree, "no Chromium under its driver"
+        for pid in tree:  # the browser and all of its processes, as the OOM killer would
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        none_left_within(container, 5)
+    finally:
+        killed.service.process.kill()
+        if home is not None:
+            os.environ["HOME"] = home
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        if stat:
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def test_serve_stops_within_10_s_of_sigterm_with_a_terminal_and_a_stream_open(
+    stubborn: Dashboard,
+) -> None:
+    import http.client
+
+    from websockets.sync.client import connect
+
+    container = web_container(stubborn)
+    none_left_within(container, 30)
+    cookie = stubborn.cookie("olivia")
+    stream = http.client.HTTPConnection("127.0.0.1", stubborn.port, timeout=30)
+    stream.request("GET", "/api/stream", headers={"Cookie": cookie})
+    assert stream.getresponse().status == 200
+    url = (
+        stubborn.url.replace("http:", "ws:") + "/api/terminal?project=webstack&env=dev&service=web"
+    )
+    with connect(url, origin=stubborn.url, additional_headers={"Cookie": cookie}) as terminal:  # type: ignore[arg-type]
+        terminal.send('{"resize": [100, 30]}')
+        shell = Shell(terminal)
+        shell.run("echo started-$((40+2))", b"started-42")
+        start_sleep(shell, container)
+        assert stubborn.process is not None
+        started = time.monotonic()
+        stubborn.process.send_signal(signal.SIGTERM)
+        try:
+            stubborn.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            stubborn.process.kill()
+            raise AssertionError("serve was still running 10 s after SIGTERM") from None
+        assert time.monotonic() - started < 10
+    stream.close()
+    none_left_within(container, 5)

@@ -42,6 +42,15 @@ def test_operations_become_command_lines_from_checked_fields_only() -> None:
     rebuild = {"operation": "rebuild", "project": "mdf", "env": "prod"}
     assert operation_argv(ops, {**rebuild, "confirm": "mdf"})[-1] == "--yes"
     assert operation_argv(ops, {**rebuild, "dry_run": True})[-1] == "--dry-run"
+    restore = {
+        "operation": "restore",
+        "project": "mdf",
+        "env": "dev",
+        "archive": "mdf-dev-20260101T000000Z",
+    }
+    assert operation_argv(ops, restore) == [
+        "restore", "mdf", "dev", "--name", "mdf-dev-20260101T000000Z", "--yes",
+    ]  # fmt: skip
     refused = [
         {**rebuild},  # the last env without the typed name
         {**rebuild, "confirm": "other"},
@@ -49,6 +58,17 @@ def test_operations_become_command_lines_from_checked_fields_only() -> None:
         {"operation": "backup", "project": "mdf", "env": "--all"},
         {"operation": "backup", "project": "nope", "env": "dev"},
         {"operation": "restore", "project": "mdf", "env": "dev", "archive": "--help"},
+        {"operation": "restore", "project": "mdf", "env": "dev", "archive": ".."},
+        {
+            "operation": "restore",
+            "project": "mdf",
+            "env": "dev",
+            "archive": "mdf-int-20260101T000000Z",
+        },
+        {"operation": "verify", "project": "mdf", "env": "dev", "archive": "mdf-dev-2026\x00"},
+        {"operation": "backup", "project": "mdf", "env": "dev\x00"},
+        {**rebuild, "dry_run": "yes"},  # true or false, nothing that only looks true
+        {**rebuild, "confirm": ["mdf"]},
         {"operation": "exec", "project": "mdf", "env": "dev"},
         ["backup"],
     ]
@@ -180,3 +200,152 @@ def test_the_local_terminal_is_the_commands_controlling_terminal() -> None:
         terminal.close()
     assert b"ready True" in b"".join(seen)  # a session of its own
     assert b"size 120 40" in b"".join(seen)
+
+
+def test_a_malformed_resize_frame_is_ignored_and_a_good_one_is_a_size() -> None:
+    from opskit.web.terminal import IGNORED, _frame
+
+    def text(value: str) -> dict[str, str]:
+        return {"type": "websocket.receive", "text": value}
+
+    assert _frame(text('{"resize": [120, 40]}')) == (120, 40)
+    assert _frame(text("ls\r")) == b"ls\r"
+    assert _frame({"type": "websocket.disconnect"}) is None
+    for bad in ('{"resize": "x"}', '{"resize": [1]}', '{"resize": ["a", "b"]}', '{"resize"',
+                '{"resize": [0, 40]}', '{"resize": [99999, 40]}', '{"resize": [-1, 40]}',
+                '{"resize": [80.5, 24]}', '{"resize": null}', '{"resize": {"a": 1, "b": 2}}'):  # fmt: skip
+        assert _frame(text(bad)) == IGNORED, bad
+
+
+def test_failed_logins_are_limited_per_address_until_the_window_passes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from opskit.web.auth import FAILURES, WINDOW_SECONDS, LoginLimit
+
+    now = [1000.0]
+    limit = LoginLimit(clock=lambda: now[0])
+    assert (FAILURES, WINDOW_SECONDS) == (10, 300.0)  # as docs/dashboard.md says
+    for _ in range(FAILURES - 1):
+        limit.failed("203.0.113.7")
+        now[0] += 1
+    assert limit.wait("203.0.113.7") == 0  # one more try
+    limit.failed("203.0.113.7")
+    assert limit.wait("203.0.113.7") == pytest.approx(WINDOW_SECONDS - (FAILURES - 1))
+    assert limit.wait("198.51.100.1") == 0  # another address is not held back
+    now[0] += WINDOW_SECONDS - FAILURES + 1.5  # the first failure left the window
+    assert limit.wait("203.0.113.7") == 0
+    limit.failed("203.0.113.7")  # the first left, a new one came: again ten in the window
+    assert limit.wait("203.0.113.7") > 0
+    now[0] += WINDOW_SECONDS
+    assert limit.wait("203.0.113.7") == 0 and not limit.seen  # stale addresses are dropped
+    limit.failed("203.0.113.7\x1b[2J")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == FAILURES + 2  # one line per failure
+    assert (
+        lines[0]
+        == "opskit serve: [warning] login failed from 203.0.113.7 (1 of 10 allowed in 300 s)"
+    )
+    assert "\x1b" not in lines[-1]
+
+
+def test_the_tokens_are_read_again_when_opskit_yaml_changes(tmp_path: Path) -> None:
+    """A removed, demoted or replaced token loses its sessions at the next request, and an
+    opskit.yaml that became invalid lets nobody in (and says why)."""
+    from opskit.errors import OpskitError
+    from opskit.host import LocalHost
+    from opskit.runs import RunStore
+    from opskit.web.auth import Sessions, TokenFile, check_token, new_token
+
+    (alice, alice_sha), (bob, bob_sha) = new_token(), new_token()
+    settings = tmp_path / "opskit.yaml"
+
+    def write(*lines: str) -> None:
+        settings.write_text("serve:\n  tokens:\n" + "".join(f"    - {line}\n" for line in lines))
+
+    write(f"{{name: alice, role: operator, sha256: {alice_sha}}}",
+          f"{{name: bob, role: operator, sha256: {bob_sha}}}")  # fmt: skip
+    tokens = TokenFile(LocalHost(), str(tmp_path))
+    sessions = Sessions(RunStore(str(tmp_path / "runs.sqlite")), hours=1)
+    cookies = {
+        name: sessions.open(check_token(tokens.current(), token))  # type: ignore[arg-type]
+        for name, token in (("alice", alice), ("bob", bob))
+    }
+    assert sessions.user(cookies["alice"], tokens.current()).operator  # type: ignore[union-attr]
+    write(
+        f"{{name: alice, role: viewer, sha256: {alice_sha}}}",  # demoted
+        f"{{name: bob, role: operator, sha256: {new_token()[1]}}}",
+    )  # replaced (leaked)
+    assert sessions.user(cookies["alice"], tokens.current()) is None
+    assert sessions.user(cookies["bob"], tokens.current()) is None  # same name and role
+    assert check_token(tokens.current(), bob) is None
+    assert check_token(tokens.current(), alice).role == "viewer"  # type: ignore[union-attr]
+    write(f"{{name: bob, role: operator, sha256: {bob_sha}}}")
+    assert check_token(tokens.current(), alice) is None  # removed
+    settings.write_text("serve: {tokens: [{name: x}]}\n")
+    with pytest.raises(OpskitError, match="nobody can log in"):
+        tokens.current()
+    settings.unlink()
+    assert tokens.current() == ()
+
+
+def test_a_closed_terminal_ends_a_command_that_ignores_hup_and_term() -> None:
+    """The command starts with every signal at its default, even from a server that
+    ignores SIGHUP (started under nohup); close() escalates to SIGKILL within seconds."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    from opskit.host import LocalHost
+
+    child = (
+        "import signal, time\n"
+        "print('ignored', open('/proc/self/status').read().split('SigIgn:')[1].split()[0],"
+        " flush=True)\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('stubborn', flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        terminal = LocalHost().terminal([sys.executable, "-c", child])
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    seen: list[bytes] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(terminal.read, b"")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 20
+    while b"stubborn" not in b"".join(seen):
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.05)
+    closing = threading.Thread(target=terminal.close, daemon=True)
+    closing.start()
+    closing.join(timeout=5)
+    process = terminal.process  # type: ignore[attr-defined]
+    if closing.is_alive():  # the old close() waited for ever after its SIGHUP
+        process.kill()
+        raise AssertionError("the command outlived close() by 5 s")
+    assert process.returncode == -signal.SIGKILL
+    # Python ignores SIGPIPE itself and SIGXFSZ; the command inherited nothing else
+    ignored = int(b"".join(seen).split(b"ignored ")[1].split()[0], 16)
+    assert not ignored & ~(1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1)), hex(ignored)
+
+
+def test_the_shells_process_id_is_taken_out_of_the_output_however_it_is_split() -> None:
+    """The mark alone in the first read once ended the session: b"" means the end."""
+    from opskit.web.terminal import ShellPid
+
+    shell = ShellPid()
+    assert shell.feed(b"\x1b]opskit-pid;7") == b""  # held back
+    assert shell.feed(b"84\x07") == b""  # the mark alone: nothing to show, not the end
+    assert shell.pid == "784"
+    assert shell.feed(b"/ # ") == b"/ # "
+    other = ShellPid()
+    assert other.feed(b"ls\r\n\x1b]opskit-pid;12\x07\r\n/ # ") == b"ls\r\n\r\n/ # "
+    assert other.pid == "12"
+    none = ShellPid()  # a shell that never says: its output is not held back for long
+    assert none.feed(b"x" * 5000) == b"x" * 5000 and none.pid is None
+    short = ShellPid()
+    assert short.feed(b"error: no such container\r\n") == b""
+    assert short.rest() == b"error: no such container\r\n"

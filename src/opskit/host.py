@@ -811,6 +811,28 @@ def open_host(url: str | None) -> Host:
     raise HostError(f"bad host {url!r}: expected ssh://user@server[:port] or 'local'")
 
 
+# Starts a terminal's command: every signal back to its default (a server started under
+# nohup ignores SIGHUP, and its children would too), a session of its own with the pty as
+# its controlling terminal (without one, a resize sends no SIGWINCH and docker exec never
+# passes it on), then the command.
+_TERMINAL_START = """
+import fcntl, os, signal, sys, termios
+for number in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+    try:
+        signal.signal(number, signal.SIG_DFL)
+    except (OSError, ValueError):
+        pass
+signal.pthread_sigmask(signal.SIG_SETMASK, ())
+os.setsid()
+fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+try:
+    os.execvp(sys.argv[1], sys.argv[1:])
+except OSError as exc:
+    print(f"{sys.argv[1]}: {exc.strerror}", file=sys.stderr)
+    os._exit(127)
+"""
+
+
 class _LocalTerminal:
     """A local command on a pty, in a session of its own."""
 
@@ -819,18 +841,11 @@ class _LocalTerminal:
 
         self.primary, secondary = pty.openpty()
         self.resize(cols, rows)
-        # setsid --ctty: a session of its own with the pty as its controlling terminal;
-        # without one, a resize sends no SIGWINCH and docker exec never passes it on
         try:
             self.process = subprocess.Popen(
-                ["setsid", "--ctty", *argv], stdin=secondary, stdout=secondary,
-                stderr=secondary, close_fds=True,
+                [sys.executable, "-I", "-S", "-c", _TERMINAL_START, *argv], stdin=secondary,
+                stdout=secondary, stderr=secondary, close_fds=True,
             )  # fmt: skip
-        except FileNotFoundError as exc:
-            os.close(self.primary)
-            raise HostError(
-                f"{exc.filename}: command not found (setsid is in util-linux)"
-            ) from None
         finally:
             os.close(secondary)
 
@@ -851,10 +866,16 @@ class _LocalTerminal:
         fcntl.ioctl(self.primary, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
     def close(self) -> None:
+        """SIGHUP to the command's process group, then SIGTERM, then SIGKILL, a second
+        apart: it ends within about 2 s whatever it does with signals."""
         import signal
 
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGHUP)
+        for number in (signal.SIGHUP, signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, number)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=1)
+                break
         self.process.wait()
         os.close(self.primary)
 

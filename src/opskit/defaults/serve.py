@@ -88,16 +88,20 @@ def serve(
         )
     )
     click.echo(f"opskit serve: http://{bind}/", err=True)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        proxy_headers=behind_proxy,
-        # Event streams never end by themselves: close them instead of waiting. The runs
-        # go on in their own processes; the pages reconnect and resume.
-        timeout_graceful_shutdown=2,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            proxy_headers=behind_proxy,
+            # Event streams end by themselves when the server stops (app.state.stopping);
+            # the runs go on in their own processes; the pages reconnect and resume.
+            timeout_graceful_shutdown=2,
+        )
     )
+    app.state.stopping = lambda: server.should_exit
+    server.run()
 
 
 @hookimpl

@@ -12,12 +12,13 @@ import asyncio
 import hashlib
 import json
 import posixpath
+import re
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from typing import Any
 
 import attrs
-from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi import FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.responses import (
     HTMLResponse,
     JSONResponse,
@@ -26,11 +27,25 @@ from fastapi.responses import (
     StreamingResponse,
 )
 
+from opskit.errors import DockerUnavailable, HostError, NotFoundError, OpskitError
 from opskit.runs import FILENAME, RunStore, start
-from opskit.web.auth import COOKIE, Sessions, User, check_token
+from opskit.web.auth import (
+    COOKIE,
+    LoginLimit,
+    Sessions,
+    TokenFile,
+    User,
+    check_token,
+    log,
+    printable,
+)
 
 KEEPALIVE_SECONDS = 15.0
 POLL_SECONDS = 0.05
+STOP_CHECK_SECONDS = 0.5
+MAX_ID = 2**63 - 1  # SQLite's integers
+EVENT_ID = re.compile(r"[0-9]{1,18}\Z")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Scripts only from the app's own files; inline styles are allowed because xterm.js sets
 # its colours and cell sizes with a <style> element of its own.
 CSP = (
@@ -109,6 +124,35 @@ class Broadcaster:
                 await asyncio.sleep(POLL_SECONDS)
 
 
+SCHEDULE_BODY = {
+    "type": "object",
+    "required": ["schedule"],
+    "properties": {"schedule": {"type": "string", "example": "03:30"}},
+}
+RUN_BODY = {
+    "type": "object",
+    "required": ["operation", "project"],
+    "properties": {
+        "operation": {
+            "type": "string",
+            "enum": ["backup", "verify", "restore", "rebuild", "sync", "promote"],
+        },
+        "project": {"type": "string"},
+        "env": {"type": "string"},
+        "archive": {"type": "string"},
+        "from": {"type": "string"},
+        "to": {"type": "string"},
+        "dry_run": {"type": "boolean"},
+        "confirm": {"type": "string", "description": "the project's name, for its last env"},
+    },
+}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI description of a JSON body the endpoint reads itself."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
 def create_app(options: Options) -> FastAPI:
     from opskit.api import Ops
 
@@ -122,7 +166,9 @@ def create_app(options: Options) -> FastAPI:
     store.reap()
     store.prune(settings.serve.keep_runs_days)
     sessions = Sessions(store, settings.serve.session_hours)
-    tokens = settings.serve.tokens
+    token_file = TokenFile(ops.host, options.root)
+    token_file.current()  # a broken opskit.yaml fails the start, not the first login
+    login_limit = LoginLimit()
     assets = Assets()
     broadcaster = Broadcaster(store)
     app = FastAPI(
@@ -132,9 +178,31 @@ def create_app(options: Options) -> FastAPI:
         redoc_url=None,
     )
     app.state.store = store
+    # opskit serve sets this to its server's "should exit": the event streams end by
+    # themselves then, instead of being cancelled (and logged) when the server stops
+    app.state.stopping = lambda: False
+
+    def stopping() -> bool:
+        return bool(app.state.stopping())
 
     def current_user(request: Request) -> User | None:
-        return sessions.user(request.cookies.get(COOKIE), tokens)
+        """The request's user (looked up once per request, against opskit.yaml as it is now)."""
+        if "opskit.user" not in request.scope:
+            cookie = request.cookies.get(COOKIE)
+            request.scope["opskit.user"] = sessions.user(cookie, token_file.current())
+        return request.scope["opskit.user"]  # type: ignore[no-any-return]
+
+    @app.exception_handler(OpskitError)
+    async def opskit_error(request: Request, exc: OpskitError) -> Response:
+        """Errors a request can cause: unknown names 404, an unreachable engine or server
+        503, anything else the request asked for 422; one line, never a traceback."""
+        if isinstance(exc, NotFoundError):
+            status = 404
+        elif isinstance(exc, (DockerUnavailable, HostError)):
+            status = 503
+        else:
+            status = 422
+        return JSONResponse({"detail": str(exc)}, status_code=status)
 
     def expected_origin(request: Request) -> str:
         host = request.headers.get("host", "")
@@ -154,15 +222,26 @@ def create_app(options: Options) -> FastAPI:
                 {"error": "a request from another origin (or without Origin) is refused"},
                 status_code=403,
             )
+        elif CONTROL.search(path) or any(
+            CONTROL.search(text) for item in request.query_params.multi_items() for text in item
+        ):
+            response = JSONResponse(
+                {"detail": "control characters in a name or parameter"}, status_code=422
+            )
         elif path in ("/login", "/favicon.ico") or path.startswith("/static/"):
             response = await call_next(request)
-        elif current_user(request) is None:
-            if path.startswith("/api/"):
-                response = JSONResponse({"error": "log in first"}, status_code=401)
-            else:
-                response = RedirectResponse("/login", status_code=303)
         else:
-            response = await call_next(request)
+            try:
+                found = current_user(request)
+            except OpskitError as exc:  # opskit.yaml unreadable or invalid: nobody gets in
+                response = JSONResponse({"error": str(exc)}, status_code=503)
+            else:
+                if found is not None:
+                    response = await call_next(request)
+                elif path.startswith("/api/"):
+                    response = JSONResponse({"error": "log in first"}, status_code=401)
+                else:
+                    response = RedirectResponse("/login", status_code=303)
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = (
@@ -206,9 +285,7 @@ def create_app(options: Options) -> FastAPI:
 </body></html>"""
         return HTMLResponse(html)
 
-    @app.get("/login", include_in_schema=False)
-    def login_page(request: Request, failed: int = 0) -> HTMLResponse:
-        message = "<p class=bad id=login-failed>That token is not known.</p>" if failed else ""
+    def login_form(message: str = "") -> HTMLResponse:
         form = (
             f"{message}<form method=post action=/login id=login>"
             "<label>Token <input type=password name=token autocomplete=off autofocus></label>"
@@ -216,14 +293,33 @@ def create_app(options: Options) -> FastAPI:
         )
         return page("login", "Log in", None, form)
 
+    @app.get("/login", include_in_schema=False)
+    def login_page(request: Request, failed: str = "") -> HTMLResponse:
+        return login_form(
+            "<p class=bad id=login-failed>That token is not known.</p>" if failed else ""
+        )
+
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
         from urllib.parse import parse_qs
 
+        address = printable(request.client.host if request.client else "unknown")
+        wait = login_limit.wait(address)
+        if wait:
+            log(f"[warning] login refused from {address}: too many failed logins")
+            response: Response = login_form(
+                f"<p class=bad id=login-failed>Too many failed logins from {_escape(address)}:"
+                f" try again in {wait:.0f} s.</p>"
+            )
+            response.status_code = 429
+            response.headers["Retry-After"] = str(int(wait) + 1)
+            return response
         form = parse_qs((await request.body())[:4096].decode("utf-8", "replace"))
-        found = check_token(tokens, (form.get("token") or [""])[0])
+        found = check_token(token_file.current(), (form.get("token") or [""])[0])
         if found is None:
+            login_limit.failed(address)
             return RedirectResponse("/login?failed=1", status_code=303)
+        login_limit.succeeded(address)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             COOKIE,
@@ -319,8 +415,9 @@ def create_app(options: Options) -> FastAPI:
     @app.get("/api/archives/{project}/{env}/{name}.tar")
     def download(request: Request, project: str, env: str, name: str) -> StreamingResponse:
         """The archive folder as a tar stream (its files as they are: zstd components, the
-        manifest), for a copy elsewhere; verify it there with ``opskit verify``."""
-        user_of(request)
+        manifest), for a copy elsewhere; verify it there with ``opskit verify``. Operators
+        only: an archive holds all the data of its env (a prod dump: every customer's)."""
+        operator(request)
         found = ops.project(project)
         found.check_env(env)
         archive = ops.runtime.backup_engine().find(found, env, name)
@@ -343,7 +440,11 @@ def create_app(options: Options) -> FastAPI:
 
     @app.get("/api/logs")
     async def logs(
-        request: Request, project: str, env: str, service: str, tail: int = 200
+        request: Request,
+        project: str,
+        env: str,
+        service: str,
+        tail: int = Query(200, ge=0, le=MAX_ID),
     ) -> StreamingResponse:
         """A service's container log, live, as server-sent events (one line each)."""
         user_of(request)
@@ -351,7 +452,7 @@ def create_app(options: Options) -> FastAPI:
         if not found:
             raise HTTPException(404, f"{project} {env} {service}: no container")
         argv = ["docker", "logs", "--follow", "--tail", str(max(0, min(tail, 5000))), found[0].name]
-        return _event_stream(_log_lines(ops.host, argv))
+        return _event_stream(_log_lines(ops.host, argv, stopping))
 
     @app.get("/api/schedules")
     def schedules(request: Request) -> dict[str, Any]:
@@ -374,7 +475,7 @@ def create_app(options: Options) -> FastAPI:
             )
         return {"schedules": rows, "unit_dir": ops.runtime.settings().unit_dir}
 
-    @app.put("/api/schedules/{name}")
+    @app.put("/api/schedules/{name}", openapi_extra=_body(SCHEDULE_BODY))
     async def set_schedule(request: Request, name: str) -> dict[str, Any]:
         """Set a project's ``backup.schedule``: the descriptor is rewritten (validated, the
         rest of it as it was), then ``opskit timers --install --remove-stale`` runs."""
@@ -383,9 +484,9 @@ def create_app(options: Options) -> FastAPI:
         from opskit.timers import on_calendar
 
         found = operator(request)
-        body = await request.json()
+        body = await json_body(request)
         schedule = body.get("schedule") if isinstance(body, dict) else None
-        if not isinstance(schedule, str):
+        if not isinstance(schedule, str) or not schedule.isprintable():
             raise HTTPException(422, 'expected {"schedule": "03:30"}')
         project = {p.name: p for p in ops.projects()}.get(name)
         if project is None:
@@ -396,7 +497,7 @@ def create_app(options: Options) -> FastAPI:
         except DescriptorError as exc:
             raise HTTPException(422, str(exc)) from None
         calendar = ops.host.run(
-            ["systemd-analyze", "calendar", on_calendar(schedule.strip())], check=False
+            ["systemd-analyze", "calendar", "--", on_calendar(schedule.strip())], check=False
         )
         if calendar.returncode != 0:
             raise HTTPException(422, f"{schedule!r} is not a systemd calendar expression")
@@ -416,13 +517,15 @@ def create_app(options: Options) -> FastAPI:
         return {"entries": ops.history(project)}
 
     @app.get("/api/runs")
-    def runs(request: Request, limit: int = 50) -> dict[str, Any]:
+    def runs(request: Request, limit: int = Query(50, ge=1, le=10000)) -> dict[str, Any]:
         user_of(request)
         store.reap()
         return {"runs": [r.as_dict() for r in store.runs(limit)], "last_event": store.last_id()}
 
     @app.get("/api/runs/{run_id}")
-    def run(request: Request, run_id: str, after: int = 0) -> dict[str, Any]:
+    def run(
+        request: Request, run_id: str, after: int = Query(0, ge=0, le=MAX_ID)
+    ) -> dict[str, Any]:
         """One run and its stored events after *after* (all of them by default)."""
         user_of(request)
         try:
@@ -435,12 +538,12 @@ def create_app(options: Options) -> FastAPI:
             after = batch[-1].id
         return {"run": found.as_dict(), "events": events}
 
-    @app.post("/api/runs", status_code=201)
+    @app.post("/api/runs", status_code=201, openapi_extra=_body(RUN_BODY))
     async def start_run(request: Request) -> dict[str, Any]:
         """Start an operation as a run of its own: ``{"operation": "backup", "project":
         "mdf", "env": "dev"}``; see docs/dashboard.md for each operation's fields."""
         found = operator(request)
-        body = await request.json()
+        body = await json_body(request)
         argv = operation_argv(ops, body)
         return store_run(argv, found)
 
@@ -450,20 +553,25 @@ def create_app(options: Options) -> FastAPI:
         return started.as_dict()
 
     @app.get("/api/stream")
-    async def stream(request: Request, after: int | None = None) -> StreamingResponse:
+    async def stream(
+        request: Request, after: int | None = Query(None, ge=0, le=MAX_ID)
+    ) -> StreamingResponse:
         """Every run's events as server-sent events, each with its id: a reconnect
         (``Last-Event-ID``) resumes right after the last one delivered."""
         user_of(request)
         header = request.headers.get("last-event-id")
-        last = int(header) if header and header.isdigit() else (after or 0)
-        return _event_stream(_events(broadcaster, store, last))
+        last = int(header) if header and EVENT_ID.match(header) else (after or 0)
+        return _event_stream(_events(broadcaster, store, last, stopping))
 
     if options.terminal:
         from opskit.web.terminal import terminal_session
 
         @app.websocket("/api/terminal")
         async def terminal(socket: WebSocket, project: str, env: str, service: str) -> None:
-            found = sessions.user(socket.cookies.get(COOKIE), tokens)
+            try:
+                found = sessions.user(socket.cookies.get(COOKIE), token_file.current())
+            except OpskitError:
+                found = None
             origin = socket.headers.get("origin")
             scheme = "https" if socket.url.scheme == "wss" else "http"
             host = socket.headers.get("host", "")
@@ -478,6 +586,14 @@ def create_app(options: Options) -> FastAPI:
     return app
 
 
+async def json_body(request: Request) -> Any:
+    """The request's JSON body; 422 when it is not JSON."""
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        raise HTTPException(422, "the body is not JSON") from None
+
+
 def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
     """Server-sent events that no cache or reverse proxy holds back."""
     return StreamingResponse(
@@ -487,7 +603,21 @@ def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
     )
 
 
-async def _events(broadcaster: Broadcaster, store: RunStore, last: int) -> AsyncIterator[str]:
+async def _next(queue: asyncio.Queue[Any], stopping: Callable[[], bool]) -> Any:
+    """The queue's next item; None after KEEPALIVE_SECONDS without one, or when the server
+    stops (the caller checks *stopping*)."""
+    waited = 0.0
+    while waited < KEEPALIVE_SECONDS and not stopping():
+        try:
+            return await asyncio.wait_for(queue.get(), STOP_CHECK_SECONDS)
+        except TimeoutError:
+            waited += STOP_CHECK_SECONDS
+    return None
+
+
+async def _events(
+    broadcaster: Broadcaster, store: RunStore, last: int, stopping: Callable[[], bool]
+) -> AsyncIterator[str]:
     queue = broadcaster.subscribe()
     try:
         yield "retry: 1000\n\n"
@@ -497,10 +627,9 @@ async def _events(broadcaster: Broadcaster, store: RunStore, last: int) -> Async
             for event in batch:
                 last = event.id
                 yield _frame(event.id, {"run": event.run, **event.data})
-        while True:
-            try:
-                event = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
-            except TimeoutError:
+        while not stopping():
+            event = await _next(queue, stopping)
+            if event is None:
                 yield ": keepalive\n\n"
                 continue
             if event.id <= last:
@@ -511,7 +640,9 @@ async def _events(broadcaster: Broadcaster, store: RunStore, last: int) -> Async
         broadcaster.unsubscribe(queue)
 
 
-async def _log_lines(host: Any, argv: list[str]) -> AsyncIterator[str]:
+async def _log_lines(
+    host: Any, argv: list[str], stopping: Callable[[], bool]
+) -> AsyncIterator[str]:
     """Lines of a following ``docker logs`` (stdout and stderr merged), read in a thread;
     the process ends when the stream does."""
     import threading
@@ -527,10 +658,9 @@ async def _log_lines(host: Any, argv: list[str]) -> AsyncIterator[str]:
 
     threading.Thread(target=read, daemon=True).start()
     try:
-        while True:
-            try:
-                raw = await asyncio.wait_for(lines.get(), KEEPALIVE_SECONDS)
-            except TimeoutError:
+        while not stopping():
+            raw = await _next(lines, stopping)
+            if raw is None:
                 yield ": keepalive\n\n"
                 continue
             if not raw:
@@ -566,7 +696,7 @@ def operation_argv(ops: Any, body: Any) -> list[str]:
             if required:
                 raise HTTPException(422, f"{operation}: {key} is required")
             return None
-        if not isinstance(value, str) or value.startswith("-") or "\n" in value:
+        if not isinstance(value, str) or value.startswith("-") or not value.isprintable():
             raise HTTPException(422, f"{operation}: {key} is not a valid value")
         return value
 
@@ -580,7 +710,26 @@ def operation_argv(ops: Any, body: Any) -> list[str]:
             raise HTTPException(422, f"{name} has no env {env!r}")
         return known[name], env  # type: ignore[return-value]
 
-    dry_run = bool(fields.get("dry_run"))
+    dry_run = fields.get("dry_run") or False
+    if not isinstance(dry_run, bool):
+        raise HTTPException(422, f"{operation}: dry_run is true or false")
+    if not isinstance(fields.get("confirm", ""), str):
+        raise HTTPException(422, f"{operation}: confirm is the project's name")
+
+    def archive(project: Any, env: str, required: bool) -> list[str]:
+        from opskit.archive import check_name
+        from opskit.errors import OpskitError
+
+        name = text("archive", required)
+        if name is None:
+            return []
+        try:
+            check_name(name)
+        except OpskitError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if not name.startswith(f"{project.name}-{env}-"):
+            raise HTTPException(422, f"archive {name} is not one of {project.name} {env}")
+        return ["--name", name]
 
     def confirmed(project: Any, env: str, can_dry_run: bool = True) -> list[str]:
         """--yes, once the page confirmed; a change to the last env needs the typed name."""
@@ -597,12 +746,11 @@ def operation_argv(ops: Any, body: Any) -> list[str]:
         return ["backup", project.name, env]
     if operation == "verify":
         project, env = project_env()
-        name = text("archive", required=False)
-        return ["verify", project.name, env, *(["--name", name] if name else [])]
+        return ["verify", project.name, env, *archive(project, env, required=False)]
     if operation == "restore":
         project, env = project_env()
-        name = text("archive")
-        return ["restore", project.name, env, "--name", str(name), *confirmed(project, env, False)]
+        chosen = archive(project, env, required=True)
+        return ["restore", project.name, env, *chosen, *confirmed(project, env, False)]
     if operation == "rebuild":
         project, env = project_env()
         return ["rebuild", project.name, env, *confirmed(project, env)]

@@ -336,9 +336,9 @@ async function backupsPage() {
   table.append(el("tr", {}, ...["archive", "created", "size", "verified", "drilled", "offsite", ""].map((h) => el("th", {}, h))));
   for (const a of data.archives) {
     const actions = el("td", {});
-    const download = el("a", { href: `/api/archives/${project}/${env}/${a.name}.tar`, class: "download" }, "download");
-    actions.append(download);
-    if (role === "operator") {
+    if (role === "operator") {  // an archive holds all of the env's data: operators only
+      const download = el("a", { href: `/api/archives/${project}/${env}/${a.name}.tar`, class: "download" }, "download");
+      actions.append(download, " ");
       const verify = el("button", { class: "verify" }, "verify");
       verify.addEventListener("click", () => startRun({ operation: "verify", project, env, archive: a.name }, runsArea));
       const restore = el("button", { class: "restore" }, "restore");
@@ -353,7 +353,7 @@ async function backupsPage() {
         try { await startRun(request, runsArea); message.replaceChildren(); }
         catch (error) { message.replaceChildren(el("p", { class: "bad" }, error.message)); }
       });
-      actions.append(" ", verify, " ", restore);
+      actions.append(verify, " ", restore);
     }
     table.append(el("tr", { "data-archive": a.name }, el("td", {}, a.name), el("td", {}, a.created),
       el("td", {}, `${(a.size / 1048576).toFixed(1)} MiB`), el("td", { class: a.verified }, a.verified),
