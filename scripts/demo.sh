@@ -22,12 +22,14 @@ for _ in $(seq 1 90); do
 done
 $opskit status
 $opskit health
-# A night and a morning: back up mdf's envs into the example root's one offsite repository
-# (shared by every project and env), then copy prod's data into dev; history lists the sync
-# with the backup of dev that undoes it, and retention keeps that backup.
+# A night, a sync and its undo: back up mdf's envs into the example root's one offsite
+# repository (shared by every project and env), copy prod's data into dev, then put dev
+# back from the backup the sync took first (the newest of dev: history names it as the
+# sync's undo point, and retention keeps it). The example files end as they began.
 $opskit offsite init
 $opskit backup mdf --offsite
 $opskit sync mdf --from prod --to dev --yes
+$opskit restore mdf dev --latest --yes
 $opskit history mdf
 $opskit offsite list mdf
 # doctor exits 1 for a problem it finds (e.g. archives of an older opskit that others can

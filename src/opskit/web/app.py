@@ -481,7 +481,7 @@ def create_app(options: Options) -> FastAPI:
         rest of it as it was), then ``opskit timers --install --remove-stale`` runs."""
         from opskit.descriptor import with_backup_schedule
         from opskit.errors import DescriptorError
-        from opskit.timers import on_calendar
+        from opskit.timers import CalendarError, calendar, on_calendar
 
         found = operator(request)
         body = await json_body(request)
@@ -496,11 +496,12 @@ def create_app(options: Options) -> FastAPI:
             edited = with_backup_schedule(project.path, text, schedule)
         except DescriptorError as exc:
             raise HTTPException(422, str(exc)) from None
-        calendar = ops.host.run(
-            ["systemd-analyze", "calendar", "--", on_calendar(schedule.strip())], check=False
-        )
-        if calendar.returncode != 0:
-            raise HTTPException(422, f"{schedule!r} is not a systemd calendar expression")
+        try:
+            calendar(ops.host, on_calendar(schedule.strip()))
+        except CalendarError as exc:
+            raise HTTPException(
+                422, f"{schedule!r} is not a systemd calendar expression: {exc}"
+            ) from None
         partial = project.path + ".opskit-new"
         ops.host.run(["rm", "-f", "--", partial])
         with ops.host.open_write(partial) as out:
