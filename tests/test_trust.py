@@ -150,7 +150,8 @@ def test_a_pinned_name_ends_the_collision(clashing_root: tuple[Path, str]) -> No
     )
     run = opskit("start", "one", "dev", "--dry-run", "--json", "--root", str(root))
     assert run.returncode == 0, run.stderr
-    assert run.json()["commands"][0][1:3] == ["--project-name", f"{folder}-dev"]  # type: ignore[index]
+    argv = run.json()["commands"][0]  # type: ignore[index]  # compose v2 or v1, then the name
+    assert argv[argv.index("--project-name") + 1] == f"{folder}-dev"
 
 
 # -- a stack started by hand -------------------------------------------------------------
