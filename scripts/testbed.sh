@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Bring up the opskit test bed on Debian, as root: a Docker engine, a private sshd on
-# 127.0.0.1 and the locally built test images. Idempotent: what is there is kept.
+# Bring up the opskit test bed on Debian, as root: a Docker engine with Docker Compose v2 (and
+# v1), a private sshd on 127.0.0.1 and the locally built test images. Idempotent: what is
+# there is kept.
 #
 #   scripts/testbed.sh            install, start, build
 #   scripts/testbed.sh --env      print the environment variables the tests read
