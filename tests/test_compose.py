@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import SSH_KEY, SSH_URL, opskit
 from opskit.compose import compose_program, env_commands
 from opskit.descriptor import DescriptorSource, parse_descriptor
 from opskit.errors import HostError, NotFoundError
-from opskit.host import LocalHost
+from opskit.host import LocalHost, SSHHost
 
 
 def fake_program(folder: Path, name: str, script: str) -> None:
-    # Compose v2 is not installable here; a stand-in `docker` answers `docker compose version`.
+    # A stand-in `docker` that answers `docker compose version` as it is told to.
     path = folder / name
     path.write_text(f"#!/bin/sh\n{script}\n")
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
@@ -122,3 +124,40 @@ def test_absolute_compose_files_stay_absolute(tmp_path: Path, v1_host: LocalHost
     elsewhere.write_text("services: {}\n")
     (command,) = env_commands(v1_host, project, "dev", ["ps"])
     assert command.argv[:5] == ("docker-compose", "--project-name", "p", "-f", str(elsewhere))
+
+
+# -- the compose this run uses: the test bed's v2 by default, v1 in the v1 run ----------------
+
+PROGRAMS = {"v2": ["docker", "compose"], "v1": ["docker-compose"]}
+
+
+def planned_program(root: Path, *host: str) -> list[str]:
+    """The compose program in opskit's own plan for a start (a dry run changes nothing)."""
+    plan = opskit("start", "mdf", "dev", "--dry-run", "--json", "--root", str(root), *host)
+    assert plan.returncode == 0, plan.stderr
+    argv = plan.json()["commands"][0]  # type: ignore[index]
+    return argv[: argv.index("--project-name")]  # type: ignore[no-any-return]
+
+
+@pytest.mark.docker
+def test_the_run_uses_the_compose_its_test_bed_chose(example_copy) -> None:  # type: ignore[no-untyped-def]
+    """scripts/testbed.sh installs compose v2 as a plugin of its DOCKER_CONFIG and says
+    OPSKIT_TEST_COMPOSE=v2; scripts/test.sh's v1 run says v1, with a DOCKER_CONFIG without
+    the plugin. A v2 plugin that went missing would otherwise run the suite on v1 unseen."""
+    expected = os.environ.get("OPSKIT_TEST_COMPOSE", "v2")
+    program = planned_program(example_copy[0])
+    assert program == PROGRAMS[expected], (expected, os.environ.get("DOCKER_CONFIG"))
+    version = subprocess.run([*program, "version", "--short"], capture_output=True, text=True)
+    assert version.stdout.strip().startswith("2." if expected == "v2" else "1."), version
+
+
+@pytest.mark.docker
+@pytest.mark.ssh
+def test_the_servers_over_ssh_run_compose_v2(example_copy) -> None:  # type: ignore[no-untyped-def]
+    """The test bed's sshd gives its sessions the v2 DOCKER_CONFIG, as a server with the
+    compose plugin installed would be, whichever compose the local run uses."""
+    program = planned_program(example_copy[0], "--host", SSH_URL)
+    assert program == PROGRAMS["v2"]
+    with SSHHost(SSH_URL, key_filename=SSH_KEY) as host:
+        version = host.run([*program, "version", "--short"]).text.strip()
+    assert version.startswith("2."), version

@@ -100,10 +100,10 @@ def test_an_interrupted_backup_starts_the_stopped_services_again(
     examples_up: Path, number: int
 ) -> None:
     """mdf prod stops its mail service for the backup (backup.stop)."""
-    from testroot import BACKUPS, ns
+    from testroot import BACKUPS, compose_container, ns
 
     root = str(examples_up)
-    mail = f"{ns('mdf-prod-mail')}_mail_1"
+    mail = compose_container("mdf-prod-mail", "mail")
 
     def state() -> str:
         return subprocess.run(

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from conftest import opskit
-from testroot import ns
+from testroot import compose_container, ns
 
 pytestmark = pytest.mark.docker
 
 
 def checksum(env: str) -> str:
     done = subprocess.run(
-        ["docker", "exec", ns(f"wp-{env}_db_1"), "mariadb", "--default-character-set=utf8mb4", "--batch", "wordpress", "-e",
+        ["docker", "exec", compose_container(f"wp-{env}", "db"), "mariadb", "--default-character-set=utf8mb4", "--batch", "wordpress", "-e",
          "CHECKSUM TABLE wp_options, wp_posts EXTENDED"],
         capture_output=True, check=True, text=True,
     )  # fmt: skip
@@ -31,7 +31,7 @@ def digest(path: Path) -> str:
 def test_rebuild_after_containers_and_volumes_are_gone(wp_root: Path) -> None:
     root = str(wp_root)
     subprocess.run(
-        ["docker", "exec", ns("wp-int_db_1"), "mariadb", "wordpress", "-e",
+        ["docker", "exec", compose_container("wp-int", "db"), "mariadb", "wordpress", "-e",
          "INSERT INTO wp_options (option_name, option_value) VALUES ('before_disaster', 'kept')"],
         check=True, capture_output=True,
     )  # fmt: skip

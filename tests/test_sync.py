@@ -13,7 +13,7 @@ import pytest
 
 import wpstack
 from conftest import SSH_URL, Run, assert_one_error_line, opskit, wait_until
-from testroot import ns
+from testroot import compose_container, ns
 
 pytestmark = pytest.mark.docker
 
@@ -22,7 +22,7 @@ MARKER = {"home": f"{wpstack.URLS['prod']}/marker", "list": [[f"{wpstack.URLS['p
 
 def sql(env: str, statement: str) -> str:
     done = subprocess.run(
-        ["docker", "exec", ns(f"wp-{env}_db_1"), "mariadb", "--default-character-set=utf8mb4", "--batch", "--skip-column-names",
+        ["docker", "exec", compose_container(f"wp-{env}", "db"), "mariadb", "--default-character-set=utf8mb4", "--batch", "--skip-column-names",
          "wordpress", "-e", statement],
         capture_output=True, check=True,
     )  # fmt: skip
@@ -293,12 +293,16 @@ def test_whole_hosts_and_columns_are_checked_by_the_dry_run(wp_root: Path) -> No
 
 def test_sync_from_an_env_without_a_running_database(wp_root: Path) -> None:
     before = checksum("dev")
-    subprocess.run(["docker", "stop", ns("wp-prod_db_1")], check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "stop", compose_container("wp-prod", "db")], check=True, capture_output=True
+    )
     try:
         run = wp(wp_root, "sync", "wp", "--from", "prod", "--to", "dev", "--yes")
         assert_one_error_line(run, "wp prod: the db container is not running")
     finally:
-        subprocess.run(["docker", "start", ns("wp-prod_db_1")], check=True, capture_output=True)
+        subprocess.run(
+            ["docker", "start", compose_container("wp-prod", "db")], check=True, capture_output=True
+        )
     assert checksum("dev") == before
     wait_until(lambda: wp(wp_root, "health", "wp", "prod").returncode == 0, what="healthy prod")
 

@@ -14,7 +14,7 @@ import pytest
 import wpstack
 from conftest import Run, assert_one_error_line, opskit, wait_until
 from gatestack import GATE, build_gate
-from testroot import NS, free_ports, ns
+from testroot import NS, compose, free_ports, ns
 from wpstack import git
 
 pytestmark = pytest.mark.docker
@@ -150,7 +150,8 @@ def test_a_pinned_name_ends_the_collision(clashing_root: tuple[Path, str]) -> No
     )
     run = opskit("start", "one", "dev", "--dry-run", "--json", "--root", str(root))
     assert run.returncode == 0, run.stderr
-    assert run.json()["commands"][0][1:3] == ["--project-name", f"{folder}-dev"]  # type: ignore[index]
+    argv = run.json()["commands"][0]  # type: ignore[index]  # compose v2 or v1, then the name
+    assert argv[argv.index("--project-name") + 1] == f"{folder}-dev"
 
 
 # -- a stack started by hand -------------------------------------------------------------
@@ -158,7 +159,8 @@ def test_a_pinned_name_ends_the_collision(clashing_root: tuple[Path, str]) -> No
 
 @pytest.fixture(scope="module")
 def by_hand(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """The wp project, every env brought up by hand with ``docker-compose -p``: its
+    """The wp project, every env brought up by hand with ``docker compose -p`` (or v1's
+    ``docker-compose -p``, whichever the machine has): its
     folders are all called "code", and nothing in them names the compose project."""
     root = tmp_path_factory.mktemp("by-hand")
     ports = dict(zip(wpstack.ENVS, free_ports(len(wpstack.ENVS)), strict=True))
@@ -166,7 +168,7 @@ def by_hand(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
     for env in wpstack.ENVS:
         code = root / "wp" / env / "code"
         subprocess.run(
-            ["docker-compose", "-p", ns(f"byhand-{env}"), "--env-file", f".env.{env}", "up", "-d", "--build"],
+            [*compose(), "-p", ns(f"byhand-{env}"), "--env-file", f".env.{env}", "up", "-d", "--build"],
             cwd=code, check=True, capture_output=True,
         )  # fmt: skip
     wait_until(
@@ -177,7 +179,7 @@ def by_hand(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
     yield root
     for env in wpstack.ENVS:
         subprocess.run(
-            ["docker-compose", "-p", ns(f"byhand-{env}"), "--env-file", f".env.{env}", "down", "-v", "--rmi", "local"],
+            [*compose(), "-p", ns(f"byhand-{env}"), "--env-file", f".env.{env}", "down", "-v", "--rmi", "local"],
             cwd=root / "wp" / env / "code", capture_output=True,
         )  # fmt: skip
 

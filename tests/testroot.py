@@ -16,6 +16,7 @@ import random
 import re
 import shutil
 import socket
+from functools import cache
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,6 +36,32 @@ OFFSITE = HOME / "offsite"
 def ns(name: str) -> str:
     """A container, compose project or volume name of the tests' copy of the examples."""
     return f"{NS}-{name}"
+
+
+@cache
+def compose() -> tuple[str, ...]:
+    """The compose program opskit uses on this machine: ``docker compose`` (v2) when the
+    run's ``DOCKER_CONFIG`` has the plugin (the test bed's does), else ``docker-compose``."""
+    from opskit.compose import compose_program
+    from opskit.host import LocalHost
+
+    return tuple(compose_program(LocalHost()))
+
+
+def _separator() -> str:
+    return "-" if compose() == ("docker", "compose") else "_"
+
+
+def compose_container(project: str, service: str) -> str:
+    """The name compose gives the first container of *service* in the tests' compose project
+    *project* (namespaced here): ``PROJECT-SERVICE-1`` with v2, ``PROJECT_SERVICE_1`` with v1."""
+    return _separator().join((ns(project), service, "1"))
+
+
+def compose_image(project: str, service: str) -> str:
+    """The name compose gives the image it builds for *service* of *project* (namespaced):
+    ``PROJECT-SERVICE`` with v2, ``PROJECT_SERVICE`` with v1."""
+    return f"{ns(project)}{_separator()}{service}"
 
 
 _HANDED_OUT: set[int] = set()
