@@ -5,7 +5,8 @@
 #
 # Without arguments the suite runs as four pytest processes side by side, each with its
 # own namespace (OPSKIT_TEST_NS) and port window, as four checkouts on one server would:
-# the database loads and the offsite copies, the dashboard in a browser, the compose tests
+# the database loads and the offsite copies, the dashboard in a browser with the shared offsite
+# repository, the compose tests
 # once more with compose v1, and everything else. They wait on containers, restic and the
 # browser far more than they compute, so the whole takes far less time than one after the
 # other. --durations shows the slowest.
@@ -39,8 +40,8 @@ if [ $# -gt 0 ]; then
 fi
 
 ns="t$(printf '%s' "$PWD" | sha1sum | cut -c1-6)"
-GROUP_S=(tests/test_loads.py tests/test_offsite.py tests/test_offsite_shared.py)
-GROUP_D=(tests/test_dashboard.py)
+GROUP_S=(tests/test_loads.py tests/test_offsite.py)
+GROUP_D=(tests/test_dashboard.py tests/test_offsite_shared.py)
 # The compose-facing tests for v1 (container names `_1` against v2's `-1`): which compose the
 # run uses, compose names and stacks started by hand, and the CLI's compose lifecycle.
 GROUP_V1=(-m "docker and not ssh" tests/test_compose.py tests/test_trust.py tests/test_cli.py)
