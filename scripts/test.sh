@@ -5,9 +5,8 @@
 #
 # Without arguments the suite runs as four pytest processes side by side, each with its
 # own namespace (OPSKIT_TEST_NS) and port window, as four checkouts on one server would:
-# the database loads and the offsite copies, the dashboard in a browser with the shared offsite
-# repository, the compose tests
-# once more with compose v1, and everything else. They wait on containers, restic and the
+# the database loads and the offsite copies, the dashboard in a browser with the shared
+# offsite repository, the compose tests once more with compose v1, and everything else. They wait on containers, restic and the
 # browser far more than they compute, so the whole takes far less time than one after the
 # other. --durations shows the slowest.
 #
