@@ -6,9 +6,9 @@
 # Without arguments the suite runs as four pytest processes side by side, each with its
 # own namespace (OPSKIT_TEST_NS) and port window, as four checkouts on one server would:
 # the database loads and the offsite copies, the dashboard in a browser with the shared
-# offsite repository, the compose tests once more with compose v1, and everything else. They wait on containers, restic and the
-# browser far more than they compute, so the whole takes far less time than one after the
-# other. --durations shows the slowest.
+# offsite repository, the compose tests once more with compose v1, and everything else.
+# They wait on containers, restic and the browser far more than they compute, so the whole
+# takes far less time than one after the other. --durations shows the slowest.
 #
 # The test bed's DOCKER_CONFIG (scripts/testbed.sh --env) brings Docker Compose v2, which
 # opskit prefers: the suite runs on v2, as on real servers. The v1 run points DOCKER_CONFIG
