@@ -46,20 +46,40 @@ GROUP_D=(tests/test_dashboard.py tests/test_offsite_shared.py)
 GROUP_V1=(-m "docker and not ssh" tests/test_compose.py tests/test_trust.py tests/test_cli.py)
 logs=()
 pids=()
-side() {  # side NAME PORTS FILES...: a pytest in the background, its output to a file
-  local name=$1 ports=$2 log
+side() {  # side NAME PORTS ARGS... [-- VAR=VALUE... ARGS...]: pytest in the background,
+  # its output to a file; after `--`, a second pytest with those variables once the first
+  # has ended (the exit status is the first failure's)
+  local name=$1 ports=$2 log first=() vars=() then=()
   shift 2
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do first+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  while [ $# -gt 0 ] && [[ $1 =~ ^[A-Z_0-9]+= ]]; do vars+=("$1"); shift; done
+  then=("$@")
   log=$(mktemp "/tmp/opskit-tests-$name.XXXXXX")
-  OPSKIT_TEST_NS="${ns}$name" OPSKIT_TEST_PORTS=$ports \
-    .venv/bin/pytest -p no:cacheprovider --durations=10 "$@" >"$log" 2>&1 &
+  (
+    status=0
+    OPSKIT_TEST_NS="${ns}$name" OPSKIT_TEST_PORTS=$ports \
+      .venv/bin/pytest -p no:cacheprovider --durations=10 "${first[@]}" || status=$?
+    verdict "$status" || status=1
+    if [ ${#then[@]} -gt 0 ]; then
+      later=0
+      env "${vars[@]}" .venv/bin/pytest -p no:cacheprovider --durations=10 "${then[@]}" \
+        || later=$?
+      verdict "$later" || later=1
+      [ "$status" -ne 0 ] || status=$later
+    fi
+    exit "$status"
+  ) >"$log" 2>&1 &
   pids+=($!)
   logs+=("$log")
 }
 v1_config=$(mktemp -d /tmp/opskit-docker-config-v1.XXXXXX)   # no cli-plugins: compose v1
 trap 'rm -rf "$v1_config"' EXIT
 side s 20000-23999 "${GROUP_S[@]}"
-side d 24000-27999 "${GROUP_D[@]}"
-DOCKER_CONFIG=$v1_config OPSKIT_TEST_COMPOSE=v1 side v1 30500-32000 "${GROUP_V1[@]}"
+# The dashboard's runner ends first: the v1 run follows it, so that no more than three
+# pytest processes (and example copies with their healthchecks) share the two cores.
+side d 24000-27999 "${GROUP_D[@]}" -- DOCKER_CONFIG="$v1_config" OPSKIT_TEST_COMPOSE=v1 \
+  OPSKIT_TEST_NS="${ns}v1" OPSKIT_TEST_PORTS=30500-32000 "${GROUP_V1[@]}"
 result=0
 main_status=0
 OPSKIT_TEST_NS="${ns}m" OPSKIT_TEST_PORTS=28000-30499 .venv/bin/pytest --durations=10 \

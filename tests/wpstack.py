@@ -74,7 +74,7 @@ services:
     healthcheck:
       test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health.txt"]
       interval: 1s
-      timeout: 2s
+      timeout: 10s  # a real server's checks get seconds under load, not 2 s
       retries: 3
   db:
     init: true
@@ -86,7 +86,7 @@ services:
     healthcheck:
       test: ["CMD", "mariadb-admin", "ping", "--silent"]
       interval: 1s
-      timeout: 2s
+      timeout: 10s
       retries: 60
 volumes:
   db_data: {{}}

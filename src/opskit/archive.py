@@ -97,10 +97,11 @@ class Archive:
     verified: dict[str, Any] | None = None
     drilled: dict[str, Any] | None = None  # the last restore drill's result
     offsite: dict[str, Any] | None = None  # the last verification of its offsite copy
+    staged_as: str | None = None  # the name of an archive still in its staging folder
 
     @property
     def name(self) -> str:
-        return posixpath.basename(self.path)
+        return self.staged_as or posixpath.basename(self.path)
 
     @property
     def created(self) -> datetime:

@@ -468,7 +468,7 @@ def download(
         host.run(["rm", "-rf", "--", partial])
         host.run(["mkdir", "-m", "700", "--", partial])
         try:
-            staged = Archive(partial, manifest)
+            staged = Archive(partial, manifest, staged_as=name)
             for record in staged.components:
                 snapshot = have.get(record.key)
                 if snapshot is None:
@@ -497,7 +497,7 @@ def download(
                         entry.update(stored_bytes=written.stored_bytes, sha256=written.sha256)
             manifest["downloaded"] = {"from": target, "time": now().isoformat()}
             write_json(host, posixpath.join(partial, MANIFEST), manifest)
-            staged = Archive(partial, manifest)
+            staged = Archive(partial, manifest, staged_as=name)
             with job.phase("verifying") if job else nullcontext():
                 faults = engine.verify(staged)
             if faults:

@@ -170,6 +170,8 @@ async def terminal_session(
         pass
     finally:
         sender.cancel()
-        # shielded: a server that shuts down still ends the shell and the docker client
-        with contextlib.suppress(Exception):
+        # Shielded: a server that shuts down still ends the shell and the docker client.
+        # Past uvicorn's graceful timeout this await is cancelled; stop() goes on in its
+        # thread, which the interpreter joins before it exits, so there is nothing to report.
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.shield(loop.run_in_executor(None, stop))
