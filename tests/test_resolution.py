@@ -167,3 +167,22 @@ def test_a_service_name_compose_would_not_take_is_shown_but_ignored() -> None:
 
 def test_default_compose_project_name() -> None:
     assert default_compose_project_name("/opt/data/My.Shop/") == "myshop"
+
+
+def test_a_stack_of_another_root_is_not_claimed_by_its_look_alike_names() -> None:
+    """Found with the demo running beside the tests: a second root's project ``mdf`` took
+    the demo's ``dev-mdf-db`` by its prefix and a restore tried to stop that service."""
+    elsewhere = {
+        "com.docker.compose.project": "mdf-dev",
+        "com.docker.compose.service": "db",
+        "com.docker.compose.project.working_dir": "/srv/other-root/mdf/dev",
+        "ops.project": "mdf",
+        "ops.environment": "dev",
+    }
+    here = dict(elsewhere, **{"com.docker.compose.project.working_dir": "/opt/data/mdf/dev"})
+    by_hand = container("dev-mdf-cache")  # no compose labels: the prefix still places it
+    found = placed([container("dev-mdf-db", elsewhere), container("dev-mdf-web", here), by_hand])
+    assert found == {
+        "dev-mdf-web": ("mdf", "dev", "db", "label"),
+        "dev-mdf-cache": ("mdf", "dev", "cache", "prefix"),
+    }

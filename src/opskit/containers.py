@@ -201,18 +201,14 @@ def resolve(
         if (
             owner is not None
             and labels.get(LABEL_ENV) in owner.environments
-            and (
-                not started_in
-                or posixpath.normpath(started_in)
-                in folders.get((owner.name, labels[LABEL_ENV]), set())
-            )
+            and not _started_elsewhere(started_in, folders, owner, labels[LABEL_ENV])
         ):
             service = labels.get(LABEL_SERVICE) or compose_service or container.name
             placement = Placement(owner.name, labels[LABEL_ENV], service, "label", container)
         if placement is None:
             for prefix, project, env in prefixes:
                 rest = _prefix_rest(container.name, prefix)
-                if rest is not None:
+                if rest is not None and not _started_elsewhere(started_in, folders, project, env):
                     service = (
                         labels.get(LABEL_SERVICE)
                         or compose_service
@@ -238,6 +234,19 @@ def resolve(
         if placement is not None:
             placements.append(placement)
     return placements
+
+
+def _started_elsewhere(
+    started_in: str | None,
+    folders: dict[tuple[str, str], set[str]],
+    project: Project,
+    env: str,
+) -> bool:
+    """Whether compose started the container from a folder that is none of the env's
+    stacks: a stack of another root whose names look like this env's is not this env's."""
+    return bool(started_in) and posixpath.normpath(str(started_in)) not in folders.get(
+        (project.name, env), set()
+    )
 
 
 def managed(placements: Iterable[Placement]) -> list[Placement]:
