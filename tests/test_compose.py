@@ -161,3 +161,14 @@ def test_the_servers_over_ssh_run_compose_v2(example_copy) -> None:  # type: ign
     with SSHHost(SSH_URL, key_filename=SSH_KEY) as host:
         version = host.run([*program, "version", "--short"]).text.strip()
     assert version.startswith("2."), version
+
+
+def test_a_failed_compose_command_names_its_project_with_either_program() -> None:
+    from opskit.errors import CommandFailed
+
+    for program in (["docker", "compose"], ["docker-compose"]):
+        argv = [*program, "--project-name", "mdf-dev", "-f", "compose.yaml", "stop", "db"]
+        failed = CommandFailed(argv, 1, "no such service: db\n", "local")
+        assert str(failed) == (
+            f"{' '.join(program)} --project-name mdf-dev failed with exit 1: no such service: db"
+        )

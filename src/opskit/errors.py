@@ -43,7 +43,10 @@ class CommandFailed(HostError):
         last = next((ln for ln in reversed(stderr.strip().splitlines()) if ln.strip()), "")
         detail = f": {last.strip()}" if last else ""
         where = "" if host == "local" else f" on {host}"
-        super().__init__(f"{' '.join(argv[:3])} failed with exit {returncode}{where}{detail}")
+        # the program and its first two words: for compose, the project name too
+        program = 2 if argv[:2] == ["docker", "compose"] else 1
+        shown = " ".join(argv[: program + 2])
+        super().__init__(f"{shown} failed with exit {returncode}{where}{detail}")
 
 
 class NeedsConfirmation(OpskitError):
