@@ -114,7 +114,7 @@ def test_restore_sync_and_rebuild_refuse_before_touching_the_data(examples_up: P
     assert opskit("backup", "mdf", "dev", "--root", root, timeout=300).returncode == 0
     before = (mdf_state(examples_up), history(root))
     settings = examples_up / "opskit.yaml"
-    assert not settings.exists()
+    original = settings.read_text()  # the copy's own (its shared offsite target) comes back
     commands = [
         ["restore", "mdf", "dev", "--latest", "--yes"],
         ["sync", "mdf", "--from", "prod", "--to", "dev", "--yes"],
@@ -127,7 +127,7 @@ def test_restore_sync_and_rebuild_refuse_before_touching_the_data(examples_up: P
                 run = opskit("--root", root, *command, timeout=300)
                 assert_one_error_line(run, f"[error] {settings}{error}")
     finally:
-        settings.unlink()
+        settings.write_text(original)
     assert (mdf_state(examples_up), history(root)) == before  # and nothing in the audit log
 
 
