@@ -17,7 +17,7 @@ import pytest
 from conftest import Run, assert_one_error_line, opskit
 from opskit.offsite import OffsiteError, builtin_repository, owned
 from opskit.settings import Settings
-from test_offsite import SFTP, SFTP_CHROOT
+from test_offsite import COMPOSE, SFTP, SFTP_CHROOT
 from testroot import NS
 
 # Two projects, one with three envs, whose archive names sort across each other
@@ -33,14 +33,6 @@ NO_BACKUPS = """\
 name: shop
 environments: [dev, prod]
 compose: {dir: "{env}", project_name: "%s-shared-shop-{env}"}
-"""
-COMPOSE = """\
-services:
-  web:
-    init: true
-    image: opskit-test/web:1
-    command: ["httpd", "-f", "-p", "8080", "-h", "/srv"]
-    volumes: ["./data:/srv:ro"]
 """
 
 # Which snapshots a command sees is up to the selection, whatever the target: each test
