@@ -434,24 +434,25 @@ def test_prune_follows_the_retention_rules(root: str) -> None:
 
 
 def test_a_full_disk_leaves_no_partial_archive(root: str, tmp_path: Path) -> None:
-    """A copy of the mdf descriptor whose backup folder is a 1 MiB tmpfs."""
+    """The mdf descriptor's backup folder, for one backup, is a 1 MiB tmpfs.
+
+    The descriptor is changed in place, not copied to another root: a copy elsewhere does
+    not own the containers compose started from this root's folders (containers.resolve).
+    """
     disk = tmp_path / "disk"
     disk.mkdir()
+    descriptor = Path(root) / "mdf" / "project.yaml"
+    original = descriptor.read_text()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
     try:
-        small_root = tmp_path / "root"
-        (small_root / "mdf" / "dev").mkdir(parents=True)
-        shutil.copytree(
-            Path(root) / "mdf" / "dev" / "wp-content", small_root / "mdf" / "dev" / "wp-content"
-        )
-        text = (Path(root) / "mdf" / "project.yaml").read_text().replace(str(BACKUPS), str(disk))
-        (small_root / "mdf" / "project.yaml").write_text(text)
+        descriptor.write_text(original.replace(str(BACKUPS), str(disk)))
         big = volume_path(ns("mdf-dev_media")) / "incompressible.bin"
         big.write_bytes(os.urandom(3 << 20))
         try:
-            run = opskit("backup", "mdf", "dev", "--root", str(small_root))
+            run = opskit("backup", "mdf", "dev", "--root", root)
         finally:
             big.unlink()
+            descriptor.write_text(original)
         assert_one_error_line(run, "No space left on device")
         leftovers = [
             p.name for p in (disk / "mdf" / "dev").iterdir() if not p.name.startswith(".lock")
@@ -459,6 +460,7 @@ def test_a_full_disk_leaves_no_partial_archive(root: str, tmp_path: Path) -> Non
         assert leftovers == []
         assert opskit("health", "mdf", "dev", "--root", root).returncode == 0
     finally:
+        descriptor.write_text(original)
         subprocess.run(["umount", str(disk)], check=True)
 
 
