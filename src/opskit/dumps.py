@@ -19,14 +19,14 @@ from __future__ import annotations
 import bisect
 import re
 
-from opskit.transform import (
-    _MYSQL_CREATE,
-    _MYSQL_INSERT,
-    _PG_COPY,
-    _PG_CREATE,
-    _PG_INSERT,
-    _pg_name,
-    _unquote,
+from opskit.sqldump import (
+    MYSQL_CREATE,
+    MYSQL_INSERT,
+    PG_COPY,
+    PG_CREATE,
+    PG_INSERT,
+    pg_name,
+    unquote,
 )
 
 _MARIADB_STATEMENT = re.compile(rb"^(?:INSERT |REPLACE |CREATE TABLE )", re.MULTILINE)
@@ -186,9 +186,9 @@ class DumpLedger:
         return stop
 
     def _mariadb_line(self, data: bytes, start: int, stop: int) -> None:
-        insert = _MYSQL_INSERT.match(data, start, stop - 1)
+        insert = MYSQL_INSERT.match(data, start, stop - 1)
         if insert is not None:
-            table = _unquote(insert[1]).decode("utf-8", "replace")
+            table = unquote(insert[1]).decode("utf-8", "replace")
             self.statements.append((self._line, table, self.rows.get(table, 0)))
             if insert.end() >= stop - 1:  # "VALUES" ends the line: one row a line follows
                 self._open = table
@@ -196,24 +196,24 @@ class DumpLedger:
             else:
                 self._add(table, _tuples(data[insert.end() : stop - 1], mariadb=True))
             return
-        create = _MYSQL_CREATE.match(data, start, stop - 1)
+        create = MYSQL_CREATE.match(data, start, stop - 1)
         if create is not None:
-            self.rows.setdefault(_unquote(create[1]).decode("utf-8", "replace"), 0)
+            self.rows.setdefault(unquote(create[1]).decode("utf-8", "replace"), 0)
 
     def _postgres_line(self, data: bytes, start: int, stop: int) -> None:
-        copy = _PG_COPY.match(data, start, stop - 1)
+        copy = PG_COPY.match(data, start, stop - 1)
         if copy is not None:
-            self._open = _pg_name(copy[1]).decode("utf-8", "replace")
+            self._open = pg_name(copy[1]).decode("utf-8", "replace")
             self.rows.setdefault(self._open, 0)
             return
-        insert = _PG_INSERT.match(data, start, stop - 1)
+        insert = PG_INSERT.match(data, start, stop - 1)
         if insert is not None:
-            table = _pg_name(insert[1]).decode("utf-8", "replace")
+            table = pg_name(insert[1]).decode("utf-8", "replace")
             self._add(table, _tuples(data[insert.end() : stop - 1], mariadb=False))
             return
-        create = _PG_CREATE.match(data, start, stop - 1)
+        create = PG_CREATE.match(data, start, stop - 1)
         if create is not None:
-            self.rows.setdefault(_pg_name(create[1]).decode("utf-8", "replace"), 0)
+            self.rows.setdefault(pg_name(create[1]).decode("utf-8", "replace"), 0)
 
 
 def _tuples(values: bytes, *, mariadb: bool) -> int:

@@ -23,6 +23,20 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import IO, ClassVar, Protocol
 
+from opskit.sqldump import (
+    MYSQL_COLUMN,
+    MYSQL_CREATE,
+    MYSQL_INSERT,
+    MYSQL_NAME,
+    PG_COLUMN,
+    PG_COPY,
+    PG_CREATE,
+    PG_INSERT,
+    pg_name,
+    pg_names,
+    unquote,
+)
+
 READ_SIZE = 1 << 20
 PLACES = 5  # places named in a dry run's warnings, for each kind
 
@@ -720,21 +734,7 @@ class _Lines:
             return
         found = column.match(line)
         if found:
-            self.columns[self.creating].append(_unquote(found[1]))
-
-
-_BACKQUOTED = rb"`(?:[^`]|``)+`"
-_MYSQL_INSERT = re.compile(
-    rb"(?:INSERT|REPLACE)\s+(?:(?:LOW_PRIORITY|DELAYED|HIGH_PRIORITY|IGNORE)\s+)*INTO\s+"
-    rb"(?:" + _BACKQUOTED + rb"\.)?(" + _BACKQUOTED + rb")\s*"
-    rb"(?:\(((?:" + _BACKQUOTED + rb"|[^)`])*)\)\s*)?VALUES\s*"
-)
-_MYSQL_CREATE = re.compile(
-    rb"(?:/\*!\d+\s+)?CREATE\s+(?:TEMPORARY\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?"
-    rb"(?:" + _BACKQUOTED + rb"\.)?(" + _BACKQUOTED + rb")\s*\(\s*$"
-)
-_MYSQL_COLUMN = re.compile(rb"  (" + _BACKQUOTED + rb")")
-_MYSQL_NAME = re.compile(_BACKQUOTED)
+            self.columns[self.creating].append(unquote(found[1]))
 
 
 class _MariaDB(_Lines):
@@ -756,13 +756,13 @@ class _MariaDB(_Lines):
 
     def line(self, line: bytes) -> bytes:
         if self.creating is not None:
-            self.read_column(line, _MYSQL_COLUMN)
+            self.read_column(line, MYSQL_COLUMN)
         elif line.startswith((b"INSERT", b"REPLACE")):
-            insert = _MYSQL_INSERT.match(line)
+            insert = MYSQL_INSERT.match(line)
             if insert:
-                table = _unquote(insert[1])
+                table = unquote(insert[1])
                 if insert[2] is not None:
-                    columns = [_unquote(name) for name in _MYSQL_NAME.findall(insert[2])]
+                    columns = [unquote(name) for name in MYSQL_NAME.findall(insert[2])]
                 else:
                     columns = self.columns.get(table, [])
                 skipped = self.skipped(columns)
@@ -772,9 +772,9 @@ class _MariaDB(_Lines):
             table, columns, skipped = self.inserting
             return self.rewrite_tuples(line, 0, table, columns, skipped)
         else:
-            create = _MYSQL_CREATE.match(line)
+            create = MYSQL_CREATE.match(line)
             if create:
-                self.creating = _unquote(create[1])
+                self.creating = unquote(create[1])
                 self.columns[self.creating] = []
         return line
 
@@ -820,26 +820,6 @@ class _MariaDB(_Lines):
         return line[max(0, start - 8) : start].rstrip().endswith(b"_binary")
 
 
-_PG_IDENTIFIER = rb'(?:"(?:[^"]|"")+"|[^\s".(),]+)'
-_PG_NAME = _PG_IDENTIFIER + rb"(?:\." + _PG_IDENTIFIER + rb")*"
-_PG_COLUMN_LIST = rb'\(((?:"(?:[^"]|"")*"|[^)"])*)\)'
-_PG_COPY = re.compile(
-    rb"COPY\s+(" + _PG_NAME + rb")\s*(?:" + _PG_COLUMN_LIST + rb"\s*)?FROM\s+stdin\b"
-)
-_PG_INSERT = re.compile(
-    rb"INSERT\s+INTO\s+(" + _PG_NAME + rb")\s*(?:" + _PG_COLUMN_LIST + rb"\s*)?"
-    rb"(?:OVERRIDING\s+(?:SYSTEM|USER)\s+VALUE\s+)?VALUES\s*"
-)
-_PG_CREATE = re.compile(
-    rb"CREATE\s+(?:(?:UNLOGGED|TEMPORARY|TEMP|GLOBAL|LOCAL)\s+)*TABLE\s+"
-    rb"(?:IF\s+NOT\s+EXISTS\s+)?(" + _PG_NAME + rb")\s*\(\s*$"
-)
-_PG_COLUMN = re.compile(
-    rb"\s+(?!(?:CONSTRAINT|PRIMARY|UNIQUE|CHECK|FOREIGN|EXCLUDE|LIKE)\b)(" + _PG_IDENTIFIER + rb")"
-)
-_PG_IDENTIFIERS = re.compile(_PG_IDENTIFIER)
-
-
 class _Postgres(_Lines):
     """pg_dump plain output: COPY blocks (and single-line INSERT statements)."""
 
@@ -863,26 +843,26 @@ class _Postgres(_Lines):
         if self.copying is not None:
             return self.copy_row(line)
         if self.creating is not None:
-            self.read_column(line, _PG_COLUMN)
+            self.read_column(line, PG_COLUMN)
         elif line.startswith(b"COPY "):
-            copy = _PG_COPY.match(line)
+            copy = PG_COPY.match(line)
             if copy:
-                table = _pg_name(copy[1])
-                columns = _pg_names(copy[2]) if copy[2] is not None else self.columns.get(table)
+                table = pg_name(copy[1])
+                columns = pg_names(copy[2]) if copy[2] is not None else self.columns.get(table)
                 self.copying = (table, columns or [], self.skipped(columns or []))
         elif line.startswith(b"INSERT "):
-            insert = _PG_INSERT.match(line)
+            insert = PG_INSERT.match(line)
             if insert:
-                table = _pg_name(insert[1])
+                table = pg_name(insert[1])
                 if insert[2] is not None:
-                    columns = _pg_names(insert[2])
+                    columns = pg_names(insert[2])
                 else:
                     columns = self.columns.get(table, [])
                 return self.rewrite_tuples(line, insert.end(), table, columns)
         elif line.startswith(b"CREATE "):
-            create = _PG_CREATE.match(line)
+            create = PG_CREATE.match(line)
             if create:
-                self.creating = _pg_name(create[1])
+                self.creating = pg_name(create[1])
                 self.columns[self.creating] = []
         return line
 
@@ -951,23 +931,6 @@ _FIRST_VALUE = re.compile(rb"[^,)]*")
 def _shortened(value: bytes, size: int = 40) -> str:
     text = value.decode("utf-8", "replace")
     return text if len(text) <= size else text[: size - 1] + "…"
-
-
-def _unquote(name: bytes) -> bytes:
-    """A `backquoted` or "double-quoted" identifier without its quotes."""
-    if len(name) >= 2 and name[:1] == name[-1:] and name[:1] in (b"`", b'"'):
-        quote = name[:1]
-        return name[1:-1].replace(quote + quote, quote)
-    return name
-
-
-def _pg_names(text: bytes) -> list[bytes]:
-    return [_unquote(name) for name in _PG_IDENTIFIERS.findall(text)]
-
-
-def _pg_name(text: bytes) -> bytes:
-    """schema.table as one name, without quotes."""
-    return b".".join(_pg_names(text))
 
 
 # --- the stream -----------------------------------------------------------------------------
