@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable
 
 import attrs
 import yaml
 
 from opskit.errors import DescriptorError, NotFoundError
+from opskit.yamlreader import Node, Reader, read_yaml
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
 SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
@@ -260,122 +260,8 @@ class Project:
 # Validation
 # ---------------------------------------------------------------------------
 
-T = TypeVar("T")
-Node = yaml.Node
 
-
-class _Reader:
-    """Reads a YAML node tree, checking types and naming file, line and field on error."""
-
-    def __init__(self, path: str, loader: yaml.SafeLoader) -> None:
-        self.path = path
-        self.loader = loader
-        self.environments: tuple[str, ...] = ()
-
-    def error(self, node: Node | None, field: str, problem: str) -> DescriptorError:
-        line = node.start_mark.line + 1 if node is not None and node.start_mark else None
-        return DescriptorError(self.path, line, field, problem)
-
-    def mapping(
-        self, node: Node, field: str, allowed: Iterable[str], required: Iterable[str] = ()
-    ) -> dict[str, Node]:
-        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
-            node = yaml.MappingNode("tag:yaml.org,2002:map", [], node.start_mark, node.end_mark)
-        if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, field, "expected a mapping")
-        try:
-            self.loader.flatten_mapping(node)
-        except yaml.YAMLError as exc:
-            raise self.error(node, field, f"bad merge key: {exc}") from None
-        allowed = set(allowed)
-        result: dict[str, Node] = {}
-        for key_node, value_node in node.value:
-            key = self.scalar(key_node, field)
-            name = f"{field}.{key}" if field else str(key)
-            if not isinstance(key, str):
-                raise self.error(key_node, name, "keys must be strings")
-            if allowed and key not in allowed:
-                raise self.error(
-                    key_node, name, f"unknown key (expected one of {', '.join(sorted(allowed))})"
-                )
-            if key in result:
-                raise self.error(key_node, name, "duplicate key")
-            result[key] = value_node
-        for key in required:
-            if key not in result:
-                raise self.error(node, f"{field}.{key}" if field else key, "required")
-        return result
-
-    def free_mapping(self, node: Node, field: str) -> dict[str, Node]:
-        return self.mapping(node, field, allowed=())
-
-    def scalar(self, node: Node, field: str) -> Any:
-        if not isinstance(node, yaml.ScalarNode):
-            raise self.error(node, field, "expected a single value")
-        try:
-            return self.loader.construct_object(node, deep=True)
-        except (yaml.YAMLError, ValueError, OverflowError) as exc:
-            raise self.error(node, field, f"bad value: {exc}") from None
-
-    def string(
-        self, node: Node, field: str, pattern: re.Pattern[str] | None = None, what: str = ""
-    ) -> str:
-        value = self.scalar(node, field)
-        if not isinstance(value, str):
-            raise self.error(node, field, "expected a string")
-        if not value:
-            raise self.error(node, field, "must not be empty")
-        if pattern is not None and not pattern.match(value):
-            raise self.error(node, field, f"{value!r} is not a valid {what or 'value'}")
-        return value
-
-    def integer(self, node: Node, field: str, minimum: int = 0) -> int:
-        value = self.scalar(node, field)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(node, field, "expected an integer")
-        if value < minimum:
-            raise self.error(node, field, f"must be at least {minimum}")
-        return value
-
-    def number(self, node: Node, field: str) -> float:
-        value = self.scalar(node, field)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(node, field, "expected a number")
-        if not value > 0 or value == float("inf"):
-            raise self.error(node, field, "must be a positive number")
-        return float(value)
-
-    def choice(self, node: Node, field: str, choices: tuple[str, ...]) -> str:
-        value = self.string(node, field)
-        if value not in choices:
-            raise self.error(node, field, f"{value!r} is not one of {', '.join(choices)}")
-        return value
-
-    def sequence(self, node: Node, field: str) -> list[Node]:
-        if not isinstance(node, yaml.SequenceNode):
-            raise self.error(node, field, "expected a list")
-        return list(node.value)
-
-    def each(self, node: Node, field: str, read: Callable[[Node, str], T]) -> tuple[T, ...]:
-        return tuple(
-            read(item, f"{field}[{i}]") for i, item in enumerate(self.sequence(node, field))
-        )
-
-    def strings(self, node: Node, field: str) -> tuple[str, ...]:
-        return self.each(node, field, self.string)
-
-    def env_name(self, node: Node, field: str) -> str:
-        value = self.string(node, field)
-        if self.environments and value not in self.environments:
-            raise self.error(
-                node,
-                field,
-                f"unknown environment {value!r} (environments: {', '.join(self.environments)})",
-            )
-        return value
-
-
-def read_notify(r: _Reader, node: Node, field: str) -> Notify:
+def read_notify(r: Reader, node: Node, field: str) -> Notify:
     m = r.mapping(node, field, {"urls", "successes", "pings"})
     successes = None
     if "successes" in m:
@@ -392,7 +278,7 @@ def read_notify(r: _Reader, node: Node, field: str) -> Notify:
     return Notify(urls=urls, successes=successes, pings=tuple(pings))
 
 
-def _url(r: _Reader, node: Node, field: str, schemes: tuple[str, ...]) -> str:
+def _url(r: Reader, node: Node, field: str, schemes: tuple[str, ...]) -> str:
     value = r.string(node, field)
     if "://" not in value or (schemes and not value.startswith(schemes)):
         expected = ", ".join(schemes) if schemes else "an apprise URL (scheme://...)"
@@ -400,7 +286,7 @@ def _url(r: _Reader, node: Node, field: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
-def _read_project_name(r: _Reader, node: Node, field: str, project: str) -> str:
+def _read_project_name(r: Reader, node: Node, field: str, project: str) -> str:
     """A compose project name template; it must expand to a valid name in every env."""
     template = r.string(node, field)
     for env in r.environments:
@@ -415,7 +301,7 @@ def _read_project_name(r: _Reader, node: Node, field: str, project: str) -> str:
     return template
 
 
-def _read_stack(r: _Reader, node: Node, field: str, project: str) -> Stack:
+def _read_stack(r: Reader, node: Node, field: str, project: str) -> Stack:
     m = r.mapping(node, field, {"dir", "files", "project_name"})
     return Stack(
         dir=r.string(m["dir"], f"{field}.dir") if "dir" in m else ".",
@@ -426,7 +312,7 @@ def _read_stack(r: _Reader, node: Node, field: str, project: str) -> Stack:
     )
 
 
-def _read_compose(r: _Reader, node: Node, project: str) -> Compose:
+def _read_compose(r: Reader, node: Node, project: str) -> Compose:
     keys = {"dir", "files", "env_file", "profile", "project_name", "extra"}
     m = r.mapping(node, "compose", keys)
     return Compose(
@@ -443,7 +329,7 @@ def _read_compose(r: _Reader, node: Node, project: str) -> Compose:
     )
 
 
-def _read_services(r: _Reader, node: Node) -> tuple[Service, ...]:
+def _read_services(r: Reader, node: Node) -> tuple[Service, ...]:
     services = []
     for name, value in r.free_mapping(node, "services").items():
         field = f"services.{name}"
@@ -459,7 +345,7 @@ def _read_services(r: _Reader, node: Node) -> tuple[Service, ...]:
     return tuple(services)
 
 
-def _read_probe(r: _Reader, node: Node, field: str) -> HttpProbe:
+def _read_probe(r: Reader, node: Node, field: str) -> HttpProbe:
     m = r.mapping(
         node, field, {"service", "http", "expect", "timeout", "environments"}, required={"http"}
     )
@@ -479,7 +365,7 @@ def _read_probe(r: _Reader, node: Node, field: str) -> HttpProbe:
     )
 
 
-def _read_health(r: _Reader, node: Node) -> tuple[tuple[HttpProbe, ...], list[Node], int | None]:
+def _read_health(r: Reader, node: Node) -> tuple[tuple[HttpProbe, ...], list[Node], int | None]:
     """``health`` is a list of probes, or ``{timeout: SECONDS, probes: [...]}``.
 
     Returns the probes, their nodes and the gate timeout (None: not set)."""
@@ -493,7 +379,7 @@ def _read_health(r: _Reader, node: Node) -> tuple[tuple[HttpProbe, ...], list[No
     return probes, list(m["probes"].value), timeout
 
 
-def _read_database(r: _Reader, node: Node, field: str) -> Database:
+def _read_database(r: Reader, node: Node, field: str) -> Database:
     m = r.mapping(
         node,
         field,
@@ -516,7 +402,7 @@ def _read_database(r: _Reader, node: Node, field: str) -> Database:
     )
 
 
-def _read_backup(r: _Reader, node: Node) -> Backup:
+def _read_backup(r: Reader, node: Node) -> Backup:
     m = r.mapping(
         node, "backup", {"dir", "schedule", "retention", "databases", "paths", "volumes", "stop"}
     )
@@ -547,7 +433,7 @@ def _read_backup(r: _Reader, node: Node) -> Backup:
     )
 
 
-def read_calendar(r: _Reader, node: Node, field: str) -> str:
+def read_calendar(r: Reader, node: Node, field: str) -> str:
     """A schedule for a timer's ``OnCalendar=``: ``HH:MM`` (a valid time) or a systemd
     calendar, on one line. Whether systemd parses it is checked where the units are made
     (:func:`opskit.timers.check_calendar`): the descriptor is read without a host."""
@@ -570,15 +456,15 @@ def read_calendar(r: _Reader, node: Node, field: str) -> str:
     return value
 
 
-def _read_offsite(r: _Reader, node: Node, field: str = "offsite") -> Offsite:
+def _read_offsite(r: Reader, node: Node, field: str = "offsite") -> Offsite:
     m = r.mapping(node, field, {"target", "keep"}, required={"target"})
     return Offsite(
-        target=_offsite_target(r, m["target"], f"{field}.target"),
+        target=read_offsite_target(r, m["target"], f"{field}.target"),
         keep=r.integer(m["keep"], f"{field}.keep", minimum=1) if "keep" in m else None,
     )
 
 
-def _offsite_target(r: _Reader, node: Node, field: str) -> str:
+def read_offsite_target(r: Reader, node: Node, field: str) -> str:
     """A target URL: the built-in schemes, or another that a plugin's
     ``opskit_offsite_target`` maps (checked when it is used)."""
     value = r.string(node, field)
@@ -589,7 +475,7 @@ def _offsite_target(r: _Reader, node: Node, field: str) -> str:
     return value
 
 
-def _read_sync(r: _Reader, node: Node) -> Sync:
+def _read_sync(r: Reader, node: Node) -> Sync:
     m = r.mapping(node, "sync", {"pairs", "replace", "whole_hosts"})
     whole_hosts = r.scalar(m["whole_hosts"], "sync.whole_hosts") if "whole_hosts" in m else False
     if not isinstance(whole_hosts, bool):
@@ -627,7 +513,7 @@ def _read_sync(r: _Reader, node: Node) -> Sync:
     return Sync(pairs=tuple(pairs), replace=tuple(replace), whole_hosts=whole_hosts)
 
 
-def _read_promote(r: _Reader, node: Node) -> Promote:
+def _read_promote(r: Reader, node: Node) -> Promote:
     keys = {"type", "dir", "branches", "script", "rebuild", "health_timeout", "exclude"}
     m = r.mapping(node, "promote", keys, required={"type"})
     kind = r.choice(m["type"], "promote.type", PROMOTE_TYPES)
@@ -656,7 +542,7 @@ def _read_promote(r: _Reader, node: Node) -> Promote:
     )
 
 
-def _read_delegate(r: _Reader, node: Node) -> Delegate:
+def _read_delegate(r: Reader, node: Node) -> Delegate:
     m = r.mapping(node, "delegate", {"cli", "commands"}, required={"cli"})
     commands: tuple[str, ...] = DELEGATE_COMMANDS
     if "commands" in m:
@@ -672,35 +558,11 @@ TOP_LEVEL_KEYS = (
 )  # fmt: skip
 
 
-def read_yaml(path: str, text: str) -> tuple[Node, yaml.SafeLoader]:
-    """The root node of a YAML document and its loader; :class:`DescriptorError` (file and
-    line) when it is not valid YAML or empty."""
-    try:
-        loader = yaml.SafeLoader(text)
-        try:
-            root = loader.get_single_node()
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise DescriptorError(
-            path, line, "", f"invalid YAML: {exc.problem or exc.context}"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise DescriptorError(path, None, "", f"invalid YAML: {exc}") from None
-    except RecursionError:
-        raise DescriptorError(path, None, "", "invalid YAML: nested too deeply") from None
-    if root is None:
-        raise DescriptorError(path, 1, "", "the file is empty")
-    return root, loader
-
-
 def parse_descriptor(source: DescriptorSource) -> Project:
     """Parse and validate one descriptor; raise :class:`DescriptorError` on any fault."""
     path = source.path
     root, loader = read_yaml(path, source.text)
-    r = _Reader(path, loader)
+    r = Reader(path, loader)
     m = r.mapping(root, "", TOP_LEVEL_KEYS, required=("name",))
     name = r.string(m["name"], "name", NAME_RE, "project name ([a-z0-9][a-z0-9-]*)")
     environments: tuple[str, ...] = ("dev", "int", "prod")

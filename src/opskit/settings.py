@@ -15,15 +15,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from opskit.descriptor import (
-    Notify,
-    Offsite,
-    _offsite_target,
-    _Reader,
-    read_calendar,
-    read_notify,
-    read_yaml,
-)
+from opskit.descriptor import Notify, Offsite, read_calendar, read_notify, read_offsite_target
+from opskit.yamlreader import Reader, read_yaml
 
 if TYPE_CHECKING:
     from yaml import Node
@@ -117,7 +110,7 @@ class Settings:
 def parse_settings(path: str, text: str) -> Settings:
     """Parse and validate an ``opskit.yaml``; :class:`DescriptorError` on any fault."""
     root, loader = read_yaml(path, text)
-    r = _Reader(path, loader)
+    r = Reader(path, loader)
     m = r.mapping(root, "", KEYS)
     values: dict[str, object] = {"path": path}
     if "state_dir" in m:
@@ -162,7 +155,7 @@ def parse_settings(path: str, text: str) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-def _read_serve(r: _Reader, node: Node) -> Serve:
+def _read_serve(r: Reader, node: Node) -> Serve:
     import re
 
     m = r.mapping(
@@ -194,14 +187,14 @@ def _read_serve(r: _Reader, node: Node) -> Serve:
     return Serve(**values)  # type: ignore[arg-type]
 
 
-def _read_offsite(r: _Reader, node: Node) -> ServerOffsite:
+def _read_offsite(r: Reader, node: Node) -> ServerOffsite:
     m = r.mapping(node, "offsite", {"target", "keep", "s3"})
     s3 = {}
     if "s3" in m:
         given = r.mapping(m["s3"], "offsite.s3", set(S3_KEYS))
         s3 = {S3_KEYS[key]: r.string(value, f"offsite.s3.{key}") for key, value in given.items()}
     return ServerOffsite(
-        target=_offsite_target(r, m["target"], "offsite.target") if "target" in m else None,
+        target=read_offsite_target(r, m["target"], "offsite.target") if "target" in m else None,
         keep=r.integer(m["keep"], "offsite.keep", minimum=1) if "keep" in m else None,
         s3=s3,
     )
