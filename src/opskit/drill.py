@@ -29,7 +29,7 @@ from opskit.components import BackupContext, DatabaseDump, _extract
 from opskit.containers import Container, Placement
 from opskit.descriptor import Database
 from opskit.errors import OpskitError
-from opskit.runs import pid_alive
+from opskit.processes import pid_alive
 
 if TYPE_CHECKING:
     from opskit.descriptor import Project

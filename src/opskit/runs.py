@@ -3,16 +3,16 @@ stored in SQLite as it happens.
 
 A run is one ``opskit`` command line (``backup mdf dev``, ``restore … --yes``). The
 dashboard records it in ``runs.sqlite`` in the state folder and starts
-``python -m opskit.runs RUN_ID DB_PATH`` in a new session, so the run survives the browser
-going away and a restart of ``opskit serve``. That process runs the command line through
-the ordinary CLI with one plugin more, whose ``opskit_event`` stores each job event, and
-stores the command's own output lines as ``output`` events. Every stored event has an id
-that grows across all runs: a stream resumes exactly after the last id it delivered.
+``python -m opskit.runner RUN_ID DB_PATH`` in a new session, so the run survives the
+browser going away and a restart of ``opskit serve``. That process (:mod:`opskit.runner`)
+runs the command line through the ordinary CLI with one plugin more, whose ``opskit_event``
+stores each job event, and stores the command's own output lines as ``output`` events.
+Every stored event has an id that grows across all runs: a stream resumes exactly after the
+last id it delivered.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import secrets
@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from opskit.plugins import hookimpl
+from opskit.processes import pid_alive
 
 FILENAME = "runs.sqlite"
 SCHEMA = """
@@ -178,17 +178,6 @@ def _run(row: Sequence[Any]) -> Run:
     return Run(row[0], tuple(json.loads(row[1])), *row[2:])
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this machine still runs (owned by someone else counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def start(
     store: RunStore, argv: Sequence[str], root: str, user: str, host: str | None = None
 ) -> Run:
@@ -201,7 +190,7 @@ def start(
     if host:
         env["OPSKIT_HOST"] = host
     process = subprocess.Popen(
-        [sys.executable, "-m", "opskit.runs", run.id, store.path],
+        [sys.executable, "-m", "opskit.runner", run.id, store.path],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, close_fds=True, env=env,
     )  # fmt: skip
@@ -217,73 +206,6 @@ def _reap_later(process: subprocess.Popen[bytes]) -> None:
     threading.Thread(target=process.wait, daemon=True).start()
 
 
-class Recorder:
-    """The plugin the run's process adds: every job event into the store."""
-
-    def __init__(self, store: RunStore, run_id: str) -> None:
-        self.store = store
-        self.run_id = run_id
-
-    @hookimpl
-    def opskit_event(self, event: Any) -> None:
-        self.store.append(self.run_id, event.as_dict())
-
-
-class _Lines(io.TextIOBase):
-    """A text stream that stores each complete line as an ``output`` event."""
-
-    def __init__(self, store: RunStore, run_id: str, stream: str) -> None:
-        self.store, self.run_id, self.stream = store, run_id, stream
-        self.pending = ""
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return False
-
-    def write(self, text: str) -> int:
-        self.pending += text.replace("\r", "\n")
-        *lines, self.pending = self.pending.split("\n")
-        for line in lines:
-            if line:
-                self.store.append(
-                    self.run_id, {"event": "output", "stream": self.stream, "line": line}
-                )
-        return len(text)
-
-    def flush(self) -> None:
-        if self.pending:
-            self.write("\n")
-
-
-def main(run_id: str, path: str) -> int:
-    """The run's process: the command line, with its events and output in the store."""
-    from opskit.cli import run as run_cli
-    from opskit.plugins import create_plugins
-
-    store = RunStore(path)
-    run = store.get(run_id)
-    os.environ["OPSKIT_ROOT"] = run.root
-    out, err = _Lines(store, run_id, "stdout"), _Lines(store, run_id, "stderr")
-    sys.stdout, sys.stderr = out, err
-    code = 1
-    try:
-        plugins = create_plugins(
-            os.environ, extra=[("opskit-run-recorder", Recorder(store, run_id))]
-        )
-        code = run_cli(list(run.argv), plugins=plugins)
-    except BaseException as exc:  # recorded, never lost: the run must end with a result
-        err.write(f"[error] {exc!r}\n")
-    finally:
-        out.flush()
-        err.flush()
-        store.append(run_id, {"event": "run.finished", "exit_code": code})
-        store.finish(run_id, code)
-        store.close()
-    return code
-
-
 def follow(store: RunStore, after: int, interval: float = 0.1) -> Iterator[StoredEvent]:
     """Events after *after* as they are stored (for tests and scripts; the server streams
     them asynchronously)."""
@@ -294,7 +216,3 @@ def follow(store: RunStore, after: int, interval: float = 0.1) -> Iterator[Store
             yield event
         if not found:
             time.sleep(interval)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
