@@ -4,18 +4,13 @@ under which compose project name each stack runs (:func:`identify_stack`)."""
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import yaml
 
-from opskit.containers import (
-    COMPOSE_CONFIG_FILES,
-    COMPOSE_PROJECT,
-    COMPOSE_WORKING_DIR,
-    default_compose_project_name,
-)
 from opskit.descriptor import COMPOSE_FILE_CANDIDATES, COMPOSE_NAME_RE
 from opskit.errors import HostError, NotFoundError, OpskitError
 
@@ -23,6 +18,18 @@ if TYPE_CHECKING:
     from opskit.containers import Container
     from opskit.descriptor import Project, Stack
     from opskit.host import Host
+
+
+# The labels compose puts on the containers it starts.
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+COMPOSE_WORKING_DIR = "com.docker.compose.project.working_dir"
+COMPOSE_CONFIG_FILES = "com.docker.compose.project.config_files"
+
+
+def default_compose_project_name(directory: str) -> str:
+    """The project name compose derives from a folder when nothing else names it."""
+    return re.sub(r"[^a-z0-9_-]", "", posixpath.basename(directory.rstrip("/")).lower())
 
 
 @attrs.frozen

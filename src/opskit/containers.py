@@ -30,18 +30,21 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+# compose's labels and naming live in compose.py; the old import paths still work.
+from opskit.compose import COMPOSE_CONFIG_FILES as COMPOSE_CONFIG_FILES
+from opskit.compose import COMPOSE_PROJECT as COMPOSE_PROJECT
+from opskit.compose import COMPOSE_SERVICE as COMPOSE_SERVICE
+from opskit.compose import COMPOSE_WORKING_DIR as COMPOSE_WORKING_DIR
+from opskit.compose import StackIdentity, identities
+from opskit.compose import default_compose_project_name as default_compose_project_name
+
 if TYPE_CHECKING:
-    from opskit.compose import StackIdentity
     from opskit.descriptor import Project
     from opskit.host import Host
 
 LABEL_PROJECT = "ops.project"
 LABEL_ENV = "ops.environment"
 LABEL_SERVICE = "ops.service"
-COMPOSE_PROJECT = "com.docker.compose.project"
-COMPOSE_SERVICE = "com.docker.compose.service"
-COMPOSE_WORKING_DIR = "com.docker.compose.project.working_dir"
-COMPOSE_CONFIG_FILES = "com.docker.compose.project.config_files"
 
 _HEALTH_RE = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
@@ -135,11 +138,6 @@ def list_containers(host: Host) -> list[Container]:
     return [Container.from_api(item) for item in host.docker().containers(all=True)]
 
 
-def default_compose_project_name(directory: str) -> str:
-    """The project name compose derives from a folder when nothing else names it."""
-    return re.sub(r"[^a-z0-9_-]", "", posixpath.basename(directory.rstrip("/")).lower())
-
-
 def _prefix_rest(name: str, prefix: str) -> str | None:
     """The part of *name* after *prefix* when the prefix matches on a whole word."""
     if name == prefix:
@@ -164,8 +162,6 @@ def resolve(
     *stacks* are the stack identities of :func:`opskit.compose.identities`; without
     them, each stack's name is its descriptor's ``project_name`` or its folder's name.
     """
-    from opskit.compose import identities
-
     containers = list(containers)
     if stacks is None:
         stacks = identities(None, projects, ())
