@@ -27,6 +27,11 @@ __all__ = ["Ops", "OpskitError", "__version__", "hookimpl"]
 _LAZY = {"Ops": "opskit.api", "OpskitError": "opskit.errors", "hookimpl": "opskit.plugins"}
 
 
+def __dir__() -> list[str]:
+    # The lazy names too, so that dir(opskit) and completion in a REPL show Ops.
+    return sorted({*globals(), *_LAZY})
+
+
 def __getattr__(name: str) -> Any:
     # Lazy, so that `opskit --help` and plugin imports stay fast.
     if name in _LAZY:
