@@ -254,3 +254,18 @@ def test_dir_of_the_package_lists_its_lazy_names() -> None:
     for name in ("Ops", "OpskitError", "hookimpl", "__version__"):
         assert name in names, name
     assert "importlib" not in names  # what the lazy loading uses is not a name of the package
+
+
+def test_the_plugin_contract_takes_its_types_from_the_contracts_only() -> None:
+    """hookspecs.py imports its types from opskit.contracts (besides the host and the
+    server's settings, which plugins are handed as they are), and the contracts import
+    nothing of the engines that work on them."""
+    found = {(i.source, i.target) for i in all_imports()}
+    specs = {target for source, target in found if source == "opskit.hookspecs"}
+    assert specs <= {"opskit", "opskit.contracts", "opskit.host", "opskit.settings"}, specs
+    contracts = {target for source, target in found if source == "opskit.contracts"}
+    assert contracts <= {"opskit", "opskit.errors", "opskit.events", "opskit.host"} | {
+        "opskit.containers"  # type-only: the containers a context carries
+    }, contracts
+    runtime = {i.target for i in all_imports() if i.source == "opskit.contracts" and i.runs}
+    assert runtime <= {"opskit.errors", "opskit.events"}, runtime

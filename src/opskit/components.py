@@ -8,109 +8,31 @@ and how to consume the same stream again (``restore``).
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import io
 import posixpath
 import re
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
 from opskit import databases
+
+# Defined in opskit.contracts (the types plugins and engines share); re-exported here.
+from opskit.contracts import BackupContext as BackupContext
+from opskit.contracts import Component as Component
+from opskit.contracts import StreamLedger as StreamLedger
 from opskit.dumps import DumpLedger, TarLedger
 from opskit.errors import NotFoundError, OpskitError
 
 if TYPE_CHECKING:
-    from opskit.containers import Container, Placement
     from opskit.descriptor import Database, Project
     from opskit.host import Host, Process
 
 
-@attrs.frozen
-class BackupContext:
-    """The env a component works on: its host, descriptor and containers."""
-
-    host: Host
-    project: Project
-    env: str
-    placements: tuple[Placement, ...]
-
-    def running_container(self, service: str) -> Container:
-        found = [p for p in self.placements if p.service == service]
-        for placement in found:
-            if placement.state == "running" and placement.container:
-                return placement.container
-        seen = (
-            ", ".join(f"{p.container.name} is {p.state}" for p in found if p.container)
-            or "no container found"
-        )
-        raise NotFoundError(
-            f"{self.project.name} {self.env}: the {service} container is not running ({seen})"
-        )
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "root"
-
-
-class Component(abc.ABC):
-    """One part of a backup. ``key`` is unique within an archive and names its file."""
-
-    kind: ClassVar[str]
-    extension: ClassVar[str]
-
-    @property
-    @abc.abstractmethod
-    def key(self) -> str: ...
-
-    @abc.abstractmethod
-    def describe(self) -> dict[str, Any]:
-        """What the manifest records about this component (JSON-compatible)."""
-
-    @abc.abstractmethod
-    def dump(self, context: BackupContext) -> Process:
-        """Start producing the raw stream on the process's stdout (stderr kept apart)."""
-
-    @abc.abstractmethod
-    def restore(self, context: BackupContext, source: IO[bytes]) -> None:
-        """Consume a raw stream produced by :meth:`dump`, replacing the live data."""
-
-    @property
-    def filename(self) -> str:
-        return f"{self.key}.{self.extension}.zst"
-
-    @property
-    def sync_key(self) -> str:
-        """What pairs this component with its counterpart in another env (``sync``)."""
-        return self.key
-
-    def ledger(self) -> StreamLedger | None:
-        """A fresh observer of one raw stream of this component, or None.
-
-        A backup feeds it every chunk of the dump; what its ``record()`` returns then is
-        kept in the manifest with the component (a database's row counts).
-        """
-        return None
-
-    def location(self, context: BackupContext, create: bool = False) -> str | None:
-        """The folder on the host that holds this component's files, if it has one.
-
-        ``sync`` copies such components with rsync; the others stream ``dump`` into
-        ``restore``. With *create*, a missing location is created (the sync target).
-        """
-        return None
-
-
-class StreamLedger(Protocol):
-    """What :meth:`Component.ledger` returns (:class:`opskit.dumps.DumpLedger` for databases)."""
-
-    def feed(self, chunk: bytes) -> bytes: ...
-
-    def finish(self) -> bytes: ...
-
-    def record(self) -> dict[str, Any]: ...
 
 
 CHUNK = 1 << 20

@@ -7,14 +7,32 @@ Every error names the file, the line and the field. Strings may hold ``{env}``
 from __future__ import annotations
 
 import json
-import posixpath
 import re
 from collections.abc import Iterable
 
-import attrs
 import yaml
 
-from opskit.errors import DescriptorError, NotFoundError
+# Defined in opskit.contracts (the types plugins and engines share); re-exported here.
+from opskit.contracts import DEFAULT_BACKUP_DIR as DEFAULT_BACKUP_DIR
+from opskit.contracts import DEFAULT_HEALTH_TIMEOUT as DEFAULT_HEALTH_TIMEOUT
+from opskit.contracts import DELEGATE_COMMANDS as DELEGATE_COMMANDS
+from opskit.contracts import PING_KINDS as PING_KINDS
+from opskit.contracts import Backup as Backup
+from opskit.contracts import Compose as Compose
+from opskit.contracts import Database as Database
+from opskit.contracts import Delegate as Delegate
+from opskit.contracts import DescriptorSource as DescriptorSource
+from opskit.contracts import HttpProbe as HttpProbe
+from opskit.contracts import Notify as Notify
+from opskit.contracts import Offsite as Offsite
+from opskit.contracts import Project as Project
+from opskit.contracts import Promote as Promote
+from opskit.contracts import Retention as Retention
+from opskit.contracts import Service as Service
+from opskit.contracts import Stack as Stack
+from opskit.contracts import Sync as Sync
+from opskit.contracts import expand as expand
+from opskit.errors import DescriptorError
 from opskit.yamlreader import Node, Reader, read_yaml
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
@@ -25,235 +43,22 @@ HHMM_RE = re.compile(r"([01]\d|2[0-3]):[0-5]\d\Z")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # What compose accepts as a project name (``-p``).
 COMPOSE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
-DEFAULT_HEALTH_TIMEOUT = 120
 DATABASE_TYPES = ("mariadb", "mysql", "postgres")
 PROMOTE_TYPES = ("git", "rsync", "script")
 REBUILD_MODES = ("auto", "always", "never")
 OFFSITE_SCHEMES = ("sftp://", "file://", "s3://", "s3+http://")
 OFFSITE_URL_RE = re.compile(r"[a-z][a-z0-9+.-]*://\S+\Z")
-DELEGATE_COMMANDS = ("backup", "restore", "sync", "promote")
 COMPOSE_FILE_CANDIDATES = (
     "compose.yaml",
     "compose.yml",
     "docker-compose.yaml",
     "docker-compose.yml",
 )
-DEFAULT_BACKUP_DIR = "/opt/data/backups"
-
-
-def expand(template: str, env: str, project: str = "") -> str:
-    """Replace ``{env}`` and ``{project}`` in a descriptor string; the one expansion rule."""
-    result = template.replace("{env}", env)
-    if project:
-        result = result.replace("{project}", project)
-    return result
 
 
 # ---------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------
-
-
-@attrs.frozen
-class DescriptorSource:
-    """A descriptor's location and text, as discovery plugins return it."""
-
-    path: str
-    text: str
-
-
-@attrs.frozen
-class Stack:
-    """One compose stack: a folder, its compose files and its compose project name
-    (templates; ``project_name`` None lets :mod:`opskit.compose` decide)."""
-
-    dir: str = "."
-    files: tuple[str, ...] = ()
-    project_name: str | None = None
-
-
-@attrs.frozen
-class Compose:
-    dir: str = "."
-    files: tuple[str, ...] = ()
-    env_file: str | None = None
-    profile: str | None = None
-    project_name: str | None = None
-    extra: tuple[Stack, ...] = ()
-
-
-@attrs.frozen
-class Service:
-    name: str
-    environments: tuple[str, ...] | None = None
-
-    def in_env(self, env: str) -> bool:
-        return self.environments is None or env in self.environments
-
-
-@attrs.frozen
-class HttpProbe:
-    http: str
-    service: str | None = None
-    expect: int = 200
-    timeout: float = 5.0
-    environments: tuple[str, ...] | None = None
-
-    def in_env(self, env: str) -> bool:
-        return self.environments is None or env in self.environments
-
-
-@attrs.frozen
-class Retention:
-    keep_daily: int = 7
-    keep_weekly: int = 4
-    keep_monthly: int = 6
-    keep_last: int = 1
-    keep_undo_days: int = 7  # archives that recent changes can be undone with are kept
-
-
-@attrs.frozen
-class Database:
-    service: str
-    type: str
-    name: str
-    user: str | None = None
-    password_env: str | None = None
-
-
-@attrs.frozen
-class Backup:
-    dir: str = DEFAULT_BACKUP_DIR
-    schedule: str | None = None  # HH:MM or a systemd calendar (``OnCalendar=``)
-    retention: Retention = Retention()
-    databases: tuple[Database, ...] = ()
-    paths: tuple[str, ...] = ()
-    volumes: tuple[str, ...] = ()
-    stop: tuple[str, ...] = ()
-    schedule_line: int | None = attrs.field(default=None, eq=False, repr=False)
-
-
-@attrs.frozen
-class Offsite:
-    target: str
-    keep: int | None = None
-
-
-@attrs.frozen
-class Sync:
-    pairs: tuple[tuple[str, str], ...] = ()
-    replace: tuple[tuple[str, tuple[str, ...]], ...] = ()  # env -> strings, aligned
-    whole_hosts: bool = False  # replace a URL only where its host name ends
-
-    def replacement(self, env: str) -> str | None:
-        """The env's first (main) string, e.g. its site URL."""
-        found = self.strings(env)
-        return found[0] if found else None
-
-    def strings(self, env: str) -> tuple[str, ...]:
-        """All of the env's strings, in the order they are replaced."""
-        return dict(self.replace).get(env, ())
-
-
-@attrs.frozen
-class Promote:
-    type: str
-    dir: str | None = None
-    branches: tuple[tuple[str, str], ...] = ()
-    script: str | None = None
-    rebuild: str = "auto"
-    health_timeout: int | None = None  # None: health.timeout applies
-    exclude: tuple[str, ...] = ()
-
-    def branch(self, env: str) -> str | None:
-        return dict(self.branches).get(env)
-
-
-@attrs.frozen
-class Delegate:
-    cli: str
-    commands: tuple[str, ...] = DELEGATE_COMMANDS
-
-
-PING_KINDS = ("backup", "watch", "drill")
-
-
-@attrs.frozen
-class Notify:
-    """Where alerts go (apprise URLs) and the dead-man ping URL of each scheduled job kind
-    (``{project}`` and ``{env}`` expanded; healthchecks.io style: ``/start``, ``/fail``)."""
-
-    urls: tuple[str, ...] = ()
-    successes: bool | None = None  # also notify after a successful scheduled job
-    pings: tuple[tuple[str, str], ...] = ()  # (kind, URL template)
-
-    def ping(self, kind: str) -> str | None:
-        return dict(self.pings).get(kind)
-
-
-@attrs.frozen
-class Project:
-    """A validated project descriptor."""
-
-    name: str
-    path: str  # the descriptor file
-    environments: tuple[str, ...]
-    plugin: str = "generic"
-    description: str = ""
-    container_prefix: str = "{env}-{project}"
-    compose: Compose = Compose()
-    services: tuple[Service, ...] = ()
-    health: tuple[HttpProbe, ...] = ()
-    health_timeout: int = DEFAULT_HEALTH_TIMEOUT  # seconds the health gate waits
-    backup: Backup | None = None
-    offsite: Offsite | None = None
-    sync: Sync | None = None
-    promote: Promote | None = None
-    delegate: Delegate | None = None
-    notify: Notify | None = None  # adds to (urls) or overrides (the rest) opskit.yaml's
-    handler: str = ""  # set by the core from opskit_project_handler
-
-    @property
-    def folder(self) -> str:
-        return posixpath.dirname(self.path)
-
-    def check_env(self, env: str) -> str:
-        """Return *env* if the project has it, else raise :class:`NotFoundError`."""
-        if env not in self.environments:
-            known = ", ".join(self.environments)
-            raise NotFoundError(f"project {self.name} has no environment {env!r} (it has {known})")
-        return env
-
-    def expand(self, template: str, env: str) -> str:
-        return expand(template, env, self.name)
-
-    def resolve_path(self, template: str, env: str) -> str:
-        """An expanded descriptor path, absolute (relative ones are under the folder)."""
-        return posixpath.normpath(posixpath.join(self.folder, self.expand(template, env)))
-
-    def prefix(self, env: str) -> str:
-        return self.expand(self.container_prefix, env)
-
-    def services_in(self, env: str) -> tuple[Service, ...]:
-        return tuple(service for service in self.services if service.in_env(env))
-
-    def stacks(self, env: str) -> tuple[Stack, ...]:
-        """The env's compose stacks: the main one first, then ``compose.extra``."""
-        main = Stack(self.compose.dir, self.compose.files, self.compose.project_name)
-        return (main, *self.compose.extra)
-
-    def gate_timeout(self, command: str) -> int:
-        """Seconds the health gate waits after *command* changed the env:
-        ``health.timeout``; for ``promote``, ``promote.health_timeout`` where set."""
-        if command == "promote" and self.promote and self.promote.health_timeout is not None:
-            return self.promote.health_timeout
-        return self.health_timeout
-
-    def gate_setting(self, command: str) -> str:
-        """The descriptor key that :meth:`gate_timeout` read, for messages."""
-        if command == "promote" and self.promote and self.promote.health_timeout is not None:
-            return "promote.health_timeout"
-        return "health.timeout"
 
 
 # ---------------------------------------------------------------------------

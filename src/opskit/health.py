@@ -6,48 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+# Defined in opskit.contracts (the types plugins and engines share); re-exported here.
+from opskit.contracts import CheckResult as CheckResult
+from opskit.contracts import HealthContext as HealthContext
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from opskit.containers import Container, Placement
-    from opskit.descriptor import Database, Project
-    from opskit.host import Host
-
-
-@attrs.frozen
-class CheckResult:
-    """The outcome of one check. ``environment`` is empty for project-wide checks."""
-
-    project: str
-    environment: str
-    check: str
-    ok: bool
-    detail: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
-
-
-@attrs.frozen
-class HealthContext:
-    """What a health-check plugin gets: one project and the envs being checked."""
-
-    project: Project
-    environments: tuple[str, ...]
-    placements: tuple[Placement, ...]
-    host: Host
-    disk_max_used: float = 0.90  # a fuller filesystem fails (opskit.yaml: disk_max_used_percent)
-
-    def running_container(self, env: str, service: str) -> Container | None:
-        """The first running container of *service* in *env*, if any."""
-        for placement in self.placements:
-            if (
-                placement.environment == env
-                and placement.service == service
-                and placement.state == "running"
-            ):
-                return placement.container
-        return None
+    from opskit.descriptor import Database
 
 
 @attrs.frozen

@@ -5,7 +5,8 @@ and are found through the ``opskit`` entry-point group. The core's own behaviour
 shipped as plugins (``opskit.defaults.*``) that use exactly these hooks.
 
 Hooks that several plugins add to return lists; the core flattens them. Hooks marked
-*firstresult* stop at the first non-None result.
+*firstresult* stop at the first non-None result. The types they take and return are in
+:mod:`opskit.contracts`.
 """
 
 from __future__ import annotations
@@ -17,16 +18,21 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from opskit.components import BackupContext, Component
-    from opskit.descriptor import DescriptorSource, Project
-    from opskit.events import Event
-    from opskit.health import CheckResult, HealthContext
+    from opskit.contracts import (
+        BackupContext,
+        CheckResult,
+        Component,
+        DescriptorSource,
+        Event,
+        HealthContext,
+        Project,
+        Promoter,
+        Repository,
+        SyncContext,
+        Transform,
+    )
     from opskit.host import Host
-    from opskit.offsite import Repository
-    from opskit.promote import Promoter
     from opskit.settings import Settings
-    from opskit.sync import SyncContext
-    from opskit.transform import Transform
 
 hookspec = pluggy.HookspecMarker("opskit")
 
@@ -44,7 +50,7 @@ def opskit_discover_projects(root: str, host: Host) -> list[DescriptorSource] | 
 
     :param root: the projects root (``--root``, ``OPSKIT_ROOT`` or ``/opt/data``).
     :param host: the host the descriptors live on; read files through it.
-    :return: a list of :class:`opskit.descriptor.DescriptorSource` (path and text), or None.
+    :return: a list of :class:`opskit.contracts.DescriptorSource` (path and text), or None.
         The core parses and validates them and rejects duplicate project names.
     """
 
@@ -76,7 +82,7 @@ def opskit_health_checks(context: HealthContext) -> list[CheckResult] | None:
     healthchecks, the descriptor's HTTP probes and free disk space.
 
     :param context: the project, environment, host and the env's resolved containers.
-    :return: a list of :class:`opskit.health.CheckResult`; any result with ``ok=False``
+    :return: a list of :class:`opskit.contracts.CheckResult`; any result with ``ok=False``
         makes the command exit 1.
     """
 
@@ -119,7 +125,7 @@ def opskit_backup_components(
     :param env: the environment being backed up or restored.
     :param context: the env's host and resolved containers, for components that depend on
         what runs (e.g. a service's mounts); see :func:`opskit.components.service_data`.
-    :return: a list of :class:`opskit.components.Component`, or None.
+    :return: a list of :class:`opskit.contracts.Component`, or None.
     """
 
 
@@ -157,7 +163,7 @@ def opskit_promoter(project: Project) -> Promoter | None:
     locking, rebuild, the health gate, rollback and the audit log.
 
     :param project: the validated descriptor (``project.promote`` is set).
-    :return: an :class:`opskit.promote.Promoter` (``preview``, ``apply``, ``rollback``),
+    :return: an :class:`opskit.contracts.Promoter` (``preview``, ``apply``, ``rollback``),
         or None to leave it to others.
     """
 
@@ -179,7 +185,7 @@ def opskit_offsite_target(target: str, settings: Settings) -> Repository | None:
 
     :param target: the URL as the descriptor or ``opskit.yaml`` wrote it.
     :param settings: the server's ``opskit.yaml`` settings (``settings.offsite``).
-    :return: an :class:`opskit.offsite.Repository`: restic's ``--repo`` value and the
+    :return: an :class:`opskit.contracts.Repository`: restic's ``--repo`` value and the
         environment restic needs (credentials go there, never into the URL), or None to
         leave it to others.
     """
@@ -202,6 +208,6 @@ def opskit_event(event: Event) -> None:
     and metrics are such listeners. An implementation that raises is reported as a
     warning; the job goes on.
 
-    :param event: one :class:`opskit.events.Event`; ``event.as_dict()`` is its JSON form.
+    :param event: one :class:`opskit.contracts.Event`; ``event.as_dict()`` is its JSON form.
     :return: nothing.
     """

@@ -30,6 +30,9 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 
 from opskit.archive import MANIFEST, OFFSITE, Archive, component_stream, now, write_json
+
+# Defined in opskit.contracts (the types plugins and engines share); re-exported here.
+from opskit.contracts import Repository as Repository
 from opskit.errors import OpskitError
 from opskit.output import warning
 
@@ -48,15 +51,6 @@ CHUNK = 1 << 20
 
 class OffsiteError(OpskitError):
     """An offsite copy could not be made, read or proven."""
-
-
-@attrs.frozen
-class Repository:
-    """Where restic keeps one target's copies: what ``opskit_offsite_target`` returns."""
-
-    url: str  # restic's --repo, e.g. "sftp://user@host:22/srv/restic" or "rclone:remote:path"
-    # Added to restic's environment (credentials travel here, never in argv or logs).
-    env: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
 
 def builtin_repository(target: str, settings: Settings) -> Repository | None:

@@ -8,17 +8,21 @@ rule, the rebuild decision, bringing the env up, the health gate and the rollbac
 
 from __future__ import annotations
 
-import abc
 import itertools
 import posixpath
 import re
 from collections.abc import Callable, Iterator
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 import yaml
 
 from opskit import compose
+
+# Defined in opskit.contracts (the types plugins and engines share); re-exported here.
+from opskit.contracts import Preview as Preview
+from opskit.contracts import PromoteContext as PromoteContext
+from opskit.contracts import Promoter as Promoter
 from opskit.errors import CommandFailed, NotFoundError, OpskitError
 from opskit.output import progress as say
 
@@ -28,18 +32,6 @@ if TYPE_CHECKING:
     from opskit.descriptor import Project
     from opskit.host import Host
     from opskit.runtime import Runtime
-
-
-@attrs.frozen
-class PromoteContext:
-    """One promotion: the project, the two envs and their code folders on the host."""
-
-    host: Host
-    project: Project
-    source: str
-    target: str
-    source_dir: str
-    target_dir: str
 
 
 def short(ref: str) -> str:
@@ -61,51 +53,6 @@ def move_label(source: str, target: str, new: str) -> str:
     """``dev (commit abc123def456) → int``: the one wording of a promotion, for its
     preview, its result and ``history``."""
     return f"{source} ({code_label(new)}) → {target}"
-
-
-@attrs.frozen
-class Preview:
-    """What a promotion would change in the target env."""
-
-    old: str  # the target's code now (a commit, or "working tree")
-    new: str  # what arrives (a commit, or the source folder)
-    changes: tuple[str, ...]  # git: "abc1234 subject" per commit, oldest last
-    files: tuple[str, ...]  # paths relative to the target's tree that change
-    diffstat: str
-
-    @property
-    def empty(self) -> bool:
-        return not self.files and self.old == self.new
-
-
-class Promoter(abc.ABC):
-    """Moves code between the working trees of two envs."""
-
-    name: ClassVar[str]
-
-    @abc.abstractmethod
-    def preview(self, context: PromoteContext) -> Preview:
-        """What would arrive; changes nothing in the target (a git fetch is fine)."""
-
-    def check(self, context: PromoteContext, preview: Preview) -> None:  # noqa: B027
-        """Raise :class:`OpskitError` if the target cannot take the change (local edits)."""
-
-    @abc.abstractmethod
-    def apply(self, context: PromoteContext, preview: Preview) -> None:
-        """Move the code of *preview* into the target's tree."""
-
-    @abc.abstractmethod
-    def rollback(self, context: PromoteContext, preview: Preview) -> None:
-        """Put the target's tree back as it was before :meth:`apply`."""
-
-    def finish(self, context: PromoteContext, preview: Preview) -> str | None:
-        """After a healthy promotion: publish or clean up; return a note for the user."""
-        return None
-
-    def diff(self, context: PromoteContext, preview: Preview) -> Iterator[str]:
-        """The unified diff of the content *preview* would change, line by line, as it
-        comes; changes nothing."""
-        raise OpskitError(f"promote type {self.name} cannot show a content diff")
 
 
 def _stream(host: Host, argv: list[str], ok: tuple[int, ...] = (0,)) -> Iterator[str]:

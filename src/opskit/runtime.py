@@ -36,8 +36,7 @@ if TYPE_CHECKING:
     from opskit.plugins import Plugins
     from opskit.settings import Settings
 
-# A progress meter: given a label, returns the callback that counts bytes done.
-Meter = Callable[[str], Callable[[int], None]]
+from opskit.contracts import Meter as Meter  # re-exported
 
 # Seconds between two polls of an env's health while waiting for it.
 HEALTH_POLL = 1.0

@@ -22,6 +22,9 @@ import attrs
 
 from opskit import databases
 from opskit.components import CHUNK, BackupContext, Component, DatabaseDump, Prefetched
+
+# Defined in opskit.contracts (the types plugins and engines share); re-exported here.
+from opskit.contracts import SyncContext as SyncContext
 from opskit.errors import NotFoundError, OpskitError
 from opskit.output import progress as say
 from opskit.transform import Replacer, Transform, TransformedReader
@@ -34,18 +37,6 @@ if TYPE_CHECKING:
 
 SWITCH_INTERVAL = 0.0002  # seconds; Python's default is 0.005
 FILES_NAMED = 20  # files a report names for each folder, of those deleted and of those changed
-
-
-@attrs.frozen
-class SyncContext:
-    """One sync: its project, direction and the strings to rewrite (source -> target)."""
-
-    host: Host
-    project: Project
-    source: str
-    target: str
-    replacements: tuple[tuple[str, str], ...]
-    whole_hosts: bool = False  # sync.whole_hosts: leave https://shop.chocolate.com alone
 
 
 # -- checks -------------------------------------------------------------------

@@ -21,8 +21,10 @@ import functools
 import io
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import IO, ClassVar, Protocol
+from typing import IO, ClassVar
 
+# Defined in opskit.contracts (the types plugins and engines share); re-exported here.
+from opskit.contracts import Transform as Transform
 from opskit.sqldump import (
     MYSQL_COLUMN,
     MYSQL_CREATE,
@@ -39,17 +41,6 @@ from opskit.sqldump import (
 
 READ_SIZE = 1 << 20
 PLACES = 5  # places named in a dry run's warnings, for each kind
-
-
-class Transform(Protocol):
-    """A stateful rewriter of one dump stream (what ``opskit_sync_transform`` returns)."""
-
-    @property
-    def counts(self) -> Mapping[str, int]: ...
-
-    def feed(self, chunk: bytes) -> bytes: ...
-
-    def finish(self) -> bytes: ...
 
 
 # --- one value ------------------------------------------------------------------------------
