@@ -1,7 +1,9 @@
 """Load and validate ``project.yaml`` descriptors into attrs models.
 
-Every error names the file, the line and the field. Strings may hold ``{env}``
-(and ``{project}``); :func:`expand` is the one place that replaces them.
+The models (:class:`Project` and its sections) are defined in :mod:`opskit.contracts`,
+beside the other types plugins share, and re-exported here. Every error names the file,
+the line and the field (:mod:`opskit.yamlreader`). Strings may hold ``{env}`` (and
+``{project}``); :func:`expand` is the one place that replaces them.
 """
 
 from __future__ import annotations
@@ -54,11 +56,6 @@ COMPOSE_FILE_CANDIDATES = (
     "docker-compose.yaml",
     "docker-compose.yml",
 )
-
-
-# ---------------------------------------------------------------------------
-# Models
-# ---------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------

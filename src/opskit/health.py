@@ -1,4 +1,7 @@
-"""Health checks: the types plugins return from ``opskit_health_checks``."""
+"""Health checks: a report of them and the database checks plugins share.
+
+What plugins take and return (:class:`HealthContext`, :class:`CheckResult`) is defined in
+:mod:`opskit.contracts` and re-exported here."""
 
 from __future__ import annotations
 
