@@ -26,6 +26,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
+# Defined in opskit.contracts (what a component's restore is given); re-exported here.
+from opskit.contracts import ComponentRecord as ComponentRecord
 from opskit.errors import NotFoundError, OpskitError
 
 if TYPE_CHECKING:
@@ -71,21 +73,6 @@ def check_name(name: str) -> str:
             f"{name!r} is not an archive name (expected PROJECT-ENV-YYYYMMDDTHHMMSSZ)"
         )
     return name
-
-
-@attrs.frozen
-class ComponentRecord:
-    key: str
-    kind: str
-    file: str
-    raw_bytes: int
-    raw_sha256: str
-    stored_bytes: int
-    sha256: str
-    details: dict[str, Any]
-
-    def as_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
 
 
 @attrs.frozen

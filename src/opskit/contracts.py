@@ -6,7 +6,8 @@ nothing of the engines, so a plugin (or an engine) that needs a type imports it 
 - projects: :class:`Project` and its sections (:class:`Compose`, :class:`Backup`, …), as
   :mod:`opskit.descriptor` reads them, and :class:`DescriptorSource`;
 - health: :class:`HealthContext` in, :class:`CheckResult` out;
-- backups: :class:`BackupContext`, :class:`Component` (and its :class:`StreamLedger`);
+- backups: :class:`BackupContext`, :class:`Component` (and its :class:`StreamLedger`), and
+  :class:`ComponentRecord`, a component's entry in an archive's manifest;
 - sync: :class:`SyncContext`, :class:`Transform`;
 - promote: :class:`PromoteContext`, :class:`Promoter` (and its :class:`Preview`);
 - offsite: :class:`Repository`;
@@ -371,6 +372,24 @@ class StreamLedger(Protocol):
     def finish(self) -> bytes: ...
 
     def record(self) -> dict[str, Any]: ...
+
+
+@attrs.frozen
+class ComponentRecord:
+    """One component's entry in an archive's manifest: its file, sizes and checksums, and
+    in ``details`` what :meth:`Component.describe` and its ledger recorded."""
+
+    key: str
+    kind: str
+    file: str
+    raw_bytes: int
+    raw_sha256: str
+    stored_bytes: int
+    sha256: str
+    details: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
 
 
 # -------------------------------------------------------------------------
