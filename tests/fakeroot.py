@@ -58,12 +58,22 @@ DUMP_ROWS = {"orders": 2, "users": 1}
 # What the load script prints inside the container (opskit.databases.restore_script).
 LOADED = b"opskit-load-pid 41\nopskit-load-pid 40\nopskit-load-status 0\n"
 
-DUMPING = ["docker", "exec", "shop-prod-db-1", "sh", "-c", re.compile("mariadb-dump")]
-LOADING = ["docker", "exec", "-i", "shop-prod-db-1"]
-LISTING = ["docker", "exec", "shop-prod-db-1", "sh", "-c", re.compile("--execute"), "root",
-           "shop", re.compile("information_schema")]  # fmt: skip
-COUNTING = ["docker", "exec", "shop-prod-db-1", "sh", "-c", re.compile("--execute"), "root",
-            "shop", re.compile("COUNT")]  # fmt: skip
+
+def client(container: str | re.Pattern[str] = "shop-prod-db-1") -> dict[str, list]:
+    """Patterns of the database client commands run in *container*: the dump, the load
+    and the two queries that count rows after a load (opskit.databases)."""
+    query = ["docker", "exec", container, "sh", "-c", re.compile("--execute"), "root", "shop"]
+    return {
+        "dump": ["docker", "exec", container, "sh", "-c", re.compile("mariadb-dump")],
+        "load": ["docker", "exec", "-i", container],
+        "listing": [*query, re.compile("information_schema")],
+        "counting": [*query, re.compile("COUNT")],
+    }
+
+
+DUMPING = client()["dump"]
+LOADING = client()["load"]
+DRILL_SERVER = re.compile(r"^opskit-drill-")
 
 
 def compose(*words: str) -> list[str | re.Pattern[str]]:
@@ -91,14 +101,20 @@ class World:
         """What the env's backup folder holds, the lock file aside."""
         return [n for n in self.fake.listdir(self.env_dir(env)) if not n.startswith(".lock")]
 
-    def database(self, rows: dict[str, int] | None = None) -> None:
-        """The database answers like MariaDB: a dump, a load, and *rows* (by default what
-        the dump holds) in its tables after the load."""
+    def database(
+        self,
+        rows: dict[str, int] | None = None,
+        container: str | re.Pattern[str] = "shop-prod-db-1",
+    ) -> None:
+        """The database in *container* answers like MariaDB: a dump, a load, and *rows*
+        (by default what the dump holds) in its tables after the load."""
         counts = DUMP_ROWS if rows is None else rows
-        self.fake.on(DUMPING, stdout=DUMP)
-        self.fake.on(LOADING, stdout=LOADED)
-        self.fake.on(LISTING, stdout="".join(f"{t}\n" for t in sorted(counts)))
-        self.fake.on(COUNTING, stdout="".join(f"{i}\t{n}\n" for i, n in enumerate(counts.values())))
+        commands = client(container)
+        self.fake.on(commands["dump"], stdout=DUMP)
+        self.fake.on(commands["load"], stdout=LOADED)
+        self.fake.on(commands["listing"], stdout="".join(f"{t}\n" for t in sorted(counts)))
+        counted = "".join(f"{i}\t{n}\n" for i, n in enumerate(counts.values()))
+        self.fake.on(commands["counting"], stdout=counted)
 
     def backdate(self, name: str, hours: int = 1) -> str:
         """Rename an archive to a stamp *hours* older (a backup taken earlier), so that the

@@ -44,6 +44,7 @@ a Redis cache with ``redis-cli``::
 from __future__ import annotations
 
 import io
+import json
 import os
 import posixpath
 import re
@@ -342,6 +343,8 @@ class _FakeTerminal:
         self.chunks = iter(())
 
 
+# The docker CLI commands the fake engine answers itself (``docker exec`` is the rules').
+_DOCKER_CLI = {"inspect", "run", "ps", "rm", "volume", "logs"}
 _COMPOSE_OPTIONS = {"--project-name", "-p", "-f", "--file", "--env-file", "--profile"}
 
 
@@ -559,6 +562,8 @@ class FakeHost(LocalHost):
         argv = call.argv
         if argv[:2] == ("docker", "compose") or argv[:1] == ("docker-compose",):
             return self._compose(argv[2:] if argv[0] == "docker" else argv[1:]), finish
+        if argv[:1] == ("docker",) and len(argv) > 1 and argv[1] in _DOCKER_CLI:
+            return self.engine.cli(argv[1:]), finish
         if argv and argv[0] in self.real and call.kind in ("run", "popen"):
             self._check_argv(argv, call.cwd)
             return None, finish
@@ -793,6 +798,8 @@ class FakeDocker:
     def __init__(self, volumes_dir: str) -> None:
         self.containers_: list[FakeContainer] = []
         self.volumes: dict[str, str] = {}
+        self.volume_labels: dict[str, dict[str, str]] = {}
+        self._serial = 0
         self.volumes_dir = volumes_dir
         self._clock = datetime.now(UTC)
 
@@ -823,19 +830,81 @@ class FakeDocker:
                 {"com.docker.compose.project": compose, "com.docker.compose.service": service}
             )
         all_labels.update(labels or {})
-        identity = f"{len(self.containers_) + 1:012x}" + "0" * 52
-        container = FakeContainer(
-            identity,
+        return self._append(
             name or f"{compose or f'{project}-{env}'}-{service}-1",
             project,
             env,
             service,
             compose,
-            labels=all_labels,
+            all_labels,
             **fields,
+        )
+
+    def _append(
+        self,
+        name: str,
+        project: str,
+        env: str,
+        service: str,
+        compose: str | None,
+        labels: dict[str, str],
+        **fields: Any,
+    ) -> FakeContainer:
+        self._serial += 1  # ids stay unique when containers are removed
+        identity = f"{self._serial:012x}" + "0" * 52
+        container = FakeContainer(
+            identity, name, project, env, service, compose, labels=labels, **fields
         )
         self.containers_.append(container)
         return container
+
+    def cli(self, args: Sequence[str]) -> Reply:
+        """The ``docker`` CLI on this engine: ``inspect``, ``run --detach``, ``ps``,
+        ``rm``, ``volume create|ls|rm`` and ``logs`` (no output), with ``--filter
+        label=…`` and ``--format '{{.Label "…"}}'``."""
+        words = list(args)
+        if words[0] == "volume":
+            return self._volume_cli(words[1], words[2:])
+        options, rest = _options(words[1:])
+        if words[0] == "inspect":
+            found = [c for c in self.containers_ if rest and rest[0] in (c.name, c.id, c.id[:12])]
+            if not found:
+                return Reply(1, b"[]\n", f"Error: No such object: {rest[0] if rest else ''}\n")
+            if options.get("-f") == "{{.State.Status}}":
+                return Reply(stdout=f"{found[0].state}\n")
+            return Reply(stdout=json.dumps([found[0].inspect(self.now())]))
+        if words[0] == "run":
+            labels = dict(label.partition("=")[::2] for label in options.get("--label", []))
+            name = options.get("--name") or f"fake-{len(self.containers_) + 1}"
+            image = rest[rest.index("--") + 1] if "--" in rest else (rest or ["image"])[0]
+            container = self._append(name, "", "", "", None, labels, image=image, health=None)
+            return Reply(stdout=f"{container.id}\n")
+        if words[0] == "ps":
+            listed = [c for c in self.containers_ if _labelled(c.labels, options)]
+            return Reply(stdout=_listing(listed, options, lambda c: c.id[:12]))
+        if words[0] == "rm":
+            self.containers_ = [
+                c for c in self.containers_ if c.id[:12] not in rest and c.name not in rest
+            ]
+            return Reply(stdout="".join(f"{ref}\n" for ref in rest))
+        return Reply()  # logs
+
+    def _volume_cli(self, command: str, args: Sequence[str]) -> Reply:
+        options, rest = _options(args)
+        if command == "create":
+            self.create_volume(rest[0])
+            labels = dict(label.partition("=")[::2] for label in options.get("--label", []))
+            self.volume_labels[rest[0]] = labels
+            return Reply(stdout=f"{rest[0]}\n")
+        if command == "ls":
+            names = [n for n in self.volumes if _labelled(self.volume_labels.get(n, {}), options)]
+            return Reply(stdout=_listing(names, options, str, self.volume_labels))
+        if command == "rm":
+            for name in rest:
+                self.volumes.pop(name, None)
+                self.volume_labels.pop(name, None)
+            return Reply(stdout="".join(f"{name}\n" for name in rest))
+        return Reply(1, stderr=f"docker volume {command}: not faked\n")
 
     def find(self, ref: str) -> FakeContainer:
         for container in self.containers_:
@@ -884,3 +953,62 @@ class FakeDocker:
 
     def close(self) -> None:
         pass
+
+
+def _options(words: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """A docker CLI command's options (``--label``/``--filter``/``--env`` repeat) and
+    the words after them (all of them after ``--``)."""
+    options: dict[str, Any] = {}
+    rest: list[str] = []
+    words = list(words)
+    while words:
+        word = words.pop(0)
+        if word == "--":
+            rest += ["--", *words]
+            break
+        if word.startswith("-") and word not in (
+            "-a",
+            "-q",
+            "-aq",
+            "--detach",
+            "--force",
+            "--volumes",
+        ):
+            value = words.pop(0) if words else ""
+            if word in ("--label", "--filter", "--env", "--mount"):
+                options.setdefault(word, []).append(value)
+            else:
+                options[word] = value
+        elif word.startswith("-"):
+            options[word] = True
+        else:
+            rest.append(word)
+    return options, rest
+
+
+def _labelled(labels: Mapping[str, str], options: Mapping[str, Any]) -> bool:
+    """Whether *labels* pass every ``--filter label=K`` / ``label=K=V`` of *options*."""
+    for selector in options.get("--filter", []):
+        kind, _, wanted = selector.partition("=")
+        key, has_value, value = wanted.partition("=")
+        if kind == "label" and (key not in labels or (has_value and labels[key] != value)):
+            return False
+    return True
+
+
+def _listing(
+    items: Sequence[Any],
+    options: Mapping[str, Any],
+    show: Callable[[Any], str],
+    labels_of: Mapping[str, Mapping[str, str]] | None = None,
+) -> str:
+    """Lines of ``ps``/``volume ls``: ``--format '{{.Label "K"}}'`` shows a label."""
+    wanted = re.fullmatch(r'\{\{\.Label "([^"]+)"\}\}', str(options.get("--format", "")))
+    lines = []
+    for item in items:
+        if wanted is None:
+            lines.append(show(item))
+        else:
+            labels = labels_of.get(item, {}) if labels_of is not None else item.labels
+            lines.append(labels.get(wanted.group(1), ""))
+    return "".join(f"{line}\n" for line in lines)
