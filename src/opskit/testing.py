@@ -136,7 +136,8 @@ Output = bytes | str | Iterable[bytes | BaseException]
 
 
 class UnexpectedCommand(AssertionError):
-    """A strict :class:`FakeHost` was asked to run a command no rule answers."""
+    """A :class:`FakeHost` was asked to touch a path outside its sandbox, or (strict) to
+    run a command no rule answers: the test fails, whatever the engine catches."""
 
 
 @attrs.define(eq=False)
@@ -354,7 +355,8 @@ class FakeHost(LocalHost):
     Files are real, in the *sandbox* folder (a test's ``tmp_path``): the host's own
     plumbing (``mkdir``, ``mv``, ``rm``, ``tar``, ``flock``, the engines' ``sh -c``
     scripts: :data:`REAL_PROGRAMS`) runs for real there, so archives, locks and swaps are
-    what a server would hold. Any path outside the sandbox fails the test.
+    what a server would hold. Any path outside the sandbox fails the test. Pass *real* to
+    run more programs for real (``REAL_PROGRAMS | {"rsync", "git"}`` where installed).
 
     Everything else (``docker``, compose, database clients, ``restic``, ``rsync``, a
     project's own CLI, HTTP probes) is answered by the rules a test gives with
