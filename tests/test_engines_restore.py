@@ -31,6 +31,11 @@ def backed_up(tmp_path, **options):
 
 def test_a_restore_takes_a_safety_backup_then_stops_loads_starts_and_waits(tmp_path):
     world, name = backed_up(tmp_path)
+    uploads = f"{world.root}/shop/prod/uploads"
+    media = world.fake.engine.volumes["shop-prod_media"]
+    world.fake.write(f"{uploads}/logo.png", b"changed since")
+    world.fake.write(f"{uploads}/new.txt", b"added since")
+    world.fake.write(f"{media}/cover.jpg", b"changed since")
     with world.ops() as ops:
         _archive, safety = ops.restore("shop", "prod", name)
     fake = world.fake
@@ -47,7 +52,13 @@ def test_a_restore_takes_a_safety_backup_then_stops_loads_starts_and_waits(tmp_p
     assert not fake.ran(compose("stop", "db"))  # the database keeps running for its load
     [load] = fake.matching(LOADING)
     assert load.stdin == DUMP
-    assert fake.read(f"{world.root}/shop/prod/uploads/logo.png") == b"\x89PNG prod"
+    # The files are the archive's again, in the folder and in the volume (its mount point
+    # stays, Docker owns it); the safety archive holds what was there before.
+    assert fake.listdir(uploads) == ["logo.png"]
+    assert fake.read(f"{uploads}/logo.png") == b"\x89PNG prod"
+    assert fake.read(f"{media}/cover.jpg") == b"JFIF prod"
+    assert [n for n in fake.listdir(f"{world.root}/shop/prod") if n.startswith(".opskit")] == []
+    assert [c.key for c in safety.components][1:] == ["path-prod-uploads", "volume-shop-prod_media"]
     assert world.recorder.results() == ["ok"]
     assert {c.state for c in world.containers.values()} == {"running"}
 

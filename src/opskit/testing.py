@@ -61,14 +61,17 @@ from opskit.host import LocalHost, Process, Result
 from opskit.plugins import Plugins, create_plugins, hookimpl
 
 __all__ = [
+    "REAL_PROGRAMS",
     "Call",
     "EventRecorder",
     "FakeContainer",
     "FakeDocker",
     "FakeHost",
+    "FakeProcess",
     "Reply",
     "Rule",
     "UnexpectedCommand",
+    "matches",
     "plugin_manager",
     "register",
 ]
