@@ -73,7 +73,6 @@ def create_app(options: Options) -> FastAPI:
     )
     app = FastAPI(title="opskit", openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
     app.state.dashboard = board
-    app.state.store = store
     app.add_exception_handler(OpskitError, opskit_error)  # type: ignore[arg-type]
     add_guard(app)
     for router in (login, pages, overview, backups, logs, schedules, history, runs):
