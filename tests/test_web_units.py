@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -349,3 +350,196 @@ def test_the_shells_process_id_is_taken_out_of_the_output_however_it_is_split() 
     short = ShellPid()
     assert short.feed(b"error: no such container\r\n") == b""
     assert short.rest() == b"error: no such container\r\n"
+
+
+# -- the app's parts without a browser: one guard, the routers, the shared operations (#20)
+
+
+def test_operation_requests_are_checked_by_the_cores_own_rules() -> None:
+    """The dashboard's request becomes a typed request whose refusals are the core's words
+    (an unknown env as check_env says it, a direction as sync.pairs allows it)."""
+    from opskit.operation_requests import RequestError, is_last_env, parse_operation
+
+    projects = FakeOps().projects()
+    request = parse_operation(projects, {"operation": "sync", "project": "mdf",
+                                         "from": "prod", "to": "dev"})  # fmt: skip
+    assert (request.operation, request.source, request.target) == ("sync", "prod", "dev")
+    assert is_last_env(request.project, "prod") and not is_last_env(request.project, "dev")
+    with pytest.raises(RequestError, match="has no environment 'staging'"):
+        parse_operation(projects, {"operation": "backup", "project": "mdf", "env": "staging"})
+    with pytest.raises(
+        RequestError, match=r"sync\.pairs in /r/mdf/project\.yaml allows: prod->dev"
+    ):
+        parse_operation(projects, {"operation": "sync", "project": "mdf",
+                                   "from": "dev", "to": "int"})  # fmt: skip
+    with pytest.raises(RequestError, match="type the project name"):
+        parse_operation(projects, {"operation": "promote", "project": "mdf",
+                                   "from": "int", "to": "prod"})  # fmt: skip
+
+
+def test_one_origin_check_for_requests_and_websockets_and_behind_a_proxy() -> None:
+    from starlette.requests import Request
+    from starlette.websockets import WebSocket
+
+    from opskit.web.guard import expected_origin, same_origin
+
+    def scope(kind: str, scheme: str, **headers: str) -> dict[str, object]:
+        encoded = [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
+        return {"type": kind, "scheme": scheme, "path": "/api/x", "query_string": b"",
+                "headers": [(b"host", b"ops.example:8765"), *encoded]}  # fmt: skip
+
+    async def nothing() -> dict[str, object]:
+        return {}
+
+    async def ignore(message: object) -> None:
+        pass
+
+    request = Request(scope("http", "http", origin="http://ops.example:8765"))
+    socket = WebSocket(scope("websocket", "ws", origin="http://ops.example:8765"), nothing, ignore)
+    assert same_origin(request, False) and same_origin(socket, False)
+    assert not same_origin(Request(scope("http", "http")), False)  # no Origin at all
+    assert not same_origin(Request(scope("http", "http", origin="http://evil.example")), False)
+    proxied = scope("websocket", "ws", origin="https://ops.example",
+                    x_forwarded_host="ops.example", x_forwarded_proto="https")  # fmt: skip
+    assert expected_origin(WebSocket(proxied, nothing, ignore), True) == "https://ops.example"
+    assert not same_origin(WebSocket(proxied, nothing, ignore), False)  # headers not trusted
+
+
+SCHEDULED = (
+    "name: shop\nenvironments: [dev, prod]\nbackup:\n  # nightly\n  retention: {keep_daily: 7}\n"
+)
+
+
+def test_opskit_schedule_sets_the_descriptor_and_refuses_what_systemd_cannot_parse(
+    root_with: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command the schedules page shares: the descriptor rewritten in one rename with
+    its mode, or left alone with one [error] line."""
+    from conftest import Run, assert_one_error_line
+    from opskit.cli import run
+
+    def opskit(*argv: str) -> Run:
+        code = run(["--root", str(root), *argv])
+        out, err = capsys.readouterr()
+        return Run(code, out, err)
+
+    root = root_with({"shop": SCHEDULED, "site": "name: site\nenvironments: [dev]\n"})
+    descriptor = root / "shop" / "project.yaml"
+    descriptor.chmod(0o640)
+    assert_one_error_line(opskit("schedule", "shop", "Mon *-*-* 25:00"),
+                          "is not a systemd calendar expression")  # fmt: skip
+    assert_one_error_line(opskit("schedule", "shop", "25:99"), "not a valid time")
+    assert_one_error_line(opskit("schedule", "shop", "03:30\x1b[2J"), "printable")
+    assert_one_error_line(opskit("schedule", "nope", "03:30"), "nope")
+    assert_one_error_line(opskit("schedule", "site", "03:30"), "no backup")
+    assert descriptor.read_text() == SCHEDULED
+    done = opskit("--json", "schedule", "shop", "04:15")
+    assert done.returncode == 0, done.stderr
+    edited = SCHEDULED.replace("  retention", '  schedule: "04:15"\n  retention')
+    assert descriptor.read_text() == edited
+    assert descriptor.stat().st_mode & 0o777 == 0o640
+    assert not list(root.glob("shop/*.opskit-new"))
+    [row] = done.json()  # type: ignore[misc]
+    assert (row["project"], row["schedule"]) == ("shop", "04:15")
+    assert "04:15:00" in row["next"], row
+    listed = opskit("--json", "schedule").json()
+    assert [(r["project"], r["backup"]) for r in listed] == [("shop", True), ("site", False)]  # type: ignore[union-attr]
+
+
+def call(app: Any, scope: dict[str, Any], first: dict[str, Any]) -> list[dict[str, Any]]:
+    """Drive the app itself with one connection (no server, no browser): *first* is all it
+    receives; what it sends back."""
+    import asyncio
+
+    headers = [(b"host", b"127.0.0.1:8765"),
+               *((k.lower().encode(), v.encode()) for k, v in scope.pop("headers").items())]  # fmt: skip
+    path, _, query = scope.pop("target").partition("?")
+    scope = {"asgi": {"version": "3.0"}, "http_version": "1.1", "path": path, "root_path": "",
+             "raw_path": path.encode(), "query_string": query.encode(), "headers": headers,
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8765), **scope}  # fmt: skip
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return first
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def asgi(
+    app: Any, method: str, target: str, headers: dict[str, str], body: bytes = b""
+) -> tuple[int, bytes]:
+    """One HTTP request: the answer's status and body."""
+    scope = {"type": "http", "method": method, "scheme": "http", "target": target,
+             "headers": headers}  # fmt: skip
+    sent = call(app, scope, {"type": "http.request", "body": body, "more_body": False})
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def terminal(app: Any, query: str, headers: dict[str, str]) -> int:
+    """The close code the terminal's WebSocket answers a connection with (0: none)."""
+    scope = {"type": "websocket", "scheme": "ws", "target": f"/api/terminal?{query}",
+             "subprotocols": [], "headers": headers}  # fmt: skip
+    sent = call(app, scope, {"type": "websocket.connect"})
+    return int(sent[-1]["code"]) if sent and sent[-1]["type"] == "websocket.close" else 0
+
+
+def test_the_schedules_route_runs_the_shared_operation_for_operators_from_the_page_only(
+    root_with: Any, tmp_path: Path
+) -> None:
+    """PUT /api/schedules/NAME: refused from another origin and for a viewer, refused with
+    the operation's own words for a bad schedule (the descriptor untouched), else the
+    descriptor rewritten and a run of ``timers --install --remove-stale`` started."""
+    import json
+    import time
+
+    from opskit.web.app import Options, create_app
+    from opskit.web.auth import COOKIE, check_token, new_token
+
+    root = root_with({"shop": SCHEDULED})
+    (olivia, olivia_sha), (victor, victor_sha) = new_token(), new_token()
+    (root / "opskit.yaml").write_text(
+        f"state_dir: {tmp_path / 'state'}\ntimers: {{unit_dir: {tmp_path / 'units'}}}\n"
+        f"serve:\n  tokens:\n    - {{name: olivia, role: operator, sha256: {olivia_sha}}}\n"
+        f"    - {{name: victor, role: viewer, sha256: {victor_sha}}}\n"
+    )
+    (tmp_path / "units").mkdir()
+    app = create_app(Options(root=str(root)))
+    board = app.state.dashboard
+    tokens = board.token_file.current()
+    cookies = {name: f"{COOKIE}={board.sessions.open(check_token(tokens, token))}"
+               for name, token in (("olivia", olivia), ("victor", victor))}  # fmt: skip
+    page = {"Origin": "http://127.0.0.1:8765", "Content-Type": "application/json"}
+    descriptor = root / "shop" / "project.yaml"
+
+    def put(who: str, schedule: str, **headers: str) -> tuple[int, Any]:
+        status, answer = asgi(app, "PUT", "/api/schedules/shop",
+                              {**page, "Cookie": cookies[who], **headers},
+                              json.dumps({"schedule": schedule}).encode())  # fmt: skip
+        return status, json.loads(answer)
+
+    assert put("olivia", "04:15", Origin="http://evil.example")[0] == 403
+    assert put("victor", "04:15")[0] == 403
+    query = "project=shop&env=dev&service=web"
+    assert terminal(app, query, {**page, "Cookie": cookies["olivia"], "Origin": "null"}) == 4403
+    assert terminal(app, query, {**page, "Cookie": cookies["victor"]}) == 4403
+    status, answer = put("olivia", "25:99")
+    assert status == 422 and "not a valid time" in answer["detail"], answer
+    assert put("olivia", "Mon *-*-* 25:00")[0] == 422
+    assert descriptor.read_text() == SCHEDULED
+    status, started = put("olivia", "04:15")
+    assert status == 200 and started["argv"] == ["timers", "--install", "--remove-stale"]
+    assert 'schedule: "04:15"' in descriptor.read_text()
+    status, listed = asgi(app, "GET", "/api/schedules", {"Cookie": cookies["victor"]})
+    assert status == 200 and json.loads(listed)["schedules"][0]["schedule"] == "04:15"
+    deadline = time.monotonic() + 60
+    while board.runs.one(started["id"])["run"]["state"] != "finished":
+        assert time.monotonic() < deadline, board.runs.one(started["id"])
+        time.sleep(0.2)
+    assert board.runs.one(started["id"])["run"]["exit_code"] == 0
+    timer = tmp_path / "units" / "opskit-backup-shop.timer"
+    assert "OnCalendar=*-*-* 04:15:00\n" in timer.read_text()

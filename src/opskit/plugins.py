@@ -44,6 +44,7 @@ DEFAULT_PLUGINS = (
     "opskit.defaults.schedule",
     "opskit.defaults.offsite",
     "opskit.defaults.serve",
+    "opskit.defaults.backup_schedule",
 )
 
 

@@ -95,12 +95,12 @@ def serve(
             port=port,
             log_level="warning",
             proxy_headers=behind_proxy,
-            # Event streams end by themselves when the server stops (app.state.stopping);
+            # Event streams end by themselves when the server stops (Dashboard.stopping);
             # the runs go on in their own processes; the pages reconnect and resume.
             timeout_graceful_shutdown=2,
         )
     )
-    app.state.stopping = lambda: server.should_exit
+    app.state.dashboard.stopping = lambda: server.should_exit
     server.run()
 
 
