@@ -145,6 +145,24 @@ def test_build_refuses_a_service() -> None:
 # -- on a terminal -----------------------------------------------------------------
 
 
+def spawn_on_terminal(
+    args: list[str], env: dict[str, str] | None = None, start_new_session: bool = False
+) -> tuple[int, subprocess.Popen[bytes]]:
+    """Start opskit with stdin, stdout and stderr on a new pseudo-terminal; returns the
+    terminal's main side (to read and type) and the process."""
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opskit", *args],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env=env,
+        start_new_session=start_new_session,
+    )
+    os.close(child)
+    return main, process
+
+
 def run_on_terminal(
     args: list[str],
     answer: bytes | None,
@@ -155,16 +173,7 @@ def run_on_terminal(
 ) -> tuple[int, str]:
     """Run opskit with stdin, stdout and stderr on a pseudo-terminal; type *answer* at the prompt
     (or, with *interrupt*, press Ctrl-C there: SIGINT, as the terminal would send)."""
-    main, child = pty.openpty()
-    environ = {**os.environ, **(env or {})}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "opskit", *args],
-        stdin=child,
-        stdout=child,
-        stderr=child,
-        env=environ,
-    )
-    os.close(child)
+    main, process = spawn_on_terminal(args, env={**os.environ, **(env or {})})
     output = b""
     deadline = time.monotonic() + timeout
     answered = answer is None
@@ -196,15 +205,7 @@ def run_on_terminal_script(
     args: list[str], lines: list[bytes], timeout: float = 30
 ) -> tuple[int, str]:
     """Run opskit on a pseudo-terminal as a session leader (so it owns the terminal) and type *lines*."""
-    main, child = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "opskit", *args],
-        stdin=child,
-        stdout=child,
-        stderr=child,
-        start_new_session=True,
-    )
-    os.close(child)
+    main, process = spawn_on_terminal(args, start_new_session=True)
     output = b""
     deadline = time.monotonic() + timeout
     pending = list(lines)

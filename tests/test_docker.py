@@ -56,11 +56,14 @@ def test_stop_start_restart_a_service(examples_up) -> None:  # type: ignore[no-u
     def web() -> dict[str, str]:
         return next(r for r in status(root, "webstack", "prod") if r["service"] == "web")
 
-    before = subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.StartedAt}}", web()["name"]],
-        capture_output=True,
-        text=True,
-    ).stdout
+    def started_at() -> str:
+        return subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.StartedAt}}", web()["name"]],
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    before = started_at()
     assert opskit("stop", "webstack", "prod", "web", "--root", root).returncode == 0
     assert web()["state"] == "exited"
     cache = next(r for r in status(root, "webstack", "prod") if r["service"] == "cache")
@@ -69,18 +72,10 @@ def test_stop_start_restart_a_service(examples_up) -> None:  # type: ignore[no-u
     assert health.returncode == 1
     assert opskit("start", "webstack", "prod", "web", "--root", root).returncode == 0
     assert web()["state"] == "running"
-    started = subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.StartedAt}}", web()["name"]],
-        capture_output=True,
-        text=True,
-    ).stdout
+    started = started_at()
     assert started != before
     assert opskit("restart", "webstack", "prod", "--root", root).returncode == 0
-    restarted = subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.StartedAt}}", web()["name"]],
-        capture_output=True,
-        text=True,
-    ).stdout
+    restarted = started_at()
     assert restarted != started
     wait_until(lambda: web()["health"] == "healthy", what="webstack prod web healthy")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import opskit, wait_until
+from test_events import EV_COMPOSE
 from testroot import NS
 
 pytestmark = pytest.mark.docker
@@ -26,16 +27,6 @@ environments: [dev]
 compose: {{dir: "{{env}}", project_name: "{ns}-cut-{{env}}"}}
 backup: {{dir: {backups}, paths: ["{{env}}/data"]}}
 health: {{timeout: 30}}
-"""
-
-CUT_COMPOSE = """\
-services:
-  web:
-    init: true
-    image: opskit-test/web:1
-    command: ["httpd", "-f", "-p", "8080", "-h", "/srv"]
-    volumes: ["./data:/srv"]
-    healthcheck: {test: ["CMD", "cat", "/srv/index.html"], interval: 1s, timeout: 2s, retries: 3}
 """
 
 
@@ -53,7 +44,7 @@ def test_an_interrupted_restore_puts_the_env_back(tmp_path: Path, number: int) -
     data = project / "dev" / "data"
     data.mkdir(parents=True)
     (project / "project.yaml").write_text(CUT.format(ns=NS, backups=tmp_path / "backups"))
-    (project / "dev" / "compose.yaml").write_text(CUT_COMPOSE)
+    (project / "dev" / "compose.yaml").write_text(EV_COMPOSE)
     (data / "index.html").write_text("version 1\n")
     for i in range(150):  # incompressible: extracting it takes a while
         (data / f"blob-{i:03}.bin").write_bytes(os.urandom(1 << 20))

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clock import local_time_zone
 from opskit.retention import Decision, decide
 
 ZURICH = ZoneInfo("Europe/Zurich")
@@ -289,12 +289,9 @@ def test_invalid_input_raises(
 
 
 @pytest.fixture
-def zurich_is_local(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "Europe/Zurich")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+def zurich_is_local() -> Iterator[None]:
+    with local_time_zone("Europe/Zurich"):
+        yield
 
 
 @pytest.mark.usefixtures("zurich_is_local")
@@ -493,12 +490,9 @@ def site_root(tmp_path: Path, undo: str = "") -> Path:
 
 
 @pytest.fixture
-def utc_is_local(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+def utc_is_local() -> Iterator[None]:
+    with local_time_zone("UTC"):
+        yield
 
 
 @pytest.mark.usefixtures("utc_is_local")

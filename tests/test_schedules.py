@@ -12,13 +12,13 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from clock import local_time_zone
 from conftest import assert_one_error_line, opskit
 
 OPSKIT = str(Path(sys.executable).parent / "opskit")
@@ -62,13 +62,10 @@ def at(text: str) -> datetime:
 
 
 @pytest.fixture
-def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def utc() -> Iterator[None]:
     """The server's local time is UTC (systemd-analyze reads TZ too)."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    with local_time_zone("UTC"):
+        yield
 
 
 @pytest.fixture(params=["252", "newer"])
@@ -94,25 +91,40 @@ def wording(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
     return str(request.param)
 
 
-def fresh_root(tmp_path: Path, schedule: str, extra: str = "") -> tuple[Path, Path]:
+def fresh_root(
+    tmp_path: Path, schedule: str, extra: str = "", grace: int | None = GRACE
+) -> tuple[Path, Path]:
+    """A root holding project fresh (env dev, backed up on *schedule*) and an opskit.yaml
+    of *grace* (None: the default) and *extra*; returns it and dev's backup folder."""
     root, backups = tmp_path / "root", tmp_path / "backups"
     (root / "fresh").mkdir(parents=True)
     (root / "fresh" / "project.yaml").write_text(
         f"name: fresh\nenvironments: [dev]\nbackup: {{dir: {backups}, schedule: {json.dumps(schedule)}}}\n"
     )
-    (root / "opskit.yaml").write_text(f"freshness_grace_minutes: {GRACE}\n{extra}")
+    settings = (f"freshness_grace_minutes: {grace}\n" if grace is not None else "") + extra
+    if settings:
+        (root / "opskit.yaml").write_text(settings)
     return root, backups / "fresh" / "dev"
 
 
-def archive(folder: Path, created: datetime) -> None:
-    """A verified archive made at *created*, as the watch reads it (manifest and verified)."""
+def archive(
+    folder: Path,
+    created: datetime,
+    verified: bool = True,
+    offsite: dict[str, object] | None = None,
+) -> None:
+    """An archive of fresh dev made at *created*, as the watch reads it: its manifest, its
+    verification (unless not *verified*) and, given *offsite*, its offsite state."""
     name = f"fresh-dev-{created:%Y%m%dT%H%M%SZ}"
     (folder / name).mkdir(parents=True)
     manifest = {"format": "opskit-archive/1", "project": "fresh", "environment": "dev",
                 "started": created.isoformat(), "components": []}  # fmt: skip
     (folder / name / "manifest.json").write_text(json.dumps(manifest))
-    verified = {"ok": True, "time": created.isoformat()}
-    (folder / name / "verified.json").write_text(json.dumps(verified))
+    if verified:
+        checked = {"ok": True, "time": created.isoformat()}
+        (folder / name / "verified.json").write_text(json.dumps(checked))
+    if offsite is not None:
+        (folder / name / "offsite.json").write_text(json.dumps(offsite))
 
 
 def freshness_at(root: Path, now: datetime) -> list[object]:
@@ -146,12 +158,8 @@ def test_freshness_follows_every_calendar_form(
     assert check.ok, check  # type: ignore[attr-defined]
 
 
-def test_hhmm_and_calendars_are_the_servers_local_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TZ", "America/New_York")  # EST in November: UTC-5
-    time.tzset()
-    try:
+def test_hhmm_and_calendars_are_the_servers_local_time(tmp_path: Path) -> None:
+    with local_time_zone("America/New_York"):  # EST in November: UTC-5
         root, _folder = fresh_root(tmp_path, "03:30")
         (check,) = freshness_at(root, NOW)
         assert "due at 2026-11-30 03:30 EST" in check.detail  # type: ignore[attr-defined]
@@ -159,9 +167,6 @@ def test_hhmm_and_calendars_are_the_servers_local_time(
         archive(folder, datetime(2026, 11, 27, 7, 5, tzinfo=UTC))  # Friday 02:05 EST
         (check,) = freshness_at(root, datetime(2026, 11, 30, 7, 5, tzinfo=UTC))
         assert check.ok, check  # type: ignore[attr-defined]  # Monday's run is within grace
-    finally:
-        monkeypatch.undo()
-        time.tzset()
 
 
 def test_a_calendar_systemd_cannot_parse_is_a_failing_check_never_a_missing_one(

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from clock import local_time_zone
 from conftest import opskit, wait_until
 from sink import Sink
+from test_schedules import archive, fresh_root
 from testroot import NS
 
 OPSKIT = str(Path(sys.executable).parent / "opskit")
@@ -282,24 +284,6 @@ def test_two_watches_at_once_do_not_send_twice(pulse: Path, sink: Sink) -> None:
     assert len(sink.messages()) == 1
 
 
-def _archive(
-    directory: Path,
-    created: datetime,
-    verified: bool = True,
-    offsite: dict[str, object] | None = None,
-) -> None:
-    name = f"fresh-dev-{created:%Y%m%dT%H%M%SZ}"
-    folder = directory / name
-    folder.mkdir(parents=True)
-    manifest = {"format": "opskit-archive/1", "project": "fresh", "environment": "dev",
-                "started": created.isoformat(), "components": []}  # fmt: skip
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    if verified:
-        (folder / "verified.json").write_text(json.dumps({"ok": True, "time": created.isoformat()}))
-    if offsite is not None:
-        (folder / "offsite.json").write_text(json.dumps(offsite))
-
-
 @pytest.mark.parametrize(
     ("newest", "now", "late"),
     [
@@ -311,64 +295,38 @@ def _archive(
     ],
 )
 def test_freshness_follows_the_schedule_not_24_hours(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, newest: str | None, now: str, late: bool
+    tmp_path: Path, newest: str | None, now: str, late: bool
 ) -> None:
     """HH:MM is the server's local time; the test's server runs on UTC."""
-    import time
-
     from opskit import Ops
     from opskit.watch import freshness
 
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    try:
-        root = tmp_path / "root"
-        (root / "fresh").mkdir(parents=True)
-        backups = tmp_path / "backups"
-        (root / "fresh" / "project.yaml").write_text(
-            f'name: fresh\nenvironments: [dev]\nbackup: {{dir: {backups}, schedule: "03:30"}}\n'
-        )
+    with local_time_zone("UTC"):
+        root, folder = fresh_root(tmp_path, "03:30", grace=None)
         utc = {"tzinfo": UTC}
         if newest is not None:
-            _archive(
-                backups / "fresh" / "dev",
-                datetime.strptime(newest, "%Y-%m-%d %H:%M").replace(**utc),
-            )
-        _archive(
-            backups / "fresh" / "dev", datetime(2026, 11, 28, 4, 0, tzinfo=UTC), verified=False
-        )
+            archive(folder, datetime.strptime(newest, "%Y-%m-%d %H:%M").replace(**utc))
+        archive(folder, datetime(2026, 11, 28, 4, 0, tzinfo=UTC), verified=False)
         runtime = Ops(root=str(root)).runtime
         (project,) = runtime.projects()
         moment = datetime.strptime(now, "%Y-%m-%d %H:%M").replace(**utc)
         (check,) = freshness(runtime, project, "dev", moment)
         assert check.ok is (not late), check
-    finally:
-        monkeypatch.undo()
-        time.tzset()
 
 
 def test_offsite_freshness_counts_only_copies_read_back_to_the_current_target(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    import time
-
     from opskit import Ops
     from opskit.watch import freshness
 
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    try:
-        root = tmp_path / "root"
-        (root / "fresh").mkdir(parents=True)
-        backups = tmp_path / "backups"
-        (root / "fresh" / "project.yaml").write_text(
-            f'name: fresh\nenvironments: [dev]\nbackup: {{dir: {backups}, schedule: "03:30"}}\n'
-        )
-        (root / "opskit.yaml").write_text("offsite: {target: 'file:///mnt/copies'}\n")
+    with local_time_zone("UTC"):
+        target = "offsite: {target: 'file:///mnt/copies'}\n"
+        root, folder = fresh_root(tmp_path, "03:30", target, grace=None)
         copy = {"ok": True, "target": "file:///mnt/copies", "time": "2026-11-27T03:50:00+00:00"}
-        _archive(backups / "fresh" / "dev", datetime(2026, 11, 27, 3, 35, tzinfo=UTC), offsite=copy)
+        archive(folder, datetime(2026, 11, 27, 3, 35, tzinfo=UTC), offsite=copy)
         newest = datetime(2026, 11, 28, 3, 35, tzinfo=UTC)
-        _archive(backups / "fresh" / "dev", newest, offsite={**copy, "ok": False})
+        archive(folder, newest, offsite={**copy, "ok": False})
         runtime = Ops(root=str(root)).runtime
         (project,) = runtime.projects()
         backup, offsite = freshness(runtime, project, "dev", datetime(2026, 11, 28, 12, tzinfo=UTC))
@@ -376,8 +334,8 @@ def test_offsite_freshness_counts_only_copies_read_back_to_the_current_target(
         assert not offsite.ok and offsite.name == "offsite freshness"  # tonight's copy FAILED
         assert "newest verified 2026-11-27 03:35 UTC" in offsite.detail
         assert "offsite copy due at 2026-11-28 03:30" in offsite.detail
-        _archive(
-            backups / "fresh" / "dev",
+        archive(
+            folder,
             datetime(2026, 11, 28, 4, 0, tzinfo=UTC),
             offsite={**copy, "target": "sftp://elsewhere//x"},  # a copy to another target
         )
@@ -391,6 +349,3 @@ def test_offsite_freshness_counts_only_copies_read_back_to_the_current_target(
             runtime, project, "dev", datetime(2026, 11, 28, 12, tzinfo=UTC)
         )
         assert offsite.ok, offsite
-    finally:
-        monkeypatch.undo()
-        time.tzset()

@@ -98,27 +98,42 @@ class _ErrorText:
         return (self.head + gap + self.tail).decode("utf-8", "replace")
 
 
-class _LocalProcess:
-    """A local command; stderr, when kept apart, is drained by a thread."""
+class _Streamed:
+    """What local and remote processes share: stderr, when kept apart, is drained by a
+    thread, and :meth:`wait` returns only once all of it is read."""
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
-        self.process = process
-        assert process.stdout is not None
-        self.stdout: IO[bytes] = process.stdout
-        self.stdin: IO[bytes] | None = process.stdin
-        self._errors = _ErrorText(process.stderr) if process.stderr is not None else None
+    stdout: IO[bytes]
+    stdin: IO[bytes] | None
+    _errors: _ErrorText | None = None
+
+    def _exit_code(self) -> int:
+        raise NotImplementedError
 
     def wait(self) -> int:
-        code = self.process.wait()
+        code = self._exit_code()
         if self._errors is not None:
             self._errors.thread.join()
         return code
 
-    def kill(self) -> None:
-        self.process.kill()
-
     def errors(self) -> str:
         return self._errors.text() if self._errors is not None else ""
+
+
+class _LocalProcess(_Streamed):
+    """A local command."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        assert process.stdout is not None
+        self.stdout = process.stdout
+        self.stdin = process.stdin
+        self._errors = _ErrorText(process.stderr) if process.stderr is not None else None
+
+    def _exit_code(self) -> int:
+        return self.process.wait()
+
+    def kill(self) -> None:
+        self.process.kill()
 
 
 def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
@@ -261,11 +276,7 @@ class Host:
             try:
                 self._docker = self._make_docker_client()
                 self._docker.ping()
-            except docker.errors.DockerException as exc:
-                raise DockerUnavailable(
-                    f"cannot reach the Docker engine ({self.name}): {_short(exc)}"
-                ) from None
-            except (OSError, EOFError) as exc:
+            except (docker.errors.DockerException, OSError, EOFError) as exc:
                 raise DockerUnavailable(
                     f"cannot reach the Docker engine ({self.name}): {_short(exc)}"
                 ) from None
@@ -443,14 +454,13 @@ def _env_preamble(argv: list[str], env: dict[str, str]) -> tuple[list[str], byte
     return ["sh", "-c", reader, "opskit", *argv], lines.encode()
 
 
-class _ChannelProcess:
+class _ChannelProcess(_Streamed):
     """A remote command's channel, shaped like :class:`subprocess.Popen`."""
 
     def __init__(self, channel: Any, stdin: bool, merge_stderr: bool) -> None:
         self.channel = channel
-        self.stdout: IO[bytes] = channel.makefile("rb")
-        self.stdin: IO[bytes] | None = channel.makefile_stdin("wb") if stdin else None
-        self._errors: _ErrorText | None = None
+        self.stdout = channel.makefile("rb")
+        self.stdin = channel.makefile_stdin("wb") if stdin else None
         if merge_stderr:
             channel.set_combine_stderr(True)
         else:
@@ -458,17 +468,11 @@ class _ChannelProcess:
         if not stdin:
             channel.shutdown_write()
 
-    def wait(self) -> int:
-        code = int(self.channel.recv_exit_status())
-        if self._errors is not None:
-            self._errors.thread.join()
-        return code
+    def _exit_code(self) -> int:
+        return int(self.channel.recv_exit_status())
 
     def kill(self) -> None:
         self.channel.close()
-
-    def errors(self) -> str:
-        return self._errors.text() if self._errors is not None else ""
 
 
 class _ChannelWriter(io.RawIOBase):
