@@ -211,8 +211,8 @@ def test_the_readiness_of_a_socket_only_server_waits_for_the_images_initialisati
     """The drill's own readiness wait, against a container in its initialisation: a
     temporary server that answers on the socket is not the server to load into."""
     from opskit.containers import Container
+    from opskit.databases import wait_ready
     from opskit.descriptor import Database
-    from opskit.drill import _wait_ready
     from opskit.host import LocalHost
     from testroot import ns
 
@@ -228,7 +228,7 @@ def test_the_readiness_of_a_socket_only_server_waits_for_the_images_initialisati
     try:
         container = Container(name, name, "opskit-test/db:1", "running", "", "none", {})
         database = Database(service="db", type="postgres", name="sock", user="postgres")
-        _wait_ready(LocalHost(), container, database)
+        wait_ready(LocalHost(), container, database)
         initialised = subprocess.run(
             ["docker", "exec", name, "test", "-e", "/run/postgresql/initialised"]
         )
@@ -273,8 +273,8 @@ def test_a_drill_of_a_socket_only_postgres_passes(tmp_path: Path) -> None:
 def test_the_readiness_of_a_mariadb_without_networking(tmp_path: Path) -> None:
     """``skip-networking``: the server answers on its socket only, and is ready."""
     from opskit.containers import Container
+    from opskit.databases import wait_ready
     from opskit.descriptor import Database
-    from opskit.drill import _wait_ready
     from opskit.host import LocalHost
     from testroot import ns
 
@@ -292,7 +292,7 @@ def test_the_readiness_of_a_mariadb_without_networking(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         container = Container(name, name, "opskit-test/db:1", "running", "", "none", {})
-        _wait_ready(LocalHost(), container, Database(service="db", type="mariadb", name="x"))
+        wait_ready(LocalHost(), container, Database(service="db", type="mariadb", name="x"))
         answer = subprocess.run(
             ["docker", "exec", name, "mariadb", "-uroot", "-N", "-e", "SELECT @@skip_networking"],
             capture_output=True, text=True,

@@ -36,7 +36,7 @@ from opskit.archive import (
     write_component,
     write_json,
 )
-from opskit.components import BackupContext, Component, DatabaseDump
+from opskit.components import BackupContext, Component
 from opskit.containers import managed
 from opskit.errors import Cancelled, NotFoundError, OpskitError
 from opskit.locks import env_lock
@@ -384,11 +384,7 @@ class Engine:
             def restore(context: BackupContext) -> None:
                 component = components[record.key]
                 with component_stream(self.host, archive, record) as source:
-                    if isinstance(component, DatabaseDump):
-                        # the counts the backup recorded, against a dump cut short since
-                        component.restore(context, source, recorded_rows=record.details.get("rows"))
-                    else:
-                        component.restore(context, source)
+                    component.restore(context, source, record)
 
             return restore
 
@@ -472,5 +468,6 @@ def private_dir(host: Host, directory: str) -> None:
 
 
 def database_services(components: Iterable[Component]) -> set[str]:
-    """The services whose databases are among *components* (they keep running)."""
-    return {c.database.service for c in components if isinstance(c, DatabaseDump)}
+    """The services that keep running during a restore: those *components* restore
+    through (their databases' servers)."""
+    return {c.restores_through for c in components if c.restores_through is not None}

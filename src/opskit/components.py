@@ -2,8 +2,10 @@
 
 A plugin contributes components through ``opskit_backup_components``; the core owns
 everything around them (archive, compression, checksums, locking, retention, restore
-orchestration). A component only knows how to produce its raw byte stream (``dump``)
-and how to consume the same stream again (``restore``).
+orchestration, drills). A component only knows how to produce its raw byte stream
+(``dump``), how to consume the same stream again (``restore``) and, optionally, how to
+prove in a throw-away place that an archived stream restores (``drill``). The engines
+never ask which class a component is.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from opskit import databases
 # Defined in opskit.contracts (the types plugins and engines share); re-exported here.
 from opskit.contracts import BackupContext as BackupContext
 from opskit.contracts import Component as Component
+from opskit.contracts import DrillContext as DrillContext
+from opskit.contracts import NotDrilled as NotDrilled
 from opskit.contracts import StreamLedger as StreamLedger
 from opskit.dumps import DumpLedger, TarLedger
 from opskit.errors import NotFoundError, OpskitError
 
 if TYPE_CHECKING:
+    from opskit.archive import ComponentRecord
     from opskit.descriptor import Database, Project
     from opskit.host import Host, Process
 
@@ -171,15 +176,16 @@ class DatabaseDump(Component):
     def ledger(self) -> DumpLedger:
         return DumpLedger(self.database.type)
 
+    @property
+    def restores_through(self) -> str:
+        return self.database.service
+
     def restore(
-        self,
-        context: BackupContext,
-        source: IO[bytes],
-        recorded_rows: dict[str, int] | None = None,
+        self, context: BackupContext, source: IO[bytes], record: ComponentRecord | None = None
     ) -> None:
         """Load the dump, then prove the load complete: the client's own exit status, and
         every table of the dump with as many rows as the dump holds (and, given the
-        manifest's *recorded_rows*, as many as the backup counted).
+        manifest's *record*, as many as the backup counted).
 
         MariaDB/MySQL loads run in strict mode: a value that does not fit its column fails
         the load, naming table, column and row, instead of being cut. An interruption stops
@@ -221,7 +227,31 @@ class DatabaseDump(Component):
             raise databases.client_error(
                 database, container, code, process.errors(), explain=ledger.explain
             )
-        self._check_rows(context, container, ledger.rows, recorded_rows)
+        recorded = record.details.get("rows") if record is not None else None
+        self._check_rows(context, container, ledger.rows, recorded)
+
+    def drill(self, context: DrillContext, source: IO[bytes], record: ComponentRecord) -> None:
+        """Load the dump into a throw-away copy of the env's database server (same image,
+        command, variables and read-only mounts; a fresh volume where it writes; no
+        network) by the code of a real restore, which checks the client's exit status and
+        every table with the row count the backup recorded."""
+        from opskit.containers import Placement
+
+        live, service = context.live, self.database.service
+        host = live.host
+        found = [p.container for p in live.placements if p.service == service and p.container]
+        if not found:
+            raise NotFoundError(
+                f"{live.project.name} {live.env}: no container for service {service!r}"
+            )
+        server = databases.start_copy(
+            host, found[0], self.database, context.name(self.key), context.label
+        )
+        databases.wait_ready(host, server, self.database)
+        throwaway = Placement(live.project.name, live.env, service, "drill", server)
+        self.restore(BackupContext(host, live.project, live.env, (throwaway,)), source, record)
+        if record.details.get("rows") is None:
+            context.warn(f"{self.key}: the archive records no row counts (made by an older opskit)")
 
     def _check_rows(
         self,
@@ -382,15 +412,47 @@ def _refuse_links_out(host: Host, tree: str, what: str) -> None:
         raise OpskitError(f"restoring {what} refused: {refusal(*found)}")
 
 
+class TarTree(Component):
+    """Files carried as a tar stream, counted by their ledger (:class:`TarLedger`)."""
+
+    extension: ClassVar[str] = "tar"
+
+    def ledger(self) -> TarLedger:
+        return TarLedger()
+
+    def drill(self, context: DrillContext, source: IO[bytes], record: ComponentRecord) -> None:
+        """Extract the stream into a scratch folder and count its regular files and their
+        bytes (a file with several links once) against what the backup recorded."""
+        host = context.live.host
+        host.run(["mkdir", "-p", "-m", "700", "--", context.scratch])
+        target = posixpath.join(context.scratch, self.key)
+        _extract(host, source, target, f"{self.key} into a scratch folder")
+        listing = host.run(
+            ["find", target, "-type", "f", "-printf", "%i %s\\n"], check=False, timeout=600
+        ).text
+        inodes = {line.split()[0]: int(line.split()[1]) for line in listing.splitlines() if line}
+        files, size = len(inodes), sum(inodes.values())
+        expected_files, expected_bytes = record.details.get("files"), record.details.get("bytes")
+        if expected_files is None:
+            context.warn(
+                f"{self.key}: the archive records no file counts (made by an older opskit)"
+            )
+            return
+        if (files, size) != (expected_files, expected_bytes):
+            raise OpskitError(
+                f"extracted {files} files of {size} bytes, the backup recorded "
+                f"{expected_files} files of {expected_bytes} bytes"
+            )
+
+
 @attrs.frozen
-class PathTree(Component):
+class PathTree(TarTree):
     """A file or folder on the host, as a tar stream (modes and numeric owners kept)."""
 
     path: str  # absolute
     label: str  # as the descriptor wrote it, expanded for the env
     template: str = ""  # the same before expansion: equal across envs
     kind: ClassVar[str] = "path"
-    extension: ClassVar[str] = "tar"
 
     @property
     def key(self) -> str:
@@ -407,9 +469,6 @@ class PathTree(Component):
 
     def describe(self) -> dict[str, Any]:
         return {"path": self.path}
-
-    def ledger(self) -> TarLedger:
-        return TarLedger()
 
     def dump(self, context: BackupContext) -> Process:
         """The tar stream of the path; refused when a restore of it would be refused (the
@@ -432,18 +491,19 @@ class PathTree(Component):
         parent, name = posixpath.split(self.path.rstrip("/"))
         return _tar_create(context.host, parent or "/", name)
 
-    def restore(self, context: BackupContext, source: IO[bytes]) -> None:
+    def restore(
+        self, context: BackupContext, source: IO[bytes], record: ComponentRecord | None = None
+    ) -> None:
         _swap_in(context.host, source, self.path.rstrip("/"), self.path)
 
 
 @attrs.frozen
-class VolumeTree(Component):
+class VolumeTree(TarTree):
     """A named Docker volume's files, read from its mount point on the host."""
 
     volume: str
     template: str = ""  # the descriptor's name before expansion, or service:mount path
     kind: ClassVar[str] = "volume"
-    extension: ClassVar[str] = "tar"
 
     @property
     def key(self) -> str:
@@ -473,13 +533,12 @@ class VolumeTree(Component):
         client.create_volume(self.volume)
         return str(client.inspect_volume(self.volume)["Mountpoint"])
 
-    def ledger(self) -> TarLedger:
-        return TarLedger()
-
     def dump(self, context: BackupContext) -> Process:
         return _tar_create(context.host, self.mountpoint(context), ".")
 
-    def restore(self, context: BackupContext, source: IO[bytes]) -> None:
+    def restore(
+        self, context: BackupContext, source: IO[bytes], record: ComponentRecord | None = None
+    ) -> None:
         mountpoint = self.mountpoint(context, create=True).rstrip("/")
         # The mount point itself stays (Docker owns it): its contents are swapped.
         parent = posixpath.dirname(mountpoint)

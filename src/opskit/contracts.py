@@ -6,8 +6,9 @@ nothing of the engines, so a plugin (or an engine) that needs a type imports it 
 - projects: :class:`Project` and its sections (:class:`Compose`, :class:`Backup`, …), as
   :mod:`opskit.descriptor` reads them, and :class:`DescriptorSource`;
 - health: :class:`HealthContext` in, :class:`CheckResult` out;
-- backups: :class:`BackupContext`, :class:`Component` (and its :class:`StreamLedger`), and
-  :class:`ComponentRecord`, a component's entry in an archive's manifest;
+- backups: :class:`BackupContext`, :class:`Component` (and its :class:`StreamLedger`),
+  :class:`ComponentRecord` (a component's entry in an archive's manifest), and for drills
+  :class:`DrillContext` and :class:`NotDrilled`;
 - sync: :class:`SyncContext`, :class:`Transform`;
 - promote: :class:`PromoteContext`, :class:`Promoter` (and its :class:`Preview`);
 - offsite: :class:`Repository`;
@@ -316,6 +317,31 @@ class BackupContext:
         )
 
 
+@attrs.frozen
+class DrillContext:
+    """Where a component is drilled: a throw-away place beside the env, never the env.
+
+    Whatever the drill starts must carry *label* (containers and volumes: ``--label``) and
+    be named with :meth:`name`; the drill engine removes it all when the drill ends, also
+    when it fails or is interrupted, and a later drill removes what a killed one left.
+    """
+
+    live: BackupContext  # the env the archive is of: read its containers, never change them
+    scratch: str  # a private folder on the host for files, removed when the drill ends
+    label: str  # ``key=value``, to put on every container and volume the drill starts
+    prefix: str  # the start of the name of every container and volume the drill starts
+    warn: Callable[[str], None]  # a warning for the drill's job (or the terminal)
+
+    def name(self, key: str) -> str:
+        """A name for a container (or volume) this drill starts for component *key*."""
+        return f"{self.prefix}-{key}"[:120]
+
+
+class NotDrilled(Exception):
+    """Raised by :meth:`Component.drill` when it cannot drill: the component is reported
+    as not drilled (its checksums were verified), which is not a fault of the archive."""
+
+
 class Component(abc.ABC):
     """One part of a backup. ``key`` is unique within an archive and names its file."""
 
@@ -335,8 +361,21 @@ class Component(abc.ABC):
         """Start producing the raw stream on the process's stdout (stderr kept apart)."""
 
     @abc.abstractmethod
-    def restore(self, context: BackupContext, source: IO[bytes]) -> None:
-        """Consume a raw stream produced by :meth:`dump`, replacing the live data."""
+    def restore(
+        self, context: BackupContext, source: IO[bytes], record: ComponentRecord | None = None
+    ) -> None:
+        """Consume a raw stream produced by :meth:`dump`, replacing the live data.
+
+        *record* is the component's entry in the archive's manifest (its ``details`` hold
+        what :meth:`describe` and the ledger recorded), or None when the stream does not
+        come from an archive (a sync streams one env's dump into another)."""
+
+    def drill(self, context: DrillContext, source: IO[bytes], record: ComponentRecord) -> None:
+        """Prove that *source*, this component's stream from an archive, restores: restore
+        it into a throw-away place of *context* and check it against *record*; raise
+        :class:`~opskit.errors.OpskitError` saying what is wrong. A component without a
+        drill of its own is reported as not drilled (:class:`NotDrilled`)."""
+        raise NotDrilled(f"a {self.kind} is verified, not drilled")
 
     @property
     def filename(self) -> str:
@@ -346,6 +385,12 @@ class Component(abc.ABC):
     def sync_key(self) -> str:
         """What pairs this component with its counterpart in another env (``sync``)."""
         return self.key
+
+    @property
+    def restores_through(self) -> str | None:
+        """The service whose running container loads this component back (a database's
+        server), or None. A restore keeps it running while it stops the others."""
+        return None
 
     def ledger(self) -> StreamLedger | None:
         """A fresh observer of one raw stream of this component, or None.

@@ -13,8 +13,12 @@ from typing import TYPE_CHECKING, Any
 from opskit.errors import OpskitError
 
 if TYPE_CHECKING:
+    from opskit.containers import Container
     from opskit.descriptor import Database
     from opskit.host import Host
+
+# How long a throw-away server (:func:`start_copy`) may take to accept connections.
+READY_TIMEOUT = 180
 
 MARIADB_TYPES = ("mariadb", "mysql")
 # Exit status of a script whose password variable is missing in the container.
@@ -255,3 +259,86 @@ def table_rows(host: Host, container: str, database: Database) -> dict[str, int]
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+# -- throw-away servers (restore drills) ---------------------------------------------------
+
+
+def start_copy(host: Host, live: Container, database: Database, name: str, label: str) -> Container:
+    """A throw-away copy of *live*'s database server, named *name* and labelled *label*
+    (``key=value``), as are its volumes: same image, command, variables and read-only
+    mounts; a fresh volume where *live* writes; no network. The password variable gets a
+    new random value. The caller removes the container and its volumes by the label."""
+    import json
+    import secrets
+
+    from opskit.containers import Container
+
+    inspected = json.loads(host.run(["docker", "inspect", live.id]).text)[0]
+    config = inspected.get("Config") or {}
+    argv = ["docker", "run", "--detach", "--name", name, "--label", label]
+    argv += ["--network", "none"]
+    if config.get("User"):
+        argv += ["--user", str(config["User"])]
+    # The variables' values travel in the docker client's environment, not in argv.
+    environment: dict[str, str] = {}
+    for item in config.get("Env") or []:
+        variable, _, value = str(item).partition("=")
+        environment[variable] = value
+    if database.password_env:
+        environment[database.password_env] = secrets.token_urlsafe(18)
+    for variable in environment:
+        argv += ["--env", variable]
+    for index, mount in enumerate(inspected.get("Mounts") or []):
+        target = str(mount.get("Destination"))
+        if mount.get("RW"):
+            volume = f"{name}-{index}"
+            host.run(["docker", "volume", "create", "--label", label, volume])
+            argv += ["--mount", f"type=volume,source={volume},target={target}"]
+        elif mount.get("Type") == "bind":
+            argv += ["--mount", f"type=bind,source={mount.get('Source')},target={target},readonly"]
+    entrypoint = list(config.get("Entrypoint") or [])
+    if entrypoint:
+        argv += ["--entrypoint", str(entrypoint[0])]
+    argv += ["--", str(config.get("Image") or live.image)]
+    argv += [str(part) for part in entrypoint[1:]] + [str(c) for c in config.get("Cmd") or []]
+    created = host.run(argv, env=environment).text.strip()
+    key, _, value = label.partition("=")
+    return Container(
+        id=created[:12],
+        name=name,
+        image=str(config.get("Image") or live.image),
+        state="running",
+        status="",
+        health="none",
+        labels={key: value},
+    )
+
+
+def wait_ready(host: Host, container: Container, database: Database) -> None:
+    """Until the server the container keeps accepts connections (:func:`ready_script`):
+    over TCP, or on its socket once the image's initialisation has ended, so that a server
+    configured for its socket only is used as it runs. Raises when the container stops or
+    after :data:`READY_TIMEOUT` seconds, with what it saw last."""
+    import time
+
+    deadline = time.monotonic() + READY_TIMEOUT
+    argv = client_argv(container.name, ready_script(database), database)
+    while True:
+        result = host.run(argv, check=False, timeout=30)
+        if result.returncode == 0:
+            return
+        state = host.run(
+            ["docker", "inspect", "-f", "{{.State.Status}}", container.name], check=False
+        ).text.strip()
+        if state != "running":
+            logs = host.run(["docker", "logs", "--tail", "5", container.name], check=False).text
+            last = [line for line in logs.splitlines() if line.strip()][-1:] or [state]
+            raise OpskitError(f"the throw-away {database.type} server did not start: {last[0]}")
+        if time.monotonic() > deadline:
+            why = result.text.strip().splitlines()[-1:] or [f"exit {result.returncode}"]
+            raise OpskitError(
+                f"the throw-away {database.type} server was not ready after "
+                f"{READY_TIMEOUT} s: {why[0]}"
+            )
+        time.sleep(1)

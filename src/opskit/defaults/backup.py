@@ -156,7 +156,8 @@ def backups(state: CliState, project: str | None, env: str | None) -> None:
 def drill(state: CliState, project: str, env: str, name: str | None) -> int:
     """Prove that an archive restores: each database loaded into a throw-away server (same
     image, no network) and its tables and row counts checked against the manifest; each
-    path and volume extracted to a scratch folder and checked. The env is never touched."""
+    path and volume extracted to a scratch folder and checked; a plugin's component by its
+    own drill, if it has one. The env is never touched."""
     from opskit.output import error
 
     result = state.ops.drill(project, env, name, progress=sys.stderr)
@@ -164,8 +165,10 @@ def drill(state: CliState, project: str, env: str, name: str | None) -> int:
         state.out.json(result.as_dict())
     else:
         verdict = "drilled ok" if result.ok else "drill FAILED"
+        skipped = f"; {', '.join(result.not_drilled)} not drilled" if result.not_drilled else ""
         state.out.line(
-            f"{result.archive}: {verdict} ({', '.join(result.checked) or 'nothing'} checked, {result.seconds} s)"
+            f"{result.archive}: {verdict} ({', '.join(result.checked) or 'nothing'} checked"
+            f"{skipped}, {result.seconds} s)"
         )
     for fault in result.faults:
         error(f"{result.archive}: {fault}")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from opskit import hookimpl
 
 if TYPE_CHECKING:
-    from opskit.descriptor import Project
+    from opskit.contracts import Project
 
 NAME = "generic"
 

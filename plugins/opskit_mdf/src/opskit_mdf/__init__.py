@@ -25,11 +25,15 @@ from typing import TYPE_CHECKING
 from opskit import hookimpl
 
 if TYPE_CHECKING:
-    from opskit.components import BackupContext, Component
-    from opskit.descriptor import Project
-    from opskit.health import CheckResult, HealthContext
-    from opskit.sync import SyncContext
-    from opskit.transform import Transform
+    from opskit.contracts import (
+        BackupContext,
+        CheckResult,
+        Component,
+        HealthContext,
+        Project,
+        SyncContext,
+        Transform,
+    )
 
 NAME = "mdf"
 SITEURL_SQL = "SELECT option_value FROM wp_options WHERE option_name = 'siteurl'"

@@ -17,9 +17,7 @@ from typing import TYPE_CHECKING
 from opskit import hookimpl
 
 if TYPE_CHECKING:
-    from opskit.components import BackupContext, Component
-    from opskit.descriptor import Project
-    from opskit.health import CheckResult, HealthContext
+    from opskit.contracts import BackupContext, CheckResult, Component, HealthContext, Project
 
 NAME = "seriousletter"
 MIGRATION_SQL = (
