@@ -87,8 +87,8 @@ def drill(
             try:
                 live = engine.context(project, env)
                 components = engine.components(project, env, live)
-            except OpskitError as exc:
-                drilled.faults.append(f"{project.name} {env}: {exc}")
+            except OpskitError as exc:  # the env's components cannot be told: nothing drilled
+                drilled.faults.append(str(exc))
             else:
                 label, prefix = f"{LABEL}={drill_id}", f"opskit-drill-{drill_id}"
                 context = DrillContext(live, scratch, label, prefix, engine.warn)
