@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 import pytest
+from hypothesis import HealthCheck, settings
 
 import testroot
 
@@ -35,6 +36,29 @@ ENVS = [
     for env in ("dev", "prod")
 ]
 DECOY = ns("dev-mdf2-db")
+
+# Property tests: developers get each test's own number of examples (and Hypothesis's
+# example database); scripts/test.sh selects the CI profile with OPSKIT_TEST_HYPOTHESIS=ci,
+# where they share two cores with three other runners: fewer examples, no deadline, no
+# database on a fresh machine, and the blob that reproduces a failure printed.
+HYPOTHESIS_PROFILE = os.environ.get("OPSKIT_TEST_HYPOTHESIS", "default")
+settings.register_profile(
+    "ci",
+    max_examples=50,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def examples(count: int) -> int:
+    """How many examples a property test tries: its own *count* for developers, at most the
+    CI profile's ``max_examples`` under it."""
+    return min(count, settings.default.max_examples) if HYPOTHESIS_PROFILE == "ci" else count
+
+
 SSH_URL = os.environ.get("OPSKIT_TEST_SSH", "ssh://root@127.0.0.1:2222")
 SSH_KEY = os.environ.get("OPSKIT_TEST_SSH_KEY", "/var/lib/opskit-testbed/ssh/id_ed25519")
 

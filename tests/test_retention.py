@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from opskit.retention import Decision, decide
 
 ZURICH = ZoneInfo("Europe/Zurich")
@@ -325,7 +326,7 @@ def reasons_starting(decision: Decision, prefix: str) -> int:
     return sum(why.startswith(prefix) for whys in decision.reasons.values() for why in whys)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     data=st.data(),
     archives=archive_sets(),
