@@ -31,6 +31,9 @@ verdict() {
 }
 
 echo "== pytest"
+# Property tests run the CI profile of tests/conftest.py (fewer examples, no deadline);
+# OPSKIT_TEST_HYPOTHESIS=default gives each test its own number, as plain pytest does.
+export OPSKIT_TEST_HYPOTHESIS=${OPSKIT_TEST_HYPOTHESIS:-ci}
 if [ $# -gt 0 ]; then
   status=0
   .venv/bin/pytest "$@" || status=$?
@@ -42,8 +45,12 @@ ns="t$(printf '%s' "$PWD" | sha1sum | cut -c1-6)"
 GROUP_S=(tests/test_loads.py tests/test_offsite.py)
 GROUP_D=(tests/test_dashboard.py tests/test_offsite_shared.py)
 # The compose-facing tests for v1 (container names `_1` against v2's `-1`): which compose the
-# run uses, compose names and stacks started by hand, and the CLI's compose lifecycle.
-GROUP_V1=(-m "docker and not ssh" tests/test_compose.py tests/test_trust.py tests/test_cli.py)
+# run uses, compose names and stacks started by hand, and the CLI's compose lifecycle. Not
+# the test of containers under no valid service name: it is about ops.* labels, not about
+# compose, and its wp stacks alone took four minutes of the v1 run.
+GROUP_V1=(-m "docker and not ssh" tests/test_compose.py tests/test_trust.py tests/test_cli.py
+  --deselect
+  tests/test_trust.py::test_a_container_under_no_service_name_is_shown_reported_and_left_alone)
 logs=()
 pids=()
 side() {  # side NAME PORTS ARGS... [-- VAR=VALUE... ARGS...]: pytest in the background,

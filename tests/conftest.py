@@ -136,9 +136,16 @@ def remove_leftovers(tmp_path_factory: pytest.TempPathFactory) -> None:
         for line in found
         if len(line.split()) == 2 and not line.split()[1].startswith(here + "/")
     ]
-    if not gone:
-        return
-    subprocess.run(["docker", "rm", "-f", *gone], capture_output=True)
+    if gone:
+        remove_namespaced(gone)
+
+
+def remove_namespaced(containers: list[str]) -> None:
+    """Remove *containers* at once (``docker rm -f``: a test's teardown need not wait for
+    each service's stop timeout), then this run's volumes and networks that nothing uses
+    any more."""
+    if containers:
+        subprocess.run(["docker", "rm", "-f", "-v", *containers], capture_output=True)
     for kind in ("volume", "network"):
         names = subprocess.run(
             ["docker", kind, "ls", "-q", "--filter", f"name=^{testroot.NS}-"],
@@ -146,6 +153,27 @@ def remove_leftovers(tmp_path_factory: pytest.TempPathFactory) -> None:
         ).stdout.split()  # fmt: skip
         for name in names:  # one at a time: those still in use are refused and stay
             subprocess.run(["docker", kind, "rm", name], capture_output=True)
+
+
+def containers_under(folder: Path) -> list[str]:
+    """The IDs of every container, running or not, that compose started from *folder* or a
+    folder below it (a test root's stacks, whatever their compose names)."""
+    found = subprocess.run(
+        ["docker", "ps", "-a", "--filter", "label=com.docker.compose.project.working_dir",
+         "--format", '{{.ID}} {{.Label "com.docker.compose.project.working_dir"}}'],
+        capture_output=True, text=True,
+    ).stdout.splitlines()  # fmt: skip
+    pairs = [line.split(" ", 1) for line in found if " " in line]
+    return [container for container, where in pairs if Path(where).is_relative_to(folder)]
+
+
+def side_by_side(*commands: tuple[str, ...], timeout: float = 300) -> list[Run]:
+    """Run several ``opskit`` command lines at once (stacks start in parallel, as a
+    server's boot starts them); their results in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(commands) or 1) as pool:
+        return list(pool.map(lambda args: opskit(*args, timeout=timeout), commands))
 
 
 @pytest.fixture(scope="session")
@@ -167,8 +195,7 @@ def examples_up(example_copy: tuple[Path, dict[int, int]]) -> Iterator[Path]:
         check=True,
         capture_output=True,
     )
-    for project, env in ENVS:
-        run = opskit("--root", root, "start", project, env)
+    for run in side_by_side(*(("--root", root, "start", project, env) for project, env in ENVS)):
         assert run.returncode == 0, run.stderr
     health: list[subprocess.CompletedProcess[str]] = []
     try:
@@ -182,9 +209,7 @@ def examples_up(example_copy: tuple[Path, dict[int, int]]) -> Iterator[Path]:
     yield example_copy[0]
     if os.environ.get("OPSKIT_TEST_KEEP"):
         return
-    for project, env in ENVS:
-        opskit("--root", root, "destroy", project, env, "--volumes", "--yes")
-    subprocess.run(["docker", "rm", "-f", DECOY], capture_output=True)
+    remove_namespaced([*containers_under(example_copy[0]), DECOY])
 
 
 @pytest.fixture
@@ -209,8 +234,7 @@ def wp_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         pytest.fail("no Docker engine: run scripts/testbed.sh (or deselect with -m 'not docker')")
     root = tmp_path_factory.mktemp("wp-root")
     wpstack.build(root)
-    for env in wpstack.ENVS:
-        run = opskit("--root", str(root), "start", "wp", env, timeout=300)
+    for run in side_by_side(*(("--root", str(root), "start", "wp", env) for env in wpstack.ENVS)):
         assert run.returncode == 0, run.stderr
     wait_until(
         lambda: opskit("--root", str(root), "health", "wp").returncode == 0,
@@ -220,8 +244,7 @@ def wp_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield root
     if os.environ.get("OPSKIT_TEST_KEEP"):
         return
-    for env in wpstack.ENVS:
-        opskit("--root", str(root), "destroy", "wp", env, "--volumes", "--yes")
+    remove_namespaced(containers_under(root))
     subprocess.run(
         ["docker", "rmi", "-f", *(compose_image(f"wp-{env}", "web") for env in wpstack.ENVS)],
         capture_output=True,
