@@ -18,6 +18,10 @@ cd "$(dirname "$0")/.."
 bash scripts/testbed.sh >/dev/null
 eval "$(bash scripts/testbed.sh --env)"
 bash scripts/venv.sh
+# The tests run the CLI (`python -m opskit`) many hundred times. Where PYTHONDONTWRITEBYTECODE
+# is set (as on the CI machines), each run would compile every opskit module again: compile
+# them once here (Python still reads what is compiled; about a fifth of a run's CPU time).
+.venv/bin/python -m compileall -q src plugins >/dev/null
 
 echo "== ruff, mypy"
 .venv/bin/ruff check .
