@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 import pytest
+from hypothesis import HealthCheck, settings
 
 import testroot
 
@@ -35,6 +36,29 @@ ENVS = [
     for env in ("dev", "prod")
 ]
 DECOY = ns("dev-mdf2-db")
+
+# Property tests: developers get each test's own number of examples (and Hypothesis's
+# example database); scripts/test.sh selects the CI profile with OPSKIT_TEST_HYPOTHESIS=ci,
+# where they share two cores with three other runners: fewer examples, no deadline, no
+# database on a fresh machine, and the blob that reproduces a failure printed.
+HYPOTHESIS_PROFILE = os.environ.get("OPSKIT_TEST_HYPOTHESIS", "default")
+settings.register_profile(
+    "ci",
+    max_examples=50,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def examples(count: int) -> int:
+    """How many examples a property test tries: its own *count* for developers, at most the
+    CI profile's ``max_examples`` under it."""
+    return min(count, settings.default.max_examples) if HYPOTHESIS_PROFILE == "ci" else count
+
+
 SSH_URL = os.environ.get("OPSKIT_TEST_SSH", "ssh://root@127.0.0.1:2222")
 SSH_KEY = os.environ.get("OPSKIT_TEST_SSH_KEY", "/var/lib/opskit-testbed/ssh/id_ed25519")
 
@@ -112,9 +136,16 @@ def remove_leftovers(tmp_path_factory: pytest.TempPathFactory) -> None:
         for line in found
         if len(line.split()) == 2 and not line.split()[1].startswith(here + "/")
     ]
-    if not gone:
-        return
-    subprocess.run(["docker", "rm", "-f", *gone], capture_output=True)
+    if gone:
+        remove_namespaced(gone)
+
+
+def remove_namespaced(containers: list[str]) -> None:
+    """Remove *containers* at once (``docker rm -f``: a test's teardown need not wait for
+    each service's stop timeout), then this run's volumes and networks that nothing uses
+    any more."""
+    if containers:
+        subprocess.run(["docker", "rm", "-f", "-v", *containers], capture_output=True)
     for kind in ("volume", "network"):
         names = subprocess.run(
             ["docker", kind, "ls", "-q", "--filter", f"name=^{testroot.NS}-"],
@@ -122,6 +153,58 @@ def remove_leftovers(tmp_path_factory: pytest.TempPathFactory) -> None:
         ).stdout.split()  # fmt: skip
         for name in names:  # one at a time: those still in use are refused and stay
             subprocess.run(["docker", kind, "rm", name], capture_output=True)
+
+
+def containers_under(folder: Path) -> list[str]:
+    """The IDs of every container, running or not, that compose started from *folder* or a
+    folder below it (a test root's stacks, whatever their compose names)."""
+    found = subprocess.run(
+        ["docker", "ps", "-a", "--filter", "label=com.docker.compose.project.working_dir",
+         "--format", '{{.ID}} {{.Label "com.docker.compose.project.working_dir"}}'],
+        capture_output=True, text=True,
+    ).stdout.splitlines()  # fmt: skip
+    pairs = [line.split(" ", 1) for line in found if " " in line]
+    return [container for container, where in pairs if Path(where).is_relative_to(folder)]
+
+
+def wait_healthy(root: Path, *scope: str, timeout: float = 180, what: str = "") -> None:
+    """Wait until ``opskit health`` passes for *scope* in *root*. While Docker still calls
+    a container of the root's stacks ``starting``, it is asked alone (one ``docker ps`` a
+    second, not one opskit process); the answer is opskit's, as before. On a timeout the
+    error shows what the last health check said."""
+    deadline = time.monotonic() + timeout
+
+    def starting() -> bool:
+        found = subprocess.run(
+            ["docker", "ps", "--filter", "health=starting", "--format",
+             '{{.Label "com.docker.compose.project.working_dir"}}'],
+            capture_output=True, text=True,
+        ).stdout.splitlines()  # fmt: skip
+        return any(where and Path(where).is_relative_to(root) for where in found)
+
+    while starting() and time.monotonic() < deadline:
+        time.sleep(1)
+    health: list[Run] = []
+    try:
+        wait_until(
+            lambda: (
+                health.append(opskit("--root", str(root), "health", *scope))
+                or health[-1].returncode == 0
+            ),
+            timeout=max(deadline - time.monotonic(), 0),
+            what=what or f"healthy {' '.join(scope) or 'envs'}",
+        )
+    except AssertionError as exc:  # say which were not
+        raise AssertionError(f"{exc}; the last health check said:\n{health[-1].stdout}") from None
+
+
+def side_by_side(*commands: tuple[str, ...], timeout: float = 300) -> list[Run]:
+    """Run several ``opskit`` command lines at once (stacks start in parallel, as a
+    server's boot starts them); their results in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(commands) or 1) as pool:
+        return list(pool.map(lambda args: opskit(*args, timeout=timeout), commands))
 
 
 @pytest.fixture(scope="session")
@@ -143,24 +226,13 @@ def examples_up(example_copy: tuple[Path, dict[int, int]]) -> Iterator[Path]:
         check=True,
         capture_output=True,
     )
-    for project, env in ENVS:
-        run = opskit("--root", root, "start", project, env)
+    for run in side_by_side(*(("--root", root, "start", project, env) for project, env in ENVS)):
         assert run.returncode == 0, run.stderr
-    health: list[subprocess.CompletedProcess[str]] = []
-    try:
-        wait_until(
-            lambda: health.append(opskit("--root", root, "health")) or health[-1].returncode == 0,
-            timeout=180,
-            what="healthy examples",
-        )
-    except AssertionError as exc:  # say which were not
-        raise AssertionError(f"{exc}; the last health check said:\n{health[-1].stdout}") from None
+    wait_healthy(example_copy[0], what="healthy examples")
     yield example_copy[0]
     if os.environ.get("OPSKIT_TEST_KEEP"):
         return
-    for project, env in ENVS:
-        opskit("--root", root, "destroy", project, env, "--volumes", "--yes")
-    subprocess.run(["docker", "rm", "-f", DECOY], capture_output=True)
+    remove_namespaced([*containers_under(example_copy[0]), DECOY])
 
 
 @pytest.fixture
@@ -185,19 +257,13 @@ def wp_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         pytest.fail("no Docker engine: run scripts/testbed.sh (or deselect with -m 'not docker')")
     root = tmp_path_factory.mktemp("wp-root")
     wpstack.build(root)
-    for env in wpstack.ENVS:
-        run = opskit("--root", str(root), "start", "wp", env, timeout=300)
+    for run in side_by_side(*(("--root", str(root), "start", "wp", env) for env in wpstack.ENVS)):
         assert run.returncode == 0, run.stderr
-    wait_until(
-        lambda: opskit("--root", str(root), "health", "wp").returncode == 0,
-        timeout=180,
-        what="healthy wp envs",
-    )
+    wait_healthy(root, "wp", what="healthy wp envs")
     yield root
     if os.environ.get("OPSKIT_TEST_KEEP"):
         return
-    for env in wpstack.ENVS:
-        opskit("--root", str(root), "destroy", "wp", env, "--volumes", "--yes")
+    remove_namespaced(containers_under(root))
     subprocess.run(
         ["docker", "rmi", "-f", *(compose_image(f"wp-{env}", "web") for env in wpstack.ENVS)],
         capture_output=True,

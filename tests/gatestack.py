@@ -32,7 +32,7 @@ services:
     image: opskit-test/web:1
     command: ["httpd", "-f", "-p", "8080", "-h", "/srv"]
     volumes: ["./site:/srv:ro"]
-    healthcheck: {test: ["CMD", "cat", "/srv/health.txt"], interval: 5s, timeout: 2s, retries: 3}
+    healthcheck: {test: ["CMD", "cat", "/srv/health.txt"], interval: 5s, timeout: 10s, retries: 3}
 """
 
 

@@ -8,6 +8,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from opskit.descriptor import DescriptorSource, parse_descriptor
 from opskit.errors import DescriptorError
 
@@ -33,13 +34,13 @@ def load(text: str) -> None:
         assert str(exc).startswith("/r/p/project.yaml")
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.text(max_size=300))
 def test_any_text(text: str) -> None:
     load(text)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.text(alphabet="name:{}[]-,'\"&*!|>#%@` \n\t0123456789abcdefv.", max_size=200))
 def test_yaml_punctuation(text: str) -> None:
     load(text)
@@ -59,7 +60,7 @@ def _paths(data: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, 
 PATHS = _paths(REFERENCE)[1:]
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=examples(400), suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(PATHS), values), min_size=1, max_size=3))
 def test_reference_with_fields_replaced(changes: list[tuple[tuple[object, ...], object]]) -> None:
     import copy

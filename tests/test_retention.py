@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clock import local_time_zone
+from conftest import examples
 from opskit.retention import Decision, decide
 
 ZURICH = ZoneInfo("Europe/Zurich")
@@ -322,7 +323,7 @@ def reasons_starting(decision: Decision, prefix: str) -> int:
     return sum(why.startswith(prefix) for whys in decision.reasons.values() for why in whys)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     data=st.data(),
     archives=archive_sets(),

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from opskit.transform import Replacer, TransformedReader, replace_value
 
 PROD = "https://mdf.example.test"
@@ -631,7 +632,7 @@ arrays = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.one_of(st.lists(arrays, max_size=4), st.dictionaries(texts, arrays, max_size=4)))
 def test_property_serialized_lengths_stay_consistent(
     value: list[object] | dict[str, object],
