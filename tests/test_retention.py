@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clock import local_time_zone
 from opskit.retention import Decision, decide
 
 ZURICH = ZoneInfo("Europe/Zurich")
@@ -290,6 +289,8 @@ def test_invalid_input_raises(
 
 @pytest.fixture
 def zurich_is_local() -> Iterator[None]:
+    from clock import local_time_zone
+
     with local_time_zone("Europe/Zurich"):
         yield
 
@@ -491,6 +492,8 @@ def site_root(tmp_path: Path, undo: str = "") -> Path:
 
 @pytest.fixture
 def utc_is_local() -> Iterator[None]:
+    from clock import local_time_zone
+
     with local_time_zone("UTC"):
         yield
 
