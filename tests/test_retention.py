@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clock import local_time_zone
 from opskit.retention import Decision, decide
 
 ZURICH = ZoneInfo("Europe/Zurich")
@@ -289,8 +290,6 @@ def test_invalid_input_raises(
 
 @pytest.fixture
 def zurich_is_local() -> Iterator[None]:
-    from clock import local_time_zone
-
     with local_time_zone("Europe/Zurich"):
         yield
 
@@ -492,8 +491,6 @@ def site_root(tmp_path: Path, undo: str = "") -> Path:
 
 @pytest.fixture
 def utc_is_local() -> Iterator[None]:
-    from clock import local_time_zone
-
     with local_time_zone("UTC"):
         yield
 
