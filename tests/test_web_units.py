@@ -444,6 +444,12 @@ def test_opskit_schedule_sets_the_descriptor_and_refuses_what_systemd_cannot_par
     assert "04:15:00" in row["next"], row
     listed = opskit("--json", "schedule").json()
     assert [(r["project"], r["backup"]) for r in listed] == [("shop", True), ("site", False)]  # type: ignore[union-attr]
+    (root / "opskit.yaml").write_text(f"timers: {{unit_dir: {root / 'units'}}}\n")
+    (root / "units").mkdir()
+    installed = opskit("schedule", "shop", "Sat *-*-* 05:00", "--install")
+    assert installed.returncode == 0, installed.stderr
+    timer = (root / "units" / "opskit-backup-shop.timer").read_text()
+    assert "OnCalendar=Sat *-*-* 05:00\n" in timer
 
 
 def call(app: Any, scope: dict[str, Any], first: dict[str, Any]) -> list[dict[str, Any]]:
