@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import pytest
+from click.testing import CliRunner
 
 from fakeroot import World, make_world
+from opskit.cli import create_cli
 from opskit.errors import OpskitError
 from opskit.events import JobFinished
-from opskit.testing import Call, Reply
+from opskit.testing import Call, Reply, plugin_manager
 
 TARGET = "sftp://backup@offsite.example.test:22/srv/restic"
 RESTIC = ["restic", "--repo", TARGET, "--password-file"]
@@ -37,7 +40,8 @@ class Repository:
 
     snapshots: list[dict[str, Any]] = attrs.field(factory=list)
     data: dict[str, bytes] = attrs.field(factory=dict)
-    ended: dict[int, threading.Event] = attrs.field(factory=dict)
+    ended: dict[Call, threading.Event] = attrs.field(factory=dict)
+    ids: dict[Call, str] = attrs.field(factory=dict)  # each backup's snapshot
 
     def install(self, world: World) -> None:
         fake = world.fake
@@ -55,7 +59,7 @@ class Repository:
         return Reply(stdout=json.dumps(found))
 
     def start_backup(self, call: Call) -> Reply:
-        ended = self.ended.setdefault(id(call), threading.Event())
+        ended = self.ended.setdefault(call, threading.Event())
 
         def status() -> Iterator[bytes]:
             yield b'{"message_type":"status","percent_done":0}\n'
@@ -69,7 +73,7 @@ class Repository:
 
     def end_backup(self, call: Call) -> None:
         if call.killed:
-            self.ended[id(call)].set()
+            self.ended[call].set()
             return
         argv = call.argv
         tags = argv[argv.index("--host") - 1].removeprefix("--tag=").split(",")
@@ -80,10 +84,10 @@ class Repository:
              "paths": [filename], "time": f"2026-12-03T01:00:{len(self.snapshots):02}Z"}
         )  # fmt: skip
         self.data[snapshot_id] = call.stdin
-        self.ended[id(call)].set()
+        self.ended[call].set()
 
     def snapshot_id(self, call: Call) -> str:
-        return f"{abs(hash(call.argv)) % 0xFFFFFFFF:08x}"
+        return self.ids.setdefault(call, secrets.token_hex(4))
 
     def tag(self, call: Call) -> Reply:
         for snapshot in self.snapshots:
@@ -93,7 +97,7 @@ class Repository:
 
     def forget(self, call: Call) -> Reply:
         ids = set(call.argv[call.argv.index("forget") + 1 :])
-        self.snapshots = [s for s in self.snapshots if s["short_id"] not in ids]
+        self.snapshots = [s for s in self.snapshots if not {s["id"], s["short_id"]} & ids]
         return Reply()
 
     def dump(self, call: Call) -> Reply:
@@ -101,14 +105,15 @@ class Repository:
         return Reply(stdout=self.data.get(snapshot[:8], b""))
 
 
-def offsite_world(tmp_path) -> tuple[World, Repository]:
-    """shop with an offsite target, its repository password written by ``offsite init``
-    and a repository that answers like restic."""
+def offsite_world(tmp_path, keep: int | None = None) -> tuple[World, Repository]:
+    """shop with an offsite target (keeping *keep* archives), its repository password
+    written by ``offsite init`` and a repository that answers like restic."""
     world = make_world(tmp_path)
     world.database()
     fake = world.fake
     with open(f"{world.root}/shop/project.yaml", "a") as descriptor:
         descriptor.write(f"offsite:\n  target: {TARGET}\n")
+        descriptor.write(f"  keep: {keep}\n" if keep else "")
     fake.write(f"{world.root}/opskit.yaml", f"state_dir: {fake.path('state')}\n")
     fake.write(fake.path("state/restic-password"), "correct horse battery staple\n", mode=0o600)
     repository = Repository()
@@ -279,3 +284,57 @@ def test_a_restore_from_offsite_refuses_a_snapshot_of_another_env_before_any_cha
     assert not world.fake.ran(restic("dump"))
     assert not world.fake.ran(["docker", "compose"])
     assert not world.fake.ran(["docker", "exec"])
+
+
+def two_copies(tmp_path) -> tuple[World, Repository, str, str]:
+    """Two archives of shop prod copied offsite, an hour apart, with offsite.keep 1."""
+    world, repository = offsite_world(tmp_path, keep=1)
+    with world.ops() as ops:
+        [first] = ops.backup("shop", "prod", offsite=True)
+    older = world.backdate(first.name)
+    for snapshot in repository.snapshots:
+        snapshot["tags"] = [t.replace(first.name, older) for t in snapshot["tags"]]
+    with world.ops() as ops:
+        [newest] = ops.backup("shop", "prod", offsite=True)
+    world.fake.calls.clear()
+    return world, repository, older, newest.name
+
+
+def offsite_command(world: World, *args: str):  # type: ignore[no-untyped-def]
+    """``opskit offsite ARGS`` in this process, on the fake host."""
+    cli = create_cli(plugin_manager(world.recorder))
+    state = cli.context_settings["obj"]
+    state.root, state.host = world.root, world.fake
+    return CliRunner().invoke(cli, ["offsite", *args])
+
+
+def test_an_offsite_prune_forgets_the_archives_beyond_keep_then_prunes_once(tmp_path):
+    world, repository, older, newest = two_copies(tmp_path)
+    doomed = [s["id"] for s in repository.snapshots if f"archive={older}" in s["tags"]]
+    result = offsite_command(world, "prune", "shop", "prod")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == f"forgot  {older}"
+    [forget] = world.fake.matching(restic("forget"))
+    assert sorted(forget.argv[forget.argv.index("forget") + 1 :]) == sorted(doomed)
+    assert len(doomed) == 4  # three components and the manifest
+    world.fake.order(restic("snapshots"), restic("forget"), restic("prune"))
+    assert [t for s in repository.snapshots for t in s["tags"] if t.startswith("archive=")] == [
+        f"archive={newest}"
+    ] * 4
+
+
+def test_an_offsite_prune_given_a_snapshot_of_another_env_forgets_nothing(tmp_path):
+    world, repository, _older, _newest = two_copies(tmp_path)
+    foreign = {"id": "eeee" * 16, "short_id": "eeeeeeee", "time": "2026-12-01T01:00:00Z",
+               "tags": ["opskit", "project=shop", "env=dev", "archive=shop-dev-20261201T010000Z",
+                        "component=manifest", "complete"]}  # fmt: skip
+    world.fake.on(restic("snapshots"), stdout=json.dumps([*repository.snapshots, foreign]))
+    result = offsite_command(world, "prune", "shop", "prod")
+    assert isinstance(result.exception, OpskitError)
+    assert "restic returned snapshot eeeeeeee (opskit, project=shop, env=dev," in str(
+        result.exception
+    )
+    assert str(result.exception).endswith("nothing was changed")
+    assert not world.fake.ran(restic("forget"))
+    assert not world.fake.ran(restic("prune"))
+    assert len(repository.snapshots) == 8
