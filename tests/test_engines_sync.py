@@ -112,13 +112,10 @@ def test_a_source_stream_that_breaks_kills_the_dump_and_puts_the_target_back(tmp
 class Unrewritable:
     """A project's rewrite that meets data it cannot rewrite, part way through."""
 
-    counts: dict[str, int] = {}
-
     def __init__(self) -> None:
-        self.fed = 0
+        self.counts: dict[str, int] = {}
 
     def feed(self, chunk: bytes) -> bytes:
-        self.fed += 1
         raise OpskitError("table users: a serialized value does not parse at byte 12")
 
     def finish(self) -> bytes:
