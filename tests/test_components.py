@@ -270,7 +270,10 @@ def test_the_drill_and_restore_of_a_plugins_component_through_ops(tmp_path: Path
     its drill (its result recorded in the archive), a restore gives it its manifest entry."""
     import json
 
+    from click.testing import CliRunner
+
     import opskit
+    from opskit.cli import create_cli
     from testroot import NS
 
     notes = tmp_path / "notes.txt"
@@ -288,11 +291,20 @@ def test_the_drill_and_restore_of_a_plugins_component_through_ops(tmp_path: Path
                 True, ("notebook",), ("opaque",),
             )  # fmt: skip
             assert [(how, details["lines"]) for how, _, details in seen] == [("drill", 2)]
+            seen.clear()
             recorded = json.loads(Path(archive.path, "drill.json").read_text())
             assert recorded["checked"] == ["notebook"] and recorded["not_drilled"] == ["opaque"]
+            told = CliRunner().invoke(
+                create_cli(plugins), ["drill", "notes", "prod", "--root", str(tmp_path / "root")]
+            )
+            assert told.exit_code == 0, told.output
+            assert f"{archive.name}: drilled ok (notebook checked; opaque not drilled, " in (
+                told.stdout
+            )
+            assert "[warning] opaque: a opaque is verified, not drilled" in told.stderr
             notes.write_text("gone\n")
             ops.restore("notes", "prod", archive.name, safety=False)
             assert notes.read_text() == "one\ntwo\n"
-            assert seen[1] == ("restore", "", archive.components[0].details)
+            assert seen[-1] == ("restore", "", archive.components[0].details)
         finally:
             ops.destroy("notes", "prod")
