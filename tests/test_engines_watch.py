@@ -158,11 +158,6 @@ class BrokenCheck:
         raise OpskitError("shop: cannot read wp-config.php: Permission denied")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by this test: a plugin check that raises ends the whole pass; the other "
-    "checks are not taken and no alert goes out (reported to the lead)",
-)
 def test_a_plugin_check_that_raises_is_a_failing_check_and_the_others_are_still_taken(
     tmp_path, sink
 ):

@@ -236,8 +236,30 @@ class Plugins:
         return result
 
     def health_checks(self, context: HealthContext) -> list[CheckResult]:
-        results = self.pm.hook.opskit_health_checks(context=context)
-        return [check for result in results if result for check in result]
+        """Every plugin's checks. A plugin whose checks raise gives one failing check per
+        env naming it: the other plugins' checks are still taken (the watch alerts on it)."""
+        from opskit.contracts import CheckResult
+
+        found: list[CheckResult] = []
+        # pluggy calls the newest registration first; keep that order
+        for impl in reversed(self.pm.hook.opskit_health_checks.get_hookimpls()):
+            try:
+                result = impl.function(*({"context": context}[a] for a in impl.argnames))
+            except Exception as exc:  # any fault of a plugin is a failing check
+                found += [
+                    CheckResult(
+                        context.project.name,
+                        env,
+                        f"checks of plugin {impl.plugin_name}",
+                        False,
+                        f"could not be taken: {exc}",
+                    )
+                    for env in context.environments
+                ]
+                continue
+            checks: list[CheckResult] = result or []
+            found += checks
+        return found
 
     def backup_components(self, context: BackupContext) -> list[Component]:
         results = self.pm.hook.opskit_backup_components(
