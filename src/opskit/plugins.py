@@ -244,7 +244,9 @@ class Plugins:
         # pluggy calls the newest registration first; keep that order
         for impl in reversed(self.pm.hook.opskit_health_checks.get_hookimpls()):
             try:
-                result = impl.function(*({"context": context}[a] for a in impl.argnames))
+                result: list[CheckResult] | None = impl.function(
+                    *({"context": context}[a] for a in impl.argnames)
+                )
             except Exception as exc:  # any fault of a plugin is a failing check
                 found += [
                     CheckResult(
@@ -257,8 +259,7 @@ class Plugins:
                     for env in context.environments
                 ]
                 continue
-            checks: list[CheckResult] = result or []
-            found += checks
+            found += result or []
         return found
 
     def backup_components(self, context: BackupContext) -> list[Component]:
