@@ -243,8 +243,9 @@ class Plugins:
         found: list[CheckResult] = []
         # pluggy calls the newest registration first; keep that order
         for impl in reversed(self.pm.hook.opskit_health_checks.get_hookimpls()):
+            function: Any = impl.function  # pluggy types a hook's result as object
             try:
-                result: list[CheckResult] | None = impl.function(
+                result: list[CheckResult] | None = function(
                     *({"context": context}[a] for a in impl.argnames)
                 )
             except Exception as exc:  # any fault of a plugin is a failing check
