@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from opskit import compose, containers
     from opskit.archive import Archive, Fault
+    from opskit.backups import Engine
     from opskit.descriptor import Project
     from opskit.disk import DiskReport
     from opskit.drill import DrillResult
@@ -54,6 +55,22 @@ class Ops:
         )
         self.plugins = plugins if plugins is not None else create_plugins(environ)
         self.runtime = Runtime(self.root, self.host, self.plugins)
+        self._subscribe_listeners()
+
+    def _subscribe_listeners(self) -> None:
+        """The audit log and the notifier listen to every job of the runtime."""
+        from opskit.audit import AuditLog
+        from opskit.notify import Notifier
+
+        runtime = self.runtime
+        runtime.events.subscribe(AuditLog(self.host, runtime.projects))
+        runtime.events.subscribe(Notifier(self.host.name, runtime.projects, runtime.settings))
+
+    def backup_engine(self, progress: IO[str] | None = None) -> Engine:
+        """The backup engine of this root (archives, verify, prune), outside any job."""
+        from opskit.backups import Engine
+
+        return Engine(self.runtime, progress=progress)
 
     def close(self) -> None:
         self.host.close()
@@ -71,6 +88,9 @@ class Ops:
     def project(self, name: str) -> Project:
         return self.runtime.project(name)
 
+    def _found(self, project: str | None) -> Project | None:
+        return None if project is None else self.runtime.project(project)
+
     def scope(
         self, project: str | None = None, env: str | None = None
     ) -> list[tuple[Project, str]]:
@@ -81,27 +101,27 @@ class Ops:
         self, project: str | None = None, env: str | None = None
     ) -> list[containers.Placement]:
         """The containers of the envs in scope, with declared services that have none."""
-        return self.runtime.status(project, env)
+        return self.runtime.stacks.status(self._found(project), env)
 
     def status_and_collisions(
         self, project: str | None = None, env: str | None = None
     ) -> tuple[list[containers.Placement], list[compose.Collision]]:
         """:meth:`status`, and the compose project name collisions of the envs in scope."""
-        return self.runtime.status_and_collisions(project, env)
+        return self.runtime.stacks.status_and_collisions(self._found(project), env)
 
     def containers(
         self, project: str, env: str, service: str | None = None, running: bool = False
     ) -> list[containers.Container]:
         """The containers of one env (of one service), resolved like ``status`` does."""
-        return self.runtime.containers(project, env, service, running)
+        return self.runtime.stacks.containers(self.project(project), env, service, running)
 
     def health(self, project: str | None = None, env: str | None = None) -> HealthReport:
         """Every plugin's health checks for the envs in scope."""
-        return self.runtime.health(project, env)
+        return self.runtime.stacks.health(self._found(project), env)
 
     def disk(self) -> DiskReport:
         """Sizes of the root, the project folders and backup folders, and of Docker's data."""
-        return self.runtime.disk()
+        return self.runtime.stacks.disk()
 
     def lifecycle(
         self,
@@ -113,10 +133,19 @@ class Ops:
         volumes: bool = False,
         dry_run: bool = False,
         progress: IO[str] | None = None,
+        announce: Callable[[], None] | None = None,
     ) -> list[compose.ComposeCommand]:
-        """Run ``start``, ``stop``, ``restart``, ``build`` or ``destroy`` for one env."""
-        return self.runtime.lifecycle(
-            project, env, action, service, volumes=volumes, dry_run=dry_run, progress=progress
+        """Run ``start``, ``stop``, ``restart``, ``build`` or ``destroy`` for one env;
+        *announce* runs once the commands are decided, before the first one runs."""
+        return self.runtime.stacks.lifecycle(
+            self.project(project),
+            env,
+            action,
+            service,
+            volumes=volumes,
+            dry_run=dry_run,
+            progress=progress,
+            announce=announce,
         )
 
     def start(self, project: str, env: str, service: str | None = None) -> None:
@@ -320,14 +349,16 @@ class Ops:
         stream: IO[str] | None = None,
     ) -> int:
         """Write the logs of an env's (or one service's) containers to *stream* (stdout)."""
-        return self.runtime.logs(project, env, service, follow=follow, tail=tail, stream=stream)
+        return self.runtime.stacks.logs(
+            self.project(project), env, service, follow=follow, tail=tail, stream=stream
+        )
 
     def exec(
         self, project: str, env: str, service: str, command: Sequence[str], *, tty: bool = False
     ) -> int:
         """Run *command* in the service's running container; return its exit code."""
-        return self.runtime.exec(project, env, service, command, tty=tty)
+        return self.runtime.stacks.exec(self.project(project), env, service, command, tty=tty)
 
     def shell(self, project: str, env: str, service: str) -> int:
         """An interactive shell (bash where the image has it, else sh) in the service's container."""
-        return self.runtime.shell(project, env, service)
+        return self.runtime.stacks.shell(self.project(project), env, service)

@@ -59,8 +59,9 @@ def drill(
     runtime: Runtime, project: Project, env: str, name: str | None = None, job: Job | None = None
 ) -> DrillResult:
     """Drill *name* (the newest archive when None) of *env*; record and return the result."""
-    engine = runtime.backup_engine()
-    engine.job = job
+    from opskit.backups import Engine
+
+    engine = Engine(runtime, job=job)
     archive = engine.find(project, env, name)
     if job is not None:
         job.details["archive"] = archive.path
@@ -137,7 +138,7 @@ def _drill_database(
         else Database(service=service, type=str(details.get("type")), name=name)
     )
     database = attrs.evolve(database, user=details.get("user") or database.user)
-    found = runtime.containers(project.name, env, service)  # raises when it has none
+    found = runtime.stacks.containers(project, env, service)  # raises when it has none
     with job.phase(f"drilling {record.key}") if job is not None else contextlib.nullcontext():
         container = _start_server(runtime.host, found[0], database, drill_id, record.key)
         _wait_ready(runtime.host, container, database)

@@ -14,9 +14,11 @@ from datetime import datetime
 from typing import IO, TYPE_CHECKING
 
 from opskit.errors import DelegateFailed, NotFoundError, OpskitError
+from opskit.gate import check_gate
 
 if TYPE_CHECKING:
     from opskit.archive import Archive, Fault
+    from opskit.backups import Engine
     from opskit.descriptor import Project
     from opskit.drill import DrillResult
     from opskit.jobs import Job
@@ -26,6 +28,12 @@ if TYPE_CHECKING:
     from opskit.runtime import Meter, Runtime
     from opskit.sync import SyncReport
     from opskit.watch import WatchReport
+
+
+def _engine(runtime: Runtime, job: Job | None = None) -> Engine:
+    from opskit.backups import Engine
+
+    return Engine(runtime, job=job)
 
 
 def delegated(
@@ -126,7 +134,7 @@ def backup(
             found.check_env(env)
         if delegated(runtime, found, "backup", env, delegate_flags):
             return []  # the project's own CLI wrote (and printed) its archives
-    engine = runtime.backup_engine()
+    engine = _engine(runtime)
     scope = runtime.scope(project, env)
     failed: DelegateFailed | None = None
     if project is None:
@@ -141,7 +149,7 @@ def backup(
     archives = []
     for found, e in scope:
         with as_job(runtime, "backup", found.name, [e], progress, meter) as job:
-            engine.job = job
+            engine = _engine(runtime, job)
             archive = engine.backup(found, e)
             archives.append(archive)
             if verify_and_prune:
@@ -165,7 +173,7 @@ def backup(
 
 def backups(runtime: Runtime, project: str | None = None, env: str | None = None) -> list[Archive]:
     """The complete archives in scope, newest first."""
-    engine = runtime.backup_engine()
+    engine = _engine(runtime)
     found = [a for p, e in runtime.scope(project, env) for a in engine.archives(p, e)]
     return sorted(found, key=lambda a: a.created, reverse=True)
 
@@ -174,7 +182,7 @@ def newest_backups(
     runtime: Runtime, project: str | None = None, env: str | None = None
 ) -> list[tuple[str, str, Archive | None]]:
     """The newest archive of each env in scope that has a backup section (None: no archive)."""
-    engine = runtime.backup_engine()
+    engine = _engine(runtime)
     newest = []
     for found, e in runtime.scope(project, env):
         if found.backup is not None:
@@ -188,7 +196,7 @@ def verify(
 ) -> list[tuple[Archive, list[Fault]]]:
     """Verify archives (all in scope, or one by name); each result is recorded in the archive."""
     runtime.check_settings()
-    engine = runtime.backup_engine()
+    engine = _engine(runtime)
     if name is not None:
         if project is None or env is None:
             raise NotFoundError("--name needs PROJECT and ENV")
@@ -246,7 +254,7 @@ def prune(
 ) -> list[tuple[str, str, Decision]]:
     """Apply each env's retention rules; with *dry_run* only decide."""
     runtime.check_settings()
-    engine = runtime.backup_engine()
+    engine = _engine(runtime)
     scope = [(p, e) for p, e in runtime.scope(project, env) if p.backup is not None]
     if dry_run:
         return [(p.name, e, engine.prune(p, e, True)) for p, e in scope]
@@ -279,8 +287,8 @@ def restore(
     runtime.check_settings()
     found = runtime.project(project)
     found.check_env(env)
-    runtime.refuse_collisions(project, [env])
-    engine = runtime.backup_engine()
+    runtime.stacks.refuse_collisions(found, [env])
+    engine = _engine(runtime)
     if offsite:
         from opskit import offsite as offsite_copies
 
@@ -288,9 +296,9 @@ def restore(
     else:
         archive = engine.find(found, env, name)
     timeout = found.gate_timeout("restore")
-    runtime.check_gate(project, env, timeout, found.gate_setting("restore"))
+    check_gate(runtime.stacks, found, env, timeout, found.gate_setting("restore"))
     with as_job(runtime, "restore", project, [env], progress, meter) as job:
-        engine.job = job
+        engine = _engine(runtime, job)
         job.details["archive"] = archive.name
         job.changing()
         safety_archive = engine.restore(found, env, archive, safety=safety, health_timeout=timeout)
@@ -352,8 +360,10 @@ def sync(
         return syncing.run(runtime, found, source, target, dry_run=True, progress=progress)
     syncing.check_direction(found, source, target)  # refused before anything is read
     syncing.replacements(found, source, target)
-    runtime.refuse_collisions(project, [target])
-    runtime.check_gate(project, target, found.gate_timeout("sync"), found.gate_setting("sync"))
+    runtime.stacks.refuse_collisions(found, [target])
+    check_gate(
+        runtime.stacks, found, target, found.gate_timeout("sync"), found.gate_setting("sync")
+    )
     with as_job(runtime, "sync", project, [source, target], progress) as job:
 
         def begin() -> None:
@@ -395,9 +405,9 @@ def promote(
     promoting.check_step(found, source, target)
     if dry_run:
         return promoting.run(runtime, found, source, target, dry_run=True, progress=progress)
-    runtime.refuse_collisions(project, [target])
+    runtime.stacks.refuse_collisions(found, [target])
     setting = found.gate_setting("promote")
-    runtime.check_gate(project, target, found.gate_timeout("promote"), setting)
+    check_gate(runtime.stacks, found, target, found.gate_timeout("promote"), setting)
     with as_job(runtime, "promote", project, [source, target], progress) as job:
 
         def begin(report: PromoteReport) -> None:

@@ -20,6 +20,7 @@ import yaml
 
 from opskit import compose
 from opskit.errors import CommandFailed, NotFoundError, OpskitError
+from opskit.gate import engine_time
 from opskit.output import progress as say
 
 if TYPE_CHECKING:
@@ -432,8 +433,8 @@ def run(
         before_changes(report)
 
     def bring_up(since: datetime) -> None:
-        runtime.bring_up(
-            project.name,
+        runtime.stacks.bring_up(
+            project,
             target,
             project.gate_timeout("promote"),
             since=since,
@@ -446,7 +447,7 @@ def run(
     runtime.host.run(["mkdir", "-p", "--", directory])
     with env_lock(runtime.host, directory, f"promote into {project.name} {target}", 300):
         say(progress, f"moving {move_label(source, target, preview.new)}")
-        since = runtime.engine_time()  # health evidence must be newer than the new code
+        since = engine_time(runtime.host)  # health evidence must be newer than the new code
         promoter.apply(context, preview)
         try:
             bring_up(since)
@@ -456,7 +457,7 @@ def run(
                 f"{project.name} {target} is not healthy ({exc}); rolling back to {short(preview.old)}",
             )
             try:
-                since = runtime.engine_time()
+                since = engine_time(runtime.host)
                 promoter.rollback(context, preview)
                 bring_up(since)
             except OpskitError as again:

@@ -164,7 +164,9 @@ def plan(runtime: Runtime, project: Project, source: str, target: str) -> Plan:
         raise OpskitError(
             f"{project.name}: sync needs a backup section, because the target is backed up first"
         )
-    engine = runtime.backup_engine()
+    from opskit.backups import Engine
+
+    engine = Engine(runtime)
     source_context = engine.context(project, source)
     target_context = engine.context(project, target)
     by_key = {c.sync_key: c for c in engine.components(project, target, target_context)}
@@ -362,8 +364,9 @@ def run(
     found = plan(runtime, project, source, target)
     database_reports: list[DatabaseReport] = []
     file_reports: list[FilesReport] = []
-    engine = runtime.backup_engine(progress)
-    engine.job = job
+    from opskit.backups import Engine
+
+    engine = Engine(runtime, progress, job=job)
 
     if dry_run:
         for component, counterpart in found.pairs:

@@ -75,7 +75,7 @@ def _copies(
     if name is not None and env is None:
         raise click.UsageError("--name needs PROJECT and ENV")
     runtime = state.ops.runtime
-    engine_of_backups = runtime.backup_engine()
+    engine_of_backups = state.ops.backup_engine()
     code = 0
     for found, e in _scope(state, project, env):
         target = engine.target_of(runtime, found)

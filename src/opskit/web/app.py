@@ -420,7 +420,7 @@ def create_app(options: Options) -> FastAPI:
         operator(request)
         found = ops.project(project)
         found.check_env(env)
-        archive = ops.runtime.backup_engine().find(found, env, name)
+        archive = ops.backup_engine().find(found, env, name)
         folder, base = posixpath.split(archive.path)
         process = ops.host.popen(["tar", "-C", folder, "-cf", "-", "--", base], merge_stderr=False)
 
