@@ -6,7 +6,6 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from opskit import operations
 from opskit.host import Host, open_host
 from opskit.plugins import Plugins, create_plugins
 from opskit.runtime import Runtime
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
     from opskit.disk import DiskReport
     from opskit.drill import DrillResult
     from opskit.health import HealthReport
+    from opskit.operations import Context
     from opskit.promote import PromoteReport
     from opskit.rebuild import RebuildPlan
     from opskit.retention import Decision
@@ -65,6 +65,11 @@ class Ops:
         runtime = self.runtime
         runtime.events.subscribe(AuditLog(self.host, runtime.projects))
         runtime.events.subscribe(Notifier(self.host.name, runtime.projects, runtime.settings))
+
+    def _context(self, progress: IO[str] | None = None, meter: Meter | None = None) -> Context:
+        from opskit.operations import Context
+
+        return Context(self.runtime, progress, meter)
 
     def backup_engine(self, progress: IO[str] | None = None) -> Engine:
         """The backup engine of this root (archives, verify, prune), outside any job."""
@@ -177,7 +182,10 @@ class Ops:
     ) -> int:
         """Run the project's own CLI as docs/cli-contract.md says; return its exit code.
         *cli_env* is ``{env}`` in ``delegate.cli`` for a command without ENV (``--to``)."""
-        return operations.run_delegate(self.runtime, project, command, env, flags, cli_env)
+        from opskit.operations import delegate
+
+        request = delegate.Request(project, command, env, flags, cli_env)
+        return delegate.run(self._context(), request)
 
     def backup(
         self,
@@ -191,33 +199,33 @@ class Ops:
         offsite: bool = False,
     ) -> list[Archive]:
         """Back up one env, a project's envs, or (no project) every project with a backup
-        section; returns the archives written. See :func:`opskit.operations.backup`."""
-        return operations.backup(
-            self.runtime,
-            project,
-            env,
-            progress=progress,
-            meter=meter,
-            delegate_flags=delegate_flags,
-            verify_and_prune=verify_and_prune,
-            offsite=offsite,
-        )
+        section; returns the archives written. See :func:`opskit.operations.backup.run`."""
+        from opskit.operations import backup
+
+        request = backup.Request(project, env, delegate_flags, verify_and_prune, offsite)
+        return backup.run(self._context(progress, meter), request)
 
     def backups(self, project: str | None = None, env: str | None = None) -> list[Archive]:
         """The complete archives in scope, newest first."""
-        return operations.backups(self.runtime, project, env)
+        from opskit.operations import backup
+
+        return backup.archives(self.runtime, project, env)
 
     def newest_backups(
         self, project: str | None = None, env: str | None = None
     ) -> list[tuple[str, str, Archive | None]]:
         """The newest archive of each env in scope that has a backup section (None: no archive)."""
-        return operations.newest_backups(self.runtime, project, env)
+        from opskit.operations import backup
+
+        return backup.newest(self.runtime, project, env)
 
     def verify(
         self, project: str | None = None, env: str | None = None, name: str | None = None
     ) -> list[tuple[Archive, list[Fault]]]:
         """Verify archives (all in scope, or one by name); each result is recorded in the archive."""
-        return operations.verify(self.runtime, project, env, name)
+        from opskit.operations import verify
+
+        return verify.run(self._context(), verify.Request(project, env, name))
 
     def drill(
         self,
@@ -229,17 +237,23 @@ class Ops:
     ) -> DrillResult:
         """Prove that an archive (the newest when *name* is None) restores, in throw-away
         containers; the result is recorded in the archive and shown by ``backups``."""
-        return operations.drill(self.runtime, project, env, name, progress=progress)
+        from opskit.operations import drill
+
+        return drill.run(self._context(progress), drill.Request(project, env, name))
 
     def watch(self, now: datetime | None = None) -> WatchReport:
         """One watch pass over every project and env; *now* stands in for the clock."""
-        return operations.watch(self.runtime, now)
+        from opskit.operations import watch
+
+        return watch.run(self._context(), watch.Request(now))
 
     def prune(
         self, project: str | None = None, env: str | None = None, *, dry_run: bool = False
     ) -> list[tuple[str, str, Decision]]:
         """Apply each env's retention rules; with *dry_run* only decide."""
-        return operations.prune(self.runtime, project, env, dry_run=dry_run)
+        from opskit.operations import prune
+
+        return prune.run(self._context(), prune.Request(project, env, dry_run))
 
     def restore(
         self,
@@ -254,17 +268,11 @@ class Ops:
     ) -> tuple[Archive, Archive | None]:
         """Restore an archive (the newest when *name* is None) into one env, with *offsite*
         from its offsite copy; returns it and the safety archive taken before. See
-        :func:`opskit.operations.restore`."""
-        return operations.restore(
-            self.runtime,
-            project,
-            env,
-            name,
-            safety=safety,
-            offsite=offsite,
-            progress=progress,
-            meter=meter,
-        )
+        :func:`opskit.operations.restore.run`."""
+        from opskit.operations import restore
+
+        request = restore.Request(project, env, name, safety, offsite)
+        return restore.run(self._context(progress, meter), request)
 
     def sync(
         self,
@@ -277,17 +285,12 @@ class Ops:
         before_changes: Callable[[], None] | None = None,
         delegate_flags: Sequence[str] | None = None,
     ) -> SyncReport:
-        """Copy the data of env *source* into env *target*; see :func:`opskit.operations.sync`."""
-        return operations.sync(
-            self.runtime,
-            project,
-            source,
-            target,
-            dry_run=dry_run,
-            progress=progress,
-            before_changes=before_changes,
-            delegate_flags=delegate_flags,
-        )
+        """Copy the data of env *source* into env *target*; see
+        :func:`opskit.operations.sync.run`."""
+        from opskit.operations import sync
+
+        request = sync.Request(project, source, target, dry_run, before_changes, delegate_flags)
+        return sync.run(self._context(progress), request)
 
     def promote(
         self,
@@ -299,22 +302,20 @@ class Ops:
         progress: IO[str] | None = None,
         before_changes: Callable[[PromoteReport], None] | None = None,
     ) -> PromoteReport:
-        """Promote code one step; see :func:`opskit.operations.promote`."""
-        return operations.promote(
-            self.runtime,
-            project,
-            source,
-            target,
-            dry_run=dry_run,
-            progress=progress,
-            before_changes=before_changes,
-        )
+        """Promote code one step; see :func:`opskit.operations.promote.run`."""
+        from opskit.operations import promote
+
+        request = promote.Request(project, source, target, dry_run, before_changes)
+        return promote.run(self._context(progress), request)
 
     def promote_script(
         self, project: str, source: str, target: str, *, dry_run: bool = False
     ) -> int:
         """Run the descriptor's promote script; return its exit code."""
-        return operations.promote_script(self.runtime, project, source, target, dry_run=dry_run)
+        from opskit.operations import promote
+
+        request = promote.Request(project, source, target, dry_run)
+        return promote.script(self._context(), request)
 
     def rebuild(
         self,
@@ -326,9 +327,9 @@ class Ops:
         meter: Meter | None = None,
     ) -> RebuildPlan:
         """Disaster recovery; see :func:`opskit.rebuild.rebuild`. With *dry_run*, the plan."""
-        return operations.rebuild(
-            self.runtime, project, env, dry_run=dry_run, progress=progress, meter=meter
-        )
+        from opskit.operations import rebuild
+
+        return rebuild.run(self._context(progress, meter), rebuild.Request(project, env, dry_run))
 
     def history(self, project: str | None = None) -> list[dict[str, Any]]:
         """The audit log (sync, promote, restore, rebuild), oldest first."""

@@ -528,28 +528,6 @@ def newest_copied(runtime: Runtime, project: Project, env: str) -> str:
     return rows[0].archive
 
 
-def fetch(
-    runtime: Runtime, project: Project, env: str, name: str | None, *, local_first: bool = False
-) -> Archive:
-    """Download archive *name* (None: :func:`newest_copied`) as an ``offsite download``
-    job. With *local_first*, an archive that is still here is used as it is."""
-    from opskit.backups import Engine
-    from opskit.errors import NotFoundError
-    from opskit.operations import as_job
-
-    name = name or newest_copied(runtime, project, env)
-    if local_first:
-        try:
-            return Engine(runtime).find(project, env, name)
-        except NotFoundError:
-            pass
-    with as_job(runtime, "offsite download", project.name, [env]) as job:
-        job.details.update(archive=name, target=target_of(runtime, project))
-        archive = download(runtime, project, env, name, job)
-        job.details["archive"] = archive.path
-    return archive
-
-
 @attrs.frozen
 class Pruning:
     """What an offsite prune of one env would forget: its decision, and the snapshots of

@@ -19,7 +19,7 @@ import attrs
 import yaml
 
 from opskit import compose
-from opskit.errors import CommandFailed, NotFoundError, OpskitError
+from opskit.errors import CommandFailed, NotFoundError, OpskitError, RolledBack
 from opskit.gate import engine_time
 from opskit.output import progress as say
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from opskit.descriptor import Project
     from opskit.host import Host
+    from opskit.jobs import Job
     from opskit.runtime import Runtime
 
 
@@ -401,13 +402,15 @@ def run(
     dry_run: bool = False,
     progress: IO[str] | None = None,
     before_changes: Callable[[PromoteReport], None] | None = None,
-    details: dict[str, Any] | None = None,
+    job: Job | None = None,
 ) -> PromoteReport:
-    """Promote code from *source* to *target* (git or rsync); see the module docstring.
+    """Promote code from *source* to *target* (git or rsync) as *job*; see the module
+    docstring.
 
     *before_changes* gets the preview once every check has passed, before anything
-    changes (the CLI shows it and asks there). Raises :class:`OpskitError` after a
-    rollback when the new code is not healthy.
+    changes (the CLI shows it and asks there). Raises :class:`RolledBack` after a
+    rollback when the new code is not healthy, :class:`OpskitError` when the old code is
+    not healthy either. With *job*, the narration goes to the job's log, not *progress*.
     """
     from opskit.backups import lock_dir
     from opskit.locks import env_lock
@@ -425,12 +428,15 @@ def run(
     promoter.check(context, preview)
     reason = rebuild_reason(runtime.host, project, target, context.target_dir, preview.files)
     report = PromoteReport(project.name, source, target, promoter.name, dry_run, preview, reason)
-    if details is not None:
-        details.update({"from_code": preview.old, "to_code": preview.new})
+    if job is not None:
+        job.details.update({"from_code": preview.old, "to_code": preview.new})
     if dry_run or preview.empty:
         return report
     if before_changes is not None:
         before_changes(report)
+    if job is not None:
+        job.changing()
+        progress = job.lines("opskit")
 
     def bring_up(since: datetime) -> None:
         runtime.stacks.bring_up(
@@ -465,9 +471,7 @@ def run(
                     f"promotion of {project.name} {target} failed ({exc}); rolled back to "
                     f"{short(preview.old)}, but that is not healthy either ({again})"
                 ) from None
-            if details is not None:
-                details["result"] = "rolled back"
-            raise OpskitError(
+            raise RolledBack(
                 f"promotion of {project.name} {target} failed ({exc}); rolled back to "
                 f"{short(preview.old)}, which is healthy"
             ) from None

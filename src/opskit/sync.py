@@ -353,19 +353,19 @@ def run(
     dry_run: bool = False,
     progress: IO[str] | None = None,
     before_changes: Callable[[], None] | None = None,
-    details: dict[str, Any] | None = None,
     job: Job | None = None,
 ) -> SyncReport:
     """Sync *source* into *target* (see the module docstring); with *dry_run* only report.
 
     *before_changes* is called once every check has passed and before anything changes
-    (the CLI asks for confirmation there). *details* receives what the audit log records.
+    (the CLI asks for confirmation there). With *job*, the narration goes to the job's log,
+    not *progress*, and its details receive what the audit log records.
     """
+    from opskit.backups import Engine
+
     found = plan(runtime, project, source, target)
     database_reports: list[DatabaseReport] = []
     file_reports: list[FilesReport] = []
-    from opskit.backups import Engine
-
     engine = Engine(runtime, progress, job=job)
 
     if dry_run:
@@ -402,6 +402,9 @@ def run(
 
     if before_changes is not None:
         before_changes()
+    if job is not None:
+        job.changing()
+        progress = job.lines("opskit")
 
     def step(component: Component, counterpart: Component) -> Callable[[BackupContext], None]:
         def copy(target_context: BackupContext) -> None:
@@ -439,9 +442,9 @@ def run(
         project.name, source, target, False, tuple(database_reports), tuple(file_reports),
         found.skipped, archive.path if archive else None,
     )  # fmt: skip
-    if details is not None:
-        details["archive"] = report.backup
-        details["replacements"] = sum(sum(d.replacements.values()) for d in database_reports)
+    if job is not None:
+        job.details["archive"] = report.backup
+        job.details["replacements"] = sum(sum(d.replacements.values()) for d in database_reports)
     return report
 
 

@@ -69,7 +69,7 @@ def _copies(
     one line per archive on stdout, one ``[error]`` line per fault. Returns the exit code."""
     from opskit import offsite as engine
     from opskit.errors import NotFoundError
-    from opskit.operations import as_job
+    from opskit.jobs import as_job
     from opskit.output import error, warning
 
     if name is not None and env is None:
@@ -154,14 +154,15 @@ def verify(
 @job_options
 def download(state: CliState, project: str, env: str, name: str | None, latest: bool) -> None:
     """Rebuild an archive from its offsite copy, verify it, then list it locally."""
-    from opskit import offsite as engine
+    from opskit.operations import Context
+    from opskit.operations.offsite import download as download_copy
 
     if (name is None) == (not latest):
         raise click.UsageError("give --name ARCHIVE or --latest")
     runtime = state.ops.runtime
     found = runtime.project(project)
     found.check_env(env)
-    archive = engine.fetch(runtime, found, env, name)
+    archive = download_copy(Context(runtime), found, env, name)
     state.out.line(archive.path)
 
 
@@ -173,7 +174,7 @@ def download(state: CliState, project: str, env: str, name: str | None, latest: 
 def prune_(state: CliState, project: str | None, env: str | None, dry_run: bool) -> None:
     """Forget offsite archives beyond offsite.keep (else the retention rules), then prune."""
     from opskit import offsite as engine
-    from opskit.operations import as_job
+    from opskit.jobs import as_job
 
     runtime = state.ops.runtime
     # Every env is planned, and what restic returned checked, before anything is
