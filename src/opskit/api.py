@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from opskit.backups import Engine
     from opskit.descriptor import Project
     from opskit.disk import DiskReport
+    from opskit.doctor import DoctorReport
     from opskit.drill import DrillResult
     from opskit.health import HealthReport
     from opskit.operations import Context
@@ -240,6 +241,12 @@ class Ops:
         from opskit.operations import drill
 
         return drill.run(self._context(progress), drill.Request(project, env, name))
+
+    def doctor(self) -> DoctorReport:
+        """The root checked against what runs (collisions, data no backup covers, ...)."""
+        from opskit.operations import doctor
+
+        return doctor.run(self._context(), doctor.Request())
 
     def watch(self, now: datetime | None = None) -> WatchReport:
         """One watch pass over every project and env; *now* stands in for the clock."""

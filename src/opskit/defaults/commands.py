@@ -328,9 +328,7 @@ def doctor(state: CliState) -> int:
     """Check the root against what runs: compose name collisions, data no backup covers,
     databases not dumped, missing paths, containers no project claims or that claim a
     service name no command could address. Read-only; exit 1 when it finds a problem."""
-    from opskit.doctor import examine
-
-    report = examine(state.ops.runtime)
+    report = state.ops.doctor()
     if state.json:
         state.out.json(report.as_dict())
     else:

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 @attrs.frozen
 class Request:
+    """Prune *project* *env* (None: every one in scope); with *dry_run* only decide."""
+
     project: str | None = None
     env: str | None = None
     dry_run: bool = False
