@@ -143,6 +143,7 @@ class Ops:
     ) -> list[compose.ComposeCommand]:
         """Run ``start``, ``stop``, ``restart``, ``build`` or ``destroy`` for one env;
         *announce* runs once the commands are decided, before the first one runs."""
+        self.runtime.check_settings()  # a settings fault first, as for every change
         return self.runtime.stacks.lifecycle(
             self.project(project),
             env,
