@@ -480,7 +480,7 @@ def site_prune(root: Path, env: str, moment: datetime) -> Decision:
 
     with opskit.Ops(root=str(root), environ={"OPSKIT_PLUGINS": ""}) as ops:
         found = ops.project("site")
-        return ops.runtime.backup_engine().prune(found, env, dry_run=True, moment=moment)
+        return ops.backup_engine().prune(found, env, dry_run=True, moment=moment)
 
 
 def site_root(tmp_path: Path, undo: str = "") -> Path:

@@ -6,7 +6,6 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from opskit import operations
 from opskit.host import Host, open_host
 from opskit.plugins import Plugins, create_plugins
 from opskit.runtime import Runtime
@@ -16,10 +15,13 @@ if TYPE_CHECKING:
 
     from opskit import compose, containers
     from opskit.archive import Archive, Fault
+    from opskit.backups import Engine
     from opskit.descriptor import Project
     from opskit.disk import DiskReport
+    from opskit.doctor import DoctorReport
     from opskit.drill import DrillResult
     from opskit.health import HealthReport
+    from opskit.operations import Context
     from opskit.promote import PromoteReport
     from opskit.rebuild import RebuildPlan
     from opskit.retention import Decision
@@ -54,6 +56,27 @@ class Ops:
         )
         self.plugins = plugins if plugins is not None else create_plugins(environ)
         self.runtime = Runtime(self.root, self.host, self.plugins)
+        self._subscribe_listeners()
+
+    def _subscribe_listeners(self) -> None:
+        """The audit log and the notifier listen to every job of the runtime."""
+        from opskit.audit import AuditLog
+        from opskit.notify import Notifier
+
+        runtime = self.runtime
+        runtime.events.subscribe(AuditLog(self.host, runtime.projects))
+        runtime.events.subscribe(Notifier(self.host.name, runtime.projects, runtime.settings))
+
+    def _context(self, progress: IO[str] | None = None, meter: Meter | None = None) -> Context:
+        from opskit.operations import Context
+
+        return Context(self.runtime, progress, meter)
+
+    def backup_engine(self, progress: IO[str] | None = None) -> Engine:
+        """The backup engine of this root (archives, verify, prune), outside any job."""
+        from opskit.backups import Engine
+
+        return Engine(self.runtime, progress=progress)
 
     def close(self) -> None:
         self.host.close()
@@ -71,6 +94,9 @@ class Ops:
     def project(self, name: str) -> Project:
         return self.runtime.project(name)
 
+    def _found(self, project: str | None) -> Project | None:
+        return None if project is None else self.runtime.project(project)
+
     def scope(
         self, project: str | None = None, env: str | None = None
     ) -> list[tuple[Project, str]]:
@@ -81,27 +107,27 @@ class Ops:
         self, project: str | None = None, env: str | None = None
     ) -> list[containers.Placement]:
         """The containers of the envs in scope, with declared services that have none."""
-        return self.runtime.status(project, env)
+        return self.runtime.stacks.status(self._found(project), env)
 
     def status_and_collisions(
         self, project: str | None = None, env: str | None = None
     ) -> tuple[list[containers.Placement], list[compose.Collision]]:
         """:meth:`status`, and the compose project name collisions of the envs in scope."""
-        return self.runtime.status_and_collisions(project, env)
+        return self.runtime.stacks.status_and_collisions(self._found(project), env)
 
     def containers(
         self, project: str, env: str, service: str | None = None, running: bool = False
     ) -> list[containers.Container]:
         """The containers of one env (of one service), resolved like ``status`` does."""
-        return self.runtime.containers(project, env, service, running)
+        return self.runtime.stacks.containers(self.project(project), env, service, running)
 
     def health(self, project: str | None = None, env: str | None = None) -> HealthReport:
         """Every plugin's health checks for the envs in scope."""
-        return self.runtime.health(project, env)
+        return self.runtime.stacks.health(self._found(project), env)
 
     def disk(self) -> DiskReport:
         """Sizes of the root, the project folders and backup folders, and of Docker's data."""
-        return self.runtime.disk()
+        return self.runtime.stacks.disk()
 
     def lifecycle(
         self,
@@ -113,10 +139,20 @@ class Ops:
         volumes: bool = False,
         dry_run: bool = False,
         progress: IO[str] | None = None,
+        announce: Callable[[], None] | None = None,
     ) -> list[compose.ComposeCommand]:
-        """Run ``start``, ``stop``, ``restart``, ``build`` or ``destroy`` for one env."""
-        return self.runtime.lifecycle(
-            project, env, action, service, volumes=volumes, dry_run=dry_run, progress=progress
+        """Run ``start``, ``stop``, ``restart``, ``build`` or ``destroy`` for one env;
+        *announce* runs once the commands are decided, before the first one runs."""
+        self.runtime.check_settings()  # a settings fault first, as for every change
+        return self.runtime.stacks.lifecycle(
+            self.project(project),
+            env,
+            action,
+            service,
+            volumes=volumes,
+            dry_run=dry_run,
+            progress=progress,
+            announce=announce,
         )
 
     def start(self, project: str, env: str, service: str | None = None) -> None:
@@ -148,7 +184,10 @@ class Ops:
     ) -> int:
         """Run the project's own CLI as docs/cli-contract.md says; return its exit code.
         *cli_env* is ``{env}`` in ``delegate.cli`` for a command without ENV (``--to``)."""
-        return operations.run_delegate(self.runtime, project, command, env, flags, cli_env)
+        from opskit.operations import delegate
+
+        request = delegate.Request(project, command, env, flags, cli_env)
+        return delegate.run(self._context(), request)
 
     def backup(
         self,
@@ -162,33 +201,33 @@ class Ops:
         offsite: bool = False,
     ) -> list[Archive]:
         """Back up one env, a project's envs, or (no project) every project with a backup
-        section; returns the archives written. See :func:`opskit.operations.backup`."""
-        return operations.backup(
-            self.runtime,
-            project,
-            env,
-            progress=progress,
-            meter=meter,
-            delegate_flags=delegate_flags,
-            verify_and_prune=verify_and_prune,
-            offsite=offsite,
-        )
+        section; returns the archives written. See :func:`opskit.operations.backup.run`."""
+        from opskit.operations import backup
+
+        request = backup.Request(project, env, delegate_flags, verify_and_prune, offsite)
+        return backup.run(self._context(progress, meter), request)
 
     def backups(self, project: str | None = None, env: str | None = None) -> list[Archive]:
         """The complete archives in scope, newest first."""
-        return operations.backups(self.runtime, project, env)
+        from opskit.operations import backup
+
+        return backup.archives(self.runtime, project, env)
 
     def newest_backups(
         self, project: str | None = None, env: str | None = None
     ) -> list[tuple[str, str, Archive | None]]:
         """The newest archive of each env in scope that has a backup section (None: no archive)."""
-        return operations.newest_backups(self.runtime, project, env)
+        from opskit.operations import backup
+
+        return backup.newest(self.runtime, project, env)
 
     def verify(
         self, project: str | None = None, env: str | None = None, name: str | None = None
     ) -> list[tuple[Archive, list[Fault]]]:
         """Verify archives (all in scope, or one by name); each result is recorded in the archive."""
-        return operations.verify(self.runtime, project, env, name)
+        from opskit.operations import verify
+
+        return verify.run(self._context(), verify.Request(project, env, name))
 
     def drill(
         self,
@@ -200,17 +239,29 @@ class Ops:
     ) -> DrillResult:
         """Prove that an archive (the newest when *name* is None) restores, in throw-away
         containers; the result is recorded in the archive and shown by ``backups``."""
-        return operations.drill(self.runtime, project, env, name, progress=progress)
+        from opskit.operations import drill
+
+        return drill.run(self._context(progress), drill.Request(project, env, name))
+
+    def doctor(self) -> DoctorReport:
+        """The root checked against what runs (collisions, data no backup covers, ...)."""
+        from opskit.operations import doctor
+
+        return doctor.run(self._context(), doctor.Request())
 
     def watch(self, now: datetime | None = None) -> WatchReport:
         """One watch pass over every project and env; *now* stands in for the clock."""
-        return operations.watch(self.runtime, now)
+        from opskit.operations import watch
+
+        return watch.run(self._context(), watch.Request(now))
 
     def prune(
         self, project: str | None = None, env: str | None = None, *, dry_run: bool = False
     ) -> list[tuple[str, str, Decision]]:
         """Apply each env's retention rules; with *dry_run* only decide."""
-        return operations.prune(self.runtime, project, env, dry_run=dry_run)
+        from opskit.operations import prune
+
+        return prune.run(self._context(), prune.Request(project, env, dry_run))
 
     def restore(
         self,
@@ -225,17 +276,11 @@ class Ops:
     ) -> tuple[Archive, Archive | None]:
         """Restore an archive (the newest when *name* is None) into one env, with *offsite*
         from its offsite copy; returns it and the safety archive taken before. See
-        :func:`opskit.operations.restore`."""
-        return operations.restore(
-            self.runtime,
-            project,
-            env,
-            name,
-            safety=safety,
-            offsite=offsite,
-            progress=progress,
-            meter=meter,
-        )
+        :func:`opskit.operations.restore.run`."""
+        from opskit.operations import restore
+
+        request = restore.Request(project, env, name, safety, offsite)
+        return restore.run(self._context(progress, meter), request)
 
     def sync(
         self,
@@ -248,17 +293,12 @@ class Ops:
         before_changes: Callable[[], None] | None = None,
         delegate_flags: Sequence[str] | None = None,
     ) -> SyncReport:
-        """Copy the data of env *source* into env *target*; see :func:`opskit.operations.sync`."""
-        return operations.sync(
-            self.runtime,
-            project,
-            source,
-            target,
-            dry_run=dry_run,
-            progress=progress,
-            before_changes=before_changes,
-            delegate_flags=delegate_flags,
-        )
+        """Copy the data of env *source* into env *target*; see
+        :func:`opskit.operations.sync.run`."""
+        from opskit.operations import sync
+
+        request = sync.Request(project, source, target, dry_run, before_changes, delegate_flags)
+        return sync.run(self._context(progress), request)
 
     def promote(
         self,
@@ -270,22 +310,20 @@ class Ops:
         progress: IO[str] | None = None,
         before_changes: Callable[[PromoteReport], None] | None = None,
     ) -> PromoteReport:
-        """Promote code one step; see :func:`opskit.operations.promote`."""
-        return operations.promote(
-            self.runtime,
-            project,
-            source,
-            target,
-            dry_run=dry_run,
-            progress=progress,
-            before_changes=before_changes,
-        )
+        """Promote code one step; see :func:`opskit.operations.promote.run`."""
+        from opskit.operations import promote
+
+        request = promote.Request(project, source, target, dry_run, before_changes)
+        return promote.run(self._context(progress), request)
 
     def promote_script(
         self, project: str, source: str, target: str, *, dry_run: bool = False
     ) -> int:
         """Run the descriptor's promote script; return its exit code."""
-        return operations.promote_script(self.runtime, project, source, target, dry_run=dry_run)
+        from opskit.operations import promote
+
+        request = promote.Request(project, source, target, dry_run)
+        return promote.script(self._context(), request)
 
     def rebuild(
         self,
@@ -297,9 +335,9 @@ class Ops:
         meter: Meter | None = None,
     ) -> RebuildPlan:
         """Disaster recovery; see :func:`opskit.rebuild.rebuild`. With *dry_run*, the plan."""
-        return operations.rebuild(
-            self.runtime, project, env, dry_run=dry_run, progress=progress, meter=meter
-        )
+        from opskit.operations import rebuild
+
+        return rebuild.run(self._context(progress, meter), rebuild.Request(project, env, dry_run))
 
     def history(self, project: str | None = None) -> list[dict[str, Any]]:
         """The audit log (sync, promote, restore, rebuild), oldest first."""
@@ -320,14 +358,16 @@ class Ops:
         stream: IO[str] | None = None,
     ) -> int:
         """Write the logs of an env's (or one service's) containers to *stream* (stdout)."""
-        return self.runtime.logs(project, env, service, follow=follow, tail=tail, stream=stream)
+        return self.runtime.stacks.logs(
+            self.project(project), env, service, follow=follow, tail=tail, stream=stream
+        )
 
     def exec(
         self, project: str, env: str, service: str, command: Sequence[str], *, tty: bool = False
     ) -> int:
         """Run *command* in the service's running container; return its exit code."""
-        return self.runtime.exec(project, env, service, command, tty=tty)
+        return self.runtime.stacks.exec(self.project(project), env, service, command, tty=tty)
 
     def shell(self, project: str, env: str, service: str) -> int:
         """An interactive shell (bash where the image has it, else sh) in the service's container."""
-        return self.runtime.shell(project, env, service)
+        return self.runtime.stacks.shell(self.project(project), env, service)

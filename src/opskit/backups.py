@@ -39,6 +39,7 @@ from opskit.archive import (
 from opskit.components import BackupContext, Component
 from opskit.containers import managed
 from opskit.errors import Cancelled, NotFoundError, OpskitError
+from opskit.gate import engine_time, wait_healthy
 from opskit.locks import env_lock
 from opskit.output import progress as say
 from opskit.output import warning
@@ -73,7 +74,9 @@ class Engine:
     runtime: Runtime
     progress: IO[str] | None = None
     lock_timeout: float = LOCK_TIMEOUT
-    job: Job | None = None  # when set, narration and progress go to the job as events
+    # The job the engine works for, given at construction: narration and progress go to it
+    # as events (None: to *progress*).
+    job: Job | None = attrs.field(default=None, kw_only=True, on_setattr=attrs.setters.frozen)
 
     def say(self, text: str) -> None:
         if self.job is not None:
@@ -109,7 +112,7 @@ class Engine:
         return components
 
     def context(self, project: Project, env: str) -> BackupContext:
-        placements = managed(self.runtime.status(project.name, env))
+        placements = managed(self.runtime.stacks.status(project, env))
         return BackupContext(self.host, project, env, tuple(placements))
 
     # -- backup ----------------------------------------------------------------
@@ -171,13 +174,13 @@ class Engine:
     ) -> list[Any]:
         assert project.backup is not None
         running = {
-            p.service for p in self.runtime.status(project.name, env) if p.state == "running"
+            p.service for p in self.runtime.stacks.status(project, env) if p.state == "running"
         }
         stopped = [service for service in project.backup.stop if service in running]
         try:
             for service in stopped:
                 self.say(f"stopping {service} for the backup")
-                self.runtime.lifecycle(project.name, env, "stop", service, progress=self.output)
+                self.runtime.stacks.lifecycle(project, env, "stop", service, progress=self.output)
             context = self.context(project, env)
             records = []
             for component in components:
@@ -186,7 +189,7 @@ class Engine:
         finally:
             for service in stopped:
                 self.say(f"starting {service} again")
-                self.runtime.lifecycle(project.name, env, "start", service, progress=self.output)
+                self.runtime.stacks.lifecycle(project, env, "start", service, progress=self.output)
 
     def _write_component(
         self,
@@ -404,18 +407,18 @@ class Engine:
         """Stop the env's services except *keep_running* (its databases), run *steps*,
         start the env and wait until it is healthy and stable. Errors name the step.
         Containers no command could address (``Placement.ignored``) are left alone."""
-        placements = self.runtime.status(project.name, env)
+        placements = self.runtime.stacks.status(project, env)
         for placement in placements:
             if placement.ignored is not None:
                 self.warn(f"{project.name} {env}: {placement.ignored}")
         running = [p.service for p in managed(placements) if p.state == "running"]
         application = sorted({s for s in running if s not in keep_running})
         step = "stopping the application services"
-        since = self.runtime.engine_time()  # health evidence must be newer than this
+        since = engine_time(self.host)  # health evidence must be newer than this
         try:
             for service in application:
                 self.say(f"stopping {service}")
-                self.runtime.lifecycle(project.name, env, "stop", service, progress=self.output)
+                self.runtime.stacks.lifecycle(project, env, "stop", service, progress=self.output)
             context = self.context(project, env)
             for step, action in steps:
                 if self.job is None:
@@ -425,15 +428,15 @@ class Engine:
                     with self.job.phase(step):
                         action(context)
             step = "starting the services"
-            self.runtime.lifecycle(project.name, env, "start", progress=self.output)
+            self.runtime.stacks.lifecycle(project, env, "start", progress=self.output)
             step = "waiting until the env is healthy"
-            self.runtime.wait_healthy(
-                project.name,
+            wait_healthy(
+                self.runtime.stacks,
+                project,
                 env,
                 health_timeout,
                 since=since,
                 setting=project.gate_setting("restore"),
-                progress=self.output,
             )
         except (OpskitError, OSError) as exc:
             raise OpskitError(f"{step}: {exc}") from None

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from opskit.components import Component
     from opskit.descriptor import Project
     from opskit.host import Host
-    from opskit.runtime import ComposeState, Runtime
+    from opskit.runtime import Runtime
+    from opskit.stacks import ComposeState
 
 PROBLEM, WARNING, NOTE = "problem", "warning", "note"
 # Processes that mean "a database server runs in this container", by database type.
@@ -82,6 +83,7 @@ def _coverage(
 ) -> list[Finding]:
     from docker.errors import NotFound
 
+    from opskit.backups import Engine
     from opskit.components import BackupContext, DatabaseDump, PathTree, VolumeTree
 
     host = runtime.host
@@ -91,7 +93,7 @@ def _coverage(
     if project.backup is not None and not delegated:
         context = BackupContext(host, project, env, tuple(placements))
         try:
-            components = runtime.backup_engine().components(project, env, context)
+            components = Engine(runtime).components(project, env, context)
         except OpskitError:
             components = []
     if delegated:
@@ -243,7 +245,7 @@ def examine(runtime: Runtime) -> DoctorReport:
     """Every finding for the root of *runtime*, in the order projects and envs are listed."""
     from opskit import containers as placing
 
-    state = runtime.compose_state()
+    state = runtime.stacks.compose_state()
     projects = runtime.projects()
     findings: list[Finding] = []
     for collision in state.collisions:

@@ -69,8 +69,9 @@ def drill(
     runtime: Runtime, project: Project, env: str, name: str | None = None, job: Job | None = None
 ) -> DrillResult:
     """Drill *name* (the newest archive when None) of *env*; record and return the result."""
-    engine = runtime.backup_engine()
-    engine.job = job
+    from opskit.backups import Engine
+
+    engine = Engine(runtime, job=job)
     archive = engine.find(project, env, name)
     if job is not None:
         job.details["archive"] = archive.path

@@ -72,3 +72,8 @@ class DelegateFailed(OpskitError):
 class Terminated(KeyboardInterrupt):
     """SIGTERM (``systemctl stop``, a shutdown): handled like Ctrl-C, so that a change in
     progress ends like a failure, with the previous state back, and opskit exits 2."""
+
+
+class RolledBack(OpskitError):
+    """A change failed and was undone: the env runs what it ran before. Its job ends
+    ``rolled back`` (:class:`opskit.jobs.Outcome`), not ``failed``."""

@@ -17,13 +17,23 @@ the gate reads ``State.Health.Log`` and trusts only runs that started after the 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from opskit.errors import OpskitError
+
+if TYPE_CHECKING:
+    from opskit.descriptor import Project
+    from opskit.host import Host
+    from opskit.stacks import Stacks
+
 SETTLE_SECONDS = 3.0
+# Seconds between two polls of an env's health while waiting for it.
+HEALTH_POLL = 1.0
 DEFAULT_INTERVAL = 30.0  # Docker's healthcheck interval when the image sets none
 
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
@@ -99,3 +109,100 @@ def judge(
     if not restarted or health.get("Status") == "unhealthy":
         return Verdict(False, True, detail)
     return Verdict(False, False, detail + ", still starting")
+
+
+def engine_time(host: Host) -> datetime:
+    """The Docker engine's clock: the one that stamps healthcheck runs and starts."""
+    return parse_time(str(host.docker().info().get("SystemTime", "")))
+
+
+def check_gate(stacks: Stacks, project: Project, env: str, timeout: float, setting: str) -> None:
+    """Refuse, before a change, when the gate could not get fresh evidence within
+    *timeout*: a container whose healthcheck runs less often than that."""
+    from opskit.containers import managed
+
+    docker = stacks.host.docker()
+    for placement in managed(stacks.status(project, env)):
+        if placement.container is None:
+            continue
+        interval = healthcheck_interval(docker.inspect_container(placement.container.id))
+        if interval is not None and interval > timeout:
+            raise _too_slow(project, env, placement.service, interval, timeout, setting)
+
+
+def wait_healthy(
+    stacks: Stacks,
+    project: Project,
+    env: str,
+    timeout: float,
+    *,
+    since: datetime | None = None,
+    containers_only: bool = False,
+    setting: str = "health.timeout",
+) -> None:
+    """The health gate: wait until the env shows evidence, newer than the change made
+    at *since* (the engine's clock; default now), that it is healthy: each container
+    as :func:`judge` says, and (unless *containers_only*) every plugin check and HTTP
+    probe, run after the change.
+
+    Raises :class:`OpskitError` at once when a fresh healthcheck fails or no fresh
+    evidence can arrive within *timeout* seconds, and when *timeout* passes; the
+    message names *setting*, the descriptor key that sets the timeout.
+    """
+    from docker.errors import NotFound
+
+    from opskit.containers import managed
+
+    since = since if since is not None else engine_time(stacks.host)
+    deadline = time.monotonic() + timeout
+    docker = stacks.host.docker()
+    steady: dict[str, tuple[tuple[str, int], float]] = {}
+    while True:
+        state = stacks.compose_state()  # one per poll, for the containers and the checks
+        placements = managed(stacks.placements(stacks.registry.scope(project, env), state))
+        failing = []
+        for placement in placements:
+            if placement.container is None:
+                failing.append(f"{placement.service}: no container")
+                continue
+            try:
+                inspected = docker.inspect_container(placement.container.id)
+            except NotFound:  # removed between the listing and now
+                failing.append(f"{placement.service}: container gone")
+                continue
+            interval = healthcheck_interval(inspected)
+            if interval is not None and interval > timeout:
+                raise _too_slow(project, env, placement.service, interval, timeout, setting)
+            docker_state = inspected.get("State") or {}
+            mark = (str(docker_state.get("StartedAt")), int(docker_state.get("RestartCount") or 0))
+            seen = steady.get(placement.container.id)
+            if seen is None or seen[0] != mark:
+                steady[placement.container.id] = seen = (mark, time.monotonic())
+            verdict = judge(placement.service, inspected, since, time.monotonic() - seen[1])
+            if verdict.failed:
+                raise OpskitError(verdict.detail)
+            if not verdict.ok:
+                failing.append(verdict.detail)
+        if not placements:
+            failing.append("no containers")
+        if not failing and not containers_only:
+            report = stacks.health(project, env, state)
+            failing = [f"{c.check}: {c.detail}" for c in report.checks if not c.ok]
+        if not failing:
+            return
+        if time.monotonic() > deadline:
+            raise OpskitError(
+                f"not healthy after {timeout:g} s ({'; '.join(failing)}); "
+                f"raise {setting} in project.yaml if it needs longer"
+            )
+        time.sleep(HEALTH_POLL)
+
+
+def _too_slow(
+    project: Project, env: str, service: str, interval: float, timeout: float, setting: str
+) -> OpskitError:
+    return OpskitError(
+        f"{project.name} {env}: no fresh health evidence can arrive in time: the healthcheck of "
+        f"{service} runs every {interval:g} s, longer than the gate's {timeout:g} s; "
+        f"raise {setting} in project.yaml"
+    )

@@ -1,15 +1,19 @@
 """Jobs: every operation that changes something or takes long runs as one.
 
-A job has an id, a kind, a project and its envs, a start and an end, a result (``ok``,
-``failed``, ``rolled back``, ``cancelled``) and an error. While it runs it emits the events
+A job has an id, a kind, a project and its envs, a start and an end, a result
+(:class:`Outcome`: ``ok``, ``failed``, ``rolled back``, ``cancelled``) and an error. While it runs it emits the events
 of :mod:`opskit.events` through an :class:`EventBus`: the subscribers registered on the bus
 (the CLI's reporter, ``--events``, the audit log) and every plugin's ``opskit_event``. A
 subscriber that raises is reported as a warning and never breaks the job.
+
+An operation opens the job (:func:`as_job`) once its checks passed; the engine working for
+it gets the job at construction or as its ``job`` parameter, and reports through it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import io
 import secrets
 import threading
@@ -19,14 +23,24 @@ from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
 from opskit import events
-from opskit.errors import Cancelled
+from opskit.errors import Cancelled, RolledBack
 
 if TYPE_CHECKING:
     from opskit.plugins import Plugins
+    from opskit.runtime import Meter, Runtime
 
 Subscriber = Callable[[events.Event], None]
 # Progress events of one meter are at most this often (seconds); the last one always goes.
 PROGRESS_INTERVAL = 0.25
+
+
+class Outcome(enum.StrEnum):
+    """How a job ended: the ``result`` of its ``job.finished`` event."""
+
+    OK = "ok"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled back"  # the engine raised :class:`~opskit.errors.RolledBack`
+    CANCELLED = "cancelled"
 
 
 class EventBus:
@@ -82,7 +96,7 @@ class Job:
         self.project = project
         self.envs = tuple(envs)
         self.started = time.monotonic()
-        self.result: str | None = None  # set to "rolled back" by a job that rolled back
+        self.result: Outcome | None = None  # set by a job that decides its own (fail)
         self.error: str | None = None  # why a job that sets its own result failed
         self.details: dict[str, Any] = {}
         self._seq = 0
@@ -142,7 +156,7 @@ class Job:
     def fail(self, error: str) -> None:
         """End as failed without raising: for a job whose command reports its faults itself
         (verify, drill, watch, offsite); *error* goes into ``job.finished``."""
-        self.result = "failed"
+        self.result = Outcome.FAILED
         self.error = error
 
 
@@ -172,14 +186,17 @@ def run(
     timer started it."""
     job = Job(bus, kind, project, envs)
     job.emit(events.JobStarted, kind=kind, project=project, envs=job.envs, scheduled=scheduled)
-    result, error = "ok", None
+    result, error = Outcome.OK, None
     try:
         yield job
     except (Cancelled, KeyboardInterrupt) as exc:
-        result, error = "cancelled", str(exc) or "interrupted"
+        result, error = Outcome.CANCELLED, str(exc) or "interrupted"
+        raise
+    except RolledBack as exc:
+        result, error = Outcome.ROLLED_BACK, str(exc)
         raise
     except Exception as exc:
-        result, error = "failed", str(exc)
+        result, error = Outcome.FAILED, str(exc)
         raise
     finally:
         job.emit(
@@ -187,9 +204,30 @@ def run(
             kind=kind,
             project=project,
             envs=job.envs,
-            result=job.result or result,
+            result=str(job.result or result),
             error=job.error if job.error is not None else error,
             seconds=round(time.monotonic() - job.started, 3),
             details=dict(job.details),
             scheduled=scheduled,
         )
+
+
+@contextlib.contextmanager
+def as_job(
+    runtime: Runtime,
+    kind: str,
+    project: str,
+    envs: Sequence[str],
+    progress: IO[str] | None = None,
+    meter: Meter | None = None,
+) -> Iterator[Job]:
+    """Run the block as a job on *runtime*'s event bus (see :func:`run`); *progress* and
+    *meter* get its lines and bytes."""
+    from opskit.output import Reporter
+
+    reporter = Reporter(progress, meter) if progress or meter else None
+    with (
+        runtime.events.subscribed(reporter),
+        run(runtime.events, kind, project, envs, scheduled=runtime.scheduled) as job,
+    ):
+        yield job

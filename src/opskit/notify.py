@@ -1,7 +1,7 @@
 """Alerts and dead-man pings, decided from the job events.
 
-:class:`Notifier` subscribes to a runtime's event bus (as the audit log does: it needs the
-runtime's settings). It sends
+:class:`Notifier` subscribes to a runtime's event bus (as the audit log does; :class:`opskit.Ops`
+subscribes both): it reads the root's projects and settings through the functions it is given. It sends
 
 - an alert through apprise (ntfy, e-mail, Slack, Matrix, Telegram, ...) when a job fails or
   is rolled back, when a scheduled job is interrupted, and after a successful scheduled job
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import socket
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opskit import events
@@ -34,8 +35,8 @@ from opskit.errors import OpskitError
 from opskit.output import human_bytes, warning
 
 if TYPE_CHECKING:
-    from opskit.descriptor import Notify
-    from opskit.runtime import Runtime
+    from opskit.descriptor import Notify, Project
+    from opskit.settings import Settings
 
 PING_BODY_LIMIT = 100_000
 ERROR_LIMIT = 300  # characters of the error in an alert
@@ -96,10 +97,18 @@ def ping(url: str, body: str = "") -> None:
 
 
 class Notifier:
-    """An event subscriber that sends alerts and pings for one runtime's jobs."""
+    """An event subscriber that sends alerts and pings for the jobs of one root on one
+    host: *projects* and *settings* read the root's descriptors and ``opskit.yaml``."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(
+        self,
+        host_name: str,
+        projects: Callable[[], Sequence[Project]],
+        settings: Callable[[], Settings],
+    ) -> None:
+        self.host_name = host_name
+        self.projects = projects
+        self.settings = settings
         self.lines: dict[str, collections.deque[str]] = {}
         self.problem: str | None = None  # why alerts could not be decided or sent
         self.warned = False
@@ -107,10 +116,10 @@ class Notifier:
 
     def _notify(self, project: str) -> Notify:
         try:
-            found = [p for p in self.runtime.projects() if p.name == project]
+            found = [p for p in self.projects() if p.name == project]
         except OpskitError:  # no projects to read (the job's own error says why)
             found = []
-        return self.runtime.settings().notify_for(found[0] if found else None)
+        return self.settings().notify_for(found[0] if found else None)
 
     def __call__(self, event: Any) -> None:
         try:
@@ -171,9 +180,9 @@ class Notifier:
         if event.kind == "watch":
             return  # the watch alerts on changes of state itself
         if not ok and (event.result != "cancelled" or event.scheduled):
-            send(notify, title(event), message(event, self.runtime.host.name), "failed")
+            send(notify, title(event), message(event, self.host_name), "failed")
         elif ok and event.scheduled and notify.successes:
-            send(notify, title(event), message(event, self.runtime.host.name), "ok")
+            send(notify, title(event), message(event, self.host_name), "ok")
 
 
 def title(event: events.JobFinished) -> str:

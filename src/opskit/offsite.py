@@ -432,7 +432,7 @@ def download(
     its name, so that ``backups`` lists it. The raw checksums must equal the manifest's;
     that proves the copy, so the archive comes back with its ``offsite.json`` (verified)."""
     from opskit.archive import ArchiveError, check_name, compress_into
-    from opskit.backups import backup_dir, private_dir
+    from opskit.backups import Engine, backup_dir, private_dir
     from opskit.locks import env_lock
 
     host = runtime.host
@@ -453,7 +453,7 @@ def download(
         raise ArchiveError(f"archive {name} on {target} is not one of {project.name} {env}")
     directory = backup_dir(project, env)
     private_dir(host, directory)
-    engine = runtime.backup_engine()
+    engine = Engine(runtime)
     with env_lock(host, directory, f"download of {name}", engine.lock_timeout):
         final = posixpath.join(directory, name)
         if host.exists(final):
@@ -520,27 +520,6 @@ def newest_copied(runtime: Runtime, project: Project, env: str) -> str:
             f"{project.name} {env}: no complete copy on {target_of(runtime, project)}"
         )
     return rows[0].archive
-
-
-def fetch(
-    runtime: Runtime, project: Project, env: str, name: str | None, *, local_first: bool = False
-) -> Archive:
-    """Download archive *name* (None: :func:`newest_copied`) as an ``offsite download``
-    job. With *local_first*, an archive that is still here is used as it is."""
-    from opskit.errors import NotFoundError
-    from opskit.operations import as_job
-
-    name = name or newest_copied(runtime, project, env)
-    if local_first:
-        try:
-            return runtime.backup_engine().find(project, env, name)
-        except NotFoundError:
-            pass
-    with as_job(runtime, "offsite download", project.name, [env]) as job:
-        job.details.update(archive=name, target=target_of(runtime, project))
-        archive = download(runtime, project, env, name, job)
-        job.details["archive"] = archive.path
-    return archive
 
 
 @attrs.frozen
@@ -689,7 +668,9 @@ def owned(
 
 def archives_in(runtime: Runtime, project: Project, env: str, name: str | None) -> list[Archive]:
     """The named archive, or the newest of the env."""
-    return [runtime.backup_engine().find(project, env, name)]
+    from opskit.backups import Engine
+
+    return [Engine(runtime).find(project, env, name)]
 
 
 @attrs.frozen
@@ -719,7 +700,9 @@ def _rows(
     target: str,
     by_archive: Mapping[str, list[dict[str, Any]]],
 ) -> list[Listed]:
-    local = {a.name: a for a in runtime.backup_engine().archives(project, env)}
+    from opskit.backups import Engine
+
+    local = {a.name: a for a in Engine(runtime).archives(project, env)}
     rows = []
     for name in sorted(set(local) | set(by_archive), reverse=True):
         have = _by_component(by_archive.get(name, []))

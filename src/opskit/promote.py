@@ -23,7 +23,8 @@ from opskit import compose
 from opskit.contracts import Preview as Preview
 from opskit.contracts import PromoteContext as PromoteContext
 from opskit.contracts import Promoter as Promoter
-from opskit.errors import CommandFailed, NotFoundError, OpskitError
+from opskit.errors import CommandFailed, NotFoundError, OpskitError, RolledBack
+from opskit.gate import engine_time
 from opskit.output import progress as say
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
     from opskit.descriptor import Project
     from opskit.host import Host
+    from opskit.jobs import Job
     from opskit.runtime import Runtime
 
 
@@ -347,13 +349,15 @@ def run(
     dry_run: bool = False,
     progress: IO[str] | None = None,
     before_changes: Callable[[PromoteReport], None] | None = None,
-    details: dict[str, Any] | None = None,
+    job: Job | None = None,
 ) -> PromoteReport:
-    """Promote code from *source* to *target* (git or rsync); see the module docstring.
+    """Promote code from *source* to *target* (git or rsync) as *job*; see the module
+    docstring.
 
     *before_changes* gets the preview once every check has passed, before anything
-    changes (the CLI shows it and asks there). Raises :class:`OpskitError` after a
-    rollback when the new code is not healthy.
+    changes (the CLI shows it and asks there). Raises :class:`RolledBack` after a
+    rollback when the new code is not healthy, :class:`OpskitError` when the old code is
+    not healthy either. With *job*, the narration goes to the job's log, not *progress*.
     """
     from opskit.backups import lock_dir
     from opskit.locks import env_lock
@@ -371,16 +375,19 @@ def run(
     promoter.check(context, preview)
     reason = rebuild_reason(runtime.host, project, target, context.target_dir, preview.files)
     report = PromoteReport(project.name, source, target, promoter.name, dry_run, preview, reason)
-    if details is not None:
-        details.update({"from_code": preview.old, "to_code": preview.new})
+    if job is not None:
+        job.details.update({"from_code": preview.old, "to_code": preview.new})
     if dry_run or preview.empty:
         return report
     if before_changes is not None:
         before_changes(report)
+    if job is not None:
+        job.changing()
+        progress = job.lines("opskit")
 
     def bring_up(since: datetime) -> None:
-        runtime.bring_up(
-            project.name,
+        runtime.stacks.bring_up(
+            project,
             target,
             project.gate_timeout("promote"),
             since=since,
@@ -393,7 +400,7 @@ def run(
     runtime.host.run(["mkdir", "-p", "--", directory])
     with env_lock(runtime.host, directory, f"promote into {project.name} {target}", 300):
         say(progress, f"moving {move_label(source, target, preview.new)}")
-        since = runtime.engine_time()  # health evidence must be newer than the new code
+        since = engine_time(runtime.host)  # health evidence must be newer than the new code
         promoter.apply(context, preview)
         try:
             bring_up(since)
@@ -403,7 +410,7 @@ def run(
                 f"{project.name} {target} is not healthy ({exc}); rolling back to {short(preview.old)}",
             )
             try:
-                since = runtime.engine_time()
+                since = engine_time(runtime.host)
                 promoter.rollback(context, preview)
                 bring_up(since)
             except OpskitError as again:
@@ -411,9 +418,7 @@ def run(
                     f"promotion of {project.name} {target} failed ({exc}); rolled back to "
                     f"{short(preview.old)}, but that is not healthy either ({again})"
                 ) from None
-            if details is not None:
-                details["result"] = "rolled back"
-            raise OpskitError(
+            raise RolledBack(
                 f"promotion of {project.name} {target} failed ({exc}); rolled back to "
                 f"{short(preview.old)}, which is healthy"
             ) from None

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from opskit.backups import Engine
 from opskit.errors import NotFoundError
+from opskit.gate import engine_time
 
 if TYPE_CHECKING:
     from opskit.descriptor import Project
@@ -37,15 +39,15 @@ def rebuild(
     """Rebuild *env* of *found* as *job*; with *dry_run*, return the plan and change nothing."""
     project = found.name
     found.check_env(env)
-    runtime.refuse_collisions(project, [env])
-    engine = runtime.backup_engine()
-    engine.job = job
+    stacks = runtime.stacks
+    stacks.refuse_collisions(found, [env])
+    engine = Engine(runtime, job=job)
     candidates = [a for a in engine.archives(found, env) if a.verified_state != "FAILED"]
     if not candidates:
         raise NotFoundError(f"{project} {env}: no archive to restore (none, or all failed verify)")
     commands = [
-        *runtime.compose_commands(project, env, "build"),
-        *runtime.compose_commands(project, env, "start"),
+        *stacks.compose_commands(found, env, "build"),
+        *stacks.compose_commands(found, env, "start"),
     ]
     timeout = found.gate_timeout("rebuild")
     plan = RebuildPlan(project, env, tuple(" ".join(c.argv) for c in commands), candidates[0].name)
@@ -54,11 +56,11 @@ def rebuild(
 
     job.changing()
     progress = job.lines("opskit")
-    runtime.bring_up(
-        project,
+    stacks.bring_up(
+        found,
         env,
         timeout,
-        since=runtime.engine_time(),
+        since=engine_time(runtime.host),
         build=f"phase 1/4: building images of {project} {env}",
         containers_only=True,
         notes=(

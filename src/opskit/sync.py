@@ -155,7 +155,9 @@ def plan(runtime: Runtime, project: Project, source: str, target: str) -> Plan:
         raise OpskitError(
             f"{project.name}: sync needs a backup section, because the target is backed up first"
         )
-    engine = runtime.backup_engine()
+    from opskit.backups import Engine
+
+    engine = Engine(runtime)
     source_context = engine.context(project, source)
     target_context = engine.context(project, target)
     by_key = {c.sync_key: c for c in engine.components(project, target, target_context)}
@@ -342,19 +344,20 @@ def run(
     dry_run: bool = False,
     progress: IO[str] | None = None,
     before_changes: Callable[[], None] | None = None,
-    details: dict[str, Any] | None = None,
     job: Job | None = None,
 ) -> SyncReport:
     """Sync *source* into *target* (see the module docstring); with *dry_run* only report.
 
     *before_changes* is called once every check has passed and before anything changes
-    (the CLI asks for confirmation there). *details* receives what the audit log records.
+    (the CLI asks for confirmation there). With *job*, the narration goes to the job's log,
+    not *progress*, and its details receive what the audit log records.
     """
+    from opskit.backups import Engine
+
     found = plan(runtime, project, source, target)
     database_reports: list[DatabaseReport] = []
     file_reports: list[FilesReport] = []
-    engine = runtime.backup_engine(progress)
-    engine.job = job
+    engine = Engine(runtime, progress, job=job)
 
     if dry_run:
         for component, counterpart in found.pairs:
@@ -390,6 +393,9 @@ def run(
 
     if before_changes is not None:
         before_changes()
+    if job is not None:
+        job.changing()
+        progress = job.lines("opskit")
 
     def step(component: Component, counterpart: Component) -> Callable[[BackupContext], None]:
         def copy(target_context: BackupContext) -> None:
@@ -427,9 +433,9 @@ def run(
         project.name, source, target, False, tuple(database_reports), tuple(file_reports),
         found.skipped, archive.path if archive else None,
     )  # fmt: skip
-    if details is not None:
-        details["archive"] = report.backup
-        details["replacements"] = sum(sum(d.replacements.values()) for d in database_reports)
+    if job is not None:
+        job.details["archive"] = report.backup
+        job.details["replacements"] = sum(sum(d.replacements.values()) for d in database_reports)
     return report
 
 

@@ -144,7 +144,8 @@ def _fresh(
 def checks(runtime: Runtime, now: datetime) -> list[Check]:
     """Every check of every project and env, taken now."""
     found = [
-        Check(c.project, c.environment, c.check, c.ok, c.detail) for c in runtime.health().checks
+        Check(c.project, c.environment, c.check, c.ok, c.detail)
+        for c in runtime.stacks.health().checks
     ]
     elapses: dict[str, Any] = {}  # schedule -> its last two elapses, asked once a pass
     for project in runtime.projects():

@@ -243,7 +243,7 @@ def _lifecycle_command(action: str, summary: str, takes_service: bool) -> click.
             if not state.json:
                 info(f"{action} {project} {env}{' ' + service if service else ''}")
 
-        commands = state.ops.runtime.lifecycle(
+        commands = state.ops.lifecycle(
             project, env, action, service, dry_run=dry_run, progress=sys.stderr, announce=announce
         )
         _report_commands(state, project, env, action, commands, dry_run)
@@ -269,8 +269,9 @@ def destroy(
     state: CliState, project: str, env: str, volumes: bool, yes: bool, dry_run: bool
 ) -> None:
     """Remove the containers of an env (and with --volumes its volumes), after confirmation."""
-    state.ops.project(project).check_env(env)
-    state.ops.runtime.refuse_collisions(project, [env])  # before the question
+    found = state.ops.project(project)
+    found.check_env(env)
+    state.ops.runtime.stacks.refuse_collisions(found, [env])  # before the question
     if not dry_run:
         what = "containers and volumes" if volumes else "containers"
         confirm(f"Remove the {what} of {project} {env}?", yes, "destroy")
@@ -327,9 +328,7 @@ def doctor(state: CliState) -> int:
     """Check the root against what runs: compose name collisions, data no backup covers,
     databases not dumped, missing paths, containers no project claims or that claim a
     service name no command could address. Read-only; exit 1 when it finds a problem."""
-    from opskit.doctor import examine
-
-    report = examine(state.ops.runtime)
+    report = state.ops.doctor()
     if state.json:
         state.out.json(report.as_dict())
     else:

@@ -22,24 +22,10 @@ def offsite() -> None:
 
 
 def _scope(state: CliState, project: str | None, env: str | None) -> list[tuple[Project, str]]:
-    """The (project, env) pairs in scope that have an offsite target. Without PROJECT,
-    those of projects with a backup section: a project without backups has nothing to
-    copy, which is no error (a project named on the command line must have one)."""
-    from opskit import offsite as engine
+    """The (project, env) pairs in scope that have an offsite target."""
+    from opskit.operations.offsite import scope
 
-    runtime = state.ops.runtime
-    found = [
-        (p, e)
-        for p, e in runtime.scope(project, env)
-        if runtime.settings().offsite_for(p) is not None
-        and (project is not None or p.backup is not None)
-    ]
-    if not found:
-        where = " ".join(part for part in (project, env) if part) or "any project with backups"
-        raise engine.OffsiteError(
-            f"{where}: no offsite target (offsite.target in the descriptor or in opskit.yaml)"
-        )
-    return found
+    return scope(state.ops.runtime, project, env)
 
 
 @offsite.command()
@@ -58,7 +44,6 @@ def init(state: CliState, project: str | None) -> None:
 
 def _copies(
     state: CliState,
-    kind: str,
     project: str | None,
     env: str | None,
     name: str | None,
@@ -67,36 +52,16 @@ def _copies(
 ) -> int:
     """Each archive in scope as a job: uploaded first if asked, then its copy verified;
     one line per archive on stdout, one ``[error]`` line per fault. Returns the exit code."""
-    from opskit import offsite as engine
-    from opskit.errors import NotFoundError
-    from opskit.operations import as_job
-    from opskit.output import error, warning
+    from opskit.operations import Context
+    from opskit.operations.offsite import CopyRequest, copies
+    from opskit.output import error
 
     if name is not None and env is None:
         raise click.UsageError("--name needs PROJECT and ENV")
-    runtime = state.ops.runtime
-    engine_of_backups = runtime.backup_engine()
+    request = CopyRequest(project, env, name, read_data, upload_first)
     code = 0
-    for found, e in _scope(state, project, env):
-        target = engine.target_of(runtime, found)
-        try:
-            archive = engine_of_backups.find(found, e, name)
-        except NotFoundError as exc:
-            if env is not None:
-                raise
-            warning(str(exc))
-            continue
-        with as_job(runtime, kind, found.name, [e]) as job:
-            job.details.update(archive=archive.path, target=target)
-            with engine.about(archive.name):
-                restic = engine.connect(runtime, target)
-            done = None
-            if upload_first:
-                done = engine.upload(restic, archive, job)
-                job.details["sent"] = done.sent
-            checked = engine.verify(restic, archive, read_data, job)
-            if not checked.ok:
-                job.fail(f"archive {archive.name} on {target}: " + "; ".join(checked.faults))
+    for copied in copies(Context(state.ops.runtime), request):
+        archive, done, checked = copied.archive, copied.upload, copied.verification
         verdict = "ok" if checked.ok else "FAILED"
         if done is not None:
             state.out.line(
@@ -106,7 +71,7 @@ def _copies(
         else:
             state.out.line(f"{archive.name}: offsite copy {verdict}")
         for fault in checked.faults:
-            error(f"{archive.name} on {target}: {fault}")
+            error(f"{archive.name} on {copied.target}: {fault}")
             code = 1
     return code
 
@@ -130,7 +95,7 @@ def upload(
     state: CliState, project: str | None, env: str | None, name: str | None, read_data: str
 ) -> int:
     """Send an archive's components the repository lacks, then verify the copy."""
-    return _copies(state, "offsite upload", project, env, name, read_data, upload_first=True)
+    return _copies(state, project, env, name, read_data, upload_first=True)
 
 
 @offsite.command()
@@ -143,7 +108,7 @@ def verify(
     state: CliState, project: str | None, env: str | None, name: str | None, read_data: str
 ) -> int:
     """Check the repository and stream an archive's copy back against its checksums."""
-    return _copies(state, "offsite verify", project, env, name, read_data, upload_first=False)
+    return _copies(state, project, env, name, read_data, upload_first=False)
 
 
 @offsite.command()
@@ -154,14 +119,15 @@ def verify(
 @job_options
 def download(state: CliState, project: str, env: str, name: str | None, latest: bool) -> None:
     """Rebuild an archive from its offsite copy, verify it, then list it locally."""
-    from opskit import offsite as engine
+    from opskit.operations import Context
+    from opskit.operations.offsite import download as download_copy
 
     if (name is None) == (not latest):
         raise click.UsageError("give --name ARCHIVE or --latest")
     runtime = state.ops.runtime
     found = runtime.project(project)
     found.check_env(env)
-    archive = engine.fetch(runtime, found, env, name)
+    archive = download_copy(Context(runtime), found, env, name)
     state.out.line(archive.path)
 
 
@@ -172,22 +138,10 @@ def download(state: CliState, project: str, env: str, name: str | None, latest: 
 @job_options
 def prune_(state: CliState, project: str | None, env: str | None, dry_run: bool) -> None:
     """Forget offsite archives beyond offsite.keep (else the retention rules), then prune."""
-    from opskit import offsite as engine
-    from opskit.operations import as_job
+    from opskit.operations import Context
+    from opskit.operations.offsite import PruneRequest, prune
 
-    runtime = state.ops.runtime
-    # Every env is planned, and what restic returned checked, before anything is
-    # forgotten: a refusal in one env leaves every env as it was.
-    plans = [engine.plan_prune(runtime, found, e) for found, e in _scope(state, project, env)]
-    last = {plan.target: i for i, plan in enumerate(plans) if plan.doomed}
-    results = []
-    for i, plan in enumerate(plans):
-        decision = plan.decision
-        with as_job(runtime, "offsite prune", plan.project, [plan.env]) as job:
-            if not dry_run and plan.doomed:  # one 'restic prune' per repository, at the end
-                engine.forget(runtime, plan, then_prune=last[plan.target] == i)
-            job.details.update(kept=list(decision.keep), removed=list(decision.remove))
-        results.append((plan.project, plan.env, decision))
+    results = prune(Context(state.ops.runtime), PruneRequest(project, env, dry_run))
     if state.json:
         state.out.json(
             {

@@ -50,39 +50,30 @@ def timers(
 ) -> None:
     """systemd units from the descriptors: a backup timer per project with backup.schedule,
     the watch every 5 minutes, a weekly restore drill per env. Prints them without --install."""
-    from opskit import timers as units
+    from opskit.operations import Context
+    from opskit.operations import timers as operation
 
-    runtime = state.ops.runtime
-    program = this_opskit()
-    unit_dir = unit_dir or runtime.settings().unit_dir
+    ctx = Context(state.ops.runtime)
+    request = operation.Request(this_opskit(), unit_dir, install, remove_stale, dry_run)
+    unit_dir = operation.unit_dir(ctx, request)
     if list_timers:
-        found = units.timers(runtime, program)
-        rows = [
-            [t.name + ".timer", t.calendar, units.next_elapse(runtime.host, t.calendar)]
-            for t in found
-        ]
+        found = operation.listing(ctx, request)
+        rows = [[t.name, t.calendar, t.next] for t in found]
         if state.json:
             state.out.json([{"timer": r[0], "calendar": r[1], "next": r[2] or None} for r in rows])
         else:
             state.out.table(["timer", "schedule", "next run"], rows)
         return
-    files = units.unit_files(runtime, program)
-    if not install or dry_run:
+    done = operation.run(ctx, request)
+    if isinstance(done, operation.Units):
         if state.json:
-            stale = (
-                units.stale(runtime.host, runtime.root, unit_dir, set(files))
-                if remove_stale
-                else []
-            )
-            state.out.json({"units": files, "stale": stale})
+            state.out.json({"units": done.files, "stale": list(done.stale)})
             return
-        for name, text in files.items():
+        for name, text in done.files.items():
             state.out.line(f"### {unit_dir}/{name}\n{text}")
-        if remove_stale:
-            for name in units.stale(runtime.host, runtime.root, unit_dir, set(files)):
-                state.out.line(f"### would remove {unit_dir}/{name}")
+        for name in done.stale:
+            state.out.line(f"### would remove {unit_dir}/{name}")
         return
-    done = units.install(runtime, program, unit_dir, remove_stale)
     if state.json:
         state.out.json(
             {"written": list(done.written), "removed": list(done.removed), "enabled": done.enabled}

@@ -30,7 +30,7 @@ def download(board: Board, user: Operator, project: str, env: str, name: str) ->
     ops = board.ops
     found = ops.project(project)
     found.check_env(env)
-    archive = ops.runtime.backup_engine().find(found, env, name)
+    archive = ops.backup_engine().find(found, env, name)
     folder, base = posixpath.split(archive.path)
     process = ops.host.popen(["tar", "-C", folder, "-cf", "-", "--", base], merge_stderr=False)
 

@@ -1,0 +1,57 @@
+"""``restore``: an archive (the newest when no name is given) into one env, after a safety
+backup; the health gate decides whether it worked."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+
+from opskit.gate import check_gate
+from opskit.operations import Context, engine
+
+if TYPE_CHECKING:
+    from opskit.archive import Archive
+
+
+@attrs.frozen
+class Request:
+    """Restore archive *name* (None: the newest) into *project* *env*; with *offsite*
+    from its offsite copy; with *safety* after a safety backup of the env."""
+
+    project: str
+    env: str
+    name: str | None = None
+    safety: bool = True
+    offsite: bool = False
+
+
+def run(ctx: Context, request: Request) -> tuple[Archive, Archive | None]:
+    """Restore an archive into one env.
+
+    With *offsite* the archive comes from the offsite copies (the newest complete one when
+    *name* is None): downloaded and verified first, unless it is still here.
+    Returns the archive restored and the safety archive taken before.
+    """
+    runtime = ctx.runtime
+    runtime.check_settings()
+    project, env = request.project, request.env
+    found = runtime.project(project)
+    found.check_env(env)
+    runtime.stacks.refuse_collisions(found, [env])
+    if request.offsite:
+        from opskit.operations import offsite
+
+        archive = offsite.download(ctx, found, env, request.name, local_first=True)
+    else:
+        archive = engine(ctx).find(found, env, request.name)
+    timeout = found.gate_timeout("restore")
+    check_gate(runtime.stacks, found, env, timeout, found.gate_setting("restore"))
+    with ctx.job("restore", project, [env]) as job:
+        job.details["archive"] = archive.name
+        job.changing()
+        safety_archive = engine(ctx, job).restore(
+            found, env, archive, safety=request.safety, health_timeout=timeout
+        )
+        job.details["safety_backup"] = safety_archive.name if safety_archive else None
+    return archive, safety_archive

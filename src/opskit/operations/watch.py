@@ -1,0 +1,30 @@
+"""``watch``: one pass over every project and env (see :mod:`opskit.watch`): alerts on
+changes of state and reminders, as ``opskit.yaml`` says."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import attrs
+
+from opskit.operations import Context
+
+if TYPE_CHECKING:
+    from opskit.watch import WatchReport
+
+
+@attrs.frozen
+class Request:
+    """*now* stands in for the clock (None: the clock)."""
+
+    now: datetime | None = None
+
+
+def run(ctx: Context, request: Request) -> WatchReport:
+    runtime = ctx.runtime
+    runtime.check_settings()
+    from opskit import watch as watching
+
+    with ctx.job("watch", "", []) as job:
+        return watching.watch(runtime, request.now, job)

@@ -1,0 +1,358 @@
+"""The stacks of a root on its host: what runs (compose state, status, health checks),
+lifecycle through compose, logs, exec and disk use.
+
+Every method takes the :class:`~opskit.descriptor.Project` it acts on, resolved once by the
+caller; the health gate that waits on these stacks is in :mod:`opskit.gate`.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import IO, TYPE_CHECKING, Any
+
+import attrs
+
+from opskit import compose, containers
+from opskit.containers import Container
+from opskit.descriptor import SERVICE_RE, Project
+from opskit.errors import CommandFailed, NotFoundError
+from opskit.health import HealthContext, HealthReport
+from opskit.host import output_lines
+
+if TYPE_CHECKING:
+    from opskit.disk import DiskReport
+    from opskit.host import Host
+    from opskit.plugins import Plugins
+    from opskit.runtime import Runtime
+
+# What each lifecycle action runs through compose.
+LIFECYCLE = {
+    "start": ["up", "-d"],
+    "stop": ["stop"],
+    "restart": ["restart"],
+    "build": ["build"],
+    "destroy": ["down", "--remove-orphans"],
+}
+
+SHELL = "command -v bash >/dev/null 2>&1 && exec bash || exec sh"  # what "a shell" runs
+
+
+@attrs.frozen
+class ComposeState:
+    """What runs, and under which compose project name each stack of the root runs."""
+
+    containers: tuple[containers.Container, ...]
+    stacks: tuple[compose.StackIdentity, ...]
+    collisions: tuple[compose.Collision, ...]
+
+
+def check_service(service: str | None) -> None:
+    """Refuse what cannot be a service name: compose would read ``-t0`` as an option
+    and act on every service."""
+    if service is not None and not SERVICE_RE.match(service):
+        raise NotFoundError(f"{service!r} is not a service name")
+
+
+class Stacks:
+    """The compose stacks of the projects of *registry* (a :class:`~opskit.runtime.Runtime`)
+    on *host*."""
+
+    def __init__(self, host: Host, plugins: Plugins, registry: Runtime) -> None:
+        self.host = host
+        self.plugins = plugins
+        self.registry = registry
+
+    # -- what runs -------------------------------------------------------------
+
+    def compose_state(self) -> ComposeState:
+        """Every container, every stack's compose project name and the collisions among
+        them: one Docker API call and one read of the compose and env files."""
+        found = containers.list_containers(self.host)
+        stacks = compose.identities(self.host, self.registry.projects(), found)
+        return ComposeState(tuple(found), tuple(stacks), tuple(compose.collisions(stacks, found)))
+
+    def refuse_collisions(self, project: Project, envs: Sequence[str]) -> ComposeState:
+        """Raise before anything changes when a stack of these envs shares its compose
+        project name with another stack; else return the state for the change."""
+        state = self.compose_state()
+        compose.refuse_collisions(state.collisions, project.name, envs)
+        return state
+
+    def placements(
+        self, scope: Sequence[tuple[Project, str]], state: ComposeState
+    ) -> list[containers.Placement]:
+        """The placements of the envs in *scope*, from *state*."""
+        return containers.status(self.registry.projects(), scope, state.containers, state.stacks)
+
+    def status(
+        self, project: Project | None = None, env: str | None = None
+    ) -> list[containers.Placement]:
+        """The containers of the envs in scope, with declared services that have none."""
+        return self.status_and_collisions(project, env)[0]
+
+    def status_and_collisions(
+        self, project: Project | None = None, env: str | None = None
+    ) -> tuple[list[containers.Placement], list[compose.Collision]]:
+        """:meth:`status`, and the compose project name collisions of the envs in scope."""
+        scope = self.registry.scope(project, env)
+        state = self.compose_state()
+        found = [c for c in state.collisions if any(c.involves(p.name, e) for p, e in scope)]
+        return self.placements(scope, state), found
+
+    def containers(
+        self, project: Project, env: str, service: str | None = None, running: bool = False
+    ) -> list[containers.Container]:
+        """The containers of one env (of one service), resolved like ``status`` does."""
+        placements = [p for p in self.status(project, env) if p.container is not None]
+        name = project.name
+        if service is not None:
+            placements = [p for p in placements if p.service == service]
+            if not placements:
+                raise NotFoundError(f"{name} {env}: no container for service {service!r}")
+        found = [p.container for p in placements if p.container is not None]
+        if running:
+            found = [c for c in found if c.state == "running"]
+            if not found:
+                what = f"service {service!r}" if service else "any service"
+                raise NotFoundError(f"{name} {env}: no running container for {what}")
+        return found
+
+    def running_container(self, project: Project, env: str, service: str) -> Container:
+        """The running container of a service; raises :class:`NotFoundError` when none runs."""
+        return self.containers(project, env, service, running=True)[0]
+
+    def health(
+        self,
+        project: Project | None = None,
+        env: str | None = None,
+        state: ComposeState | None = None,
+    ) -> HealthReport:
+        """Every plugin's health checks for the envs in scope, and a failed check for
+        each env whose compose project name collides with another stack's. *state* is a
+        :meth:`compose_state` the caller has just taken (default: a new one)."""
+        from opskit.health import CheckResult
+
+        scope = self.registry.scope(project, env)
+        state = state or self.compose_state()
+        placements = containers.managed(self.placements(scope, state))
+        checks = [
+            CheckResult(p.name, e, "compose project name", False, c.message())
+            for c in state.collisions
+            for p, e in scope
+            if c.involves(p.name, e)
+        ]
+        by_project: dict[str, list[str]] = {}
+        projects: dict[str, Project] = {}
+        for found, e in scope:
+            by_project.setdefault(found.name, []).append(e)
+            projects[found.name] = found
+        for name, envs in by_project.items():
+            context = HealthContext(
+                project=projects[name],
+                environments=tuple(envs),
+                placements=tuple(p for p in placements if p.project == name),
+                host=self.host,
+                disk_max_used=self.registry.settings().disk_max_used_percent / 100,
+            )
+            checks.extend(self.plugins.health_checks(context))
+        return HealthReport(tuple(checks))
+
+    def disk(self) -> DiskReport:
+        """Sizes of the root, the project folders and backup folders, and of Docker's data."""
+        from opskit.disk import DiskReport, docker_usage, folder_usage
+
+        paths = [self.registry.root]
+        for project in self.registry.projects():
+            paths.append(project.folder)
+            if project.backup is not None:
+                paths.append(project.backup.dir)
+        return DiskReport(tuple(folder_usage(self.host, paths)), docker_usage(self.host))
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def compose_commands(
+        self,
+        project: Project,
+        env: str,
+        action: str,
+        service: str | None = None,
+        volumes: bool = False,
+    ) -> list[compose.ComposeCommand]:
+        """The compose commands a lifecycle action runs, without running them.
+
+        Refuses an env whose compose project name collides with another stack's.
+        """
+        project.check_env(env)
+        check_service(service)
+        args = list(LIFECYCLE[action])
+        if action == "destroy" and volumes:
+            args.append("--volumes")
+        if action in ("destroy", "build") and service is not None:
+            raise NotFoundError(f"{action} acts on a whole environment, not on one service")
+        state = self.refuse_collisions(project, [env])
+        return compose.env_commands(self.host, project, env, args, service, stacks=state.stacks)
+
+    def lifecycle(
+        self,
+        project: Project,
+        env: str,
+        action: str,
+        service: str | None = None,
+        *,
+        volumes: bool = False,
+        dry_run: bool = False,
+        progress: IO[str] | None = None,
+        announce: Callable[[], None] | None = None,
+    ) -> list[compose.ComposeCommand]:
+        """Run ``start``, ``stop``, ``restart``, ``build`` or ``destroy`` for one env.
+
+        Compose's own output goes to *progress* as it comes (the CLI passes stderr).
+        *announce* runs once the commands are decided (a collision or a bad service name
+        is refused before it) and before the first one runs.
+        """
+        self.registry.check_settings()
+        commands = self.compose_commands(project, env, action, service, volumes)
+        if action == "stop":
+            commands.reverse()  # extra stacks usually depend on the main one
+        if not dry_run:
+            if announce is not None:
+                announce()
+            for command in commands:
+                self._run_streamed(list(command.argv), command.cwd, progress)
+        return commands
+
+    def _run_streamed(self, argv: list[str], cwd: str, progress: IO[str] | None) -> None:
+        process = self.host.popen(argv, cwd=cwd)
+        tail: deque[str] = deque(maxlen=20)
+        for line in output_lines(process):
+            tail.append(line)
+            if progress is not None:
+                progress.write(line)
+                progress.flush()
+        returncode = process.wait()
+        if returncode != 0:
+            raise CommandFailed(argv, returncode, "".join(tail), self.host.name)
+
+    def bring_up(
+        self,
+        project: Project,
+        env: str,
+        timeout: float,
+        *,
+        since: datetime,
+        build: str | None = None,
+        containers_only: bool = False,
+        setting: str = "health.timeout",
+        notes: tuple[str, str] | None = None,
+        progress: IO[str] | None = None,
+    ) -> None:
+        """Bring an env up after a change made at *since*: build its images (*build* is
+        the line that says why), ``up -d`` every stack, then the health gate
+        (:func:`opskit.gate.wait_healthy`). *notes* replace the lines announcing the start
+        and the wait.
+        """
+        from opskit.gate import wait_healthy
+        from opskit.output import progress as say
+
+        starting, waiting = notes or (
+            f"starting {project.name} {env}",
+            f"waiting until {project.name} {env} is healthy and stable",
+        )
+        if build is not None:
+            say(progress, build)
+            self.lifecycle(project, env, "build", progress=progress)
+        say(progress, starting)
+        self.lifecycle(project, env, "start", progress=progress)
+        say(progress, waiting)
+        wait_healthy(
+            self,
+            project,
+            env,
+            timeout,
+            since=since,
+            containers_only=containers_only,
+            setting=setting,
+        )
+
+    # -- containers ------------------------------------------------------------
+
+    def logs(
+        self,
+        project: Project,
+        env: str,
+        service: str | None = None,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        stream: IO[str] | None = None,
+    ) -> int:
+        """Write the logs of an env's (or one service's) containers to *stream* (stdout).
+
+        The containers' stdout and stderr are merged, so the output pipes into grep; with
+        several containers each line starts with the container's name.
+        """
+        targets = self.containers(project, env, service)
+        if not targets:
+            raise NotFoundError(f"{project.name} {env}: no containers")
+        argv = ["docker", "logs"]
+        if follow:
+            argv.append("--follow")
+        if tail is not None:
+            argv += ["--tail", str(tail)]
+        commands = [([*argv, c.name], c.name if len(targets) > 1 else "") for c in targets]
+        return _multiplex(self.host, commands, stream or sys.stdout, follow)
+
+    def exec(
+        self, project: Project, env: str, service: str, command: Sequence[str], *, tty: bool = False
+    ) -> int:
+        """Run *command* in the service's running container; return its exit code."""
+        container = self.running_container(project, env, service)
+        flags = ["-i", "-t"] if tty else ["-i"] if _stdin_is_usable() else []
+        return self.host.call(["docker", "exec", *flags, container.name, *command], tty=tty)
+
+    def shell(self, project: Project, env: str, service: str) -> int:
+        """An interactive shell (bash where the image has it, else sh) in the service's container."""
+        return self.exec(project, env, service, ["sh", "-c", SHELL], tty=sys.stdin.isatty())
+
+
+def _stdin_is_usable() -> bool:
+    try:
+        sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
+def _multiplex(host: Host, commands: list[tuple[list[str], str]], stream: Any, follow: bool) -> int:
+    """Run several log commands and write their lines prefixed with the container's name."""
+    width = max(len(label) for _, label in commands)
+
+    def prefix(label: str) -> str:
+        return f"{label.ljust(width)} | " if width else ""
+
+    lock = threading.Lock()
+    codes: list[int] = []
+
+    def pump(argv: list[str], label: str) -> None:
+        process = host.popen(argv)
+        for line in output_lines(process):
+            text = line.rstrip("\n")
+            with lock:
+                stream.write(f"{prefix(label)}{text}\n")
+                stream.flush()
+        codes.append(process.wait())
+
+    if not follow:
+        for argv, label in commands:
+            pump(argv, label)
+    else:
+        threads = [threading.Thread(target=pump, args=item, daemon=True) for item in commands]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return max(codes, default=0)
