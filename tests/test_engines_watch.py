@@ -131,23 +131,33 @@ def test_a_watch_that_cannot_keep_its_states_fails_before_taking_any_check(tmp_p
     assert world.recorder.results() == ["failed"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by this test: a pass that cannot reach the Docker engine fails its job "
-    "(DockerUnavailable) and notify skips every 'watch' job (it alerts on states itself), so "
-    "no alert goes out, pass after pass (reported to the lead)",
-)
-def test_an_unreachable_engine_alerts(tmp_path, sink):
+def test_an_unreachable_engine_alerts_once_keeps_the_other_states_and_recovers_once(tmp_path, sink):
     world = watched(tmp_path, sink)
-    world.fake.docker_error = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock"
+    world.containers["prod-web"].health = "unhealthy"
     with world.ops() as ops:
-        try:
-            report = ops.watch(NOW)
-        except OpskitError as exc:  # a failed pass is loud on stderr too; that is fine
-            assert "cannot reach the Docker engine" in str(exc)
-        else:
-            assert not report.ok
-    assert any("Cannot connect to the Docker daemon" in body for _t, body in alerts(sink))
+        assert "shop prod container web" in "\n".join(failing(ops.watch(NOW)))
+    sent = len(alerts(sink))
+    world.fake.docker_error = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock"
+    for later in (1, 2):  # two passes while the engine is down: one alert
+        with world.ops() as ops:
+            report = ops.watch(NOW + timedelta(minutes=5 * later))
+        assert not report.ok
+        assert all(
+            c.name == "docker engine"
+            for c in report.checks
+            if not c.ok and "freshness" not in c.name
+        )
+    [(title, body)] = alerts(sink)[sent:]
+    assert "failing" in title
+    assert "docker engine: health not taken: cannot reach the Docker engine" in body
+    assert "Cannot connect to the Docker daemon" in body
+    world.fake.docker_error = None
+    with world.ops() as ops:
+        ops.watch(NOW + timedelta(minutes=15))
+    # The engine recovered; the web container, still unhealthy, was remembered: no new alert.
+    [(title, body)] = alerts(sink)[sent + 1 :]
+    assert "recovered" in title and "docker engine" in body
+    assert "container web" not in body
 
 
 class BrokenCheck:

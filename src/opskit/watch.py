@@ -19,7 +19,7 @@ import attrs
 
 from opskit.archive import list_archives
 from opskit.backups import backup_dir
-from opskit.errors import OpskitError
+from opskit.errors import DockerUnavailable, HostError, OpskitError
 from opskit.notify import one_line, send
 from opskit.timers import on_calendar, previous_elapses
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 STATE_FILE = "watch.sqlite"
 STATE_VERSION = 1
+# The check that stands for every container check when the engine cannot be asked.
+ENGINE_CHECK = "docker engine"
 
 
 @attrs.frozen
@@ -143,10 +145,19 @@ def _fresh(
 
 def checks(runtime: Runtime, now: datetime) -> list[Check]:
     """Every check of every project and env, taken now."""
-    found = [
-        Check(c.project, c.environment, c.check, c.ok, c.detail)
-        for c in runtime.stacks.health().checks
-    ]
+    try:
+        found = [
+            Check(c.project, c.environment, c.check, c.ok, c.detail)
+            for c in runtime.stacks.health().checks
+        ]
+    except (DockerUnavailable, HostError) as exc:
+        # No container can be checked: one failing check per env says why, and the states
+        # of the checks not taken are kept until they can be taken again.
+        found = [
+            Check(project.name, env, ENGINE_CHECK, False, f"health not taken: {exc}")
+            for project in runtime.projects()
+            for env in project.environments
+        ]
     elapses: dict[str, Any] = {}  # schedule -> its last two elapses, asked once a pass
     for project in runtime.projects():
         for env in project.environments:
@@ -199,7 +210,12 @@ def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None)
                     "UPDATE states SET sent = ?, detail = ? WHERE key = ?",
                     (stamp, check.detail, check.key),
                 )
-        for gone in stored:  # checks of projects and envs that no longer exist
+        engine_down = any(c.name == ENGINE_CHECK and not c.ok for c in taken)
+        for gone, (was_ok, _since, _sent) in ({} if engine_down else stored).items():
+            # checks of envs that no longer exist, and the engine's once it answers again
+            project, _env, name = (gone.split(" ", 2) + ["", ""])[:3]
+            if name == ENGINE_CHECK and not was_ok:
+                alerts.setdefault(("recovered", project), []).append(f"{gone}: answers again")
             database.execute("DELETE FROM states WHERE key = ?", (gone,))
         database.commit()
     except sqlite3.Error as exc:
