@@ -494,7 +494,9 @@ class Preview:
 
     @property
     def empty(self) -> bool:
-        return not self.files and self.old == self.new
+        """Nothing would change: no file, and the same commit (a working tree, which an
+        rsync promotion moves, has no commit: no file to move is nothing to promote)."""
+        return not self.files and (self.old == self.new or self.old == "working tree")
 
 
 class Promoter(abc.ABC):

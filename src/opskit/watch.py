@@ -213,7 +213,7 @@ def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None)
         engine_down = any(c.name == ENGINE_CHECK and not c.ok for c in taken)
         for gone, (was_ok, _since, _sent) in ({} if engine_down else stored).items():
             # checks of envs that no longer exist, and the engine's once it answers again
-            project, _env, name = (gone.split(" ", 2) + ["", ""])[:3]
+            project, _env, name = [*gone.split(" ", 2), "", ""][:3]
             if name == ENGINE_CHECK and not was_ok:
                 alerts.setdefault(("recovered", project), []).append(f"{gone}: answers again")
             database.execute("DELETE FROM states WHERE key = ?", (gone,))

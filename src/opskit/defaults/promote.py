@@ -138,10 +138,9 @@ def show_preview(state: CliState, report: PromoteReport, stream: object) -> None
         _line(state, stream, text)
 
     if preview.empty:
-        line(
-            f"{report.project} {report.target} already runs {code_label(preview.new)}: "
-            "nothing to promote"
-        )
+        label = code_label(preview.new)
+        has = f"has {report.source}'s files" if label == "working tree" else f"runs {label}"
+        line(f"{report.project} {report.target} already {has}: nothing to promote")
         return
     now = f", now at {code_label(preview.old)}" if code_label(preview.old) != "working tree" else ""
     line(
