@@ -151,6 +151,14 @@ class Archive:
         }
 
 
+def check_name_of(project: str, env: str, name: str) -> str:
+    """*name* if it is an archive name of *project* *env*, else :class:`ArchiveError`."""
+    check_name(name)
+    if not name.startswith(f"{project}-{env}-"):
+        raise ArchiveError(f"archive {name} is not one of {project} {env}")
+    return name
+
+
 def env_dir(base: str, project: str, env: str) -> str:
     return posixpath.join(base, project, env)
 

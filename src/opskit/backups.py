@@ -25,7 +25,7 @@ from opskit.archive import (
     Archive,
     ArchiveError,
     Fault,
-    check_name,
+    check_name_of,
     component_stream,
     env_dir,
     list_archives,
@@ -232,10 +232,7 @@ class Engine:
             if not found:
                 raise NotFoundError(f"{project.name} {env}: no archives in {directory}")
             return found[0]
-        check_name(name)
-        prefix = f"{project.name}-{env}-"
-        if not name.startswith(prefix):
-            raise ArchiveError(f"archive {name} is not one of {project.name} {env}")
+        check_name_of(project.name, env, name)
         return open_archive(self.host, directory, name)
 
     def verify(self, archive: Archive) -> list[Fault]:

@@ -431,14 +431,12 @@ def download(
     component recompressed), verify it with the local ``verify``, and only then give it
     its name, so that ``backups`` lists it. The raw checksums must equal the manifest's;
     that proves the copy, so the archive comes back with its ``offsite.json`` (verified)."""
-    from opskit.archive import ArchiveError, check_name, compress_into
+    from opskit.archive import ArchiveError, check_name_of, compress_into
     from opskit.backups import Engine, backup_dir, private_dir
     from opskit.locks import env_lock
 
     host = runtime.host
-    check_name(name)
-    if not name.startswith(f"{project.name}-{env}-"):
-        raise ArchiveError(f"archive {name} is not one of {project.name} {env}")
+    check_name_of(project.name, env, name)
     target = target_of(runtime, project)
     restic = connect(runtime, target)
     have = _by_component(_by_archive(restic, project.name, env, name).get(name, []))

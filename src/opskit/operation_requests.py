@@ -35,12 +35,9 @@ def is_last_env(project: Project, env: str) -> bool:
 
 def check_archive_of(project: Project, env: str, name: str) -> str:
     """*name* if it is an archive name of *project* *env*, else :class:`ArchiveError`."""
-    from opskit.archive import ArchiveError, check_name
+    from opskit.archive import check_name_of
 
-    check_name(name)
-    if not name.startswith(f"{project.name}-{env}-"):
-        raise ArchiveError(f"archive {name} is not one of {project.name} {env}")
-    return name
+    return check_name_of(project.name, env, name)
 
 
 def project_named(projects: Iterable[Project], name: str) -> Project:

@@ -72,7 +72,9 @@ def promote(
 
         check_step(found, source, target)
         if not dry_run:
-            last = target == found.environments[-1]
+            from opskit.operation_requests import is_last_env
+
+            last = is_last_env(found, target)
             question = f"Run {found.promote.script} to promote {project} from {source} to {target}?"
             confirm_target(project, target, last, yes, "promote", question)
         return ops.promote_script(project, source, target, dry_run=dry_run)
@@ -91,7 +93,9 @@ def promote(
 
     def ask(report: PromoteReport) -> None:
         preview(report, sys.stderr if state.json else None)
-        last = target == found.environments[-1]
+        from opskit.operation_requests import is_last_env
+
+        last = is_last_env(found, target)
         question = f"Promote {project} {target} to this code?"
         confirm_target(project, target, last, yes, "promote", question)
 

@@ -45,7 +45,9 @@ def sync(state: CliState, project: str, source: str, target: str, dry_run: bool,
     flags += switches(dry_run=dry_run, yes=yes, json=state.json)
 
     def ask() -> None:
-        last = target == found.environments[-1]
+        from opskit.operation_requests import is_last_env
+
+        last = is_last_env(found, target)
         question = f"Replace the data of {project} {target} with a copy of {source}?"
         confirm_target(project, target, last, yes, "sync", question)
 
