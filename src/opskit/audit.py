@@ -18,7 +18,6 @@ from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from opskit import events
-from opskit.archive import now
 from opskit.output import warning
 
 if TYPE_CHECKING:
@@ -79,7 +78,7 @@ class AuditLog:
                 "envs": list(event.envs),
             }
         elif isinstance(event, events.JobChanging) and event.job in self._open:
-            self._open[event.job]["time"] = now().isoformat()
+            self._open[event.job]["time"] = datetime.now(UTC).isoformat()
             self._started[event.job] = time.monotonic()
         elif isinstance(event, events.JobFinished) and event.job in self._open:
             entry = self._open.pop(event.job)

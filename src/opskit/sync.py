@@ -352,7 +352,7 @@ def run(
     (the CLI asks for confirmation there). With *job*, the narration goes to the job's log,
     not *progress*, and its details receive what the audit log records.
     """
-    from opskit.backups import Engine
+    from opskit.backups import Engine, database_services
 
     found = plan(runtime, project, source, target)
     database_reports: list[DatabaseReport] = []
@@ -421,7 +421,7 @@ def run(
         for component, counterpart in found.pairs
     ]
     timeout = project.gate_timeout("sync")
-    keep = {c.database.service for _, c in found.pairs if isinstance(c, DatabaseDump)}
+    keep = database_services(c for _, c in found.pairs)
     archive = engine.guarded(
         project,
         target,
