@@ -85,30 +85,28 @@ READ_DATA = click.option(
 NAME = click.option("--name", help="The archive (default: each env's newest).")
 
 
-@offsite.command()
-@click.argument("project", required=False)
-@click.argument("env", required=False)
-@NAME
-@READ_DATA
-@job_options
-def upload(
-    state: CliState, project: str | None, env: str | None, name: str | None, read_data: str
-) -> int:
-    """Send an archive's components the repository lacks, then verify the copy."""
-    return _copies(state, project, env, name, read_data, upload_first=True)
+def _copies_command(action: str, summary: str, upload_first: bool) -> click.Command:
+    """``offsite upload`` and ``offsite verify``: the same arguments, one job per archive."""
+
+    @click.argument("project", required=False)
+    @click.argument("env", required=False)
+    @NAME
+    @READ_DATA
+    @job_options
+    def command(
+        state: CliState, project: str | None, env: str | None, name: str | None, read_data: str
+    ) -> int:
+        return _copies(state, project, env, name, read_data, upload_first=upload_first)
+
+    return offsite.command(name=action, help=summary)(command)
 
 
-@offsite.command()
-@click.argument("project", required=False)
-@click.argument("env", required=False)
-@NAME
-@READ_DATA
-@job_options
-def verify(
-    state: CliState, project: str | None, env: str | None, name: str | None, read_data: str
-) -> int:
-    """Check the repository and stream an archive's copy back against its checksums."""
-    return _copies(state, project, env, name, read_data, upload_first=False)
+upload = _copies_command(
+    "upload", "Send an archive's components the repository lacks, then verify the copy.", True
+)
+verify = _copies_command(
+    "verify", "Check the repository and stream an archive's copy back against its checksums.", False
+)
 
 
 @offsite.command()
