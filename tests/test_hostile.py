@@ -156,7 +156,7 @@ def tar_of(folder: Path) -> bytes:
 def test_a_restore_never_creates_a_link_that_leads_out(tmp_path: Path, kind: str) -> None:
     import io
 
-    from opskit.components import _swap_in
+    from opskit.components import swap_in
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -172,7 +172,7 @@ def test_a_restore_never_creates_a_link_that_leads_out(tmp_path: Path, kind: str
     live.mkdir(parents=True)
     (live / "photo.jpg").write_bytes(b"jpeg")
     with pytest.raises(OpskitError, match="refused"):
-        _swap_in(LocalHost(), io.BytesIO(tar_of(crafted)), str(live), "uploads")
+        swap_in(LocalHost(), io.BytesIO(tar_of(crafted)), str(live), "uploads")
     assert (live / "photo.jpg").read_bytes() == b"jpeg" and not live.is_symlink()
     assert sorted(p.name for p in live.parent.iterdir()) == ["uploads"]  # no leftovers
     assert (outside / "precious.txt").read_text() == "not ours\n"
@@ -181,7 +181,7 @@ def test_a_restore_never_creates_a_link_that_leads_out(tmp_path: Path, kind: str
 def test_a_swap_that_fails_leaves_the_live_folder(tmp_path: Path) -> None:
     import io
 
-    from opskit.components import _swap_in
+    from opskit.components import swap_in
 
     other = tmp_path / "crafted" / "downloads"  # the archive holds another folder's name
     other.mkdir(parents=True)
@@ -190,13 +190,13 @@ def test_a_swap_that_fails_leaves_the_live_folder(tmp_path: Path) -> None:
     live.mkdir(parents=True)
     (live / "photo.jpg").write_bytes(b"jpeg")
     with pytest.raises(OpskitError, match="restoring uploads failed"):
-        _swap_in(LocalHost(), io.BytesIO(tar_of(other)), str(live), "uploads")
+        swap_in(LocalHost(), io.BytesIO(tar_of(other)), str(live), "uploads")
     assert (live / "photo.jpg").read_bytes() == b"jpeg"
     assert sorted(p.name for p in live.parent.iterdir()) == ["uploads"]
 
 
 def test_sync_never_follows_a_folder_that_is_a_link(tmp_path: Path) -> None:
-    from opskit.sync import _rsync
+    from opskit.sync import rsync_tree
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -206,7 +206,7 @@ def test_sync_never_follows_a_folder_that_is_a_link(tmp_path: Path) -> None:
     target = tmp_path / "dev"
     target.symlink_to(outside)
     with pytest.raises(OpskitError, match="is a link"):
-        _rsync(LocalHost(), str(source), str(target), dry_run=False)
+        rsync_tree(LocalHost(), str(source), str(target), dry_run=False)
     assert (outside / "precious.txt").exists()
 
 
@@ -241,7 +241,7 @@ def test_a_move_aside_that_fails_leaves_no_staging_folder(tmp_path: Path) -> Non
     import io
     import subprocess
 
-    from opskit.components import _swap_in
+    from opskit.components import swap_in
 
     crafted = tmp_path / "crafted" / "uploads"
     crafted.mkdir(parents=True)
@@ -253,7 +253,7 @@ def test_a_move_aside_that_fails_leaves_no_staging_folder(tmp_path: Path) -> Non
         pytest.skip("chattr +i is not supported here")
     try:
         with pytest.raises(OpskitError, match="restoring uploads failed"):
-            _swap_in(LocalHost(), io.BytesIO(tar_of(crafted)), str(live), "uploads")
+            swap_in(LocalHost(), io.BytesIO(tar_of(crafted)), str(live), "uploads")
     finally:
         subprocess.run(["chattr", "-i", str(live)], check=True)
     assert (live / "photo.jpg").read_bytes() == b"jpeg"
@@ -350,7 +350,7 @@ def test_verify_refuses_a_path_that_a_restore_refuses(
     """verify checks what restore checks: an archive it passes is one a restore takes."""
     import io
 
-    from opskit.components import _swap_in
+    from opskit.components import swap_in
 
     (tmp_path / "elsewhere").mkdir()
     crafted = tmp_path / "crafted" / ("downloads" if kind == "another folder" else "uploads")
@@ -366,7 +366,7 @@ def test_verify_refuses_a_path_that_a_restore_refuses(
     live = tmp_path / "site" / "uploads"
     live.mkdir(parents=True)
     with pytest.raises(OpskitError):  # and the restore does refuse it
-        _swap_in(LocalHost(), io.BytesIO(tar_of(crafted)), str(live), "uploads")
+        swap_in(LocalHost(), io.BytesIO(tar_of(crafted)), str(live), "uploads")
 
 
 def test_verify_passes_a_path_with_links_that_stay_inside(tmp_path: Path) -> None:

@@ -339,7 +339,7 @@ def _extract(host: Host, source: IO[bytes], staging: str, what: str) -> None:
         raise OpskitError(f"restoring {what} failed: {process.errors().strip()}")
 
 
-def _swap_in(host: Host, source: IO[bytes], target: str, what: str) -> None:
+def swap_in(host: Host, source: IO[bytes], target: str, what: str) -> None:
     """Extract a tar stream beside *target*, then swap it in; a failure leaves *target* as it was."""
     parent, name = posixpath.split(target.rstrip("/"))
     staging = posixpath.join(parent, f".opskit-restore-{name}")
@@ -494,7 +494,7 @@ class PathTree(TarTree):
     def restore(
         self, context: BackupContext, source: IO[bytes], record: ComponentRecord | None = None
     ) -> None:
-        _swap_in(context.host, source, self.path.rstrip("/"), self.path)
+        swap_in(context.host, source, self.path.rstrip("/"), self.path)
 
 
 @attrs.frozen

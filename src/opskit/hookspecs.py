@@ -115,11 +115,13 @@ def opskit_backup_components(
 ) -> list[Component] | None:
     """Contribute the components of one env's backup.
 
-    Called by the core at the start of every ``backup`` and ``restore`` of *env*. The
-    built-in backup plugin returns what the descriptor's ``backup:`` section names
-    (databases, paths, volumes), for every project; project plugins add their own. Components with the same ``key``
-    are taken once (the first registered wins). The core writes, checksums, verifies and
-    restores them; a component only streams its data out and back in.
+    Called by the core at the start of every ``backup``, ``restore``, ``sync`` and ``drill``
+    of *env*. The built-in backup plugin returns what the descriptor's ``backup:`` section
+    names (databases, paths, volumes), for every project; project plugins add their own.
+    Components with the same ``key`` are taken once (the first registered wins). The core
+    writes, checksums, verifies and restores them; a component only streams its data out
+    and back in (``dump``, ``restore``), and may prove in a throw-away place that an
+    archived stream restores (``drill``; a component without one is reported not drilled).
 
     :param project: the validated descriptor (``project.handler`` says who handles it).
     :param env: the environment being backed up or restored.

@@ -204,7 +204,7 @@ def rsync_changes(listing: str) -> Iterator[tuple[bool, str]]:
         yield False, name
 
 
-def _rsync(host: Host, source: str, target: str, dry_run: bool) -> FilesReport:
+def rsync_tree(host: Host, source: str, target: str, dry_run: bool) -> FilesReport:
     """Mirror folder *source* into *target*; report what changed (or would, *dry_run*).
 
     A folder that is itself a link is refused: rsync would write (and delete) through it
@@ -461,5 +461,5 @@ def _files(plan: Plan, component: Component, counterpart: Component, dry_run: bo
             raise
         target_path = None
     target_path = target_path or f"/nonexistent/{counterpart.key}"  # dry run: all would be new
-    report = _rsync(plan.source.host, source_path, target_path, dry_run)
+    report = rsync_tree(plan.source.host, source_path, target_path, dry_run)
     return attrs.evolve(report, key=component.key)
