@@ -269,3 +269,45 @@ def test_the_plugin_contract_takes_its_types_from_the_contracts_only() -> None:
     }, contracts
     runtime = {i.target for i in all_imports() if i.source == "opskit.contracts" and i.runs}
     assert runtime <= {"opskit.errors", "opskit.events"}, runtime
+
+
+# The layers of docs/architecture.md, from the bottom up: a module imports only from its
+# own layer and the layers below it (function-local imports count).
+LAYERS = (
+    ("shared types", "contracts events errors output sqldump yamlreader processes"),
+    ("plugin API", "hookspecs plugins"),
+    ("jobs", "jobs"),
+    ("reading", "descriptor settings"),
+    ("the host", "host"),
+    ("identity", "compose containers"),
+    ("runtime", "runtime stacks gate health databases disk"),
+    ("records", "audit notify runs"),
+    (
+        "engines",
+        "backups archive components dumps retention locks sync transform promote rebuild "
+        "drill offsite watch timers doctor",
+    ),
+    ("operations", "operations schedule_edit operation_requests"),
+    ("composition root", "api"),
+    ("front ends", "cli defaults web runner __main__ testing"),
+)
+
+
+def layer_of(module: str) -> int | None:
+    head = module.removeprefix("opskit.").split(".")[0]
+    return next((i for i, (_n, names) in enumerate(LAYERS) if head in names.split()), None)
+
+
+def test_every_module_imports_only_its_own_layer_and_the_layers_below() -> None:
+    known = modules(REPO / "src")
+    edges = graph(known, (i for i in all_imports() if i.source in known))
+    unplaced = sorted(m for m in known if m != "opskit" and layer_of(m) is None)
+    assert not unplaced, f"modules in no layer of docs/architecture.md: {unplaced}"
+    upward = [
+        f"{found.where()} ({LAYERS[layer_of(source)][0]}) imports {target}"  # type: ignore[index]
+        f" ({LAYERS[layer_of(target)][0]})"  # type: ignore[index]
+        for source, targets in sorted(edges.items())
+        for target, found in sorted(targets.items())
+        if source != "opskit" and target != "opskit" and layer_of(target) > layer_of(source)  # type: ignore[operator]
+    ]
+    assert not upward, "imports of a higher layer:\n" + "\n".join(upward)
