@@ -190,7 +190,7 @@ services:
     healthcheck:
       test: ["CMD-SHELL", "test -e /run/postgresql/initialised && pg_isready --quiet"]
       interval: 1s
-      timeout: 2s
+      timeout: 10s
       retries: 60
 volumes:
   data: {{}}

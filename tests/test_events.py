@@ -140,7 +140,7 @@ services:
     image: opskit-test/web:1
     command: ["httpd", "-f", "-p", "8080", "-h", "/srv"]
     volumes: ["./data:/srv"]
-    healthcheck: {test: ["CMD", "cat", "/srv/index.html"], interval: 1s, timeout: 2s, retries: 3}
+    healthcheck: {test: ["CMD", "cat", "/srv/index.html"], interval: 1s, timeout: 10s, retries: 3}
 """
 
 

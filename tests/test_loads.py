@@ -49,7 +49,7 @@ WEB = """\
     init: true
     image: opskit-test/web:1
     command: ["httpd", "-f", "-p", "8080", "-h", "/"]
-    healthcheck: {test: ["CMD", "true"], interval: 1s, timeout: 2s, retries: 3}
+    healthcheck: {test: ["CMD", "true"], interval: 1s, timeout: 10s, retries: 3}
 """
 
 COMPOSE = {
@@ -61,7 +61,7 @@ services:
     command: ["/stacks/mariadb.sh"]
     environment: {{MYSQL_ROOT_PASSWORD: "{password}", MYSQL_DATABASE: app}}
     volumes: ["data:/var/lib/mysql", "{stacks}:/stacks:ro", "./seed:/seed:ro"]
-    healthcheck: {{test: ["CMD", "mariadb-admin", "ping", "--silent"], interval: 1s, timeout: 2s, retries: 120}}
+    healthcheck: {{test: ["CMD", "mariadb-admin", "ping", "--silent"], interval: 1s, timeout: 10s, retries: 120}}
 volumes: {{data: {{}}}}
 """,
     "postgres": """\
@@ -72,7 +72,7 @@ services:
     command: ["/stacks/postgres.sh"]
     environment: {{POSTGRES_PASSWORD: "{password}", POSTGRES_DB: app}}
     volumes: ["data:/var/lib/postgresql/data", "{stacks}:/stacks:ro", "./seed:/seed:ro"]
-    healthcheck: {{test: ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", "postgres"], interval: 1s, timeout: 2s, retries: 120}}
+    healthcheck: {{test: ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", "postgres"], interval: 1s, timeout: 10s, retries: 120}}
 volumes: {{data: {{}}}}
 """,
 }

@@ -178,7 +178,7 @@ services:
     image: opskit-test/web:1
     command: ["httpd", "-f", "-p", "8080", "-h", "/srv"]
     volumes: ["./site:/srv:ro"]
-    healthcheck: {test: ["CMD", "cat", "/srv/health.txt"], interval: 1s, timeout: 2s, retries: 1}
+    healthcheck: {test: ["CMD", "cat", "/srv/health.txt"], interval: 1s, timeout: 10s, retries: 1}
 """
 
 
