@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import opskit
+from conftest import opskit, wait_healthy
 from testroot import compose_container, ns
 
 pytestmark = pytest.mark.docker
@@ -30,11 +30,13 @@ def digest(path: Path) -> str:
 
 def test_rebuild_after_containers_and_volumes_are_gone(wp_root: Path) -> None:
     root = str(wp_root)
-    subprocess.run(
+    wait_healthy(wp_root, "wp", "int")  # the tests before may have left it restarting
+    inserted = subprocess.run(
         ["docker", "exec", compose_container("wp-int", "db"), "mariadb", "wordpress", "-e",
          "INSERT INTO wp_options (option_name, option_value) VALUES ('before_disaster', 'kept')"],
-        check=True, capture_output=True,
+        capture_output=True, text=True,
     )  # fmt: skip
+    assert inserted.returncode == 0, inserted.stderr
     media = Path(f"/var/lib/docker/volumes/{ns('wp-int')}_media/_data/poster.bin")
     media.write_bytes(b"\x00\x01poster" * 5000)
     uploads = wp_root / "wp" / "int" / "uploads"
