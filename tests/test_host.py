@@ -47,3 +47,23 @@ def test_stdin_is_a_stream_and_kill_ends_the_process(host: Host) -> None:
     sleeper = host.popen(["sleep", "60"])
     sleeper.kill()
     assert sleeper.stdout.read() == b""
+
+
+def test_a_local_command_leaves_paramiko_out_and_a_remote_host_takes_it_back() -> None:
+    """docker's SSH transport imports paramiko and invoke, a fifth of a local command's start."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from opskit.host import docker_sdk, docker_ssh_transport\n"
+        "docker = docker_sdk()\n"
+        "assert 'paramiko' not in sys.modules\n"
+        "assert not hasattr(docker.transport, 'SSHHTTPAdapter')\n"
+        "docker_ssh_transport()\n"
+        "client = docker.APIClient(base_url='ssh://x', use_ssh_client=True, version='1.41')\n"
+        "print(type(client._custom_adapter).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "SSHHTTPAdapter"

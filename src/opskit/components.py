@@ -520,8 +520,9 @@ class VolumeTree(TarTree):
         return {"volume": self.volume}
 
     def mountpoint(self, context: BackupContext, create: bool = False) -> str:
-        import docker
+        from opskit.host import docker_sdk
 
+        docker = docker_sdk()
         client = context.host.docker()
         try:
             return str(client.inspect_volume(self.volume)["Mountpoint"])

@@ -68,8 +68,9 @@ def _within(path: str, folder: str) -> bool:
 
 def _database_processes(host: Host, container: Container) -> set[str]:
     """The database types whose server process runs in *container* (``docker top``)."""
-    from docker.errors import APIError
+    from opskit.host import docker_sdk
 
+    APIError = docker_sdk().errors.APIError
     try:
         top = host.docker().top(container.id, ps_args="-eo pid,comm")
     except APIError:  # stopped meanwhile
@@ -81,11 +82,11 @@ def _database_processes(host: Host, container: Container) -> set[str]:
 def _coverage(
     runtime: Runtime, project: Project, env: str, placements: Sequence[Placement]
 ) -> list[Finding]:
-    from docker.errors import NotFound
-
     from opskit.backups import Engine
     from opskit.components import BackupContext, DatabaseDump, PathTree, VolumeTree
+    from opskit.host import docker_sdk
 
+    NotFound = docker_sdk().errors.NotFound
     host = runtime.host
     found: list[Finding] = []
     delegated = runtime.delegates(project, "backup")

@@ -149,9 +149,10 @@ def wait_healthy(
     evidence can arrive within *timeout* seconds, and when *timeout* passes; the
     message names *setting*, the descriptor key that sets the timeout.
     """
-    from docker.errors import NotFound
-
     from opskit.containers import managed
+    from opskit.host import docker_sdk
+
+    NotFound = docker_sdk().errors.NotFound
 
     since = since if since is not None else engine_time(stacks.host)
     deadline = time.monotonic() + timeout

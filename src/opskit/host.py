@@ -271,8 +271,7 @@ class Host:
     def docker(self) -> DockerClient:
         """The Docker API client of this host's engine (created once)."""
         if self._docker is None:
-            import docker
-
+            docker = docker_sdk()
             try:
                 self._docker = self._make_docker_client()
                 self._docker.ping()
@@ -295,6 +294,33 @@ class Host:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def docker_sdk() -> Any:
+    """The docker SDK, imported without its SSH transport when nothing has needed paramiko yet.
+
+    That transport imports paramiko and invoke: a fifth of the start of every local command,
+    which never uses it. A remote host takes it back with :func:`docker_ssh_adapter`.
+    """
+    if "docker" not in sys.modules and "paramiko" not in sys.modules:
+        sys.modules["paramiko"] = None  # type: ignore[assignment]  # import fails: docker skips it
+        try:
+            import docker
+        finally:
+            del sys.modules["paramiko"]
+    import docker
+
+    return docker
+
+
+def docker_ssh_transport() -> None:
+    """Import docker's SSH transport now if :func:`docker_sdk` left it out."""
+    docker = docker_sdk()
+    from docker.transport.sshconn import SSHHTTPAdapter
+
+    # docker's client looks the adapter up by these names, set when it was importable at first.
+    docker.transport.SSHHTTPAdapter = SSHHTTPAdapter
+    docker.api.client.SSHHTTPAdapter = SSHHTTPAdapter
 
 
 def _short(exc: BaseException) -> str:
@@ -435,8 +461,7 @@ class LocalHost(Host):
             return int(exc.code)
 
     def _make_docker_client(self) -> DockerClient:
-        import docker
-
+        docker = docker_sdk()
         return docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
 
 
@@ -769,8 +794,9 @@ class SSHHost(Host):
             connection.close()
 
     def _make_docker_client(self) -> DockerClient:
-        import docker
-        from docker.transport import SSHHTTPAdapter
+        docker = docker_sdk()
+        docker_ssh_transport()
+        from docker.transport.sshconn import SSHHTTPAdapter
 
         ssh_client = self.connection.client
 
