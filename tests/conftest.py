@@ -53,6 +53,34 @@ settings.register_profile(
 settings.load_profile(HYPOTHESIS_PROFILE)
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this pytest process and of every child it has waited for."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[CPU_AT_START] = _cpu_seconds()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Each test's CPU seconds (its own, its commands', setup to teardown) as the JUnit
+    property ``cpu_seconds``: scripts/test_times.py lists the hungriest beside the slowest.
+    The engine's and the containers' share is not in it."""
+    if call.when == "teardown" and CPU_AT_START in item.stash:
+        spent = _cpu_seconds() - item.stash[CPU_AT_START]
+        item.user_properties.append(("cpu_seconds", f"{spent:.2f}"))
+    yield
+
+
+CPU_AT_START = pytest.StashKey[float]()
+
+
 def examples(count: int) -> int:
     """How many examples a property test tries: its own *count* for developers, at most the
     CI profile's ``max_examples`` under it."""

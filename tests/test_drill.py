@@ -116,7 +116,7 @@ def _drill_until_its_server_runs(root: str) -> subprocess.Popen[str]:
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     while process.poll() is None and not drill_leftovers():
-        time.sleep(0.05)
+        time.sleep(0.2)  # each look is two docker commands
     assert process.poll() is None, "the drill ended before its server started"
     return process
 

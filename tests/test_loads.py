@@ -123,9 +123,13 @@ class Load:
     def __init__(self, root: Path, kind: str) -> None:
         self.root = root
         self.kind = kind
+        self.containers: dict[str, str] = {}
 
     def container(self, env: str) -> str:
-        """The db container, found by compose's labels (compose v1 and v2 name it apart)."""
+        """The db container, found by compose's labels (compose v1 and v2 name it apart);
+        asked of Docker again only when the one it gave has gone (see :meth:`sql`)."""
+        if env in self.containers:
+            return self.containers[env]
         project = f"{NS}-load-{self.kind}-{env}"
         found = subprocess.run(
             ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
@@ -133,15 +137,23 @@ class Load:
             capture_output=True, text=True, check=True,
         ).stdout.split()  # fmt: skip
         assert len(found) == 1, (project, found)
+        self.containers[env] = found[0]
         return found[0]
 
     def sql(self, env: str, query: str, database: str = "app") -> str:
-        done = subprocess.run(
-            ["docker", "exec", self.container(env), "sh", "-c", CLIENT[self.kind], "sh", query,
-             database],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        return done.stdout.strip()
+        for attempt in (1, 2):
+            done = subprocess.run(
+                ["docker", "exec", self.container(env), "sh", "-c", CLIENT[self.kind], "sh",
+                 query, database],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            gone = "No such container" in done.stderr or "is not running" in done.stderr
+            if gone and attempt == 1:
+                self.containers.pop(env, None)
+                continue
+            done.check_returncode()
+            return done.stdout.strip()
+        raise AssertionError("unreachable")
 
     def checksums(self, env: str) -> dict[str, str]:
         """Every table of the database with a checksum of its content."""
@@ -291,7 +303,7 @@ def _interrupt(
     )  # fmt: skip
     try:
         while process.poll() is None and not at():
-            time.sleep(0.05)
+            time.sleep(0.1)  # each look is a `docker exec`: leave the CPU to the load
         assert process.poll() is None, "the command ended before the named point"
         time.sleep(settle)
         act(process)

@@ -194,7 +194,7 @@ def test_an_upload_killed_half_way_is_not_a_copy_until_run_again(root: Path) -> 
         return found.returncode == 0
 
     while process.poll() is None and not uploading_more():
-        time.sleep(0.01)
+        time.sleep(0.05)
     assert process.poll() is None, "the upload ended before the named point"
     time.sleep(0.3)
     process.send_signal(signal.SIGKILL)  # nothing of opskit's own can run now
