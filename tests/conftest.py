@@ -17,6 +17,7 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, settings
 
+import forkserver
 import testroot
 
 if TYPE_CHECKING:
@@ -109,6 +110,9 @@ def opskit(
     environ.pop("OPSKIT_HOST", None)
     environ.pop("OPSKIT_ROOT", None)
     environ.update(env or {})
+    if forkserver.wanted(environ):
+        code, stdout, stderr = forkserver.server().run(args, environ, input or "", timeout)
+        return Run(code, stdout, stderr)
     done = subprocess.run(
         [sys.executable, "-m", "opskit", *args],
         capture_output=True,

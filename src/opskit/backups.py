@@ -51,7 +51,10 @@ if TYPE_CHECKING:
     from opskit.jobs import Job
     from opskit.runtime import Runtime
 
-LOCK_TIMEOUT = float(os.environ.get("OPSKIT_LOCK_TIMEOUT") or 300)
+def lock_timeout_from_env() -> float:
+    """How long a command waits for an env's lock: ``OPSKIT_LOCK_TIMEOUT`` seconds, else 300
+    (read when an engine is made, not when opskit is imported)."""
+    return float(os.environ.get("OPSKIT_LOCK_TIMEOUT") or 300)
 
 
 def backup_dir(project: Project, env: str) -> str:
@@ -73,7 +76,7 @@ class Engine:
 
     runtime: Runtime
     progress: IO[str] | None = None
-    lock_timeout: float = LOCK_TIMEOUT
+    lock_timeout: float = attrs.field(factory=lock_timeout_from_env)
     # The job the engine works for, given at construction: narration and progress go to it
     # as events (None: to *progress*).
     job: Job | None = attrs.field(default=None, kw_only=True, on_setattr=attrs.setters.frozen)
