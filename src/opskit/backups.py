@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from opskit.jobs import Job
     from opskit.runtime import Runtime
 
+
 def lock_timeout_from_env() -> float:
     """How long a command waits for an env's lock: ``OPSKIT_LOCK_TIMEOUT`` seconds, else 300
     (read when an engine is made, not when opskit is imported)."""
