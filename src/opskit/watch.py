@@ -1,4 +1,6 @@
-"""One unattended pass over every project and env: health, probes, disk, freshness.
+"""One unattended pass over every project and env: health, probes, disk, freshness, and
+once every ``coverage_hours`` (24) backup coverage, the checks of ``doctor``: data and
+databases that no backup covers, compose name collisions.
 
 Meant for the 5-minute timer and useful by hand. It alerts on a change of state (ok to
 failing; failing to ok with a "recovered" message) and reminds of a state that stays failing
@@ -29,9 +31,14 @@ if TYPE_CHECKING:
     from opskit.runtime import Runtime
 
 STATE_FILE = "watch.sqlite"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the table "passes" (when coverage was last computed)
 # The check that stands for every container check when the engine cannot be asked.
 ENGINE_CHECK = "docker engine"
+# Per env: whether its backup coverage could be computed; and the names of the checks of
+# what no backup covers, one per volume, bind mount, database or compose name.
+COVERAGE_CHECK = "backup coverage"
+UNCOVERED = "not backed up: "
+COLLISION = "compose name collision: "
 
 
 @attrs.frozen
@@ -173,20 +180,118 @@ def checks(runtime: Runtime, now: datetime) -> list[Check]:
     return unique
 
 
-def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None) -> WatchReport:
-    """One pass: take every check, compare with the stored states, send what changed."""
+def is_coverage(name: str) -> bool:
+    """Whether a check of this name is one of the coverage checks."""
+    return name == COVERAGE_CHECK or name.startswith((UNCOVERED, COLLISION))
+
+
+def coverage_checks(runtime: Runtime) -> tuple[list[Check], set[tuple[str, str]]]:
+    """The coverage checks of every env, as ``doctor`` computes them (one failing check
+    per volume, bind mount, database or compose name that is a problem, and per env a
+    ``backup coverage`` check, failing when its coverage cannot be computed); and the
+    (project, env) pairs whose coverage was computed."""
+    from opskit import doctor
+
+    envs = [(project, env) for project in runtime.projects() for env in project.environments]
+    try:
+        found = doctor.survey(runtime)
+    except OpskitError as exc:
+        problem = f"not computed (doctor cannot run): {exc}"
+        return [Check(p.name, env, COVERAGE_CHECK, False, problem) for p, env in envs], set()
+    findings = doctor.collisions(found)
+    taken: list[Check] = []
+    computed: set[tuple[str, str]] = set()
+    for project, env in envs:
+        try:
+            findings += doctor.coverage(runtime, project, env, found)
+        except OpskitError as exc:
+            problem = f"not computed (doctor cannot run): {exc}"
+            taken.append(Check(project.name, env, COVERAGE_CHECK, False, problem))
+            continue
+        computed.add((project.name, env))
+        taken.append(Check(project.name, env, COVERAGE_CHECK, True, "computed"))
+    # One check per thing not covered (a volume two services mount is one check).
+    same: dict[tuple[str, str, str], list[doctor.Finding]] = {}
+    for finding in findings:
+        if finding.severity == doctor.PROBLEM and finding.subject:
+            key = (finding.project, finding.environment, finding.subject)
+            same.setdefault(key, []).append(finding)
+    for (project_name, env, subject), group in same.items():
+        prefix = COLLISION if group[0].kind == "compose name" else UNCOVERED
+        detail = "; ".join(f.message for f in group) + (f": {group[0].fix}" if group[0].fix else "")
+        taken.append(Check(project_name, env, prefix + subject, False, detail))
+    return taken, computed
+
+
+def _coverage_due(
+    database: sqlite3.Connection, now: datetime, period: timedelta, force: bool
+) -> tuple[bool, datetime | None]:
+    """Whether this pass computes coverage, and when a pass last did."""
+    row = database.execute("SELECT value FROM passes WHERE name = 'coverage'").fetchone()
+    last = datetime.fromisoformat(row[0]) if row else None
+    due = force or last is None or not last <= now < last + period
+    return due, last
+
+
+def _carried(
+    runtime: Runtime,
+    stored: dict[str, tuple[bool, str, str | None, str]],
+    skip: set[str],
+    computed: set[tuple[str, str]],
+    note: str,
+) -> list[Check]:
+    """The stored coverage checks of the envs whose coverage this pass did not compute,
+    as they were last computed (they stay failing, and are reminded of, until a pass
+    computes them again)."""
+    envs = {(p.name, env) for p in runtime.projects() for env in p.environments}
+    carried = []
+    for key, (ok, _since, _sent, detail) in stored.items():
+        project, env, name = [*key.split(" ", 2), "", ""][:3]
+        if key in skip or not is_coverage(name) or (project, env) in computed:
+            continue
+        if (project, env) in envs:
+            shown = note if ok and name == COVERAGE_CHECK else detail
+            carried.append(Check(project, env, name, ok, shown))
+    return carried
+
+
+def watch(
+    runtime: Runtime,
+    now: datetime | None = None,
+    job: Job | None = None,
+    coverage: bool = False,
+) -> WatchReport:
+    """One pass: take every check, compare with the stored states, send what changed.
+    Coverage is computed when ``coverage_hours`` have passed since a pass last computed it
+    for every env, or with *coverage*."""
     now = now or datetime.now(UTC)
     settings = runtime.settings()
     remind = timedelta(hours=settings.remind_hours)
+    period = timedelta(hours=settings.coverage_hours)
     # (state, project) -> lines: a project's own notify URLs get its lines
     alerts: dict[tuple[str, str], list[str]] = {}
     database = _open_states(settings.state_dir, settings.path)
     try:
+        due, last = _coverage_due(database, now, period, coverage)
         taken = checks(runtime, now)
         stored = {
-            row[0]: (bool(row[1]), row[2], row[3])
-            for row in database.execute("SELECT key, ok, since, sent FROM states")
+            row[0]: (bool(row[1]), row[2], row[3], row[4] or "")
+            for row in database.execute("SELECT key, ok, since, sent, detail FROM states")
         }
+        computed: set[tuple[str, str]] = set()
+        if due:
+            covered, computed = coverage_checks(runtime)
+            envs = {(p.name, env) for p in runtime.projects() for env in p.environments}
+            if computed == envs:  # else the next pass tries again
+                database.execute(
+                    "INSERT OR REPLACE INTO passes VALUES ('coverage', ?)", (now.isoformat(),)
+                )
+                last = now
+        else:
+            covered = []
+        shown = f"computed at {last:%Y-%m-%d %H:%M} UTC" if last else "not computed yet"
+        covered += _carried(runtime, stored, {c.key for c in covered}, computed, shown)
+        taken += covered
         stamp = now.isoformat()
         for check in taken:
             line = f"{check.key}: {one_line(check.detail)}"
@@ -211,11 +316,15 @@ def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None)
                     (stamp, check.detail, check.key),
                 )
         engine_down = any(c.name == ENGINE_CHECK and not c.ok for c in taken)
-        for gone, (was_ok, _since, _sent) in ({} if engine_down else stored).items():
+        for gone, (was_ok, _since, _sent, _detail) in ({} if engine_down else stored).items():
             # checks of envs that no longer exist, and the engine's once it answers again
             project, _env, name = [*gone.split(" ", 2), "", ""][:3]
             if name == ENGINE_CHECK and not was_ok:
                 alerts.setdefault(("recovered", project), []).append(f"{gone}: answers again")
+            elif is_coverage(name) and not was_ok and (project, _env) in computed:
+                alerts.setdefault(("recovered", project), []).append(
+                    f"{gone}: covered now, or no longer there"
+                )
             database.execute("DELETE FROM states WHERE key = ?", (gone,))
         database.commit()
     except sqlite3.Error as exc:
@@ -246,6 +355,7 @@ def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None)
                 job.log(f"{title}: " + "; ".join(lines))
     report = WatchReport(tuple(taken), tuple(sent))
     if job is not None:
+        job.details["coverage"] = "computed" if computed else "not due" if not due else "failed"
         job.details["failing"] = [c.key for c in taken if not c.ok]
         if not report.ok:
             job.fail("failing: " + ", ".join(c.key for c in taken if not c.ok))
@@ -261,6 +371,10 @@ def _open_states(state_dir: str, settings_path: str | None) -> sqlite3.Connectio
         database.execute(
             "CREATE TABLE IF NOT EXISTS states (key TEXT PRIMARY KEY, ok INTEGER NOT NULL, "
             "since TEXT NOT NULL, sent TEXT, detail TEXT)"
+        )
+        # When a pass last did what is done less often than every pass (name: 'coverage').
+        database.execute(
+            "CREATE TABLE IF NOT EXISTS passes (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
         )
         # One pass at a time takes the checks, decides and records: a pass never acts on
         # evidence older than what another pass has recorded.
