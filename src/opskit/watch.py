@@ -305,6 +305,13 @@ def watch(
                     "INSERT OR REPLACE INTO states VALUES (?, ?, ?, ?, ?)",
                     (check.key, int(check.ok), stamp, sent_at, check.detail),
                 )
+            elif is_coverage(check.name) and check.name != COVERAGE_CHECK:
+                # What no backup covers is said once, when it appears, not reminded of:
+                # it stays failing (and in 'doctor') until it is covered or gone.
+                if check.detail != before[3]:
+                    database.execute(
+                        "UPDATE states SET detail = ? WHERE key = ?", (check.detail, check.key)
+                    )
             elif not check.ok and (
                 before[2] is None or now - datetime.fromisoformat(before[2]) >= remind
             ):
