@@ -82,8 +82,8 @@ def test_a_volume_added_to_a_running_stack_alerts_once_then_recovers(cov: Path, 
     assert str(alert["title"]).startswith("opskit: 1 check failing on ")
     assert alert["message"] == (
         f"cov dev not backed up: volume {volume}: volume {volume} (web:/srv/cache) is in no "
-        f"backup component: add it to backup.volumes in {cov}/cov/project.yaml, or mount it "
-        "read-only if it holds nothing to keep"
+        f"backup component: add it to backup.volumes in {cov}/cov/project.yaml, or to "
+        "backup.expendable if it holds nothing to keep"
     )
     assert watch(24.1) == [] and watch(48) == []  # not again: computed again, unchanged
     sink.clear()

@@ -207,7 +207,7 @@ def test_a_volume_added_to_a_running_stack_alerts_once_and_recovers_when_backed_
     descriptor = f"{world.root}/shop/project.yaml"
     assert body == (
         f"{key}: volume shop-prod_cache (web:/srv/cache) is in no backup component: add it to "
-        f"backup.volumes in {descriptor}, or mount it read-only if it holds nothing to keep"
+        f"backup.volumes in {descriptor}, or to backup.expendable if it holds nothing to keep"
     )
     # Covered: the descriptor names it (as shop-{env}_cache); the next coverage pass recovers.
     descriptor_text = world.fake.read(descriptor).decode()
@@ -242,6 +242,30 @@ def test_a_volume_that_goes_away_recovers_and_one_added_again_alerts_again(tmp_p
     assert [state for r in (first, gone, again) for state, _t in r.sent] == [
         "failed", "recovered", "failed",
     ]  # fmt: skip
+
+
+def test_a_volume_declared_expendable_recovers_and_doctor_notes_it(tmp_path, sink):
+    world = watched(tmp_path, sink)
+    world.containers["prod-web"].mounts.append(CACHE)
+    with world.ops() as ops:
+        assert not ops.watch(NOW).ok
+    descriptor = f"{world.root}/shop/project.yaml"
+    text = world.fake.read(descriptor).decode()
+    world.fake.write(
+        descriptor,
+        text.replace(
+            "  stop: [worker]\n", '  stop: [worker]\n  expendable: ["shop-{env}_cache"]\n'
+        ),
+    )
+    with world.ops() as ops:
+        assert ops.watch(NOW + timedelta(hours=24)).ok
+        notes = [f.message for f in ops.doctor().findings if f.severity == "note"]
+        assert ops.watch(NOW + timedelta(hours=48)).sent == ()
+    [(_title, body)] = alerts(sink)[1:]
+    assert (
+        body == "shop prod not backed up: volume shop-prod_cache: covered now, or no longer there"
+    )
+    assert "volume shop-prod_cache (web:/srv/cache) is expendable: not backed up" in notes
 
 
 def test_every_kind_of_uncovered_data_is_a_check_of_its_own_naming_what_to_do(tmp_path, sink):

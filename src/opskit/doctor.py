@@ -164,6 +164,9 @@ def _coverage(
         components = runtime.plugins.backup_components(context)  # none: nothing is covered
     volumes = {c.volume for c in components if isinstance(c, VolumeTree)}
     paths = [c.path for c in components if isinstance(c, PathTree)]
+    expendable = project.backup.expendable if project.backup is not None else ()
+    spare_volumes = {project.expand(entry, env) for entry in expendable}
+    spare_paths = [project.resolve_path(entry, env) for entry in expendable]
     dumped = {c.database.service for c in components if isinstance(c, DatabaseDump)}
     client = host.docker()
     descriptor = project.path
@@ -199,17 +202,25 @@ def _coverage(
                 name = str(mount.get("Name") or "")
                 if name in volumes or service in dumped:
                     continue  # a database's own volumes are covered by its dump
+                if name in spare_volumes:
+                    add(NOTE, "backup", f"volume {name} ({where}) is expendable: not backed up",
+                        f"volume {name}", "")  # fmt: skip
+                    continue
                 add(
                     PROBLEM,
                     "backup",
                     f"volume {name} ({where}) is in no backup component",
                     f"volume {name}",
-                    f"add it to backup.volumes in {descriptor}, or mount it read-only "
+                    f"add it to backup.volumes in {descriptor}, or to backup.expendable "
                     "if it holds nothing to keep",
                 )
                 continue
             source = posixpath.normpath(str(mount.get("Source") or ""))
             if any(_within(source, path) for path in paths) or service in dumped:
+                continue
+            if any(_within(source, path) for path in spare_paths):
+                add(NOTE, "backup", f"bind mount {source} ({where}) is expendable: not backed up",
+                    f"bind mount {source}", "")  # fmt: skip
                 continue
             inside = [path for path in paths if _within(path, source)]
             if inside:
@@ -227,7 +238,7 @@ def _coverage(
                     "backup",
                     f"bind mount {source} ({where}) is in no backup component",
                     f"bind mount {source}",
-                    f"add it to backup.paths in {descriptor}, or mount it read-only "
+                    f"add it to backup.paths in {descriptor}, or to backup.expendable "
                     "if it holds nothing to keep",
                 )
     return found
