@@ -223,6 +223,10 @@ def coverage_checks(runtime: Runtime) -> tuple[list[Check], set[tuple[str, str]]
     return taken, computed
 
 
+def _envs(runtime: Runtime) -> set[tuple[str, str]]:
+    return {(project.name, env) for project in runtime.projects() for env in project.environments}
+
+
 def _coverage_due(
     database: sqlite3.Connection, now: datetime, period: timedelta, force: bool
 ) -> tuple[bool, datetime | None]:
@@ -241,9 +245,9 @@ def _carried(
     note: str,
 ) -> list[Check]:
     """The stored coverage checks of the envs whose coverage this pass did not compute,
-    as they were last computed (they stay failing, and are reminded of, until a pass
-    computes them again)."""
-    envs = {(p.name, env) for p in runtime.projects() for env in p.environments}
+    as they were last computed (a failing one stays failing until a pass computes it
+    again)."""
+    envs = _envs(runtime)
     carried = []
     for key, (ok, _since, _sent, detail) in stored.items():
         project, env, name = [*key.split(" ", 2), "", ""][:3]
@@ -281,8 +285,7 @@ def watch(
         computed: set[tuple[str, str]] = set()
         if due:
             covered, computed = coverage_checks(runtime)
-            envs = {(p.name, env) for p in runtime.projects() for env in p.environments}
-            if computed == envs:  # else the next pass tries again
+            if computed == _envs(runtime):  # else the next pass tries again
                 database.execute(
                     "INSERT OR REPLACE INTO passes VALUES ('coverage', ?)", (now.isoformat(),)
                 )
@@ -362,7 +365,15 @@ def watch(
                 job.log(f"{title}: " + "; ".join(lines))
     report = WatchReport(tuple(taken), tuple(sent))
     if job is not None:
-        job.details["coverage"] = "computed" if computed else "not due" if not due else "failed"
+        envs = _envs(runtime)
+        missing = len(envs - computed)
+        job.details["coverage"] = (
+            "not due"
+            if not due
+            else f"not computed for {missing} of {len(envs)} envs"
+            if missing
+            else "computed"
+        )
         job.details["failing"] = [c.key for c in taken if not c.ok]
         if not report.ok:
             job.fail("failing: " + ", ".join(c.key for c in taken if not c.ok))
