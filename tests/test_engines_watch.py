@@ -351,6 +351,14 @@ def test_a_coverage_that_cannot_be_computed_is_a_failing_check_and_kept_until_it
     with opskit.Ops(root=world.root, host=world.fake, plugins=plugins) as ops:
         broken = ops.watch(NOW + timedelta(hours=24))
         again = ops.watch(NOW + timedelta(hours=24, minutes=5))  # tried again: not recorded
+        doctor = [f.message for f in ops.doctor().findings if f.severity == "problem"]
+    # doctor says so too, instead of listing every mount as uncovered
+    assert doctor == [
+        "cannot tell what the backup of shop dev covers: shop: cannot read wp-config.php: "
+        "Permission denied",
+        "cannot tell what the backup of shop prod covers: shop: cannot read wp-config.php: "
+        "Permission denied",
+    ]
     assert (
         coverage_failing(broken)
         == coverage_failing(again)
