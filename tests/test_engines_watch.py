@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import opskit
-from fakeroot import World, make_world
+from fakeroot import COMPOSE, World, make_world
 from opskit.errors import OpskitError
 from opskit.plugins import hookimpl
 from opskit.testing import plugin_manager
@@ -391,6 +391,33 @@ def test_an_engine_that_cannot_be_asked_on_a_coverage_pass_fails_its_coverage(tm
     [check] = [c for c in report.checks if c.key == "shop prod backup coverage"]
     assert not check.ok
     assert check.detail.startswith("not computed (doctor cannot run): cannot reach the Docker")
+
+
+def test_a_compose_name_collision_alerts_on_every_pass_and_recovers_when_pinned_apart(
+    tmp_path, sink
+):
+    """A collision is a health check of every pass, not only of the daily coverage pass;
+    it recovers (it used to vanish without a word) once the names are apart."""
+    world = watched(tmp_path, sink)
+    blog = f"{world.root}/blog/project.yaml"
+    described = (
+        'name: blog\nenvironments: [prod]\ncompose: {{dir: "{{env}}", project_name: {name}}}\n'
+    )
+    world.fake.write(f"{world.root}/blog/prod/compose.yaml", COMPOSE)
+    world.fake.write(blog, described.format(name="shop-prod"))  # a copy, not changed
+    world.fake.container(project="blog", env="prod", service="web", compose_project="blog-prod")
+    with world.ops() as ops:
+        ops.watch(NOW)
+    world.fake.write(blog, described.format(name="blog-prod"))
+    with world.ops() as ops:
+        assert ops.watch(NOW + timedelta(minutes=5)).ok
+    [(title, failed), (_t, recovered)] = alerts(sink)
+    assert title.startswith("opskit: 2 checks failing on ")
+    assert "blog prod compose project name: compose project name 'shop-prod' is used by" in failed
+    assert recovered.splitlines() == [
+        "blog prod compose project name: used once now",
+        "shop prod compose project name: used once now",
+    ]
 
 
 class BrokenComponents:

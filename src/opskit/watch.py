@@ -1,6 +1,6 @@
-"""One unattended pass over every project and env: health, probes, disk, freshness, and
-once every ``coverage_hours`` (24) backup coverage, the checks of ``doctor``: data and
-databases that no backup covers, compose name collisions.
+"""One unattended pass over every project and env: health (compose name collisions
+included), probes, disk, freshness, and once every ``coverage_hours`` (24) backup coverage,
+``doctor``'s check of data and databases that no backup covers.
 
 Meant for the 5-minute timer and useful by hand. It alerts on a change of state (ok to
 failing; failing to ok with a "recovered" message) and reminds of a state that stays failing
@@ -34,11 +34,12 @@ STATE_FILE = "watch.sqlite"
 STATE_VERSION = 2  # 2: the table "passes" (when coverage was last computed)
 # The check that stands for every container check when the engine cannot be asked.
 ENGINE_CHECK = "docker engine"
+# The health check of a compose project name that two stacks use (opskit.stacks).
+COLLISION_CHECK = "compose project name"
 # Per env: whether its backup coverage could be computed; and the names of the checks of
-# what no backup covers, one per volume, bind mount, database or compose name.
+# what no backup covers, one per volume, bind mount or database.
 COVERAGE_CHECK = "backup coverage"
 UNCOVERED = "not backed up: "
-COLLISION = "compose name collision: "
 
 
 @attrs.frozen
@@ -182,14 +183,14 @@ def checks(runtime: Runtime, now: datetime) -> list[Check]:
 
 def is_coverage(name: str) -> bool:
     """Whether a check of this name is one of the coverage checks."""
-    return name == COVERAGE_CHECK or name.startswith((UNCOVERED, COLLISION))
+    return name == COVERAGE_CHECK or name.startswith(UNCOVERED)
 
 
 def coverage_checks(runtime: Runtime) -> tuple[list[Check], set[tuple[str, str]]]:
     """The coverage checks of every env, as ``doctor`` computes them (one failing check
-    per volume, bind mount, database or compose name that is a problem, and per env a
-    ``backup coverage`` check, failing when its coverage cannot be computed); and the
-    (project, env) pairs whose coverage was computed."""
+    per volume, bind mount or database that no backup covers, and per env a ``backup
+    coverage`` check, failing when its coverage cannot be computed); and the (project, env)
+    pairs whose coverage was computed. Collisions are health checks of every pass."""
     from opskit import doctor
 
     envs = [(project, env) for project in runtime.projects() for env in project.environments]
@@ -198,7 +199,7 @@ def coverage_checks(runtime: Runtime) -> tuple[list[Check], set[tuple[str, str]]
     except OpskitError as exc:
         problem = f"not computed (doctor cannot run): {exc}"
         return [Check(p.name, env, COVERAGE_CHECK, False, problem) for p, env in envs], set()
-    findings = doctor.collisions(found)
+    findings: list[doctor.Finding] = []
     taken: list[Check] = []
     computed: set[tuple[str, str]] = set()
     for project, env in envs:
@@ -217,9 +218,8 @@ def coverage_checks(runtime: Runtime) -> tuple[list[Check], set[tuple[str, str]]
             key = (finding.project, finding.environment, finding.subject)
             same.setdefault(key, []).append(finding)
     for (project_name, env, subject), group in same.items():
-        prefix = COLLISION if group[0].kind == "compose name" else UNCOVERED
-        detail = "; ".join(f.message for f in group) + (f": {group[0].fix}" if group[0].fix else "")
-        taken.append(Check(project_name, env, prefix + subject, False, detail))
+        detail = "; ".join(f.message for f in group) + f": {group[0].fix}"
+        taken.append(Check(project_name, env, UNCOVERED + subject, False, detail))
     return taken, computed
 
 
@@ -331,6 +331,8 @@ def watch(
             project, _env, name = [*gone.split(" ", 2), "", ""][:3]
             if name == ENGINE_CHECK and not was_ok:
                 alerts.setdefault(("recovered", project), []).append(f"{gone}: answers again")
+            elif name == COLLISION_CHECK and not was_ok:
+                alerts.setdefault(("recovered", project), []).append(f"{gone}: used once now")
             elif is_coverage(name) and not was_ok and (project, _env) in computed:
                 alerts.setdefault(("recovered", project), []).append(
                     f"{gone}: covered now, or no longer there"
