@@ -7,9 +7,9 @@ that no project claims, containers placed under a service name no command could 
 (an ``ops.service`` label such as ``-x``: left alone by every change), and descriptor
 paths that do not exist.
 
-Each finding is a *problem* (``doctor`` exits 1), a *warning* or a *note*. The coverage
-half (:func:`survey`, :func:`collisions`, :func:`coverage`: collisions, data and databases
-no backup covers) is also what the watch checks once a day (:mod:`opskit.watch`).
+Each finding is a *problem* (``doctor`` exits 1), a *warning* or a *note*. Coverage
+(:func:`survey`, then :func:`coverage` per env: data and databases no backup covers) is also
+what the watch checks once a day (:mod:`opskit.watch`).
 """
 
 from __future__ import annotations
