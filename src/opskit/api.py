@@ -243,17 +243,19 @@ class Ops:
 
         return drill.run(self._context(progress), drill.Request(project, env, name))
 
-    def doctor(self) -> DoctorReport:
-        """The root checked against what runs (collisions, data no backup covers, ...)."""
+    def doctor(self, *, root_only: bool = False) -> DoctorReport:
+        """The root checked against what runs (collisions, data no backup covers, ...);
+        *root_only* leaves out containers that no project of the root claims."""
         from opskit.operations import doctor
 
-        return doctor.run(self._context(), doctor.Request())
+        return doctor.run(self._context(), doctor.Request(root_only))
 
-    def watch(self, now: datetime | None = None) -> WatchReport:
-        """One watch pass over every project and env; *now* stands in for the clock."""
+    def watch(self, now: datetime | None = None, *, coverage: bool = False) -> WatchReport:
+        """One watch pass over every project and env; *now* stands in for the clock;
+        *coverage* computes backup coverage now, not only once every ``coverage_hours``."""
         from opskit.operations import watch
 
-        return watch.run(self._context(), watch.Request(now))
+        return watch.run(self._context(), watch.Request(now, coverage))
 
     def prune(
         self, project: str | None = None, env: str | None = None, *, dry_run: bool = False

@@ -125,6 +125,8 @@ class Backup:
     paths: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
     stop: tuple[str, ...] = ()
+    # volumes and paths knowingly not backed up (a cache): doctor and the watch accept them
+    expendable: tuple[str, ...] = ()
     schedule_line: int | None = attrs.field(default=None, eq=False, repr=False)
 
 

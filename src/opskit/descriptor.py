@@ -206,7 +206,9 @@ def _read_database(r: Reader, node: Node, field: str) -> Database:
 
 def _read_backup(r: Reader, node: Node) -> Backup:
     m = r.mapping(
-        node, "backup", {"dir", "schedule", "retention", "databases", "paths", "volumes", "stop"}
+        node,
+        "backup",
+        {"dir", "schedule", "retention", "databases", "paths", "volumes", "stop", "expendable"},
     )
     retention = Retention()
     if "retention" in m:
@@ -231,6 +233,7 @@ def _read_backup(r: Reader, node: Node) -> Backup:
         )
         if "stop" in m
         else (),
+        expendable=r.strings(m["expendable"], "backup.expendable") if "expendable" in m else (),
         schedule_line=schedule_line,
     )
 

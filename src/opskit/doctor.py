@@ -7,7 +7,9 @@ that no project claims, containers placed under a service name no command could 
 (an ``ops.service`` label such as ``-x``: left alone by every change), and descriptor
 paths that do not exist.
 
-Each finding is a *problem* (``doctor`` exits 1), a *warning* or a *note*.
+Each finding is a *problem* (``doctor`` exits 1), a *warning* or a *note*. Coverage
+(:func:`survey`, then :func:`coverage` per env: data and databases no backup covers) is also
+what the watch checks once a day (:mod:`opskit.watch`).
 """
 
 from __future__ import annotations
@@ -45,9 +47,57 @@ class Finding:
     project: str
     environment: str
     message: str
+    # What the finding is about, for a key that stays the same from day to day (the
+    # watch's check), e.g. ``volume shop-prod_cache``; and what to do about it.
+    subject: str = attrs.field(default="", kw_only=True)
+    fix: str = attrs.field(default="", kw_only=True)
 
     def as_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        return {
+            "severity": self.severity,
+            "kind": self.kind,
+            "project": self.project,
+            "environment": self.environment,
+            "message": self.message,
+        }
+
+
+@attrs.frozen
+class Survey:
+    """What runs on the host, each container placed in the root's projects and envs."""
+
+    state: ComposeState
+    placed: tuple[Placement, ...]
+
+    def of(self, project: Project, env: str) -> list[Placement]:
+        """The placements of *project* *env*, the ignored ones included."""
+        return [p for p in self.placed if p.project == project.name and p.environment == env]
+
+
+def survey(runtime: Runtime) -> Survey:
+    """Ask the engine what runs and place it. :class:`~opskit.errors.DockerUnavailable`
+    (or :class:`~opskit.errors.HostError`) when the engine cannot be asked."""
+    from opskit import containers as placing
+
+    state = runtime.stacks.compose_state()
+    placed = placing.resolve(runtime.projects(), state.containers, state.stacks)
+    return Survey(state, tuple(placed))
+
+
+def collisions(found: Survey) -> list[Finding]:
+    """One problem per compose project name that two stacks (or a stack and containers
+    started elsewhere) use."""
+    findings = []
+    for collision in found.state.collisions:
+        first = collision.stacks[0]
+        findings.append(
+            Finding(
+                PROBLEM, "compose name", first.project, first.env, collision.message(),
+                subject=f"compose name {collision.name!r}",
+                fix="set compose.project_name in project.yaml to keep them apart",
+            )
+        )  # fmt: skip
+    return findings
 
 
 @attrs.frozen
@@ -79,25 +129,26 @@ def _database_processes(host: Host, container: Container) -> set[str]:
     return {kind for process, kind in DATABASE_PROCESSES.items() if process in names}
 
 
+def coverage(runtime: Runtime, project: Project, env: str, found: Survey) -> list[Finding]:
+    """What of *env*'s running data no backup component covers: writable volumes and bind
+    mounts, database servers whose service has no database in ``backup.databases``.
+    :class:`~opskit.errors.OpskitError` when that cannot be told (the engine cannot be
+    asked, the env's backup components cannot be listed)."""
+    from opskit import containers as placing
+
+    return _coverage(runtime, project, env, placing.managed(found.of(project, env)))
+
+
 def _coverage(
     runtime: Runtime, project: Project, env: str, placements: Sequence[Placement]
 ) -> list[Finding]:
-    from opskit.backups import Engine
     from opskit.components import BackupContext, DatabaseDump, PathTree, VolumeTree
     from opskit.host import docker_sdk
 
     NotFound = docker_sdk().errors.NotFound
     host = runtime.host
     found: list[Finding] = []
-    delegated = runtime.delegates(project, "backup")
-    components: list[Component] = []
-    if project.backup is not None and not delegated:
-        context = BackupContext(host, project, env, tuple(placements))
-        try:
-            components = Engine(runtime).components(project, env, context)
-        except OpskitError:
-            components = []
-    if delegated:
+    if runtime.delegates(project, "backup"):
         return [
             Finding(
                 NOTE,
@@ -107,13 +158,21 @@ def _coverage(
                 "backups are delegated to the project's own CLI; coverage not checked",
             )
         ]
+    components: list[Component] = []
+    if project.backup is not None:
+        context = BackupContext(host, project, env, tuple(placements))
+        components = runtime.plugins.backup_components(context)  # none: nothing is covered
     volumes = {c.volume for c in components if isinstance(c, VolumeTree)}
     paths = [c.path for c in components if isinstance(c, PathTree)]
+    expendable = project.backup.expendable if project.backup is not None else ()
+    spare_volumes = {project.expand(entry, env) for entry in expendable}
+    spare_paths = [project.resolve_path(entry, env) for entry in expendable]
     dumped = {c.database.service for c in components if isinstance(c, DatabaseDump)}
     client = host.docker()
+    descriptor = project.path
 
-    def add(severity: str, kind: str, message: str) -> None:
-        found.append(Finding(severity, kind, project.name, env, message))
+    def add(severity: str, kind: str, message: str, subject: str, fix: str) -> None:
+        found.append(Finding(severity, kind, project.name, env, message, subject=subject, fix=fix))
 
     for placement in placements:
         container = placement.container
@@ -128,6 +187,8 @@ def _coverage(
                         "database",
                         f"{service} runs a {kind} server, but no database of it is in "
                         "backup.databases",
+                        f"{kind} database of {service}",
+                        f"add it to backup.databases in {descriptor}",
                     )
         try:
             mounts = client.inspect_container(container.id).get("Mounts") or []
@@ -141,10 +202,25 @@ def _coverage(
                 name = str(mount.get("Name") or "")
                 if name in volumes or service in dumped:
                     continue  # a database's own volumes are covered by its dump
-                add(PROBLEM, "backup", f"volume {name} ({where}) is in no backup component")
+                if name in spare_volumes:
+                    add(NOTE, "backup", f"volume {name} ({where}) is expendable: not backed up",
+                        f"volume {name}", "")  # fmt: skip
+                    continue
+                add(
+                    PROBLEM,
+                    "backup",
+                    f"volume {name} ({where}) is in no backup component",
+                    f"volume {name}",
+                    f"add it to backup.volumes in {descriptor}, or to backup.expendable "
+                    "if it holds nothing to keep",
+                )
                 continue
             source = posixpath.normpath(str(mount.get("Source") or ""))
             if any(_within(source, path) for path in paths) or service in dumped:
+                continue
+            if any(_within(source, path) for path in spare_paths):
+                add(NOTE, "backup", f"bind mount {source} ({where}) is expendable: not backed up",
+                    f"bind mount {source}", "")  # fmt: skip
                 continue
             inside = [path for path in paths if _within(path, source)]
             if inside:
@@ -153,9 +229,18 @@ def _coverage(
                     WARNING,
                     "backup",
                     f"bind mount {source} ({where}) is backed up only in part ({shown})",
+                    f"bind mount {source}",
+                    f"add it to backup.paths in {descriptor}",
                 )
             else:
-                add(PROBLEM, "backup", f"bind mount {source} ({where}) is in no backup component")
+                add(
+                    PROBLEM,
+                    "backup",
+                    f"bind mount {source} ({where}) is in no backup component",
+                    f"bind mount {source}",
+                    f"add it to backup.paths in {descriptor}, or to backup.expendable "
+                    "if it holds nothing to keep",
+                )
     return found
 
 
@@ -242,18 +327,13 @@ def _delegated_backups(runtime: Runtime, project: Project) -> Finding:
     )  # fmt: skip
 
 
-def examine(runtime: Runtime) -> DoctorReport:
-    """Every finding for the root of *runtime*, in the order projects and envs are listed."""
-    from opskit import containers as placing
-
-    state = runtime.stacks.compose_state()
+def examine(runtime: Runtime, root_only: bool = False) -> DoctorReport:
+    """Every finding for the root of *runtime*, in the order projects and envs are listed;
+    with *root_only*, none about containers that no project of the root claims."""
+    found = survey(runtime)
+    state, placed = found.state, found.placed
     projects = runtime.projects()
-    findings: list[Finding] = []
-    for collision in state.collisions:
-        first = collision.stacks[0]
-        findings.append(
-            Finding(PROBLEM, "compose name", first.project, first.env, collision.message())
-        )
+    findings = collisions(found)
     for stack in state.stacks:
         if stack.source == "adopted":
             findings.append(
@@ -266,17 +346,23 @@ def examine(runtime: Runtime) -> DoctorReport:
                     f"containers; pin it with compose.project_name: {stack.name}",
                 )
             )
-    placed = placing.resolve(projects, state.containers, state.stacks)
     for project in projects:
         findings += _descriptor_paths(runtime, project, state)
         for env in project.environments:
-            mine = [p for p in placed if p.project == project.name and p.environment == env]
             findings += [
                 Finding(PROBLEM, "service name", project.name, env, p.ignored)
-                for p in mine
+                for p in found.of(project, env)
                 if p.ignored is not None
             ]
-            findings += _coverage(runtime, project, env, placing.managed(mine))
+            try:
+                findings += coverage(runtime, project, env, found)
+            except OpskitError as exc:
+                findings.append(
+                    Finding(
+                        PROBLEM, "backup", project.name, env,
+                        f"cannot tell what the backup of {project.name} {env} covers: {exc}",
+                    )
+                )  # fmt: skip
         if runtime.delegates(project, "backup"):
             findings.append(_delegated_backups(runtime, project))
             continue
@@ -321,6 +407,8 @@ def examine(runtime: Runtime) -> DoctorReport:
                     f"in {project.folder}: one disk failure loses both (copy them offsite)",
                 )
             )
+    if root_only:
+        return DoctorReport(tuple(findings))
     names = {p.name for p in projects}
     claimed = {p.container.id for p in placed if p.container is not None}
     for container in state.containers:

@@ -28,7 +28,7 @@ FILENAME = "opskit.yaml"
 DEFAULT_STATE_DIR = "/var/lib/opskit"
 KEYS = (
     "state_dir", "notify", "remind_hours", "freshness_grace_minutes", "disk_max_used_percent",
-    "timers", "offsite", "serve",
+    "coverage_hours", "timers", "offsite", "serve",
 )  # fmt: skip
 ROLES = ("viewer", "operator")
 SHA256_RE = r"[0-9a-f]{64}\Z"
@@ -80,6 +80,7 @@ class Settings:
     remind_hours: float = 6.0  # a state that stays failing is reminded of this often
     freshness_grace_minutes: int = 90  # how late a scheduled backup may be
     disk_max_used_percent: int = 90
+    coverage_hours: float = 24.0  # how often the watch checks what no backup covers
     randomized_delay_seconds: int = 600  # timers' RandomizedDelaySec
     drill_calendar: str = "weekly"  # timers' OnCalendar of the restore drills
     drill_calendar_line: int | None = attrs.field(default=None, eq=False, repr=False)
@@ -131,6 +132,8 @@ def parse_settings(path: str, text: str) -> Settings:
         if percent > 100:
             raise r.error(m["disk_max_used_percent"], "disk_max_used_percent", "at most 100")
         values["disk_max_used_percent"] = percent
+    if "coverage_hours" in m:
+        values["coverage_hours"] = r.number(m["coverage_hours"], "coverage_hours")
     if "timers" in m:
         t = r.mapping(
             m["timers"], "timers", {"randomized_delay_seconds", "drill_calendar", "unit_dir"}

@@ -1,4 +1,6 @@
-"""One unattended pass over every project and env: health, probes, disk, freshness.
+"""One unattended pass over every project and env: health (compose name collisions
+included), probes, disk, freshness, and once every ``coverage_hours`` (24) backup coverage,
+``doctor``'s check of data and databases that no backup covers.
 
 Meant for the 5-minute timer and useful by hand. It alerts on a change of state (ok to
 failing; failing to ok with a "recovered" message) and reminds of a state that stays failing
@@ -29,9 +31,15 @@ if TYPE_CHECKING:
     from opskit.runtime import Runtime
 
 STATE_FILE = "watch.sqlite"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the table "passes" (when coverage was last computed)
 # The check that stands for every container check when the engine cannot be asked.
 ENGINE_CHECK = "docker engine"
+# The health check of a compose project name that two stacks use (opskit.stacks).
+COLLISION_CHECK = "compose project name"
+# Per env: whether its backup coverage could be computed; and the names of the checks of
+# what no backup covers, one per volume, bind mount or database.
+COVERAGE_CHECK = "backup coverage"
+UNCOVERED = "not backed up: "
 
 
 @attrs.frozen
@@ -173,20 +181,120 @@ def checks(runtime: Runtime, now: datetime) -> list[Check]:
     return unique
 
 
-def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None) -> WatchReport:
-    """One pass: take every check, compare with the stored states, send what changed."""
+def is_coverage(name: str) -> bool:
+    """Whether a check of this name is one of the coverage checks."""
+    return name == COVERAGE_CHECK or name.startswith(UNCOVERED)
+
+
+def coverage_checks(runtime: Runtime) -> tuple[list[Check], set[tuple[str, str]]]:
+    """The coverage checks of every env, as ``doctor`` computes them (one failing check
+    per volume, bind mount or database that no backup covers, and per env a ``backup
+    coverage`` check, failing when its coverage cannot be computed); and the (project, env)
+    pairs whose coverage was computed. Collisions are health checks of every pass."""
+    from opskit import doctor
+
+    envs = [(project, env) for project in runtime.projects() for env in project.environments]
+    try:
+        found = doctor.survey(runtime)
+    except OpskitError as exc:
+        problem = f"not computed (doctor cannot run): {exc}"
+        return [Check(p.name, env, COVERAGE_CHECK, False, problem) for p, env in envs], set()
+    findings: list[doctor.Finding] = []
+    taken: list[Check] = []
+    computed: set[tuple[str, str]] = set()
+    for project, env in envs:
+        try:
+            findings += doctor.coverage(runtime, project, env, found)
+        except OpskitError as exc:
+            problem = f"not computed (doctor cannot run): {exc}"
+            taken.append(Check(project.name, env, COVERAGE_CHECK, False, problem))
+            continue
+        computed.add((project.name, env))
+        taken.append(Check(project.name, env, COVERAGE_CHECK, True, "computed"))
+    # One check per thing not covered (a volume two services mount is one check).
+    same: dict[tuple[str, str, str], list[doctor.Finding]] = {}
+    for finding in findings:
+        if finding.severity == doctor.PROBLEM and finding.subject:
+            key = (finding.project, finding.environment, finding.subject)
+            same.setdefault(key, []).append(finding)
+    for (project_name, env, subject), group in same.items():
+        detail = "; ".join(f.message for f in group) + f": {group[0].fix}"
+        taken.append(Check(project_name, env, UNCOVERED + subject, False, detail))
+    return taken, computed
+
+
+def _envs(runtime: Runtime) -> set[tuple[str, str]]:
+    return {(project.name, env) for project in runtime.projects() for env in project.environments}
+
+
+def _coverage_due(
+    database: sqlite3.Connection, now: datetime, period: timedelta, force: bool
+) -> tuple[bool, datetime | None]:
+    """Whether this pass computes coverage, and when a pass last did."""
+    row = database.execute("SELECT value FROM passes WHERE name = 'coverage'").fetchone()
+    last = datetime.fromisoformat(row[0]) if row else None
+    due = force or last is None or not last <= now < last + period
+    return due, last
+
+
+def _carried(
+    runtime: Runtime,
+    stored: dict[str, tuple[bool, str, str | None, str]],
+    skip: set[str],
+    computed: set[tuple[str, str]],
+    note: str,
+) -> list[Check]:
+    """The stored coverage checks of the envs whose coverage this pass did not compute,
+    as they were last computed (a failing one stays failing until a pass computes it
+    again)."""
+    envs = _envs(runtime)
+    carried = []
+    for key, (ok, _since, _sent, detail) in stored.items():
+        project, env, name = [*key.split(" ", 2), "", ""][:3]
+        if key in skip or not is_coverage(name) or (project, env) in computed:
+            continue
+        if (project, env) in envs:
+            shown = note if ok and name == COVERAGE_CHECK else detail
+            carried.append(Check(project, env, name, ok, shown))
+    return carried
+
+
+def watch(
+    runtime: Runtime,
+    now: datetime | None = None,
+    job: Job | None = None,
+    coverage: bool = False,
+) -> WatchReport:
+    """One pass: take every check, compare with the stored states, send what changed.
+    Coverage is computed when ``coverage_hours`` have passed since a pass last computed it
+    for every env, or with *coverage*."""
     now = now or datetime.now(UTC)
     settings = runtime.settings()
     remind = timedelta(hours=settings.remind_hours)
+    period = timedelta(hours=settings.coverage_hours)
     # (state, project) -> lines: a project's own notify URLs get its lines
     alerts: dict[tuple[str, str], list[str]] = {}
     database = _open_states(settings.state_dir, settings.path)
     try:
+        due, last = _coverage_due(database, now, period, coverage)
         taken = checks(runtime, now)
         stored = {
-            row[0]: (bool(row[1]), row[2], row[3])
-            for row in database.execute("SELECT key, ok, since, sent FROM states")
+            row[0]: (bool(row[1]), row[2], row[3], row[4] or "")
+            for row in database.execute("SELECT key, ok, since, sent, detail FROM states")
         }
+        computed: set[tuple[str, str]] = set()
+        if due:
+            covered, computed = coverage_checks(runtime)
+            if computed == _envs(runtime):  # else the next pass tries again
+                database.execute(
+                    "INSERT OR REPLACE INTO passes VALUES ('coverage', ?)", (now.isoformat(),)
+                )
+                last = now
+        else:
+            covered = []
+        shown = f"computed at {last:%Y-%m-%d %H:%M} UTC" if last else "not computed yet"
+        covered += _carried(runtime, stored, {c.key for c in covered}, computed, shown)
+        taken += covered
         stamp = now.isoformat()
         for check in taken:
             line = f"{check.key}: {one_line(check.detail)}"
@@ -200,6 +308,13 @@ def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None)
                     "INSERT OR REPLACE INTO states VALUES (?, ?, ?, ?, ?)",
                     (check.key, int(check.ok), stamp, sent_at, check.detail),
                 )
+            elif is_coverage(check.name) and check.name != COVERAGE_CHECK:
+                # What no backup covers is said once, when it appears, not reminded of:
+                # it stays failing (and in 'doctor') until it is covered or gone.
+                if check.detail != before[3]:
+                    database.execute(
+                        "UPDATE states SET detail = ? WHERE key = ?", (check.detail, check.key)
+                    )
             elif not check.ok and (
                 before[2] is None or now - datetime.fromisoformat(before[2]) >= remind
             ):
@@ -211,11 +326,17 @@ def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None)
                     (stamp, check.detail, check.key),
                 )
         engine_down = any(c.name == ENGINE_CHECK and not c.ok for c in taken)
-        for gone, (was_ok, _since, _sent) in ({} if engine_down else stored).items():
+        for gone, (was_ok, _since, _sent, _detail) in ({} if engine_down else stored).items():
             # checks of envs that no longer exist, and the engine's once it answers again
             project, _env, name = [*gone.split(" ", 2), "", ""][:3]
             if name == ENGINE_CHECK and not was_ok:
                 alerts.setdefault(("recovered", project), []).append(f"{gone}: answers again")
+            elif name == COLLISION_CHECK and not was_ok:
+                alerts.setdefault(("recovered", project), []).append(f"{gone}: used once now")
+            elif is_coverage(name) and not was_ok and (project, _env) in computed:
+                alerts.setdefault(("recovered", project), []).append(
+                    f"{gone}: covered now, or no longer there"
+                )
             database.execute("DELETE FROM states WHERE key = ?", (gone,))
         database.commit()
     except sqlite3.Error as exc:
@@ -246,6 +367,15 @@ def watch(runtime: Runtime, now: datetime | None = None, job: Job | None = None)
                 job.log(f"{title}: " + "; ".join(lines))
     report = WatchReport(tuple(taken), tuple(sent))
     if job is not None:
+        envs = _envs(runtime)
+        missing = len(envs - computed)
+        job.details["coverage"] = (
+            "not due"
+            if not due
+            else f"not computed for {missing} of {len(envs)} envs"
+            if missing
+            else "computed"
+        )
         job.details["failing"] = [c.key for c in taken if not c.ok]
         if not report.ok:
             job.fail("failing: " + ", ".join(c.key for c in taken if not c.ok))
@@ -261,6 +391,10 @@ def _open_states(state_dir: str, settings_path: str | None) -> sqlite3.Connectio
         database.execute(
             "CREATE TABLE IF NOT EXISTS states (key TEXT PRIMARY KEY, ok INTEGER NOT NULL, "
             "since TEXT NOT NULL, sent TEXT, detail TEXT)"
+        )
+        # When a pass last did what is done less often than every pass (name: 'coverage').
+        database.execute(
+            "CREATE TABLE IF NOT EXISTS passes (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
         )
         # One pass at a time takes the checks, decides and records: a pass never acts on
         # evidence older than what another pass has recorded.

@@ -323,12 +323,15 @@ def shell(state: CliState, project: str, env: str, service: str) -> int:
 
 
 @click.command()
+@click.option(
+    "--root-only", is_flag=True, help="Leave out containers that no project of the root claims."
+)
 @command_options
-def doctor(state: CliState) -> int:
+def doctor(state: CliState, root_only: bool) -> int:
     """Check the root against what runs: compose name collisions, data no backup covers,
     databases not dumped, missing paths, containers no project claims or that claim a
     service name no command could address. Read-only; exit 1 when it finds a problem."""
-    report = state.ops.doctor()
+    report = state.ops.doctor(root_only=root_only)
     if state.json:
         state.out.json(report.as_dict())
     else:

@@ -93,12 +93,18 @@ def timers(
 
 
 @click.command()
+@click.option(
+    "--coverage",
+    is_flag=True,
+    help="Check backup coverage in this pass (else once every coverage_hours, 24 h).",
+)
 @scheduled_option
 @job_options
-def watch(state: CliState) -> int:
-    """One pass over every project and env: containers, probes, disk, backup freshness.
-    Alerts when a check changes state, reminds while it stays failing; exit 1 while any fails."""
-    report = state.ops.watch()
+def watch(state: CliState, coverage: bool) -> int:
+    """One pass over every project and env: containers, probes, disk, backup freshness, and
+    once a day backup coverage (doctor's: data no backup covers, collisions). Alerts when a
+    check changes state, reminds while it stays failing; exit 1 while any fails."""
+    report = state.ops.watch(coverage=coverage)
     if state.json:
         state.out.json(
             {

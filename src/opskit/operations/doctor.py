@@ -15,10 +15,12 @@ if TYPE_CHECKING:
 
 @attrs.frozen
 class Request:
-    """The whole root: doctor takes no arguments."""
+    """The whole root; *root_only*: leave out containers no project of the root claims."""
+
+    root_only: bool = False
 
 
 def run(ctx: Context, request: Request) -> DoctorReport:
     from opskit.doctor import examine
 
-    return examine(ctx.runtime)
+    return examine(ctx.runtime, root_only=request.root_only)

@@ -16,9 +16,11 @@ if TYPE_CHECKING:
 
 @attrs.frozen
 class Request:
-    """*now* stands in for the clock (None: the clock)."""
+    """*now* stands in for the clock (None: the clock); *coverage*: compute backup
+    coverage in this pass, however recently a pass did."""
 
     now: datetime | None = None
+    coverage: bool = False
 
 
 def run(ctx: Context, request: Request) -> WatchReport:
@@ -27,4 +29,4 @@ def run(ctx: Context, request: Request) -> WatchReport:
     from opskit import watch as watching
 
     with ctx.job("watch", "", []) as job:
-        return watching.watch(runtime, request.now, job)
+        return watching.watch(runtime, request.now, job, coverage=request.coverage)
