@@ -9,17 +9,28 @@ tests bring the layout up on the real engine.
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
-import opskit
+from conftest import (
+    assert_one_error_line,
+    containers_under,
+    docker_ready,
+    opskit,
+    remove_namespaced,
+    wait_healthy,
+)
+from opskit.api import Ops
 from opskit.compose import collisions, identities
 from opskit.containers import Container, resolve
 from opskit.descriptor import DescriptorSource, parse_descriptor
 from opskit.errors import DescriptorError, OpskitError
 from opskit.testing import Call, FakeHost, Reply, plugin_manager
+from testroot import compose_container, ns
 
 RINGS = """\
 name: rings
@@ -67,8 +78,8 @@ def rings_host(tmp_path: Path, descriptor: str = RINGS) -> tuple[FakeHost, str]:
     return fake, root
 
 
-def ops_on(fake: FakeHost, root: str) -> opskit.Ops:
-    return opskit.Ops(root=root, host=fake, plugins=plugin_manager())
+def ops_on(fake: FakeHost, root: str) -> Ops:
+    return Ops(root=root, host=fake, plugins=plugin_manager())
 
 
 def ids(fake: FakeHost) -> dict[str, str]:
@@ -295,3 +306,190 @@ def test_destroy_with_volumes_removes_only_the_volumes_no_other_env_mounts(tmp_p
         ["rm", "--stop", "--force", "-v", "db-dev", "web-dev"],
         ["docker", "volume", "rm", "rings_dev-cache", "rings_dev-data"],
     ]
+
+
+# -- the layout on the real engine ----------------------------------------------
+
+DB_COMMAND = (
+    "mkdir -p /run/mysqld && chown mysql /run/mysqld && (test -d /var/lib/mysql/mysql || "
+    "mariadb-install-db --user=mysql >/dev/null) && exec mariadbd --user=mysql "
+    "--bind-address=0.0.0.0"
+)
+SERVICES = """\
+  web-{env}:
+    profiles: [{env}]
+    init: true
+    image: opskit-test/web:1
+    command: ["httpd", "-f", "-p", "8080", "-h", "/srv"]
+    volumes: ["data-{env}:/srv/data", "./{env}/uploads:/srv/uploads"]
+    healthcheck: {{test: ["CMD", "true"], interval: 2s, timeout: 10s, retries: 3}}
+  db-{env}:
+    profiles: [{env}]
+    init: true
+    image: opskit-test/db:1
+    command: ["sh", "-c", "{db}"]
+    volumes: ["db-{env}:/var/lib/mysql"]
+    healthcheck: {{test: ["CMD", "mariadb-admin", "ping", "--silent"], interval: 2s, timeout: 10s, retries: 60}}
+"""
+LAYOUT = "services:\n{dev}{prod}volumes: {{data-dev: {{}}, data-prod: {{}}, db-dev: {{}}, db-prod: {{}}}}\n"
+DESCRIPTOR = """\
+name: rings
+environments: [dev, prod]
+compose: {{project_name: "{name}", profile: "{{env}}"}}
+health: {{timeout: 120}}
+backup:
+  dir: {backups}
+  paths: ["{{env}}/uploads"]
+  volumes: ["{name}_data-{{env}}"]
+sync:
+  pairs: [[prod, dev]]
+"""
+
+
+def docker_json(*args: str) -> object:
+    return json.loads(
+        subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
+    )
+
+
+@pytest.fixture(scope="module")
+def rings_root(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The rings project on the real engine, dev and prod running and healthy."""
+
+    if not docker_ready():
+        pytest.fail("no Docker engine: run scripts/testbed.sh (or deselect with -m 'not docker')")
+    root = tmp_path_factory.mktemp("rings-root")
+    folder = root / "rings"
+    for env in ("dev", "prod"):
+        (folder / env / "uploads").mkdir(parents=True)
+        (folder / env / "uploads" / "logo.txt").write_text(f"{env} logo\n")
+    services = {env: SERVICES.format(env=env, db=DB_COMMAND) for env in ("dev", "prod")}
+    (folder / "compose.yaml").write_text(LAYOUT.format(**services))
+    name = ns("rings")
+    (folder / "project.yaml").write_text(
+        DESCRIPTOR.format(name=name, backups=tmp_path_factory.mktemp("rings-backups"))
+    )
+    for env in ("dev", "prod"):  # one after the other: both would create the shared network
+        run = opskit("--root", str(root), "start", "rings", env)
+        assert run.returncode == 0, run.stderr
+    wait_healthy(root, "rings", what="healthy rings")
+    yield root
+    remove_namespaced(containers_under(root))
+
+
+def envs_containers(root: Path) -> dict[str, dict[str, tuple[str, str, str]]]:
+    """Per env, what opskit status shows: service -> (container id, state, started at)."""
+
+    found: dict[str, dict[str, tuple[str, str, str]]] = {}
+    for env in ("dev", "prod"):
+        rows = opskit("--root", str(root), "status", "rings", env, "--json").json()["containers"]  # type: ignore[index]
+        found[env] = {}
+        for row in rows:
+            started = ""
+            if row["id"]:
+                started = docker_json("inspect", row["id"])[0]["State"]["StartedAt"]  # type: ignore[index]
+            found[env][row["service"]] = (row["id"], row["state"], started)
+    return found
+
+
+def in_web(root: Path, env: str, script: str) -> str:
+    import subprocess
+
+    done = subprocess.run(
+        ["docker", "exec", compose_container("rings", f"web-{env}"), "sh", "-c", script],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return done.stdout
+
+
+@pytest.mark.docker
+def test_start_stop_restart_destroy_of_dev_leave_prod_alone(rings_root: Path) -> None:
+
+    root = str(rings_root)
+    before = envs_containers(rings_root)
+    assert set(before["dev"]) == {"web-dev", "db-dev"}  # status tells the envs apart
+    assert set(before["prod"]) == {"web-prod", "db-prod"}
+    assert all(state == "running" for _, state, _ in before["prod"].values())
+    prod = before["prod"]
+
+    run = opskit("--root", root, "stop", "rings", "dev")
+    assert run.returncode == 0, run.stderr
+    after = envs_containers(rings_root)
+    assert {s: state for s, (_, state, _) in after["dev"].items()} == {
+        "web-dev": "exited",
+        "db-dev": "exited",
+    }
+    assert after["prod"] == prod
+
+    for command in (
+        ["start", "rings", "dev"],
+        ["restart", "rings", "dev"],
+        ["restart", "rings", "dev", "web-dev"],
+    ):
+        run = opskit("--root", root, *command)
+        assert run.returncode == 0, (command, run.stderr)
+        assert envs_containers(rings_root)["prod"] == prod, command
+    wait_healthy(rings_root, "rings", "dev")
+
+    run = opskit("--root", root, "destroy", "rings", "dev", "--yes", "--json")
+    assert run.returncode == 0, run.stderr
+    assert "down" not in run.stdout
+    after = envs_containers(rings_root)
+    assert {s: state for s, (_, state, _) in after["dev"].items()} == {}
+    assert after["prod"] == prod
+    # prod's network and health are untouched; dev comes back
+    run = opskit("--root", root, "health", "rings", "prod")
+    assert run.returncode == 0, run.stdout
+    run = opskit("--root", root, "start", "rings", "dev")
+    assert run.returncode == 0, run.stderr
+    wait_healthy(rings_root, "rings", "dev")
+    assert envs_containers(rings_root)["prod"] == prod
+
+
+@pytest.mark.docker
+def test_backup_restore_and_sync_between_the_envs(rings_root: Path) -> None:
+
+    root = str(rings_root)
+    in_web(rings_root, "dev", "echo dev v1 > /srv/data/page.txt")
+    in_web(rings_root, "prod", "echo prod v1 > /srv/data/page.txt")
+    prod = envs_containers(rings_root)["prod"]
+
+    run = opskit("--root", root, "backup", "rings", "dev")
+    assert run.returncode == 0, run.stderr
+    in_web(rings_root, "dev", "echo dev v2 > /srv/data/page.txt")
+    (rings_root / "rings" / "dev" / "uploads" / "logo.txt").write_text("broken\n")
+
+    run = opskit("--root", root, "restore", "rings", "dev", "--latest", "--yes", timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert in_web(rings_root, "dev", "cat /srv/data/page.txt") == "dev v1\n"
+    assert (rings_root / "rings" / "dev" / "uploads" / "logo.txt").read_text() == "dev logo\n"
+    assert envs_containers(rings_root)["prod"] == prod  # the restore stopped dev's services only
+
+    run = opskit(
+        "--root", root, "sync", "rings", "--from", "prod", "--to", "dev", "--yes", timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    assert in_web(rings_root, "dev", "cat /srv/data/page.txt") == "prod v1\n"
+    assert (rings_root / "rings" / "dev" / "uploads" / "logo.txt").read_text() == "prod logo\n"
+    assert in_web(rings_root, "prod", "cat /srv/data/page.txt") == "prod v1\n"
+    assert envs_containers(rings_root)["prod"] == prod
+
+
+@pytest.mark.docker
+def test_a_second_folder_under_the_shared_name_is_still_refused(rings_root: Path) -> None:
+
+    other = rings_root / "other"
+    other.mkdir()
+    (other / "compose.yaml").write_text("services: {web: {image: opskit-test/web:1}}\n")
+    (other / "project.yaml").write_text(
+        f'name: other\nenvironments: [dev]\ncompose: {{project_name: "{ns("rings")}"}}\n'
+    )
+    try:
+        prod = envs_containers(rings_root)["prod"]
+        run = opskit("--root", str(rings_root), "stop", "rings", "prod")
+        assert_one_error_line(
+            run, f"compose project name '{ns('rings')}' is used by both", "other dev"
+        )
+        assert envs_containers(rings_root)["prod"] == prod
+    finally:
+        (other / "project.yaml").unlink()
