@@ -204,6 +204,40 @@ def test_a_bad_profile_names_file_line_and_field(text: str, fragment: str) -> No
         )
 
 
+def test_a_service_template_must_expand_to_a_service_name_in_every_env() -> None:
+    text = 'name: rings\nenvironments: [dev, prod]\nbackup:\n  stop: ["web-{env}"]\n  databases:\n'
+    good = text + '    - {service: "db-{env}", type: mariadb, name: app}\n'
+    parsed = parse_descriptor(DescriptorSource("/r/rings/project.yaml", good))
+    assert parsed.backup is not None and parsed.backup.databases[0].service == "db-{env}"
+    bad = text + '    - {service: "db {env}", type: mariadb, name: app}\n'
+    with pytest.raises(DescriptorError, match=re.escape(
+        "project.yaml:6: backup.databases[0].service: 'db dev' (for dev) is not a valid service name"
+    )):  # fmt: skip
+        parse_descriptor(DescriptorSource("/r/rings/project.yaml", bad))
+
+
+def test_a_database_of_each_envs_service_keeps_one_key_across_the_envs() -> None:
+    from opskit.components import DatabaseDump, descriptor_components
+
+    text = (
+        "name: rings\nenvironments: [dev, prod]\nbackup:\n"
+        '  databases: [{service: "db-{env}", type: mariadb, name: app}, {service: db, type: mariadb, name: b}]\n'
+    )
+    parsed = parse_descriptor(DescriptorSource("/r/rings/project.yaml", text))
+    found = {
+        env: [c for c in descriptor_components(parsed, env) if isinstance(c, DatabaseDump)]
+        for env in ("dev", "prod")
+    }
+    assert [c.database.service for c in found["dev"]] == ["db-dev", "db"]
+    assert [c.database.service for c in found["prod"]] == ["db-prod", "db"]
+    # restore and sync pair the envs' dumps by key; one without a template keeps its old key
+    assert (
+        [c.key for c in found["dev"]]
+        == [c.key for c in found["prod"]]
+        == ["db-db--env-app", "db-db-b"]
+    )
+
+
 # -- lifecycle ---------------------------------------------------------------
 
 
@@ -339,8 +373,10 @@ compose: {{project_name: "{name}", profile: "{{env}}"}}
 health: {{timeout: 120}}
 backup:
   dir: {backups}
+  databases: [{{service: "db-{{env}}", type: mariadb, name: app}}]
   paths: ["{{env}}/uploads"]
   volumes: ["{name}_data-{{env}}"]
+  stop: ["web-{{env}}"]
 sync:
   pairs: [[prod, dev]]
 """
@@ -373,6 +409,9 @@ def rings_root(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
         run = opskit("--root", str(root), "start", "rings", env)
         assert run.returncode == 0, run.stderr
     wait_healthy(root, "rings", what="healthy rings")
+    for env in ("dev", "prod"):
+        sql(env, f"CREATE DATABASE app; CREATE TABLE app.pages (id INT PRIMARY KEY, body TEXT); "
+                 f"INSERT INTO app.pages VALUES (1, '{env} v1')")  # fmt: skip
     yield root
     remove_namespaced(containers_under(root))
 
@@ -399,6 +438,16 @@ def in_web(root: Path, env: str, script: str) -> str:
         ["docker", "exec", compose_container("rings", f"web-{env}"), "sh", "-c", script],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
+    return done.stdout
+
+
+def sql(env: str, statement: str) -> str:
+    """Run *statement* in the env's MariaDB (as root, over its socket); its output."""
+    done = subprocess.run(
+        ["docker", "exec", compose_container("rings", f"db-{env}"), "mariadb", "-N", "-B", "-e", statement],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
     return done.stdout
 
 
@@ -457,11 +506,13 @@ def test_backup_restore_and_sync_between_the_envs(rings_root: Path) -> None:
     run = opskit("--root", root, "backup", "rings", "dev")
     assert run.returncode == 0, run.stderr
     in_web(rings_root, "dev", "echo dev v2 > /srv/data/page.txt")
+    sql("dev", "UPDATE app.pages SET body = 'dev v2'")
     (rings_root / "rings" / "dev" / "uploads" / "logo.txt").write_text("broken\n")
 
     run = opskit("--root", root, "restore", "rings", "dev", "--latest", "--yes", timeout=300)
     assert run.returncode == 0, run.stderr
     assert in_web(rings_root, "dev", "cat /srv/data/page.txt") == "dev v1\n"
+    assert sql("dev", "SELECT body FROM app.pages") == "dev v1\n"
     assert (rings_root / "rings" / "dev" / "uploads" / "logo.txt").read_text() == "dev logo\n"
     assert envs_containers(rings_root)["prod"] == prod  # the restore stopped dev's services only
 
@@ -470,6 +521,7 @@ def test_backup_restore_and_sync_between_the_envs(rings_root: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert in_web(rings_root, "dev", "cat /srv/data/page.txt") == "prod v1\n"
+    assert sql("dev", "SELECT body FROM app.pages") == "prod v1\n"
     assert (rings_root / "rings" / "dev" / "uploads" / "logo.txt").read_text() == "prod logo\n"
     assert in_web(rings_root, "prod", "cat /srv/data/page.txt") == "prod v1\n"
     assert envs_containers(rings_root)["prod"] == prod

@@ -198,6 +198,19 @@ def _read_health(r: Reader, node: Node) -> tuple[tuple[HttpProbe, ...], list[Nod
     return probes, list(m["probes"].value), timeout
 
 
+def _read_service_template(r: Reader, node: Node, field: str) -> str:
+    """A service name, or a template (``db-{env}``: envs that share one compose project by
+    profile) that expands to a service name in every env."""
+    template = r.string(node, field)
+    if "{" not in template:
+        return r.string(node, field, SERVICE_RE, "service name")
+    for env in r.environments:
+        name = expand(template, env)
+        if not SERVICE_RE.match(name):
+            raise r.error(node, field, f"{name!r} (for {env}) is not a valid service name")
+    return template
+
+
 def _read_database(r: Reader, node: Node, field: str) -> Database:
     m = r.mapping(
         node,
@@ -206,7 +219,7 @@ def _read_database(r: Reader, node: Node, field: str) -> Database:
         required={"service", "type", "name"},
     )
     return Database(
-        service=r.string(m["service"], f"{field}.service", SERVICE_RE, "service name"),
+        service=_read_service_template(r, m["service"], f"{field}.service"),
         type=r.choice(m["type"], f"{field}.type", DATABASE_TYPES),
         name=r.string(m["name"], f"{field}.name"),
         user=r.string(m["user"], f"{field}.user") if "user" in m else None,
@@ -243,9 +256,7 @@ def _read_backup(r: Reader, node: Node) -> Backup:
         else (),
         paths=r.strings(m["paths"], "backup.paths") if "paths" in m else (),
         volumes=r.strings(m["volumes"], "backup.volumes") if "volumes" in m else (),
-        stop=r.each(
-            m["stop"], "backup.stop", lambda n, f: r.string(n, f, SERVICE_RE, "service name")
-        )
+        stop=r.each(m["stop"], "backup.stop", lambda n, f: _read_service_template(r, n, f))
         if "stop" in m
         else (),
         schedule_line=schedule_line,
