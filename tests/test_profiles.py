@@ -286,6 +286,11 @@ def test_when_compose_cannot_list_a_profiles_services_nothing_runs(tmp_path: Pat
     assert not fake.ran(["docker", "compose", "stop"])
     failed = [c for c in ops.health("rings", "dev").checks if not c.ok]
     assert "profile services" in {c.check for c in failed}
+    problems = [f for f in ops.doctor().findings if f.severity == "problem"]
+    assert {(f.kind, f.environment) for f in problems if f.kind == "compose profile"} == {
+        ("compose profile", "dev"),
+        ("compose profile", "prod"),
+    }
 
 
 # What compose's ``--profile X config`` prints, per profile: volumes that dev's services
@@ -460,6 +465,9 @@ def test_start_stop_restart_destroy_of_dev_leave_prod_alone(rings_root: Path) ->
     assert set(before["prod"]) == {"web-prod", "db-prod"}
     assert all(state == "running" for _, state, _ in before["prod"].values())
     prod = before["prod"]
+    doctor = opskit("--root", root, "doctor", "--json").json()
+    problems = [f["message"] for f in doctor["findings"] if f["severity"] == "problem"]  # type: ignore[index]
+    assert problems == []  # no collision, every volume and database covered
 
     run = opskit("--root", root, "stop", "rings", "dev")
     assert run.returncode == 0, run.stderr

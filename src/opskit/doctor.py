@@ -255,6 +255,11 @@ def examine(runtime: Runtime) -> DoctorReport:
             Finding(PROBLEM, "compose name", first.project, first.env, collision.message())
         )
     for stack in state.stacks:
+        if stack.shared and stack.services is None:
+            from opskit.compose import env_services_problem
+
+            problem = env_services_problem(stack)
+            findings.append(Finding(PROBLEM, "compose profile", stack.project, stack.env, problem))
         if stack.source == "adopted":
             findings.append(
                 Finding(
