@@ -38,19 +38,58 @@ environments: [dev, prod]
 compose: {profile: "{env}"}
 """
 
-# What compose's ``--profile X config --services`` lists: the profile's services and
-# those of no profile (``proxy``).
+# The services of each env's profile, and one of no profile (``proxy``).
 PROFILES = {"dev": ["web-dev", "db-dev"], "prod": ["web-prod", "db-prod"]}
-SHARED = ["proxy"]
+
+# What compose v2's ``--profile X config`` prints, per profile: the profile's services and
+# those of no profile; volumes that dev's services alone mount (one in the short syntax),
+# one that web-prod mounts too, one of the proxy, one external, and a bind mount.
+CONFIG = {
+    "dev": """\
+name: rings
+services:
+  web-dev:
+    profiles: [dev]
+    volumes:
+      - {type: volume, source: uploads, target: /u}
+      - {type: volume, source: dev-data, target: /d}
+      - {type: volume, source: outside, target: /o}
+  db-dev:
+    profiles: [dev]
+    volumes: [{type: bind, source: /srv, target: /s}, "dev-cache:/c:rw"]
+  proxy: {volumes: [{type: volume, source: certs, target: /c}]}
+volumes:
+  uploads: {name: rings_uploads}
+  dev-data: {name: rings_dev-data}
+  dev-cache: {}
+  certs: {name: rings_certs}
+  outside: {name: outside, external: true}
+""",
+    "prod": """\
+name: rings
+services:
+  web-prod: {profiles: [prod], volumes: [{type: volume, source: uploads, target: /u}]}
+  db-prod: {profiles: [prod]}
+  proxy: {volumes: [{type: volume, source: certs, target: /c}]}
+volumes:
+  uploads: {name: rings_uploads}
+  certs: {name: rings_certs}
+""",
+}
+# Compose v1 prints every service, whatever the profile, each with its ``profiles``.
+V1_CONFIG = """\
+services:
+  web-dev: {profiles: [dev]}
+  db-dev: {profiles: [dev]}
+  web-prod: {profiles: [prod]}
+  db-prod: {profiles: [prod]}
+  proxy: {image: proxy}
+"""
 
 
-def profile_services(call: Call) -> Reply | None:
-    """compose's answer to ``--profile X config --services``."""
-    argv = list(call.argv)
-    if "--services" not in argv:
-        return None
-    profile = argv[argv.index("--profile") + 1] if "--profile" in argv else None
-    return Reply(stdout="".join(f"{s}\n" for s in [*PROFILES.get(profile or "", []), *SHARED]))
+def profile_config(call: Call) -> Reply | None:
+    """compose v2's answer to ``--profile X config``."""
+    return Reply(stdout=CONFIG[call.argv[call.argv.index("--profile") + 1]])
 
 
 def rings_host(tmp_path: Path, descriptor: str = RINGS) -> tuple[FakeHost, str]:
@@ -60,7 +99,7 @@ def rings_host(tmp_path: Path, descriptor: str = RINGS) -> tuple[FakeHost, str]:
     root = fake.path("root")
     fake.write(f"{root}/rings/project.yaml", descriptor)
     fake.write(f"{root}/rings/compose.yaml", "services: {}\n")
-    fake.on(["docker", "compose", "config", "--services"], answer=profile_services)
+    fake.on(["docker", "compose", "config"], answer=profile_config)
     for env, services in PROFILES.items():
         for service in services:
             container = fake.container(
@@ -110,6 +149,16 @@ def test_envs_that_share_one_compose_project_by_profile_are_no_collision(tmp_pat
     assert by_env["prod"].services == ("db-prod", "web-prod")
 
 
+def test_compose_v1_lists_every_service_and_the_profiles_key_decides(tmp_path: Path) -> None:
+    fake, root = rings_host(tmp_path)
+    fake.on(["docker", "compose", "config"], stdout=V1_CONFIG)
+    stacks = ops_on(fake, root).runtime.stacks.compose_state().stacks
+    assert {s.env: s.services for s in stacks} == {
+        "dev": ("db-dev", "web-dev"),
+        "prod": ("db-prod", "web-prod"),
+    }
+
+
 def test_status_tells_the_envs_apart_by_the_profiles_services(tmp_path: Path) -> None:
     fake, root = rings_host(tmp_path)
     ops = ops_on(fake, root)
@@ -147,7 +196,7 @@ def project(folder: Path, text: str):  # type: ignore[no-untyped-def]
 
 def test_two_folders_under_one_name_are_still_a_collision(tmp_path: Path) -> None:
     fake = FakeHost(tmp_path)
-    fake.on(["docker", "compose", "config", "--services"], answer=profile_services)
+    fake.on(["docker", "compose", "config"], answer=profile_config)
     rings = project(tmp_path / "rings", RINGS.replace("{profile", "{project_name: rings, profile"))
     other = project(
         tmp_path / "other", "name: other\nenvironments: [dev]\ncompose: {project_name: rings}\n"
@@ -169,7 +218,7 @@ def test_two_folders_under_one_name_are_still_a_collision(tmp_path: Path) -> Non
 
 def test_a_container_of_a_service_of_no_env_alone_is_placed_in_none(tmp_path: Path) -> None:
     fake = FakeHost(tmp_path)
-    fake.on(["docker", "compose", "config", "--services"], answer=profile_services)
+    fake.on(["docker", "compose", "config"], answer=profile_config)
     rings = project(tmp_path / "rings", RINGS)
     found = identities(fake, [rings], [])
 
@@ -277,7 +326,7 @@ def test_a_service_of_another_env_is_refused(tmp_path: Path) -> None:
 
 def test_when_compose_cannot_list_a_profiles_services_nothing_runs(tmp_path: Path) -> None:
     fake, root = rings_host(tmp_path)
-    fake.on(["docker", "compose", "config", "--services"], returncode=1, stderr="yaml: line 3: bad")
+    fake.on(["docker", "compose", "config"], returncode=1, stderr="yaml: line 3: bad")
     ops = ops_on(fake, root)
     with pytest.raises(
         OpskitError, match=r"profile 'dev' .* unknown \(compose config failed: yaml: line 3: bad\)"
@@ -293,48 +342,8 @@ def test_when_compose_cannot_list_a_profiles_services_nothing_runs(tmp_path: Pat
     }
 
 
-# What compose's ``--profile X config`` prints, per profile: volumes that dev's services
-# alone mount (one in the short syntax), one that web-prod mounts too, one of the proxy
-# (a service of no profile), one external, and a bind mount.
-CONFIG = {
-    "dev": """\
-name: rings
-services:
-  web-dev:
-    volumes:
-      - {type: volume, source: uploads, target: /u}
-      - {type: volume, source: dev-data, target: /d}
-      - {type: volume, source: outside, target: /o}
-  db-dev: {volumes: [{type: bind, source: /srv, target: /s}, "dev-cache:/c:rw"]}
-  proxy: {volumes: [{type: volume, source: certs, target: /c}]}
-volumes:
-  uploads: {name: rings_uploads}
-  dev-data: {name: rings_dev-data}
-  dev-cache: {}
-  certs: {name: rings_certs}
-  outside: {name: outside, external: true}
-""",
-    "prod": """\
-name: rings
-services:
-  web-prod: {volumes: [{type: volume, source: uploads, target: /u}]}
-  proxy: {volumes: [{type: volume, source: certs, target: /c}]}
-volumes:
-  uploads: {name: rings_uploads}
-  certs: {name: rings_certs}
-""",
-}
-
-
-def profile_config(call: Call) -> Reply | None:
-    if "--services" in call.argv:
-        return None
-    return Reply(stdout=CONFIG[call.argv[call.argv.index("--profile") + 1]])
-
-
 def test_destroy_with_volumes_removes_only_the_volumes_no_other_env_mounts(tmp_path: Path) -> None:
     fake, root = rings_host(tmp_path)
-    fake.on(["docker", "compose", "config"], answer=profile_config)
     for name in ("rings_uploads", "rings_dev-data", "rings_dev-cache", "rings_certs", "outside"):
         fake.volume(name)
     commands = ops_on(fake, root).lifecycle("rings", "dev", "destroy", volumes=True, dry_run=True)

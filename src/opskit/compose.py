@@ -327,8 +327,11 @@ def share_by_profile(
 def _profile_services(
     host: Host | None, identity: StackIdentity, existing: Mapping[str, str]
 ) -> tuple[set[str] | None, str]:
-    """The services compose enables for the stack with its env's profile (None, and why,
-    when that cannot be known). Cached on the host per compose and env file contents."""
+    """The services the env's profile enables in the stack (those of no profile too), from
+    compose's own ``--profile PROFILE config``: its services whose ``profiles`` name the
+    profile or are empty (compose v1 lists every service there, and ``config --services``
+    ignores profiles, so the ``profiles`` key decides). None, and why, when that cannot be
+    known. Cached on the host per compose and env file contents."""
     if host is None:
         return None, "no host was asked"
     argv = [*compose_program(host), "--project-name", identity.name]
@@ -336,19 +339,36 @@ def _profile_services(
         argv += ["-f", path]
     if identity.env_file and identity.env_file in existing:
         argv += ["--env-file", identity.env_file]
-    argv += ["--profile", str(identity.profile), "config", "--services"]
+    argv += ["--profile", str(identity.profile), "config"]
     texts = [existing.get(path) or "" for path in (*identity.files, identity.env_file or "")]
     key = "profile services " + json.dumps([argv, texts])
     if key not in host.cache:
         result = host.run(argv, cwd=identity.dir, check=False)
         if result.returncode == 0:
-            host.cache[key] = (set(result.text.split()), "")
+            host.cache[key] = _enabled(result.text, str(identity.profile))
         else:
             stderr = result.stderr.decode("utf-8", "replace")
             why = " ".join(stderr.split())[-300:] or f"exit {result.returncode}"
             host.cache[key] = (None, f"compose config failed: {why}")
     cached: tuple[set[str] | None, str] = host.cache[key]
     return cached
+
+
+def _enabled(config: str, profile: str) -> tuple[set[str] | None, str]:
+    """The services of a ``compose config`` output that *profile* enables."""
+    try:
+        document = yaml.safe_load(config)
+    except yaml.YAMLError as exc:
+        return None, f"compose config printed no YAML: {exc}"
+    services = document.get("services") if isinstance(document, dict) else None
+    if not isinstance(services, dict):
+        return None, "compose config printed no services"
+    enabled = set()
+    for name, service in services.items():
+        profiles = (service or {}).get("profiles") if isinstance(service, dict) else None
+        if not profiles or profile in profiles:
+            enabled.add(str(name))
+    return enabled, ""
 
 
 def collisions(found: Sequence[StackIdentity], running: Sequence[Container]) -> list[Collision]:
