@@ -180,7 +180,8 @@ class Engine:
         running = {
             p.service for p in self.runtime.stacks.status(project, env) if p.state == "running"
         }
-        stopped = [service for service in project.backup.stop if service in running]
+        wanted = [project.expand(service, env) for service in project.backup.stop]
+        stopped = [service for service in wanted if service in running]
         try:
             for service in stopped:
                 self.say(f"stopping {service} for the backup")

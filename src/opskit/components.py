@@ -151,13 +151,15 @@ class Prefetched(io.RawIOBase):
 class DatabaseDump(Component):
     """A MariaDB/MySQL or PostgreSQL database, dumped with the container's own client."""
 
-    database: Database
+    database: Database  # its service expanded for the env
+    template: str = ""  # the service as the descriptor wrote it (``db-{env}``): equal across envs
     kind: ClassVar[str] = "database"
     extension: ClassVar[str] = "sql"
 
     @property
     def key(self) -> str:
-        return f"db-{_slug(self.database.service)}-{_slug(self.database.name)}"
+        service = self.template or self.database.service
+        return f"db-{_slug(service)}-{_slug(self.database.name)}"
 
     def describe(self) -> dict[str, Any]:
         db = self.database
@@ -616,7 +618,10 @@ def undeclared_database(context: BackupContext, service: str, kind: str) -> Data
     names a database of that kind on that service (then the generic plugin covers it)."""
     types = ("postgres",) if kind == "postgres" else databases.MARIADB_TYPES
     backup = context.project.backup
-    if backup and any(db.service == service and db.type in types for db in backup.databases):
+    project, env = context.project, context.env
+    if backup and any(
+        project.expand(db.service, env) == service and db.type in types for db in backup.databases
+    ):
         return None
     return container_database(context, service, kind)
 
@@ -635,7 +640,10 @@ def descriptor_components(project: Project, env: str) -> list[Component]:
     backup = project.backup
     if backup is None:
         return []
-    found: list[Component] = [DatabaseDump(db) for db in backup.databases]
+    found: list[Component] = [
+        DatabaseDump(attrs.evolve(db, service=project.expand(db.service, env)), db.service)
+        for db in backup.databases
+    ]
     found += [
         PathTree(project.resolve_path(path, env), project.expand(path, env), path)
         for path in backup.paths

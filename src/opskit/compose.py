@@ -3,6 +3,7 @@ under which compose project name each stack runs (:func:`identify_stack`)."""
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
@@ -67,7 +68,13 @@ class StackIdentity:
     ``index`` is 0 for the main stack, then 1, 2 … for ``compose.extra``. ``files`` are the
     absolute compose files (empty when none was found); ``source`` says where ``name``
     came from (one of :data:`NAME_SOURCES`). An extra stack whose folder an env lacks
-    (Seafile only in prod) is not ``present``.
+    (Seafile only in prod) is not ``present``. ``profile`` is the env's expanded
+    ``compose.profile``.
+
+    A stack that envs of one project share by profile (one folder, one compose project
+    name, a profile of its own each: :func:`share_by_profile`) lists those other envs in
+    ``shared_with``; ``services`` are then the services only this env's profile enables
+    (None while unknown: no host asked, or compose failed, ``services_error`` says why).
     """
 
     project: str
@@ -79,6 +86,15 @@ class StackIdentity:
     name: str
     source: str
     present: bool = True
+    profile: str | None = None
+    shared_with: tuple[str, ...] = ()
+    services: tuple[str, ...] | None = None
+    services_error: str = ""
+
+    @property
+    def shared(self) -> bool:
+        """Whether other envs share this compose project, each by its own profile."""
+        return bool(self.shared_with)
 
     def label(self) -> str:
         """How messages name the stack: ``shop prod``, or with its folder for extra stacks."""
@@ -215,9 +231,11 @@ def identify_stack(
             (p for p in (f"{directory}/.env.{env}", f"{directory}/.env") if p in existing), None
         )
 
+    profile = project.expand(project.compose.profile, env) if project.compose.profile else None
+
     def identity(name: str, source: str) -> StackIdentity:
         return StackIdentity(
-            project.name, env, index, directory, files, env_file, name, source, present
+            project.name, env, index, directory, files, env_file, name, source, present, profile
         )
 
     if stack.project_name is not None:
@@ -248,12 +266,109 @@ def identities(
         for path in _candidate_paths(project, env, stack, index == 0)
     ]
     existing = host.read_existing(list(dict.fromkeys(wanted))) if host is not None else {}
-    return [
+    found = [
         identify_stack(project, env, index, stack, existing, running)
         for project in projects
         for env in project.environments
         for index, stack in enumerate(project.stacks(env))
     ]
+    return share_by_profile(found, host, existing)
+
+
+def _sharing_key(identity: StackIdentity) -> tuple[str, str, str, int]:
+    return (identity.project, identity.dir, identity.name, identity.index)
+
+
+def share_by_profile(
+    found: Sequence[StackIdentity], host: Host | None, existing: Mapping[str, str]
+) -> list[StackIdentity]:
+    """Mark the stacks that envs of one project share by profile: the same folder and
+    compose project name, with a profile (``compose.profile``) that differs in each env.
+    With a *host*, each gets the services only its env's profile enables, from compose's
+    own ``--profile ENV config --services`` (services no profile or several envs' profiles
+    enable belong to no env alone)."""
+    groups: dict[tuple[str, str, str, int], list[StackIdentity]] = {}
+    for identity in found:
+        if identity.present and identity.files:
+            groups.setdefault(_sharing_key(identity), []).append(identity)
+    shared: dict[tuple[str, str, str, int], list[StackIdentity]] = {}
+    for key, group in groups.items():
+        profiles = [s.profile for s in group]
+        if len(group) > 1 and all(profiles) and len(set(profiles)) == len(profiles):
+            shared[key] = group
+    if not shared:
+        return list(found)
+    listed: dict[tuple[str, tuple[str, str, str, int]], tuple[set[str] | None, str]] = {}
+    for group in shared.values():
+        for identity in group:
+            listed[(identity.env, _sharing_key(identity))] = _profile_services(
+                host, identity, existing
+            )
+    result = []
+    for identity in found:
+        sharing = shared.get(_sharing_key(identity))
+        if sharing is None or identity not in sharing:
+            result.append(identity)
+            continue
+        others = tuple(s.env for s in sharing if s.env != identity.env)
+        answers = [listed[(env, _sharing_key(identity))] for env in (identity.env, *others)]
+        errors = [error for listing, error in answers if listing is None]
+        services = None
+        if not errors:
+            mine, *theirs = [listing or set() for listing, _ in answers]
+            services = tuple(sorted(mine.difference(*theirs)))
+        error = errors[0] if errors else ""
+        result.append(
+            attrs.evolve(identity, shared_with=others, services=services, services_error=error)
+        )
+    return result
+
+
+def _profile_services(
+    host: Host | None, identity: StackIdentity, existing: Mapping[str, str]
+) -> tuple[set[str] | None, str]:
+    """The services the env's profile enables in the stack (those of no profile too), from
+    compose's own ``--profile PROFILE config``: its services whose ``profiles`` name the
+    profile or are empty (compose v1 lists every service there, and ``config --services``
+    ignores profiles, so the ``profiles`` key decides). None, and why, when that cannot be
+    known. Cached on the host per compose and env file contents."""
+    if host is None:
+        return None, "no host was asked"
+    argv = [*compose_program(host), "--project-name", identity.name]
+    for path in identity.files:
+        argv += ["-f", path]
+    if identity.env_file and identity.env_file in existing:
+        argv += ["--env-file", identity.env_file]
+    argv += ["--profile", str(identity.profile), "config"]
+    texts = [existing.get(path) or "" for path in (*identity.files, identity.env_file or "")]
+    key = "profile services " + json.dumps([argv, texts])
+    if key not in host.cache:
+        result = host.run(argv, cwd=identity.dir, check=False)
+        if result.returncode == 0:
+            host.cache[key] = _enabled(result.text, str(identity.profile))
+        else:
+            stderr = result.stderr.decode("utf-8", "replace")
+            why = " ".join(stderr.split())[-300:] or f"exit {result.returncode}"
+            host.cache[key] = (None, f"compose config failed: {why}")
+    cached: tuple[set[str] | None, str] = host.cache[key]
+    return cached
+
+
+def _enabled(config: str, profile: str) -> tuple[set[str] | None, str]:
+    """The services of a ``compose config`` output that *profile* enables."""
+    try:
+        document = yaml.safe_load(config)
+    except yaml.YAMLError as exc:
+        return None, f"compose config printed no YAML: {exc}"
+    services = document.get("services") if isinstance(document, dict) else None
+    if not isinstance(services, dict):
+        return None, "compose config printed no services"
+    enabled = set()
+    for name, service in services.items():
+        profiles = (service or {}).get("profiles") if isinstance(service, dict) else None
+        if not profiles or profile in profiles:
+            enabled.add(str(name))
+    return enabled, ""
 
 
 def collisions(found: Sequence[StackIdentity], running: Sequence[Container]) -> list[Collision]:
@@ -267,6 +382,8 @@ def collisions(found: Sequence[StackIdentity], running: Sequence[Container]) -> 
     result = []
     for name, stacks in sorted(by_name.items()):
         folders = {s.dir for s in stacks}
+        one = {_sharing_key(s) for s in stacks}
+        shared = len(one) == 1 and all(s.shared for s in stacks)  # one stack, by profile
         elsewhere = sorted(
             {
                 posixpath.normpath(c.labels[COMPOSE_WORKING_DIR])
@@ -276,7 +393,7 @@ def collisions(found: Sequence[StackIdentity], running: Sequence[Container]) -> 
                 and posixpath.normpath(c.labels[COMPOSE_WORKING_DIR]) not in folders
             }
         )
-        if len(stacks) > 1 or elsewhere:
+        if (len(stacks) > 1 and not shared) or elsewhere:
             result.append(Collision(name, tuple(stacks), tuple(elsewhere)))
     return result
 
@@ -326,7 +443,9 @@ def env_commands(
 
     *stacks* are the identities of :func:`identities` (computed here, without adopting
     names from running containers, when not given). With *service*, only the stack that
-    defines it, and the service name is appended.
+    defines it, and the service name is appended. A stack the env shares with other envs
+    by profile gets the env's own services appended (with *service*, that one of them):
+    a command never acts on another env's services.
     """
     if stacks is None:
         stacks = identities(host, [project], ())
@@ -335,6 +454,8 @@ def env_commands(
         key=lambda s: s.index,
     )
     commands = [stack_command(host, identity, project, args) for identity in mine]
+    if any(identity.shared for identity in mine):
+        return _shared_commands(project, env, mine, commands, service)
     if service is None:
         return commands
     if len(commands) > 1:
@@ -345,3 +466,100 @@ def env_commands(
                 return [attrs.evolve(command, argv=(*command.argv, service))]
         raise NotFoundError(f"{project.name} {env}: no compose stack defines a service {service!r}")
     return [attrs.evolve(commands[0], argv=(*commands[0].argv, service))]
+
+
+def env_services(project: Project, identity: StackIdentity) -> tuple[str, ...]:
+    """The services of a stack shared by profile that belong to the identity's env alone;
+    raises :class:`OpskitError` when compose could not say which they are."""
+    if identity.services is None:
+        raise OpskitError(f"{project.name} {identity.env}: {env_services_problem(identity)}")
+    return identity.services
+
+
+def env_services_problem(identity: StackIdentity) -> str:
+    """Why the env's own services of a stack shared by profile are unknown."""
+    return (
+        f"the services of profile {identity.profile!r} in {identity.dir} are unknown "
+        f"({identity.services_error or 'not asked'})"
+    )
+
+
+def _shared_commands(
+    project: Project,
+    env: str,
+    mine: Sequence[StackIdentity],
+    commands: Sequence[ComposeCommand],
+    service: str | None,
+) -> list[ComposeCommand]:
+    result = []
+    for identity, command in zip(mine, commands, strict=True):
+        if not identity.shared:
+            if service is None:
+                result.append(command)
+            continue
+        own = env_services(project, identity)
+        if service is not None:
+            if service in own:
+                return [attrs.evolve(command, argv=(*command.argv, service))]
+            continue
+        if not own:
+            raise OpskitError(
+                f"{project.name} {env}: profile {identity.profile!r} enables no service of "
+                f"its own in {identity.dir} (shared with {', '.join(identity.shared_with)})"
+            )
+        result.append(attrs.evolve(command, argv=(*command.argv, *own)))
+    if service is not None:
+        raise NotFoundError(f"{project.name} {env}: {service!r} is no service of {env}'s profile")
+    return result
+
+
+def own_volumes(
+    host: Host, project: Project, identity: StackIdentity, stacks: Sequence[StackIdentity]
+) -> list[str]:
+    """The named volumes (their engine names) of a stack shared by profile that only the
+    env's own services mount: none of the other envs' services (nor a service of no env)
+    mounts them, and they are not external. From compose's own ``config`` of each env."""
+    group = [
+        s
+        for s in stacks
+        if _sharing_key(s) == _sharing_key(identity)
+        and s.env in (identity.env, *identity.shared_with)
+    ]
+    own = set(env_services(project, identity))
+    mine: set[str] = set()
+    theirs: set[str] = set()
+    declared: dict[str, Any] = {}
+    for member in group:
+        command = stack_command(host, member, project, ["config"])
+        result = host.run(list(command.argv), cwd=command.cwd, check=False)
+        if result.returncode != 0:
+            raise OpskitError(
+                f"{project.name} {member.env}: compose config failed: "
+                + " ".join(result.stderr.decode("utf-8", "replace").split())[-300:]
+            )
+        config = yaml.safe_load(result.text) or {}
+        declared.update(config.get("volumes") or {})
+        for name, service in (config.get("services") or {}).items():
+            used = _named_volumes(service or {})
+            (mine if name in own else theirs).update(used)
+    names = []
+    for key in sorted(mine - theirs):
+        spec = declared.get(key) or {}
+        if key not in declared or spec.get("external"):
+            continue
+        names.append(str(spec.get("name") or f"{identity.name}_{key}"))
+    return names
+
+
+def _named_volumes(service: Mapping[str, Any]) -> set[str]:
+    """The named volumes a service of a ``compose config`` mounts (long or short syntax)."""
+    found = set()
+    for entry in service.get("volumes") or ():
+        if isinstance(entry, Mapping):
+            if entry.get("type") == "volume" and entry.get("source"):
+                found.add(str(entry["source"]))
+        elif isinstance(entry, str) and ":" in entry:
+            source = entry.split(":", 1)[0]
+            if source and not source.startswith((".", "/", "~", "$")):
+                found.add(source)
+    return found

@@ -179,9 +179,14 @@ def resolve(
     by_dir: dict[str, list[tuple[Project, str]]] = {}
     compose_names: dict[str, tuple[Project, str]] = {}
     folders: dict[tuple[str, str], set[str]] = {}
+    # stacks that envs share by profile: the compose service decides the env
+    by_service: dict[tuple[str, str], dict[str, tuple[Project, str]]] = {}
     for stack in stacks:
         folders.setdefault((stack.project, stack.env), set()).add(stack.dir)
         place = (by_name[stack.project], stack.env)
+        if stack.shared:
+            services = by_service.setdefault((stack.dir, stack.name), {})
+            services.update({service: place for service in stack.services or ()})
         by_dir_and_name.setdefault((stack.dir, stack.name), place)
         if place not in by_dir.setdefault(stack.dir, []):
             by_dir[stack.dir].append(place)
@@ -220,7 +225,9 @@ def resolve(
                 folder = posixpath.normpath(working_dir)
                 found = by_dir_and_name.get((folder, name))
                 owners = by_dir.get(folder, [])
-                if found is None and len(owners) == 1:
+                if (folder, name) in by_service:
+                    found = by_service[(folder, name)].get(compose_service)
+                elif found is None and len(owners) == 1:
                     found = owners[0]
             else:
                 found = compose_names.get(name)

@@ -45,6 +45,8 @@ HHMM_RE = re.compile(r"([01]\d|2[0-3]):[0-5]\d\Z")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # What compose accepts as a project name (``-p``).
 COMPOSE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+# What compose accepts as a profile name (``--profile``).
+PROFILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 DATABASE_TYPES = ("mariadb", "mysql", "postgres")
 PROMOTE_TYPES = ("git", "rsync", "script")
 REBUILD_MODES = ("auto", "always", "never")
@@ -103,6 +105,21 @@ def _read_project_name(r: Reader, node: Node, field: str, project: str) -> str:
     return template
 
 
+def _read_profile(r: Reader, node: Node, project: str) -> str:
+    """A profile template; it must expand to a valid compose profile in every env."""
+    template = r.string(node, "compose.profile")
+    for env in r.environments:
+        name = expand(template, env, project)
+        if not PROFILE_RE.match(name):
+            raise r.error(
+                node,
+                "compose.profile",
+                f"{name!r} (for {env}) is not a valid compose profile "
+                "(letters, digits, '_', '.' and '-', starting with a letter or digit)",
+            )
+    return template
+
+
 def _read_stack(r: Reader, node: Node, field: str, project: str) -> Stack:
     m = r.mapping(node, field, {"dir", "files", "project_name"})
     return Stack(
@@ -121,7 +138,7 @@ def _read_compose(r: Reader, node: Node, project: str) -> Compose:
         dir=r.string(m["dir"], "compose.dir") if "dir" in m else ".",
         files=r.strings(m["files"], "compose.files") if "files" in m else (),
         env_file=r.string(m["env_file"], "compose.env_file") if "env_file" in m else None,
-        profile=r.string(m["profile"], "compose.profile") if "profile" in m else None,
+        profile=_read_profile(r, m["profile"], project) if "profile" in m else None,
         project_name=_read_project_name(r, m["project_name"], "compose.project_name", project)
         if "project_name" in m
         else None,
@@ -181,6 +198,19 @@ def _read_health(r: Reader, node: Node) -> tuple[tuple[HttpProbe, ...], list[Nod
     return probes, list(m["probes"].value), timeout
 
 
+def _read_service_template(r: Reader, node: Node, field: str) -> str:
+    """A service name, or a template (``db-{env}``: envs that share one compose project by
+    profile) that expands to a service name in every env."""
+    template = r.string(node, field)
+    if "{" not in template:
+        return r.string(node, field, SERVICE_RE, "service name")
+    for env in r.environments:
+        name = expand(template, env)
+        if not SERVICE_RE.match(name):
+            raise r.error(node, field, f"{name!r} (for {env}) is not a valid service name")
+    return template
+
+
 def _read_database(r: Reader, node: Node, field: str) -> Database:
     m = r.mapping(
         node,
@@ -189,7 +219,7 @@ def _read_database(r: Reader, node: Node, field: str) -> Database:
         required={"service", "type", "name"},
     )
     return Database(
-        service=r.string(m["service"], f"{field}.service", SERVICE_RE, "service name"),
+        service=_read_service_template(r, m["service"], f"{field}.service"),
         type=r.choice(m["type"], f"{field}.type", DATABASE_TYPES),
         name=r.string(m["name"], f"{field}.name"),
         user=r.string(m["user"], f"{field}.user") if "user" in m else None,
@@ -228,9 +258,7 @@ def _read_backup(r: Reader, node: Node) -> Backup:
         else (),
         paths=r.strings(m["paths"], "backup.paths") if "paths" in m else (),
         volumes=r.strings(m["volumes"], "backup.volumes") if "volumes" in m else (),
-        stop=r.each(
-            m["stop"], "backup.stop", lambda n, f: r.string(n, f, SERVICE_RE, "service name")
-        )
+        stop=r.each(m["stop"], "backup.stop", lambda n, f: _read_service_template(r, n, f))
         if "stop" in m
         else (),
         expendable=r.strings(m["expendable"], "backup.expendable") if "expendable" in m else (),

@@ -335,6 +335,11 @@ def examine(runtime: Runtime, root_only: bool = False) -> DoctorReport:
     projects = runtime.projects()
     findings = collisions(found)
     for stack in state.stacks:
+        if stack.shared and stack.services is None:
+            from opskit.compose import env_services_problem
+
+            problem = env_services_problem(stack)
+            findings.append(Finding(PROBLEM, "compose profile", stack.project, stack.env, problem))
         if stack.source == "adopted":
             findings.append(
                 Finding(

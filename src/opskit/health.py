@@ -54,9 +54,10 @@ def database_checks(
     for env in context.environments:
         for database in (db for db in project.backup.databases if db.type in types):
             check = name(database)
-            container = context.running_container(env, database.service)
+            service = project.expand(database.service, env)
+            container = context.running_container(env, service)
             if container is None:
-                detail = f"no running {database.service} container"
+                detail = f"no running {service} container"
                 results.append(CheckResult(project.name, env, check, False, detail))
                 continue
             try:

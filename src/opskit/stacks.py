@@ -37,6 +37,10 @@ LIFECYCLE = {
     "build": ["build"],
     "destroy": ["down", "--remove-orphans"],
 }
+# ``destroy`` of an env that shares its compose project with other envs by profile: ``down``
+# would remove theirs too, so only the env's own containers go (with their anonymous volumes
+# when asked; named volumes no other env mounts are removed by name afterwards).
+DESTROY_SHARED = ["rm", "--stop", "--force"]
 
 SHELL = "command -v bash >/dev/null 2>&1 && exec bash || exec sh"  # what "a shell" runs
 
@@ -145,6 +149,12 @@ class Stacks:
             for p, e in scope
             if c.involves(p.name, e)
         ]
+        checks += [
+            CheckResult(p.name, e, "profile services", False, compose.env_services_problem(s))
+            for s in state.stacks
+            for p, e in scope
+            if s.project == p.name and s.env == e and s.shared and s.services is None
+        ]
         by_project: dict[str, list[str]] = {}
         projects: dict[str, Project] = {}
         for found, e in scope:
@@ -184,17 +194,42 @@ class Stacks:
     ) -> list[compose.ComposeCommand]:
         """The compose commands a lifecycle action runs, without running them.
 
-        Refuses an env whose compose project name collides with another stack's.
+        Refuses an env whose compose project name collides with another stack's. An env
+        that shares its compose project with other envs by profile acts on its own
+        services only (:func:`opskit.compose.env_commands`); its ``destroy`` never runs
+        ``down``.
         """
         project.check_env(env)
         check_service(service)
-        args = list(LIFECYCLE[action])
-        if action == "destroy" and volumes:
-            args.append("--volumes")
         if action in ("destroy", "build") and service is not None:
             raise NotFoundError(f"{action} acts on a whole environment, not on one service")
         state = self.refuse_collisions(project, [env])
-        return compose.env_commands(self.host, project, env, args, service, stacks=state.stacks)
+        shared = [
+            s
+            for s in state.stacks
+            if s.project == project.name and s.env == env and s.present and s.shared
+        ]
+        args = list(DESTROY_SHARED if action == "destroy" and shared else LIFECYCLE[action])
+        if action == "destroy" and volumes:
+            args.append("-v" if shared else "--volumes")
+        commands = compose.env_commands(self.host, project, env, args, service, stacks=state.stacks)
+        if action == "destroy" and volumes:
+            for identity in shared:
+                names = compose.own_volumes(self.host, project, identity, state.stacks)
+                existing = [n for n in names if self._volume_exists(n)]
+                if existing:
+                    argv = ("docker", "volume", "rm", *existing)
+                    commands.append(compose.ComposeCommand(argv, identity.dir))
+        return commands
+
+    def _volume_exists(self, name: str) -> bool:
+        import docker.errors
+
+        try:
+            self.host.docker().inspect_volume(name)
+        except docker.errors.NotFound:
+            return False
+        return True
 
     def lifecycle(
         self,

@@ -578,7 +578,8 @@ class FakeHost(LocalHost):
 
     def _compose(self, args: Sequence[str]) -> Reply:
         """Compose v2 on the fake engine: ``up``/``start``/``restart`` start the project's
-        (or the named service's) containers, ``stop`` stops them, ``down`` removes them."""
+        (or the named services') containers, ``stop`` stops them, ``down`` and ``rm``
+        remove them."""
         project = None
         rest = list(args)
         while rest and rest[0].startswith("-"):
@@ -591,11 +592,10 @@ class FakeHost(LocalHost):
         command, words = rest[0], [w for w in rest[1:] if not w.startswith("-")]
         if command == "version":
             return Reply(stdout="Docker Compose version v2.40.3 (fake)\n")
-        service = words[0] if words else None
         found = [
             c
             for c in self.engine.containers_
-            if c.compose_project == project and (service is None or c.service == service)
+            if c.compose_project == project and (not words or c.service in words)
         ]
         if command == "config":
             names = sorted(
@@ -607,7 +607,7 @@ class FakeHost(LocalHost):
                 container.start(self.engine.now())
             elif command == "stop":
                 container.state = "exited"
-            elif command == "down":
+            elif command in ("down", "rm"):
                 self.engine.containers_.remove(container)
         return Reply()
 
