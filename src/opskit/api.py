@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from opskit.drill import DrillResult
     from opskit.health import HealthReport
     from opskit.operations import Context
+    from opskit.operations.init import InitReport
     from opskit.promote import PromoteReport
     from opskit.rebuild import RebuildPlan
     from opskit.retention import Decision
@@ -248,6 +249,14 @@ class Ops:
         from opskit.operations import doctor
 
         return doctor.run(self._context(), doctor.Request())
+
+    def init(self, write: bool = False, backup_dir: str | None = None) -> InitReport:
+        """A ``project.yaml`` proposed for each compose project that runs and no descriptor
+        covers; with *write*, written (never over a file), then ``doctor``."""
+        from opskit.operations import init
+
+        request = init.Request(write, backup_dir) if backup_dir else init.Request(write)
+        return init.run(self._context(), request)
 
     def watch(self, now: datetime | None = None) -> WatchReport:
         """One watch pass over every project and env; *now* stands in for the clock."""
