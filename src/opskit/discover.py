@@ -299,6 +299,10 @@ def _one_template(values: Mapping[str, str]) -> str | None:
     templates = {templated(value, env) for env, value in values.items()}
     if len(templates) == 1:
         return templates.pop()
+    # an env inside a word (compose v1's "appdev" from the folder "app_dev"): the last one
+    templates = {value[::-1].replace(env[::-1], "}vne{", 1)[::-1] for env, value in values.items()}
+    if len(templates) == 1 and "{env}" in (found := templates.pop()):
+        return found
     literal = set(values.values())
     return literal.pop() if len(literal) == 1 else None
 
@@ -350,7 +354,8 @@ def _database(kind: str, container: SeenContainer) -> tuple[dict[str, Any], list
             password = root or "MYSQL_ROOT_PASSWORD"
         else:
             entry["user"] = user
-            password = "MARIADB_PASSWORD" if "MARIADB_PASSWORD" in names else "MYSQL_PASSWORD"
+            mariadb = {"MARIADB_PASSWORD", "MARIADB_PASSWORD_FILE"} & names
+            password = "MARIADB_PASSWORD" if mariadb else "MYSQL_PASSWORD"
     if password in names:
         entry["password_env"] = password
     elif f"{password}_FILE" in names:

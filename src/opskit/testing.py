@@ -737,6 +737,10 @@ class FakeContainer:
     labels: dict[str, str] = attrs.field(factory=dict)
     environment: dict[str, str] = attrs.field(factory=dict, repr=False)
     mounts: list[dict[str, Any]] = attrs.field(factory=list)
+    ports: dict[str, Any] = attrs.field(
+        factory=dict
+    )  # NetworkSettings.Ports: "8080/tcp" -> bindings
+    processes: list[str] = attrs.field(factory=list)  # the command names docker top lists
     started_at: datetime = attrs.field(factory=lambda: datetime.now(UTC) - timedelta(hours=1))
     restart_count: int = 0
 
@@ -794,6 +798,7 @@ class FakeContainer:
             "State": state,
             "Config": config,
             "Mounts": [dict(m) for m in self.mounts],
+            "NetworkSettings": {"Ports": dict(self.ports)},
         }
 
 
@@ -950,8 +955,11 @@ class FakeDocker:
         return {"LayersSize": 0, "Images": [], "Containers": [], "Volumes": [], "BuildCache": []}
 
     def top(self, ref: str, ps_args: str | None = None) -> dict[str, Any]:
-        self.find(ref)
-        return {"Titles": ["PID", "COMMAND"], "Processes": []}
+        processes = self.find(ref).processes
+        return {
+            "Titles": ["PID", "COMMAND"],
+            "Processes": [[str(i + 1), p] for i, p in enumerate(processes)],
+        }
 
     def ping(self) -> bool:
         return True
