@@ -250,12 +250,16 @@ class Ops:
 
         return doctor.run(self._context(), doctor.Request())
 
-    def init(self, write: bool = False, backup_dir: str | None = None) -> InitReport:
-        """A ``project.yaml`` proposed for each compose project that runs and no descriptor
-        covers; with *write*, written (never over a file), then ``doctor``."""
+    def init(
+        self, write: bool = False, backup_dir: str | None = None, under: str | None = None
+    ) -> InitReport:
+        """A ``project.yaml`` proposed for each compose project that runs (started from
+        *under* or below, if given) and no descriptor covers; with *write*, written (never
+        over a file), then ``doctor``."""
+        from opskit.contracts import DEFAULT_BACKUP_DIR
         from opskit.operations import init
 
-        request = init.Request(write, backup_dir) if backup_dir else init.Request(write)
+        request = init.Request(write, backup_dir or DEFAULT_BACKUP_DIR, under)
         return init.run(self._context(), request)
 
     def watch(self, now: datetime | None = None) -> WatchReport:

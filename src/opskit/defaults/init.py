@@ -31,8 +31,14 @@ def opskit_discover(candidate: Candidate) -> Proposal:
     default=None,
     help="backup.dir of the proposed descriptors (default /opt/data/backups).",
 )
+@click.option(
+    "--under",
+    metavar="DIR",
+    default=None,
+    help="Only the compose projects started from DIR or a folder below it.",
+)
 @command_options
-def init(state: CliState, write: bool, backup_dir: str | None) -> int:
+def init(state: CliState, write: bool, backup_dir: str | None, under: str | None) -> int:
     """Propose a project.yaml for every compose project that runs and no descriptor of the
     root covers: envs, compose names, services, databases, backup paths and volumes,
     probes, a nightly schedule. Every guess is commented; secrets are named, never shown.
@@ -40,7 +46,7 @@ def init(state: CliState, write: bool, backup_dir: str | None) -> int:
     doctor; exit 1 when a descriptor was not written or doctor finds a problem."""
     from opskit.output import error, info
 
-    report = state.ops.init(write=write, backup_dir=backup_dir)
+    report = state.ops.init(write=write, backup_dir=backup_dir, under=under)
     if state.json:
         state.out.json(report.as_dict())
         return 0 if report.ok else 1

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 class Request:
     write: bool = False
     backup_dir: str = DEFAULT_BACKUP_DIR
+    under: str | None = None  # only the stacks compose started from this folder or below
 
 
 @attrs.frozen
@@ -80,6 +81,10 @@ def _new(stacks: list[SeenStack], managed: set[tuple[str, str]]) -> list[SeenSta
     return [s for s in stacks if (s.compose_project, s.working_dir) not in managed]
 
 
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
 def run(ctx: Context, request: Request) -> InitReport:
     from opskit.discover import candidates, observe, render
     from opskit.doctor import examine
@@ -88,6 +93,9 @@ def run(ctx: Context, request: Request) -> InitReport:
     host = runtime.host
     stacks, loose = observe(host)
     stacks = _new(stacks, _managed(ctx))
+    if request.under is not None:
+        under = posixpath.normpath(request.under)
+        stacks = [s for s in stacks if s.working_dir and _within(s.working_dir, under)]
     found, unplaced = candidates(runtime.root, stacks, request.backup_dir)
     unplaced += [
         f"container {name} runs without compose labels (docker run?): write its descriptor by hand"
