@@ -194,7 +194,7 @@ def test_sibling_folders_outside_the_root_and_a_single_env(tmp_path: Path) -> No
     assert "dev from the folder name's suffix" in app.text
     one = descriptor(wiki)
     assert one.environments == ("prod",) and one.compose.project_name == "wiki"
-    assert "prod guessed: one env" in wiki.text
+    assert "guessed: prod as the only env" in wiki.text
 
 
 def test_bad_input_gets_a_fill_in_never_a_silent_guess(tmp_path: Path) -> None:

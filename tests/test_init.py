@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import containers_under, opskit, remove_namespaced, wait_until
 from test_backup import tree_state, volume_path
@@ -188,12 +189,18 @@ def test_init_write_gives_descriptors_doctor_accepts_and_backups_that_restore(st
         "letters",
         "shop",
     ]
-    blog = (stacks / "blog" / "project.yaml").read_text()
-    assert "project_name: " + ns("blog-{env}") in blog and PASSWORD not in blog
-    letters = (stacks / "letters" / "project.yaml").read_text()
-    assert "environments: [prod]" in letters and "files: [docker-compose.{env}.yml]" in letters
-    shop = (stacks / "shop" / "project.yaml").read_text()
-    assert f"volumes: [{ns('shop_cache_data')}]" in shop
+    blog_text = (stacks / "blog" / "project.yaml").read_text()
+    assert PASSWORD not in blog_text
+    blog, letters, shop = (
+        yaml.safe_load((stacks / name / "project.yaml").read_text())
+        for name in ("blog", "letters", "shop")
+    )
+    assert blog["plugin"] == "mdf" and blog["environments"] == ["dev", "prod"]
+    assert blog["compose"]["project_name"] == ns("blog-{env}")
+    assert blog["backup"]["volumes"] == [ns("blog-{env}_media")]
+    assert letters["environments"] == ["prod"]
+    assert letters["compose"]["files"] == ["docker-compose.{env}.yml"]
+    assert shop["backup"]["volumes"] == [ns("shop_cache_data")]
     doctor = opskit("doctor", "--root", root, "--json")
     problems = [f for f in doctor.json()["findings"] if f["severity"] == "problem"]  # type: ignore[index]
     assert doctor.returncode == 0 and not problems, problems
