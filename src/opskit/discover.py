@@ -239,7 +239,11 @@ def _place(root: str, stack: SeenStack) -> tuple[str, str, str]:
             if _env_word(word):
                 folder = home or posixpath.join(root, stack.compose_project)
                 return folder, word, "from the compose file's name"
-    return home or posixpath.join(root, stack.compose_project), "prod", "as the only env (no env in its folder, compose name or files)"
+    return (
+        home or posixpath.join(root, stack.compose_project),
+        "prod",
+        "as the only env (no env in its folder, compose name or files)",
+    )
 
 
 def candidates(
