@@ -98,7 +98,6 @@ def wordpress_env(fake: FakeHost, root: str, env: str, port: int) -> None:
 
 
 def init(fake: FakeHost, root: str, *plugins: object, write: bool = False) -> Any:
-    Path(root).mkdir(parents=True, exist_ok=True)
     with opskit.Ops(root=root, host=fake, plugins=plugin_manager(*plugins)) as ops:
         return ops.init(write=write, backup_dir=fake.path("backups"))
 
@@ -249,7 +248,6 @@ def test_write_never_replaces_a_file_and_writes_the_others(tmp_path: Path) -> No
     run_by_hand(fake, "shop-prod", f"{root}/shop/prod", "web")
     run_by_hand(fake, "wiki", f"{root}/wiki", "web")
     run_by_hand(fake, "gone", f"{root}/gone", "web", write_files=False)
-    fake.write(f"{root}/wiki/project.yaml.orig", "")  # a neighbour, left alone
     Path(root, "wiki", "project.yaml").write_text("# mine\n")
     with pytest.raises(opskit.OpskitError):  # an invalid descriptor under the root...
         init(fake, root, write=True)
@@ -263,3 +261,15 @@ def test_write_never_replaces_a_file_and_writes_the_others(tmp_path: Path) -> No
     assert report.doctor is not None and not report.ok  # refused: exit 1
     again = init(fake, root, write=True)  # shop is described now: nothing new to write
     assert [w.proposal.name for w in again.proposals] == ["gone"]
+
+
+def test_write_on_a_server_whose_root_does_not_exist_yet(tmp_path: Path) -> None:
+    fake = FakeHost(tmp_path)
+    run_by_hand(fake, "wiki", fake.path("srv/wiki"), "web")
+    root = fake.path("opt/data")
+    report = init(fake, root, write=True)
+    assert [w.outcome for w in report.proposals] == ["written"]
+    project = descriptor(report.proposals[0])
+    assert project.compose.dir == fake.path("srv/wiki")
+    assert Path(root, "wiki", "project.yaml").read_text() == report.proposals[0].text
+    assert report.doctor is not None

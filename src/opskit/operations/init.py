@@ -13,7 +13,7 @@ from opskit.contracts import DEFAULT_BACKUP_DIR
 from opskit.operations import Context
 
 if TYPE_CHECKING:
-    from opskit.contracts import Proposal, SeenStack
+    from opskit.contracts import Project, Proposal, SeenStack
     from opskit.doctor import DoctorReport
 
 
@@ -69,9 +69,15 @@ class InitReport:
         }
 
 
+def _projects(ctx: Context) -> list[Project]:
+    """The root's projects; none when the root does not exist yet (a new server)."""
+    runtime = ctx.runtime
+    return runtime.projects() if runtime.host.exists(runtime.root) else []
+
+
 def _managed(ctx: Context) -> set[tuple[str, str]]:
     """(compose project name, folder) of every stack the root's descriptors already name."""
-    if not ctx.runtime.projects():
+    if not _projects(ctx):
         return set()
     state = ctx.runtime.stacks.compose_state()
     return {(s.name, posixpath.normpath(s.dir)) for s in state.stacks if s.present}
@@ -101,7 +107,7 @@ def run(ctx: Context, request: Request) -> InitReport:
         f"container {name} runs without compose labels (docker run?): write its descriptor by hand"
         for name in loose
     ]
-    taken = {p.name for p in runtime.projects()}
+    taken = {p.name for p in _projects(ctx)}
     results = []
     for candidate in found:
         proposal = runtime.plugins.discover(candidate)
