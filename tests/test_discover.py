@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 import opskit
 import opskit_mdf
+from opskit.cli import create_cli
 from opskit.descriptor import DescriptorSource, parse_descriptor
 from opskit.testing import FakeContainer, FakeHost, plugin_manager
 
@@ -273,3 +275,36 @@ def test_write_on_a_server_whose_root_does_not_exist_yet(tmp_path: Path) -> None
     assert project.compose.dir == fake.path("srv/wiki")
     assert Path(root, "wiki", "project.yaml").read_text() == report.proposals[0].text
     assert report.doctor is not None
+
+
+def init_command(fake: FakeHost, root: str, *args: str) -> Any:
+    """``opskit init ARGS`` in this process, on the fake host."""
+    cli = create_cli(plugin_manager())
+    state = cli.context_settings["obj"]
+    state.root, state.host = root, fake
+    args = ("init", "--backup-dir", fake.path("backups"), *args)
+    return CliRunner().invoke(cli, args, standalone_mode=False)  # return_value: the exit code
+
+
+def test_the_command_prints_yaml_and_refuses_with_one_error_line_each(tmp_path: Path) -> None:
+    fake = FakeHost(tmp_path)
+    root = fake.path("root")
+    fake.container(project="", env="", service="", name="by-docker-run").labels = {}
+    run_by_hand(fake, "wiki", f"{root}/wiki", "web", environment={"API_TOKEN": SECRET})
+    run_by_hand(fake, "gone", f"{root}/gone", "web", write_files=False)
+    shown = init_command(fake, root)
+    assert shown.exit_code == 0 and shown.return_value == 0, shown.output
+    assert shown.stdout.startswith("# fill in: container by-docker-run runs without compose")
+    documents = list(yaml.safe_load_all(shown.stdout))
+    assert [d["name"] for d in documents] == ["gone", "wiki"]  # valid YAML, one per project
+    assert SECRET not in shown.output
+    written = init_command(fake, root, "--write")
+    assert written.return_value == 1
+    errors = [line for line in written.stderr.splitlines() if line.startswith("[error]")]
+    assert errors == [
+        f"[error] init: gone: not written: fill in first: no compose file in {root}/gone for "
+        f"prod ({root}/gone/compose.yaml): the stack was started from files that are gone"
+    ]
+    assert f"wrote {root}/wiki/project.yaml" in written.stderr
+    assert "Traceback" not in written.output
+    assert Path(root, "wiki", "project.yaml").exists()
