@@ -81,6 +81,7 @@ def wordpress_env(fake: FakeHost, root: str, env: str, port: int) -> None:
                 {"HostIp": "::", "HostPort": str(port)},
             ]
         },
+        health_test=["CMD-SHELL", "curl -fsS http://localhost/wp-login.php || exit 1"],
     )
     run_by_hand(
         fake,
@@ -96,7 +97,7 @@ def wordpress_env(fake: FakeHost, root: str, env: str, port: int) -> None:
         ],
         ports={"3306/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port + 100)}]},
     )
-    fake.http(f"http://127.0.0.1:{port}/", 302)
+    fake.http(f"http://127.0.0.1:{port}/wp-login.php", 200)
 
 
 def init(fake: FakeHost, root: str, *plugins: object, write: bool = False) -> Any:
@@ -131,8 +132,8 @@ def test_envs_from_folder_names_with_database_volumes_mounts_and_probes(tmp_path
     assert project.backup.volumes == ("blog-{env}_media",)
     assert project.backup.paths == ("{env}/wp-content",)
     assert [(p.service, p.http, p.expect, p.environments) for p in project.health] == [
-        ("web", "http://127.0.0.1:28001/", 302, ("dev",)),
-        ("web", "http://127.0.0.1:28002/", 302, ("prod",)),
+        ("web", "http://127.0.0.1:28001/wp-login.php", 200, ("dev",)),
+        ("web", "http://127.0.0.1:28002/wp-login.php", 200, ("prod",)),
     ]
     assert not fake.ran(["curl"])  # the MariaDB port was never asked for HTTP
     assert project.backup.schedule and project.backup.retention.keep_daily == 7
@@ -141,7 +142,7 @@ def test_envs_from_folder_names_with_database_volumes_mounts_and_probes(tmp_path
     assert "environments: [dev, prod]  # guessed: dev from the folder name" in text
     assert "project_name: blog-{env}  # pinned to what runs" in text
     assert "a mariadb server runs in db (from its server process)" in text
-    assert "it answered 302 when init looked" in text
+    assert "it answered 200 when init looked (at the path its healthcheck asks)" in text
     assert "plugin: mdf  # WordPress (web) with MariaDB" in text
     assert SECRET not in text and SECRET not in repr(report.as_dict())
 

@@ -559,6 +559,7 @@ class SeenPort:
     host_port: int
     container_port: int
     status: int | None = None
+    path: str = "/"  # the path asked: the one the container's healthcheck asks on that port
 
 
 @attrs.frozen

@@ -151,13 +151,25 @@ def _seen_container(
         env_names=tuple(sorted(env)),
         settings={k: env[k] for k in SETTINGS if env.get(k)},
         mounts=tuple(dict(m) for m in data.get("Mounts") or []),
-        ports=tuple(_ports(host, data, skip=bool(_database_kind(processes, "")))),
+        ports=tuple(_ports(host, data, _health_paths(test), bool(_database_kind(processes, "")))),
         healthcheck_seconds=interval,
     )
 
 
-def _ports(host: Host, data: Mapping[str, Any], skip: bool) -> Iterable[SeenPort]:
-    """The container's published TCP ports, each asked once with an HTTP GET."""
+def _health_paths(test: Sequence[str]) -> dict[int, str]:
+    """Container port -> the path a healthcheck asks there (``wget http://127.0.0.1:8080/up``)."""
+    found: dict[int, str] = {}
+    pattern = r"https?://(?:localhost|127\.0\.0\.1|0\.0\.0\.0)(?::(\d+))?(/[^\s'\"]*)?"
+    for match in re.finditer(pattern, " ".join(str(word) for word in test[1:])):
+        found.setdefault(int(match.group(1) or 80), match.group(2) or "/")
+    return found
+
+
+def _ports(
+    host: Host, data: Mapping[str, Any], paths: Mapping[int, str], skip: bool
+) -> Iterable[SeenPort]:
+    """The container's published TCP ports, each asked once with an HTTP GET (at the path
+    its healthcheck asks, else ``/``)."""
     published = (data.get("NetworkSettings") or {}).get("Ports") or {}
     done = set()
     for spec, bindings in sorted(published.items()):
@@ -171,10 +183,10 @@ def _ports(host: Host, data: Mapping[str, Any], skip: bool) -> Iterable[SeenPort
             done.add(host_port)
             ip = str(binding.get("HostIp") or "")
             ip = "127.0.0.1" if ip in ("", "0.0.0.0", "::") else ip
-            status = None
+            status, path = None, paths.get(int(port), "/")
             if not skip and int(port) not in NOT_HTTP:
-                status = _http_status(host, f"http://{_host_part(ip)}:{host_port}/")
-            yield SeenPort(ip, host_port, int(port), status)
+                status = _http_status(host, f"http://{_host_part(ip)}:{host_port}{path}")
+            yield SeenPort(ip, host_port, int(port), status, path)
 
 
 def _host_part(ip: str) -> str:
@@ -479,7 +491,7 @@ def _health(candidate: Candidate, p: Proposal) -> dict[str, Any]:
             for port in container.ports:
                 if port.status is None:
                     continue
-                url = f"http://{_host_part(port.host_ip)}:{port.host_port}/"
+                url = f"http://{_host_part(port.host_ip)}:{port.host_port}{port.path}"
                 probes.append(
                     {
                         "service": container.service,
@@ -491,7 +503,8 @@ def _health(candidate: Candidate, p: Proposal) -> dict[str, Any]:
                 p.guess(
                     f"health.probes[{len(probes) - 1}]",
                     f"guessed: {container.service} publishes port {port.container_port}; "
-                    f"it answered {port.status} when init looked",
+                    f"it answered {port.status} when init looked"
+                    + (" (at the path its healthcheck asks)" if port.path != "/" else ""),
                 )
     health: dict[str, Any] = {}
     if intervals:

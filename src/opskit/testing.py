@@ -741,6 +741,7 @@ class FakeContainer:
         factory=dict
     )  # NetworkSettings.Ports: "8080/tcp" -> bindings
     processes: list[str] = attrs.field(factory=list)  # the command names docker top lists
+    health_test: list[str] = attrs.field(factory=lambda: ["CMD", "true"])
     started_at: datetime = attrs.field(factory=lambda: datetime.now(UTC) - timedelta(hours=1))
     restart_count: int = 0
 
@@ -791,7 +792,10 @@ class FakeContainer:
                     {"Start": stamp, "End": stamp, "ExitCode": code, "Output": self.health_output}
                 )
             state["Health"] = {"Status": self.health, "Log": log}
-            config["Healthcheck"] = {"Test": ["CMD", "true"], "Interval": int(self.interval * 1e9)}
+            config["Healthcheck"] = {
+                "Test": list(self.health_test),
+                "Interval": int(self.interval * 1e9),
+            }
         return {
             "Id": self.id,
             "Name": f"/{self.name}",
