@@ -309,3 +309,6 @@ def test_the_command_prints_yaml_and_refuses_with_one_error_line_each(tmp_path: 
     assert f"wrote {root}/wiki/project.yaml" in written.stderr
     assert "Traceback" not in written.output
     assert Path(root, "wiki", "project.yaml").exists()
+    with opskit.Ops(root=root, host=fake, plugins=plugin_manager()) as ops:
+        elsewhere = ops.init(under=fake.path("srv"))  # nothing runs there
+    assert elsewhere.proposals == () and elsewhere.unplaced == ()

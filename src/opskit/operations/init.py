@@ -102,6 +102,7 @@ def run(ctx: Context, request: Request) -> InitReport:
     if request.under is not None:
         under = posixpath.normpath(request.under)
         stacks = [s for s in stacks if s.working_dir and _within(s.working_dir, under)]
+        loose = []  # no compose labels: where they were started from is not known
     found, unplaced = candidates(runtime.root, stacks, request.backup_dir)
     unplaced += [
         f"container {name} runs without compose labels (docker run?): write its descriptor by hand"
