@@ -12,6 +12,7 @@ import attrs
 import opskit
 from opskit import hookimpl, hookspecs
 from opskit.components import BackupContext, Component, DatabaseDump
+from opskit.contracts import Candidate, Proposal, SeenContainer, SeenStack
 from opskit.descriptor import Database, DescriptorSource, Project, parse_descriptor
 from opskit.host import LocalHost
 from opskit.promote import GitPromoter, Preview, PromoteContext, Promoter
@@ -141,3 +142,32 @@ def test_backup_components_of_the_descriptor_come_first_then_plugins() -> None:
     context = BackupContext(LocalHost(), shop, "dev", ())
     keys = [c.key for c in plugins.backup_components(context)]
     assert keys == ["db-db-wp", "path-uploads", "db-notes-notes"]
+
+
+class Acme:
+    """Recognises its own stack (an acme image) and amends the core's proposal."""
+
+    @hookimpl
+    def opskit_discover(self, candidate: Candidate) -> Proposal | None:
+        from opskit.discover import propose
+
+        running = [c for stack in candidate.envs.values() for c in stack.containers]
+        if not any(c.image.startswith("acme/") for c in running):
+            return None
+        proposal = propose(candidate)
+        proposal.data = {"name": proposal.data.pop("name"), "plugin": "acme", **proposal.data}
+        return proposal
+
+
+def test_a_plugin_recognises_its_stack_and_the_core_proposes_the_others() -> None:
+    def candidate(image: str) -> Candidate:
+        web = SeenContainer(name="x-web-1", service="web", image=image)
+        stack = SeenStack("x", "/r/x", ("/r/x/compose.yaml",), containers=(web,))
+        return Candidate(name="x", folder="/r/x", envs={"prod": stack})
+
+    plugins = plugin_manager(Acme())
+    mine = plugins.discover(candidate("acme/shop:2"))
+    other = plugins.discover(candidate("nginx:1"))
+    assert mine is not None and mine.data["plugin"] == "acme"
+    assert other is not None and "plugin" not in other.data
+    assert other.data["compose"] == {"files": ["compose.yaml"], "project_name": "x"}

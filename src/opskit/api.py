@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from opskit.drill import DrillResult
     from opskit.health import HealthReport
     from opskit.operations import Context
+    from opskit.operations.init import InitReport
     from opskit.promote import PromoteReport
     from opskit.rebuild import RebuildPlan
     from opskit.retention import Decision
@@ -249,6 +250,18 @@ class Ops:
         from opskit.operations import doctor
 
         return doctor.run(self._context(), doctor.Request(root_only))
+
+    def init(
+        self, write: bool = False, backup_dir: str | None = None, under: str | None = None
+    ) -> InitReport:
+        """A ``project.yaml`` proposed for each compose project that runs (started from
+        *under* or below, if given) and no descriptor covers; with *write*, written (never
+        over a file), then ``doctor``."""
+        from opskit.contracts import DEFAULT_BACKUP_DIR
+        from opskit.operations import init
+
+        request = init.Request(write, backup_dir or DEFAULT_BACKUP_DIR, under)
+        return init.run(self._context(), request)
 
     def watch(self, now: datetime | None = None, *, coverage: bool = False) -> WatchReport:
         """One watch pass over every project and env; *now* stands in for the clock;

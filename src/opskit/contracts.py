@@ -12,6 +12,8 @@ nothing of the engines, so a plugin (or an engine) that needs a type imports it 
 - sync: :class:`SyncContext`, :class:`Transform`;
 - promote: :class:`PromoteContext`, :class:`Promoter` (and its :class:`Preview`);
 - offsite: :class:`Repository`;
+- init: what runs (:class:`SeenContainer`, :class:`SeenStack`), grouped into a
+  :class:`Candidate` project, and the :class:`Proposal` a plugin makes of it;
 - watching: :class:`Event` (the kinds are in :mod:`opskit.events`), :data:`Meter`.
 """
 
@@ -543,6 +545,91 @@ class Repository:
     url: str  # restic's --repo, e.g. "sftp://user@host:22/srv/restic" or "rclone:remote:path"
     # Added to restic's environment (credentials travel here, never in argv or logs).
     env: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+
+
+# -------------------------------------------------------------------------
+# init: descriptors proposed from what runs
+# -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class SeenPort:
+    """A published port, and what an HTTP GET of it answered when init looked (None:
+    no HTTP answer)."""
+
+    host_ip: str
+    host_port: int
+    container_port: int
+    status: int | None = None
+    path: str = "/"  # the path asked: the one the container's healthcheck asks on that port
+
+
+@attrs.frozen
+class SeenContainer:
+    """One running container of a compose stack, as ``opskit init`` reads it. Secrets
+    never get here: of the container's environment only the variable *names* are kept,
+    and the values of the few that name a database or its user (:attr:`settings`)."""
+
+    name: str
+    service: str
+    image: str
+    processes: tuple[str, ...] = ()  # the command names ``docker top`` lists
+    env_names: tuple[str, ...] = ()
+    settings: Mapping[str, str] = attrs.field(factory=dict)  # MYSQL_DATABASE, POSTGRES_USER, ...
+    mounts: tuple[
+        Mapping[str, Any], ...
+    ] = ()  # Docker's Mounts: Type, Name, Source, Destination, RW
+    ports: tuple[SeenPort, ...] = ()
+    healthcheck_seconds: float | None = None  # the healthcheck's interval; None: no healthcheck
+
+
+@attrs.frozen
+class SeenStack:
+    """One compose project as its containers' labels tell it."""
+
+    compose_project: str
+    working_dir: str  # "" when compose left no working-dir label (old compose)
+    config_files: tuple[str, ...]  # absolute, as compose recorded them
+    env_file: str | None = None  # the env file compose v2 recorded, absolute
+    containers: tuple[SeenContainer, ...] = ()
+    files_exist: bool = True  # every compose file is still on the disk
+
+
+@attrs.frozen
+class Candidate:
+    """What runs, grouped into one would-be project: its envs' stacks, in order."""
+
+    name: str  # the proposed project name
+    folder: str  # the project folder (where project.yaml goes), under the root
+    envs: Mapping[str, SeenStack]
+    index: int = 0  # the candidate's position (spreads the nightly backups)
+    notes: Mapping[str, str] = attrs.field(factory=dict)  # field -> how it was guessed
+    backup_dir: str = DEFAULT_BACKUP_DIR
+
+
+@attrs.define
+class Proposal:
+    """A proposed ``project.yaml``: the descriptor as plain data, a comment per guessed
+    field (dotted path -> text; ``""`` is the head of the file), and *blockers*: what must
+    be filled in before the file can be written."""
+
+    name: str
+    folder: str
+    data: dict[str, Any]
+    comments: dict[str, str] = attrs.field(factory=dict)
+    blockers: list[str] = attrs.field(factory=list)
+
+    def guess(self, field: str, text: str) -> None:
+        """Note how *field* was guessed (appended to what is already said of it)."""
+        old = self.comments.get(field)
+        self.comments[field] = f"{old}; {text}" if old else text
+
+    def fill_in(self, field: str, text: str, blocking: bool = False) -> None:
+        """Say what the user must fill in at *field*; *blocking*: the file is not
+        written until they did."""
+        self.guess(field, f"fill in: {text}")
+        if blocking:
+            self.blockers.append(text)
 
 
 # -------------------------------------------------------------------------

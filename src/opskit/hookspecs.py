@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from opskit.contracts import (
         BackupContext,
+        Candidate,
         CheckResult,
         Component,
         DescriptorSource,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
         HealthContext,
         Project,
         Promoter,
+        Proposal,
         Repository,
         SyncContext,
         Transform,
@@ -65,6 +67,28 @@ def opskit_project_handler(project: Project) -> str | None:
 
     :param project: the validated descriptor.
     :return: the handler's name (e.g. ``"mdf"``), or None to leave it to others.
+    """
+
+
+@hookspec(firstresult=True)
+def opskit_discover(candidate: Candidate) -> Proposal | None:
+    """Propose the ``project.yaml`` of a stack found running: recognise your own stack.
+
+    Called by ``opskit init`` (and :meth:`opskit.Ops.init`) once for each project it
+    grouped from the running compose projects (their labels, ``docker top`` and
+    ``docker inspect``). Stops at first non-None result. The built-in init plugin answers
+    last (``trylast``) with the core's generic proposal,
+    :func:`opskit.discover.propose` (envs, compose names, services, databases, backup
+    paths and volumes, probes, a nightly schedule); a project plugin answers first for
+    the stacks it recognises, usually by amending that proposal (``opskit_mdf`` sets
+    ``plugin: mdf`` for WordPress + MariaDB).
+
+    :param candidate: the would-be project: its name, folder and each env's
+        :class:`opskit.contracts.SeenStack`. Secrets are not in it: environment variables
+        come as names only.
+    :return: a :class:`opskit.contracts.Proposal` (the descriptor as data, with a comment
+        on every guess and a ``fill in`` for what it could not tell), or None to leave it
+        to others. Never put a secret's value in it: name the env variable that holds it.
     """
 
 

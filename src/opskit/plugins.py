@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import click
 
     from opskit.components import BackupContext, Component
+    from opskit.contracts import Candidate, Proposal
     from opskit.descriptor import DescriptorSource, Project
     from opskit.events import Event
     from opskit.health import CheckResult, HealthContext
@@ -45,6 +46,7 @@ DEFAULT_PLUGINS = (
     "opskit.defaults.offsite",
     "opskit.defaults.serve",
     "opskit.defaults.backup_schedule",
+    "opskit.defaults.init",
 )
 
 
@@ -230,6 +232,10 @@ class Plugins:
     def discover_projects(self, root: str, host: Host) -> list[DescriptorSource]:
         results = self.pm.hook.opskit_discover_projects(root=root, host=host)
         return [source for result in results if result for source in result]
+
+    def discover(self, candidate: Candidate) -> Proposal | None:
+        result: Proposal | None = self.pm.hook.opskit_discover(candidate=candidate)
+        return result
 
     def project_handler(self, project: Project) -> str | None:
         result: str | None = self.pm.hook.opskit_project_handler(project=project)

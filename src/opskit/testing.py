@@ -737,6 +737,11 @@ class FakeContainer:
     labels: dict[str, str] = attrs.field(factory=dict)
     environment: dict[str, str] = attrs.field(factory=dict, repr=False)
     mounts: list[dict[str, Any]] = attrs.field(factory=list)
+    ports: dict[str, Any] = attrs.field(
+        factory=dict
+    )  # NetworkSettings.Ports: "8080/tcp" -> bindings
+    processes: list[str] = attrs.field(factory=list)  # the command names docker top lists
+    health_test: list[str] = attrs.field(factory=lambda: ["CMD", "true"])
     started_at: datetime = attrs.field(factory=lambda: datetime.now(UTC) - timedelta(hours=1))
     restart_count: int = 0
 
@@ -787,13 +792,17 @@ class FakeContainer:
                     {"Start": stamp, "End": stamp, "ExitCode": code, "Output": self.health_output}
                 )
             state["Health"] = {"Status": self.health, "Log": log}
-            config["Healthcheck"] = {"Test": ["CMD", "true"], "Interval": int(self.interval * 1e9)}
+            config["Healthcheck"] = {
+                "Test": list(self.health_test),
+                "Interval": int(self.interval * 1e9),
+            }
         return {
             "Id": self.id,
             "Name": f"/{self.name}",
             "State": state,
             "Config": config,
             "Mounts": [dict(m) for m in self.mounts],
+            "NetworkSettings": {"Ports": dict(self.ports)},
         }
 
 
@@ -950,8 +959,11 @@ class FakeDocker:
         return {"LayersSize": 0, "Images": [], "Containers": [], "Volumes": [], "BuildCache": []}
 
     def top(self, ref: str, ps_args: str | None = None) -> dict[str, Any]:
-        self.find(ref)
-        return {"Titles": ["PID", "COMMAND"], "Processes": []}
+        processes = self.find(ref).processes
+        return {
+            "Titles": ["PID", "COMMAND"],
+            "Processes": [[str(i + 1), p] for i, p in enumerate(processes)],
+        }
 
     def ping(self) -> bool:
         return True

@@ -16,6 +16,7 @@ from opskit.plugins import hookimpl
 if TYPE_CHECKING:
     from opskit.archive import Archive
     from opskit.compose import ComposeCommand
+    from opskit.doctor import DoctorReport
     from opskit.output import Cell
 
 STATE_STYLES = {
@@ -335,13 +336,18 @@ def doctor(state: CliState, root_only: bool) -> int:
     if state.json:
         state.out.json(report.as_dict())
     else:
-        styles = {"problem": "red", "warning": "yellow", "note": ""}
-        rows: list[list[Cell]] = [
-            [(f.severity, styles[f.severity]), f.project or "-", f.environment or "-", f.message]
-            for f in report.findings
-        ]
-        state.out.table(["severity", "project", "env", "finding"], rows)
+        show_doctor(state, report)
     return 0 if report.ok else 1
+
+
+def show_doctor(state: CliState, report: DoctorReport) -> None:
+    """doctor's findings as a table (``doctor``, and ``init --write`` after it wrote)."""
+    styles = {"problem": "red", "warning": "yellow", "note": ""}
+    rows: list[list[Cell]] = [
+        [(f.severity, styles[f.severity]), f.project or "-", f.environment or "-", f.message]
+        for f in report.findings
+    ]
+    state.out.table(["severity", "project", "env", "finding"], rows)
 
 
 LIFECYCLE_HELP = {

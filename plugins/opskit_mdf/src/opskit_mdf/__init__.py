@@ -13,6 +13,10 @@ Sync: the WordPress database is rewritten with the core's transform (``sync.repl
 PHP-serialized and JSON-escaped values included), but the ``guid`` column of posts is
 left alone: WordPress uses it as a permanent identifier, not as a link.
 
+Init: a running stack with a WordPress service (its image, or the ``WORDPRESS_DB_*``
+variables the official image reads) and a MariaDB/MySQL server is proposed with
+``plugin: mdf`` (``opskit_discover``).
+
 Health: each env's WordPress database answers and carries the env's own site URL
 (``sync.replace``): a dev site pointing at the prod URL is the classic mistake after
 copying data down.
@@ -27,10 +31,12 @@ from opskit import hookimpl
 if TYPE_CHECKING:
     from opskit.contracts import (
         BackupContext,
+        Candidate,
         CheckResult,
         Component,
         HealthContext,
         Project,
+        Proposal,
         SyncContext,
         Transform,
     )
@@ -42,6 +48,26 @@ SITEURL_SQL = "SELECT option_value FROM wp_options WHERE option_name = 'siteurl'
 @hookimpl
 def opskit_project_handler(project: Project) -> str | None:
     return NAME if project.plugin == NAME else None
+
+
+def _wordpress(image: str, env_names: tuple[str, ...]) -> bool:
+    return "wordpress" in image.lower() or any(n.startswith("WORDPRESS_DB_") for n in env_names)
+
+
+@hookimpl
+def opskit_discover(candidate: Candidate) -> Proposal | None:
+    from opskit.databases import MARIADB_TYPES
+    from opskit.discover import database_kind, propose
+
+    running = [c for stack in candidate.envs.values() for c in stack.containers]
+    sites = sorted({c.service for c in running if _wordpress(c.image, c.env_names)})
+    if not sites or not any(database_kind(c) in MARIADB_TYPES for c in running):
+        return None
+    proposal = propose(candidate)
+    name = proposal.data.pop("name")
+    proposal.data = {"name": name, "plugin": NAME, **proposal.data}
+    proposal.guess("plugin", f"WordPress ({', '.join(sites)}) with MariaDB: the mdf plugin")
+    return proposal
 
 
 @hookimpl

@@ -1,0 +1,229 @@
+"""``opskit init`` on a root with no descriptors, against the real engine: stacks started
+by hand with ``docker compose -p`` (a WordPress-like web + MariaDB in env folders, an
+app + PostgreSQL whose env is in its compose name, a web + cache with one env). ``init
+--write`` gives descriptors with which ``doctor`` is clean, every env backs up, and a
+restore gives the same data back."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import containers_under, opskit, remove_namespaced, wait_until
+from test_backup import tree_state, volume_path
+from testroot import compose, free_ports, ns
+
+pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parent.parent
+STACKS = REPO / "examples" / "root" / "_stacks"
+SEED = REPO / "examples" / "root" / "mdf" / "dev" / "seed" / "wordpress.sql"
+PASSWORD = "init-secret-pw"
+CHECK = "interval: 2s, timeout: 10s"
+
+BLOG = f"""\
+services:
+  web:
+    init: true
+    image: opskit-test/web:1
+    command: ["httpd", "-f", "-p", "8080", "-h", "/srv"]
+    ports: ["127.0.0.1:${{WEB_PORT}}:8080"]
+    environment: {{WORDPRESS_DB_HOST: db, WORDPRESS_DB_PASSWORD: "${{MYSQL_ROOT_PASSWORD}}"}}
+    volumes: ["./wp-content:/srv/wp-content", "{STACKS}/index.html:/srv/index.html:ro", "media:/srv/media"]
+    healthcheck: {{test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"], {CHECK}, retries: 3}}
+  db:
+    init: true
+    image: opskit-test/db:1
+    command: ["/stacks/mariadb.sh"]
+    environment: {{MYSQL_ROOT_PASSWORD: "${{MYSQL_ROOT_PASSWORD}}", MYSQL_DATABASE: wordpress}}
+    volumes: ["db_data:/var/lib/mysql", "{STACKS}:/stacks:ro", "{SEED.parent}:/seed:ro"]
+    healthcheck: {{test: ["CMD", "mariadb-admin", "ping", "--silent"], {CHECK}, retries: 30}}
+volumes:
+  db_data: {{}}
+  media: {{}}
+"""
+
+LETTERS = f"""\
+services:
+  app:
+    init: true
+    image: opskit-test/web:1
+    command: ["httpd", "-f", "-p", "8000", "-h", "/srv"]
+    ports: ["127.0.0.1:${{APP_PORT}}:8000"]
+    environment: {{DATABASE_URL_FILE: /run/secrets/db}}
+    volumes: ["./uploads:/srv/uploads", "{STACKS}/index.html:/srv/index.html:ro"]
+    healthcheck: {{test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8000/"], {CHECK}, retries: 3}}
+  db:
+    init: true
+    image: opskit-test/db:1
+    command: ["/stacks/postgres.sh"]
+    environment: {{POSTGRES_PASSWORD: "${{POSTGRES_PASSWORD}}", POSTGRES_DB: letters}}
+    volumes: ["pg_data:/var/lib/postgresql/data", "{STACKS}:/stacks:ro"]
+    healthcheck: {{test: ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", "postgres"], {CHECK}, retries: 30}}
+volumes:
+  pg_data: {{}}
+"""
+
+SHOP = f"""\
+services:
+  web:
+    init: true
+    image: opskit-test/web:1
+    command: ["httpd", "-f", "-p", "8080", "-h", "/srv"]
+    ports: ["127.0.0.1:${{WEB_PORT}}:8080"]
+    volumes: ["{STACKS}/index.html:/srv/index.html:ro"]
+    healthcheck: {{test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"], {CHECK}, retries: 3}}
+  cache:
+    init: true
+    image: opskit-test/web:1
+    command: ["sh", "-c", "exec sleep 2147483647"]
+    volumes: ["cache_data:/data"]
+volumes:
+  cache_data: {{}}
+"""
+
+
+def up(folder: Path, name: str, file: str) -> None:
+    """``docker compose -p NAME -f FILE up -d`` in *folder*, as a user does by hand."""
+    done = subprocess.run(
+        [*compose(), "-p", name, "-f", file, "up", "-d"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    base = tmp_path_factory.mktemp("init")
+    root = base / "root"
+    ports = iter(free_ports(4))
+    for env in ("dev", "prod"):
+        folder = root / "blog" / env
+        (folder / "wp-content" / "themes").mkdir(parents=True)
+        (folder / "wp-content" / "themes" / "style.css").write_text(f"/* blog {env} */\n")
+        (folder / "docker-compose.yml").write_text(BLOG)
+        (folder / ".env").write_text(f"MYSQL_ROOT_PASSWORD={PASSWORD}\nWEB_PORT={next(ports)}\n")
+    letters = root / "letters"
+    (letters / "uploads").mkdir(parents=True)
+    (letters / "uploads" / "letter.txt").write_text("Dear reader\n")
+    (letters / "docker-compose.prod.yml").write_text(LETTERS)
+    (letters / ".env").write_text(f"POSTGRES_PASSWORD={PASSWORD}\nAPP_PORT={next(ports)}\n")
+    shop = root / "shop"
+    shop.mkdir()
+    (shop / "compose.yaml").write_text(SHOP)
+    (shop / ".env").write_text(f"WEB_PORT={next(ports)}\n")
+    (root / "opskit.yaml").write_text(f"state_dir: {base / 'state'}\n")
+    try:
+        up(root / "blog" / "dev", ns("blog-dev"), "docker-compose.yml")
+        up(root / "blog" / "prod", ns("blog-prod"), "docker-compose.yml")
+        up(letters, ns("letters-prod"), "docker-compose.prod.yml")
+        up(shop, ns("shop"), "compose.yaml")
+        wait_until(lambda: all_healthy(root), timeout=240, what="the hand-started stacks")
+        yield root
+    finally:
+        remove_namespaced(containers_under(root))
+
+
+def all_healthy(root: Path) -> bool:
+    ids = containers_under(root)
+    states = subprocess.run(
+        [
+            "docker",
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+            *ids,
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.split("\n")
+    return len(ids) == 8 and all(s.strip() in ("running healthy", "running") for s in states if s)
+
+
+def rows(root: Path, statement: str) -> str:
+    script = 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mariadb -uroot -N -B wordpress -e "$1"'
+    run = opskit(
+        "exec", "blog", "prod", "db", "--root", str(root), "--", "sh", "-c", script, "sh", statement
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def fingerprints(root: Path) -> dict[str, object]:
+    """blog prod's data: each table's rows hashed, and the files of its bind mount and volume."""
+    tables = rows(root, "SHOW TABLES").split()
+    return {
+        "tables": {
+            t: hashlib.sha256(rows(root, f"SELECT * FROM {t} ORDER BY 1").encode()).hexdigest()
+            for t in tables
+        },
+        "wp-content": tree_state(root / "blog" / "prod" / "wp-content"),
+        "media": tree_state(volume_path(ns("blog-prod_media"))),
+    }
+
+
+def test_init_write_gives_descriptors_doctor_accepts_and_backups_that_restore(stacks: Path) -> None:
+    root = str(stacks)
+    backups = str(stacks.parent / "backups")
+    where = ("--root", root, "--under", root, "--backup-dir", backups)
+    shown = opskit("init", *where)
+    assert shown.returncode == 0, shown.stderr
+    assert "name: blog" in shown.stdout and "plugin: mdf" in shown.stdout
+    assert "password_env: MYSQL_ROOT_PASSWORD" in shown.stdout
+    assert "password_env: POSTGRES_PASSWORD" in shown.stdout
+    assert PASSWORD not in shown.stdout + shown.stderr
+    assert not list(stacks.glob("*/project.yaml"))  # nothing written without --write
+
+    written = opskit("init", *where, "--write")
+    assert written.returncode == 0, written.stdout + written.stderr
+    assert "problem" not in written.stdout, written.stdout  # doctor: nothing unbacked, no collision
+    assert sorted(p.parent.name for p in stacks.glob("*/project.yaml")) == [
+        "blog",
+        "letters",
+        "shop",
+    ]
+    blog_text = (stacks / "blog" / "project.yaml").read_text()
+    assert PASSWORD not in blog_text
+    blog, letters, shop = (
+        yaml.safe_load((stacks / name / "project.yaml").read_text())
+        for name in ("blog", "letters", "shop")
+    )
+    assert blog["plugin"] == "mdf" and blog["environments"] == ["dev", "prod"]
+    assert blog["compose"]["project_name"] == ns("blog-{env}")
+    assert blog["backup"]["volumes"] == [ns("blog-{env}_media")]
+    assert letters["environments"] == ["prod"]
+    assert letters["compose"]["files"] == ["docker-compose.{env}.yml"]
+    assert shop["backup"]["volumes"] == [ns("shop_cache_data")]
+    doctor = opskit("doctor", "--root", root, "--json")
+    problems = [f for f in doctor.json()["findings"] if f["severity"] == "problem"]  # type: ignore[index]
+    assert doctor.returncode == 0 and not problems, problems
+    again = opskit("init", *where, "--write")  # every stack is described now
+    assert again.returncode == 0 and not again.stdout.strip(), again.stdout + again.stderr
+
+    backed = opskit("backup", "--all", "--root", root, timeout=600)
+    assert backed.returncode == 0, backed.stderr
+    for project, env in (("blog", "dev"), ("blog", "prod"), ("letters", "prod"), ("shop", "prod")):
+        assert [p for p in Path(backups, project, env).iterdir() if not p.name.startswith(".")], (
+            project,
+            env,
+        )
+
+    before = fingerprints(stacks)
+    rows(
+        stacks,
+        "DELETE FROM wp_posts; UPDATE wp_options SET option_value = 'x' WHERE option_name = 'blogname'",
+    )
+    (stacks / "blog" / "prod" / "wp-content" / "themes" / "style.css").write_text("changed\n")
+    media = volume_path(ns("blog-prod_media"))
+    (media / "added.jpg").write_bytes(b"JFIF")
+    assert fingerprints(stacks) != before
+    restored = opskit("restore", "blog", "prod", "--latest", "--yes", "--root", root, timeout=600)
+    assert restored.returncode == 0, restored.stderr
+    assert fingerprints(stacks) == before
