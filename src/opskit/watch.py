@@ -276,14 +276,14 @@ def watch(
     period = timedelta(hours=settings.coverage_hours)
     # (state, project) -> lines: a project's own notify URLs get its lines
     alerts: dict[tuple[str, str], list[str]] = {}
-    database = _open_states(settings.state_dir, settings.path)
     broken: Check | None = None
     try:
-        try:
-            runtime.projects()
-        except DescriptorError as exc:
-            # No check can be taken: one failing check says why; the others' states are kept.
-            broken = Check("", "", DESCRIPTORS_CHECK, False, f"no check taken: {exc}")
+        runtime.projects()
+    except DescriptorError as exc:
+        # No check can be taken: one failing check says why; the others' states are kept.
+        broken = Check("", "", DESCRIPTORS_CHECK, False, f"no check taken: {exc}")
+    database = _open_states(settings.state_dir, settings.path)
+    try:
         due, last = _coverage_due(database, now, period, coverage)
         taken = checks(runtime, now) if broken is None else [broken]
         stored = {
