@@ -420,6 +420,37 @@ def test_a_compose_name_collision_alerts_on_every_pass_and_recovers_when_pinned_
     ]
 
 
+def test_a_broken_descriptor_is_a_failing_check_that_alerts_and_keeps_the_other_states(
+    tmp_path, sink
+):
+    world = watched(tmp_path, sink)
+    world.containers["prod-web"].health = "unhealthy"
+    with world.ops() as ops:
+        ops.watch(NOW)  # web's alert
+    descriptor = f"{world.root}/shop/project.yaml"
+    good = world.fake.read(descriptor).decode()
+    world.fake.write(
+        descriptor, good.replace("  stop: [worker]\n", "  stop: [worker]\n  nope: 1\n")
+    )
+    with world.ops() as ops:
+        broken = ops.watch(NOW + timedelta(minutes=5))
+        ops.watch(NOW + timedelta(minutes=10))
+    assert failing(broken) == ["descriptors"]
+    world.fake.write(descriptor, good)
+    with world.ops() as ops:
+        assert failing(ops.watch(NOW + timedelta(minutes=15))) == ["shop prod container web"]
+    [_web, (title, body), (recovered, again)] = alerts(sink)  # web's state was kept
+    assert title.startswith("opskit: 1 check failing on ")
+    assert body == (
+        f"descriptors: no check taken: {descriptor}:20: backup.nope: unknown key (expected one "
+        "of databases, dir, expendable, paths, retention, schedule, stop, volumes)"
+    )
+    assert (
+        recovered.startswith("opskit: 1 check recovered on ") and again == "descriptors: read again"
+    )
+    assert world.recorder.results() == ["failed"] * 4
+
+
 class BrokenComponents:
     """A project plugin whose backup components cannot be listed."""
 

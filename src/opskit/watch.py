@@ -21,7 +21,7 @@ import attrs
 
 from opskit.archive import list_archives
 from opskit.backups import backup_dir
-from opskit.errors import DockerUnavailable, HostError, OpskitError
+from opskit.errors import DescriptorError, DockerUnavailable, HostError, OpskitError
 from opskit.notify import one_line, send
 from opskit.timers import on_calendar, previous_elapses
 
@@ -34,6 +34,8 @@ STATE_FILE = "watch.sqlite"
 STATE_VERSION = 2  # 2: the table "passes" (when coverage was last computed)
 # The check that stands for every container check when the engine cannot be asked.
 ENGINE_CHECK = "docker engine"
+# The check that stands for every check when the descriptors cannot be read.
+DESCRIPTORS_CHECK = "descriptors"
 # The health check of a compose project name that two stacks use (opskit.stacks).
 COLLISION_CHECK = "compose project name"
 # Per env: whether its backup coverage could be computed; and the names of the checks of
@@ -274,15 +276,23 @@ def watch(
     period = timedelta(hours=settings.coverage_hours)
     # (state, project) -> lines: a project's own notify URLs get its lines
     alerts: dict[tuple[str, str], list[str]] = {}
+    broken: Check | None = None
+    try:
+        runtime.projects()
+    except DescriptorError as exc:
+        # No check can be taken: one failing check says why; the others' states are kept.
+        broken = Check("", "", DESCRIPTORS_CHECK, False, f"no check taken: {exc}")
     database = _open_states(settings.state_dir, settings.path)
     try:
         due, last = _coverage_due(database, now, period, coverage)
-        taken = checks(runtime, now)
+        taken = checks(runtime, now) if broken is None else [broken]
         stored = {
             row[0]: (bool(row[1]), row[2], row[3], row[4] or "")
             for row in database.execute("SELECT key, ok, since, sent, detail FROM states")
         }
         computed: set[tuple[str, str]] = set()
+        covered: list[Check] = []
+        due = due and broken is None
         if due:
             covered, computed = coverage_checks(runtime)
             if computed == _envs(runtime):  # else the next pass tries again
@@ -290,10 +300,9 @@ def watch(
                     "INSERT OR REPLACE INTO passes VALUES ('coverage', ?)", (now.isoformat(),)
                 )
                 last = now
-        else:
-            covered = []
-        shown = f"computed at {last:%Y-%m-%d %H:%M} UTC" if last else "not computed yet"
-        covered += _carried(runtime, stored, {c.key for c in covered}, computed, shown)
+        if broken is None:
+            shown = f"computed at {last:%Y-%m-%d %H:%M} UTC" if last else "not computed yet"
+            covered += _carried(runtime, stored, {c.key for c in covered}, computed, shown)
         taken += covered
         stamp = now.isoformat()
         for check in taken:
@@ -326,10 +335,13 @@ def watch(
                     (stamp, check.detail, check.key),
                 )
         engine_down = any(c.name == ENGINE_CHECK and not c.ok for c in taken)
-        for gone, (was_ok, _since, _sent, _detail) in ({} if engine_down else stored).items():
+        kept = engine_down or broken is not None
+        for gone, (was_ok, _since, _sent, _detail) in ({} if kept else stored).items():
             # checks of envs that no longer exist, and the engine's once it answers again
             project, _env, name = [*gone.split(" ", 2), "", ""][:3]
-            if name == ENGINE_CHECK and not was_ok:
+            if gone == DESCRIPTORS_CHECK and not was_ok:
+                alerts.setdefault(("recovered", ""), []).append(f"{gone}: read again")
+            elif name == ENGINE_CHECK and not was_ok:
                 alerts.setdefault(("recovered", project), []).append(f"{gone}: answers again")
             elif name == COLLISION_CHECK and not was_ok:
                 alerts.setdefault(("recovered", project), []).append(f"{gone}: used once now")
@@ -350,7 +362,7 @@ def watch(
         "reminder": "opskit: {n} still failing on {host}",
         "recovered": "opskit: {n} recovered on {host}",
     }
-    projects = {p.name: p for p in runtime.projects()}
+    projects = {p.name: p for p in runtime.projects()} if broken is None else {}
     for state in ("failed", "reminder", "recovered"):
         # one message per set of notify URLs: projects that share them share a message
         groups: dict[tuple[str, ...], tuple[Notify, list[str]]] = {}
@@ -367,7 +379,7 @@ def watch(
                 job.log(f"{title}: " + "; ".join(lines))
     report = WatchReport(tuple(taken), tuple(sent))
     if job is not None:
-        envs = _envs(runtime)
+        envs = _envs(runtime) if broken is None else set()
         missing = len(envs - computed)
         job.details["coverage"] = (
             "not due"
