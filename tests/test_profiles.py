@@ -424,8 +424,7 @@ def rings_root(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
         assert run.returncode == 0, run.stderr
     wait_healthy(root, "rings", what="healthy rings")
     for env in ("dev", "prod"):
-        sql(env, f"CREATE DATABASE app; CREATE TABLE app.pages (id INT PRIMARY KEY, body TEXT); "
-                 f"INSERT INTO app.pages VALUES (1, '{env} v1')")  # fmt: skip
+        create_database(env)
     yield root
     remove_namespaced(containers_under(root))
 
@@ -453,6 +452,11 @@ def in_web(root: Path, env: str, script: str) -> str:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     return done.stdout
+
+
+def create_database(env: str) -> None:
+    sql(env, f"CREATE DATABASE app; CREATE TABLE app.pages (id INT PRIMARY KEY, body TEXT); "
+             f"INSERT INTO app.pages VALUES (1, '{env} v1')")  # fmt: skip
 
 
 def sql(env: str, statement: str) -> str:
@@ -497,12 +501,17 @@ def test_start_stop_restart_destroy_of_dev_leave_prod_alone(rings_root: Path) ->
         assert envs_containers(rings_root)["prod"] == prod, command
     wait_healthy(rings_root, "rings", "dev")
 
-    run = opskit("--root", root, "destroy", "rings", "dev", "--yes", "--json")
+    run = opskit("--root", root, "destroy", "rings", "dev", "--volumes", "--yes", "--json")
     assert run.returncode == 0, run.stderr
     assert "down" not in run.stdout
     after = envs_containers(rings_root)
     assert {s: state for s, (_, state, _) in after["dev"].items()} == {}
     assert after["prod"] == prod
+    volumes = subprocess.run(
+        ["docker", "volume", "ls", "-q", "--filter", f"name=^{ns('rings')}_"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert sorted(volumes) == [ns("rings") + "_data-prod", ns("rings") + "_db-prod"]
     # prod's network and health are untouched; dev comes back
     run = opskit("--root", root, "health", "rings", "prod")
     assert run.returncode == 0, run.stdout
@@ -510,6 +519,7 @@ def test_start_stop_restart_destroy_of_dev_leave_prod_alone(rings_root: Path) ->
     assert run.returncode == 0, run.stderr
     wait_healthy(rings_root, "rings", "dev")
     assert envs_containers(rings_root)["prod"] == prod
+    create_database("dev")  # its volume went with destroy --volumes
 
 
 @pytest.mark.docker
