@@ -55,12 +55,14 @@ settings.load_profile(HYPOTHESIS_PROFILE)
 
 
 def _cpu_seconds() -> float:
-    """CPU time of this pytest process and of every child it has waited for."""
+    """CPU time of this pytest process, of every child it has waited for, and of the
+    commands its fork server ran."""
     import resource
 
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    spent = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return spent + forkserver.spent_cpu
 
 
 @pytest.hookimpl(tryfirst=True)

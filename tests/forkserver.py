@@ -59,7 +59,9 @@ def serve(path: str) -> None:
     listener.bind(path)
     listener.listen(64)
     listener.settimeout(5)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the per-request children reap themselves
+    # Reaped, not ignored: a reaped child's CPU counts in this process's children's time,
+    # and so, once pytest has reaped this server, in the run's.
+    signal.signal(signal.SIGCHLD, lambda _number, _frame: _reap())
     sys.stdout.flush()
     sys.stderr.flush()
     while os.getppid() == parent:
@@ -72,6 +74,12 @@ def serve(path: str) -> None:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             _handle(connection)
         connection.close()
+
+
+def _reap() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
 
 
 def _handle(connection: socket.socket) -> None:
@@ -87,9 +95,10 @@ def _handle(connection: socket.socket) -> None:
         for fd in fds:
             os.close(fd)
         connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-        _, status = os.waitpid(pid, 0)
+        _, status, usage = os.wait4(pid, 0)
         code = os.waitstatus_to_exitcode(status)
-        connection.sendall(json.dumps({"code": code}).encode() + b"\n")
+        cpu = usage.ru_utime + usage.ru_stime  # the command's and the children it waited for
+        connection.sendall(json.dumps({"code": code, "cpu": cpu}).encode() + b"\n")
     finally:
         os._exit(0)
 
@@ -206,8 +215,10 @@ class Server:
             connection.close()
         for thread in threads:
             thread.join(timeout)
-        code = json.loads(line)["code"]
-        return code, b"".join(out).decode(), b"".join(err).decode()
+        reply = json.loads(line)
+        global spent_cpu
+        spent_cpu += reply["cpu"]
+        return reply["code"], b"".join(out).decode(), b"".join(err).decode()
 
     def close(self) -> None:
         self.process.kill()
@@ -217,6 +228,8 @@ class Server:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+# The CPU seconds of every command this process has run through its server so far.
+spent_cpu = 0.0
 _server: Server | None = None
 _lock = threading.Lock()
 

@@ -5,13 +5,10 @@ Plugins contribute components; this module owns everything around them.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import posixpath
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
@@ -43,6 +40,7 @@ from opskit.gate import engine_time, wait_healthy
 from opskit.locks import env_lock
 from opskit.output import progress as say
 from opskit.output import warning
+from opskit.processes import signals_deferred
 from opskit.retention import Decision, decide
 
 if TYPE_CHECKING:
@@ -442,27 +440,6 @@ class Engine:
             )
         except (OpskitError, OSError) as exc:
             raise OpskitError(f"{step}: {exc}") from None
-
-
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while the previous state is put back (a second signal
-    must not leave the env half restored); they are delivered afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = {
-        number: signal.signal(number, lambda n, _frame: caught.append(n))
-        for number in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        if caught:
-            signal.raise_signal(caught[0])
 
 
 def private_dir(host: Host, directory: str) -> None:

@@ -11,6 +11,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from opskit.errors import OpskitError
+from opskit.processes import signals_deferred
 
 if TYPE_CHECKING:
     from opskit.containers import Container
@@ -293,7 +294,8 @@ def start_copy(host: Host, live: Container, database: Database, name: str, label
         target = str(mount.get("Destination"))
         if mount.get("RW"):
             volume = f"{name}-{index}"
-            host.run(["docker", "volume", "create", "--label", label, volume])
+            with signals_deferred():
+                host.run(["docker", "volume", "create", "--label", label, volume])
             argv += ["--mount", f"type=volume,source={volume},target={target}"]
         elif mount.get("Type") == "bind":
             argv += ["--mount", f"type=bind,source={mount.get('Source')},target={target},readonly"]
@@ -302,7 +304,8 @@ def start_copy(host: Host, live: Container, database: Database, name: str, label
         argv += ["--entrypoint", str(entrypoint[0])]
     argv += ["--", str(config.get("Image") or live.image)]
     argv += [str(part) for part in entrypoint[1:]] + [str(c) for c in config.get("Cmd") or []]
-    created = host.run(argv, env=environment).text.strip()
+    with signals_deferred():  # a drill interrupted now removes the container it started
+        created = host.run(argv, env=environment).text.strip()
     key, _, value = label.partition("=")
     return Container(
         id=created[:12],

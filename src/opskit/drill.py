@@ -30,7 +30,7 @@ import attrs
 from opskit.archive import DRILLED, Archive, component_stream, now, write_json
 from opskit.components import Component, DrillContext, NotDrilled
 from opskit.errors import OpskitError
-from opskit.processes import pid_alive
+from opskit.processes import pid_alive, signals_deferred
 
 if TYPE_CHECKING:
     from opskit.descriptor import Project
@@ -95,8 +95,6 @@ def drill(
                 context = DrillContext(live, scratch, label, prefix, engine.warn)
                 drilled = drill_components(archive, components, context, job)
     finally:
-        from opskit.backups import signals_deferred
-
         with signals_deferred():
             _remove(host, drill_id)
             host.run(["rm", "-rf", "--", scratch], check=False, timeout=600)
