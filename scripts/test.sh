@@ -5,7 +5,7 @@
 #
 # Without arguments the suite runs as three pytest runners side by side, each with its
 # own namespace (OPSKIT_TEST_NS) and port window, as checkouts on one server would: the
-# database loads and the offsite copies; the dashboard in a browser with the shared
+# database loads, the offsite copies and `init` on stacks started by hand; the dashboard in a browser with the shared
 # offsite repository and the drills, then the compose tests once more with compose v1;
 # and everything else. The groups are chosen so that the runners end together.
 # They wait on containers, restic and the browser far more than they compute, so the whole
@@ -47,16 +47,17 @@ if [ $# -gt 0 ]; then
 fi
 
 ns="t$(printf '%s' "$PWD" | sha1sum | cut -c1-6)"
-GROUP_S=(tests/test_loads.py tests/test_offsite.py)
+GROUP_S=(tests/test_loads.py tests/test_offsite.py tests/test_init.py)
 # The drills bring up throw-away database servers beside the example copy that the
 # dashboard's runner has up anyway; there they even out the main runner, the longest.
 GROUP_D=(tests/test_dashboard.py tests/test_offsite_shared.py tests/test_drill.py)
 # The compose-facing tests for v1 (container names `_1` against v2's `-1`): which compose the
-# run uses, compose names and stacks started by hand, and the CLI's compose lifecycle. Not
+# run uses, compose names and stacks started by hand, the CLI's compose lifecycle, and envs
+# chosen by profile (v1 lists a profile's services apart from v2). Not
 # the test of containers under no valid service name: it is about ops.* labels, not about
 # compose, and its wp stacks alone took four minutes of the v1 run.
 GROUP_V1=(-m "docker and not ssh" tests/test_compose.py tests/test_trust.py tests/test_cli.py
-  --deselect
+  tests/test_profiles.py --deselect
   tests/test_trust.py::test_a_container_under_no_service_name_is_shown_reported_and_left_alone)
 reports=build/test-reports  # one JUnit file per run (d-then: the v1 run after d), read at the end
 rm -rf "$reports" && mkdir -p "$reports"
