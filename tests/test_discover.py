@@ -16,6 +16,7 @@ import opskit_mdf
 from opskit.cli import create_cli
 from opskit.descriptor import DescriptorSource, parse_descriptor
 from opskit.testing import FakeContainer, FakeHost, plugin_manager
+from test_profiles import V1_CONFIG
 
 SECRET = "s3cret-do-not-print"
 
@@ -197,6 +198,74 @@ def test_sibling_folders_outside_the_root_and_a_single_env(tmp_path: Path) -> No
     one = descriptor(wiki)
     assert one.environments == ("prod",) and one.compose.project_name == "wiki"
     assert "guessed: prod as the only env" in wiki.text
+
+
+def rings_env(fake: FakeHost, root: str, env: str, db: str = "db-{env}") -> None:
+    """One env of the "ringsaday" layout started by hand: ``docker compose -p rings
+    --profile ENV up -d`` in one folder, services ``web-ENV`` and ``db-ENV``."""
+    run_by_hand(
+        fake,
+        "rings",
+        f"{root}/rings",
+        f"web-{env}",
+        image="nginx:1",
+        mounts=[volume(f"rings_{env}_media", "/srv/media"), bind(f"{root}/rings/{env}", "/up")],
+    )
+    run_by_hand(
+        fake,
+        "rings",
+        f"{root}/rings",
+        db.format(env=env),
+        image="mariadb:11",
+        environment={"MARIADB_ROOT_PASSWORD": SECRET, "MARIADB_DATABASE": "rings"},
+        mounts=[volume(f"rings_{env}_db", "/var/lib/mysql")],
+    )
+
+
+def test_envs_chosen_by_profile_are_one_descriptor_with_env_templated_services(
+    tmp_path: Path,
+) -> None:
+    fake = FakeHost(tmp_path)
+    root = fake.path("root")
+    fake.on(["docker", "compose", "config"], stdout=V1_CONFIG)  # every service, its profiles
+    rings_env(fake, root, "prod")
+    rings_env(fake, root, "dev")
+    [rings] = init(fake, root).proposals
+    assert rings.reason == ""
+    project = descriptor(rings)
+    assert project.environments == ("dev", "prod")
+    assert (project.compose.profile, project.compose.project_name) == ("{env}", "rings")
+    assert {s.name: s.environments for s in project.services} == {
+        "db-dev": ("dev",), "db-prod": ("prod",), "web-dev": ("dev",), "web-prod": ("prod",),
+    }  # fmt: skip
+    [database] = project.backup.databases
+    assert (database.service, database.type, database.name, database.password_env) == (
+        "db-{env}", "mariadb", "rings", "MARIADB_ROOT_PASSWORD",
+    )  # fmt: skip
+    assert project.backup.volumes == ("rings_{env}_media",)
+    assert project.backup.paths == ("{env}",)
+    assert "guessed: the compose profiles of the services that run in rings" in rings.text
+    assert "each env is the compose profile of its name" in rings.text
+    assert "the envs' services differ by the env only" in rings.text
+    assert fake.ran(["docker", "compose", "--project-name", "rings"])
+    assert SECRET not in rings.text
+
+
+def test_envs_chosen_by_profile_whose_databases_do_not_pair_up_get_a_fill_in(
+    tmp_path: Path,
+) -> None:
+    fake = FakeHost(tmp_path)
+    root = fake.path("root")
+    config = V1_CONFIG.replace("db-prod", "database")
+    fake.on(["docker", "compose", "config"], stdout=config)
+    rings_env(fake, root, "dev")
+    rings_env(fake, root, "prod", db="database")
+    [rings] = init(fake, root, write=True).proposals
+    assert rings.outcome == "refused"
+    assert "fill in: the database service db-{env} runs in dev only" in rings.text
+    assert "fill in: the database service database runs in prod only" in rings.text
+    assert "databases" not in yaml.safe_load(rings.text)["backup"]  # no wrong guess
+    assert not Path(root, "rings", "project.yaml").exists()
 
 
 def test_bad_input_gets_a_fill_in_never_a_silent_guess(tmp_path: Path) -> None:

@@ -331,7 +331,28 @@ def _profile_services(
     compose's own ``--profile PROFILE config``: its services whose ``profiles`` name the
     profile or are empty (compose v1 lists every service there, and ``config --services``
     ignores profiles, so the ``profiles`` key decides). None, and why, when that cannot be
-    known. Cached on the host per compose and env file contents."""
+    known."""
+    profile = str(identity.profile)
+    services, error = _profiled_config(host, identity, existing, profile)
+    if services is None:
+        return None, error
+    return {name for name, profiles in services.items() if not profiles or profile in profiles}, ""
+
+
+def service_profiles(
+    host: Host | None, identity: StackIdentity, existing: Mapping[str, str]
+) -> tuple[dict[str, tuple[str, ...]] | None, str]:
+    """Every service of the stack and the compose profiles it carries (empty: none), from
+    compose's own ``--profile '*' config`` (every profile enabled). None, and why, when
+    that cannot be known."""
+    return _profiled_config(host, identity, existing, "*")
+
+
+def _profiled_config(
+    host: Host | None, identity: StackIdentity, existing: Mapping[str, str], profile: str
+) -> tuple[dict[str, tuple[str, ...]] | None, str]:
+    """The services of ``compose --profile PROFILE config`` and each one's ``profiles``.
+    Cached on the host per compose and env file contents."""
     if host is None:
         return None, "no host was asked"
     argv = [*compose_program(host), "--project-name", identity.name]
@@ -339,23 +360,23 @@ def _profile_services(
         argv += ["-f", path]
     if identity.env_file and identity.env_file in existing:
         argv += ["--env-file", identity.env_file]
-    argv += ["--profile", str(identity.profile), "config"]
+    argv += ["--profile", profile, "config"]
     texts = [existing.get(path) or "" for path in (*identity.files, identity.env_file or "")]
     key = "profile services " + json.dumps([argv, texts])
     if key not in host.cache:
         result = host.run(argv, cwd=identity.dir, check=False)
         if result.returncode == 0:
-            host.cache[key] = _enabled(result.text, str(identity.profile))
+            host.cache[key] = _service_profiles(result.text)
         else:
             stderr = result.stderr.decode("utf-8", "replace")
             why = " ".join(stderr.split())[-300:] or f"exit {result.returncode}"
             host.cache[key] = (None, f"compose config failed: {why}")
-    cached: tuple[set[str] | None, str] = host.cache[key]
+    cached: tuple[dict[str, tuple[str, ...]] | None, str] = host.cache[key]
     return cached
 
 
-def _enabled(config: str, profile: str) -> tuple[set[str] | None, str]:
-    """The services of a ``compose config`` output that *profile* enables."""
+def _service_profiles(config: str) -> tuple[dict[str, tuple[str, ...]] | None, str]:
+    """The services of a ``compose config`` output and the profiles each carries."""
     try:
         document = yaml.safe_load(config)
     except yaml.YAMLError as exc:
@@ -363,12 +384,11 @@ def _enabled(config: str, profile: str) -> tuple[set[str] | None, str]:
     services = document.get("services") if isinstance(document, dict) else None
     if not isinstance(services, dict):
         return None, "compose config printed no services"
-    enabled = set()
+    found = {}
     for name, service in services.items():
         profiles = (service or {}).get("profiles") if isinstance(service, dict) else None
-        if not profiles or profile in profiles:
-            enabled.add(str(name))
-    return enabled, ""
+        found[str(name)] = tuple(str(p) for p in profiles or ())
+    return found, ""
 
 
 def collisions(found: Sequence[StackIdentity], running: Sequence[Container]) -> list[Collision]:

@@ -593,6 +593,9 @@ class SeenStack:
     env_file: str | None = None  # the env file compose v2 recorded, absolute
     containers: tuple[SeenContainer, ...] = ()
     files_exist: bool = True  # every compose file is still on the disk
+    # each service of the compose files -> its compose profiles (from compose config)
+    profiles: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    profiles_error: str = ""  # why compose could not tell the profiles
 
 
 @attrs.frozen
@@ -605,6 +608,7 @@ class Candidate:
     index: int = 0  # the candidate's position (spreads the nightly backups)
     notes: Mapping[str, str] = attrs.field(factory=dict)  # field -> how it was guessed
     backup_dir: str = DEFAULT_BACKUP_DIR
+    by_profile: bool = False  # the envs share one compose project, each env a profile
 
 
 @attrs.define

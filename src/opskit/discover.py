@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import yaml
 
 from opskit.compose import (
@@ -33,6 +34,8 @@ from opskit.compose import (
     COMPOSE_PROJECT,
     COMPOSE_SERVICE,
     COMPOSE_WORKING_DIR,
+    StackIdentity,
+    service_profiles,
 )
 from opskit.contracts import (
     DEFAULT_BACKUP_DIR,
@@ -108,17 +111,35 @@ def observe(host: Host) -> tuple[list[SeenStack], list[str]]:
         env_file = first.get(COMPOSE_ENV_FILE) or None
         if env_file:
             env_file = posixpath.normpath(posixpath.join(working_dir or "/", env_file))
-        stacks.append(
-            SeenStack(
-                compose_project=project,
-                working_dir=working_dir,
-                config_files=files,
-                env_file=env_file,
-                containers=tuple(sorted((c for _, c in members), key=lambda c: c.service)),
-                files_exist=bool(files) and all(host.exists(f) for f in files),
-            )
+        stack = SeenStack(
+            compose_project=project,
+            working_dir=working_dir,
+            config_files=files,
+            env_file=env_file,
+            containers=tuple(sorted((c for _, c in members), key=lambda c: c.service)),
+            files_exist=bool(files) and all(host.exists(f) for f in files),
         )
+        if stack.files_exist and working_dir:
+            stack = _with_profiles(host, stack)
+        stacks.append(stack)
     return stacks, sorted(loose)
+
+
+def _with_profiles(host: Host, stack: SeenStack) -> SeenStack:
+    """*stack* with the compose profiles of its services, as compose itself reads its files."""
+    wanted = [*stack.config_files, *([stack.env_file] if stack.env_file else [])]
+    identity = StackIdentity(
+        project="",
+        env="",
+        index=0,
+        dir=stack.working_dir,
+        files=stack.config_files,
+        env_file=stack.env_file,
+        name=stack.compose_project,
+        source="adopted",
+    )
+    profiles, error = service_profiles(host, identity, host.read_existing(wanted))
+    return attrs.evolve(stack, profiles=profiles or {}, profiles_error=error)
 
 
 def _seen_container(
@@ -265,9 +286,23 @@ def candidates(
     root = posixpath.normpath(root)
     grouped: dict[str, dict[str, SeenStack]] = {}
     notes: dict[str, dict[str, str]] = {}
+    profiled: set[str] = set()
     unplaced = []
     for stack in stacks:
         folder, env, how = _place(root, stack)
+        by_profile = _by_profile(stack)
+        if folder in profiled or (by_profile and folder in grouped):
+            unplaced.append(
+                f"compose project {stack.compose_project} ({stack.working_dir or 'no folder'}) "
+                f"would share {posixpath.basename(folder)} with a stack whose envs are compose "
+                "profiles: write its descriptor by hand"
+            )
+            continue
+        if by_profile:
+            grouped[folder] = by_profile
+            profiled.add(folder)
+            notes[folder] = {e: "" for e in by_profile}
+            continue
         envs = grouped.setdefault(folder, {})
         if env in envs:
             unplaced.append(
@@ -282,6 +317,11 @@ def candidates(
     for index, (folder, envs) in enumerate(sorted(grouped.items())):
         ordered = {env: envs[env] for env in sorted(envs, key=_env_rank)}
         said = "; ".join(f"{env} {notes[folder][env]}" for env in ordered)
+        if folder in profiled:
+            said = (
+                f"the compose profiles of the services that run in "
+                f"{next(iter(envs.values())).compose_project}, one env each"
+            )
         found.append(
             Candidate(
                 name=project_name(posixpath.basename(folder)),
@@ -290,9 +330,29 @@ def candidates(
                 index=index,
                 notes={"environments": f"guessed: {said}"},
                 backup_dir=backup_dir,
+                by_profile=folder in profiled,
             )
         )
     return found, unplaced
+
+
+def _by_profile(stack: SeenStack) -> dict[str, SeenStack] | None:
+    """The envs of a stack whose running services carry compose profiles: one per profile,
+    each with the containers its profile enables (those of no profile too); None when no
+    running service has a profile."""
+    running = {c.service: tuple(stack.profiles.get(c.service, ())) for c in stack.containers}
+    envs = {profile for profiles in running.values() for profile in profiles}
+    if not envs:
+        return None
+    return {
+        env: attrs.evolve(
+            stack,
+            containers=tuple(
+                c for c in stack.containers if not running[c.service] or env in running[c.service]
+            ),
+        )
+        for env in sorted(envs, key=_env_rank)
+    }
 
 
 def _env_rank(env: str) -> tuple[int, str]:
@@ -400,6 +460,9 @@ def propose(candidate: Candidate) -> Proposal:
     p.data["environments"] = envs
     for field, note in candidate.notes.items():
         p.guess(field, note)
+    bad = [env for env in envs if not NAME_RE.match(env)]
+    if bad:
+        p.fill_in("environments", f"{', '.join(bad)}: no env name ([a-z0-9][a-z0-9-]*)", True)
     p.data["compose"] = _compose(candidate, p)
     p.data["services"] = _services(candidate)
     health = _health(candidate, p)
@@ -457,8 +520,12 @@ def _compose(candidate: Candidate, p: Proposal) -> dict[str, Any]:
             compose["env_file"] = env_file
         else:
             p.fill_in("compose.env_file", f"the envs use unlike env files: {env_files}")
+    if candidate.by_profile:
+        compose["profile"] = "{env}"
+        p.guess("compose.profile", "each env is the compose profile of its name, in one project")
     name = _one_template(names)
-    if name is None or (len(names) > 1 and "{env}" not in name):
+    shared = candidate.by_profile and len(set(names.values())) == 1
+    if name is None or (len(names) > 1 and "{env}" not in name and not shared):
         p.fill_in("compose.project_name", f"the envs run as {names}", blocking=True)
         name = None
     if name:
@@ -530,33 +597,39 @@ def _backup(candidate: Candidate, p: Proposal) -> dict[str, Any]:
     p.guess("backup.schedule", "guessed: nightly, a quarter of an hour after the previous project")
     p.guess("backup.retention", "guessed: a week of dailies, a month of weeklies, half a year")
     databases: dict[str, dict[str, Any]] = {}
+    database_envs: dict[str, list[str]] = {}
     volumes: dict[tuple[str, str], dict[str, str]] = {}
     paths: dict[tuple[str, str], dict[str, str]] = {}
     stop: list[str] = []
     for env, stack in candidate.envs.items():
         for container in stack.containers:
+            service = _service(candidate, env, container)
             kind = database_kind(container)
             if kind:
                 entry, missing = _database(kind, container)
-                field = f"backup.databases.{container.service}"
-                if container.service not in databases:
-                    databases[container.service] = entry
+                entry["service"] = service
+                field = f"backup.databases.{service}"
+                database_envs.setdefault(service, []).append(env)
+                if service not in databases:
+                    databases[service] = entry
                     how = "from its server process" if container.processes else "from its image"
-                    p.guess(field, f"a {kind} server runs in {container.service} ({how})")
+                    p.guess(field, f"a {kind} server runs in {service} ({how})")
                     for gap in missing:
                         p.fill_in(field, f"the database's {gap}", blocking=gap == "name")
-                elif databases[container.service].get("name") != entry.get("name"):
+                elif databases[service].get("name") != entry.get("name"):
                     p.fill_in(field, f"the database's name differs by env ({env})", blocking=True)
             other = _undumpable(container)
-            if other and container.service not in stop:
-                stop.append(container.service)
+            if other and service not in stop:
+                stop.append(service)
                 p.fill_in(
                     "backup.stop",
-                    f"{container.service} looks like {other}, which opskit cannot dump: its "
+                    f"{service} looks like {other}, which opskit cannot dump: its "
                     "data is copied with the service stopped; a dump of your own is better",
                 )
             for mount in container.mounts:
                 _mount(candidate, p, env, kind, container, mount, volumes, paths)
+    if candidate.by_profile:
+        _pair_databases(p, databases, database_envs, envs)
     if databases:
         backup["databases"] = list(databases.values())
     if paths:
@@ -566,6 +639,35 @@ def _backup(candidate: Candidate, p: Proposal) -> dict[str, Any]:
     if stop:
         backup["stop"] = stop
     return backup
+
+
+def _service(candidate: Candidate, env: str, container: SeenContainer) -> str:
+    """How the descriptor names the container's service: with envs chosen by profile, the
+    env in its name becomes ``{env}`` (``db-dev`` -> ``db-{env}``)."""
+    return templated(container.service, env) if candidate.by_profile else container.service
+
+
+def _pair_databases(
+    p: Proposal,
+    databases: dict[str, dict[str, Any]],
+    found: Mapping[str, Sequence[str]],
+    envs: Sequence[str],
+) -> None:
+    """Keep the databases that every env has under one service template (``db-{env}``);
+    each other one is left out, a blocking ``fill in``."""
+    for service, where in found.items():
+        if sorted(where) == sorted(envs):
+            if "{env}" in service:
+                p.guess(f"backup.databases.{service}", "the envs' services differ by the env only")
+            continue
+        del databases[service]
+        p.fill_in(
+            "backup.databases",
+            f"the database service {service} runs in {', '.join(where)} only, and no service "
+            "of the other envs differs from it by the env alone: name each env's database "
+            "service in backup.databases",
+            blocking=True,
+        )
 
 
 def _mount(
@@ -585,7 +687,7 @@ def _mount(
         return  # read-only: configuration or code
     if kind and _data_dir(kind, container, destination):
         return  # the database's own files: dumped instead
-    key = (container.service, destination)
+    key = (_service(candidate, env, container), destination)
     if mount["Type"] == "volume":
         name = str(mount.get("Name") or "")
         if re.fullmatch(r"[0-9a-f]{64}", name):
