@@ -268,6 +268,16 @@ def test_envs_chosen_by_profile_whose_databases_do_not_pair_up_get_a_fill_in(
     assert not Path(root, "rings", "project.yaml").exists()
 
 
+def test_a_compose_config_that_fails_is_said_and_no_profile_is_guessed(tmp_path: Path) -> None:
+    fake = FakeHost(tmp_path)
+    root = fake.path("root")
+    fake.on(["docker", "compose", "config"], returncode=1, stderr="yaml: line 3: bad")
+    rings_env(fake, root, "dev")
+    [rings] = init(fake, root).proposals
+    assert "compose profiles not read (compose config failed: yaml: line 3: bad)" in rings.text
+    assert "profile" not in yaml.safe_load(rings.text)["compose"]
+
+
 def test_bad_input_gets_a_fill_in_never_a_silent_guess(tmp_path: Path) -> None:
     fake = FakeHost(tmp_path)
     root = fake.path("root")

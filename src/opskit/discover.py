@@ -520,6 +520,8 @@ def _compose(candidate: Candidate, p: Proposal) -> dict[str, Any]:
             compose["env_file"] = env_file
         else:
             p.fill_in("compose.env_file", f"the envs use unlike env files: {env_files}")
+    for error in sorted({s.profiles_error for s in candidate.envs.values() if s.profiles_error}):
+        p.guess("compose", f"compose profiles not read ({error}): envs by profile not looked for")
     if candidate.by_profile:
         compose["profile"] = "{env}"
         p.guess("compose.profile", "each env is the compose profile of its name, in one project")
