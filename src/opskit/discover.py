@@ -8,11 +8,13 @@ Three steps, each testable on its own:
    *names*, mounts, published ports, healthcheck) and ``docker top`` (which server
    processes run). A published port is asked once with an HTTP GET. Secret values never
    leave the engine: of the environment, only the names are kept, and the values of the
-   few variables that name a database or its user.
-2. :func:`candidates` groups the stacks into would-be projects under the root: the env
-   comes from a folder name (``mdf/dev``, ``app-prod``), else from the compose project's
-   suffix (``shop-dev``), else from the compose file's name (``docker-compose.prod.yml``),
-   else a single env ``prod`` is guessed.
+   few variables that name a database or its user. Compose's own ``--profile '*' config``
+   tells the compose profiles of each stack's services.
+2. :func:`candidates` groups the stacks into would-be projects under the root: a stack
+   whose running services carry compose profiles is one project with an env per profile;
+   else the env comes from a folder name (``mdf/dev``, ``app-prod``), else from the compose
+   project's suffix (``shop-dev``), else from the compose file's name
+   (``docker-compose.prod.yml``), else a single env ``prod`` is guessed.
 3. :func:`propose` makes the generic descriptor of one candidate (plugins may answer first,
    :func:`opskit.hookspecs.opskit_discover`), with a comment on every guess and a
    ``fill in`` for what it cannot tell; :func:`render` prints it as YAML.
