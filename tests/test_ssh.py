@@ -150,6 +150,7 @@ def test_drill_and_watch_over_ssh(examples_up, tmp_path) -> None:  # type: ignor
     (examples_up / "opskit.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")
     try:
         watch = opskit("watch", "--json", "--root", root, "--host", SSH_URL)
+        assert watch.stdout, watch.stderr
         checks = {c["key"]: c for c in json.loads(watch.stdout)["checks"]}
         assert checks["mdf prod container db"]["ok"] is True, checks
         assert "mdf prod backup freshness" in checks  # archives read on the server

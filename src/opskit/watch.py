@@ -188,6 +188,13 @@ def is_coverage(name: str) -> bool:
     return name == COVERAGE_CHECK or name.startswith(UNCOVERED)
 
 
+def _said(exc: Exception) -> str:
+    """An error as one line: opskit's own message, else its type and text."""
+    if isinstance(exc, OpskitError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
 def coverage_checks(runtime: Runtime) -> tuple[list[Check], set[tuple[str, str]]]:
     """The coverage checks of every env, as ``doctor`` computes them (one failing check
     per volume, bind mount or database that no backup covers, and per env a ``backup
@@ -196,10 +203,12 @@ def coverage_checks(runtime: Runtime) -> tuple[list[Check], set[tuple[str, str]]
     from opskit import doctor
 
     envs = [(project, env) for project in runtime.projects() for env in project.environments]
+    # Any failure of the engine or the connection (paramiko's, the docker SDK's) is a
+    # coverage that could not be computed: a failing check, never a crashed watch.
     try:
         found = doctor.survey(runtime)
-    except OpskitError as exc:
-        problem = f"not computed (doctor cannot run): {exc}"
+    except Exception as exc:
+        problem = f"not computed (doctor cannot run): {_said(exc)}"
         return [Check(p.name, env, COVERAGE_CHECK, False, problem) for p, env in envs], set()
     findings: list[doctor.Finding] = []
     taken: list[Check] = []
@@ -207,8 +216,8 @@ def coverage_checks(runtime: Runtime) -> tuple[list[Check], set[tuple[str, str]]
     for project, env in envs:
         try:
             findings += doctor.coverage(runtime, project, env, found)
-        except OpskitError as exc:
-            problem = f"not computed (doctor cannot run): {exc}"
+        except Exception as exc:
+            problem = f"not computed (doctor cannot run): {_said(exc)}"
             taken.append(Check(project.name, env, COVERAGE_CHECK, False, problem))
             continue
         computed.add((project.name, env))
