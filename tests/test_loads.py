@@ -141,19 +141,19 @@ class Load:
         return found[0]
 
     def sql(self, env: str, query: str, database: str = "app") -> str:
-        for attempt in (1, 2):
-            done = subprocess.run(
-                ["docker", "exec", self.container(env), "sh", "-c", CLIENT[self.kind], "sh",
-                 query, database],
-                capture_output=True, text=True,
-            )  # fmt: skip
-            gone = "No such container" in done.stderr or "is not running" in done.stderr
-            if gone and attempt == 1:
-                self.containers.pop(env, None)
-                continue
-            done.check_returncode()
-            return done.stdout.strip()
-        raise AssertionError("unreachable")
+        done = self._client(env, query, database)
+        if "No such container" in done.stderr or "is not running" in done.stderr:
+            self.containers.pop(env, None)  # compose made a new one: ask Docker again
+            done = self._client(env, query, database)
+        done.check_returncode()
+        return done.stdout.strip()
+
+    def _client(self, env: str, query: str, database: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker", "exec", self.container(env), "sh", "-c", CLIENT[self.kind], "sh", query,
+             database],
+            capture_output=True, text=True,
+        )  # fmt: skip
 
     def checksums(self, env: str) -> dict[str, str]:
         """Every table of the database with a checksum of its content."""
