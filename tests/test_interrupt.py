@@ -38,8 +38,15 @@ def tree(path: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-def test_an_interrupted_restore_puts_the_env_back(tmp_path: Path, number: int) -> None:
+@pytest.mark.parametrize(
+    ("number", "point"),
+    [(signal.SIGTERM, "extracting"), (signal.SIGINT, "extracting"), (signal.SIGINT, "starting")],
+    ids=["SIGTERM-extracting", "Ctrl-C-extracting", "Ctrl-C-starting"],
+)
+def test_an_interrupted_restore_puts_the_env_back(tmp_path: Path, number: int, point: str) -> None:
+    """At "starting" the restored folder is in place and compose is starting web: the
+    engine finishes that start after opskit was interrupted, so putting back must stop
+    web even though it did not look running (it kept the replaced folder mounted)."""
     project = tmp_path / "cut"
     data = project / "dev" / "data"
     data.mkdir(parents=True)
@@ -62,9 +69,12 @@ def test_an_interrupted_restore_puts_the_env_back(tmp_path: Path, number: int) -
              "--root", root],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        staging = data.parent / ".opskit-restore-data"  # the named point: extraction began
+        staging = data.parent / ".opskit-restore-data"  # extraction began
         while process.poll() is None and not staging.exists():
             time.sleep(0.005)
+        if point == "starting":  # the restored folder swapped in: compose starts web next
+            while process.poll() is None and staging.exists():
+                time.sleep(0.005)
         assert process.poll() is None, "the restore ended before the named point"
         time.sleep(0.2)
         process.send_signal(number)

@@ -411,8 +411,11 @@ class Engine:
         for placement in placements:
             if placement.ignored is not None:
                 self.warn(f"{project.name} {env}: {placement.ignored}")
-        running = [p.service for p in managed(placements) if p.state == "running"]
-        application = sorted({s for s in running if s not in keep_running})
+        # Every service that has a container, whatever its state: a start that an
+        # interrupted command asked for goes on in the engine, and a container that comes
+        # up during the swap would keep the replaced folder mounted.
+        present = [p.service for p in managed(placements) if p.container is not None]
+        application = sorted({s for s in present if s not in keep_running})
         step = "stopping the application services"
         since = engine_time(self.host)  # health evidence must be newer than this
         try:
