@@ -104,14 +104,19 @@ class Run:
         return json.loads(self.stdout)
 
 
-def opskit(
-    *args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 180
-) -> Run:
-    """Run the real ``opskit`` command line in a subprocess."""
+def _environ(env: dict[str, str] | None = None) -> dict[str, str]:
     environ = {**os.environ, "OPSKIT_SSH_KEY": SSH_KEY}
     environ.pop("OPSKIT_HOST", None)
     environ.pop("OPSKIT_ROOT", None)
     environ.update(env or {})
+    return environ
+
+
+def opskit(
+    *args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 180
+) -> Run:
+    """Run the real ``opskit`` command line in a subprocess."""
+    environ = _environ(env)
     if forkserver.wanted(environ):
         code, stdout, stderr = forkserver.server().run(args, environ, input or "", timeout)
         return Run(code, stdout, stderr)
@@ -124,6 +129,40 @@ def opskit(
         timeout=timeout,
     )
     return Run(done.returncode, done.stdout, done.stderr)
+
+
+def started(*args: str) -> subprocess.Popen[str]:
+    """``opskit ARGS`` as a process of its own, for a test that signals it half way; a
+    SIGABRT makes it print every thread's stack (see :func:`finished`)."""
+    environ = _environ({"PYTHONFAULTHANDLER": "1"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "opskit", *args],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=environ,
+    )  # fmt: skip
+
+
+def finished(process: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """The output of *process* once it ended. One still running after *timeout* seconds
+    fails the test with what it was doing: its processes, then its threads' stacks."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        listing = subprocess.run(
+            ["ps", "-e", "-o", "pid=,ppid=,etimes=,stat=,args="], capture_output=True, text=True
+        ).stdout.splitlines()
+        family, rows = {process.pid}, []
+        for _ in range(5):  # children listed before their parent are found on a later pass
+            for line in listing:
+                pid, ppid, *_rest = line.split(None, 2)
+                if (int(ppid) in family and int(pid) not in family) or int(pid) == process.pid:
+                    family.add(int(pid))
+        rows = [line for line in listing if int(line.split(None, 1)[0]) in family]
+        process.send_signal(signal.SIGABRT)
+        _out, err = process.communicate(timeout=60)
+        raise AssertionError(
+            f"still running after {timeout:g} s; its processes:\n" + "\n".join(rows) + f"\n{err}"
+        ) from None
 
 
 def assert_one_error_line(run: Run, *fragments: str, code: int = 1) -> None:

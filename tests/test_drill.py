@@ -7,14 +7,13 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from archives import altered_copy
-from conftest import opskit
+from conftest import finished, opskit, started
 from sink import Sink
 
 pytestmark = pytest.mark.docker
@@ -111,10 +110,7 @@ def test_a_drill_of_an_archive_that_does_not_load_fails_naming_the_table(
 
 
 def _drill_until_its_server_runs(root: str) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "opskit", "drill", "seriousletter", "dev", "--root", root],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process = started("drill", "seriousletter", "dev", "--root", root)
     while process.poll() is None and not drill_leftovers():
         time.sleep(0.2)  # each look is two docker commands
     assert process.poll() is None, "the drill ended before its server started"
@@ -126,7 +122,7 @@ def test_an_interrupted_drill_removes_what_it_started(examples_up: Path) -> None
     assert opskit("backup", "seriousletter", "dev", "--root", root, timeout=300).returncode == 0
     process = _drill_until_its_server_runs(root)
     process.send_signal(signal.SIGTERM)
-    _out, err = process.communicate(timeout=120)
+    _out, err = finished(process, 120)
     assert process.returncode == 2, err
     assert [line for line in err.splitlines() if line.startswith("[error]")] == [
         "[error] terminated (SIGTERM)"
@@ -135,7 +131,7 @@ def test_an_interrupted_drill_removes_what_it_started(examples_up: Path) -> None
 
     process = _drill_until_its_server_runs(root)
     process.kill()  # nothing can clean up after SIGKILL ...
-    process.communicate(timeout=60)
+    finished(process, 60)
     assert drill_leftovers() != []
     done = opskit("drill", "seriousletter", "dev", "--root", root, timeout=600)
     assert done.returncode == 0, done.stderr  # ... but the next drill does

@@ -9,13 +9,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import opskit, wait_until
+from conftest import finished, opskit, started, wait_until
 from test_events import EV_COMPOSE
 from testroot import NS
 
@@ -64,11 +63,7 @@ def test_an_interrupted_restore_puts_the_env_back(tmp_path: Path, number: int, p
         (data / "after.txt").write_text("new\n")
         before = tree(data)
 
-        process = subprocess.Popen(
-            [sys.executable, "-m", "opskit", "restore", "cut", "dev", "--latest", "--yes",
-             "--root", root],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        process = started("restore", "cut", "dev", "--latest", "--yes", "--root", root)
         staging = data.parent / ".opskit-restore-data"  # extraction began
         while process.poll() is None and not staging.exists():
             time.sleep(0.005)
@@ -78,7 +73,7 @@ def test_an_interrupted_restore_puts_the_env_back(tmp_path: Path, number: int, p
         assert process.poll() is None, "the restore ended before the named point"
         time.sleep(0.2)
         process.send_signal(number)
-        _out, err = process.communicate(timeout=180)
+        _out, err = finished(process, 180)
         lines = err.splitlines()
         assert process.returncode == 2, err
         errors = [line for line in lines if line.startswith("[error]")]
@@ -124,16 +119,13 @@ def test_an_interrupted_backup_starts_the_stopped_services_again(
     before = sorted(p.name for p in directory.iterdir()) if directory.exists() else []
     try:
         assert state() == "running"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "opskit", "backup", "mdf", "prod", "--root", root],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        process = started("backup", "mdf", "prod", "--root", root)
         while process.poll() is None and state() == "running":  # the named point: mail stopped
             time.sleep(0.1)  # each look is a `docker inspect`: leave the CPU to the backup
         assert process.poll() is None, "the backup ended before it stopped mail"
         time.sleep(0.3)
         process.send_signal(number)
-        _out, err = process.communicate(timeout=180)
+        _out, err = finished(process, 180)
         assert process.returncode == 2, err
         assert state() == "running"
         after = sorted(p.name for p in directory.iterdir() if not p.name.startswith(".lock"))

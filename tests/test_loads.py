@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import docker_ready, opskit, wait_until
+from conftest import docker_ready, finished, opskit, started, wait_until
 from testroot import NS
 from wpstack import php_serialize
 
@@ -297,17 +296,14 @@ def _interrupt(
     act: Callable[[subprocess.Popen[str]], None],
     settle: float = 0.3,
 ) -> tuple[int, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "opskit", *argv, "--root", str(load.root)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process = started(*argv, "--root", str(load.root))
     try:
         while process.poll() is None and not at():
             time.sleep(0.1)  # each look is a `docker exec`: leave the CPU to the load
         assert process.poll() is None, "the command ended before the named point"
         time.sleep(settle)
         act(process)
-        _out, err = process.communicate(timeout=600)
+        _out, err = finished(process, 600)
     finally:
         if process.poll() is None:
             process.kill()

@@ -334,9 +334,18 @@ def _extract(host: Host, source: IO[bytes], staging: str, what: str) -> None:
         staging,
     ]
     process = host.popen(argv, stdin=True, merge_stderr=False)
-    _pump(source, process)
-    process.stdout.read()
-    if process.wait() != 0:
+    try:
+        _pump(source, process)
+        process.stdout.read()
+        code = process.wait()
+    except BaseException:
+        # Interrupted once tar has its whole input: it must not go on writing into a
+        # staging folder that putting back is about to use.
+        process.kill()
+        with contextlib.suppress(Exception):
+            process.wait()
+        raise
+    if code != 0:
         host.run(["rm", "-rf", "--", staging], check=False)
         raise OpskitError(f"restoring {what} failed: {process.errors().strip()}")
 
