@@ -308,3 +308,36 @@ def test_the_drill_and_restore_of_a_plugins_component_through_ops(tmp_path: Path
             assert seen[-1] == ("restore", "", archive.components[0].details)
         finally:
             ops.destroy("notes", "prod")
+
+
+def test_an_extraction_interrupted_after_its_input_leaves_no_tar_running(tmp_path: Path) -> None:
+    """Ctrl-C once tar had its whole input: tar must be gone before putting back reuses
+    the staging folder (it went on extracting the interrupted archive into it)."""
+    import subprocess
+    import tarfile
+
+    from opskit.components import swap_in
+
+    (tmp_path / "src" / "data").mkdir(parents=True)
+    (tmp_path / "src" / "data" / "a.txt").write_text("a\n")
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w") as tar:
+        tar.add(tmp_path / "src" / "data", arcname="data")
+    started: list[subprocess.Popen[bytes]] = []
+
+    class Interrupting(LocalHost):
+        def popen(self, argv: Any, **options: Any) -> Any:
+            process = super().popen(argv, **options)
+            if argv[0] == "tar":
+                started.append(process.process)
+                process.stdout = _Interrupted()
+            return process
+
+    class _Interrupted(io.RawIOBase):
+        def read(self, size: int = -1) -> bytes:
+            raise KeyboardInterrupt
+
+    (tmp_path / "live").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        swap_in(Interrupting(), io.BytesIO(packed.getvalue()), str(tmp_path / "live" / "data"), "x")
+    assert started and started[0].poll() is not None, "tar was left running"
