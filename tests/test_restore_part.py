@@ -373,3 +373,78 @@ def test_restore_only_the_database_and_extract_a_file_and_a_folder(
     finally:
         for path in added:
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+# -- the engine on a fake host (tests/fakeroot.py): what runs, what is put back -------------
+
+
+def test_restore_only_the_database_backs_up_and_puts_back_that_alone(tmp_path: Path) -> None:
+    from fakeroot import DUMP, DUMPING, LOADING, compose
+    from opskit.events import JobFinished
+    from test_engines_restore import SAFETY_DUMP, backed_up
+
+    world, name = backed_up(tmp_path)
+    fake = world.fake
+    uploads = f"{world.root}/shop/prod/uploads"
+    fake.write(f"{uploads}/new.txt", b"added since")
+    fake.on(LOADING, times=1, returncode=1, stdout=b"opskit-load-pid 7\nopskit-load-status 1\n",
+            stderr="ERROR 1064 (42000) at line 3: You have an error in your SQL syntax\n")  # fmt: skip
+    with world.ops() as ops, pytest.raises(OpskitError, match="was put back from"):
+        ops.restore("shop", "prod", name, only=["db-db-shop"])
+    first, second = fake.order(DUMPING, compose("stop", "web"), LOADING, LOADING)[-2:]
+    assert (fake.calls[first].stdin, fake.calls[second].stdin) == (DUMP, SAFETY_DUMP)
+    assert not fake.ran(compose("stop", "db"))
+    assert not fake.matching(["tar"])  # no tree backed up, restored or put back
+    assert sorted(fake.listdir(uploads)) == ["logo.png", "new.txt"]
+    (finished,) = world.recorder.of(JobFinished)
+    assert finished.details["only"] == ["db-db-shop"]
+    safety = json.loads(
+        fake.read(f"{world.env_dir()}/{finished.details['safety_backup']}/manifest.json")
+    )
+    assert safety["only"] == ["db-db-shop"]
+    assert [c["key"] for c in safety["components"]] == ["db-db-shop"]
+
+
+def test_restore_only_a_path_leaves_the_database_and_the_volume(tmp_path: Path) -> None:
+    from fakeroot import DUMPING, LOADING
+    from test_engines_restore import backed_up
+
+    world, name = backed_up(tmp_path)
+    fake = world.fake
+    uploads = f"{world.root}/shop/prod/uploads"
+    media = fake.engine.volumes["shop-prod_media"]
+    fake.write(f"{uploads}/new.txt", b"added since")
+    fake.write(f"{media}/cover.jpg", b"changed since")
+    with world.ops() as ops:
+        _archive, safety = ops.restore("shop", "prod", name, only=["path-prod-uploads"])
+        assert safety is not None and safety.only == ("path-prod-uploads",)
+        # the partial safety backup is newer, but --latest means the whole env's newest
+        assert ops.backup_engine().find(ops.project("shop"), "prod", None).name == name
+    assert not fake.matching(DUMPING) and not fake.matching(LOADING)
+    assert fake.listdir(uploads) == ["logo.png"]
+    assert fake.read(f"{media}/cover.jpg") == b"changed since"
+
+
+def test_extract_through_the_engine_by_path_and_by_key(tmp_path: Path) -> None:
+    from test_engines_restore import backed_up
+
+    world, name = backed_up(tmp_path)
+    fake = world.fake
+    out = fake.path("out")
+    with world.ops() as ops:
+        done = ops.extract("shop", "prod", "prod/uploads/logo.png", out, name)
+        assert (done.component, done.inside, done.path) == (
+            "path-prod-uploads",
+            "logo.png",
+            f"{out}/logo.png",
+        )
+        ops.extract("shop", "prod", "volume-shop-prod_media:", out, name)
+        ops.extract("shop", "prod", "prod/uploads", out, name)
+        with pytest.raises(ArchiveError, match="db-db-shop is a database, not a file tree"):
+            ops.extract("shop", "prod", "db-db-shop:", out, name)
+        with pytest.raises(NotFoundError, match=f"archive {name} holds no prod/uploads/x.png"):
+            ops.extract("shop", "prod", "prod/uploads/x.png", out, name)
+    assert fake.read(f"{out}/logo.png") == b"\x89PNG prod"
+    assert fake.read(f"{out}/volume-shop-prod_media/cover.jpg") == b"JFIF prod"
+    assert fake.read(f"{out}/uploads/logo.png") == b"\x89PNG prod"
+    assert sorted(fake.listdir(out)) == ["logo.png", "uploads", "volume-shop-prod_media"]

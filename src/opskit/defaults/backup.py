@@ -136,7 +136,7 @@ def backups(state: CliState, project: str | None, env: str | None) -> None:
             a.name,
             _local(a.created),
             human_bytes(a.size),
-            ", ".join(c.key for c in a.components),
+            ("only " if a.only else "") + ", ".join(c.key for c in a.components),
             (a.verified_state, styles[a.verified_state]),
             (a.drill_state, styles[a.drill_state] if a.drill_state != "never" else ""),
             (a.offsite_state, styles[a.offsite_state] if a.offsite_state != "never" else ""),
