@@ -362,7 +362,7 @@ def extract_member(
     host.run(["mkdir", "-p", "--", directory])
     _refuse_existing(host, target, overwrite)
     staging = host.run(["mktemp", "-d", "-p", directory, ".opskit-extract-XXXXXX"]).text.strip()
-    if posixpath.dirname(staging) != directory.rstrip("/"):
+    if posixpath.dirname(staging) != posixpath.normpath(directory):
         raise OpskitError(f"cannot make a staging folder in {directory} ({staging!r})")
     try:
         code, errors = _untar(host, source, staging, [member])
