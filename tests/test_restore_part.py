@@ -448,3 +448,22 @@ def test_extract_through_the_engine_by_path_and_by_key(tmp_path: Path) -> None:
     assert fake.read(f"{out}/volume-shop-prod_media/cover.jpg") == b"JFIF prod"
     assert fake.read(f"{out}/uploads/logo.png") == b"\x89PNG prod"
     assert sorted(fake.listdir(out)) == ["logo.png", "uploads", "volume-shop-prod_media"]
+
+
+def test_a_partial_archive_does_not_make_the_backup_fresh(tmp_path: Path) -> None:
+    """The watch's backup freshness: a verified safety backup of one component, newer than
+    the schedule's last run, is no backup of the env."""
+    from test_schedules import NOW, fresh_root, freshness_at
+    from test_schedules import archive as made
+
+    with local_time_zone("UTC"):
+        root, folder = fresh_root(tmp_path, "*-*-* 09:00")
+        made(folder, NOW - timedelta(minutes=10))
+        (partial,) = folder.iterdir()
+        manifest = json.loads((partial / "manifest.json").read_text())
+        (partial / "manifest.json").write_text(json.dumps({**manifest, "only": ["db-x"]}))
+        (check,) = freshness_at(root, NOW)
+        assert not check.ok, check  # type: ignore[attr-defined]
+        made(folder, NOW - timedelta(minutes=20))
+        (check,) = freshness_at(root, NOW)
+        assert check.ok, check  # type: ignore[attr-defined]
