@@ -405,10 +405,12 @@ def extract(
         raise click.UsageError("give --name or --latest, not both")
     if not name and not latest:
         raise click.UsageError("extract needs --name ARCHIVE or --latest")
-    if state.host is None:
+    if not to.startswith("/"):
+        from opskit.host import LOCAL
+
+        if state.ops.host.name != LOCAL:
+            raise click.UsageError("with --host, --to must be an absolute path on that host")
         to = os.path.abspath(to)
-    elif not to.startswith("/"):
-        raise click.UsageError("with --host, --to must be an absolute path on that host")
     done = state.ops.extract(project, env, path, to, name, overwrite=overwrite)
     if state.json:
         state.out.json(done.as_dict())
