@@ -444,6 +444,12 @@ def test_extract_through_the_engine_by_path_and_by_key(tmp_path: Path) -> None:
             ops.extract("shop", "prod", "db-db-shop:", out, name)
         with pytest.raises(NotFoundError, match=f"archive {name} holds no prod/uploads/x.png"):
             ops.extract("shop", "prod", "prod/uploads/x.png", out, name)
+    # the live folder gone and no Docker engine (a server being rebuilt): still readable
+    fake.run(["rm", "-rf", "--", f"{world.root}/shop/prod/uploads"])
+    fake.docker_error = "connection refused"
+    with world.ops() as ops:
+        ops.extract("shop", "prod", "prod/uploads/logo.png", fake.path("again"), name)
+    assert fake.read(fake.path("again", "logo.png")) == b"\x89PNG prod"
     assert fake.read(f"{out}/logo.png") == b"\x89PNG prod"
     assert fake.read(f"{out}/volume-shop-prod_media/cover.jpg") == b"JFIF prod"
     assert fake.read(f"{out}/uploads/logo.png") == b"\x89PNG prod"

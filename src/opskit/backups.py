@@ -34,7 +34,7 @@ from opskit.archive import (
     write_component,
     write_json,
 )
-from opskit.components import BackupContext, Component, extract_member
+from opskit.components import BackupContext, Component, extract_member, from_record
 from opskit.containers import managed
 from opskit.errors import Cancelled, NotFoundError, OpskitError
 from opskit.gate import engine_time, wait_healthy
@@ -326,9 +326,12 @@ class Engine:
         overwrite: bool = False,
     ) -> Extracted:
         """Extract the file or folder *spec* (see :func:`locate`) of *archive* into
-        *directory* under its own name, streamed through tar; the env is not touched."""
+        *directory* under its own name, streamed through tar; the env is not touched (and
+        need not run: a path or volume is read as the archive recorded it)."""
         record, inside = locate(archive, spec, project.folder)
-        component = {c.key: c for c in self.components(project, env)}.get(record.key)
+        component = from_record(record)  # needs neither the engine nor the live data
+        if component is None:
+            component = {c.key: c for c in self.components(project, env)}.get(record.key)
         if component is None:
             raise ArchiveError(
                 f"archive {archive.name} holds {record.key}, which the descriptor no longer names"

@@ -631,6 +631,18 @@ class VolumeTree(TarTree):
         host.run(["sh", "-c", script, "opskit", staging, mountpoint])
 
 
+def from_record(record: ComponentRecord) -> Component | None:
+    """The built-in tree (a path or a volume) that a manifest *record* describes, as the
+    archive wrote it: what ``extract`` reads an archive with when the env is down or its
+    folders are gone. None for other kinds: the plugins know them."""
+    details = record.details
+    if record.kind == PathTree.kind and details.get("path"):
+        return PathTree(str(details["path"]), "")
+    if record.kind == VolumeTree.kind and details.get("volume"):
+        return VolumeTree(str(details["volume"]))
+    return None
+
+
 def service_data(context: BackupContext, service: str) -> list[Component]:
     """The data of a service: the writable named volumes and bind-mounted folders of its
     containers (read-only mounts, files and sockets are configuration, not data)."""
