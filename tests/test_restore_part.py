@@ -140,6 +140,14 @@ def test_a_partial_archive_counts_for_no_retention_rule_and_stays_while_an_undo_
     assert decision.remove_reasons[dev[1]] == ("a partial safety backup and no undo point",)
     assert decision.keep == (dev[0], dev[2])
 
+    # with no archive of the whole env left, the newest partial one stays all the same
+    shutil.rmtree(folder / dev[2])
+    (root / "backups" / "opskit-audit.log").unlink()
+    with local_time_zone("UTC"):
+        decision = site_prune(root, "dev", TODAY)
+    assert (decision.keep, decision.remove) == ((dev[0],), (dev[1],))
+    assert decision.reasons[dev[0]] == ("newest",)
+
 
 # -- the tar extraction, with the real tar --------------------------------------------------
 

@@ -589,7 +589,12 @@ def with_partials(
     decision: Decision, partials: Sequence[str], points: Mapping[str, Sequence[str]]
 ) -> Decision:
     """*decision* (on the archives of the whole env) with the partial archives added:
-    those among *points* (undo points, with their reasons) kept, the others removed."""
+    those among *points* (undo points, with their reasons) kept, the others removed. With
+    no archive of the whole env, the newest partial one is kept all the same: a prune
+    never removes every archive."""
+    if partials and not decision.keep and not decision.remove:
+        newest = max(partials)
+        points = {**points, newest: [*points.get(newest, ()), "newest"]}
     keep = [*decision.keep, *(n for n in partials if n in points)]
     remove = [*decision.remove, *(n for n in partials if n not in points)]
     reasons = dict(decision.reasons)
