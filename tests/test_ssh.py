@@ -129,6 +129,14 @@ def test_backup_verify_and_restore_over_ssh(examples_up) -> None:  # type: ignor
     )
     assert run.returncode == 0, run.stderr
     assert letter.read_text() == original
+    # one file out of the archive, into a folder on the server (#22)
+    out = BACKUPS.parent / "extracted-over-ssh"
+    shutil.rmtree(out, ignore_errors=True)
+    run = opskit("extract", "seriousletter", "dev", "uploads/dev/letter.txt", "--latest",
+                 "--to", str(out), "--root", root, "--host", SSH_URL)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert (out / "letter.txt").read_text() == original
+    shutil.rmtree(out)
 
 
 def test_drill_and_watch_over_ssh(examples_up, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from opskit import compose, containers
     from opskit.archive import Archive, Fault
-    from opskit.backups import Engine
+    from opskit.backups import Engine, Extracted
     from opskit.descriptor import Project
     from opskit.disk import DiskReport
     from opskit.doctor import DoctorReport
@@ -286,16 +286,34 @@ class Ops:
         *,
         safety: bool = True,
         offsite: bool = False,
+        only: Sequence[str] = (),
         progress: IO[str] | None = None,
         meter: Meter | None = None,
     ) -> tuple[Archive, Archive | None]:
         """Restore an archive (the newest when *name* is None) into one env, with *offsite*
-        from its offsite copy; returns it and the safety archive taken before. See
-        :func:`opskit.operations.restore.run`."""
+        from its offsite copy, with *only* (component keys) those components alone; returns
+        it and the safety archive taken before. See :func:`opskit.operations.restore.run`."""
         from opskit.operations import restore
 
-        request = restore.Request(project, env, name, safety, offsite)
+        request = restore.Request(project, env, name, safety, offsite, tuple(only))
         return restore.run(self._context(progress, meter), request)
+
+    def extract(
+        self,
+        project: str,
+        env: str,
+        path: str,
+        to: str,
+        name: str | None = None,
+        *,
+        overwrite: bool = False,
+    ) -> Extracted:
+        """A file or folder of an archive (the newest when *name* is None) into the folder
+        *to*, under its own name. See :func:`opskit.operations.extract.run`."""
+        from opskit.operations import extract
+
+        request = extract.Request(project, env, path, to, name, overwrite)
+        return extract.run(self._context(), request)
 
     def sync(
         self,

@@ -102,6 +102,12 @@ class Archive:
     def components(self) -> list[ComponentRecord]:
         return [ComponentRecord(**c) for c in self.manifest.get("components", [])]
 
+    @property
+    def only(self) -> tuple[str, ...]:
+        """The component keys of a partial archive (the safety backup of ``restore
+        --only``); empty for an archive of the whole env."""
+        return tuple(str(key) for key in self.manifest.get("only") or ())
+
     def member(self, record: ComponentRecord) -> str:
         """The path of *record*'s file, which must be a plain name inside this archive's
         folder: a manifest never points elsewhere (``../../prod/…``)."""
@@ -140,6 +146,7 @@ class Archive:
             "created": self.created.isoformat(),
             "size": self.size,
             "components": [c.key for c in self.components],
+            "only": list(self.only),
             "verified": self.verified_state,
             "verified_at": (self.verified or {}).get("time"),
             "drilled": self.drill_state,

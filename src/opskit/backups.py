@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import posixpath
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from opskit.archive import (
     VERIFIED,
     Archive,
     ArchiveError,
+    ComponentRecord,
     Fault,
     check_name_of,
     component_stream,
@@ -33,7 +34,7 @@ from opskit.archive import (
     write_component,
     write_json,
 )
-from opskit.components import BackupContext, Component
+from opskit.components import BackupContext, Component, extract_member, from_record
 from opskit.containers import managed
 from opskit.errors import Cancelled, NotFoundError, OpskitError
 from opskit.gate import engine_time, wait_healthy
@@ -130,9 +131,20 @@ class Engine:
             self.job.details["size"] = archive.size
         return archive
 
-    def _backup_locked(self, project: Project, env: str, directory: str) -> Archive:
+    def _backup_locked(
+        self, project: Project, env: str, directory: str, only: Sequence[str] = ()
+    ) -> Archive:
+        """Write the archive; with *only*, of those components alone (a partial archive,
+        whose manifest names them under ``only``)."""
         self._remove_partials(directory)
         components = self.components(project, env)
+        if only:
+            components = [c for c in components if c.key in only]
+            missing = sorted(set(only) - {c.key for c in components})
+            if missing:
+                raise OpskitError(
+                    f"{project.name} {env}: the descriptor names no component {', '.join(missing)}"
+                )
         started = now()
         name = f"{project.name}-{env}-{stamp(started)}"
         while self.host.exists(posixpath.join(directory, name)):
@@ -155,6 +167,8 @@ class Engine:
                 "descriptor": {"path": project.path, "text": self.host.read_text(project.path)},
                 "components": [record.as_dict() for record in records],
             }
+            if only:
+                manifest["only"] = sorted(only)
             write_json(self.host, posixpath.join(partial, MANIFEST), manifest)
             files = [posixpath.join(partial, r.file) for r in records]
             files.append(posixpath.join(partial, MANIFEST))
@@ -227,11 +241,17 @@ class Engine:
             return []
         return list_archives(self.host, backup_dir(project, env))
 
+    def whole_archives(self, project: Project, env: str) -> list[Archive]:
+        """The archives of the whole env, newest first: without the partial ones (the
+        safety backups of ``restore --only``), which never stand for the env."""
+        return [a for a in self.archives(project, env) if not a.only]
+
     def find(self, project: Project, env: str, name: str | None) -> Archive:
-        """The named archive of this env, or the newest one when *name* is None."""
+        """The named archive of this env, or the newest one of the whole env when *name*
+        is None."""
         directory = backup_dir(project, env)
         if name is None:
-            found = list_archives(self.host, directory)
+            found = self.whole_archives(project, env)
             if not found:
                 raise NotFoundError(f"{project.name} {env}: no archives in {directory}")
             return found[0]
@@ -257,15 +277,23 @@ class Engine:
         """Remove the archives of *env* that its retention keeps for no reason (with
         *dry_run* only decide). Kept whatever the counts: the newest verified archive,
         the newest drilled one, and the undo points named by audit entries of the last
-        ``keep_undo_days`` before *moment* (default: now)."""
+        ``keep_undo_days`` before *moment* (default: now). A partial archive (the safety
+        backup of ``restore --only``) counts for no rule: it is kept while it is an undo
+        point, else removed."""
         from opskit.audit import undo_points
 
         assert project.backup is not None
         directory = backup_dir(project, env)
         with env_lock(self.host, directory, f"prune of {project.name} {env}", self.lock_timeout):
-            archives = list_archives(self.host, directory)
+            listed = list_archives(self.host, directory)
+            archives = [a for a in listed if not a.only]
             retention = project.backup.retention
             since = (moment or now()) - timedelta(days=retention.keep_undo_days)
+            points = (
+                undo_points(self.host, project, env, {a.name for a in listed}, since)
+                if retention.keep_undo_days
+                else {}
+            )
             names = {a.name for a in archives}
             decision = decide(
                 [(a.name, a.created) for a in archives],
@@ -275,10 +303,9 @@ class Engine:
                 keep_monthly=retention.keep_monthly,
                 newest_verified=next((a.name for a in archives if a.verified_state == "ok"), None),
                 newest_drilled=next((a.name for a in archives if a.drill_state == "ok"), None),
-                undo_points=undo_points(self.host, project, env, names, since)
-                if retention.keep_undo_days
-                else None,
+                undo_points={k: v for k, v in points.items() if k in names},
             )
+            decision = with_partials(decision, [a.name for a in listed if a.only], points)
             if not dry_run:
                 for name in decision.remove:
                     # Renamed first, so a half-removed archive is never listed.
@@ -286,6 +313,46 @@ class Engine:
                     self.host.run(["mv", "-T", "--", posixpath.join(directory, name), doomed])
                     self.host.run(["rm", "-rf", "--", doomed])
             return decision
+
+    # -- extract ---------------------------------------------------------------
+
+    def extract(
+        self,
+        project: Project,
+        env: str,
+        archive: Archive,
+        spec: str,
+        directory: str,
+        overwrite: bool = False,
+    ) -> Extracted:
+        """Extract the file or folder *spec* (see :func:`locate`) of *archive* into
+        *directory* under its own name, streamed through tar; the env is not touched (and
+        need not run: a path or volume is read as the archive recorded it)."""
+        record, inside = locate(archive, spec, project.folder)
+        component = from_record(record)  # needs neither the engine nor the live data
+        if component is None:
+            component = {c.key: c for c in self.components(project, env)}.get(record.key)
+        if component is None:
+            raise ArchiveError(
+                f"archive {archive.name} holds {record.key}, which the descriptor no longer names"
+            )
+        member = component.tree_member(inside)
+        if member is None:
+            raise ArchiveError(
+                f"archive {archive.name}: {record.key} is a {record.kind}, not a file tree; "
+                "extract takes files out of path and volume components"
+            )
+        name = record.key if member in (".", "./") else posixpath.basename(member.rstrip("/"))
+        try:
+            with component_stream(self.host, archive, record) as source:
+                path = extract_member(self.host, source, member, directory, name, overwrite)
+        except NotFoundError:
+            raise NotFoundError(
+                f"archive {archive.name} holds no {spec} ({record.key} has no {inside})"
+            ) from None
+        except OpskitError as exc:
+            raise OpskitError(f"extract of {spec} from {archive.name}: {exc}") from None
+        return Extracted(archive.name, record.key, inside, path)
 
     # -- restore ---------------------------------------------------------------
 
@@ -297,17 +364,21 @@ class Engine:
         safety: bool = True,
         health_timeout: float = 120,
         check: bool = True,
+        only: Sequence[str] = (),
     ) -> Archive | None:
         """Restore *archive* into *env*; on any failure put the env back as it was.
 
         Returns the safety archive taken first (None with ``safety=False``). With
-        ``check=False`` the archive is not verified again (the caller just did).
+        ``check=False`` the archive is not verified again (the caller just did). With
+        *only* (component keys) those components alone are verified, backed up first and
+        restored; the others are left as they are.
         """
         if (
             archive.manifest.get("project") != project.name
             or archive.manifest.get("environment") != env
         ):
             raise ArchiveError(f"archive {archive.name} is not one of {project.name} {env}")
+        archive = selected(archive, only)
         faults = verify(self.host, archive) if check else []
         if faults:
             listed = "; ".join(f"{f.component}: {f.problem}" for f in faults)
@@ -321,6 +392,7 @@ class Engine:
             lambda: self._restore_components(project, env, archive, health_timeout),
             safety=safety,
             health_timeout=health_timeout,
+            only=only,
         )
 
     def guarded(
@@ -332,9 +404,11 @@ class Engine:
         *,
         safety: bool = True,
         health_timeout: float = 120,
+        only: Sequence[str] = (),
     ) -> Archive | None:
-        """Run *change* under the env's lock, after a safety backup of the env; if it
-        fails, restore the safety archive and raise. Returns the safety archive."""
+        """Run *change* under the env's lock, after a safety backup of the env (with
+        *only*, of those components); if it fails, restore the safety archive and raise.
+        Returns the safety archive."""
         directory = backup_dir(project, env)
         private_dir(self.host, directory)
         with env_lock(self.host, directory, f"{what} into {project.name} {env}", self.lock_timeout):
@@ -342,7 +416,7 @@ class Engine:
             if safety:
                 self.say(f"{project.name} {env}: safety backup of the current state")
                 try:
-                    safety_archive = self._backup_locked(project, env, directory)
+                    safety_archive = self._backup_locked(project, env, directory, only)
                 except KeyboardInterrupt:
                     raise Cancelled(
                         f"{what} interrupted during the safety backup; nothing was changed"
@@ -443,6 +517,101 @@ class Engine:
             )
         except (OpskitError, OSError) as exc:
             raise OpskitError(f"{step}: {exc}") from None
+
+
+@attrs.frozen
+class Extracted:
+    """What ``extract`` wrote: *inside* (a path in the tree of component *component* of
+    *archive*; "" the whole tree) at *path*."""
+
+    archive: str
+    component: str
+    inside: str
+    path: str
+
+    def as_dict(self) -> dict[str, str]:
+        return attrs.asdict(self)
+
+
+def locate(archive: Archive, spec: str, folder: str) -> tuple[ComponentRecord, str]:
+    """The component of *archive* and the path inside its tree that *spec* names: either
+    ``KEY:PATH`` (PATH inside the tree of component KEY; empty: all of it), or a path on
+    the host, relative to the project *folder* or absolute, inside the path that a path
+    component records (the deepest such path when several hold it). Names that lead out
+    of the tree are refused."""
+    records = archive.components
+    key, colon, rest = spec.partition(":")
+    by_key = {record.key: record for record in records}
+    if colon and key in by_key:
+        return by_key[key], tree_path(rest, spec)
+    wanted = posixpath.normpath(posixpath.join(folder, spec))
+    holding = [
+        (record, root)
+        for record in records
+        if (root := str(record.details.get("path") or "").rstrip("/"))
+        and (wanted == root or wanted.startswith(root + "/"))
+    ]
+    found = max(holding, key=lambda pair: len(pair[1]), default=None)
+    if found is None:
+        raise NotFoundError(
+            f"archive {archive.name} holds no {spec}: it is inside none of its paths "
+            f"(its components: {', '.join(by_key) or 'none'}; a volume's file is KEY:PATH)"
+        )
+    record, root = found
+    return record, tree_path(posixpath.relpath(wanted, root), spec)
+
+
+def tree_path(path: str, spec: str) -> str:
+    """*path* as a normalised path inside a tree ("" the tree itself); refused when it
+    leads out of it."""
+    if "\0" in path:
+        raise ArchiveError(f"{spec!r} is not a path")
+    inside = posixpath.normpath(path.lstrip("/") or ".")
+    if inside == ".." or inside.startswith("../"):
+        raise ArchiveError(f"{spec} leads out of the component's tree")
+    return "" if inside == "." else inside
+
+
+def selected(archive: Archive, only: Sequence[str]) -> Archive:
+    """*archive* narrowed to the components *only* names (all of them when it is empty);
+    a key the archive does not hold is an :class:`ArchiveError` listing those it holds."""
+    if not only:
+        return archive
+    keys = [record.key for record in archive.components]
+    unknown = [key for key in only if key not in keys]
+    if unknown:
+        raise ArchiveError(
+            f"archive {archive.name} holds no component {', '.join(unknown)} "
+            f"(it holds {', '.join(keys) or 'none'})"
+        )
+    kept = [c for c in archive.manifest.get("components", []) if c.get("key") in only]
+    return attrs.evolve(archive, manifest={**archive.manifest, "components": kept})
+
+
+def with_partials(
+    decision: Decision, partials: Sequence[str], points: Mapping[str, Sequence[str]]
+) -> Decision:
+    """*decision* (on the archives of the whole env) with the partial archives added:
+    those among *points* (undo points, with their reasons) kept, the others removed. With
+    no archive of the whole env, the newest partial one is kept all the same: a prune
+    never removes every archive."""
+    if partials and not decision.keep and not decision.remove:
+        newest = max(partials)
+        points = {**points, newest: [*points.get(newest, ()), "newest"]}
+    keep = [*decision.keep, *(n for n in partials if n in points)]
+    remove = [*decision.remove, *(n for n in partials if n not in points)]
+    reasons = dict(decision.reasons)
+    reasons.update({n: tuple(points[n]) for n in partials if n in points})
+    remove_reasons = dict(decision.remove_reasons)
+    remove_reasons.update(
+        {n: ("a partial safety backup and no undo point",) for n in partials if n not in points}
+    )
+    return Decision(
+        tuple(sorted(keep, reverse=True)),
+        tuple(sorted(remove, reverse=True)),
+        reasons,
+        remove_reasons,
+    )
 
 
 def private_dir(host: Host, directory: str) -> None:

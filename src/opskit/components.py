@@ -320,10 +320,9 @@ def _tar_create(host: Host, directory: str, member: str) -> Process:
     return host.popen(argv, merge_stderr=False)
 
 
-def _extract(host: Host, source: IO[bytes], staging: str, what: str) -> None:
-    """Extract a tar stream into a fresh *staging* folder; on failure remove it and raise."""
-    host.run(["rm", "-rf", "--", staging])
-    host.run(["mkdir", "-p", "--", staging])
+def _untar(host: Host, source: IO[bytes], directory: str, members: list[str]) -> tuple[int, str]:
+    """Stream a tar into the existing *directory* (with *members*, those alone, matched
+    literally, folders with their contents); the exit status and what tar said."""
     argv = [
         "tar",
         "--extract",
@@ -331,8 +330,10 @@ def _extract(host: Host, source: IO[bytes], staging: str, what: str) -> None:
         "--numeric-owner",
         "--same-permissions",
         "--directory",
-        staging,
+        directory,
     ]
+    if members:
+        argv += ["--no-wildcards", "--", *members]
     process = host.popen(argv, stdin=True, merge_stderr=False)
     try:
         _pump(source, process)
@@ -345,9 +346,74 @@ def _extract(host: Host, source: IO[bytes], staging: str, what: str) -> None:
         with contextlib.suppress(Exception):
             process.wait()
         raise
+    return code, process.errors().strip()
+
+
+def _extract(host: Host, source: IO[bytes], staging: str, what: str) -> None:
+    """Extract a tar stream into a fresh *staging* folder; on failure remove it and raise."""
+    host.run(["rm", "-rf", "--", staging])
+    host.run(["mkdir", "-p", "--", staging])
+    code, errors = _untar(host, source, staging, [])
     if code != 0:
         host.run(["rm", "-rf", "--", staging], check=False)
-        raise OpskitError(f"restoring {what} failed: {process.errors().strip()}")
+        raise OpskitError(f"restoring {what} failed: {errors}")
+
+
+def extract_member(
+    host: Host, source: IO[bytes], member: str, directory: str, name: str, overwrite: bool
+) -> str:
+    """Extract *member* (a file or folder) of the tar stream *source* into *directory*
+    (created if missing) as *name*; return its path. Nothing is written outside
+    *directory*: tar keeps every name inside a private staging folder there, and a
+    member that is a link, or holds one leading out of it, is refused. An existing
+    *name* is replaced only with *overwrite*. A member the stream lacks: NotFoundError."""
+    target = posixpath.join(directory, name)
+    host.run(["mkdir", "-p", "--", directory])
+    _refuse_existing(host, target, overwrite)
+    staging = host.run(["mktemp", "-d", "-p", directory, ".opskit-extract-XXXXXX"]).text.strip()
+    if posixpath.dirname(staging) != posixpath.normpath(directory):
+        raise OpskitError(f"cannot make a staging folder in {directory} ({staging!r})")
+    try:
+        code, errors = _untar(host, source, staging, [member])
+        extracted = posixpath.normpath(posixpath.join(staging, member))
+        if not _present(host, extracted):
+            raise NotFoundError(f"the archive holds no {member}")
+        if code != 0:
+            raise OpskitError(f"tar failed: {errors}")
+        if found := link_out(host, extracted):
+            path, link = found
+            raise OpskitError(
+                f"refused: {refusal(path, link)}"
+                if path
+                else f"refused: {member} is a link (to {link})"
+            )
+        _refuse_existing(host, target, overwrite)
+        script = (
+            'new=$1; target=$2; old=$3\n'
+            'if [ -e "$target" ] || [ -L "$target" ]; then mv -T -- "$target" "$old" || exit 1; fi\n'
+            'if ! mv -T -- "$new" "$target"; then\n'
+            '  if [ -e "$old" ] || [ -L "$old" ]; then mv -T -- "$old" "$target"; fi; exit 1\n'
+            'fi\n'
+        )  # fmt: skip
+        old = f"{staging}.old"  # beside the staging folder: a whole tree is the folder itself
+        moved = host.run(["sh", "-c", script, "opskit", extracted, target, old], check=False)
+        if moved.returncode != 0:
+            detail = moved.stderr.decode("utf-8", "replace").strip()
+            raise OpskitError(f"cannot put {target} in place: {detail}")
+    finally:
+        host.run(["rm", "-rf", "--", staging, f"{staging}.old"], check=False)
+    return target
+
+
+def _present(host: Host, path: str) -> bool:
+    """Whether *path* exists, a dangling link included."""
+    script = '[ -e "$1" ] || [ -L "$1" ]'
+    return host.run(["sh", "-c", script, "opskit", path], check=False).returncode == 0
+
+
+def _refuse_existing(host: Host, target: str, overwrite: bool) -> None:
+    if not overwrite and _present(host, target):
+        raise OpskitError(f"{target} exists; give --overwrite to replace it")
 
 
 def swap_in(host: Host, source: IO[bytes], target: str, what: str) -> None:
@@ -481,6 +547,10 @@ class PathTree(TarTree):
     def describe(self) -> dict[str, Any]:
         return {"path": self.path}
 
+    def tree_member(self, inside: str) -> str:
+        name = posixpath.basename(self.path.rstrip("/"))
+        return posixpath.join(name, inside) if inside else name
+
     def dump(self, context: BackupContext) -> Process:
         """The tar stream of the path; refused when a restore of it would be refused (the
         path is a link, or holds one that leads out of it): no archive is written that
@@ -530,6 +600,9 @@ class VolumeTree(TarTree):
     def describe(self) -> dict[str, Any]:
         return {"volume": self.volume}
 
+    def tree_member(self, inside: str) -> str:
+        return f"./{inside}" if inside else "."
+
     def mountpoint(self, context: BackupContext, create: bool = False) -> str:
         from opskit.host import docker_sdk
 
@@ -565,6 +638,18 @@ class VolumeTree(TarTree):
             'rmdir -- "$staging"\n'
         )  # fmt: skip
         host.run(["sh", "-c", script, "opskit", staging, mountpoint])
+
+
+def from_record(record: ComponentRecord) -> Component | None:
+    """The built-in tree (a path or a volume) that a manifest *record* describes, as the
+    archive wrote it: what ``extract`` reads an archive with when the env is down or its
+    folders are gone. None for other kinds: the plugins know them."""
+    details = record.details
+    if record.kind == PathTree.kind and details.get("path"):
+        return PathTree(str(details["path"]), "")
+    if record.kind == VolumeTree.kind and details.get("volume"):
+        return VolumeTree(str(details["volume"]))
+    return None
 
 
 def service_data(context: BackupContext, service: str) -> list[Component]:

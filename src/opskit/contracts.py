@@ -404,6 +404,12 @@ class Component(abc.ABC):
         """
         return None
 
+    def tree_member(self, inside: str) -> str | None:
+        """The name that the file or folder *inside* (a normalised relative path in this
+        component's tree; "" for the whole tree) has in the tar stream of :meth:`dump`, for
+        ``opskit extract``; None when that stream is no tar of a file tree."""
+        return None
+
     def location(self, context: BackupContext, create: bool = False) -> str | None:
         """The folder on the host that holds this component's files, if it has one.
 

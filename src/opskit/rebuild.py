@@ -42,7 +42,7 @@ def rebuild(
     stacks = runtime.stacks
     stacks.refuse_collisions(found, [env])
     engine = Engine(runtime, job=job)
-    candidates = [a for a in engine.archives(found, env) if a.verified_state != "FAILED"]
+    candidates = [a for a in engine.whole_archives(found, env) if a.verified_state != "FAILED"]
     if not candidates:
         raise NotFoundError(f"{project} {env}: no archive to restore (none, or all failed verify)")
     commands = [

@@ -130,7 +130,7 @@ class EventRecorder:
 # work (archives, locks, swaps, tar streams) is then the real thing, not a model of it.
 REAL_PROGRAMS = frozenset(
     {"sh", "mkdir", "rm", "mv", "chmod", "sync", "tar", "cat", "test", "ls", "hostname",
-     "stat", "du", "find", "flock", "dd", "readlink", "true"}
+     "stat", "du", "find", "flock", "dd", "readlink", "true", "mktemp"}
 )  # fmt: skip
 
 # A pattern word: the exact word, or a regular expression searched in it.

@@ -109,7 +109,8 @@ def freshness(
         problem = f"cannot tell when {project.name} {env}'s backup was due: {exc}"
         names = ["backup freshness", *(["offsite freshness"] if offsite else [])]
         return [Check(project.name, env, name, False, problem) for name in names]
-    archives = list_archives(runtime.host, backup_dir(project, env))
+    # a partial archive (the safety backup of ``restore --only``) stands for no whole env
+    archives = [a for a in list_archives(runtime.host, backup_dir(project, env)) if not a.only]
     newest = max((a.created for a in archives if a.verified_state == "ok"), default=None)
     found = [_fresh(runtime, project, env, now, elapsed, "backup freshness", newest, "backup")]
     if offsite is not None:

@@ -1,4 +1,4 @@
-"""Built-in plugin: the backup commands (backup, backups, verify, prune, restore)."""
+"""Built-in plugin: the backup commands (backup, backups, verify, prune, restore, extract)."""
 
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def backups(state: CliState, project: str | None, env: str | None) -> None:
             a.name,
             _local(a.created),
             human_bytes(a.size),
-            ", ".join(c.key for c in a.components),
+            ("only " if a.only else "") + ", ".join(c.key for c in a.components),
             (a.verified_state, styles[a.verified_state]),
             (a.drill_state, styles[a.drill_state] if a.drill_state != "never" else ""),
             (a.offsite_state, styles[a.offsite_state] if a.offsite_state != "never" else ""),
@@ -274,6 +274,13 @@ def prune(state: CliState, project: str | None, env: str | None, dry_run: bool) 
     is_flag=True,
     help="Take the archive from the offsite copies (downloaded and verified first).",
 )
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    metavar="KEY",
+    help="Restore this component alone (a key as 'backups --json' names it); repeatable.",
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @job_options
 def restore(
@@ -285,13 +292,19 @@ def restore(
     list_only: bool,
     no_safety_backup: bool,
     offsite: bool,
+    only: tuple[str, ...],
     yes: bool,
 ) -> int:
-    """Restore an archive into an env: verify, safety backup, restore, wait for health."""
+    """Restore an archive into an env: verify, safety backup, restore, wait for health.
+    With --only, the components named alone (their own safety backup, the rest untouched)."""
     state.ops.runtime.check_settings()  # before the question, and before --offsite reads it
     found = state.ops.project(project)
     found.check_env(env)
     if state.ops.delegates(found, "restore"):
+        if only:
+            raise click.UsageError(
+                f"{project} hands restore to its own CLI, whose contract has no --only"
+            )
         flags = ["--name", name] if name else []
         flags += switches(latest=latest, list=list_only, offsite=offsite, yes=yes, json=state.json)
         return state.ops.run_delegate(found, "restore", env, flags)
@@ -328,8 +341,9 @@ def restore(
         )
         name = choices[choice - 1].name
     where = " (from its offsite copy)" if offsite else ""
+    what = f"{', '.join(only)} of {project} {env}" if only else f"the data of {project} {env}"
     confirm(
-        f"Replace the data of {project} {env} with {name or 'the newest archive'}{where}?",
+        f"Replace {what} with {name or 'the newest archive'}{where}?",
         yes,
         "restore",
     )
@@ -340,17 +354,68 @@ def restore(
             name,
             safety=not no_safety_backup,
             offsite=offsite,
+            only=only,
             progress=progress,
             meter=meter,
         )
     if state.json:
         state.out.json(
-            {"restored": restored.as_dict(), "safety_backup": safety.as_dict() if safety else None}
+            {
+                "restored": restored.as_dict(),
+                "only": list(dict.fromkeys(only)),
+                "safety_backup": safety.as_dict() if safety else None,
+            }
         )
         return 0
-    state.out.line(f"restored {restored.path}")
+    state.out.line(f"restored {restored.path}" + (f" (only {', '.join(only)})" if only else ""))
     if safety is not None:
         state.out.line(f"safety backup {safety.path}")
+    return 0
+
+
+@click.command()
+@click.argument("project")
+@click.argument("env")
+@click.argument("path")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="DIR",
+    help="The folder to put it in (created if missing).",
+)
+@click.option("--name", help="The archive to take it from.")
+@click.option("--latest", is_flag=True, help="Take it from the newest archive.")
+@click.option("--overwrite", is_flag=True, help="Replace a file or folder of that name in DIR.")
+@command_options
+def extract(
+    state: CliState,
+    project: str,
+    env: str,
+    path: str,
+    to: str,
+    name: str | None,
+    latest: bool,
+    overwrite: bool,
+) -> int:
+    """A file or folder out of an archive's path or volume component, into DIR under its
+    own name. PATH is KEY:PATH (inside component KEY's tree), or a path under a backed-up
+    folder, relative to the project's folder or absolute."""
+    if name and latest:
+        raise click.UsageError("give --name or --latest, not both")
+    if not name and not latest:
+        raise click.UsageError("extract needs --name ARCHIVE or --latest")
+    if not to.startswith("/"):
+        from opskit.host import LOCAL
+
+        if state.ops.host.name != LOCAL:
+            raise click.UsageError("with --host, --to must be an absolute path on that host")
+        to = os.path.abspath(to)
+    done = state.ops.extract(project, env, path, to, name, overwrite=overwrite)
+    if state.json:
+        state.out.json(done.as_dict())
+    else:
+        state.out.line(done.path)
     return 0
 
 
@@ -422,7 +487,7 @@ def history(state: CliState, project: str | None, limit: int) -> None:
 
 @hookimpl
 def opskit_register_commands(cli: click.Group) -> None:
-    for command in (backup, backups, verify, drill, prune, restore, rebuild, history):
+    for command in (backup, backups, verify, drill, prune, restore, extract, rebuild, history):
         cli.add_command(command)
 
 

@@ -102,6 +102,6 @@ def newest(
     found = []
     for project_found, e in runtime.scope(project, env):
         if project_found.backup is not None:
-            listed = backups.archives(project_found, e)
+            listed = backups.whole_archives(project_found, e)
             found.append((project_found.name, e, listed[0] if listed else None))
     return found

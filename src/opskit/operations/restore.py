@@ -3,6 +3,7 @@ backup; the health gate decides whether it worked."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -14,23 +15,32 @@ if TYPE_CHECKING:
     from opskit.archive import Archive
 
 
+def distinct(keys: Iterable[str]) -> tuple[str, ...]:
+    """*keys* in their order, each once."""
+    return tuple(dict.fromkeys(keys))
+
+
 @attrs.frozen
 class Request:
     """Restore archive *name* (None: the newest) into *project* *env*; with *offsite*
-    from its offsite copy; with *safety* after a safety backup of the env."""
+    from its offsite copy; with *safety* after a safety backup of the env; with *only*
+    (component keys) those components alone."""
 
     project: str
     env: str
     name: str | None = None
     safety: bool = True
     offsite: bool = False
+    only: tuple[str, ...] = attrs.field(default=(), converter=distinct)
 
 
 def run(ctx: Context, request: Request) -> tuple[Archive, Archive | None]:
     """Restore an archive into one env.
 
     With *offsite* the archive comes from the offsite copies (the newest complete one when
-    *name* is None): downloaded and verified first, unless it is still here.
+    *name* is None): downloaded and verified first, unless it is still here. With *only*
+    the safety backup and the restore take those components alone; a key the archive does
+    not hold is refused before anything changes.
     Returns the archive restored and the safety archive taken before.
     """
     runtime = ctx.runtime
@@ -45,13 +55,23 @@ def run(ctx: Context, request: Request) -> tuple[Archive, Archive | None]:
         archive = offsite.download(ctx, found, env, request.name, local_first=True)
     else:
         archive = engine(ctx).find(found, env, request.name)
+    from opskit.backups import selected
+
+    selected(archive, request.only)  # an unknown key is refused before anything changes
     timeout = found.gate_timeout("restore")
     check_gate(runtime.stacks, found, env, timeout, found.gate_setting("restore"))
     with ctx.job("restore", project, [env]) as job:
         job.details["archive"] = archive.name
+        if request.only:
+            job.details["only"] = list(request.only)
         job.changing()
         safety_archive = engine(ctx, job).restore(
-            found, env, archive, safety=request.safety, health_timeout=timeout
+            found,
+            env,
+            archive,
+            safety=request.safety,
+            health_timeout=timeout,
+            only=request.only,
         )
         job.details["safety_backup"] = safety_archive.name if safety_archive else None
     return archive, safety_archive
