@@ -114,7 +114,7 @@ def backup(
         state.out.json({"archives": [a.as_dict() for a in archives]})
     else:
         for archive in archives:
-            state.out.line(archive.path)
+            state.out.line(archive.location)
     return code
 
 
