@@ -218,7 +218,8 @@ class ResticStore:
         found = []
         for name, have in listed.items():
             snapshots = {key: str(s["id"]) for key, s in have.items()}
-            bare = Archive(self.state(name), {}, restic=self.restic, snapshots=snapshots)
+            whose = {"project": self.project, "environment": self.env}
+            bare = Archive(self.state(name), whose, restic=self.restic, snapshots=snapshots)
             cached = self._cached(name, have["manifest"])
             text = texts.get(cached)
             if text is None:
