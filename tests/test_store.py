@@ -18,7 +18,7 @@ import pytest
 
 from conftest import assert_one_error_line, opskit, wait_until
 from opskit.archive import ArchiveError
-from opskit.store import complete
+from opskit.store import manifest_snapshots
 from test_events import EV_COMPOSE
 from test_interrupt import CUT, tree
 from testroot import NS
@@ -173,35 +173,19 @@ def test_a_backup_killed_during_a_component_lists_nothing_and_the_next_one_works
         opskit("destroy", "cut", "dev", "--yes", *args)
 
 
-def _snapshot(
-    archive: str, key: str, *, done: bool = True, at: str = "2026-12-01"
-) -> dict[str, Any]:
+def _snapshot(archive: str, key: str, at: str = "2026-12-01") -> dict[str, Any]:
     tags = ["opskit", "project=cut", "env=dev", f"archive={archive}", f"component={key}"]
-    return {
-        "id": f"{archive}-{key}-{at}",
-        "time": at,
-        "tags": [*tags, *(["complete"] if done else [])],
-    }
+    return {"id": f"{archive}-{key}-{at}", "time": at, "tags": tags}
 
 
-def test_only_archives_with_a_complete_manifest_are_listed() -> None:
-    whole, cut, unfinished = (
-        "cut-dev-20261201T030000Z",
-        "cut-dev-20261202T030000Z",
-        "cut-dev-20261203T030000Z",
-    )
+def test_only_archives_with_a_manifest_are_listed() -> None:
+    whole, cut = "cut-dev-20261201T030000Z", "cut-dev-20261202T030000Z"
     groups = {
         whole: [_snapshot(whole, "path-dev-data"), _snapshot(whole, "manifest")],
         cut: [_snapshot(cut, "path-dev-data")],  # killed before its manifest
-        unfinished: [
-            _snapshot(unfinished, "path-dev-data"),
-            _snapshot(unfinished, "manifest", done=False),
-        ],
         "not-an-archive": [_snapshot("not-an-archive", "manifest")],
     }
-    listed = complete(groups)
-    assert list(listed) == [whole]
-    assert set(listed[whole]) == {"path-dev-data", "manifest"}
+    assert manifest_snapshots(groups) == {whole: groups[whole][1]}
 
 
 def test_an_archive_written_twice_is_refused_by_name() -> None:
@@ -212,11 +196,5 @@ def test_an_archive_written_twice_is_refused_by_name() -> None:
         _snapshot(name, "path-dev-data", at="2026-12-02"),
         _snapshot(name, "manifest", at="2026-12-02"),
     ]
-    with pytest.raises(ArchiveError, match=f"archive {name} holds .* 2 times"):
-        complete({name: group})
-    # a cut-off copy (never tagged complete) beside the whole one is no second copy
-    assert set(
-        complete({name: [*group[:2], _snapshot(name, "manifest", done=False, at="2026-12-02")]})[
-            name
-        ]
-    ) == {"path-dev-data", "manifest"}
+    with pytest.raises(ArchiveError, match=f"archive {name} has 2 manifests"):
+        manifest_snapshots({name: group})

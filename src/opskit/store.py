@@ -44,10 +44,8 @@ from opskit.contracts import Repository
 from opskit.errors import OpskitError
 from opskit.output import warning
 from opskit.restic import (
-    COMPLETE,
     Restic,
     ResticError,
-    by_component,
     check_restic,
     create_password_file,
     filename,
@@ -210,40 +208,7 @@ class ResticStore:
         folders = self.folders.archives()
         if not self.open():
             return folders
-        listed = complete(self._groups())
-        files = (VERIFIED, DRILLED, OFFSITE)
-        paths = [posixpath.join(self.state(name), f) for name in listed for f in files]
-        paths += [self._cached(name, have["manifest"]) for name, have in listed.items()]
-        texts = self.host.read_existing(paths)
-        found = []
-        for name, have in listed.items():
-            snapshots = {key: str(s["id"]) for key, s in have.items()}
-            whose = {"project": self.project, "environment": self.env}
-            bare = Archive(self.state(name), whose, restic=self.restic, snapshots=snapshots)
-            cached = self._cached(name, have["manifest"])
-            text = texts.get(cached)
-            if text is None:
-                text = manifest_bytes(self.host, bare).decode("utf-8", "replace")
-                self._remember(name, cached, text)
-            try:
-                manifest = json.loads(text)
-                state = [texts.get(posixpath.join(self.state(name), f)) for f in files]
-                verified, drilled, offsite = (json.loads(t) if t else None for t in state)
-            except ValueError:
-                raise ArchiveError(
-                    f"archive {name}: its manifest or state in {self.repository} is not JSON"
-                ) from None
-            found.append(
-                Archive(
-                    self.state(name),
-                    manifest,
-                    verified,
-                    drilled,
-                    offsite,
-                    restic=self.restic,
-                    snapshots=snapshots,
-                )
-            )
+        found = [archive for archive, _ in self._stored()]
         twice = {a.name for a in folders} & {a.name for a in found}
         if twice:
             raise ArchiveError(
@@ -252,8 +217,60 @@ class ResticStore:
             )
         return sorted([*folders, *found], key=lambda a: a.name, reverse=True)
 
-    def _cached(self, name: str, manifest: dict[str, Any]) -> str:
-        return posixpath.join(self.state(name), f"manifest-{str(manifest['id'])[:16]}.json")
+    def _stored(self) -> list[tuple[Archive, list[dict[str, Any]]]]:
+        """The env's archives in the repository, each with all snapshots of its name.
+        An archive counts when its manifest's snapshot holds the whole manifest (as many
+        bytes as its ``bytes=`` tag says); the manifest names its components' snapshots."""
+        groups = self._groups()
+        manifests = manifest_snapshots(groups)
+        files = (VERIFIED, DRILLED, OFFSITE)
+        paths = [posixpath.join(self.state(name), f) for name in manifests for f in files]
+        paths += [self._cached(name, str(m["id"])) for name, m in manifests.items()]
+        texts = self.host.read_existing(paths)
+        found = []
+        whose = {"project": self.project, "environment": self.env}
+        for name, snapshot in manifests.items():
+            cached = self._cached(name, str(snapshot["id"]))
+            text = texts.get(cached)
+            if text is None:
+                bare = Archive(
+                    self.state(name),
+                    whose,
+                    restic=self.restic,
+                    snapshots={"manifest": str(snapshot["id"])},
+                )
+                raw = manifest_bytes(self.host, bare)
+                if f"bytes={len(raw)}" not in snapshot.get("tags", []):
+                    continue  # cut off while it was written: a leftover, never listed
+                text = raw.decode("utf-8", "replace")
+                self._remember(name, cached, text)
+            try:
+                manifest = json.loads(text)
+                state = [texts.get(posixpath.join(self.state(name), f)) for f in files]
+                verified, drilled, offsite = (json.loads(t) if t else None for t in state)
+                snapshots = {str(k): str(v) for k, v in manifest["store"]["snapshots"].items()}
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise ArchiveError(
+                    f"archive {name}: its manifest or state in {self.repository} is damaged"
+                ) from None
+            if {k: manifest.get(k) for k in whose} != whose:
+                raise ArchiveError(f"archive {name} is not one of {self.project} {self.env}")
+            snapshots["manifest"] = str(snapshot["id"])
+            snapshots = {key: _full_id(groups[name], i) for key, i in snapshots.items()}
+            archive = Archive(
+                self.state(name),
+                manifest,
+                verified,
+                drilled,
+                offsite,
+                restic=self.restic,
+                snapshots=snapshots,
+            )
+            found.append((archive, groups[name]))
+        return found
+
+    def _cached(self, name: str, snapshot: str) -> str:
+        return posixpath.join(self.state(name), f"manifest-{snapshot[:16]}.json")
 
     def _remember(self, name: str, path: str, text: str) -> None:
         """Keep a copy of the manifest in the archive's state folder (listing reads it
@@ -271,19 +288,16 @@ class ResticStore:
     # -- writing -------------------------------------------------------------------------
 
     def clean(self) -> None:
-        """Forget the snapshots of archives that have no complete manifest (a backup
-        interrupted), and remove state folders of archives that are gone."""
+        """Forget the snapshots no listed archive names (what an interrupted backup
+        wrote), and remove the state folders of archives that are gone."""
         self.folders.clean()
         if not self.open():
             return
         self.restic.unlock()
-        groups = self._groups()
-        listed = complete(groups)
+        stored = self._stored()
+        named = {i for archive, _ in stored for i in archive.snapshots.values()}
         leftovers = [
-            str(s["id"])
-            for name, group in groups.items()
-            for s in group
-            if name not in listed or COMPLETE not in (s.get("tags") or [])
+            str(s["id"]) for group in self._groups().values() for s in group if s["id"] not in named
         ]
         if leftovers:
             try:
@@ -291,6 +305,7 @@ class ResticStore:
             except ResticError as exc:  # they never count; the next backup tries again
                 warning(f"{self.project} {self.env}: leftovers stay in the store for now: {exc}")
         states = posixpath.join(self.directory, STATE)
+        listed = {archive.name for archive, _ in stored}
         gone = [n for n in self.host.listdir(states) if n not in listed]
         if gone:
             self.host.run(["rm", "-rf", "--", *(posixpath.join(states, n) for n in gone)])
@@ -322,19 +337,25 @@ class ResticWriter:
         self.name = name
         self.written: dict[str, str] = {}  # snapshot by component key
 
-    def _send(self, key: str, source: Feeding) -> str:
+    def _send(self, key: str, source: Feeding, *extra: str) -> str:
+        """One stream into one snapshot; restic must have read every byte of it."""
         store = self.store
+        name = filename(store.project, store.env, self.name, key)
         try:
-            summary = store.restic.send(
+            summary = store.restic.backup(
                 source,  # type: ignore[arg-type]
-                filename(store.project, store.env, self.name, key),
-                tags(store.project, store.env, self.name, key),
-                lambda: source.size,
+                name,
+                [*tags(store.project, store.env, self.name, key), *extra],
             )
         except ResticError as exc:
             raise ArchiveError(f"archive {self.name}: {key}: {exc}") from None
         snapshot = str(summary.get("snapshot_id"))
         self.written[key] = snapshot
+        read = int(summary.get("total_bytes_processed") or 0)
+        if read != source.size:
+            raise ArchiveError(
+                f"archive {self.name}: {key}: restic read {read} of {source.size} bytes"
+            )
         return snapshot
 
     def put(
@@ -349,46 +370,46 @@ class ResticWriter:
         return file, Written(raw.size, digest, raw.size, digest)
 
     def commit(self, manifest: dict[str, Any]) -> Archive:
+        """Write the manifest, naming each component's snapshot, as the last snapshot."""
         store = self.store
-        text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-        snapshot = self._send("manifest", Feeding(io.BytesIO(text.encode())))
+        manifest = {**manifest, "store": {"type": "restic", "snapshots": dict(self.written)}}
+        text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        size = f"bytes={len(text)}"
+        snapshot = self._send("manifest", Feeding(io.BytesIO(text)), size)
         state = store.state(self.name)
         store.host.run(["mkdir", "-p", "-m", "700", "--", state])
-        cached = store._cached(self.name, {"id": snapshot})
-        write_json(store.host, cached, manifest)
+        write_json(store.host, store._cached(self.name, snapshot), manifest)
         return Archive(state, manifest, restic=store.restic, snapshots=dict(self.written))
 
     def abort(self) -> None:
         if self.written:  # never listed: else the next backup of the env forgets them
             with contextlib.suppress(ResticError, OSError):
-                self.store.restic.run("forget", *self.written.values(), timeout=300)
+                self.store._locked("forget", *self.written.values())
         self.store.host.run(["rm", "-rf", "--", self.store.state(self.name)], check=False)
 
 
-def complete(groups: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """The archives among *groups* (snapshots by archive name) whose manifest snapshot is
-    complete, each with its complete snapshot per component. Two complete snapshots of
-    one component (an archive name written twice) are refused."""
-    listed = {}
+def _full_id(group: list[dict[str, Any]], snapshot: str) -> str:
+    """The full ID of *snapshot* (restic's backup summary gives the short one)."""
+    found = [str(s["id"]) for s in group if str(s["id"]).startswith(snapshot)]
+    return found[0] if len(found) == 1 else snapshot
+
+
+def manifest_snapshots(groups: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The manifest snapshot of each archive among *groups* (snapshots by archive name)
+    that has one; an archive with two (a name written twice) is refused."""
+    found = {}
     for name, group in groups.items():
         if not NAME_RE.match(name):
             continue
-        have = by_component(group)
-        if "manifest" not in have:
-            continue
-        for key in have:
-            copies = [
-                s
-                for s in group
-                if COMPLETE in (s.get("tags") or []) and f"component={key}" in s.get("tags", [])
-            ]
-            if len(copies) > 1:
-                raise ArchiveError(
-                    f"archive {name} holds {key} {len(copies)} times in the store: "
-                    "an archive name written twice; nothing was changed"
-                )
-        listed[name] = have
-    return listed
+        manifests = [s for s in group if "component=manifest" in (s.get("tags") or [])]
+        if len(manifests) > 1:
+            raise ArchiveError(
+                f"archive {name} has {len(manifests)} manifests in the store: "
+                "an archive name written twice; nothing was changed"
+            )
+        if manifests:
+            found[name] = manifests[0]
+    return found
 
 
 def store_of(
