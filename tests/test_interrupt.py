@@ -30,6 +30,20 @@ health: {{timeout: 30}}
 """
 
 
+def write_cut(root: Path, store: str = "folder") -> Path:
+    """The ``cut`` project in *root*, its archives in *store* (``backup.store``), its
+    state folder inside *root*; return its data folder."""
+    data = root / "cut" / "dev" / "data"
+    data.mkdir(parents=True)
+    descriptor = CUT.format(ns=NS, backups=root / "backups")
+    descriptor = descriptor.replace("backup: {", f"backup: {{store: {store}, ")
+    (root / "cut" / "project.yaml").write_text(descriptor)
+    (root / "cut" / "dev" / "compose.yaml").write_text(EV_COMPOSE)
+    (root / "opskit.yaml").write_text(f"state_dir: {root / 'state'}\n")
+    (data / "index.html").write_text("version 1\n")
+    return data
+
+
 def tree(path: Path) -> dict[str, str]:
     return {
         str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -38,14 +52,13 @@ def tree(path: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-def test_an_interrupted_restore_puts_the_env_back(tmp_path: Path, number: int) -> None:
-    project = tmp_path / "cut"
-    data = project / "dev" / "data"
-    data.mkdir(parents=True)
-    (project / "project.yaml").write_text(CUT.format(ns=NS, backups=tmp_path / "backups"))
-    (project / "dev" / "compose.yaml").write_text(EV_COMPOSE)
-    (data / "index.html").write_text("version 1\n")
+@pytest.mark.parametrize(
+    ("number", "store"),
+    [(signal.SIGTERM, "folder"), (signal.SIGINT, "folder"), (signal.SIGTERM, "restic")],
+    ids=["SIGTERM", "Ctrl-C", "SIGTERM-restic-store"],
+)
+def test_an_interrupted_restore_puts_the_env_back(tmp_path: Path, number: int, store: str) -> None:
+    data = write_cut(tmp_path, store)
     for i in range(150):  # incompressible: extracting it takes a while
         (data / f"blob-{i:03}.bin").write_bytes(os.urandom(1 << 20))
     root = str(tmp_path)

@@ -19,22 +19,13 @@ import pytest
 from conftest import assert_one_error_line, opskit, wait_until
 from opskit.archive import ArchiveError
 from opskit.store import manifest_snapshots
-from test_events import EV_COMPOSE
-from test_interrupt import CUT, tree
-from testroot import NS
+from test_interrupt import tree, write_cut
 
 
 def cut_root(tmp_path: Path, store: str, files: int = 8, size: int = 1 << 20) -> Path:
     """A one-service root (``cut`` of tests/test_interrupt.py) whose archives go to
     *store*; its state folder (the store's password) is inside *tmp_path*."""
-    project = tmp_path / "cut"
-    data = project / "dev" / "data"
-    data.mkdir(parents=True)
-    text = CUT.format(ns=NS, backups=tmp_path / "backups")
-    (project / "project.yaml").write_text(text.replace("backup: {", f"backup: {{store: {store}, "))
-    (project / "dev" / "compose.yaml").write_text(EV_COMPOSE)
-    (tmp_path / "opskit.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")
-    (data / "index.html").write_text("version 1\n")
+    data = write_cut(tmp_path, store)
     for i in range(files):  # incompressible: only restic's deduplication makes it small
         (data / f"blob-{i:03}.bin").write_bytes(os.urandom(size))
     return tmp_path
