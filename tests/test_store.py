@@ -5,11 +5,13 @@ runs on both."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,8 @@ from typing import Any
 import pytest
 
 from conftest import assert_one_error_line, opskit, wait_until
-from opskit.archive import ArchiveError
+from opskit import Ops
+from opskit.archive import ArchiveError, raw_tar
 from opskit.store import manifest_snapshots
 from test_interrupt import tree, write_cut
 
@@ -83,6 +86,16 @@ def test_the_restic_store_backs_up_lists_verifies_restores_and_prunes(tmp_path: 
 
         verify = opskit("verify", "cut", "dev", "--name", listed[1]["name"], *args)
         assert verify.returncode == 0, verify.stderr
+        # The dashboard's download of a store archive: its manifest and raw streams.
+        with Ops(root=str(root)) as ops:
+            archive = ops.backup_engine().find(ops.project("cut"), "dev", listed[1]["name"])
+            download = tmp_path / "download.tar"
+            download.write_bytes(b"".join(raw_tar(ops.host, archive)))
+        with tarfile.open(download) as tar:
+            names = tar.getnames()
+            raw = tar.extractfile(f"{archive.name}/path-dev-data").read()  # type: ignore[union-attr]
+        assert names == [f"{archive.name}/manifest.json", f"{archive.name}/path-dev-data"]
+        assert hashlib.sha256(raw).hexdigest() == archive.components[0].raw_sha256
         before = tree(data)
         (data / "index.html").write_text("version 2, after the backup\n")
         (data / "blob-000.bin").unlink()
@@ -116,6 +129,10 @@ def test_the_restic_store_backs_up_lists_verifies_restores_and_prunes(tmp_path: 
         assert_one_error_line(opskit("backups", "cut", "dev", *args), str(password))
         assert_one_error_line(opskit("backup", "cut", "dev", *args), str(password))
         password.with_suffix(".away").rename(password)
+        kept = password.read_text()
+        password.write_text("not the password\n")
+        assert_one_error_line(opskit("backups", "cut", "dev", *args), "wrong password")
+        password.write_text(kept)
         assert len(archives(root)) == 2
     finally:
         opskit("destroy", "cut", "dev", "--yes", *args)

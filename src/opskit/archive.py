@@ -539,3 +539,33 @@ def component_stream(host: Host, archive: Archive, record: ComponentRecord) -> I
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def raw_tar(host: Host, archive: Archive) -> Iterator[bytes]:
+    """An archive as a tar stream of its manifest and each component's raw stream, named
+    ``{archive}/manifest.json`` and ``{archive}/{key}`` (a store archive's download;
+    ``verify`` does not read it back, ``sha256sum`` against the manifest does)."""
+    import tarfile
+
+    def member(name: str, size: int) -> bytes:
+        info = tarfile.TarInfo(f"{archive.name}/{name}")
+        info.size, info.mode, info.mtime = size, 0o600, int(archive.created.timestamp())
+        return info.tobuf(format=tarfile.PAX_FORMAT)
+
+    def padding(size: int) -> bytes:
+        return b"\0" * (-size % tarfile.BLOCKSIZE)
+
+    manifest = manifest_bytes(host, archive)
+    yield member(MANIFEST, len(manifest)) + manifest + padding(len(manifest))
+    for record in archive.components:
+        yield member(record.key, record.raw_bytes)
+        sent = 0
+        for chunk in read_component(host, archive, record):
+            sent += len(chunk)
+            if sent > record.raw_bytes:
+                raise ArchiveError(f"archive {archive.name}: {record.key} is longer than recorded")
+            yield chunk
+        if sent != record.raw_bytes:
+            raise ArchiveError(f"archive {archive.name}: {record.key} is shorter than recorded")
+        yield padding(sent)
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)

@@ -189,7 +189,7 @@ def verify(state: CliState, project: str | None, env: str | None, name: str | No
                 "archives": [
                     {
                         "name": a.name,
-                        "path": a.path,
+                        "path": a.location,
                         "ok": not f,
                         "faults": [{"component": x.component, "problem": x.problem} for x in f],
                     }
@@ -348,9 +348,9 @@ def restore(
             {"restored": restored.as_dict(), "safety_backup": safety.as_dict() if safety else None}
         )
         return 0
-    state.out.line(f"restored {restored.path}")
+    state.out.line(f"restored {restored.location}")
     if safety is not None:
-        state.out.line(f"safety backup {safety.path}")
+        state.out.line(f"safety backup {safety.location}")
     return 0
 
 
