@@ -83,6 +83,8 @@ def test_the_restic_store_backs_up_lists_verifies_restores_and_prunes(tmp_path: 
         assert listed[0]["components"] == ["path-dev-data"]
         assert not list((root / "backups" / "cut" / "dev").glob("cut-dev-*"))  # no folders
         assert len(snapshots(root)) == 4  # a component and a manifest per archive
+        loose = ["find", str(root / "backups" / "cut"), "-perm", "/077", "!", "-name", ".lock*"]
+        assert subprocess.run(loose, capture_output=True, text=True).stdout == ""  # 0700/0600
 
         verify = opskit("verify", "cut", "dev", "--name", listed[1]["name"], *args)
         assert verify.returncode == 0, verify.stderr

@@ -279,8 +279,14 @@ class ResticStore:
             manifest = json.loads(text)
         except ValueError:
             return  # listing says so
-        self.host.run(["mkdir", "-p", "-m", "700", "--", self.state(name)])
+        self.make_state(name)
         write_json(self.host, path, manifest)
+
+    def make_state(self, name: str) -> str:
+        """The archive's state folder, created readable by the owner only (as ``.state``)."""
+        path = self.state(name)
+        self.host.run(["sh", "-c", 'umask 077 && mkdir -p -- "$1"', "opskit", path])
+        return path
 
     def taken(self, name: str) -> bool:
         return self.folders.taken(name) or (self.open() and name in self._groups())
@@ -376,8 +382,7 @@ class ResticWriter:
         text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
         size = f"bytes={len(text)}"
         snapshot = self._send("manifest", Feeding(io.BytesIO(text)), size)
-        state = store.state(self.name)
-        store.host.run(["mkdir", "-p", "-m", "700", "--", state])
+        state = store.make_state(self.name)
         write_json(store.host, store._cached(self.name, snapshot), manifest)
         return Archive(state, manifest, restic=store.restic, snapshots=dict(self.written))
 
