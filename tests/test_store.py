@@ -98,6 +98,17 @@ def test_the_restic_store_backs_up_lists_verifies_restores_and_prunes(tmp_path: 
             raw = tar.extractfile(f"{archive.name}/path-dev-data").read()  # type: ignore[union-attr]
         assert names == [f"{archive.name}/manifest.json", f"{archive.name}/path-dev-data"]
         assert hashlib.sha256(raw).hexdigest() == archive.components[0].raw_sha256
+        drill = opskit("drill", "cut", "dev", "--name", listed[1]["name"], *args)
+        assert drill.returncode == 0, drill.stderr
+        # An offsite copy of a store archive: its raw streams and manifest, read back.
+        yaml = root / "cut" / "project.yaml"
+        yaml.write_text(
+            yaml.read_text() + f"offsite: {{target: 'file://{tmp_path / 'offsite'}'}}\n"
+        )
+        assert opskit("offsite", "init", *args).returncode == 0
+        upload = opskit("offsite", "upload", "cut", "dev", "--name", listed[1]["name"], *args)
+        assert upload.returncode == 0, upload.stderr
+        assert "verified ok" in upload.stdout
         before = tree(data)
         (data / "index.html").write_text("version 2, after the backup\n")
         (data / "blob-000.bin").unlink()
@@ -108,9 +119,9 @@ def test_the_restic_store_backs_up_lists_verifies_restores_and_prunes(tmp_path: 
         listed = archives(root)
         assert len(listed) == 3  # the safety backup is an archive of the store too
         assert [a["verified"] for a in listed] == ["never", "never", "ok"]
+        assert [(a["drilled"], a["offsite"]) for a in listed][2] == ("ok", "ok")
 
         # keep_last 1: the newest, and the newest verified one (the oldest) stay.
-        yaml = root / "cut" / "project.yaml"
         yaml.write_text(
             yaml.read_text().replace(
                 "paths:",
