@@ -219,3 +219,27 @@ def test_an_archive_written_twice_is_refused_by_name() -> None:
     ]
     with pytest.raises(ArchiveError, match=f"archive {name} has 2 manifests"):
         manifest_snapshots({name: group})
+
+
+def test_the_root_lock_is_shared_by_readers_and_writers_and_exclusive_for_removal(
+    tmp_path: Path,
+) -> None:
+    """The projects of a root share one repository and restic 0.14 fails instead of
+    waiting for its lock: opskit holds the root's lock around each restic command,
+    shared to read and add, alone to forget and prune."""
+    from opskit.host import LocalHost
+    from opskit.locks import LockBusy
+    from opskit.store import ResticStore
+
+    def busy(store: ResticStore, exclusive: bool, match: str = "is locked by") -> None:
+        with pytest.raises(LockBusy, match=match), store.restic.locked(exclusive):
+            pass
+
+    host = LocalHost()
+    one = ResticStore(host, str(tmp_path), str(tmp_path / "state"), "cut", "dev", 0.5)
+    other = ResticStore(host, str(tmp_path), str(tmp_path / "state"), "mdf", "prod", 0.5)
+    with one.restic.locked(), other.restic.locked():  # two backups at once
+        busy(other, exclusive=True)  # a prune waits for both
+    with one.restic.locked(exclusive=True):
+        busy(other, exclusive=False, match="removing from")  # a backup waits, naming the prune
+    assert oct((tmp_path / ".restic.lock").stat().st_mode & 0o777) == "0o600"

@@ -482,15 +482,16 @@ def _dumped(archive: Archive, key: str) -> Iterator[bytes]:
     if snapshot is None:
         raise ArchiveError(f"archive {archive.name}: {key} is not in {archive.restic.target}")
     project, env = archive.manifest.get("project"), archive.manifest.get("environment")
-    process = archive.restic.dump(snapshot, filename(str(project), str(env), archive.name, key))
-    try:
-        while chunk := process.stdout.read(CHUNK):
-            yield chunk
-    except BaseException:  # the reader stopped early (GeneratorExit) or failed
-        process.kill()
-        process.wait()
-        raise
-    code = process.wait()
+    with archive.restic.locked():
+        process = archive.restic.dump(snapshot, filename(str(project), str(env), archive.name, key))
+        try:
+            while chunk := process.stdout.read(CHUNK):
+                yield chunk
+        except BaseException:  # the reader stopped early (GeneratorExit) or failed
+            process.kill()
+            process.wait()
+            raise
+        code = process.wait()
     if code != 0:
         detail = process.errors().strip().splitlines()
         raise ArchiveError(
@@ -515,6 +516,13 @@ class _ChunkReader(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def close(self) -> None:
+        """Stop the source too (a ``restic dump`` and the store's lock end with it)."""
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
+        super().close()
 
     def readinto(self, buffer: Any) -> int:
         while not self.pending:

@@ -118,7 +118,9 @@ class Engine:
             raise OpskitError(f"project {project.name} has no backup section in {project.path}")
         state_dir = self.runtime.settings().state_dir
         backup = project.backup
-        return store_of(self.host, backup.dir, backup.store, state_dir, project.name, env)
+        return store_of(
+            self.host, backup.dir, backup.store, state_dir, project.name, env, self.lock_timeout
+        )
 
     def context(self, project: Project, env: str) -> BackupContext:
         placements = managed(self.runtime.stacks.status(project, env))

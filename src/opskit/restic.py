@@ -15,6 +15,7 @@ import re
 import secrets
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 RESTIC_FLOOR = (0, 14, 0)
 CHUNK = 1 << 20
 COMPLETE = "complete"  # the tag of a snapshot that holds its whole component
+EXCLUSIVE = frozenset({"forget", "prune", "init", "tag"})  # commands that change what is kept
 
 
 class ResticError(OpskitError):
@@ -47,6 +49,14 @@ class Restic:
     password_file: str
     repository: Repository
     options: tuple[str, ...] = ()  # e.g. ``--no-cache`` for a repository on this disk
+    # Held around each restic command: exclusive (True) for those that remove data, else
+    # shared (the local store's lock on its backup root); None: restic's own locks only.
+    guard: Callable[[bool], AbstractContextManager[None]] | None = attrs.field(
+        default=None, eq=False, repr=False
+    )
+
+    def locked(self, exclusive: bool = False) -> AbstractContextManager[None]:
+        return self.guard(exclusive) if self.guard is not None else nullcontext()
 
     @property
     def base(self) -> list[str]:
@@ -60,9 +70,10 @@ class Restic:
         ]
 
     def run(self, *args: str, timeout: float | None = None) -> str:
-        result = self.host.run(
-            [*self.base, *args], check=False, timeout=timeout, env=self.repository.env
-        )
+        with self.locked(bool(args) and args[0] in EXCLUSIVE):
+            result = self.host.run(
+                [*self.base, *args], check=False, timeout=timeout, env=self.repository.env
+            )
         if result.returncode != 0:
             raise ResticError(
                 f"{self.target}: {last_line(result.stderr.decode('utf-8', 'replace'))}"
@@ -94,6 +105,16 @@ class Restic:
     ) -> dict[str, Any]:
         """Stream *source* into one new snapshot; return restic's summary. *advance* gets
         the bytes restic reports done, from its JSON status lines."""
+        with self.locked():
+            return self._backup(source, filename, tags, advance)
+
+    def _backup(
+        self,
+        source: IO[bytes],
+        filename: str,
+        tags: list[str],
+        advance: Callable[[int], None] | None,
+    ) -> dict[str, Any]:
         argv = [*self.base, "backup", "--json", "--stdin", "--stdin-filename", filename]
         argv += [f"--tag={','.join(tags)}", "--host", "opskit"]
         process = self.host.popen(argv, stdin=True, merge_stderr=False, env=self.repository.env)
@@ -159,6 +180,7 @@ class Restic:
         return summary
 
     def dump(self, snapshot: str, filename: str) -> Process:
+        """``restic dump`` of one file; hold :meth:`locked` while it streams."""
         return self.host.popen(
             [*self.base, "dump", snapshot, filename], merge_stderr=False, env=self.repository.env
         )

@@ -23,6 +23,7 @@ import json
 import posixpath
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import IO, TYPE_CHECKING, Any
 
 from opskit.archive import (
@@ -42,6 +43,7 @@ from opskit.archive import (
 )
 from opskit.contracts import Repository
 from opskit.errors import OpskitError
+from opskit.locks import env_lock
 from opskit.output import warning
 from opskit.restic import (
     Restic,
@@ -61,6 +63,7 @@ REPOSITORY = ".restic"  # in backup.dir: one repository for the projects of the 
 PASSWORD_FILE = "restic-store-password"  # in the state folder
 STATE = ".state"  # in the env's folder: one state folder per archive of the store
 LOCKED_WAIT = 300.0  # seconds a forget or prune waits for other restic processes
+ROOT_LOCK = ".restic.lock"  # in backup.dir: held around each restic command of the store
 
 
 class FolderStore:
@@ -130,8 +133,18 @@ class ResticStore:
     """The env's archives in the root's restic repository; folder archives of the env
     (written before the switch, or downloaded from offsite) are listed beside them."""
 
-    def __init__(self, host: Host, root: str, state_dir: str, project: str, env: str) -> None:
+    def __init__(
+        self,
+        host: Host,
+        root: str,
+        state_dir: str,
+        project: str,
+        env: str,
+        lock_timeout: float = LOCKED_WAIT,
+    ) -> None:
         self.host = host
+        self.root = root
+        self.lock_timeout = lock_timeout
         self.project = project
         self.env = env
         self.directory = posixpath.join(root, project, env)
@@ -144,6 +157,21 @@ class ResticStore:
             Repository(self.repository),
             # The repository is on this disk: a cache would only copy its index.
             ("--no-cache",),
+            self._guard,
+        )
+
+    def _guard(self, exclusive: bool) -> AbstractContextManager[None]:
+        """The root's lock around a restic command: the projects of a root share the
+        repository, and restic (0.14) does not wait for a lock, it fails. Removing data
+        (forget, prune) holds it alone; reading and adding hold it together."""
+        what = "removing from" if exclusive else "using"
+        return env_lock(
+            self.host,
+            self.root,
+            f"{what} the archive store {self.repository}",
+            self.lock_timeout,
+            shared=not exclusive,
+            name=ROOT_LOCK,
         )
 
     def state(self, name: str) -> str:
@@ -418,11 +446,17 @@ def manifest_snapshots(groups: dict[str, list[dict[str, Any]]]) -> dict[str, dic
 
 
 def store_of(
-    host: Host, backup_root: str, store: str, state_dir: str, project: str, env: str
+    host: Host,
+    backup_root: str,
+    store: str,
+    state_dir: str,
+    project: str,
+    env: str,
+    lock_timeout: float = LOCKED_WAIT,
 ) -> FolderStore | ResticStore:
     """The store of an env's archives, as ``backup.store`` names it."""
     if store == "restic":
-        return ResticStore(host, backup_root, state_dir, project, env)
+        return ResticStore(host, backup_root, state_dir, project, env, lock_timeout)
     if store == "folder":
         return FolderStore(host, posixpath.join(backup_root, project, env))
     raise OpskitError(f"unknown archive store {store!r}")
