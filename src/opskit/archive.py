@@ -11,6 +11,9 @@ Layout (documented for restoring by hand in docs/archive-format.md)::
 
 An archive is written as ``.{name}.partial`` and renamed to its name only when every
 file is complete and flushed to disk, so a folder without the dot is always complete.
+With ``backup.store: restic`` the same archive is a set of snapshots instead
+(:mod:`opskit.store`); an :class:`Archive` then carries its repository and snapshots, and
+reading it back (:func:`component_stream`, :func:`verify`) is ``restic dump``.
 """
 
 from __future__ import annotations
