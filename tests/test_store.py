@@ -190,6 +190,17 @@ def test_a_backup_killed_during_a_component_lists_nothing_and_the_next_one_works
         assert len(snapshots(root)) == 2  # the leftovers are forgotten
         assert opskit("verify", "cut", "dev", *args).returncode == 0
         assert archives(root)[0]["verified"] == "ok"
+        # A damaged pack: verify reads the data back, says which archive, and fails.
+        for pack in (root / "backups" / ".restic" / "data").rglob("*"):
+            if pack.is_file() and pack.stat().st_size > 4096:
+                pack.chmod(0o600)
+                with pack.open("r+b") as handle:
+                    handle.seek(pack.stat().st_size // 2)
+                    handle.write(b"\0" * 64)
+        damaged = opskit("verify", "cut", "dev", *args)
+        assert damaged.returncode == 1
+        assert f"[error] {archives(root)[0]['name']}: path-dev-data:" in damaged.stderr
+        assert archives(root)[0]["verified"] == "FAILED"
     finally:
         opskit("destroy", "cut", "dev", "--yes", *args)
 
