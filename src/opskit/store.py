@@ -211,7 +211,7 @@ class ResticStore:
     def _locked(self, *args: str) -> str:
         """Run restic, waiting while another restic process holds the repository's lock
         (a backup of another env of the root)."""
-        deadline = time.monotonic() + LOCKED_WAIT
+        deadline = time.monotonic() + self.lock_timeout
         while True:
             try:
                 return self.restic.run(*args, timeout=None)
@@ -245,11 +245,14 @@ class ResticStore:
             )
         return sorted([*folders, *found], key=lambda a: a.name, reverse=True)
 
-    def _stored(self) -> list[tuple[Archive, list[dict[str, Any]]]]:
-        """The env's archives in the repository, each with all snapshots of its name.
-        An archive counts when its manifest's snapshot holds the whole manifest (as many
-        bytes as its ``bytes=`` tag says); the manifest names its components' snapshots."""
-        groups = self._groups()
+    def _stored(
+        self, groups: dict[str, list[dict[str, Any]]] | None = None
+    ) -> list[tuple[Archive, list[dict[str, Any]]]]:
+        """The env's archives in the repository (among *groups*, the env's snapshots by
+        archive), each with all snapshots of its name. An archive counts when its
+        manifest's snapshot holds the whole manifest (as many bytes as its ``bytes=`` tag
+        says); the manifest names its components' snapshots."""
+        groups = self._groups() if groups is None else groups
         manifests = manifest_snapshots(groups)
         files = (VERIFIED, DRILLED, OFFSITE)
         paths = [posixpath.join(self.state(name), f) for name in manifests for f in files]
@@ -298,7 +301,8 @@ class ResticStore:
         return found
 
     def _cached(self, name: str, snapshot: str) -> str:
-        return posixpath.join(self.state(name), f"manifest-{snapshot[:16]}.json")
+        # by the short ID: restic's backup summary gives that one, its listing the full one
+        return posixpath.join(self.state(name), f"manifest-{snapshot[:8]}.json")
 
     def _remember(self, name: str, path: str, text: str) -> None:
         """Keep a copy of the manifest in the archive's state folder (listing reads it
@@ -328,10 +332,11 @@ class ResticStore:
         if not self.open():
             return
         self.restic.unlock()
-        stored = self._stored()
+        groups = self._groups()
+        stored = self._stored(groups)
         named = {i for archive, _ in stored for i in archive.snapshots.values()}
         leftovers = [
-            str(s["id"]) for group in self._groups().values() for s in group if s["id"] not in named
+            str(s["id"]) for group in groups.values() for s in group if s["id"] not in named
         ]
         if leftovers:
             try:
