@@ -443,7 +443,7 @@ def test_a_broken_descriptor_is_a_failing_check_that_alerts_and_keeps_the_other_
     assert title.startswith("opskit: 1 check failing on ")
     assert body == (
         f"descriptors: no check taken: {descriptor}:20: backup.nope: unknown key (expected one "
-        "of databases, dir, expendable, paths, retention, schedule, stop, volumes)"
+        "of databases, dir, expendable, paths, retention, schedule, stop, store, volumes)"
     )
     assert (
         recovered.startswith("opskit: 1 check recovered on ") and again == "descriptors: read again"

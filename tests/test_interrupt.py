@@ -29,6 +29,20 @@ health: {{timeout: 30}}
 """
 
 
+def write_cut(root: Path, store: str = "folder") -> Path:
+    """The ``cut`` project in *root*, its archives in *store* (``backup.store``), its
+    state folder inside *root*; return its data folder."""
+    data = root / "cut" / "dev" / "data"
+    data.mkdir(parents=True)
+    descriptor = CUT.format(ns=NS, backups=root / "backups")
+    descriptor = descriptor.replace("backup: {", f"backup: {{store: {store}, ")
+    (root / "cut" / "project.yaml").write_text(descriptor)
+    (root / "cut" / "dev" / "compose.yaml").write_text(EV_COMPOSE)
+    (root / "opskit.yaml").write_text(f"state_dir: {root / 'state'}\n")
+    (data / "index.html").write_text("version 1\n")
+    return data
+
+
 def tree(path: Path) -> dict[str, str]:
     return {
         str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -38,20 +52,22 @@ def tree(path: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    ("number", "point"),
-    [(signal.SIGTERM, "extracting"), (signal.SIGINT, "extracting"), (signal.SIGINT, "starting")],
-    ids=["SIGTERM-extracting", "Ctrl-C-extracting", "Ctrl-C-starting"],
+    ("number", "point", "store"),
+    [
+        (signal.SIGTERM, "extracting", "folder"),
+        (signal.SIGINT, "extracting", "folder"),
+        (signal.SIGINT, "starting", "folder"),
+        (signal.SIGTERM, "extracting", "restic"),
+    ],
+    ids=["SIGTERM", "Ctrl-C", "Ctrl-C-starting", "SIGTERM-restic-store"],
 )
-def test_an_interrupted_restore_puts_the_env_back(tmp_path: Path, number: int, point: str) -> None:
+def test_an_interrupted_restore_puts_the_env_back(
+    tmp_path: Path, number: int, point: str, store: str
+) -> None:
     """At "starting" the restored folder is in place and compose is starting web: the
     engine finishes that start after opskit was interrupted, so putting back must stop
     web even though it did not look running (it kept the replaced folder mounted)."""
-    project = tmp_path / "cut"
-    data = project / "dev" / "data"
-    data.mkdir(parents=True)
-    (project / "project.yaml").write_text(CUT.format(ns=NS, backups=tmp_path / "backups"))
-    (project / "dev" / "compose.yaml").write_text(EV_COMPOSE)
-    (data / "index.html").write_text("version 1\n")
+    data = write_cut(tmp_path, store)
     for i in range(150):  # incompressible: extracting it takes a while
         (data / f"blob-{i:03}.bin").write_bytes(os.urandom(1 << 20))
     root = str(tmp_path)

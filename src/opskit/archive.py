@@ -11,16 +11,20 @@ Layout (documented for restoring by hand in docs/archive-format.md)::
 
 An archive is written as ``.{name}.partial`` and renamed to its name only when every
 file is complete and flushed to disk, so a folder without the dot is always complete.
+With ``backup.store: restic`` the same archive is a set of snapshots instead
+(:mod:`opskit.store`); an :class:`Archive` then carries its repository and snapshots, and
+reading it back (:func:`component_stream`, :func:`verify`) is ``restic dump``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import posixpath
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -28,11 +32,12 @@ import attrs
 
 # Defined in opskit.contracts (what a component's restore is given); re-exported here.
 from opskit.contracts import ComponentRecord as ComponentRecord
-from opskit.errors import NotFoundError, OpskitError
+from opskit.errors import OpskitError
 
 if TYPE_CHECKING:
     from opskit.components import BackupContext, Component
     from opskit.host import Host
+    from opskit.restic import Restic
 
 FORMAT = "opskit-archive/1"
 MANIFEST = "manifest.json"
@@ -85,10 +90,25 @@ class Archive:
     drilled: dict[str, Any] | None = None  # the last restore drill's result
     offsite: dict[str, Any] | None = None  # the last verification of its offsite copy
     staged_as: str | None = None  # the name of an archive still in its staging folder
+    # In a restic store (``backup.store: restic``): the repository, and the snapshot of
+    # each component (and of the manifest) by key; *path* is then the archive's state
+    # folder (verified.json, drill.json, offsite.json), its data is in the snapshots.
+    restic: Restic | None = attrs.field(default=None, kw_only=True, eq=False, repr=False)
+    snapshots: Mapping[str, str] = attrs.field(factory=dict, kw_only=True, eq=False)
 
     @property
     def name(self) -> str:
         return self.staged_as or posixpath.basename(self.path)
+
+    @property
+    def store(self) -> str:
+        """Where its data lives: ``folder`` or ``restic``."""
+        return "folder" if self.restic is None else "restic"
+
+    @property
+    def location(self) -> str:
+        """Where a user finds it: its folder, or the restic repository and its name."""
+        return self.path if self.restic is None else f"{self.restic.target}:{self.name}"
 
     @property
     def created(self) -> datetime:
@@ -141,6 +161,8 @@ class Archive:
         return {
             "name": self.name,
             "path": self.path,
+            "store": self.store,
+            "location": self.location,
             "project": self.manifest.get("project"),
             "environment": self.manifest.get("environment"),
             "created": self.created.isoformat(),
@@ -185,6 +207,23 @@ class _Hashing:
         return len(data)
 
 
+# Writes one component's raw stream (with its ledger and progress) where an archive keeps
+# it; returns the record's ``file`` and what was written (a store's ``put``).
+Put = Callable[["Component", IO[bytes], Any, Callable[[int], None] | None], tuple[str, "Written"]]
+
+
+def folder_put(host: Host, directory: str) -> Put:
+    """The *put* of an archive folder: each component zstd-compressed into a file."""
+
+    def put(
+        component: Component, source: IO[bytes], ledger: Any, advance: Callable[[int], None] | None
+    ) -> tuple[str, Written]:
+        path = posixpath.join(directory, component.filename)
+        return component.filename, compress_into(host, source, path, ledger, advance)
+
+    return put
+
+
 def write_component(
     host: Host,
     component: Component,
@@ -193,12 +232,20 @@ def write_component(
     advance: Callable[[int], None] | None = None,
 ) -> ComponentRecord:
     """Stream a component's dump through zstd into ``directory``; nothing is held in memory."""
+    return store_component(component, context, folder_put(host, directory), advance)
 
-    path = posixpath.join(directory, component.filename)
+
+def store_component(
+    component: Component,
+    context: BackupContext,
+    put: Put,
+    advance: Callable[[int], None] | None = None,
+) -> ComponentRecord:
+    """Stream a component's dump into its archive with *put*; nothing is held in memory."""
     process = component.dump(context)
     ledger = component.ledger()
     try:
-        written = compress_into(host, process.stdout, path, ledger, advance)
+        file, written = put(component, process.stdout, ledger, advance)
     except BaseException:
         process.kill()
         process.wait()
@@ -212,7 +259,7 @@ def write_component(
     return ComponentRecord(
         key=component.key,
         kind=component.kind,
-        file=component.filename,
+        file=file,
         raw_bytes=written.raw_bytes,
         raw_sha256=written.raw_sha256,
         stored_bytes=written.stored_bytes,
@@ -229,6 +276,35 @@ class Written:
     sha256: str
 
 
+class Feeding:
+    """Reads a component's raw stream, hashing and counting it; its *ledger* sees each
+    chunk, *advance* gets each chunk's size."""
+
+    def __init__(
+        self, source: IO[bytes], ledger: Any = None, advance: Callable[[int], None] | None = None
+    ) -> None:
+        self.source = source
+        self.ledger = ledger
+        self.advance = advance
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = CHUNK) -> bytes:
+        chunk = self.source.read(size)
+        self.hash.update(chunk)
+        self.size += len(chunk)
+        if self.ledger is not None:
+            self.ledger.feed(chunk)
+        if self.advance is not None and chunk:
+            self.advance(len(chunk))
+        return chunk
+
+    def finish(self) -> None:
+        """The stream ended: the ledger checks what it saw."""
+        if self.ledger is not None:
+            self.ledger.finish()
+
+
 def compress_into(
     host: Host,
     source: IO[bytes],
@@ -240,23 +316,15 @@ def compress_into(
     *ledger* sees each raw chunk. Nothing is held in memory."""
     import zstandard
 
-    raw_hash = hashlib.sha256()
-    raw_size = 0
+    raw = Feeding(source, ledger, advance)
     with host.open_write(path) as out:
         stored = _Hashing(out)
         compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
-        while chunk := source.read(CHUNK):
-            raw_hash.update(chunk)
-            raw_size += len(chunk)
-            if ledger is not None:
-                ledger.feed(chunk)
+        while chunk := raw.read(CHUNK):
             stored.write(compressor.compress(chunk))
-            if advance is not None:
-                advance(len(chunk))
         stored.write(compressor.flush())
-        if ledger is not None:
-            ledger.finish()
-    return Written(raw_size, raw_hash.hexdigest(), stored.size, stored.hash.hexdigest())
+        raw.finish()
+    return Written(raw.size, raw.hash.hexdigest(), stored.size, stored.hash.hexdigest())
 
 
 def write_json(host: Host, path: str, data: dict[str, Any]) -> None:
@@ -290,14 +358,6 @@ def list_archives(host: Host, directory: str) -> list[Archive]:
             continue
         archives.append(Archive(path, manifest, verified, drilled, offsite))
     return sorted(archives, key=lambda a: a.name, reverse=True)
-
-
-def open_archive(host: Host, directory: str, name: str) -> Archive:
-    check_name(name)
-    for archive in list_archives(host, directory):
-        if archive.name == name:
-            return archive
-    raise NotFoundError(f"no archive {name} in {directory}")
 
 
 @attrs.frozen
@@ -348,27 +408,42 @@ def verify(host: Host, archive: Archive) -> list[Fault]:
     for record in archive.components:
         problem = None
         try:
-            with host.open_regular(archive.member(record)) as source:
-                stored = _HashingReader(source)
-                raw = _HashingReader(_buffered(_decompressed(stored)))
+            with _opened(host, archive, record) as (stored, raw):
                 if record.kind == "path":
                     problem = _path_tree_problem(raw, str(record.details.get("path") or ""))
                 while raw.read(CHUNK):
                     pass
-                stored.read()  # anything after the last frame still counts
+                if stored is not None:
+                    stored.read()  # anything after the last frame still counts
         except (OSError, OpskitError) as exc:
             faults.append(Fault(record.key, f"cannot read {record.file}: {exc}"))
             continue
         except zstandard.ZstdError as exc:
             faults.append(Fault(record.key, f"{record.file} does not decompress: {exc}"))
             continue
-        if stored.size != record.stored_bytes or stored.hash.hexdigest() != record.sha256:
+        if stored is not None and (
+            stored.size != record.stored_bytes or stored.hash.hexdigest() != record.sha256
+        ):
             faults.append(Fault(record.key, f"{record.file}: checksum mismatch"))
         elif raw.size != record.raw_bytes or raw.hash.hexdigest() != record.raw_sha256:
             faults.append(Fault(record.key, f"{record.file}: content checksum mismatch"))
         elif problem:
             faults.append(Fault(record.key, f"{record.file}: a restore would refuse it: {problem}"))
     return faults
+
+
+@contextlib.contextmanager
+def _opened(
+    host: Host, archive: Archive, record: ComponentRecord
+) -> Iterator[tuple[_HashingReader | None, _HashingReader]]:
+    """A component's stored bytes (None in a restic store, which stores the raw stream)
+    and its raw bytes, both hashed and counted as they are read."""
+    if archive.restic is not None:
+        yield None, _HashingReader(_buffered(read_component(host, archive, record)))
+        return
+    with host.open_regular(archive.member(record)) as source:
+        stored = _HashingReader(source)
+        yield stored, _HashingReader(_buffered(_decompressed(stored)))
 
 
 def _path_tree_problem(raw: Any, path: str) -> str | None:
@@ -399,9 +474,47 @@ def _path_tree_problem(raw: Any, path: str) -> str | None:
 
 def read_component(host: Host, archive: Archive, record: ComponentRecord) -> Iterator[bytes]:
     """The raw (decompressed) stream of one component, chunk by chunk; its file must be a
-    regular file inside the archive, never a link."""
+    regular file inside the archive, never a link. In a restic store: ``restic dump`` of
+    its snapshot."""
+    if archive.restic is not None:
+        yield from _dumped(archive, record.key)
+        return
     with host.open_regular(archive.member(record)) as source:
         yield from _decompressed(source)
+
+
+def _dumped(archive: Archive, key: str) -> Iterator[bytes]:
+    """One snapshot of *archive* streamed back by ``restic dump``."""
+    from opskit.restic import filename
+
+    assert archive.restic is not None
+    snapshot = archive.snapshots.get(key)
+    if snapshot is None:
+        raise ArchiveError(f"archive {archive.name}: {key} is not in {archive.restic.target}")
+    project, env = archive.manifest.get("project"), archive.manifest.get("environment")
+    with archive.restic.locked():
+        process = archive.restic.dump(snapshot, filename(str(project), str(env), archive.name, key))
+        try:
+            while chunk := process.stdout.read(CHUNK):
+                yield chunk
+        except BaseException:  # the reader stopped early (GeneratorExit) or failed
+            process.kill()
+            process.wait()
+            raise
+        code = process.wait()
+    if code != 0:
+        detail = process.errors().strip().splitlines()
+        raise ArchiveError(
+            f"archive {archive.name}: {key} cannot be read from {archive.restic.target}"
+            f"{f': {detail[-1]}' if detail else ''}"
+        )
+
+
+def manifest_bytes(host: Host, archive: Archive) -> bytes:
+    """The archive's manifest as it was written."""
+    if archive.restic is None:
+        return host.read_text(posixpath.join(archive.path, MANIFEST)).encode()
+    return b"".join(_dumped(archive, "manifest"))
 
 
 class _ChunkReader(io.RawIOBase):
@@ -413,6 +526,13 @@ class _ChunkReader(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def close(self) -> None:
+        """Stop the source too (a ``restic dump`` and the store's lock end with it)."""
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
+        super().close()
 
     def readinto(self, buffer: Any) -> int:
         while not self.pending:
@@ -437,3 +557,33 @@ def component_stream(host: Host, archive: Archive, record: ComponentRecord) -> I
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def raw_tar(host: Host, archive: Archive) -> Iterator[bytes]:
+    """An archive as a tar stream of its manifest and each component's raw stream, named
+    ``{archive}/manifest.json`` and ``{archive}/{key}`` (a store archive's download;
+    ``verify`` does not read it back, ``sha256sum`` against the manifest does)."""
+    import tarfile
+
+    def member(name: str, size: int) -> bytes:
+        info = tarfile.TarInfo(f"{archive.name}/{name}")
+        info.size, info.mode, info.mtime = size, 0o600, int(archive.created.timestamp())
+        return info.tobuf(format=tarfile.PAX_FORMAT)
+
+    def padding(size: int) -> bytes:
+        return b"\0" * (-size % tarfile.BLOCKSIZE)
+
+    manifest = manifest_bytes(host, archive)
+    yield member(MANIFEST, len(manifest)) + manifest + padding(len(manifest))
+    for record in archive.components:
+        yield member(record.key, record.raw_bytes)
+        sent = 0
+        for chunk in read_component(host, archive, record):
+            sent += len(chunk)
+            if sent > record.raw_bytes:
+                raise ArchiveError(f"archive {archive.name}: {record.key} is longer than recorded")
+            yield chunk
+        if sent != record.raw_bytes:
+            raise ArchiveError(f"archive {archive.name}: {record.key} is shorter than recorded")
+        yield padding(sent)
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)

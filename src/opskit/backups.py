@@ -17,21 +17,19 @@ import attrs
 from opskit import __version__
 from opskit.archive import (
     FORMAT,
-    MANIFEST,
     VERIFIED,
     Archive,
     ArchiveError,
     ComponentRecord,
     Fault,
+    Put,
     check_name_of,
     component_stream,
     env_dir,
-    list_archives,
     now,
-    open_archive,
     stamp,
+    store_component,
     verify,
-    write_component,
     write_json,
 )
 from opskit.components import BackupContext, Component, extract_member, from_record
@@ -43,6 +41,7 @@ from opskit.output import progress as say
 from opskit.output import warning
 from opskit.processes import signals_deferred
 from opskit.retention import Decision, decide
+from opskit.store import FolderStore, ResticStore, store_of
 
 if TYPE_CHECKING:
     from opskit.descriptor import Project
@@ -114,6 +113,16 @@ class Engine:
             )
         return components
 
+    def store(self, project: Project, env: str) -> FolderStore | ResticStore:
+        """Where the env's archives live (``backup.store``)."""
+        if project.backup is None:
+            raise OpskitError(f"project {project.name} has no backup section in {project.path}")
+        state_dir = self.runtime.settings().state_dir
+        backup = project.backup
+        return store_of(
+            self.host, backup.dir, backup.store, state_dir, project.name, env, self.lock_timeout
+        )
+
     def context(self, project: Project, env: str) -> BackupContext:
         placements = managed(self.runtime.stacks.status(project, env))
         return BackupContext(self.host, project, env, tuple(placements))
@@ -127,7 +136,7 @@ class Engine:
         with env_lock(self.host, directory, f"backup of {project.name} {env}", self.lock_timeout):
             archive = self._backup_locked(project, env, directory)
         if self.job is not None:
-            self.job.details["archive"] = archive.path
+            self.job.details["archive"] = archive.location
             self.job.details["size"] = archive.size
         return archive
 
@@ -136,7 +145,8 @@ class Engine:
     ) -> Archive:
         """Write the archive; with *only*, of those components alone (a partial archive,
         whose manifest names them under ``only``)."""
-        self._remove_partials(directory)
+        store = self.store(project, env)
+        store.clean()
         components = self.components(project, env)
         if only:
             components = [c for c in components if c.key in only]
@@ -147,15 +157,13 @@ class Engine:
                 )
         started = now()
         name = f"{project.name}-{env}-{stamp(started)}"
-        while self.host.exists(posixpath.join(directory, name)):
+        while store.taken(name):
             time.sleep(0.2)  # one archive per second; names carry the second
             started = now()
             name = f"{project.name}-{env}-{stamp(started)}"
-        partial = posixpath.join(directory, f".{name}.partial")
-        final = posixpath.join(directory, name)
-        self.host.run(["mkdir", "-m", "700", "--", partial])
+        writer = store.begin(name)
         try:
-            records = self._write_components(project, env, components, partial)
+            records = self._write_components(project, env, components, writer.put)
             manifest = {
                 "format": FORMAT,
                 "opskit": __version__,
@@ -169,24 +177,17 @@ class Engine:
             }
             if only:
                 manifest["only"] = sorted(only)
-            write_json(self.host, posixpath.join(partial, MANIFEST), manifest)
-            files = [posixpath.join(partial, r.file) for r in records]
-            files.append(posixpath.join(partial, MANIFEST))
-            self.host.run(["chmod", "600", "--", *files])  # whatever the umask
-            self.host.run(["sync", "--", *files, partial])
-            self.host.run(["mv", "-T", "--", partial, final])
-            self.host.run(["sync", "--", directory])
+            return writer.commit(manifest)
         except BaseException as exc:
-            self.host.run(["rm", "-rf", "--", partial], check=False)
+            writer.abort()
             if isinstance(exc, OSError):
                 raise OpskitError(
                     f"{project.name} {env}: writing the archive failed: {exc}"
                 ) from None
             raise
-        return Archive(final, manifest)
 
     def _write_components(
-        self, project: Project, env: str, components: list[Component], partial: str
+        self, project: Project, env: str, components: list[Component], put: Put
     ) -> list[Any]:
         assert project.backup is not None
         running = {
@@ -201,7 +202,7 @@ class Engine:
             context = self.context(project, env)
             records = []
             for component in components:
-                records.append(self._write_component(project, env, component, context, partial))
+                records.append(self._write_component(project, env, component, context, put))
             return records
         finally:
             for service in stopped:
@@ -214,32 +215,23 @@ class Engine:
         env: str,
         component: Component,
         context: BackupContext,
-        partial: str,
+        put: Put,
     ) -> Any:
         if self.job is None:
             say(self.progress, f"{project.name} {env}: {component.key}")
-            return write_component(self.host, component, context, partial)
+            return store_component(component, context, put)
         with self.job.phase(component.key):
             advance = self.job.meter()
-            record = write_component(self.host, component, context, partial, advance)
+            record = store_component(component, context, put, advance)
             advance(0)  # the final count: the component's raw size
             return record
-
-    def _remove_partials(self, directory: str) -> None:
-        stale = [
-            n
-            for n in self.host.listdir(directory)
-            if n.startswith(".") and n.endswith((".partial", ".removing"))
-        ]
-        if stale:
-            self.host.run(["rm", "-rf", "--", *(posixpath.join(directory, n) for n in stale)])
 
     # -- list, verify, prune ---------------------------------------------------
 
     def archives(self, project: Project, env: str) -> list[Archive]:
         if project.backup is None:
             return []
-        return list_archives(self.host, backup_dir(project, env))
+        return self.store(project, env).archives()
 
     def whole_archives(self, project: Project, env: str) -> list[Archive]:
         """The archives of the whole env, newest first: without the partial ones (the
@@ -250,13 +242,18 @@ class Engine:
         """The named archive of this env, or the newest one of the whole env when *name*
         is None."""
         directory = backup_dir(project, env)
+        if name is not None:
+            check_name_of(project.name, env, name)
+        found = self.store(project, env).archives()
         if name is None:
-            found = self.whole_archives(project, env)
+            found = [a for a in found if not a.only]
             if not found:
                 raise NotFoundError(f"{project.name} {env}: no archives in {directory}")
             return found[0]
-        check_name_of(project.name, env, name)
-        return open_archive(self.host, directory, name)
+        for archive in found:
+            if archive.name == name:
+                return archive
+        raise NotFoundError(f"no archive {name} in {directory}")
 
     def verify(self, archive: Archive) -> list[Fault]:
         """Check an archive and record the result in its ``verified.json``."""
@@ -285,7 +282,8 @@ class Engine:
         assert project.backup is not None
         directory = backup_dir(project, env)
         with env_lock(self.host, directory, f"prune of {project.name} {env}", self.lock_timeout):
-            listed = list_archives(self.host, directory)
+            store = self.store(project, env)
+            listed = store.archives()
             archives = [a for a in listed if not a.only]
             retention = project.backup.retention
             since = (moment or now()) - timedelta(days=retention.keep_undo_days)
@@ -307,11 +305,9 @@ class Engine:
             )
             decision = with_partials(decision, [a.name for a in listed if a.only], points)
             if not dry_run:
-                for name in decision.remove:
-                    # Renamed first, so a half-removed archive is never listed.
-                    doomed = posixpath.join(directory, f".{name}.removing")
-                    self.host.run(["mv", "-T", "--", posixpath.join(directory, name), doomed])
-                    self.host.run(["rm", "-rf", "--", doomed])
+                doomed = set(decision.remove)
+                store.clean()  # leftovers of an interrupted backup go with the same prune
+                store.remove(a for a in listed if a.name in doomed)
             return decision
 
     # -- extract ---------------------------------------------------------------
@@ -438,7 +434,7 @@ class Engine:
                         self._restore_components(project, env, safety_archive, health_timeout)
                 except (OpskitError, OSError) as again:
                     raise OpskitError(
-                        f"{what} {reason}, and so did putting back {safety_archive.path} ({again})"
+                        f"{what} {reason}, and so did putting back {safety_archive.location} ({again})"
                     ) from None
                 put_back = f"{project.name} {env} was put back from {safety_archive.name}"
                 if interrupted:

@@ -118,9 +118,13 @@ class Database:
     password_env: str | None = None
 
 
+STORES = ("folder", "restic")  # the values of backup.store
+
+
 @attrs.frozen
 class Backup:
     dir: str = DEFAULT_BACKUP_DIR
+    store: str = "folder"  # where archives live: "folder" (plain files) or "restic"
     schedule: str | None = None  # HH:MM or a systemd calendar (``OnCalendar=``)
     retention: Retention = Retention()
     databases: tuple[Database, ...] = ()

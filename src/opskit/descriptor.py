@@ -19,6 +19,7 @@ from opskit.contracts import DEFAULT_BACKUP_DIR as DEFAULT_BACKUP_DIR
 from opskit.contracts import DEFAULT_HEALTH_TIMEOUT as DEFAULT_HEALTH_TIMEOUT
 from opskit.contracts import DELEGATE_COMMANDS as DELEGATE_COMMANDS
 from opskit.contracts import PING_KINDS as PING_KINDS
+from opskit.contracts import STORES as STORES
 from opskit.contracts import Backup as Backup
 from opskit.contracts import Compose as Compose
 from opskit.contracts import Database as Database
@@ -238,7 +239,17 @@ def _read_backup(r: Reader, node: Node) -> Backup:
     m = r.mapping(
         node,
         "backup",
-        {"dir", "schedule", "retention", "databases", "paths", "volumes", "stop", "expendable"},
+        {
+            "dir",
+            "store",
+            "schedule",
+            "retention",
+            "databases",
+            "paths",
+            "volumes",
+            "stop",
+            "expendable",
+        },
     )
     retention = Retention()
     if "retention" in m:
@@ -251,6 +262,7 @@ def _read_backup(r: Reader, node: Node) -> Backup:
         schedule_line = m["schedule"].start_mark.line + 1
     return Backup(
         dir=r.string(m["dir"], "backup.dir") if "dir" in m else DEFAULT_BACKUP_DIR,
+        store=r.choice(m["store"], "backup.store", STORES) if "store" in m else "folder",
         schedule=schedule,
         retention=retention,
         databases=r.each(m["databases"], "backup.databases", lambda n, f: _read_database(r, n, f))

@@ -69,15 +69,15 @@ def drill(
     runtime: Runtime, project: Project, env: str, name: str | None = None, job: Job | None = None
 ) -> DrillResult:
     """Drill *name* (the newest archive when None) of *env*; record and return the result."""
-    from opskit.backups import Engine
+    from opskit.backups import Engine, backup_dir
 
     engine = Engine(runtime, job=job)
     archive = engine.find(project, env, name)
     if job is not None:
-        job.details["archive"] = archive.path
+        job.details["archive"] = archive.location
     host = runtime.host
     started = time.monotonic()
-    env_dir = posixpath.dirname(archive.path)
+    env_dir = backup_dir(project, env)
     remove_leftovers(host, env_dir)
     drill_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
     scratch = posixpath.join(env_dir, f"{SCRATCH}{drill_id}")

@@ -29,17 +29,28 @@ class LockBusy(OpskitError):
 
 
 @contextlib.contextmanager
-def env_lock(host: Host, directory: str, purpose: str, timeout: float) -> Iterator[None]:
-    """Hold the env's lock; wait at most *timeout* seconds, then raise :class:`LockBusy`."""
-    path = posixpath.join(directory, ".lock")
-    info = posixpath.join(directory, ".lock.holder")
+def env_lock(
+    host: Host,
+    directory: str,
+    purpose: str,
+    timeout: float,
+    *,
+    shared: bool = False,
+    name: str = ".lock",
+) -> Iterator[None]:
+    """Hold the env's lock; wait at most *timeout* seconds, then raise :class:`LockBusy`.
+    With *shared*, others may hold it shared at the same time (not exclusively); *name*
+    is the lock file's (a restic store's lock is ``.restic.lock`` in the backup root)."""
+    path = posixpath.join(directory, name)
+    info = posixpath.join(directory, f"{name}.holder")
     # The lock file is the owner's only (0600) whatever the umask, also one made before.
     script = (
         'umask 077; [ -e "$1" ] && chmod 600 -- "$1"; '
-        'exec flock --wait "$2" --conflict-exit-code "$3" "$1" '
+        'exec flock $4 --wait "$2" --conflict-exit-code "$3" "$1" '
         'sh -c "echo locked; exec cat >/dev/null"'
     )
-    argv = ["sh", "-c", script, "opskit", path, str(timeout), str(BUSY)]
+    mode = "--shared" if shared else "--exclusive"
+    argv = ["sh", "-c", script, "opskit", path, str(timeout), str(BUSY), mode]
     process = host.popen(argv, stdin=True, merge_stderr=False)
     if process.stdout.readline() != b"locked\n":
         code = process.wait()
@@ -49,11 +60,13 @@ def env_lock(host: Host, directory: str, purpose: str, timeout: float) -> Iterat
         raise OpskitError(f"cannot lock {path}: {process.errors().strip() or f'exit {code}'}")
     holder = f"{purpose} by {getpass.getuser()} (pid {os.getpid()} on {socket.gethostname()}) since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
     write = 'umask 077; rm -f -- "$2"; printf "%s\\n" "$1" > "$2"'
-    host.run(["sh", "-c", write, "opskit", holder, info], check=False)
+    if not shared:  # who holds it exclusively is said when someone waits in vain
+        host.run(["sh", "-c", write, "opskit", holder, info], check=False)
     try:
         yield
     finally:
-        host.run(["rm", "-f", "--", info], check=False)
+        if not shared:
+            host.run(["rm", "-f", "--", info], check=False)
         assert process.stdin is not None
         with contextlib.suppress(OSError):
             process.stdin.close()

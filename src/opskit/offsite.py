@@ -18,39 +18,55 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import posixpath
-import re
-import secrets
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
-from opskit.archive import MANIFEST, OFFSITE, Archive, component_stream, now, write_json
+from opskit.archive import (
+    MANIFEST,
+    OFFSITE,
+    Archive,
+    component_stream,
+    manifest_bytes,
+    now,
+    write_json,
+)
 
 # Defined in opskit.contracts (the types plugins and engines share); re-exported here.
 from opskit.contracts import Repository as Repository
-from opskit.errors import OpskitError
 from opskit.output import warning
+from opskit.restic import Restic as Restic
+from opskit.restic import (
+    ResticError,
+    ShortRead,
+    by_component,
+    create_password_file,
+    filename,
+    incomplete,
+    tags,
+)
+from opskit.restic import check_restic as check_restic
+from opskit.restic import owned as owned
 
 if TYPE_CHECKING:
     from opskit.descriptor import Project
-    from opskit.host import Host, Process
     from opskit.jobs import Job
     from opskit.retention import Decision
     from opskit.runtime import Runtime
     from opskit.settings import Settings
 
-RESTIC_FLOOR = (0, 14, 0)
 PASSWORD_FILE = "restic-password"
 CHUNK = 1 << 20
 
 
-class OffsiteError(OpskitError):
-    """An offsite copy could not be made, read or proven."""
+# An offsite copy could not be made, read or proven: restic's own error.
+OffsiteError = ResticError
 
 
 def builtin_repository(target: str, settings: Settings) -> Repository | None:
@@ -84,127 +100,6 @@ def resolve(runtime: Runtime, target: str) -> Repository:
     return found
 
 
-@attrs.frozen
-class Restic:
-    """restic against one repository, run on *host*."""
-
-    host: Host
-    target: str  # the URL users wrote; errors name it
-    password_file: str
-    repository: Repository
-
-    @property
-    def base(self) -> list[str]:
-        return ["restic", "--repo", self.repository.url, "--password-file", self.password_file]
-
-    def run(self, *args: str, timeout: float | None = None) -> str:
-        result = self.host.run(
-            [*self.base, *args], check=False, timeout=timeout, env=self.repository.env
-        )
-        if result.returncode != 0:
-            raise OffsiteError(
-                f"{self.target}: {_last_line(result.stderr.decode('utf-8', 'replace'))}"
-            )
-        return result.text
-
-    def unlock(self) -> None:
-        """Remove the locks of restic processes that no longer run (restic removes only those)."""
-        self.host.run([*self.base, "unlock"], check=False, timeout=300, env=self.repository.env)
-
-    def exists(self) -> bool:
-        result = self.host.run(
-            [*self.base, "cat", "config"], check=False, timeout=120, env=self.repository.env
-        )
-        return result.returncode == 0
-
-    def snapshots(self, *tags: str) -> list[dict[str, Any]]:
-        """The snapshots that carry *every* one of *tags*: one ``--tag a,b`` (restic ORs
-        repeated ``--tag`` options, so ``--tag a --tag b`` would select either)."""
-        argv = ["snapshots", "--json", *([f"--tag={','.join(tags)}"] if tags else [])]
-        return list(json.loads(self.run(*argv, timeout=300) or "[]"))
-
-    def backup(
-        self,
-        source: IO[bytes],
-        filename: str,
-        tags: list[str],
-        advance: Callable[[int], None] | None = None,
-    ) -> dict[str, Any]:
-        """Stream *source* into one new snapshot; return restic's summary. *advance* gets
-        the bytes restic reports done, from its JSON status lines."""
-        argv = [*self.base, "backup", "--json", "--stdin", "--stdin-filename", filename]
-        argv += [f"--tag={','.join(tags)}", "--host", "opskit"]
-        import threading
-
-        process = self.host.popen(argv, stdin=True, merge_stderr=False, env=self.repository.env)
-        assert process.stdin is not None
-        summary: list[dict[str, Any]] = []
-
-        def read_status() -> None:
-            # restic reports its progress while it reads: drained here, or a long upload
-            # would fill the pipe and stop restic from reading its input.
-            done = 0
-            for raw in iter(process.stdout.readline, b""):
-                if not raw.startswith(b"{"):
-                    continue
-                try:
-                    message = json.loads(raw)
-                except ValueError:
-                    continue
-                kind = message.get("message_type")
-                if kind == "summary":
-                    summary.append(message)
-                elif kind == "status" and advance is not None:
-                    now_done = int(message.get("bytes_done") or 0)
-                    if now_done > done:
-                        advance(now_done - done)
-                        done = now_done
-
-        reader = threading.Thread(target=read_status, daemon=True)
-        reader.start()
-        try:
-            while chunk := source.read(CHUNK):
-                process.stdin.write(chunk)
-            process.stdin.close()
-        except BaseException:
-            process.kill()  # no snapshot is written for a stream that did not end
-            process.wait()
-            raise
-        code = process.wait()
-        reader.join()
-        if code != 0:
-            raise OffsiteError(f"{self.target}: {_last_line(process.errors())}")
-        if not summary:
-            raise OffsiteError(f"{self.target}: restic reported no summary for {filename}")
-        return summary[-1]
-
-    def dump(self, snapshot: str, filename: str) -> Process:
-        return self.host.popen(
-            [*self.base, "dump", snapshot, filename], merge_stderr=False, env=self.repository.env
-        )
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "restic failed"
-
-
-def check_restic(host: Host) -> None:
-    """Refuse a missing restic, or one older than :data:`RESTIC_FLOOR`."""
-    result = host.run(["restic", "version"], check=False)
-    found = re.search(r"restic (\d+)\.(\d+)\.(\d+)", result.text)
-    floor = ".".join(map(str, RESTIC_FLOOR))
-    if result.returncode != 0 or not found:
-        raise OffsiteError(
-            f"restic is not installed on {host.name} (restic {floor} or later: apt install restic)"
-        )
-    version = tuple(int(part) for part in found.groups())
-    if version < RESTIC_FLOOR:
-        raise OffsiteError(
-            f"restic {'.'.join(found.groups())} on {host.name} is older than {floor}"
-        )
-
-
 def password_file(state_dir: str) -> str:
     return posixpath.join(state_dir, PASSWORD_FILE)
 
@@ -216,16 +111,7 @@ def init(runtime: Runtime, target: str) -> tuple[str, bool]:
     check_restic(host)
     state_dir = runtime.settings().state_dir
     path = password_file(state_dir)
-    host.run(["mkdir", "-p", "-m", "700", "--", state_dir])
-    if not host.exists(path):
-        # A fresh random password, written by the shell from stdin: never in argv.
-        script = 'umask 077; cat > "$1.new" && mv -- "$1.new" "$1"'
-        process = host.popen(["sh", "-c", script, "opskit", path], stdin=True)
-        assert process.stdin is not None
-        process.stdin.write((secrets.token_urlsafe(32) + "\n").encode())
-        process.stdin.close()
-        if process.wait() != 0:
-            raise OffsiteError(f"cannot write {path}")
+    create_password_file(host, path)
     restic = Restic(host, target, path, resolve(runtime, target))
     if restic.exists():
         return path, False
@@ -246,40 +132,14 @@ def connect(runtime: Runtime, target: str) -> Restic:
 
 def _tags(archive: Archive, key: str) -> list[str]:
     manifest = archive.manifest
-    return [
-        "opskit",
-        f"project={manifest.get('project')}",
-        f"env={manifest.get('environment')}",
-        f"archive={archive.name}",
-        f"component={key}",
-    ]
+    return tags(str(manifest.get("project")), str(manifest.get("environment")), archive.name, key)
 
 
 def _filename(archive: Archive, key: str) -> str:
     manifest = archive.manifest
-    return f"/{manifest.get('project')}/{manifest.get('environment')}/{archive.name}/{key}"
-
-
-COMPLETE = "complete"  # the tag of a snapshot that holds its whole component
-
-
-def _by_component(snapshots: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The newest complete snapshot of each component."""
-    found = {}
-    for snapshot in sorted(snapshots, key=lambda s: str(s.get("time"))):
-        tags = snapshot.get("tags") or []
-        if COMPLETE not in tags:
-            continue
-        for tag in tags:
-            if tag.startswith("component="):
-                found[tag.removeprefix("component=")] = snapshot
-    return found
-
-
-def _partial(snapshots: list[dict[str, Any]]) -> list[str]:
-    """Snapshots never marked complete: a stream cut off when opskit was killed, which
-    restic took for a whole one."""
-    return [str(s.get("id")) for s in snapshots if COMPLETE not in (s.get("tags") or [])]
+    return filename(
+        str(manifest.get("project")), str(manifest.get("environment")), archive.name, key
+    )
 
 
 def _send(
@@ -287,15 +147,14 @@ def _send(
 ) -> int:
     """One component into one snapshot, marked complete once restic read all its bytes."""
     advance = job.meter(size) if job is not None else None
-    summary = restic.backup(source, _filename(archive, key), _tags(archive, key), advance)
+    try:
+        summary = restic.send(
+            source, _filename(archive, key), _tags(archive, key), lambda: size, advance
+        )
+    except ShortRead as exc:
+        raise OffsiteError(f"{archive.name}: {key}: {exc}") from None
     if advance is not None:
         advance(0)
-    read = int(summary.get("total_bytes_processed") or 0)
-    snapshot = str(summary.get("snapshot_id"))
-    if read != size:
-        restic.run("forget", snapshot, timeout=300)
-        raise OffsiteError(f"{archive.name}: {key}: restic read {read} of {size} bytes")
-    restic.run("tag", "--add", COMPLETE, snapshot, timeout=300)
     return int(summary.get("data_added") or 0)
 
 
@@ -330,24 +189,23 @@ def _upload(restic: Restic, archive: Archive, job: Job | None) -> Upload:
     host = restic.host
     restic.unlock()  # an upload killed with opskit leaves its lock behind
     snapshots = _of_archive(restic, archive)
-    if partial := _partial(snapshots):
+    if partial := incomplete(snapshots):
         try:
             restic.run("forget", *partial, timeout=300)
         except OffsiteError as exc:  # they never count; the next upload tries again
             warning(f"{archive.name}: partial snapshots stay in the repository for now: {exc}")
-    have = _by_component(snapshots)
+    have = by_component(snapshots)
     sent, uploaded, present = 0, [], []
-    manifest_path = posixpath.join(archive.path, MANIFEST)
+    manifest = manifest_bytes(host, archive)
     sizes = {r.key: r.raw_bytes for r in archive.components}
-    sizes["manifest"] = len(host.read_text(manifest_path).encode())
+    sizes["manifest"] = len(manifest)
     for key, size in sizes.items():
         if key in have:
             present.append(key)
             continue
         with job.phase(f"uploading {key}") if job else nullcontext():
             if key == "manifest":
-                with host.open_read(manifest_path) as source:
-                    sent += _send(restic, source, archive, key, size, job)
+                sent += _send(restic, io.BytesIO(manifest), archive, key, size, job)
             else:
                 (record,) = [r for r in archive.components if r.key == key]
                 with component_stream(host, archive, record) as source:
@@ -385,7 +243,7 @@ def _verify(restic: Restic, archive: Archive, read_data: str, job: Job | None) -
             restic.run("check", f"--read-data-subset={read_data}", timeout=None)
         except OffsiteError as exc:
             faults.append(f"repository check: {exc}")
-    have = _by_component(_of_archive(restic, archive))
+    have = by_component(_of_archive(restic, archive))
     for record in archive.components:
         snapshot = have.get(record.key)
         if snapshot is None:
@@ -439,7 +297,7 @@ def download(
     check_name_of(project.name, env, name)
     target = target_of(runtime, project)
     restic = connect(runtime, target)
-    have = _by_component(_by_archive(restic, project.name, env, name).get(name, []))
+    have = by_component(_by_archive(restic, project.name, env, name).get(name, []))
     if "manifest" not in have:
         raise OffsiteError(f"archive {name} has no complete copy on {target}")
     reader = restic.dump(str(have["manifest"]["id"]), f"/{project.name}/{env}/{name}/manifest")
@@ -633,37 +491,6 @@ def _of_archive(restic: Restic, archive: Archive) -> list[dict[str, Any]]:
     return _by_archive(restic, str(project), str(env), archive.name).get(archive.name, [])
 
 
-def owned(
-    snapshots: list[dict[str, Any]], project: str, env: str, archive: str | None = None
-) -> dict[str, list[dict[str, Any]]]:
-    """*snapshots*, what restic returned for a selection, by the archive they belong to.
-    Each must name exactly *project* and *env* (and *archive*, when given) in its tags,
-    with an archive of that env: one that does not raises :class:`OffsiteError`, before
-    anything (a prune's ``forget``) can act on the selection."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for snapshot in snapshots:
-        tags = [str(tag) for tag in snapshot.get("tags") or []]
-        named = {
-            key: [tag.partition("=")[2] for tag in tags if tag.startswith(f"{key}=")]
-            for key in ("project", "env", "archive")
-        }
-        name = named["archive"][0] if len(named["archive"]) == 1 else ""
-        if (
-            named["project"] != [project]
-            or named["env"] != [env]
-            or not name.startswith(f"{project}-{env}-")
-            or archive not in (None, name)
-        ):
-            snapshot_id = snapshot.get("short_id") or str(snapshot.get("id"))[:8]
-            raise OffsiteError(
-                f"restic returned snapshot {snapshot_id} ({', '.join(tags) or 'no tags'}) "
-                f"for {project} {env}{f' {archive}' if archive else ''}, and it is not one of "
-                "them: nothing was changed"
-            )
-        found.setdefault(name, []).append(snapshot)
-    return found
-
-
 def archives_in(runtime: Runtime, project: Project, env: str, name: str | None) -> list[Archive]:
     """The named archive, or the newest of the env."""
     from opskit.backups import Engine
@@ -703,7 +530,7 @@ def _rows(
     local = {a.name: a for a in Engine(runtime).archives(project, env)}
     rows = []
     for name in sorted(set(local) | set(by_archive), reverse=True):
-        have = _by_component(by_archive.get(name, []))
+        have = by_component(by_archive.get(name, []))
         archive = local.get(name)
         if archive is not None:
             needed = {r.key for r in archive.components} | {"manifest"}

@@ -431,7 +431,7 @@ def run(
     )
     report = SyncReport(
         project.name, source, target, False, tuple(database_reports), tuple(file_reports),
-        found.skipped, archive.path if archive else None,
+        found.skipped, archive.location if archive else None,
     )  # fmt: skip
     if job is not None:
         job.details["archive"] = report.backup

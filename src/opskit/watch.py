@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from opskit.archive import list_archives
-from opskit.backups import backup_dir
+from opskit.backups import Engine
 from opskit.errors import DescriptorError, DockerUnavailable, HostError, OpskitError
 from opskit.notify import one_line, send
 from opskit.timers import on_calendar, previous_elapses
@@ -109,8 +108,13 @@ def freshness(
         problem = f"cannot tell when {project.name} {env}'s backup was due: {exc}"
         names = ["backup freshness", *(["offsite freshness"] if offsite else [])]
         return [Check(project.name, env, name, False, problem) for name in names]
-    # a partial archive (the safety backup of ``restore --only``) stands for no whole env
-    archives = [a for a in list_archives(runtime.host, backup_dir(project, env)) if not a.only]
+    try:
+        # a partial archive (the safety backup of ``restore --only``) stands for no whole env
+        archives = [a for a in Engine(runtime).archives(project, env) if not a.only]
+    except OpskitError as exc:  # the store cannot be read: its freshness is unknown, a failure
+        problem = f"cannot list {project.name} {env}'s archives: {exc}"
+        names = ["backup freshness", *(["offsite freshness"] if offsite else [])]
+        return [Check(project.name, env, name, False, problem) for name in names]
     newest = max((a.created for a in archives if a.verified_state == "ok"), default=None)
     found = [_fresh(runtime, project, env, now, elapsed, "backup freshness", newest, "backup")]
     if offsite is not None:

@@ -114,7 +114,7 @@ def backup(
         state.out.json({"archives": [a.as_dict() for a in archives]})
     else:
         for archive in archives:
-            state.out.line(archive.path)
+            state.out.line(archive.location)
     return code
 
 
@@ -189,7 +189,7 @@ def verify(state: CliState, project: str | None, env: str | None, name: str | No
                 "archives": [
                     {
                         "name": a.name,
-                        "path": a.path,
+                        "path": a.location,
                         "ok": not f,
                         "faults": [{"component": x.component, "problem": x.problem} for x in f],
                     }
@@ -367,9 +367,9 @@ def restore(
             }
         )
         return 0
-    state.out.line(f"restored {restored.path}" + (f" (only {', '.join(only)})" if only else ""))
+    state.out.line(f"restored {restored.location}" + (f" (only {', '.join(only)})" if only else ""))
     if safety is not None:
-        state.out.line(f"safety backup {safety.path}")
+        state.out.line(f"safety backup {safety.location}")
     return 0
 
 

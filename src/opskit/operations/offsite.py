@@ -86,7 +86,7 @@ def copies(ctx: Context, request: CopyRequest) -> Iterator[Copied]:
             warning(str(exc))
             continue
         with ctx.job(kind, found.name, [e]) as job:
-            job.details.update(archive=archive.path, target=target)
+            job.details.update(archive=archive.location, target=target)
             with offsite.about(archive.name):
                 restic = offsite.connect(runtime, target)
             done = None
@@ -116,7 +116,7 @@ def download(
     with ctx.quiet().job("offsite download", project.name, [env]) as job:
         job.details.update(archive=name, target=offsite.target_of(runtime, project))
         archive = offsite.download(runtime, project, env, name, job)
-        job.details["archive"] = archive.path
+        job.details["archive"] = archive.location
     return archive
 
 

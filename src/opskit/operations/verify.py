@@ -40,7 +40,7 @@ def run(ctx: Context, request: Request) -> list[tuple[Archive, list[Fault]]]:
     for archive in listed:
         found_env = str(archive.manifest.get("environment", ""))
         with ctx.job("verify", str(archive.manifest.get("project", "")), [found_env]) as job:
-            job.details["archive"] = archive.path
+            job.details["archive"] = archive.location
             faults = backups.verify(archive)
             job.details["faults"] = [f"{f.component}: {f.problem}" for f in faults]
             if faults:

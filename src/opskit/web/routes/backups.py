@@ -25,12 +25,20 @@ def backups(
 @router.get("/archives/{project}/{env}/{name}.tar")
 def download(board: Board, user: Operator, project: str, env: str, name: str) -> StreamingResponse:
     """The archive folder as a tar stream (its files as they are: zstd components, the
-    manifest), for a copy elsewhere; verify it there with ``opskit verify``. Operators
+    manifest; from the restic store: the manifest and each component's raw stream),
+    for a copy elsewhere; verify it there with ``opskit verify``. Operators
     only: an archive holds all the data of its env (a prod dump: every customer's)."""
     ops = board.ops
     found = ops.project(project)
     found.check_env(env)
     archive = ops.backup_engine().find(found, env, name)
+    headers = {"Content-Disposition": f'attachment; filename="{archive.name}.tar"'}
+    if archive.restic is not None:  # in the restic store: its manifest and raw streams
+        from opskit.archive import raw_tar
+
+        return StreamingResponse(
+            raw_tar(ops.host, archive), media_type="application/x-tar", headers=headers
+        )
     folder, base = posixpath.split(archive.path)
     process = ops.host.popen(["tar", "-C", folder, "-cf", "-", "--", base], merge_stderr=False)
 

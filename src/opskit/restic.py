@@ -1,0 +1,284 @@
+"""restic, the engine of offsite copies and of the local archive store.
+
+One :class:`Restic` runs restic against one repository on a host; the password reaches
+restic as ``--password-file`` (a path, never the password, in argv). Each component of an
+archive is one snapshot of its raw stream, tagged ``opskit``, ``project=``, ``env=``,
+``archive=`` and ``component=`` (the manifest is the component ``manifest``), and tagged
+``complete`` once restic read every byte: a stream cut off when opskit was killed is a
+snapshot restic took for a whole one, and never counts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import IO, TYPE_CHECKING, Any
+
+import attrs
+
+from opskit.contracts import Repository
+from opskit.errors import OpskitError
+
+if TYPE_CHECKING:
+    from opskit.host import Host, Process
+
+RESTIC_FLOOR = (0, 14, 0)
+CHUNK = 1 << 20
+COMPLETE = "complete"  # the tag of a snapshot that holds its whole component
+EXCLUSIVE = frozenset({"forget", "prune", "init", "tag"})  # commands that change what is kept
+
+
+class ResticError(OpskitError):
+    """restic failed, or a repository's snapshots are not what was asked for."""
+
+
+class ShortRead(ResticError):
+    """restic read less (or more) of a stream than its source gave."""
+
+
+@attrs.frozen
+class Restic:
+    """restic against one repository, run on *host*."""
+
+    host: Host
+    target: str  # the URL or path users know; errors name it
+    password_file: str
+    repository: Repository
+    options: tuple[str, ...] = ()  # e.g. ``--no-cache`` for a repository on this disk
+    # Held around each restic command: exclusive (True) for those that remove data, else
+    # shared (the local store's lock on its backup root); None: restic's own locks only.
+    guard: Callable[[bool], AbstractContextManager[None]] | None = attrs.field(
+        default=None, eq=False, repr=False
+    )
+
+    def locked(self, exclusive: bool = False) -> AbstractContextManager[None]:
+        return self.guard(exclusive) if self.guard is not None else nullcontext()
+
+    @property
+    def base(self) -> list[str]:
+        return [
+            "restic",
+            "--repo",
+            self.repository.url,
+            "--password-file",
+            self.password_file,
+            *self.options,
+        ]
+
+    def run(self, *args: str, timeout: float | None = None) -> str:
+        with self.locked(bool(args) and args[0] in EXCLUSIVE):
+            result = self.host.run(
+                [*self.base, *args], check=False, timeout=timeout, env=self.repository.env
+            )
+        if result.returncode != 0:
+            raise ResticError(
+                f"{self.target}: {last_line(result.stderr.decode('utf-8', 'replace'))}"
+            )
+        return result.text
+
+    def unlock(self) -> None:
+        """Remove the locks of restic processes that no longer run (restic removes only those)."""
+        self.host.run([*self.base, "unlock"], check=False, timeout=300, env=self.repository.env)
+
+    def exists(self) -> bool:
+        result = self.host.run(
+            [*self.base, "cat", "config"], check=False, timeout=120, env=self.repository.env
+        )
+        return result.returncode == 0
+
+    def snapshots(self, *tags: str) -> list[dict[str, Any]]:
+        """The snapshots that carry *every* one of *tags*: one ``--tag a,b`` (restic ORs
+        repeated ``--tag`` options, so ``--tag a --tag b`` would select either)."""
+        argv = ["snapshots", "--json", *([f"--tag={','.join(tags)}"] if tags else [])]
+        return list(json.loads(self.run(*argv, timeout=300) or "[]"))
+
+    def backup(
+        self,
+        source: IO[bytes],
+        filename: str,
+        tags: list[str],
+        advance: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Stream *source* into one new snapshot; return restic's summary. *advance* gets
+        the bytes restic reports done, from its JSON status lines."""
+        with self.locked():
+            return self._backup(source, filename, tags, advance)
+
+    def _backup(
+        self,
+        source: IO[bytes],
+        filename: str,
+        tags: list[str],
+        advance: Callable[[int], None] | None,
+    ) -> dict[str, Any]:
+        argv = [*self.base, "backup", "--json", "--stdin", "--stdin-filename", filename]
+        argv += [f"--tag={','.join(tags)}", "--host", "opskit"]
+        process = self.host.popen(argv, stdin=True, merge_stderr=False, env=self.repository.env)
+        assert process.stdin is not None
+        summary: list[dict[str, Any]] = []
+
+        def read_status() -> None:
+            # restic reports its progress while it reads: drained here, or a long upload
+            # would fill the pipe and stop restic from reading its input.
+            done = 0
+            for raw in iter(process.stdout.readline, b""):
+                if not raw.startswith(b"{"):
+                    continue
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    continue
+                kind = message.get("message_type")
+                if kind == "summary":
+                    summary.append(message)
+                elif kind == "status" and advance is not None:
+                    now_done = int(message.get("bytes_done") or 0)
+                    if now_done > done:
+                        advance(now_done - done)
+                        done = now_done
+
+        reader = threading.Thread(target=read_status, daemon=True)
+        reader.start()
+        try:
+            while chunk := source.read(CHUNK):
+                process.stdin.write(chunk)
+            process.stdin.close()
+        except BaseException:
+            process.kill()  # no snapshot is written for a stream that did not end
+            process.wait()
+            raise
+        code = process.wait()
+        reader.join()
+        if code != 0:
+            raise ResticError(f"{self.target}: {last_line(process.errors())}")
+        if not summary:
+            raise ResticError(f"{self.target}: restic reported no summary for {filename}")
+        return summary[-1]
+
+    def send(
+        self,
+        source: IO[bytes],
+        filename: str,
+        tags: list[str],
+        size: Callable[[], int],
+        advance: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """One stream into one snapshot, tagged ``complete`` once restic read all of it:
+        *size* (asked when the stream has ended) is what the source gave. Return
+        restic's summary."""
+        summary = self.backup(source, filename, tags, advance)
+        read = int(summary.get("total_bytes_processed") or 0)
+        snapshot = str(summary.get("snapshot_id"))
+        if read != size():
+            self.run("forget", snapshot, timeout=300)
+            raise ShortRead(f"restic read {read} of {size()} bytes")
+        self.run("tag", "--add", COMPLETE, snapshot, timeout=300)
+        return summary
+
+    def dump(self, snapshot: str, filename: str) -> Process:
+        """``restic dump`` of one file; hold :meth:`locked` while it streams."""
+        return self.host.popen(
+            [*self.base, "dump", snapshot, filename], merge_stderr=False, env=self.repository.env
+        )
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "restic failed"
+
+
+def check_restic(host: Host) -> None:
+    """Refuse a missing restic, or one older than :data:`RESTIC_FLOOR`."""
+    result = host.run(["restic", "version"], check=False)
+    found = re.search(r"restic (\d+)\.(\d+)\.(\d+)", result.text)
+    floor = ".".join(map(str, RESTIC_FLOOR))
+    if result.returncode != 0 or not found:
+        raise ResticError(
+            f"restic is not installed on {host.name} (restic {floor} or later: apt install restic)"
+        )
+    version = tuple(int(part) for part in found.groups())
+    if version < RESTIC_FLOOR:
+        raise ResticError(f"restic {'.'.join(found.groups())} on {host.name} is older than {floor}")
+
+
+def create_password_file(host: Host, path: str) -> None:
+    """Write a fresh random password to *path* (mode 0600, its folder 0700) unless it
+    exists; the shell writes it from stdin, never from argv."""
+    host.run(["mkdir", "-p", "-m", "700", "--", dirname(path)])
+    if host.exists(path):
+        return
+    script = 'umask 077; cat > "$1.new" && mv -- "$1.new" "$1"'
+    process = host.popen(["sh", "-c", script, "opskit", path], stdin=True)
+    assert process.stdin is not None
+    process.stdin.write((secrets.token_urlsafe(32) + "\n").encode())
+    process.stdin.close()
+    if process.wait() != 0:
+        raise ResticError(f"cannot write {path}")
+
+
+def dirname(path: str) -> str:
+    return path.rsplit("/", 1)[0] or "/"
+
+
+def tags(project: str, env: str, archive: str, key: str) -> list[str]:
+    """The tags of one component's snapshot (``manifest`` for the manifest)."""
+    return ["opskit", f"project={project}", f"env={env}", f"archive={archive}", f"component={key}"]
+
+
+def filename(project: str, env: str, archive: str, key: str) -> str:
+    """The name of one component's stream inside its snapshot."""
+    return f"/{project}/{env}/{archive}/{key}"
+
+
+def by_component(snapshots: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The newest complete snapshot of each component."""
+    found = {}
+    for snapshot in sorted(snapshots, key=lambda s: str(s.get("time"))):
+        tags = snapshot.get("tags") or []
+        if COMPLETE not in tags:
+            continue
+        for tag in tags:
+            if tag.startswith("component="):
+                found[tag.removeprefix("component=")] = snapshot
+    return found
+
+
+def incomplete(snapshots: list[dict[str, Any]]) -> list[str]:
+    """Snapshots never marked complete: a stream cut off when opskit was killed, which
+    restic took for a whole one."""
+    return [str(s.get("id")) for s in snapshots if COMPLETE not in (s.get("tags") or [])]
+
+
+def owned(
+    snapshots: list[dict[str, Any]], project: str, env: str, archive: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """*snapshots*, what restic returned for a selection, by the archive they belong to.
+    Each must name exactly *project* and *env* (and *archive*, when given) in its tags,
+    with an archive of that env: one that does not raises :class:`ResticError`, before
+    anything (a prune's ``forget``) can act on the selection."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for snapshot in snapshots:
+        tags = [str(tag) for tag in snapshot.get("tags") or []]
+        named = {
+            key: [tag.partition("=")[2] for tag in tags if tag.startswith(f"{key}=")]
+            for key in ("project", "env", "archive")
+        }
+        name = named["archive"][0] if len(named["archive"]) == 1 else ""
+        if (
+            named["project"] != [project]
+            or named["env"] != [env]
+            or not name.startswith(f"{project}-{env}-")
+            or archive not in (None, name)
+        ):
+            snapshot_id = snapshot.get("short_id") or str(snapshot.get("id"))[:8]
+            raise ResticError(
+                f"restic returned snapshot {snapshot_id} ({', '.join(tags) or 'no tags'}) "
+                f"for {project} {env}{f' {archive}' if archive else ''}, and it is not one of "
+                "them: nothing was changed"
+            )
+        found.setdefault(name, []).append(snapshot)
+    return found

@@ -1,0 +1,256 @@
+"""The restic archive store (``backup.store: restic``, #22): archives as snapshots in one
+repository per backup root, against the real engine and real restic. The folder store's
+behaviour is covered everywhere else; the interrupted restore of tests/test_interrupt.py
+runs on both."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import assert_one_error_line, opskit, wait_until
+from opskit import Ops
+from opskit.archive import ArchiveError, raw_tar
+from opskit.store import manifest_snapshots
+from test_interrupt import tree, write_cut
+
+
+def cut_root(tmp_path: Path, store: str, files: int = 8, size: int = 1 << 20) -> Path:
+    """A one-service root (``cut`` of tests/test_interrupt.py) whose archives go to
+    *store*; its state folder (the store's password) is inside *tmp_path*."""
+    data = write_cut(tmp_path, store)
+    for i in range(files):  # incompressible: only restic's deduplication makes it small
+        (data / f"blob-{i:03}.bin").write_bytes(os.urandom(size))
+    return tmp_path
+
+
+def du(path: Path) -> int:
+    """Bytes on disk under *path* (``du``, as an operator measures it)."""
+    out = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[0])
+
+
+def snapshots(root: Path) -> list[dict[str, Any]]:
+    """Every snapshot in the root's store, straight from restic."""
+    repo, password = root / "backups" / ".restic", root / "state" / "restic-store-password"
+    out = subprocess.run(
+        ["restic", "--repo", str(repo), "--password-file", str(password), "--no-cache",
+         "snapshots", "--json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return list(json.loads(out.stdout or "[]"))
+
+
+def archives(root: Path) -> list[dict[str, Any]]:
+    run = opskit("backups", "cut", "dev", "--json", "--root", str(root))
+    assert run.returncode == 0, run.stderr
+    return list(run.json()["archives"])  # type: ignore[index]
+
+
+@pytest.mark.docker
+def test_the_restic_store_backs_up_lists_verifies_restores_and_prunes(tmp_path: Path) -> None:
+    root = cut_root(tmp_path, "restic")
+    data, repo, args = (
+        root / "cut" / "dev" / "data",
+        root / "backups" / ".restic",
+        ["--root", str(root)],
+    )
+    assert opskit("start", "cut", "dev", *args).returncode == 0
+    try:
+        wait_until(lambda: opskit("health", "cut", "dev", *args).returncode == 0, 60)
+        first = opskit("backup", "cut", "dev", *args)
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.strip().startswith(f"{repo}:cut-dev-")
+        password = root / "state" / "restic-store-password"
+        assert password.stat().st_mode & 0o777 == 0o600
+        after_first = du(repo)
+        # Two nights of the same data: the second adds far less than the first.
+        second = opskit("backup", "cut", "dev", *args)
+        assert second.returncode == 0, second.stderr
+        assert du(repo) - after_first < after_first / 10, (after_first, du(repo))
+        listed = archives(root)
+        assert [a["store"] for a in listed] == ["restic", "restic"]
+        assert listed[0]["components"] == ["path-dev-data"]
+        assert not list((root / "backups" / "cut" / "dev").glob("cut-dev-*"))  # no folders
+        assert len(snapshots(root)) == 4  # a component and a manifest per archive
+        loose = ["find", str(root / "backups" / "cut"), "-perm", "/077", "!", "-name", ".lock*"]
+        assert subprocess.run(loose, capture_output=True, text=True).stdout == ""  # 0700/0600
+
+        verify = opskit("verify", "cut", "dev", "--name", listed[1]["name"], *args)
+        assert verify.returncode == 0, verify.stderr
+        # The dashboard's download of a store archive: its manifest and raw streams.
+        with Ops(root=str(root)) as ops:
+            archive = ops.backup_engine().find(ops.project("cut"), "dev", listed[1]["name"])
+            download = tmp_path / "download.tar"
+            download.write_bytes(b"".join(raw_tar(ops.host, archive)))
+        with tarfile.open(download) as tar:
+            names = tar.getnames()
+            raw = tar.extractfile(f"{archive.name}/path-dev-data").read()  # type: ignore[union-attr]
+        assert names == [f"{archive.name}/manifest.json", f"{archive.name}/path-dev-data"]
+        assert hashlib.sha256(raw).hexdigest() == archive.components[0].raw_sha256
+        drill = opskit("drill", "cut", "dev", "--name", listed[1]["name"], *args)
+        assert drill.returncode == 0, drill.stderr
+        # An offsite copy of a store archive: its raw streams and manifest, read back.
+        yaml = root / "cut" / "project.yaml"
+        yaml.write_text(
+            yaml.read_text() + f"offsite: {{target: 'file://{tmp_path / 'offsite'}'}}\n"
+        )
+        assert opskit("offsite", "init", *args).returncode == 0
+        upload = opskit("offsite", "upload", "cut", "dev", "--name", listed[1]["name"], *args)
+        assert upload.returncode == 0, upload.stderr
+        assert "verified ok" in upload.stdout
+        before = tree(data)
+        (data / "index.html").write_text("version 2, after the backup\n")
+        (data / "blob-000.bin").unlink()
+        run = opskit("restore", "cut", "dev", "--name", listed[1]["name"], "--yes", *args)
+        assert run.returncode == 0, run.stderr
+        assert tree(data) == before
+        assert opskit("health", "cut", "dev", *args).returncode == 0
+        listed = archives(root)
+        assert len(listed) == 3  # the safety backup is an archive of the store too
+        assert [a["verified"] for a in listed] == ["never", "never", "ok"]
+        assert [(a["drilled"], a["offsite"]) for a in listed][2] == ("ok", "ok")
+
+        # keep_last 1: the newest, and the newest verified one (the oldest) stay.
+        yaml.write_text(
+            yaml.read_text().replace(
+                "paths:",
+                "retention: {keep_last: 1, keep_daily: 0, keep_weekly: 0, keep_monthly: 0, keep_undo_days: 0}, paths:",
+            )
+        )
+        pruned = opskit("prune", "cut", "dev", "--json", *args)
+        assert pruned.returncode == 0, pruned.stderr
+        assert [a["name"] for a in archives(root)] == [listed[0]["name"], listed[2]["name"]]
+        assert {t for s in snapshots(root) for t in s["tags"] if t.startswith("archive=")} == {
+            f"archive={listed[0]['name']}",
+            f"archive={listed[2]['name']}",
+        }
+        assert not (root / "backups" / "cut" / "dev" / ".state" / listed[1]["name"]).exists()
+
+        # A store whose password file is gone: one line, nothing changed.
+        password.rename(password.with_suffix(".away"))
+        assert_one_error_line(opskit("backups", "cut", "dev", *args), str(password))
+        assert_one_error_line(opskit("backup", "cut", "dev", *args), str(password))
+        password.with_suffix(".away").rename(password)
+        kept = password.read_text()
+        password.write_text("not the password\n")
+        assert_one_error_line(opskit("backups", "cut", "dev", *args), "wrong password")
+        password.write_text(kept)
+        assert len(archives(root)) == 2
+    finally:
+        opskit("destroy", "cut", "dev", "--yes", *args)
+
+
+def _restic_backup_of(pid: int) -> bool:
+    """Whether process *pid* has a ``restic backup --stdin`` child (a component on its way)."""
+    for child in Path("/proc").glob("[0-9]*"):
+        try:
+            status = (child / "status").read_text()
+            command = (child / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"\nPPid:\t{pid}\n" in status and b"--stdin" in command and b"backup" in command:
+            return True
+    return False
+
+
+@pytest.mark.docker
+def test_a_backup_killed_during_a_component_lists_nothing_and_the_next_one_works(
+    tmp_path: Path,
+) -> None:
+    root = cut_root(tmp_path, "restic", files=60)
+    args = ["--root", str(root)]
+    assert opskit("start", "cut", "dev", *args).returncode == 0
+    try:
+        wait_until(lambda: opskit("health", "cut", "dev", *args).returncode == 0, 60)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "opskit", "backup", "cut", "dev", *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        while process.poll() is None and not _restic_backup_of(process.pid):
+            time.sleep(0.01)
+        assert process.poll() is None, "the backup ended before its component was on its way"
+        time.sleep(0.3)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert archives(root) == []  # whatever restic made of the cut stream: not listed
+        run = opskit("backup", "cut", "dev", *args, env={"OPSKIT_LOCK_TIMEOUT": "5"})
+        assert run.returncode == 0, run.stderr
+        assert len(archives(root)) == 1
+        assert len(snapshots(root)) == 2  # the leftovers are forgotten
+        assert opskit("verify", "cut", "dev", *args).returncode == 0
+        assert archives(root)[0]["verified"] == "ok"
+        # A damaged pack: verify reads the data back, says which archive, and fails.
+        for pack in (root / "backups" / ".restic" / "data").rglob("*"):
+            if pack.is_file() and pack.stat().st_size > 4096:
+                pack.chmod(0o600)
+                with pack.open("r+b") as handle:
+                    handle.seek(pack.stat().st_size // 2)
+                    handle.write(b"\0" * 64)
+        damaged = opskit("verify", "cut", "dev", *args)
+        assert damaged.returncode == 1
+        assert f"[error] {archives(root)[0]['name']}: path-dev-data:" in damaged.stderr
+        assert archives(root)[0]["verified"] == "FAILED"
+    finally:
+        opskit("destroy", "cut", "dev", "--yes", *args)
+
+
+def _snapshot(archive: str, key: str, at: str = "2026-12-01") -> dict[str, Any]:
+    tags = ["opskit", "project=cut", "env=dev", f"archive={archive}", f"component={key}"]
+    return {"id": f"{archive}-{key}-{at}", "time": at, "tags": tags}
+
+
+def test_only_archives_with_a_manifest_are_listed() -> None:
+    whole, cut = "cut-dev-20261201T030000Z", "cut-dev-20261202T030000Z"
+    groups = {
+        whole: [_snapshot(whole, "path-dev-data"), _snapshot(whole, "manifest")],
+        cut: [_snapshot(cut, "path-dev-data")],  # killed before its manifest
+        "not-an-archive": [_snapshot("not-an-archive", "manifest")],
+    }
+    assert manifest_snapshots(groups) == {whole: groups[whole][1]}
+
+
+def test_an_archive_written_twice_is_refused_by_name() -> None:
+    name = "cut-dev-20261201T030000Z"
+    group = [
+        _snapshot(name, "path-dev-data"),
+        _snapshot(name, "manifest"),
+        _snapshot(name, "path-dev-data", at="2026-12-02"),
+        _snapshot(name, "manifest", at="2026-12-02"),
+    ]
+    with pytest.raises(ArchiveError, match=f"archive {name} has 2 manifests"):
+        manifest_snapshots({name: group})
+
+
+def test_the_root_lock_is_shared_by_readers_and_writers_and_exclusive_for_removal(
+    tmp_path: Path,
+) -> None:
+    """The projects of a root share one repository and restic 0.14 fails instead of
+    waiting for its lock: opskit holds the root's lock around each restic command,
+    shared to read and add, alone to forget and prune."""
+    from opskit.host import LocalHost
+    from opskit.locks import LockBusy
+    from opskit.store import ResticStore
+
+    def busy(store: ResticStore, exclusive: bool, match: str = "is locked by") -> None:
+        with pytest.raises(LockBusy, match=match), store.restic.locked(exclusive):
+            pass
+
+    host = LocalHost()
+    one = ResticStore(host, str(tmp_path), str(tmp_path / "state"), "cut", "dev", 0.5)
+    other = ResticStore(host, str(tmp_path), str(tmp_path / "state"), "mdf", "prod", 0.5)
+    with one.restic.locked(), other.restic.locked():  # two backups at once
+        busy(other, exclusive=True)  # a prune waits for both
+    with one.restic.locked(exclusive=True):
+        busy(other, exclusive=False, match="removing from")  # a backup waits, naming the prune
+    assert oct((tmp_path / ".restic.lock").stat().st_mode & 0o777) == "0o600"
