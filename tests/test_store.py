@@ -116,6 +116,12 @@ def test_the_restic_store_backs_up_lists_verifies_restores_and_prunes(tmp_path: 
         assert run.returncode == 0, run.stderr
         assert tree(data) == before
         assert opskit("health", "cut", "dev", *args).returncode == 0
+        # One file out of a store archive, with its exact bytes.
+        out = tmp_path / "out"
+        got = opskit("extract", "cut", "dev", "--name", listed[1]["name"], "dev/data/index.html",
+                     "--to", str(out), *args)  # fmt: skip
+        assert got.returncode == 0, got.stderr
+        assert hashlib.sha256((out / "index.html").read_bytes()).hexdigest() == before["index.html"]
         listed = archives(root)
         assert len(listed) == 3  # the safety backup is an archive of the store too
         assert [a["verified"] for a in listed] == ["never", "never", "ok"]
