@@ -79,7 +79,8 @@ def prepare(db_gb: float, files_gb: float) -> None:
 
 
 def timed_opskit(*args: str) -> tuple[float, int, str]:
-    return benchlib.measured([*OPSKIT, *args])
+    run = benchlib.measured([*OPSKIT, *args])
+    return run.elapsed, run.peak, run.out
 
 
 def volume_mountpoint() -> str:

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 MYSQL = 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mariadb -uroot {database}'
 
@@ -65,21 +66,35 @@ def tree_rss(pid: int) -> int:
     return total
 
 
+class Run(NamedTuple):
+    elapsed: float  # seconds
+    peak: int  # bytes: the most the process tree held at once
+    own_peak: int  # bytes: the process's own high-water mark (VmHWM), its children apart
+    out: str
+
+
 def _sample(pid: int, stop: threading.Event, result: list[int]) -> None:
-    peak = 0
+    peak = own = 0
     while not stop.is_set():
         peak = max(peak, tree_rss(pid))
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    own = max(own, int(line.split()[1]) * 1024)
+        except OSError:
+            pass
         time.sleep(0.05)
-    result.append(peak)
+    result.extend((peak, own))
 
 
-def measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
-    """Run *argv*: its wall time, the peak resident memory of its process tree (sampled every
-    50 ms) and its stdout. A failure ends the bench with the command's stderr."""
+def measured(argv: list[str], env: dict[str, str] | None = None) -> Run:
+    """Run *argv*: its wall time, the peak resident memory of its process tree and of the
+    process alone (sampled every 50 ms from /proc) and its stdout. A failure ends the bench
+    with the command's stderr."""
     started = time.perf_counter()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    stop, peak = threading.Event(), []  # type: ignore[var-annotated]
-    sampler = threading.Thread(target=_sample, args=(process.pid, stop, peak))
+    stop, peaks = threading.Event(), []  # type: ignore[var-annotated]
+    sampler = threading.Thread(target=_sample, args=(process.pid, stop, peaks))
     sampler.start()
     out, err = process.communicate()
     elapsed = time.perf_counter() - started
@@ -87,4 +102,4 @@ def measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[float,
     sampler.join()
     if process.returncode:
         raise SystemExit(f"{' '.join(argv)} failed: {err.decode()[-2000:]}")
-    return elapsed, peak[0] if peak else 0, out.decode().strip()
+    return Run(elapsed, peaks[0], peaks[1], out.decode().strip())
