@@ -190,7 +190,7 @@ def row_sql(seed: int, first: int, last: int) -> str:
 
 
 def make_rows(rows: int, seed: int) -> None:
-    print(f"creating {rows} rows of about 1 KB in bench_rows ...", file=sys.stderr)
+    print(f"creating {rows} rows (~850 bytes each in a dump) in bench_rows ...", file=sys.stderr)
     mariadb(DB, "DROP TABLE IF EXISTS bench_rows")
     mariadb(
         DB,
@@ -241,7 +241,8 @@ def make_files(folder: Path, count: int, total: int, seed: int) -> None:
 
 
 def make_data(scale: float, seed: int) -> dict[str, object]:
-    """The data of *scale*, made unless the last run made it already (marker in HOME)."""
+    """The data of *scale*, made unless an earlier run made it already (marker in HOME; the
+    data then carries that run's later-night changes too: same shape, other bytes)."""
     rows = max(1000, int(ROWS * scale))
     wanted = {"scale": scale, "seed": seed, "rows": rows}
     marker = HOME / "data.json"
@@ -271,8 +272,8 @@ def make_data(scale: float, seed: int) -> dict[str, object]:
 
 
 def change(data: dict, night: int) -> int:
-    """A later night's changes: 1 % of the rows (consecutive ids, as edits of recent posts
-    are) and 20 files rewritten with new bytes of the same size. Returns about how many bytes
+    """A later night's changes: 1 % of the rows (one run of consecutive ids at a seeded place,
+    as a batch of edits touches neighbouring rows) and 20 files rewritten with new bytes of the same size. Returns about how many bytes
     of the backed-up data changed: the rows' share of the dump and the files."""
     rng = random.Random(1000 + night)
     rows = int(data["rows"])
