@@ -335,8 +335,20 @@ def fresh_repositories(compression: str) -> None:
 
 def night(tool: str) -> Run:
     if tool == "opskit":
-        return measured([*OPSKIT, "backup", "peer", "dev"])
+        return measured([*OPSKIT, "backup", "peer", "dev", "--events"])
     return measured([*BORGMATIC, "--config", str(BORGMATIC_CONFIG), "create"], borg_env())
+
+
+def phases(run: Run) -> dict[str, float]:
+    """Where opskit's time went: the seconds of each phase its --events name (a component,
+    verify, health, ...) and the rest (start-up, locks, what no phase covers)."""
+    seconds: dict[str, float] = {}
+    for line in run.out.splitlines():
+        event = json.loads(line) if line.startswith("{") else {}
+        if event.get("event") == "phase.finished":
+            seconds[event["phase"]] = seconds.get(event["phase"], 0.0) + event["seconds"]
+    seconds["rest"] = run.elapsed - sum(seconds.values())
+    return {phase: round(value, 2) for phase, value in seconds.items()}
 
 
 def storage(tool: str) -> int:
@@ -347,7 +359,17 @@ def restore_database(tool: str, only: bool) -> Run:
     if tool == "opskit":
         part = ["--only", "db-db-wordpress"] if only else []
         return measured(
-            [*OPSKIT, "restore", "peer", "dev", "--latest", *part, "--no-safety-backup", "--yes"]
+            [
+                *OPSKIT,
+                "restore",
+                "peer",
+                "dev",
+                "--latest",
+                *part,
+                "--no-safety-backup",
+                "--yes",
+                "--events",
+            ]
         )
     # --original-port: without it borgmatic 2.1.10 finds no dump taken on a port other than
     # the default ("Cannot restore data source dump wordpress missing from archive")
@@ -365,7 +387,7 @@ def one_round(round_: int, data: dict, compression: str, only: bool, expected: l
     """One round on empty repositories; the order of the tools alternates with the round."""
     order = TOOLS if round_ % 2 == 0 else TOOLS[::-1]
     fresh_repositories(compression)
-    result: dict[str, dict[str, float]] = {tool: {} for tool in TOOLS}
+    result: dict[str, dict] = {tool: {} for tool in (*TOOLS, "opskit phases")}
     runs: dict[str, list[Run]] = {tool: [] for tool in TOOLS}
     for measure in MEASURES:
         if measure == "later night":
@@ -376,6 +398,7 @@ def one_round(round_: int, data: dict, compression: str, only: bool, expected: l
             runs[tool].append(night(tool))
             result[tool][measure] = runs[tool][-1].elapsed
             result[tool][f"storage added by the {measure}"] = (storage(tool) - before) / MB
+        result["opskit phases"][measure] = phases(runs["opskit"][-1])
     for tool in order:
         result[tool]["storage after three nights"] = storage(tool) / MB
         mariadb(DB, "UPDATE bench_rows SET title = 'damaged' WHERE id = 1")
@@ -383,6 +406,7 @@ def one_round(round_: int, data: dict, compression: str, only: bool, expected: l
         if checksum() != expected[0]:
             raise SystemExit(f"{tool}'s restore did not give back the table (CHECKSUM TABLE)")
         result[tool]["database restore"] = runs[tool][-1].elapsed
+    result["opskit phases"]["database restore"] = phases(runs["opskit"][-1])
     for tool in TOOLS:
         result[tool]["peak memory, process tree"] = max(run.peak for run in runs[tool]) / MB
         result[tool]["peak memory, own process"] = max(run.own_peak for run in runs[tool]) / MB
@@ -451,6 +475,19 @@ def print_table(rows: list[dict[str, object]]) -> None:
         )
 
 
+def time_by_phase(rounds: list[dict]) -> dict[str, dict[str, float]]:
+    """Median seconds of each of opskit's phases, per measure."""
+    return {
+        measure: {
+            phase: round(
+                statistics.median(r["opskit phases"][measure].get(phase, 0.0) for r in rounds), 1
+            )
+            for phase in rounds[0]["opskit phases"][measure]
+        }
+        for measure in rounds[0]["opskit phases"]
+    }
+
+
 def versions() -> dict[str, str]:
     def first_line(argv: list[str]) -> str:
         out = subprocess.run(argv, capture_output=True, text=True)
@@ -504,6 +541,13 @@ def main() -> None:
     if note:
         print(f"note: {note}")
     print_table(rows)
+    by_phase = time_by_phase(rounds)
+    print("\nwhere opskit's time goes (its --events phases, medians):")
+    for measure, seconds in by_phase.items():
+        print(
+            f"  {measure}: "
+            + ", ".join(f"{phase} {value:.1f} s" for phase, value in seconds.items())
+        )
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(
         json.dumps(
@@ -516,6 +560,7 @@ def main() -> None:
                 "data": data,
                 "versions": versions(),
                 "table": rows,
+                "opskit_phases": by_phase,
                 "per_round": rounds,
             },
             indent=2,
