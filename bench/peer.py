@@ -28,7 +28,13 @@ the volume's folder under /var/lib/docker/volumes. Its repository is encrypted
 --borg-compression says otherwise. A night is ``borgmatic create`` against ``opskit backup``:
 neither prunes nor checks.
 
-Prints the table (medians over the rounds) and writes it to build/bench/peer.json.
+``--store`` goes into the project's ``backup.store`` (a restic store keeps its repository in
+backup.dir too, so the same du measures it); ``--opskit PATH`` measures another checkout's
+opskit (e.g. a branch's .venv/bin/opskit). Peak memory is the most the process tree held at
+once (the tool, docker exec, zstd, restic, borg, ...) and the tool's own process apart.
+
+Prints the table (medians over the rounds) and, from opskit's --events, the seconds of each
+of its phases, and writes both to build/bench/peer.json.
 """
 
 from __future__ import annotations
