@@ -11,8 +11,8 @@ of files (wp-content/uploads/bench) to mdf dev, then, in the same run:
            vs  compose stop web; zstd -dc db.sql.zst | docker exec -i … mariadb …;
                tar extraction beside the target and swap; compose up -d
 
-It prints wall times, their ratio and opskit's peak memory (VmHWM of the opskit
-process, sampled every 20 ms). With --cleanup it removes the data it added.
+It prints wall times, their ratio and opskit's peak memory (resident memory of the
+opskit process and its children, sampled every 50 ms). With --cleanup it removes the data it added.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
+
+import benchlib
+from benchlib import sh
 
 REPO = Path(__file__).resolve().parent.parent
 ROOT = REPO / "examples" / "root"
@@ -34,21 +35,10 @@ UPLOADS = ROOT / "mdf" / "dev" / "wp-content" / "uploads"
 BENCH_FILES = UPLOADS / "bench"
 DB = "dev-mdf-db"
 SHELL_OUT = Path("/var/tmp/opskit-bench-shell")
-MYSQL = 'MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mariadb -uroot wordpress'
-
-
-def sh(command: str, **kwargs) -> subprocess.CompletedProcess[bytes]:  # type: ignore[no-untyped-def]
-    return subprocess.run(["bash", "-o", "pipefail", "-c", command], check=True, **kwargs)
 
 
 def mariadb(sql: str) -> str:
-    out = subprocess.run(
-        ["docker", "exec", DB, "sh", "-c", MYSQL + ' -N -B -e "$1"', "sh", sql],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
+    return benchlib.mariadb(DB, sql)
 
 
 def prepare(db_gb: float, files_gb: float) -> None:
@@ -88,41 +78,13 @@ def prepare(db_gb: float, files_gb: float) -> None:
                 handle.write((text * 4)[: 4 << 20])
 
 
-def peak_memory(pid: int, stop: threading.Event, result: list[int]) -> None:
-    peak = 0
-    while not stop.is_set():
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]) * 1024)
-        except (FileNotFoundError, ProcessLookupError):
-            break
-        time.sleep(0.02)
-    result.append(peak)
-
-
 def timed_opskit(*args: str) -> tuple[float, int, str]:
-    started = time.perf_counter()
-    process = subprocess.Popen([*OPSKIT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stop, peak = threading.Event(), []  # type: ignore[var-annotated]
-    sampler = threading.Thread(target=peak_memory, args=(process.pid, stop, peak))
-    sampler.start()
-    out, err = process.communicate()
-    elapsed = time.perf_counter() - started
-    stop.set()
-    sampler.join()
-    if process.returncode:
-        raise SystemExit(f"opskit {' '.join(args)} failed: {err.decode()[-2000:]}")
-    return elapsed, peak[0] if peak else 0, out.decode().strip()
+    run = benchlib.measured([*OPSKIT, *args])
+    return run.elapsed, run.peak, run.out
 
 
 def volume_mountpoint() -> str:
-    return subprocess.run(
-        ["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", "mdf-dev_media"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    return benchlib.volume_mountpoint("mdf-dev_media")
 
 
 def shell_backup() -> float:
