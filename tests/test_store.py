@@ -211,6 +211,85 @@ def test_a_backup_killed_during_a_component_lists_nothing_and_the_next_one_works
         opskit("destroy", "cut", "dev", "--yes", *args)
 
 
+def restic_config(repo: Path, password: Path) -> dict[str, Any]:
+    """A repository's config (its chunker polynomial), straight from restic."""
+    out = subprocess.run(
+        ["restic", "--repo", str(repo), "--password-file", str(password), "--no-cache",
+         "cat", "config"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return dict(json.loads(out.stdout))
+
+
+@pytest.mark.docker
+def test_offsite_copies_store_archives_with_restic_copy_sending_only_new_blobs(
+    tmp_path: Path,
+) -> None:
+    """``offsite init`` before the first backup creates the store, then the target with
+    its chunker parameters; each upload is a ``restic copy`` that sends only what the
+    target lacks; an archive restored from the target alone comes back identical."""
+    # restic cuts chunks of about 1 MiB: a changed file costs a chunk, so 32 MiB of data
+    root = cut_root(tmp_path, "restic", files=32)
+    data, store, offsite = (
+        root / "cut" / "dev" / "data",
+        root / "backups" / ".restic",
+        tmp_path / "offsite",
+    )
+    args = ["--root", str(root)]
+    yaml = root / "cut" / "project.yaml"
+    yaml.write_text(yaml.read_text() + f"offsite: {{target: 'file://{offsite}'}}\n")
+    init = opskit("offsite", "init", *args)
+    assert init.returncode == 0, init.stderr
+    passwords = root / "state" / "restic-store-password", root / "state" / "restic-password"
+    configs = restic_config(store, passwords[0]), restic_config(offsite, passwords[1])
+    assert configs[0]["chunker_polynomial"] == configs[1]["chunker_polynomial"]
+    assert configs[0]["id"] != configs[1]["id"]
+    empty = du(offsite)
+    assert opskit("start", "cut", "dev", *args).returncode == 0
+    try:
+        wait_until(lambda: opskit("health", "cut", "dev", *args).returncode == 0, 60)
+        sizes = []
+        for night in (1, 2):
+            (data / "index.html").write_text(f"night {night}\n")
+            backup = opskit("backup", "cut", "dev", *args)
+            assert backup.returncode == 0, backup.stderr
+            before = du(offsite)
+            upload = opskit("offsite", "upload", "cut", "dev", *args)
+            assert upload.returncode == 0, upload.stderr
+            assert "2 sent (copied from the store)" in upload.stdout, upload.stdout
+            assert "verified ok" in upload.stdout
+            assert "[warning]" not in upload.stderr
+            sizes.append(du(offsite) - (empty if night == 1 else before))
+        print(f"offsite upload: first {sizes[0]} bytes, second {sizes[1]} bytes")
+        assert sizes[0] > 32 << 20  # the blobs of random bytes
+        assert sizes[1] < sizes[0] / 20, sizes
+        again = opskit("offsite", "upload", "cut", "dev", *args)
+        assert "0 sent (copied from the store), 2 already there" in again.stdout, again.stdout
+        listed = opskit("offsite", "list", "cut", "dev", "--json", *args)
+        assert listed.returncode == 0, listed.stderr
+        assert [(a["copied"], a["offsite"]) for a in listed.json()["archives"]] == [  # type: ignore[index]
+            (True, "yes"),
+            (True, "yes"),
+        ]
+
+        # Only the copy is left: the archive goes from the store, the data changes, and
+        # the restore from offsite brings back the same tree.
+        name = archives(root)[0]["name"]
+        expected = tree(data)
+        with Ops(root=str(root)) as ops:
+            engine = ops.backup_engine()
+            local = engine.store(ops.project("cut"), "dev")
+            local.remove([engine.find(ops.project("cut"), "dev", name)])
+        assert name not in [a["name"] for a in archives(root)]
+        (data / "index.html").write_text("after the backup\n")
+        (data / "blob-003.bin").unlink()
+        run = opskit("restore", "cut", "dev", "--offsite", "--name", name, "--yes", *args)
+        assert run.returncode == 0, run.stderr
+        assert tree(data) == expected
+    finally:
+        opskit("destroy", "cut", "dev", "--yes", *args)
+
+
 def _snapshot(archive: str, key: str, at: str = "2026-12-01") -> dict[str, Any]:
     tags = ["opskit", "project=cut", "env=dev", f"archive={archive}", f"component={key}"]
     return {"id": f"{archive}-{key}-{at}", "time": at, "tags": tags}

@@ -41,8 +41,8 @@ from opskit.archive import (
 # Defined in opskit.contracts (the types plugins and engines share); re-exported here.
 from opskit.contracts import Repository as Repository
 from opskit.output import warning
-from opskit.restic import Restic as Restic
 from opskit.restic import (
+    COMPLETE,
     ResticError,
     ShortRead,
     by_component,
@@ -51,15 +51,18 @@ from opskit.restic import (
     incomplete,
     tags,
 )
+from opskit.restic import Restic as Restic
 from opskit.restic import check_restic as check_restic
 from opskit.restic import owned as owned
 
 if TYPE_CHECKING:
+    from opskit.contracts import Component
     from opskit.descriptor import Project
     from opskit.jobs import Job
     from opskit.retention import Decision
     from opskit.runtime import Runtime
     from opskit.settings import Settings
+    from opskit.store import ResticStore
 
 PASSWORD_FILE = "restic-password"
 CHUNK = 1 << 20
@@ -104,9 +107,15 @@ def password_file(state_dir: str) -> str:
     return posixpath.join(state_dir, PASSWORD_FILE)
 
 
-def init(runtime: Runtime, target: str) -> tuple[str, bool]:
+def init(runtime: Runtime, target: str, store: ResticStore | None = None) -> tuple[str, bool]:
     """Create the password file (once) and the repository (if missing); return the
-    password file's path and whether the repository was created now."""
+    password file's path and whether the repository was created now.
+
+    With the local archive *store* (``backup.store: restic``), the two share their
+    chunker parameters, so that ``restic copy`` keeps the deduplication: a new target
+    gets the store's (the store is created first when it does not exist yet), and a
+    store not there yet gets an existing target's. An existing target and store that
+    differ are left as they are, with a warning (copies work, deduplicating less)."""
     host = runtime.host
     check_restic(host)
     state_dir = runtime.settings().state_dir
@@ -114,9 +123,35 @@ def init(runtime: Runtime, target: str) -> tuple[str, bool]:
     create_password_file(host, path)
     restic = Restic(host, target, path, resolve(runtime, target))
     if restic.exists():
+        if store is not None:
+            if store.open():
+                warn_if_apart(store.restic, restic)
+            else:
+                store.open(create=True, like=restic)
         return path, False
-    restic.run("init", timeout=300)
+    if store is not None:
+        store.open(create=True)
+    restic.init(like=store.restic if store is not None else None)
     return path, True
+
+
+def stores_of(runtime: Runtime, pairs: list[tuple[Project, str]]) -> dict[str, ResticStore]:
+    """The local archive store (``backup.store: restic``) whose chunker parameters each
+    target shares: that of the first project (of *pairs*) with a store that copies to
+    it. Projects of other roots copying to the same target deduplicate less (the
+    upload warns)."""
+    from opskit.backups import Engine
+    from opskit.store import ResticStore
+
+    engine = Engine(runtime)
+    found: dict[str, ResticStore] = {}
+    for project, env in pairs:
+        if project.backup is None or project.backup.store != "restic":
+            continue
+        store = engine.store(project, env)
+        if isinstance(store, ResticStore):
+            found.setdefault(target_of(runtime, project), store)
+    return found
 
 
 def connect(runtime: Runtime, target: str) -> Restic:
@@ -162,7 +197,9 @@ def _send(
 class Upload:
     archive: str
     target: str
-    sent: int  # bytes restic added to the repository (after deduplication and compression)
+    # bytes restic added to the repository (after deduplication and compression); None
+    # for a copy out of the local store: ``restic copy`` does not count them
+    sent: int | None
     uploaded: tuple[str, ...]  # components sent now
     present: tuple[str, ...]  # components the repository already had
 
@@ -195,6 +232,13 @@ def _upload(restic: Restic, archive: Archive, job: Job | None) -> Upload:
         except OffsiteError as exc:  # they never count; the next upload tries again
             warning(f"{archive.name}: partial snapshots stay in the repository for now: {exc}")
     have = by_component(snapshots)
+    if archive.restic is not None:  # in the local store: its snapshots are copied
+        keys = [*(r.key for r in archive.components), "manifest"]
+        missing = [key for key in keys if key not in have]
+        if missing:
+            _copy(restic, archive, missing, job)
+        there = tuple(key for key in keys if key in have)
+        return Upload(archive.name, restic.target, None, tuple(missing), there)
     sent, uploaded, present = 0, [], []
     manifest = manifest_bytes(host, archive)
     sizes = {r.key: r.raw_bytes for r in archive.components}
@@ -212,6 +256,53 @@ def _upload(restic: Restic, archive: Archive, job: Job | None) -> Upload:
                     sent += _send(restic, source, archive, key, size, job)
         uploaded.append(key)
     return Upload(archive.name, restic.target, sent, tuple(uploaded), tuple(present))
+
+
+def _copy(restic: Restic, archive: Archive, keys: list[str], job: Job | None) -> None:
+    """Copy the snapshots of *keys* from the local store into *restic*'s repository
+    (``restic copy``: only the blobs the target lacks travel), then tag each copy
+    ``complete``: the store lists an archive only when all its snapshots are whole."""
+    source = archive.restic
+    assert source is not None
+    warn_if_apart(source, restic)
+    wanted = {}
+    for key in keys:
+        if key not in archive.snapshots:
+            raise OffsiteError(f"{archive.name}: {key} has no snapshot in {source.target}")
+        wanted[archive.snapshots[key]] = key
+    with job.phase(f"copying {', '.join(keys)}") if job else nullcontext():
+        restic.copy(source, list(wanted))
+    copies, found = [], set()
+    for snapshot in _of_archive(restic, archive):
+        original = str(snapshot.get("original") or "")
+        for snapshot_id, key in wanted.items():
+            if original and original.startswith(snapshot_id) and key not in found:
+                copies.append(str(snapshot["id"]))
+                found.add(key)
+    if lost := [key for key in keys if key not in found]:
+        raise OffsiteError(f"{archive.name}: restic copy made no copy of {', '.join(lost)}")
+    restic.run("tag", "--add", COMPLETE, *copies, timeout=300)
+
+
+def warn_if_apart(store: Restic, target: Restic) -> bool:
+    """Warn (once per store and target in a process) when the two repositories do not
+    share their chunker parameters: ``restic copy`` still works, but the target cannot
+    deduplicate the copies against what it got otherwise (older uploads). Return
+    whether they differ."""
+    pair = (store.repository.url, target.repository.url)
+    if pair in _APART:
+        return _APART[pair]
+    _APART[pair] = apart = store.chunker() != target.chunker()
+    if apart:
+        warning(
+            f"{target.target} does not share the chunker parameters of the archive store "
+            f"{store.target}: copies work, but do not deduplicate against the target's older "
+            "uploads (a target made by 'opskit offsite init' with the store present shares them)"
+        )
+    return apart
+
+
+_APART: dict[tuple[str, str], bool] = {}  # what warn_if_apart found, by store and target
 
 
 @attrs.frozen
@@ -310,6 +401,8 @@ def download(
     directory = backup_dir(project, env)
     private_dir(host, directory)
     engine = Engine(runtime)
+    if manifest.pop("store", None) is not None:
+        folder_names(manifest, engine.components(project, env))
     with env_lock(host, directory, f"download of {name}", engine.lock_timeout):
         final = posixpath.join(directory, name)
         if host.exists(final):
@@ -364,6 +457,16 @@ def download(
             host.run(["rm", "-rf", "--", partial], check=False)
             raise
     return Archive(final, manifest)
+
+
+def folder_names(manifest: dict[str, Any], components: list[Component]) -> None:
+    """Give the components of a store archive's *manifest* (which name their snapshots'
+    files, ``/project/env/archive/key``) the file names of an archive folder, as the
+    env's components name them (``{key}.zst`` for a key the env no longer has)."""
+    names = {c.key: c.filename for c in components}
+    for entry in manifest.get("components", []):
+        key = str(entry.get("key"))
+        entry["file"] = names.get(key, f"{key}.zst")
 
 
 def newest_copied(runtime: Runtime, project: Project, env: str) -> str:

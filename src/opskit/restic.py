@@ -179,6 +179,56 @@ class Restic:
         self.run("tag", "--add", COMPLETE, snapshot, timeout=300)
         return summary
 
+    def from_args(self) -> list[str]:
+        """The options naming this repository as the *source* of another's ``copy`` or
+        ``init --copy-chunker-params``: a path to its password, never the password."""
+        return ["--from-repo", self.repository.url, "--from-password-file", self.password_file]
+
+    def copy_argv(self, source: Restic, snapshots: list[str]) -> list[str]:
+        """``restic copy`` of *snapshots* from *source* into this repository."""
+        return [*self.base, "copy", *source.from_args(), *snapshots]
+
+    def init_argv(self, like: Restic | None = None) -> list[str]:
+        """``restic init``, sharing *like*'s chunker parameters when given (so that
+        ``restic copy`` between the two keeps the deduplication)."""
+        shared = ["--copy-chunker-params", *like.from_args()] if like is not None else []
+        return [*self.base, "init", *shared]
+
+    def between(self, other: Restic, argv: list[str], timeout: float | None) -> str:
+        """Run *argv*, a command that reads *other* too, holding both repositories' guards
+        (this one's as the command needs, *other*'s shared: it is only read)."""
+        exclusive = argv[len(self.base)] in EXCLUSIVE
+        with other.locked(), self.locked(exclusive):
+            env = {**other.repository.env, **self.repository.env}
+            result = self.host.run(argv, check=False, timeout=timeout, env=env or None)
+        if result.returncode != 0:
+            raise ResticError(
+                f"{self.target}: {last_line(result.stderr.decode('utf-8', 'replace'))}"
+            )
+        return result.text
+
+    def copy(self, source: Restic, snapshots: list[str]) -> str:
+        """Copy *snapshots* (IDs in *source*) into this repository with ``restic copy``:
+        only the blobs this repository lacks travel, and nothing is re-read from the
+        data's origin. The copies keep their tags; restic names the source ID as each
+        copy's ``original``."""
+        return self.between(source, self.copy_argv(source, snapshots), timeout=None)
+
+    def init(self, like: Restic | None = None) -> None:
+        """Create this repository, with *like*'s chunker parameters when given."""
+        if like is None:
+            self.run("init", timeout=300)
+        else:
+            self.between(like, self.init_argv(like), timeout=300)
+
+    def chunker(self) -> str:
+        """The repository's chunker polynomial (from its config): two repositories
+        deduplicate against each other through ``restic copy`` only when they share it."""
+        try:
+            return str(json.loads(self.run("cat", "config", timeout=120))["chunker_polynomial"])
+        except (ValueError, KeyError, TypeError):
+            raise ResticError(f"{self.target}: its config names no chunker") from None
+
     def dump(self, snapshot: str, filename: str) -> Process:
         """``restic dump`` of one file; hold :meth:`locked` while it streams."""
         return self.host.popen(

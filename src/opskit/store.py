@@ -189,9 +189,11 @@ class ResticStore:
                 f"{self.restic.password_file}: put back the copy you kept (docs/project-yaml.md)"
             )
 
-    def open(self, create: bool = False) -> bool:
+    def open(self, create: bool = False, like: Restic | None = None) -> bool:
         """Check restic and the password; with *create*, make the repository (and its
-        password) when there is none. Return whether the repository exists."""
+        password) when there is none, with *like*'s chunker parameters when given (an
+        offsite repository that ``restic copy`` will fill). Return whether the
+        repository exists."""
         if not self._exists():
             if not create:
                 return False
@@ -199,7 +201,7 @@ class ResticStore:
             create_password_file(self.host, self.restic.password_file)  # unless it exists
             self.host.run(["mkdir", "-p", "-m", "700", "--", posixpath.dirname(self.repository)])
             try:
-                self.restic.run("init", timeout=300)
+                self.restic.init(like)
             except ResticError:
                 if not self._exists():  # else another env of the root made it just now
                     raise

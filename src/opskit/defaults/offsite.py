@@ -36,9 +36,11 @@ def init(state: CliState, project: str | None) -> None:
     from opskit import offsite as engine
 
     runtime = state.ops.runtime
-    targets = {engine.target_of(runtime, p) for p, _e in _scope(state, project, None)}
+    pairs = _scope(state, project, None)
+    targets = {engine.target_of(runtime, p) for p, _e in pairs}
+    stores = engine.stores_of(runtime, pairs)
     for target in sorted(targets):
-        path, created = engine.init(runtime, target)
+        path, created = engine.init(runtime, target, stores.get(target))
         state.out.line(f"{target}: {'created' if created else 'exists'} (password {path})")
 
 
@@ -64,8 +66,9 @@ def _copies(
         archive, done, checked = copied.archive, copied.upload, copied.verification
         verdict = "ok" if checked.ok else "FAILED"
         if done is not None:
+            how = "copied from the store" if done.sent is None else f"{done.sent} bytes added"
             state.out.line(
-                f"{archive.name}: {len(done.uploaded)} sent ({done.sent} bytes added), "
+                f"{archive.name}: {len(done.uploaded)} sent ({how}), "
                 f"{len(done.present)} already there; verified {verdict}"
             )
         else:
