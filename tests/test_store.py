@@ -249,22 +249,25 @@ def test_offsite_copies_store_archives_with_restic_copy_sending_only_new_blobs(
     try:
         wait_until(lambda: opskit("health", "cut", "dev", *args).returncode == 0, 60)
         sizes = []
-        for night in (1, 2):
-            (data / "index.html").write_text(f"night {night}\n")
-            backup = opskit("backup", "cut", "dev", *args)
-            assert backup.returncode == 0, backup.stderr
-            before = du(offsite)
-            upload = opskit("offsite", "upload", "cut", "dev", *args)
-            assert upload.returncode == 0, upload.stderr
-            assert "2 sent (copied from the store)" in upload.stdout, upload.stdout
-            assert "verified ok" in upload.stdout
-            assert "[warning]" not in upload.stderr
-            sizes.append(du(offsite) - (empty if night == 1 else before))
+        (data / "index.html").write_text("night 1\n")
+        assert opskit("backup", "cut", "dev", *args).returncode == 0
+        upload = opskit("offsite", "upload", "cut", "dev", *args)
+        assert upload.returncode == 0, upload.stderr
+        assert "2 sent (copied from the store), 0 already there; verified ok" in upload.stdout
+        assert "[warning]" not in upload.stderr
+        sizes.append(du(offsite) - empty)
+        # The second night, as its timer runs it: the backup, then its copy.
+        (data / "index.html").write_text("night 2\n")
+        before = du(offsite)
+        backup = opskit("backup", "cut", "dev", "--offsite", *args)
+        assert backup.returncode == 0, backup.stderr
+        assert "[warning]" not in backup.stderr
+        sizes.append(du(offsite) - before)
         print(f"offsite upload: first {sizes[0]} bytes, second {sizes[1]} bytes")
         assert sizes[0] > 32 << 20  # the blobs of random bytes
         assert sizes[1] < sizes[0] / 20, sizes
-        again = opskit("offsite", "upload", "cut", "dev", *args)
-        assert "0 sent (copied from the store), 2 already there" in again.stdout, again.stdout
+        repeated = opskit("offsite", "upload", "cut", "dev", *args)
+        assert "0 sent (copied from the store), 2 already there" in repeated.stdout
         listed = opskit("offsite", "list", "cut", "dev", "--json", *args)
         assert listed.returncode == 0, listed.stderr
         assert [(a["copied"], a["offsite"]) for a in listed.json()["archives"]] == [  # type: ignore[index]
@@ -286,6 +289,25 @@ def test_offsite_copies_store_archives_with_restic_copy_sending_only_new_blobs(
         run = opskit("restore", "cut", "dev", "--offsite", "--name", name, "--yes", *args)
         assert run.returncode == 0, run.stderr
         assert tree(data) == expected
+
+        # A target made without the store's chunker parameters still takes copies, with
+        # one warning that they do not deduplicate against what it holds.
+        other = tmp_path / "other"
+        subprocess.run(["restic", "--repo", str(other), "--password-file", str(passwords[1]),
+                        "--no-cache", "init"], capture_output=True, check=True)  # fmt: skip
+        yaml.write_text(yaml.read_text().replace(str(offsite), str(other)))
+        apart = opskit("offsite", "upload", "cut", "dev", *args)  # the safety backup's
+        assert apart.returncode == 0, apart.stderr
+        assert "2 sent (copied from the store), 0 already there; verified ok" in apart.stdout
+        warned = [line for line in apart.stderr.splitlines() if line.startswith("[warning]")]
+        assert len(warned) == 1 and "chunker parameters" in warned[0], apart.stderr
+        # A store made by 'offsite init' for an existing target takes the target's.
+        (root / "backups" / ".restic").rename(tmp_path / "old-store")
+        again = opskit("offsite", "init", *args)
+        assert again.returncode == 0, again.stderr
+        made = restic_config(store, passwords[0])["chunker_polynomial"]
+        assert made == restic_config(other, passwords[1])["chunker_polynomial"]
+        assert made != configs[0]["chunker_polynomial"]
     finally:
         opskit("destroy", "cut", "dev", "--yes", *args)
 
