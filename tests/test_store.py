@@ -312,6 +312,37 @@ def test_offsite_copies_store_archives_with_restic_copy_sending_only_new_blobs(
         opskit("destroy", "cut", "dev", "--yes", *args)
 
 
+def test_restic_copy_and_init_name_the_source_and_its_password_file_never_a_password() -> None:
+    from opskit.contracts import Repository
+    from opskit.host import LocalHost
+    from opskit.restic import Restic
+
+    store = Restic(LocalHost(), "/b/.restic", "/s/restic-store-password", Repository("/b/.restic"))
+    target = Restic(
+        LocalHost(),
+        "s3://host/bucket",
+        "/s/restic-password",
+        Repository("s3:https://host/bucket", {"AWS_SECRET_ACCESS_KEY": "secret"}),
+    )
+    base = ["restic", "--repo", "s3:https://host/bucket", "--password-file", "/s/restic-password"]
+    source = ["--from-repo", "/b/.restic", "--from-password-file", "/s/restic-store-password"]
+    assert target.copy_argv(store, ["1a2b3c4d", "5e6f7a8b"]) == [
+        *base, "copy", *source, "1a2b3c4d", "5e6f7a8b"
+    ]  # fmt: skip
+    assert target.init_argv(store) == [*base, "init", "--copy-chunker-params", *source]
+    assert target.init_argv() == [*base, "init"]
+    # The other way round (a store made for an existing target): the target's URL, and
+    # its credentials only in the environment.
+    assert store.init_argv(target)[-5:] == [
+        "--copy-chunker-params",
+        "--from-repo",
+        "s3:https://host/bucket",
+        "--from-password-file",
+        "/s/restic-password",
+    ]
+    assert "secret" not in " ".join(store.init_argv(target) + target.copy_argv(store, []))
+
+
 def _snapshot(archive: str, key: str, at: str = "2026-12-01") -> dict[str, Any]:
     tags = ["opskit", "project=cut", "env=dev", f"archive={archive}", f"component={key}"]
     return {"id": f"{archive}-{key}-{at}", "time": at, "tags": tags}
