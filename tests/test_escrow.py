@@ -201,3 +201,17 @@ def test_password_lists_each_password_and_its_kept_copy(tmp_path: Path) -> None:
     assert stat.S_IMODE(record.stat().st_mode) == 0o600
     unknown = opskit("password", "vault", "--root", str(root))
     assert_one_error_line(unknown, "'vault' is not one of 'store', 'offsite'")
+
+
+def test_offsite_init_reminds_to_keep_the_password_until_a_copy_is_recorded(tmp_path: Path) -> None:
+    from test_engines_offsite import offsite_command, offsite_world
+
+    world, _repository = offsite_world(tmp_path)
+    reminder = "Keep a copy of " + world.fake.path("state/restic-password")
+    first = offsite_command(world, "init")
+    assert first.exit_code == 0, first.output
+    assert reminder in first.stderr and reminder not in first.stdout
+    with world.ops() as ops:
+        ops.password("offsite", confirm_escrowed=True)
+    again = offsite_command(world, "init")
+    assert again.exit_code == 0 and reminder not in again.stderr
