@@ -215,3 +215,12 @@ def test_offsite_init_reminds_to_keep_the_password_until_a_copy_is_recorded(tmp_
         ops.password("offsite", confirm_escrowed=True)
     again = offsite_command(world, "init")
     assert again.exit_code == 0 and reminder not in again.stderr
+
+
+def test_password_show_on_a_terminal_needs_no_yes(tmp_path: Path) -> None:
+    from test_cli import run_on_terminal
+
+    root, _secret = local_root(tmp_path)
+    code, output = run_on_terminal(["password", "store", "--show", "--root", str(root)], None)
+    assert code == 0, output
+    assert output.splitlines()[0] == PASSWORD and "password manager" in output
