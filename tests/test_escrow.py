@@ -224,3 +224,22 @@ def test_password_show_on_a_terminal_needs_no_yes(tmp_path: Path) -> None:
     code, output = run_on_terminal(["password", "store", "--show", "--root", str(root)], None)
     assert code == 0, output
     assert output.splitlines()[0] == PASSWORD and "password manager" in output
+
+
+def test_a_password_or_record_that_cannot_be_read_is_a_warning_not_a_silence(
+    tmp_path: Path,
+) -> None:
+    world = root_of(tmp_path)
+    secret = world.fake.path("state/restic-store-password")
+    os.makedirs(secret)  # not a file: it cannot be read
+    [warning] = warnings(world)
+    assert warning.startswith(f"cannot tell whether a copy of {secret} is kept: cannot read")
+    os.rmdir(secret)
+    world.fake.write(secret, PASSWORD, mode=0o600)
+    world.fake.write(secret + ".escrowed", "{half a record", mode=0o600)
+    [warning] = warnings(world)
+    assert warning.startswith(f"cannot tell whether a copy of {secret} is kept: {secret}.escrowed")
+    with world.ops() as ops:
+        ops.password("store", confirm_escrowed=True)  # a new record replaces it whole
+    assert warnings(world) == []
+    assert not world.fake.exists(secret + ".escrowed.new")

@@ -523,10 +523,10 @@ def password(
         else:
             state.out.line(report.secret or "")
         info(
-            f"Keep this password off this server: in a password manager, or printed and in a "
-            f"safe. It opens {found.opens}; without it no archive there can be read. After a "
-            f"lost server, put it back in {found.path} (mode 0600). Once it is kept: "
-            f"opskit password {found.kind} --confirm-escrowed"
+            "Keep this password off this server: in a password manager, or printed and in a "
+            f"safe.\nIt opens {found.opens}; without it no archive there can be read.\n"
+            f"After a lost server, put it back in {found.path} (mode 0600).\n"
+            f"Once it is kept: opskit password {found.kind} --confirm-escrowed"
         )
         return
     if state.json:
@@ -543,13 +543,13 @@ def password(
         "current": "kept (recorded {at})",
         "stale": "STALE: the file changed after the copy recorded {at}",
         "none": "no copy recorded",
-        "no file": "-",
+        "no file": "no password file",
         "unreadable": "cannot tell: {problem}",
     }
     rows = [
         [
             e.password.kind,
-            e.password.path if e.state != "no file" else f"{e.password.path} (none)",
+            e.password.path,
             (
                 shown[e.state].format(at=e.recorded_at, problem=e.problem),
                 ESCROW_STYLES.get(e.state, ""),
