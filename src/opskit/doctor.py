@@ -328,7 +328,7 @@ def _delegated_backups(runtime: Runtime, project: Project) -> Finding:
     )  # fmt: skip
 
 
-def passwords(runtime: Runtime) -> list[Finding]:
+def unkept_passwords(runtime: Runtime) -> list[Finding]:
     """The restic passwords in use (the archive store's, the offsite copies') of which no
     copy off the server is recorded, or whose file changed since (a warning: lose the
     server and the archives are lost with it); a store repository without its password
@@ -482,7 +482,7 @@ def examine(runtime: Runtime, root_only: bool = False) -> DoctorReport:
                     f"in {project.folder}: one disk failure loses both (copy them offsite)",
                 )
             )
-    findings += passwords(runtime)
+    findings += unkept_passwords(runtime)
     if root_only:
         return DoctorReport(tuple(findings))
     names = {p.name for p in projects}

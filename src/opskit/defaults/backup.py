@@ -541,7 +541,7 @@ def password(
         return
     shown = {
         "current": "kept (recorded {at})",
-        "stale": "STALE: the file changed after the copy recorded {at}",
+        "stale": "STALE: the file changed after the copy recorded at {at}",
         "none": "no copy recorded",
         "no file": "no password file",
         "unreadable": "cannot tell: {problem}",
@@ -563,19 +563,9 @@ def password(
 
 @hookimpl
 def opskit_register_commands(cli: click.Group) -> None:
-    for command in (
-        backup,
-        backups,
-        verify,
-        drill,
-        prune,
-        restore,
-        extract,
-        rebuild,
-        history,
-        password,
-    ):
+    for command in (backup, backups, verify, drill, prune, restore, extract, rebuild, history):
         cli.add_command(command)
+    cli.add_command(password)
 
 
 @hookimpl(trylast=True)
