@@ -360,3 +360,28 @@ def test_an_interrupted_command_is_one_error_line_and_exit_2(name: str, message:
         [sys.executable, "-c", SIGNALLED, name], capture_output=True, text=True, timeout=30
     )
     assert (done.returncode, done.stderr) == (2, message + "\n")
+
+
+def test_every_command_is_a_row_of_the_contracts_command_list_and_every_row_a_command() -> None:
+    """docs/cli-contract.md section 2 lists each built-in command (a group's subcommands in
+    its row), and no command that is not there."""
+    import re
+
+    import click
+
+    from opskit.cli import create_cli
+    from opskit.plugins import create_plugins
+
+    cli = create_cli(create_plugins({"OPSKIT_PLUGINS": ""}))
+    text = (Path(__file__).parent.parent / "docs" / "cli-contract.md").read_text()
+    table = text.split("## 2. Commands")[1].split("\n\n")[1]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        first, rest = line.split("|")[1], "|".join(line.split("|")[2:])
+        for name in re.findall(r"`([a-z-]+)`", first):
+            rows[name] = rest
+    assert sorted(rows) == sorted(cli.commands)
+    for name, command in cli.commands.items():
+        if isinstance(command, click.Group):
+            for sub in command.commands:
+                assert f"`{sub}" in rows[name] or f", `{sub}`" in rows[name], (name, sub)

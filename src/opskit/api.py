@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from opskit.health import HealthReport
     from opskit.operations import Context
     from opskit.operations.init import InitReport
+    from opskit.operations.password import Report as PasswordReport
     from opskit.promote import PromoteReport
     from opskit.rebuild import RebuildPlan
     from opskit.retention import Decision
@@ -250,6 +251,17 @@ class Ops:
         from opskit.operations import doctor
 
         return doctor.run(self._context(), doctor.Request(root_only))
+
+    def password(
+        self, kind: str | None = None, *, show: bool = False, confirm_escrowed: bool = False
+    ) -> PasswordReport:
+        """The restic passwords of the root (``store``, ``offsite``) and whether a copy of
+        each is kept off the server; *show*: the password *kind* itself (for the user to
+        keep); *confirm_escrowed*: record that a copy of it is kept."""
+        from opskit.operations import password
+
+        request = password.Request(kind, show=show, confirm=confirm_escrowed)
+        return password.run(self._context(), request)
 
     def init(
         self, write: bool = False, backup_dir: str | None = None, under: str | None = None

@@ -1,4 +1,5 @@
-"""Built-in plugin: the backup commands (backup, backups, verify, prune, restore, extract)."""
+"""Built-in plugin: the backup commands (backup, backups, verify, prune, restore, extract,
+rebuild, history) and the restic passwords (password)."""
 
 from __future__ import annotations
 
@@ -485,10 +486,86 @@ def history(state: CliState, project: str | None, limit: int) -> None:
     state.out.table(["time", "project", "command", "envs", "user", "result", "detail"], rows)
 
 
+ESCROW_STYLES = {"current": "green", "stale": "red", "none": "yellow", "unreadable": "red"}
+
+
+@click.command()
+@click.argument("kind", required=False, type=click.Choice(["store", "offsite"]))
+@click.option(
+    "--show", is_flag=True, help="Print the password on stdout (a terminal, or --yes) to keep it."
+)
+@click.option(
+    "--confirm-escrowed",
+    is_flag=True,
+    help="Record that a copy is kept off this server (the time and a fingerprint).",
+)
+@click.option("--yes", is_flag=True, help="With --show: print it when stdout is no terminal.")
+@command_options
+def password(
+    state: CliState, kind: str | None, show: bool, confirm_escrowed: bool, yes: bool
+) -> None:
+    """The restic passwords of the archive store and the offsite copies: whether a copy of
+    each is kept off this server; --show one to keep it, then --confirm-escrowed."""
+    from opskit.output import info
+
+    # The request's own rules (one password, one action) are the operation's.
+    if show and kind and not confirm_escrowed and not yes and not state.out.is_terminal:
+        raise click.UsageError(
+            "password --show prints the password only on a terminal; add --yes to print it "
+            "into a pipe (a password manager), never into a log"
+        )
+    report = state.ops.password(kind, show=show, confirm_escrowed=confirm_escrowed)
+    if show:
+        (escrow,) = report.escrows
+        found = escrow.password
+        if state.json:
+            state.out.json({**escrow.as_dict(), "password": report.secret})
+        else:
+            state.out.line(report.secret or "")
+        info(
+            "Keep this password off this server: in a password manager, or printed and in a "
+            f"safe.\nIt opens {found.opens}; without it no archive there can be read.\n"
+            f"After a lost server, put it back in {found.path} (mode 0600).\n"
+            f"Once it is kept: opskit password {found.kind} --confirm-escrowed"
+        )
+        return
+    if state.json:
+        state.out.json({"passwords": [e.as_dict() for e in report.escrows]})
+        return
+    if confirm_escrowed:
+        (escrow,) = report.escrows
+        state.out.line(
+            f"{escrow.password.kind}: a kept copy of {escrow.password.path} recorded "
+            f"({escrow.fingerprint}, {escrow.recorded_at})"
+        )
+        return
+    shown = {
+        "current": "kept (recorded {at})",
+        "stale": "STALE: the file changed after the copy recorded at {at}",
+        "none": "no copy recorded",
+        "no file": "no password file",
+        "unreadable": "cannot tell: {problem}",
+    }
+    rows = [
+        [
+            e.password.kind,
+            e.password.path,
+            (
+                shown[e.state].format(at=e.recorded_at, problem=e.problem),
+                ESCROW_STYLES.get(e.state, ""),
+            ),
+            ", ".join(e.password.used_by) or "-",
+        ]
+        for e in report.escrows
+    ]
+    state.out.table(["password", "file", "copy off the server", "used by"], rows)  # type: ignore[arg-type]
+
+
 @hookimpl
 def opskit_register_commands(cli: click.Group) -> None:
     for command in (backup, backups, verify, drill, prune, restore, extract, rebuild, history):
         cli.add_command(command)
+    cli.add_command(password)
 
 
 @hookimpl(trylast=True)
