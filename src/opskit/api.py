@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from opskit import compose, containers
     from opskit.archive import Archive, Fault
-    from opskit.backups import Engine, Extracted
+    from opskit.backups import Engine, Extracted, Migration
     from opskit.descriptor import Project
     from opskit.disk import DiskReport
     from opskit.doctor import DoctorReport
@@ -277,6 +277,22 @@ class Ops:
         from opskit.operations import prune
 
         return prune.run(self._context(), prune.Request(project, env, dry_run))
+
+    def migrate(
+        self,
+        project: str,
+        env: str | None = None,
+        *,
+        dry_run: bool = False,
+        progress: IO[str] | None = None,
+        meter: Meter | None = None,
+    ) -> list[Migration]:
+        """Move the folder archives of *project* (one *env*, or each) into the root's
+        restic store, each verified there before its folder goes; with *dry_run* only list."""
+        from opskit.operations import migrate
+
+        request = migrate.Request(project, env, dry_run)
+        return migrate.run(self._context(progress, meter), request)
 
     def restore(
         self,

@@ -56,10 +56,10 @@ def append(host: Host, project: Project, entry: dict[str, Any]) -> None:
 
 class AuditLog:
     """The audit log as a listener of jobs: one entry for each ``restore``, ``sync``,
-    ``promote`` and ``rebuild`` that began to change something (a refused check or a
+    ``promote``, ``rebuild`` and ``migrate`` (``backups migrate``) that began to change something (a refused check or a
     declined confirmation leaves none), written when the job finishes."""
 
-    KINDS = frozenset({"restore", "sync", "promote", "rebuild"})
+    KINDS = frozenset({"restore", "sync", "promote", "rebuild", "migrate"})
 
     def __init__(self, host: Host, projects: Callable[[], Sequence[Project]]) -> None:
         self.host = host
