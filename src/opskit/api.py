@@ -389,7 +389,7 @@ class Ops:
         return rebuild.run(self._context(progress, meter), rebuild.Request(project, env, dry_run))
 
     def history(self, project: str | None = None) -> list[dict[str, Any]]:
-        """The audit log (sync, promote, restore, rebuild), oldest first."""
+        """The audit log (sync, promote, restore, rebuild, migrate), oldest first."""
         from opskit.audit import read
 
         if project is not None:

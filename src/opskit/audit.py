@@ -1,4 +1,5 @@
-"""The audit log: one JSON line per change made to an env (sync, promote, restore, rebuild).
+"""The audit log: one JSON line per change made to an env (sync, promote, restore, rebuild,
+migrate).
 
 The log lives beside the project's backups, ``{backup.dir}/opskit-audit.log`` (the project
 folder when it has no backup section), so it survives a rebuild of the env itself. Each
