@@ -117,6 +117,15 @@ def test_folder_archives_migrate_verified_restore_identically_and_a_cut_migratio
         assert_one_error_line(
             opskit("backups", "cut", "dev", *args), middle.name, "backups migrate cut dev"
         )
+        # A store copy whose content is not the folder's: neither is removed.
+        manifest = middle / "manifest.json"
+        kept = manifest.read_text()
+        digest = json.loads(kept)["components"][0]["raw_sha256"]
+        manifest.write_text(kept.replace(digest, "0" * 64))
+        refused = opskit("backups", "migrate", "cut", "dev", *args)
+        assert_one_error_line(refused, middle.name, "another archive of that name")
+        assert manifest.exists()
+        manifest.write_text(kept)
         again = opskit("backups", "migrate", "cut", "dev", "--json", *args)
         assert again.returncode == 0, again.stderr
         (found,) = again.json()["envs"]  # type: ignore[index]
@@ -132,6 +141,7 @@ def test_folder_archives_migrate_verified_restore_identically_and_a_cut_migratio
         moves = [e for e in history if e["command"] == "migrate"]  # type: ignore[union-attr]
         assert [(e["result"], e["migrated"]) for e in moves] == [
             ("failed", [oldest.name, newest.name]),
+            ("failed", []),  # the store's copy differed
             ("ok", [middle.name]),
         ]
     finally:

@@ -362,8 +362,15 @@ class Engine:
                 total = sum(record.raw_bytes for record in archive.components)
                 advance = self.job.meter(total) if self.job is not None else None
                 stored = store.copy_in(archive, advance)
+                if advance is not None:
+                    advance(0)  # the final count
             else:
                 self.say(f"{archive.name} is in the store already: verifying that copy")
+                if _contents(stored) != _contents(archive):
+                    raise ArchiveError(
+                        "the store holds another archive of that name (its components differ "
+                        "from the folder's): nothing was removed; compare them and remove one"
+                    )
                 stored = store.carry_state(archive, stored)
             faults = self.verify(stored)
             if faults:
@@ -582,6 +589,11 @@ class Engine:
             )
         except (OpskitError, OSError) as exc:
             raise OpskitError(f"{step}: {exc}") from None
+
+
+def _contents(archive: Archive) -> dict[str, tuple[int, str]]:
+    """Each component's raw size and checksum: what two copies of an archive share."""
+    return {r.key: (r.raw_bytes, r.raw_sha256) for r in archive.components}
 
 
 @attrs.frozen
