@@ -348,8 +348,7 @@ class Engine:
             for archive in folders:
                 try:
                     moved.append(self._migrate_one(store, archive, stored.get(archive.name)))
-                except ArchiveError as exc:
-                    self.warn(f"{archive.name} stays a folder: {exc}")
+                except ArchiveError as exc:  # named by the caller (the job's error)
                     failed.append((archive.name, str(exc)))
             return Migration(project.name, env, False, tuple(moved), tuple(failed))
 
