@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from opskit import compose, containers
     from opskit.archive import Archive, Fault
-    from opskit.backups import Engine, Extracted
+    from opskit.backups import Engine, Extracted, Migration
     from opskit.descriptor import Project
     from opskit.disk import DiskReport
     from opskit.doctor import DoctorReport
@@ -290,6 +290,22 @@ class Ops:
 
         return prune.run(self._context(), prune.Request(project, env, dry_run))
 
+    def migrate(
+        self,
+        project: str,
+        env: str | None = None,
+        *,
+        dry_run: bool = False,
+        progress: IO[str] | None = None,
+        meter: Meter | None = None,
+    ) -> list[Migration]:
+        """Move the folder archives of *project* (one *env*, or each) into the root's
+        restic store, each verified there before its folder goes; with *dry_run* only list."""
+        from opskit.operations import migrate
+
+        request = migrate.Request(project, env, dry_run)
+        return migrate.run(self._context(progress, meter), request)
+
     def restore(
         self,
         project: str,
@@ -385,7 +401,7 @@ class Ops:
         return rebuild.run(self._context(progress, meter), rebuild.Request(project, env, dry_run))
 
     def history(self, project: str | None = None) -> list[dict[str, Any]]:
-        """The audit log (sync, promote, restore, rebuild), oldest first."""
+        """The audit log (sync, promote, restore, rebuild, migrate), oldest first."""
         from opskit.audit import read
 
         if project is not None:

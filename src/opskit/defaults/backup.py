@@ -119,11 +119,27 @@ def backup(
     return code
 
 
-@click.command()
+class _ListingGroup(click.Group):
+    """``backups [PROJECT [ENV]]`` lists archives (its hidden subcommand ``list``);
+    ``backups migrate …`` and other subcommands are named first."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_ListingGroup)
+def backups() -> None:
+    """Archives, newest first: name, local time, size, components, verified state
+    (``backups [PROJECT [ENV]]``); ``backups migrate`` moves folder archives into the store."""
+
+
+@backups.command(name="list", hidden=True)
 @click.argument("project", required=False)
 @click.argument("env", required=False)
 @command_options
-def backups(state: CliState, project: str | None, env: str | None) -> None:
+def backups_list(state: CliState, project: str | None, env: str | None) -> None:
     """Archives, newest first: name, local time, size, components, verified state."""
     from opskit.output import human_bytes
 
@@ -146,6 +162,42 @@ def backups(state: CliState, project: str | None, env: str | None) -> None:
     ]
     columns = ["archive", "time", "size", "components", "verified", "drilled", "offsite"]
     state.out.table(columns, rows)  # type: ignore[arg-type]
+
+
+@backups.command()
+@click.argument("project")
+@click.argument("env", required=False)
+@click.option("--dry-run", is_flag=True, help="List what would move, with sizes; move nothing.")
+@job_options
+def migrate(state: CliState, project: str, env: str | None, dry_run: bool) -> int:
+    """Move the folder archives of an env (every env of PROJECT without ENV) into the
+    restic store (backup.store: restic), oldest first: each copied, verified from the
+    store, and only then its folder removed. An archive that does not verify stays a
+    folder and is named (exit 1); running it again finishes a migration cut short."""
+    from opskit.output import error, human_bytes
+
+    with _progress() as (progress, meter):
+        done = state.ops.migrate(project, env, dry_run=dry_run, progress=progress, meter=meter)
+    if state.json:
+        state.out.json({"dry_run": dry_run, "envs": [m.as_dict() for m in done]})
+    else:
+        styles = {"migrated": "green", "would migrate": "", "failed": "red"}
+        rows = [
+            [
+                m.project,
+                m.env,
+                row["name"],
+                human_bytes(row["size"]) if row["size"] is not None else "",
+                (row["result"], styles[row["result"]]),
+            ]
+            for m in done
+            for row in m.as_dict()["archives"]
+        ]
+        state.out.table(["project", "env", "archive", "size", "result"], rows)
+    for migration in done:
+        for name, why in migration.failed:
+            error(f"{name} stays a folder: {why}")
+    return 1 if any(m.failed for m in done) else 0
 
 
 @click.command()
@@ -310,7 +362,7 @@ def restore(
         flags += switches(latest=latest, list=list_only, offsite=offsite, yes=yes, json=state.json)
         return state.ops.run_delegate(found, "restore", env, flags)
     if list_only:
-        click.get_current_context().invoke(backups, project=project, env=env)
+        click.get_current_context().invoke(backups_list, project=project, env=env)
         return 0
     if name and latest:
         raise click.UsageError("give --name or --latest, not both")
@@ -456,7 +508,7 @@ def rebuild(state: CliState, project: str, env: str, dry_run: bool, yes: bool) -
 @click.option("--limit", type=int, default=50, show_default=True, help="The newest N entries.")
 @command_options
 def history(state: CliState, project: str | None, limit: int) -> None:
-    """What changed the envs (sync, promote, restore, rebuild), from the audit log."""
+    """What changed the envs (sync, promote, restore, rebuild, backups migrate), from the audit log."""
     entries = state.ops.history(project)[-limit:] if limit > 0 else []
     if state.json:
         state.out.json(entries)
