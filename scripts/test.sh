@@ -47,7 +47,8 @@ if [ $# -gt 0 ]; then
 fi
 
 ns="t$(printf '%s' "$PWD" | sha1sum | cut -c1-6)"
-GROUP_S=(tests/test_loads.py tests/test_offsite.py tests/test_init.py tests/test_store.py)
+GROUP_S=(tests/test_loads.py tests/test_offsite.py tests/test_init.py tests/test_store.py
+  tests/test_migrate.py)
 # The drills bring up throw-away database servers beside the example copy that the
 # dashboard's runner has up anyway; there they even out the main runner, the longest.
 GROUP_D=(tests/test_dashboard.py tests/test_offsite_shared.py tests/test_drill.py tests/test_restore_part.py)

@@ -360,3 +360,32 @@ def test_an_interrupted_command_is_one_error_line_and_exit_2(name: str, message:
         [sys.executable, "-c", SIGNALLED, name], capture_output=True, text=True, timeout=30
     )
     assert (done.returncode, done.stderr) == (2, message + "\n")
+
+
+def test_every_command_is_a_row_of_the_contracts_command_list_and_every_row_a_command() -> None:
+    """docs/cli-contract.md section 2 lists each built-in command (a group's subcommands in
+    its row), and no command that is not there."""
+    import re
+
+    import click
+
+    from opskit.cli import create_cli
+    from opskit.plugins import create_plugins
+
+    cli = create_cli(create_plugins({"OPSKIT_PLUGINS": ""}))
+    text = (Path(__file__).parent.parent / "docs" / "cli-contract.md").read_text()
+    table = text.split("## 2. Commands")[1].split("\n\n")[1]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        first, rest = line.split("|")[1], "|".join(line.split("|")[2:])
+        for name in re.findall(r"`([a-z-]+(?: [a-z-]+)?)`", first):
+            rows[name] = rest  # "group sub" when a subcommand has a row of its own
+    assert sorted(n for n in rows if " " not in n) == sorted(cli.commands)
+    for group, _, sub in (n.partition(" ") for n in rows if " " in n):
+        assert sub in getattr(cli.commands[group], "commands", {}), (group, sub)
+    for name, command in cli.commands.items():
+        if isinstance(command, click.Group):
+            for sub, subcommand in command.commands.items():
+                if subcommand.hidden or f"{name} {sub}" in rows:
+                    continue
+                assert f"`{sub}" in rows[name] or f", `{sub}`" in rows[name], (name, sub)

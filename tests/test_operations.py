@@ -22,7 +22,7 @@ from opskit.testing import EventRecorder, plugin_manager
 
 COMMANDS = [
     "backup", "verify", "prune", "drill", "watch", "restore", "sync", "promote", "rebuild",
-    "doctor", "timers", "delegate", "extract",
+    "doctor", "timers", "delegate", "extract", "password", "migrate",
 ]  # fmt: skip
 
 

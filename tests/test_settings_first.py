@@ -34,6 +34,7 @@ COMMANDS = [
     pytest.param(["rebuild", "legacy", "prod", "--yes"], id="rebuild"),
     pytest.param(["backup", "legacy", "prod"], id="backup"),
     pytest.param(["prune", "legacy", "prod"], id="prune"),
+    pytest.param(["backups", "migrate", "legacy", "prod"], id="backups-migrate"),
     pytest.param(["start", "legacy", "dev"], id="start"),
     pytest.param(["destroy", "legacy", "dev", "--yes"], id="destroy"),
 ]

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from opskit import compose, containers
     from opskit.archive import Archive, Fault
-    from opskit.backups import Engine, Extracted
+    from opskit.backups import Engine, Extracted, Migration
     from opskit.descriptor import Project
     from opskit.disk import DiskReport
     from opskit.doctor import DoctorReport
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from opskit.health import HealthReport
     from opskit.operations import Context
     from opskit.operations.init import InitReport
+    from opskit.operations.password import Report as PasswordReport
     from opskit.promote import PromoteReport
     from opskit.rebuild import RebuildPlan
     from opskit.retention import Decision
@@ -251,6 +252,17 @@ class Ops:
 
         return doctor.run(self._context(), doctor.Request(root_only))
 
+    def password(
+        self, kind: str | None = None, *, show: bool = False, confirm_escrowed: bool = False
+    ) -> PasswordReport:
+        """The restic passwords of the root (``store``, ``offsite``) and whether a copy of
+        each is kept off the server; *show*: the password *kind* itself (for the user to
+        keep); *confirm_escrowed*: record that a copy of it is kept."""
+        from opskit.operations import password
+
+        request = password.Request(kind, show=show, confirm=confirm_escrowed)
+        return password.run(self._context(), request)
+
     def init(
         self, write: bool = False, backup_dir: str | None = None, under: str | None = None
     ) -> InitReport:
@@ -277,6 +289,22 @@ class Ops:
         from opskit.operations import prune
 
         return prune.run(self._context(), prune.Request(project, env, dry_run))
+
+    def migrate(
+        self,
+        project: str,
+        env: str | None = None,
+        *,
+        dry_run: bool = False,
+        progress: IO[str] | None = None,
+        meter: Meter | None = None,
+    ) -> list[Migration]:
+        """Move the folder archives of *project* (one *env*, or each) into the root's
+        restic store, each verified there before its folder goes; with *dry_run* only list."""
+        from opskit.operations import migrate
+
+        request = migrate.Request(project, env, dry_run)
+        return migrate.run(self._context(progress, meter), request)
 
     def restore(
         self,
@@ -373,7 +401,7 @@ class Ops:
         return rebuild.run(self._context(progress, meter), rebuild.Request(project, env, dry_run))
 
     def history(self, project: str | None = None) -> list[dict[str, Any]]:
-        """The audit log (sync, promote, restore, rebuild), oldest first."""
+        """The audit log (sync, promote, restore, rebuild, migrate), oldest first."""
         from opskit.audit import read
 
         if project is not None:

@@ -1,4 +1,5 @@
-"""The audit log: one JSON line per change made to an env (sync, promote, restore, rebuild).
+"""The audit log: one JSON line per change made to an env (sync, promote, restore, rebuild,
+migrate).
 
 The log lives beside the project's backups, ``{backup.dir}/opskit-audit.log`` (the project
 folder when it has no backup section), so it survives a rebuild of the env itself. Each
@@ -56,10 +57,10 @@ def append(host: Host, project: Project, entry: dict[str, Any]) -> None:
 
 class AuditLog:
     """The audit log as a listener of jobs: one entry for each ``restore``, ``sync``,
-    ``promote`` and ``rebuild`` that began to change something (a refused check or a
+    ``promote``, ``rebuild`` and ``migrate`` (``backups migrate``) that began to change something (a refused check or a
     declined confirmation leaves none), written when the job finishes."""
 
-    KINDS = frozenset({"restore", "sync", "promote", "rebuild"})
+    KINDS = frozenset({"restore", "sync", "promote", "rebuild", "migrate"})
 
     def __init__(self, host: Host, projects: Callable[[], Sequence[Project]]) -> None:
         self.host = host

@@ -5,6 +5,8 @@ Plugins contribute components; this module owns everything around them.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import posixpath
 import time
@@ -310,6 +312,79 @@ class Engine:
                 store.remove(a for a in listed if a.name in doomed)
             return decision
 
+    # -- migrate ---------------------------------------------------------------
+
+    def migrate(self, project: Project, env: str, dry_run: bool = False) -> Migration:
+        """Move the folder archives of *env* into the root's restic store, oldest first:
+        each copied, verified from the store (recorded as ``verify`` does), and only then
+        its folder removed. An archive that does not copy or verify stays a folder and is
+        named in :attr:`Migration.failed`; the others are still moved. A copy left by a
+        migration cut short (the archive in both places) is verified and finished. With
+        *dry_run* only list what would move."""
+        store = self.store(project, env)
+        if not isinstance(store, ResticStore):
+            assert project.backup is not None
+            raise OpskitError(
+                f"{project.name}: backup.store is {project.backup.store}: set "
+                f"backup.store: restic in {project.path} to migrate its archives into the store"
+            )
+        if dry_run:
+            pending = sorted(store.folders.archives(), key=lambda a: a.name)
+            return Migration(project.name, env, True, pending=tuple(pending))
+        directory = backup_dir(project, env)
+        private_dir(self.host, directory)
+        with env_lock(
+            self.host, directory, f"migration of {project.name} {env}", self.lock_timeout
+        ):
+            store.clean()  # what an interrupted backup or migration left
+            folders = sorted(store.folders.archives(), key=lambda a: a.name)
+            if not folders:
+                return Migration(project.name, env, False)
+            if self.job is not None:
+                self.job.changing()
+            store.open(create=True)
+            stored = {a.name: a for a in store.stored()}
+            moved, failed = [], []
+            for archive in folders:
+                try:
+                    moved.append(self._migrate_one(store, archive, stored.get(archive.name)))
+                except ArchiveError as exc:  # named by the caller (the job's error)
+                    failed.append((archive.name, str(exc)))
+            return Migration(project.name, env, False, tuple(moved), tuple(failed))
+
+    def _migrate_one(self, store: ResticStore, archive: Archive, stored: Archive | None) -> Archive:
+        """Copy one folder archive into *store* (unless *stored*, its copy, is there
+        already), verify the copy and remove the folder; return the store's archive."""
+        with self.job.phase(archive.name) if self.job is not None else contextlib.nullcontext():
+            if stored is None:
+                self.say(f"copying {archive.name} into the store")
+                total = sum(record.raw_bytes for record in archive.components)
+                advance = self.job.meter(total) if self.job is not None else None
+                stored = store.copy_in(archive, advance)
+                if advance is not None:
+                    advance(0)  # the final count
+            else:
+                self.say(f"{archive.name} is in the store already: verifying that copy")
+                if _contents(stored) != _contents(archive):
+                    raise ArchiveError(
+                        "the store holds another archive of that name (its components differ "
+                        "from the folder's): nothing was removed; compare them and remove one"
+                    )
+                stored = store.carry_state(archive, stored)
+            faults = self.verify(stored)
+            if faults:
+                listed = "; ".join(f"{f.component}: {f.problem}" for f in faults)
+                store.remove([stored])  # the folder stays the archive; a later run copies again
+                raise ArchiveError(f"its copy in the store does not verify ({listed})")
+            store.folders.remove([archive])
+            return attrs.evolve(stored, verified=self._verified(stored))
+
+    def _verified(self, archive: Archive) -> dict[str, Any] | None:
+        """The ``verified.json`` of *archive*, as :meth:`verify` wrote it."""
+        text = self.host.read_existing([posixpath.join(archive.path, VERIFIED)])
+        found = next(iter(text.values()), None)
+        return json.loads(found) if found else None
+
     # -- extract ---------------------------------------------------------------
 
     def extract(
@@ -513,6 +588,37 @@ class Engine:
             )
         except (OpskitError, OSError) as exc:
             raise OpskitError(f"{step}: {exc}") from None
+
+
+def _contents(archive: Archive) -> dict[str, tuple[int, str]]:
+    """Each component's raw size and checksum: what two copies of an archive share."""
+    return {r.key: (r.raw_bytes, r.raw_sha256) for r in archive.components}
+
+
+@attrs.frozen
+class Migration:
+    """What ``backups migrate`` did with one env: the archives *moved* into the store
+    (as the store lists them), those that stay folders with why (*failed*), and with
+    *dry_run* the folder archives it would move (*pending*)."""
+
+    project: str
+    env: str
+    dry_run: bool
+    moved: tuple[Archive, ...] = ()
+    failed: tuple[tuple[str, str], ...] = ()
+    pending: tuple[Archive, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        def row(archive: Archive, result: str) -> dict[str, Any]:
+            return {"name": archive.name, "size": archive.size, "result": result, "error": None}
+
+        rows = [row(a, "would migrate") for a in self.pending]
+        rows += [row(a, "migrated") for a in self.moved]
+        rows += [
+            {"name": name, "size": None, "result": "failed", "error": error}
+            for name, error in self.failed
+        ]
+        return {"project": self.project, "environment": self.env, "archives": rows}
 
 
 @attrs.frozen

@@ -4,8 +4,9 @@ It compares the whole root with what runs on the host: compose project names tha
 collide or are only adopted, data that no backup component covers, databases that are
 not dumped, envs that back up only by hand, backups on the data's own disk, containers
 that no project claims, containers placed under a service name no command could address
-(an ``ops.service`` label such as ``-x``: left alone by every change), and descriptor
-paths that do not exist.
+(an ``ops.service`` label such as ``-x``: left alone by every change), descriptor
+paths that do not exist, and restic passwords of which no copy off the server is recorded
+(:mod:`opskit.escrow`).
 
 Each finding is a *problem* (``doctor`` exits 1), a *warning* or a *note*. Coverage
 (:func:`survey`, then :func:`coverage` per env: data and databases no backup covers) is also
@@ -327,6 +328,75 @@ def _delegated_backups(runtime: Runtime, project: Project) -> Finding:
     )  # fmt: skip
 
 
+def unkept_passwords(runtime: Runtime) -> list[Finding]:
+    """The restic passwords in use (the archive store's, the offsite copies') of which no
+    copy off the server is recorded, or whose file changed since (a warning: lose the
+    server and the archives are lost with it); a store repository without its password
+    file (a problem: nothing in it can be read). Doctor only: the watch does not alert on
+    it every pass."""
+    from opskit.escrow import CURRENT, NO_FILE, STORE, UNREADABLE, passwords, status
+
+    found = []
+    for password in passwords(runtime):
+        if not password.used_by:
+            continue
+        escrow = status(runtime.host, password)
+        keep = (
+            f"keep a copy off this server ('opskit password {password.kind} --show'), "
+            f"then 'opskit password {password.kind} --confirm-escrowed'"
+        )
+        users = ", ".join(password.used_by)
+        subject = f"password {password.path}"
+        if escrow.state == NO_FILE:
+            if password.kind == STORE:
+                repositories = _store_repositories(runtime)
+                if repositories:
+                    found.append(
+                        Finding(
+                            PROBLEM, "password", "", "",
+                            f"the archive store {repositories[0]} has no password file at "
+                            f"{password.path}: none of its archives can be read",
+                            subject=subject,
+                            fix="put back the copy you kept (mode 0600)",
+                        )
+                    )  # fmt: skip
+            continue
+        if escrow.state == CURRENT:
+            continue
+        if escrow.state == UNREADABLE:
+            message = f"cannot tell whether a copy of {password.path} is kept: {escrow.problem}"
+        elif escrow.recorded_at:
+            message = (
+                f"{password.path} changed after its copy was recorded as kept "
+                f"({escrow.recorded_at}): that copy no longer opens {password.opens}"
+            )
+        else:
+            message = (
+                f"no copy of {password.path} is recorded as kept off this server: losing the "
+                f"server loses {password.opens} with it"
+            )
+        found.append(
+            Finding(WARNING, "password", "", "", f"{message} (used by {users}); {keep}",
+                    subject=subject, fix=keep)
+        )  # fmt: skip
+    return found
+
+
+def _store_repositories(runtime: Runtime) -> list[str]:
+    """The archive store repositories of the root that exist."""
+    from opskit.store import REPOSITORY
+
+    folders = sorted(
+        {
+            p.backup.dir
+            for p in runtime.projects()
+            if p.backup is not None and p.backup.store == "restic"
+        }
+    )
+    paths = [posixpath.join(folder, REPOSITORY) for folder in folders]
+    return [path for path in paths if runtime.host.exists(posixpath.join(path, "config"))]
+
+
 def examine(runtime: Runtime, root_only: bool = False) -> DoctorReport:
     """Every finding for the root of *runtime*, in the order projects and envs are listed;
     with *root_only*, none about containers that no project of the root claims."""
@@ -412,6 +482,7 @@ def examine(runtime: Runtime, root_only: bool = False) -> DoctorReport:
                     f"in {project.folder}: one disk failure loses both (copy them offsite)",
                 )
             )
+    findings += unkept_passwords(runtime)
     if root_only:
         return DoctorReport(tuple(findings))
     names = {p.name for p in projects}

@@ -22,9 +22,11 @@ import io
 import json
 import posixpath
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import IO, TYPE_CHECKING, Any
+
+import attrs
 
 from opskit.archive import (
     DRILLED,
@@ -36,9 +38,11 @@ from opskit.archive import (
     ArchiveError,
     Feeding,
     Written,
+    component_stream,
     folder_put,
     list_archives,
     manifest_bytes,
+    now,
     write_json,
 )
 from opskit.contracts import Repository
@@ -243,9 +247,16 @@ class ResticStore:
         if twice:
             raise ArchiveError(
                 f"archive {min(twice)} is both a folder in {self.directory} and in "
-                f"{self.repository}: remove one of them; nothing was changed"
+                f"{self.repository} (a migration cut short): run opskit backups migrate "
+                f"{self.project} {self.env} to finish it; nothing was changed"
             )
         return sorted([*folders, *found], key=lambda a: a.name, reverse=True)
+
+    def stored(self) -> list[Archive]:
+        """The env's archives in the repository alone (its folders left out), newest first."""
+        if not self.open():
+            return []
+        return sorted((a for a, _ in self._stored()), key=lambda a: a.name, reverse=True)
 
     def _stored(
         self, groups: dict[str, list[dict[str, Any]]] | None = None
@@ -354,6 +365,58 @@ class ResticStore:
     def begin(self, name: str) -> ResticWriter:
         self.open(create=True)
         return ResticWriter(self, name)
+
+    def copy_in(self, archive: Archive, advance: Callable[[int], None] | None = None) -> Archive:
+        """Copy the folder archive *archive* into the repository as a backup writes one:
+        each component's raw stream (decompressed on the fly, never to a file), checked
+        against the manifest's checksums, then the manifest, keeping the archive's name;
+        its verified, drill and offsite state goes to its state folder. A component
+        that does not match is an :class:`ArchiveError`, and nothing of the copy stays."""
+        import zstandard
+
+        writer = self.begin(archive.name)
+        try:
+            records = []
+            for record in archive.components:
+                try:
+                    with component_stream(self.host, archive, record) as source:
+                        raw = Feeding(source, advance=advance)
+                        writer._send(record.key, raw)
+                except (OSError, zstandard.ZstdError) as exc:
+                    raise ArchiveError(
+                        f"archive {archive.name}: {record.key}: cannot read {record.file}: {exc}"
+                    ) from None
+                digest = raw.hash.hexdigest()
+                if raw.size != record.raw_bytes or digest != record.raw_sha256:
+                    raise ArchiveError(
+                        f"archive {archive.name}: {record.key}: {record.file} does not match "
+                        "its manifest (content checksum mismatch)"
+                    )
+                file = filename(self.project, self.env, archive.name, record.key)
+                records.append(
+                    {**record.as_dict(), "file": file, "stored_bytes": raw.size, "sha256": digest}
+                )
+            manifest = {
+                **archive.manifest,
+                "components": records,
+                "migrated": {"from": archive.path, "time": now().isoformat()},
+            }
+            copied = writer.commit(manifest)
+        except BaseException:
+            writer.abort()
+            raise
+        return self.carry_state(archive, copied)
+
+    def carry_state(self, folder: Archive, stored: Archive) -> Archive:
+        """*stored* with the verified, drill and offsite state of its *folder* copy, which
+        are written to its state folder."""
+        state = {VERIFIED: folder.verified, DRILLED: folder.drilled, OFFSITE: folder.offsite}
+        for name, data in state.items():
+            if data is not None:
+                write_json(self.host, posixpath.join(stored.path, name), data)
+        return attrs.evolve(
+            stored, verified=folder.verified, drilled=folder.drilled, offsite=folder.offsite
+        )
 
     def remove(self, archives: Iterable[Archive]) -> None:
         """Forget the archives' snapshots, then ``restic prune`` once; remove their state."""

@@ -1,4 +1,5 @@
-"""Built-in plugin: the backup commands (backup, backups, verify, prune, restore, extract)."""
+"""Built-in plugin: the backup commands (backup, backups, verify, prune, restore, extract,
+rebuild, history) and the restic passwords (password)."""
 
 from __future__ import annotations
 
@@ -118,11 +119,27 @@ def backup(
     return code
 
 
-@click.command()
+class _ListingGroup(click.Group):
+    """``backups [PROJECT [ENV]]`` lists archives (its hidden subcommand ``list``);
+    ``backups migrate …`` and other subcommands are named first."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_ListingGroup)
+def backups() -> None:
+    """Archives, newest first: name, local time, size, components, verified state
+    (``backups [PROJECT [ENV]]``); ``backups migrate`` moves folder archives into the store."""
+
+
+@backups.command(name="list", hidden=True)
 @click.argument("project", required=False)
 @click.argument("env", required=False)
 @command_options
-def backups(state: CliState, project: str | None, env: str | None) -> None:
+def backups_list(state: CliState, project: str | None, env: str | None) -> None:
     """Archives, newest first: name, local time, size, components, verified state."""
     from opskit.output import human_bytes
 
@@ -145,6 +162,42 @@ def backups(state: CliState, project: str | None, env: str | None) -> None:
     ]
     columns = ["archive", "time", "size", "components", "verified", "drilled", "offsite"]
     state.out.table(columns, rows)  # type: ignore[arg-type]
+
+
+@backups.command()
+@click.argument("project")
+@click.argument("env", required=False)
+@click.option("--dry-run", is_flag=True, help="List what would move, with sizes; move nothing.")
+@job_options
+def migrate(state: CliState, project: str, env: str | None, dry_run: bool) -> int:
+    """Move the folder archives of an env (every env of PROJECT without ENV) into the
+    restic store (backup.store: restic), oldest first: each copied, verified from the
+    store, and only then its folder removed. An archive that does not verify stays a
+    folder and is named (exit 1); running it again finishes a migration cut short."""
+    from opskit.output import error, human_bytes
+
+    with _progress() as (progress, meter):
+        done = state.ops.migrate(project, env, dry_run=dry_run, progress=progress, meter=meter)
+    if state.json:
+        state.out.json({"dry_run": dry_run, "envs": [m.as_dict() for m in done]})
+    else:
+        styles = {"migrated": "green", "would migrate": "", "failed": "red"}
+        rows = [
+            [
+                m.project,
+                m.env,
+                row["name"],
+                human_bytes(row["size"]) if row["size"] is not None else "",
+                (row["result"], styles[row["result"]]),
+            ]
+            for m in done
+            for row in m.as_dict()["archives"]
+        ]
+        state.out.table(["project", "env", "archive", "size", "result"], rows)
+    for migration in done:
+        for name, why in migration.failed:
+            error(f"{name} stays a folder: {why}")
+    return 1 if any(m.failed for m in done) else 0
 
 
 @click.command()
@@ -309,7 +362,7 @@ def restore(
         flags += switches(latest=latest, list=list_only, offsite=offsite, yes=yes, json=state.json)
         return state.ops.run_delegate(found, "restore", env, flags)
     if list_only:
-        click.get_current_context().invoke(backups, project=project, env=env)
+        click.get_current_context().invoke(backups_list, project=project, env=env)
         return 0
     if name and latest:
         raise click.UsageError("give --name or --latest, not both")
@@ -455,7 +508,7 @@ def rebuild(state: CliState, project: str, env: str, dry_run: bool, yes: bool) -
 @click.option("--limit", type=int, default=50, show_default=True, help="The newest N entries.")
 @command_options
 def history(state: CliState, project: str | None, limit: int) -> None:
-    """What changed the envs (sync, promote, restore, rebuild), from the audit log."""
+    """What changed the envs (sync, promote, restore, rebuild, backups migrate), from the audit log."""
     entries = state.ops.history(project)[-limit:] if limit > 0 else []
     if state.json:
         state.out.json(entries)
@@ -485,10 +538,86 @@ def history(state: CliState, project: str | None, limit: int) -> None:
     state.out.table(["time", "project", "command", "envs", "user", "result", "detail"], rows)
 
 
+ESCROW_STYLES = {"current": "green", "stale": "red", "none": "yellow", "unreadable": "red"}
+
+
+@click.command()
+@click.argument("kind", required=False, type=click.Choice(["store", "offsite"]))
+@click.option(
+    "--show", is_flag=True, help="Print the password on stdout (a terminal, or --yes) to keep it."
+)
+@click.option(
+    "--confirm-escrowed",
+    is_flag=True,
+    help="Record that a copy is kept off this server (the time and a fingerprint).",
+)
+@click.option("--yes", is_flag=True, help="With --show: print it when stdout is no terminal.")
+@command_options
+def password(
+    state: CliState, kind: str | None, show: bool, confirm_escrowed: bool, yes: bool
+) -> None:
+    """The restic passwords of the archive store and the offsite copies: whether a copy of
+    each is kept off this server; --show one to keep it, then --confirm-escrowed."""
+    from opskit.output import info
+
+    # The request's own rules (one password, one action) are the operation's.
+    if show and kind and not confirm_escrowed and not yes and not state.out.is_terminal:
+        raise click.UsageError(
+            "password --show prints the password only on a terminal; add --yes to print it "
+            "into a pipe (a password manager), never into a log"
+        )
+    report = state.ops.password(kind, show=show, confirm_escrowed=confirm_escrowed)
+    if show:
+        (escrow,) = report.escrows
+        found = escrow.password
+        if state.json:
+            state.out.json({**escrow.as_dict(), "password": report.secret})
+        else:
+            state.out.line(report.secret or "")
+        info(
+            "Keep this password off this server: in a password manager, or printed and in a "
+            f"safe.\nIt opens {found.opens}; without it no archive there can be read.\n"
+            f"After a lost server, put it back in {found.path} (mode 0600).\n"
+            f"Once it is kept: opskit password {found.kind} --confirm-escrowed"
+        )
+        return
+    if state.json:
+        state.out.json({"passwords": [e.as_dict() for e in report.escrows]})
+        return
+    if confirm_escrowed:
+        (escrow,) = report.escrows
+        state.out.line(
+            f"{escrow.password.kind}: a kept copy of {escrow.password.path} recorded "
+            f"({escrow.fingerprint}, {escrow.recorded_at})"
+        )
+        return
+    shown = {
+        "current": "kept (recorded {at})",
+        "stale": "STALE: the file changed after the copy recorded at {at}",
+        "none": "no copy recorded",
+        "no file": "no password file",
+        "unreadable": "cannot tell: {problem}",
+    }
+    rows = [
+        [
+            e.password.kind,
+            e.password.path,
+            (
+                shown[e.state].format(at=e.recorded_at, problem=e.problem),
+                ESCROW_STYLES.get(e.state, ""),
+            ),
+            ", ".join(e.password.used_by) or "-",
+        ]
+        for e in report.escrows
+    ]
+    state.out.table(["password", "file", "copy off the server", "used by"], rows)  # type: ignore[arg-type]
+
+
 @hookimpl
 def opskit_register_commands(cli: click.Group) -> None:
     for command in (backup, backups, verify, drill, prune, restore, extract, rebuild, history):
         cli.add_command(command)
+    cli.add_command(password)
 
 
 @hookimpl(trylast=True)

@@ -42,6 +42,20 @@ def init(state: CliState, project: str | None) -> None:
     for target in sorted(targets):
         path, created = engine.init(runtime, target, stores.get(target))
         state.out.line(f"{target}: {'created' if created else 'exists'} (password {path})")
+    if targets:
+        _remind_escrow(state)
+
+
+def _remind_escrow(state: CliState) -> None:
+    """A note on stderr while no current copy of the password is recorded as kept."""
+    from opskit.output import info
+
+    (escrow,) = state.ops.password("offsite").escrows
+    if escrow.state != "current":
+        info(
+            f"Keep a copy of {escrow.password.path} off this server: 'opskit password offsite "
+            "--show', then 'opskit password offsite --confirm-escrowed' (doctor warns until then)"
+        )
 
 
 def _copies(
