@@ -33,6 +33,7 @@ import attrs
 # Defined in opskit.contracts (what a component's restore is given); re-exported here.
 from opskit.contracts import ComponentRecord as ComponentRecord
 from opskit.errors import OpskitError
+from opskit.processes import reaped_on_error
 
 if TYPE_CHECKING:
     from opskit.components import BackupContext, Component
@@ -244,12 +245,8 @@ def store_component(
     """Stream a component's dump into its archive with *put*; nothing is held in memory."""
     process = component.dump(context)
     ledger = component.ledger()
-    try:
+    with reaped_on_error(process):
         file, written = put(component, process.stdout, ledger, advance)
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
     code = process.wait()
     if code != 0:
         detail = process.errors().strip().splitlines()
@@ -494,13 +491,9 @@ def _dumped(archive: Archive, key: str) -> Iterator[bytes]:
     project, env = archive.manifest.get("project"), archive.manifest.get("environment")
     with archive.restic.locked():
         process = archive.restic.dump(snapshot, filename(str(project), str(env), archive.name, key))
-        try:
+        with reaped_on_error(process):  # also when the reader stops early (GeneratorExit)
             while chunk := process.stdout.read(CHUNK):
                 yield chunk
-        except BaseException:  # the reader stopped early (GeneratorExit) or failed
-            process.kill()
-            process.wait()
-            raise
         code = process.wait()
     if code != 0:
         detail = process.errors().strip().splitlines()

@@ -29,6 +29,7 @@ from opskit.contracts import NotDrilled as NotDrilled
 from opskit.contracts import StreamLedger as StreamLedger
 from opskit.dumps import DumpLedger, TarLedger
 from opskit.errors import NotFoundError, OpskitError
+from opskit.processes import reaped_on_error
 
 if TYPE_CHECKING:
     from opskit.archive import ComponentRecord
@@ -335,17 +336,12 @@ def _untar(host: Host, source: IO[bytes], directory: str, members: list[str]) ->
     if members:
         argv += ["--no-wildcards", "--", *members]
     process = host.popen(argv, stdin=True, merge_stderr=False)
-    try:
+    # Interrupted even once tar has its whole input, it must not go on writing into a
+    # staging folder that putting back is about to use.
+    with reaped_on_error(process):
         _pump(source, process)
         process.stdout.read()
         code = process.wait()
-    except BaseException:
-        # Interrupted once tar has its whole input: it must not go on writing into a
-        # staging folder that putting back is about to use.
-        process.kill()
-        with contextlib.suppress(Exception):
-            process.wait()
-        raise
     return code, process.errors().strip()
 
 

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 
 def pid_alive(pid: int) -> bool:
@@ -41,3 +42,16 @@ def signals_deferred() -> Iterator[None]:
             signal.signal(number, handler)
         if caught:
             signal.raise_signal(caught[0])
+
+
+@contextlib.contextmanager
+def reaped_on_error(process: Any) -> Iterator[None]:
+    """Kill and reap *process* (a :class:`opskit.host.Process`) when the block fails or is
+    interrupted, so that it never goes on with half a stream."""
+    try:
+        yield
+    except BaseException:
+        process.kill()
+        with contextlib.suppress(Exception):
+            process.wait()
+        raise

@@ -22,6 +22,7 @@ import attrs
 
 from opskit.contracts import Repository
 from opskit.errors import OpskitError
+from opskit.processes import reaped_on_error
 
 if TYPE_CHECKING:
     from opskit.host import Host, Process
@@ -143,14 +144,10 @@ class Restic:
 
         reader = threading.Thread(target=read_status, daemon=True)
         reader.start()
-        try:
+        with reaped_on_error(process):  # no snapshot is written for a stream that did not end
             while chunk := source.read(CHUNK):
                 process.stdin.write(chunk)
             process.stdin.close()
-        except BaseException:
-            process.kill()  # no snapshot is written for a stream that did not end
-            process.wait()
-            raise
         code = process.wait()
         reader.join()
         if code != 0:
