@@ -45,6 +45,7 @@ MANIFEST = "manifest.json"
 VERIFIED = "verified.json"
 DRILLED = "drill.json"
 OFFSITE = "offsite.json"  # the last verification of the archive's offsite copy
+TREE = "tree"  # a record's details["stored_as"] for a component kept as a restic tree
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 NAME_RE = re.compile(
     r"(?P<project>[a-z0-9][a-z0-9-]*)-(?P<env>[a-z0-9][a-z0-9-]*)-(?P<stamp>\d{8}T\d{6}Z)\Z"
@@ -236,13 +237,24 @@ def write_component(
     return store_component(component, context, folder_put(host, directory), advance)
 
 
+# Keeps a path or volume component as a tree where the store can (restic reads the
+# folder itself); returns its record, or None: the component goes as a stream.
+TreePut = Callable[
+    ["Component", "BackupContext", Callable[[int], None] | None], ComponentRecord | None
+]
+
+
 def store_component(
     component: Component,
     context: BackupContext,
     put: Put,
     advance: Callable[[int], None] | None = None,
+    tree: TreePut | None = None,
 ) -> ComponentRecord:
-    """Stream a component's dump into its archive with *put*; nothing is held in memory."""
+    """Stream a component's dump into its archive with *put*, or with *tree* keep it as
+    a tree where that store can; nothing is held in memory."""
+    if tree is not None and (record := tree(component, context, advance)) is not None:
+        return record
     process = component.dump(context)
     ledger = component.ledger()
     with reaped_on_error(process):
@@ -403,6 +415,10 @@ def verify(host: Host, archive: Archive) -> list[Fault]:
     if not archive.name.startswith(f"{project}-{env}-"):
         return [Fault("manifest", f"it names {project} {env}, not the archive {archive.name}")]
     for record in archive.components:
+        if is_tree(record):
+            if tree_fault := _tree_fault(host, archive, record):
+                faults.append(Fault(record.key, tree_fault))
+            continue
         problem = None
         try:
             with _opened(host, archive, record) as (stored, raw):
@@ -446,12 +462,18 @@ def _opened(
 def _path_tree_problem(raw: Any, path: str) -> str | None:
     """Why a restore refuses the tar of a path component (read from *raw* as a stream, by
     the rules of :func:`opskit.components.leads_out`), or None."""
+    return _scan_tree(raw, posixpath.basename(path.rstrip("/")), links=True)[0]
+
+
+def _scan_tree(raw: Any, name: str, links: bool) -> tuple[str | None, int, int]:
+    """Read the tar stream *raw* to its end: why a restore refuses the tree *name* in it
+    (with *links*, a link leading out of it; a stream that is no complete tar, or holds
+    no *name*), or None; and the regular files of that tree and their bytes."""
     import tarfile
 
     from opskit.components import leads_out, refusal
 
-    name = posixpath.basename(path.rstrip("/"))
-    found = False
+    found, files, size, problem = False, 0, 0, None
     try:
         with tarfile.open(fileobj=raw, mode="r|", bufsize=CHUNK) as tar:
             for member in tar:
@@ -462,17 +484,72 @@ def _path_tree_problem(raw: Any, path: str) -> str | None:
                     inside = inside[len(name) + 1 :]
                 else:
                     continue  # a restore takes only the tree it names
-                if member.issym() and leads_out(inside, member.linkname):
-                    return refusal(inside, member.linkname)
+                if member.isreg():
+                    files, size = files + 1, size + member.size
+                refused = links and member.issym() and leads_out(inside, member.linkname)
+                if refused and problem is None:
+                    problem = refusal(inside, member.linkname)
     except tarfile.TarError as exc:
-        return f"it is not a complete tar stream ({exc})"
-    return None if found else f"the archive holds no {name}"
+        return f"it is not a complete tar stream ({exc})", files, size
+    return problem or (None if found else f"the archive holds no {name}"), files, size
+
+
+def is_tree(record: ComponentRecord) -> bool:
+    """Whether the store keeps *record*'s component as a tree (a restic snapshot of the
+    folder) rather than as its raw stream."""
+    return record.details.get("stored_as") == TREE
+
+
+def _tree_fault(host: Host, archive: Archive, record: ComponentRecord) -> str | None:
+    """What is wrong with a tree component of *archive*: its snapshot's root tree must be
+    the manifest's (``raw_sha256``: restic's SHA-256 of the tree, which names the hashes
+    of all below it), and its ``restic dump``, read to the end (restic checks every blob's
+    hash as it loads it), must hold the manifest's regular files and bytes and nothing a
+    restore refuses. None when it is sound."""
+    assert archive.restic is not None
+    snapshot = archive.snapshots.get(record.key)
+    if snapshot is None:
+        return f"not in {archive.restic.target}"
+    try:
+        tree = archive.restic.tree(snapshot)
+    except OpskitError as exc:
+        return f"its snapshot cannot be read: {exc}"
+    if tree != record.raw_sha256:
+        return (
+            f"its snapshot holds the tree {tree[:12]}, the manifest names {record.raw_sha256[:12]}"
+        )
+    return tree_content_fault(component_stream(host, archive, record), record)
+
+
+def tree_content_fault(source: IO[bytes], record: ComponentRecord) -> str | None:
+    """What is wrong with *source*, the stream of a tree component *record* (read to its
+    end): files or bytes other than the manifest's, a link a restore refuses."""
+    member = str(record.details.get("member") or ".")
+    try:
+        with source:
+            problem, files, size = _scan_tree(source, member, links=record.kind == "path")
+            while source.read(CHUNK):
+                pass  # restic's exit status too
+    except (OSError, OpskitError) as exc:
+        return f"cannot be read back: {exc}"
+    expected = (record.details.get("files"), record.details.get("bytes"))
+    if problem:
+        return f"a restore would refuse it: {problem}"
+    if (files, size) != expected:
+        return (
+            f"it holds {files} files of {size} bytes, the manifest records "
+            f"{expected[0]} files of {expected[1]} bytes"
+        )
+    return None
 
 
 def read_component(host: Host, archive: Archive, record: ComponentRecord) -> Iterator[bytes]:
     """The raw (decompressed) stream of one component, chunk by chunk; its file must be a
     regular file inside the archive, never a link. In a restic store: ``restic dump`` of
     its snapshot."""
+    if archive.restic is not None and is_tree(record):
+        yield from tree_stream(_dumped(archive, record.key, "/"), record)
+        return
     if archive.restic is not None:
         yield from _dumped(archive, record.key)
         return
@@ -480,8 +557,64 @@ def read_component(host: Host, archive: Archive, record: ComponentRecord) -> Ite
         yield from _decompressed(source)
 
 
-def _dumped(archive: Archive, key: str) -> Iterator[bytes]:
-    """One snapshot of *archive* streamed back by ``restic dump``."""
+def tree_stream(dumped: Iterator[bytes], record: ComponentRecord) -> Iterator[bytes]:
+    """The raw stream of a tree component from *dumped*, the tar of ``restic dump
+    SNAPSHOT /``: its root (``root``, the folder's name when it was read) named as the
+    component's own stream names it (``member``: a path's name; ``.`` for a volume).
+    Where the two are equal (paths) the dump is the stream as it is."""
+    root, member = str(record.details.get("root") or ""), str(record.details.get("member") or "")
+    if not root or not member or root == member:
+        return dumped
+
+    def renamed(name: str) -> str:
+        if name == root or name.startswith(root + "/"):
+            return member + name[len(root) :]
+        return name
+
+    return retar(dumped, renamed)
+
+
+def retar(
+    chunks: Iterator[bytes], rename: Callable[[str], str], end: bool = True
+) -> Iterator[bytes]:
+    """The tar stream *chunks* again, each member (and each hard link's target) renamed
+    by *rename*, everything else kept (mode, owner, times, extended headers); a file's
+    data passes through chunk by chunk, never whole in memory. Without *end*, the
+    members alone (to go on in a tar of more)."""
+    import copy
+    import tarfile
+
+    raw = _buffered(chunks)
+    try:
+        with tarfile.open(fileobj=raw, mode="r|", bufsize=CHUNK) as tar:
+            for member in tar:
+                info = copy.copy(member)
+                info.name = rename(member.name)
+                if member.islnk():
+                    info.linkname = rename(member.linkname)
+                info.pax_headers = {
+                    k: v for k, v in member.pax_headers.items() if k not in ("path", "linkpath")
+                }
+                yield info.tobuf(format=tarfile.PAX_FORMAT)
+                if member.isreg():
+                    data = tar.extractfile(member)
+                    assert data is not None
+                    while chunk := data.read(CHUNK):
+                        yield chunk
+                    yield b"\0" * (-member.size % tarfile.BLOCKSIZE)
+        while raw.read(CHUNK):
+            pass  # to the source's end: a restic dump's exit status is checked there
+    except tarfile.TarError as exc:
+        raise ArchiveError(f"not a complete tar stream ({exc})") from None
+    finally:
+        raw.close()
+    if end:
+        yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+def _dumped(archive: Archive, key: str, inside: str | None = None) -> Iterator[bytes]:
+    """One snapshot of *archive* streamed back by ``restic dump`` (of the component's
+    stream; of *inside*, a path in the snapshot, when given: a tree's ``/`` is a tar)."""
     from opskit.restic import filename
 
     assert archive.restic is not None
@@ -489,8 +622,9 @@ def _dumped(archive: Archive, key: str) -> Iterator[bytes]:
     if snapshot is None:
         raise ArchiveError(f"archive {archive.name}: {key} is not in {archive.restic.target}")
     project, env = archive.manifest.get("project"), archive.manifest.get("environment")
+    path = inside or filename(str(project), str(env), archive.name, key)
     with archive.restic.locked():
-        process = archive.restic.dump(snapshot, filename(str(project), str(env), archive.name, key))
+        process = archive.restic.dump(snapshot, path)
         with reaped_on_error(process):  # also when the reader stops early (GeneratorExit)
             while chunk := process.stdout.read(CHUNK):
                 yield chunk
@@ -555,7 +689,8 @@ def now() -> datetime:
 def raw_tar(host: Host, archive: Archive) -> Iterator[bytes]:
     """An archive as a tar stream of its manifest and each component's raw stream, named
     ``{archive}/manifest.json`` and ``{archive}/{key}`` (a store archive's download;
-    ``verify`` does not read it back, ``sha256sum`` against the manifest does)."""
+    ``verify`` does not read it back, ``sha256sum`` against the manifest does). A
+    component kept as a tree comes as its files, under ``{archive}/{key}/``."""
     import tarfile
 
     def member(name: str, size: int) -> bytes:
@@ -569,6 +704,14 @@ def raw_tar(host: Host, archive: Archive) -> Iterator[bytes]:
     manifest = manifest_bytes(host, archive)
     yield member(MANIFEST, len(manifest)) + manifest + padding(len(manifest))
     for record in archive.components:
+        if is_tree(record):  # its files under {archive}/{key}/, as the tree holds them
+            prefix = f"{archive.name}/{record.key}/"
+            yield from retar(
+                read_component(host, archive, record),
+                lambda name, prefix=prefix: posixpath.normpath(prefix + name),  # type: ignore[misc]
+                end=False,
+            )
+            continue
         yield member(record.key, record.raw_bytes)
         sent = 0
         for chunk in read_component(host, archive, record):

@@ -25,6 +25,7 @@ from opskit.archive import (
     ComponentRecord,
     Fault,
     Put,
+    TreePut,
     check_name_of,
     component_stream,
     env_dir,
@@ -165,7 +166,7 @@ class Engine:
             name = f"{project.name}-{env}-{stamp(started)}"
         writer = store.begin(name)
         try:
-            records = self._write_components(project, env, components, writer.put)
+            records = self._write_components(project, env, components, writer.put, writer.tree)
             manifest = {
                 "format": FORMAT,
                 "opskit": __version__,
@@ -189,7 +190,12 @@ class Engine:
             raise
 
     def _write_components(
-        self, project: Project, env: str, components: list[Component], put: Put
+        self,
+        project: Project,
+        env: str,
+        components: list[Component],
+        put: Put,
+        tree: TreePut | None = None,
     ) -> list[Any]:
         assert project.backup is not None
         running = {
@@ -204,7 +210,7 @@ class Engine:
             context = self.context(project, env)
             records = []
             for component in components:
-                records.append(self._write_component(project, env, component, context, put))
+                records.append(self._write_component(project, env, component, context, put, tree))
             return records
         finally:
             for service in stopped:
@@ -218,13 +224,14 @@ class Engine:
         component: Component,
         context: BackupContext,
         put: Put,
+        tree: TreePut | None = None,
     ) -> Any:
         if self.job is None:
             say(self.progress, f"{project.name} {env}: {component.key}")
-            return store_component(component, context, put)
+            return store_component(component, context, put, tree=tree)
         with self.job.phase(component.key):
             advance = self.job.meter()
-            record = store_component(component, context, put, advance)
+            record = store_component(component, context, put, advance, tree)
             advance(0)  # the final count: the component's raw size
             return record
 

@@ -485,6 +485,10 @@ def _refuse_links_out(host: Host, tree: str, what: str) -> None:
         raise OpskitError(f"restoring {what} refused: {refusal(*found)}")
 
 
+class NotTree(OpskitError):
+    """A tree component that cannot be read as a folder here (its stream still can)."""
+
+
 class TarTree(Component):
     """Files carried as a tar stream, counted by their ledger (:class:`TarLedger`)."""
 
@@ -492,6 +496,11 @@ class TarTree(Component):
 
     def ledger(self) -> TarLedger:
         return TarLedger()
+
+    def tree_folder(self, context: BackupContext) -> str:
+        """The file or folder a store that keeps trees reads itself (instead of the
+        stream of :meth:`dump`); :class:`NotTree` when there is none."""
+        raise NotTree(f"{self.key} has no folder to read as a tree")
 
     def drill(self, context: DrillContext, source: IO[bytes], record: ComponentRecord) -> None:
         """Extract the stream into a scratch folder and count its regular files and their
@@ -551,6 +560,12 @@ class PathTree(TarTree):
         """The tar stream of the path; refused when a restore of it would be refused (the
         path is a link, or holds one that leads out of it): no archive is written that
         cannot be restored."""
+        parent, name = posixpath.split(self.tree_folder(context))
+        return _tar_create(context.host, parent or "/", name)
+
+    def tree_folder(self, context: BackupContext) -> str:
+        """The path, to be read as a tree (``restic backup``) where the store keeps trees;
+        refused as :meth:`dump` refuses it."""
         where = f"{context.project.name} {context.env}: backup path {self.path}"
         if not context.host.exists(self.path):
             raise NotFoundError(f"{where} does not exist")
@@ -565,8 +580,7 @@ class PathTree(TarTree):
                 f"{where} is a link (to {target}); a restore would refuse it: "
                 "name the folder it leads to in backup.paths"
             )
-        parent, name = posixpath.split(self.path.rstrip("/"))
-        return _tar_create(context.host, parent or "/", name)
+        return self.path.rstrip("/") or "/"
 
     def restore(
         self, context: BackupContext, source: IO[bytes], record: ComponentRecord | None = None
@@ -616,6 +630,20 @@ class VolumeTree(TarTree):
 
     def dump(self, context: BackupContext) -> Process:
         return _tar_create(context.host, self.mountpoint(context), ".")
+
+    def tree_folder(self, context: BackupContext) -> str:
+        """The volume's mount point, to be read as a tree (``restic backup`` of it from
+        its parent, so the tree's root keeps the mount point's mode and owner); a
+        volume whose driver is not ``local``, or whose mount point this user cannot
+        read, raises :class:`NotTree` (the store then keeps its stream)."""
+        mountpoint = self.mountpoint(context)  # NotFoundError when the volume is gone
+        driver = context.host.docker().inspect_volume(self.volume).get("Driver")
+        if driver != "local" or not mountpoint.startswith("/"):
+            raise NotTree(f"volume {self.volume} has the driver {driver!r}, not 'local'")
+        readable = ["sh", "-c", '[ -d "$1" ] && [ -r "$1" ] && [ -x "$1" ]', "opskit", mountpoint]
+        if context.host.run(readable, check=False).returncode != 0:
+            raise NotTree(f"the mount point {mountpoint} of volume {self.volume} is not readable")
+        return mountpoint.rstrip("/")
 
     def restore(
         self, context: BackupContext, source: IO[bytes], record: ComponentRecord | None = None

@@ -11,6 +11,7 @@ snapshot restic took for a whole one, and never counts.
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import secrets
 import threading
@@ -39,6 +40,15 @@ class ResticError(OpskitError):
 
 class ShortRead(ResticError):
     """restic read less (or more) of a stream than its source gave."""
+
+
+class IncompleteTree(ResticError):
+    """restic wrote the snapshot of a folder without some of its files (it could not
+    read them); *snapshot* is that snapshot's ID, to be forgotten."""
+
+    def __init__(self, message: str, snapshot: str) -> None:
+        super().__init__(message)
+        self.snapshot = snapshot
 
 
 @attrs.frozen
@@ -120,30 +130,7 @@ class Restic:
         argv += [f"--tag={','.join(tags)}", "--host", "opskit"]
         process = self.host.popen(argv, stdin=True, merge_stderr=False, env=self.repository.env)
         assert process.stdin is not None
-        summary: list[dict[str, Any]] = []
-
-        def read_status() -> None:
-            # restic reports its progress while it reads: drained here, or a long upload
-            # would fill the pipe and stop restic from reading its input.
-            done = 0
-            for raw in iter(process.stdout.readline, b""):
-                if not raw.startswith(b"{"):
-                    continue
-                try:
-                    message = json.loads(raw)
-                except ValueError:
-                    continue
-                kind = message.get("message_type")
-                if kind == "summary":
-                    summary.append(message)
-                elif kind == "status" and advance is not None:
-                    now_done = int(message.get("bytes_done") or 0)
-                    if now_done > done:
-                        advance(now_done - done)
-                        done = now_done
-
-        reader = threading.Thread(target=read_status, daemon=True)
-        reader.start()
+        summary, reader = _summaries(process, advance)
         with reaped_on_error(process):  # no snapshot is written for a stream that did not end
             while chunk := source.read(CHUNK):
                 process.stdin.write(chunk)
@@ -155,6 +142,47 @@ class Restic:
         if not summary:
             raise ResticError(f"{self.target}: restic reported no summary for {filename}")
         return summary[-1]
+
+    def backup_tree(
+        self,
+        folder: str,
+        tags: list[str],
+        parent: str | None = None,
+        advance: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Back up the file or folder *folder* as a tree: restic runs in its parent
+        folder with its name as the target, so the snapshot's root holds that name with
+        its own mode and owner, and ``restic dump SNAPSHOT /`` is the tar of
+        ``tar --create --directory PARENT NAME``. *parent* (a snapshot of the same
+        folder) is what restic's change detection compares with: unchanged files are
+        not read again. Return restic's summary. A folder restic could not read whole
+        (exit 3: the snapshot misses files) raises :class:`IncompleteTree` naming it."""
+        with self.locked():
+            argv, cwd = tree_backup_argv(self.base, folder, tags, parent)
+            process = self.host.popen(argv, cwd=cwd, merge_stderr=False, env=self.repository.env)
+            summary, reader = _summaries(process, advance)
+            with reaped_on_error(process):
+                code = process.wait()
+                reader.join()
+        if code == 3 and summary:
+            raise IncompleteTree(
+                f"{self.target}: restic could not read all of {folder}: "
+                f"{last_line(process.errors())}",
+                str(summary[-1].get("snapshot_id") or ""),
+            )
+        if code != 0:
+            raise ResticError(f"{self.target}: {last_line(process.errors())}")
+        if not summary:
+            raise ResticError(f"{self.target}: restic reported no summary for {folder}")
+        return summary[-1]
+
+    def tree(self, snapshot: str) -> str:
+        """The ID of *snapshot*'s root tree: the SHA-256 of its listing, which names the
+        hashes of everything below it (restic checks each as it loads it)."""
+        try:
+            return str(json.loads(self.run("cat", "snapshot", snapshot, timeout=300))["tree"])
+        except (ValueError, KeyError, TypeError):
+            raise ResticError(f"{self.target}: snapshot {snapshot[:8]} names no tree") from None
 
     def send(
         self,
@@ -231,6 +259,50 @@ class Restic:
         return self.host.popen(
             [*self.base, "dump", snapshot, filename], merge_stderr=False, env=self.repository.env
         )
+
+
+def _summaries(
+    process: Process, advance: Callable[[int], None] | None
+) -> tuple[list[dict[str, Any]], threading.Thread]:
+    """Read restic's JSON lines of a backup in a thread (a long backup would otherwise
+    fill the pipe and stop restic): the summaries go into the list; *advance* gets the
+    bytes restic reports done."""
+    summary: list[dict[str, Any]] = []
+
+    def read_status() -> None:
+        done = 0
+        for raw in iter(process.stdout.readline, b""):
+            if not raw.startswith(b"{"):
+                continue
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                continue
+            kind = message.get("message_type")
+            if kind == "summary":
+                summary.append(message)
+            elif kind == "status" and advance is not None:
+                now_done = int(message.get("bytes_done") or 0)
+                if now_done > done:
+                    advance(now_done - done)
+                    done = now_done
+
+    reader = threading.Thread(target=read_status, daemon=True)
+    reader.start()
+    return summary, reader
+
+
+def tree_backup_argv(
+    base: list[str], folder: str, tags: list[str], parent: str | None
+) -> tuple[list[str], str]:
+    """The argv and working folder of :meth:`Restic.backup_tree` (*base* is restic with
+    its repository options)."""
+    location, name = posixpath.split(folder.rstrip("/"))
+    if not name or name in (".", ".."):
+        raise ResticError(f"{folder!r} names no file or folder to back up as a tree")
+    argv = [*base, "backup", "--json", f"--tag={','.join(tags)}", "--host", "opskit"]
+    argv += [f"--parent={parent}"] if parent else []
+    return [*argv, "--", name], location or "/"
 
 
 def last_line(text: str) -> str:

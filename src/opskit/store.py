@@ -33,13 +33,17 @@ from opskit.archive import (
     MANIFEST,
     NAME_RE,
     OFFSITE,
+    TREE,
     VERIFIED,
     Archive,
     ArchiveError,
+    ComponentRecord,
     Feeding,
+    TreePut,
     Written,
     component_stream,
     folder_put,
+    is_tree,
     list_archives,
     manifest_bytes,
     now,
@@ -50,6 +54,7 @@ from opskit.errors import OpskitError
 from opskit.locks import env_lock
 from opskit.output import warning
 from opskit.restic import (
+    IncompleteTree,
     Restic,
     ResticError,
     check_restic,
@@ -60,7 +65,7 @@ from opskit.restic import (
 )
 
 if TYPE_CHECKING:
-    from opskit.components import Component
+    from opskit.components import BackupContext, Component
     from opskit.host import Host
 
 REPOSITORY = ".restic"  # in backup.dir: one repository for the projects of the root
@@ -109,6 +114,8 @@ class FolderStore:
 
 class FolderWriter:
     """A new archive folder, written as ``.{name}.partial`` and renamed when complete."""
+
+    tree: TreePut | None = None  # every component is a file of its stream
 
     def __init__(self, host: Host, directory: str, name: str) -> None:
         self.host = host
@@ -440,6 +447,7 @@ class ResticWriter:
         self.store = store
         self.name = name
         self.written: dict[str, str] = {}  # snapshot by component key
+        self._parents: dict[str, str] | None = None
 
     def _send(self, key: str, source: Feeding, *extra: str) -> str:
         """One stream into one snapshot; restic must have read every byte of it."""
@@ -473,6 +481,53 @@ class ResticWriter:
         file = filename(self.store.project, self.store.env, self.name, component.key)
         return file, Written(raw.size, digest, raw.size, digest)
 
+    def tree(
+        self, component: Component, context: BackupContext, advance: Callable[[int], None] | None
+    ) -> ComponentRecord | None:
+        """Keep a path or volume as a tree: ``restic backup`` of the folder, where it is,
+        against the snapshot of the same component in the env's newest archive that kept
+        it as a tree (restic then reads only the files that changed). None for other
+        components, and for a volume restic cannot read here (said in one warning line):
+        those go as streams."""
+        from opskit.components import NotTree, TarTree
+
+        if not isinstance(component, TarTree):
+            return None
+        try:
+            folder = component.tree_folder(context)
+        except NotTree as exc:
+            warning(f"{component.key}: {exc}: kept as a tar stream, read in full every night")
+            return None
+        store, key = self.store, component.key
+        parent = self.parents().get(key)
+        try:
+            summary = store.restic.backup_tree(
+                folder, tags(store.project, store.env, self.name, key), parent, advance
+            )
+            snapshot = str(summary.get("snapshot_id"))
+            self.written[key] = snapshot
+            root = store.restic.tree(snapshot)
+        except IncompleteTree as exc:
+            if exc.snapshot:
+                self.written[key] = exc.snapshot  # forgotten by abort
+            raise ArchiveError(f"archive {self.name}: {key}: {exc}") from None
+        except ResticError as exc:
+            raise ArchiveError(f"archive {self.name}: {key}: {exc}") from None
+        return tree_record(component, self.file(key), folder, root, summary, parent)
+
+    def parents(self) -> dict[str, str]:
+        """The snapshot of each tree component in the env's newest archive that has it."""
+        if self._parents is None:
+            self._parents = {}
+            for archive in self.store.stored():  # newest first
+                for record in archive.components:
+                    if is_tree(record) and record.key in archive.snapshots:
+                        self._parents.setdefault(record.key, archive.snapshots[record.key])
+        return self._parents
+
+    def file(self, key: str) -> str:
+        return filename(self.store.project, self.store.env, self.name, key)
+
     def commit(self, manifest: dict[str, Any]) -> Archive:
         """Write the manifest, naming each component's snapshot, as the last snapshot."""
         store = self.store
@@ -489,6 +544,42 @@ class ResticWriter:
             with contextlib.suppress(ResticError, OSError):
                 self.store._locked("forget", *self.written.values())
         self.store.host.run(["rm", "-rf", "--", self.store.state(self.name)], check=False)
+
+
+def tree_record(
+    component: Component,
+    file: str,
+    folder: str,
+    tree: str,
+    summary: dict[str, Any],
+    parent: str | None,
+) -> ComponentRecord:
+    """The manifest record of a component kept as a tree: restic's root *tree* ID where
+    a stream's records keep the raw stream's SHA-256, the files' bytes as its sizes, and
+    in *details* what verify and drills compare (files, bytes) and how the tree's root
+    (*folder*'s name) reads as the component's stream (``member``); see
+    docs/archive-format.md."""
+    size = int(summary.get("total_bytes_processed") or 0)
+    return ComponentRecord(
+        key=component.key,
+        kind=component.kind,
+        file=file,
+        raw_bytes=size,
+        raw_sha256=tree,
+        stored_bytes=size,
+        sha256=tree,
+        details={
+            **component.describe(),
+            "stored_as": TREE,
+            "root": posixpath.basename(folder.rstrip("/")),
+            "member": component.tree_member(""),
+            "files": int(summary.get("total_files_processed") or 0),
+            "bytes": size,
+            "files_unmodified": int(summary.get("files_unmodified") or 0),
+            "added_bytes": int(summary.get("data_added") or 0),
+            "parent": parent,
+        },
+    )
 
 
 def _full_id(group: list[dict[str, Any]], snapshot: str) -> str:
