@@ -93,11 +93,14 @@ def test_the_restic_store_backs_up_lists_verifies_restores_and_prunes(tmp_path: 
             archive = ops.backup_engine().find(ops.project("cut"), "dev", listed[1]["name"])
             download = tmp_path / "download.tar"
             download.write_bytes(b"".join(raw_tar(ops.host, archive)))
+        # The path is kept as a tree (#22): its files come under {archive}/{key}/.
+        inside = f"{archive.name}/path-dev-data/data"
         with tarfile.open(download) as tar:
             names = tar.getnames()
-            raw = tar.extractfile(f"{archive.name}/path-dev-data").read()  # type: ignore[union-attr]
-        assert names == [f"{archive.name}/manifest.json", f"{archive.name}/path-dev-data"]
-        assert hashlib.sha256(raw).hexdigest() == archive.components[0].raw_sha256
+            page = tar.extractfile(f"{inside}/index.html").read()  # type: ignore[union-attr]
+        assert names[:2] == [f"{archive.name}/manifest.json", inside]
+        assert sorted(names[2:]) == sorted(f"{inside}/{name}" for name in tree(data))
+        assert page == (data / "index.html").read_bytes()
         drill = opskit("drill", "cut", "dev", "--name", listed[1]["name"], *args)
         assert drill.returncode == 0, drill.stderr
         # An offsite copy of a store archive: its raw streams and manifest, read back.

@@ -510,15 +510,35 @@ def _tree_fault(host: Host, archive: Archive, record: ComponentRecord) -> str | 
     snapshot = archive.snapshots.get(record.key)
     if snapshot is None:
         return f"not in {archive.restic.target}"
+    return tree_copy_fault(archive.restic, snapshot, record)
+
+
+def tree_copy_fault(
+    restic: Restic,
+    snapshot: str,
+    record: ComponentRecord,
+    advance: Callable[[int], None] | None = None,
+) -> str | None:
+    """What is wrong with *snapshot* in *restic*'s repository as the tree component
+    *record* (the store's, or its ``restic copy`` offsite, which keeps the tree ID):
+    see :func:`_tree_fault`. *advance* gets the bytes read back."""
     try:
-        tree = archive.restic.tree(snapshot)
+        tree = restic.tree(snapshot)
     except OpskitError as exc:
         return f"its snapshot cannot be read: {exc}"
     if tree != record.raw_sha256:
-        return (
-            f"its snapshot holds the tree {tree[:12]}, the manifest names {record.raw_sha256[:12]}"
-        )
-    return tree_content_fault(component_stream(host, archive, record), record)
+        expected = record.raw_sha256[:12]
+        return f"its snapshot holds the tree {tree[:12]}, the manifest names {expected}"
+    chunks = tree_stream(dumped(restic, snapshot, "/", record.key), record)
+    if advance is not None:
+        chunks = _counted(chunks, advance)
+    return tree_content_fault(_buffered(chunks), record)
+
+
+def _counted(chunks: Iterator[bytes], advance: Callable[[int], None]) -> Iterator[bytes]:
+    for chunk in chunks:
+        advance(len(chunk))
+        yield chunk
 
 
 def tree_content_fault(source: IO[bytes], record: ComponentRecord) -> str | None:
@@ -623,8 +643,14 @@ def _dumped(archive: Archive, key: str, inside: str | None = None) -> Iterator[b
         raise ArchiveError(f"archive {archive.name}: {key} is not in {archive.restic.target}")
     project, env = archive.manifest.get("project"), archive.manifest.get("environment")
     path = inside or filename(str(project), str(env), archive.name, key)
-    with archive.restic.locked():
-        process = archive.restic.dump(snapshot, path)
+    yield from dumped(archive.restic, snapshot, path, f"archive {archive.name}: {key}")
+
+
+def dumped(restic: Restic, snapshot: str, path: str, what: str) -> Iterator[bytes]:
+    """``restic dump`` of *path* in *snapshot*, chunk by chunk, holding the
+    repository's guard; an :class:`ArchiveError` naming *what* when restic fails."""
+    with restic.locked():
+        process = restic.dump(snapshot, path)
         with reaped_on_error(process):  # also when the reader stops early (GeneratorExit)
             while chunk := process.stdout.read(CHUNK):
                 yield chunk
@@ -632,8 +658,7 @@ def _dumped(archive: Archive, key: str, inside: str | None = None) -> Iterator[b
     if code != 0:
         detail = process.errors().strip().splitlines()
         raise ArchiveError(
-            f"archive {archive.name}: {key} cannot be read from {archive.restic.target}"
-            f"{f': {detail[-1]}' if detail else ''}"
+            f"{what} cannot be read from {restic.target}{f': {detail[-1]}' if detail else ''}"
         )
 
 
@@ -675,6 +700,11 @@ class _ChunkReader(io.RawIOBase):
 
 def _buffered(chunks: Iterator[bytes]) -> IO[bytes]:
     return io.BufferedReader(_ChunkReader(chunks), buffer_size=CHUNK)
+
+
+def chunk_stream(chunks: Iterator[bytes]) -> IO[bytes]:
+    """A file object over *chunks* (closing it stops their source)."""
+    return _buffered(chunks)
 
 
 def component_stream(host: Host, archive: Archive, record: ComponentRecord) -> IO[bytes]:

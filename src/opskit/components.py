@@ -497,10 +497,11 @@ class TarTree(Component):
     def ledger(self) -> TarLedger:
         return TarLedger()
 
-    def tree_folder(self, context: BackupContext) -> str:
+    def tree_folder(self, context: BackupContext) -> str | None:
         """The file or folder a store that keeps trees reads itself (instead of the
-        stream of :meth:`dump`); :class:`NotTree` when there is none."""
-        raise NotTree(f"{self.key} has no folder to read as a tree")
+        stream of :meth:`dump`); None when there is none (the stream is kept), and
+        :class:`NotTree` when there is one that cannot be read as a tree here."""
+        return None
 
     def drill(self, context: DrillContext, source: IO[bytes], record: ComponentRecord) -> None:
         """Extract the stream into a scratch folder and count its regular files and their

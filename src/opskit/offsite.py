@@ -32,9 +32,14 @@ from opskit.archive import (
     MANIFEST,
     OFFSITE,
     Archive,
+    chunk_stream,
     component_stream,
+    dumped,
+    is_tree,
     manifest_bytes,
     now,
+    tree_copy_fault,
+    tree_stream,
     write_json,
 )
 
@@ -342,6 +347,11 @@ def _verify(restic: Restic, archive: Archive, read_data: str, job: Job | None) -
             continue
         with job.phase(f"reading back {record.key}") if job else nullcontext():
             advance = job.meter(record.raw_bytes) if job is not None else None
+            if is_tree(record):  # a tree: its tree ID, files and bytes (#22)
+                fault = tree_copy_fault(restic, str(snapshot["id"]), record, advance)
+                if fault:
+                    faults.append(f"{record.key}: {fault}")
+                continue
             digest = _dumped_sha256(restic, snapshot, _filename(archive, record.key), advance)
         if digest is None:
             faults.append(f"{record.key}: cannot be read back")
@@ -371,6 +381,37 @@ def _dumped_sha256(
     if advance is not None:
         advance(0)
     return digest.hexdigest() if process.wait() == 0 else None
+
+
+def _download_tree(
+    restic: Restic, snapshot: str, staged: Archive, record: Any, job: Job | None
+) -> Any:
+    """A tree component of the store (#22) into the downloaded folder archive, as the tar
+    stream its component reads: the copy is proven first by its tree ID, files and bytes
+    (:func:`opskit.archive.tree_copy_fault`), then streamed again into its file."""
+    from opskit.archive import compress_into
+
+    with job.phase(f"downloading {record.key}") if job else nullcontext():
+        if fault := tree_copy_fault(restic, snapshot, record):
+            raise OffsiteError(f"archive {staged.name} on {restic.target}: {record.key}: {fault}")
+        advance = job.meter(record.raw_bytes) if job is not None else None
+        chunks = tree_stream(dumped(restic, snapshot, "/", record.key), record)
+        with contextlib.closing(chunk_stream(chunks)) as source:
+            return compress_into(restic.host, source, staged.member(record), advance=advance)
+
+
+def _stream_entry(entry: dict[str, Any], written: Any) -> dict[str, Any]:
+    """The manifest entry of a tree component downloaded as a stream: the stream's sizes
+    and checksums, its details without what only a tree has."""
+    tree_only = ("stored_as", "root", "member", "parent", "files_unmodified", "added_bytes")
+    details = {k: v for k, v in entry["details"].items() if k not in tree_only}
+    return {
+        "raw_bytes": written.raw_bytes,
+        "raw_sha256": written.raw_sha256,
+        "stored_bytes": written.stored_bytes,
+        "sha256": written.sha256,
+        "details": {**details, "tree": entry["raw_sha256"]},
+    }
 
 
 def download(
@@ -418,6 +459,12 @@ def download(
                     raise OffsiteError(
                         f"archive {name} on {target}: {record.key} has no complete copy"
                     )
+                if is_tree(record):
+                    written = _download_tree(restic, str(snapshot["id"]), staged, record, job)
+                    for entry in manifest["components"]:
+                        if entry["key"] == record.key:  # a stream from now on (#22)
+                            entry.update(_stream_entry(entry, written))
+                    continue
                 process = restic.dump(
                     str(snapshot["id"]), f"/{project.name}/{env}/{name}/{record.key}"
                 )

@@ -498,6 +498,8 @@ class ResticWriter:
         except NotTree as exc:
             warning(f"{component.key}: {exc}: kept as a tar stream, read in full every night")
             return None
+        if folder is None:
+            return None
         store, key = self.store, component.key
         parent = self.parents().get(key)
         try:
