@@ -161,14 +161,15 @@ def test_the_restic_store_backs_up_lists_verifies_restores_and_prunes(tmp_path: 
 
 
 def _restic_backup_of(pid: int) -> bool:
-    """Whether process *pid* has a ``restic backup --stdin`` child (a component on its way)."""
+    """Whether process *pid* has a ``restic backup`` child (a component on its way: a
+    stream with ``--stdin``, or a path's tree)."""
     for child in Path("/proc").glob("[0-9]*"):
         try:
             status = (child / "status").read_text()
             command = (child / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if f"\nPPid:\t{pid}\n" in status and b"--stdin" in command and b"backup" in command:
+        if f"\nPPid:\t{pid}\n" in status and b"restic" in command[0] and b"backup" in command:
             return True
     return False
 
