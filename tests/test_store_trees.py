@@ -277,3 +277,29 @@ def test_a_path_trees_dump_is_its_stream_as_it_is() -> None:
         "path-x", "path", "f", 0, "t", 0, "t", {"stored_as": "tree", "root": "x", "member": "x"}
     )
     assert list(tree_stream(iter(dumped), record)) == dumped
+
+
+def test_a_tree_whose_parent_snapshot_is_gone_is_read_in_full_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real restic, no engine: the tree of a path written with restic's summary in its
+    record, and a parent the repository lacks is the first night again."""
+    from opskit.components import BackupContext, PathTree
+    from opskit.host import LocalHost
+    from opskit.store import ResticStore
+    from test_components import _project
+
+    context = BackupContext(LocalHost(), _project(tmp_path), "prod", ())
+    folder = tmp_path / "site"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.txt").write_text("a\n")
+    (folder / "b.bin").write_bytes(os.urandom(5000))
+    store = ResticStore(LocalHost(), str(tmp_path / "b"), str(tmp_path / "s"), "notes", "prod")
+    writer = store.begin("notes-prod-20261204T000000Z")
+    writer._parents = {"path-site": "0123456789abcdef" * 4}
+    record = writer.tree(PathTree(str(folder), "site"), context, None)
+    assert record is not None and record.details["parent"] is None
+    assert (record.details["files"], record.details["bytes"]) == (2, 5002)
+    assert (record.details["root"], record.details["member"]) == ("site", "site")
+    assert record.raw_sha256 == store.restic.tree(writer.written["path-site"])
+    assert "previous snapshot 01234567 is gone" in capsys.readouterr().err

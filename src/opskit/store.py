@@ -502,10 +502,18 @@ class ResticWriter:
             return None
         store, key = self.store, component.key
         parent = self.parents().get(key)
+        labels = tags(store.project, store.env, self.name, key)
         try:
-            summary = store.restic.backup_tree(
-                folder, tags(store.project, store.env, self.name, key), parent, advance
-            )
+            try:
+                summary = store.restic.backup_tree(folder, labels, parent, advance)
+            except ResticError as exc:
+                if not parent or parent not in str(exc) or isinstance(exc, IncompleteTree):
+                    raise
+                # The parent is gone (forgotten by hand, a damaged index): the first
+                # night again, every file read.
+                warning(f"{key}: its previous snapshot {parent[:8]} is gone: read in full")
+                parent = None
+                summary = store.restic.backup_tree(folder, labels, parent, advance)
             snapshot = str(summary.get("snapshot_id"))
             self.written[key] = snapshot
             root = store.restic.tree(snapshot)
