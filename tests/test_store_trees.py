@@ -130,6 +130,10 @@ def test_paths_and_volumes_are_trees_that_restore_identically_and_cost_nothing_u
                      "--to", str(out), *args)  # fmt: skip
         assert got.returncode == 0, got.stderr
         assert (out / "secret.txt").read_bytes() == (data / "secret.txt").read_bytes()
+        got = opskit("extract", "cut", "dev", "--name", older, f"{volume_key}:db/table.ibd",
+                     "--to", str(out), *args)  # fmt: skip
+        assert got.returncode == 0, got.stderr
+        assert (out / "table.ibd").read_bytes() == (mount / "db" / "table.ibd").read_bytes()
 
         # Offsite by restic copy, then the local store lost: a restore from offsite alone.
         restored = (fingerprint(data), fingerprint(mount))
