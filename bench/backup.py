@@ -13,8 +13,8 @@ of files (wp-content/uploads/bench) to mdf dev, then, in the same run:
 
 It prints wall times, their ratio, opskit's peak memory (resident memory of the opskit
 process and its children, sampled every 50 ms) and where opskit's time went (its --events
-phases). ``--store restic`` writes ``backup.store: restic`` into the example descriptor for the
-run (put back after), so the archives go into the deduplicated store. With --cleanup it removes
+phases). ``--store`` (folder or restic) is written into the example descriptor's ``backup.store``
+for the run (put back after), whatever the default would choose. With --cleanup it removes
 the data it added.
 """
 
@@ -92,9 +92,6 @@ def timed_opskit(*args: str) -> benchlib.Run:
 def store(kind: str):  # type: ignore[no-untyped-def]
     """The example descriptor with ``backup.store: kind`` for the run, put back after."""
     original = DESCRIPTOR.read_text()
-    if kind == "folder":
-        yield
-        return
     DESCRIPTOR.write_text(original.replace("backup:\n", f"backup:\n  store: {kind}\n", 1))
     try:
         yield
