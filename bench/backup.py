@@ -11,13 +11,17 @@ of files (wp-content/uploads/bench) to mdf dev, then, in the same run:
            vs  compose stop web; zstd -dc db.sql.zst | docker exec -i … mariadb …;
                tar extraction beside the target and swap; compose up -d
 
-It prints wall times, their ratio and opskit's peak memory (resident memory of the
-opskit process and its children, sampled every 50 ms). With --cleanup it removes the data it added.
+It prints wall times, their ratio, opskit's peak memory (resident memory of the opskit
+process and its children, sampled every 50 ms) and where opskit's time went (its --events
+phases). ``--store`` (folder or restic) is written into the example descriptor's ``backup.store``
+for the run (put back after), whatever the default would choose. With --cleanup it removes
+the data it added.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -26,7 +30,7 @@ import time
 from pathlib import Path
 
 import benchlib
-from benchlib import sh
+from benchlib import phases, sh
 
 REPO = Path(__file__).resolve().parent.parent
 ROOT = REPO / "examples" / "root"
@@ -34,6 +38,8 @@ OPSKIT = [str(REPO / ".venv" / "bin" / "opskit"), "--root", str(ROOT)]
 UPLOADS = ROOT / "mdf" / "dev" / "wp-content" / "uploads"
 BENCH_FILES = UPLOADS / "bench"
 DB = "dev-mdf-db"
+DESCRIPTOR = ROOT / "mdf" / "project.yaml"
+BACKUPS = Path("/var/lib/opskit-examples/backups")
 SHELL_OUT = Path("/var/tmp/opskit-bench-shell")
 
 
@@ -78,9 +84,25 @@ def prepare(db_gb: float, files_gb: float) -> None:
                 handle.write((text * 4)[: 4 << 20])
 
 
-def timed_opskit(*args: str) -> tuple[float, int, str]:
-    run = benchlib.measured([*OPSKIT, *args])
-    return run.elapsed, run.peak, run.out
+def timed_opskit(*args: str) -> benchlib.Run:
+    return benchlib.measured([*OPSKIT, *args, "--events"])
+
+
+@contextlib.contextmanager
+def store(kind: str):  # type: ignore[no-untyped-def]
+    """The example descriptor with ``backup.store: kind`` for the run, put back after."""
+    original = DESCRIPTOR.read_text()
+    DESCRIPTOR.write_text(original.replace("backup:\n", f"backup:\n  store: {kind}\n", 1))
+    try:
+        yield
+    finally:
+        DESCRIPTOR.write_text(original)
+
+
+def stored_size(kind: str) -> int:
+    """The bytes the env's archives take: the archive folder, or the whole restic store."""
+    folder = BACKUPS / ("mdf/dev" if kind == "folder" else ".restic")
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 def volume_mountpoint() -> str:
@@ -131,6 +153,7 @@ def main() -> None:
     parser.add_argument("--db-gb", type=float, default=1.0)
     parser.add_argument("--files-gb", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--store", choices=("folder", "restic"), default="folder")
     parser.add_argument("--cleanup", action="store_true")
     options = parser.parse_args()
     if options.cleanup:
@@ -139,7 +162,6 @@ def main() -> None:
         shutil.rmtree(SHELL_OUT, ignore_errors=True)
         return
     prepare(options.db_gb, options.files_gb)
-    backups_dir = Path("/var/lib/opskit-examples/backups/mdf/dev")
     results: dict[str, list[float]] = {
         "opskit backup": [],
         "shell backup": [],
@@ -147,28 +169,33 @@ def main() -> None:
         "shell restore": [],
     }
     peaks: dict[str, list[int]] = {"backup": [], "restore": []}
-    for round_ in range(options.rounds):
-        shutil.rmtree(backups_dir, ignore_errors=True)
-        elapsed, peak, path = timed_opskit("backup", "mdf", "dev")
-        results["opskit backup"].append(elapsed)
-        peaks["backup"].append(peak)
-        results["shell backup"].append(shell_backup())
-        archive_size = sum(f.stat().st_size for f in Path(path).iterdir())
-        shell_size = sum(f.stat().st_size for f in SHELL_OUT.iterdir())
-        elapsed, peak, _ = timed_opskit(
-            "restore", "mdf", "dev", "--latest", "--no-safety-backup", "--yes"
-        )
-        results["opskit restore"].append(elapsed)
-        peaks["restore"].append(peak)
-        results["shell restore"].append(shell_restore())
-        print(
-            f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in results.items())
-            + f"; archive {archive_size / 2**20:.0f} MiB, shell output {shell_size / 2**20:.0f} MiB",
-            file=sys.stderr,
-        )  # fmt: skip
+    where: dict[str, list[dict[str, float]]] = {"backup": [], "restore": []}
+    with store(options.store):
+        for round_ in range(options.rounds):
+            # a first night each round, in either store
+            shutil.rmtree(BACKUPS / "mdf" / "dev", ignore_errors=True)
+            shutil.rmtree(BACKUPS / ".restic", ignore_errors=True)
+            run = timed_opskit("backup", "mdf", "dev")
+            results["opskit backup"].append(run.elapsed)
+            peaks["backup"].append(run.peak)
+            where["backup"].append(phases(run))
+            results["shell backup"].append(shell_backup())
+            archive_size = stored_size(options.store)
+            shell_size = sum(f.stat().st_size for f in SHELL_OUT.iterdir())
+            run = timed_opskit("restore", "mdf", "dev", "--latest", "--no-safety-backup", "--yes")
+            results["opskit restore"].append(run.elapsed)
+            peaks["restore"].append(run.peak)
+            where["restore"].append(phases(run))
+            results["shell restore"].append(shell_restore())
+            print(
+                f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in results.items())
+                + f"; archive {archive_size / 2**20:.0f} MiB, shell output {shell_size / 2**20:.0f} MiB",
+                file=sys.stderr,
+            )  # fmt: skip
     median = {k: statistics.median(v) for k, v in results.items()}
     print(
-        f"data: {options.db_gb:g} GB of rows, {options.files_gb:g} GB of files; {options.rounds} rounds, medians"
+        f"data: {options.db_gb:g} GB of rows, {options.files_gb:g} GB of files; store {options.store}; "
+        f"{options.rounds} rounds, medians"
     )
     for name, value in median.items():
         print(f"{name:15} {value:7.1f} s")
@@ -181,6 +208,10 @@ def main() -> None:
     print(
         f"peak memory    backup {max(peaks['backup']) / 2**20:.0f} MiB, restore {max(peaks['restore']) / 2**20:.0f} MiB (target < 150 MiB)"
     )
+
+    for command, runs in where.items():
+        shown = {p: statistics.median(r.get(p, 0.0) for r in runs) for p in runs[0]}
+        print(f"opskit {command}: " + ", ".join(f"{p} {v:.1f} s" for p, v in shown.items()))
 
 
 if __name__ == "__main__":

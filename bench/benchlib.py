@@ -3,6 +3,7 @@ folder, and a command timed with the peak memory of its whole process tree."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -103,3 +104,15 @@ def measured(argv: list[str], env: dict[str, str] | None = None) -> Run:
     if process.returncode:
         raise SystemExit(f"{' '.join(argv)} failed: {err.decode()[-2000:]}")
     return Run(elapsed, peaks[0], peaks[1], out.decode().strip())
+
+
+def phases(run: Run) -> dict[str, float]:
+    """Where opskit's time went: the seconds of each phase its --events name (a component,
+    verify, health, ...) and the rest (start-up, locks, what no phase covers)."""
+    seconds: dict[str, float] = {}
+    for line in run.out.splitlines():
+        event = json.loads(line) if line.startswith("{") else {}
+        if event.get("event") == "phase.finished":
+            seconds[event["phase"]] = seconds.get(event["phase"], 0.0) + event["seconds"]
+    seconds["rest"] = run.elapsed - sum(seconds.values())
+    return {phase: round(value, 2) for phase, value in seconds.items()}

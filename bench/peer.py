@@ -52,7 +52,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import Run, mariadb, measured, volume_mountpoint
+from benchlib import Run, mariadb, measured, phases, volume_mountpoint
 
 REPO = Path(__file__).resolve().parent.parent
 HOME = Path("/var/tmp/opskit-bench-peer")
@@ -343,18 +343,6 @@ def night(tool: str) -> Run:
     if tool == "opskit":
         return measured([*OPSKIT, "backup", "peer", "dev", "--events"])
     return measured([*BORGMATIC, "--config", str(BORGMATIC_CONFIG), "create"], borg_env())
-
-
-def phases(run: Run) -> dict[str, float]:
-    """Where opskit's time went: the seconds of each phase its --events name (a component,
-    verify, health, ...) and the rest (start-up, locks, what no phase covers)."""
-    seconds: dict[str, float] = {}
-    for line in run.out.splitlines():
-        event = json.loads(line) if line.startswith("{") else {}
-        if event.get("event") == "phase.finished":
-            seconds[event["phase"]] = seconds.get(event["phase"], 0.0) + event["seconds"]
-    seconds["rest"] = run.elapsed - sum(seconds.values())
-    return {phase: round(value, 2) for phase, value in seconds.items()}
 
 
 def storage(tool: str) -> int:
