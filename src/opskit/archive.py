@@ -487,7 +487,10 @@ def _dumped(archive: Archive, key: str) -> Iterator[bytes]:
     assert archive.restic is not None
     snapshot = archive.snapshots.get(key)
     if snapshot is None:
-        raise ArchiveError(f"archive {archive.name}: {key} is not in {archive.restic.target}")
+        raise ArchiveError(
+            f"archive {archive.name}: {key} is not in {archive.restic.target}: "
+            "its snapshot is gone"
+        )
     project, env = archive.manifest.get("project"), archive.manifest.get("environment")
     with archive.restic.locked():
         process = archive.restic.dump(snapshot, filename(str(project), str(env), archive.name, key))
