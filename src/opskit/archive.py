@@ -488,8 +488,7 @@ def _dumped(archive: Archive, key: str) -> Iterator[bytes]:
     snapshot = archive.snapshots.get(key)
     if snapshot is None:
         raise ArchiveError(
-            f"archive {archive.name}: {key} is not in {archive.restic.target}: "
-            "its snapshot is gone"
+            f"archive {archive.name}: {key} is not in {archive.restic.target}: its snapshot is gone"
         )
     project, env = archive.manifest.get("project"), archive.manifest.get("environment")
     with archive.restic.locked():
