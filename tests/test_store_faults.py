@@ -129,7 +129,7 @@ def test_bad_input_gets_one_line_naming_the_archive_and_changes_nothing(
     leftover = {s["id"] for s in snapshots(root)} - before[2]
     assert names(root) == before[1]
     for command in ("verify", "restore"):
-        refused(command, cut, cut, "incomplete: no manifest")
+        refused(command, cut, cut, "incomplete: its manifest was never written")
     restic(root, "forget", *leftover)
     unchanged()
 
@@ -315,14 +315,16 @@ def test_three_nights_grow_the_store_by_little_more_than_what_changed(
     examples_in_a_store: tuple[Path, Path],
 ) -> None:
     """Night 2 after a few rows and files, night 3 with nothing changed: each adds less
-    than 10 % of the first night's store, night 3 under 1 % (the goals of #22). Measured
+    than 10 % of the first night's store, night 3 under 1 % (the goals of #22); mdf prod
+    is left out (it only stops its mail service for the backup, which takes time). Measured
     as the repository's bytes (``du -b`` counts 1 MiB of empty restic folders too)."""
     root, repo = examples_in_a_store
     sizes, folders = [], []
     for night in (1, 2, 3):
         started_at = time.monotonic()
-        run = opskit("backup", "--all", "--root", str(root), timeout=600)
-        assert run.returncode == 0, run.stderr
+        for scope in (("mdf", "dev"), ("seriousletter",)):  # mdf prod only stops its mail
+            run = opskit("backup", *scope, "--root", str(root), timeout=600)
+            assert run.returncode == 0, run.stderr
         sizes.append(stored_bytes(repo))
         folders.append(du(repo))
         print(f"night {night}: {time.monotonic() - started_at:.1f} s, store {sizes[-1]} bytes "

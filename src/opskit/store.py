@@ -347,8 +347,9 @@ class ResticStore:
         an interrupted backup left is named as such."""
         if self.open() and name in self._groups():
             return (
-                f"archive {name} in {self.repository} is incomplete: no manifest was written "
-                f"(a backup cut off); the next backup of {self.project} {self.env} forgets it"
+                f"archive {name} in {self.repository} is incomplete: its manifest was never "
+                f"written whole (a backup cut off); the next backup of {self.project} "
+                f"{self.env} forgets it"
             )
         return f"no archive {name} in {self.directory} or {self.repository}"
 
