@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from conftest import Run, assert_one_error_line, finished, opskit, started, wait_until
+from opskit.store import PASSWORD_FILE
 from test_backup import sql, volume_path
 from test_interrupt import tree
 from test_store import archives, cut_root, du, snapshots
-from testroot import BACKUPS, ns
+from testroot import BACKUPS, STATE, ns
 
 pytestmark = pytest.mark.docker
 
@@ -297,6 +298,8 @@ def examples_in_a_store(examples_up: Path, tmp_path: Path) -> Iterator[tuple[Pat
                examples_up / "seriousletter" / "uploads" / "prod" / "night-1"]  # fmt: skip
     blogname = "SELECT option_value FROM wp_options WHERE option_name='blogname'"
     name = sql(str(examples_up), "mdf", blogname).strip()
+    password = STATE / PASSWORD_FILE  # the store's, made with the store unless there is one
+    kept = password.exists()
     try:
         for path, text in descriptors.items():
             path.write_text(text.replace(old, RESTIC_STORE.format(dir=tmp_path)))
@@ -315,6 +318,8 @@ def examples_in_a_store(examples_up: Path, tmp_path: Path) -> Iterator[tuple[Pat
         sql(str(examples_up), "seriousletter", "DELETE FROM letters WHERE subject LIKE 'night 2%'")
         for added in volume_path(f"{ns('mdf-dev')}_media").glob("night-2-*"):
             added.unlink()
+        if not kept:
+            password.unlink(missing_ok=True)
 
 
 def test_three_nights_grow_the_store_by_little_more_than_what_changed(
