@@ -640,7 +640,9 @@ def _dumped(archive: Archive, key: str, inside: str | None = None) -> Iterator[b
     assert archive.restic is not None
     snapshot = archive.snapshots.get(key)
     if snapshot is None:
-        raise ArchiveError(f"archive {archive.name}: {key} is not in {archive.restic.target}")
+        raise ArchiveError(
+            f"archive {archive.name}: {key} is not in {archive.restic.target}: its snapshot is gone"
+        )
     project, env = archive.manifest.get("project"), archive.manifest.get("environment")
     path = inside or filename(str(project), str(env), archive.name, key)
     yield from dumped(archive.restic, snapshot, path, f"archive {archive.name}: {key}")

@@ -253,7 +253,8 @@ class Engine:
         directory = backup_dir(project, env)
         if name is not None:
             check_name_of(project.name, env, name)
-        found = self.store(project, env).archives()
+        store = self.store(project, env)
+        found = store.archives()
         if name is None:
             found = [a for a in found if not a.only]
             if not found:
@@ -262,7 +263,7 @@ class Engine:
         for archive in found:
             if archive.name == name:
                 return archive
-        raise NotFoundError(f"no archive {name} in {directory}")
+        raise NotFoundError(store.absent(name))
 
     def verify(self, archive: Archive) -> list[Fault]:
         """Check an archive and record the result in its ``verified.json``."""

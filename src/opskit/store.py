@@ -90,6 +90,10 @@ class FolderStore:
     def taken(self, name: str) -> bool:
         return self.host.exists(posixpath.join(self.directory, name))
 
+    def absent(self, name: str) -> str:
+        """What to tell a user who asked for the archive *name*, which is not listed."""
+        return f"no archive {name} in {self.directory}"
+
     def clean(self) -> None:
         """Remove what an interrupted backup or prune left."""
         stale = [
@@ -307,7 +311,9 @@ class ResticStore:
             if {k: manifest.get(k) for k in whose} != whose:
                 raise ArchiveError(f"archive {name} is not one of {self.project} {self.env}")
             snapshots["manifest"] = str(snapshot["id"])
-            snapshots = {key: _full_id(groups[name], i) for key, i in snapshots.items()}
+            # a component whose snapshot is gone (forgotten by hand) reads as missing
+            full = {key: _full_id(groups[name], i) for key, i in snapshots.items()}
+            snapshots = {key: i for key, i in full.items() if i is not None}
             archive = Archive(
                 self.state(name),
                 manifest,
@@ -342,6 +348,17 @@ class ResticStore:
 
     def taken(self, name: str) -> bool:
         return self.folders.taken(name) or (self.open() and name in self._groups())
+
+    def absent(self, name: str) -> str:
+        """What to tell a user who asked for the archive *name*, which is not listed: what
+        an interrupted backup left is named as such."""
+        if self.open() and name in self._groups():
+            return (
+                f"archive {name} in {self.repository} is incomplete: its manifest was never "
+                f"written whole (a backup cut off); the next backup of {self.project} "
+                f"{self.env} forgets it"
+            )
+        return f"no archive {name} in {self.directory} or {self.repository}"
 
     # -- writing -------------------------------------------------------------------------
 
@@ -592,10 +609,11 @@ def tree_record(
     )
 
 
-def _full_id(group: list[dict[str, Any]], snapshot: str) -> str:
-    """The full ID of *snapshot* (restic's backup summary gives the short one)."""
+def _full_id(group: list[dict[str, Any]], snapshot: str) -> str | None:
+    """The full ID of *snapshot* (restic's backup summary gives the short one), None when
+    *group* (the archive's snapshots) does not hold it."""
     found = [str(s["id"]) for s in group if str(s["id"]).startswith(snapshot)]
-    return found[0] if len(found) == 1 else snapshot
+    return found[0] if len(found) == 1 else (snapshot if found else None)
 
 
 def manifest_snapshots(groups: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
@@ -607,9 +625,11 @@ def manifest_snapshots(groups: dict[str, list[dict[str, Any]]]) -> dict[str, dic
             continue
         manifests = [s for s in group if "component=manifest" in (s.get("tags") or [])]
         if len(manifests) > 1:
+            ids = ", ".join(str(s["id"])[:8] for s in manifests)
             raise ArchiveError(
-                f"archive {name} has {len(manifests)} manifests in the store: "
-                "an archive name written twice; nothing was changed"
+                f"archive {name} has {len(manifests)} manifests in the store (snapshots "
+                f"{ids}): an archive name written twice; nothing was changed (keep one: "
+                "restic forget the other)"
             )
         if manifests:
             found[name] = manifests[0]
