@@ -354,9 +354,5 @@ def test_three_nights_grow_the_store_by_little_more_than_what_changed(
     grown = [sizes[1] - sizes[0], sizes[2] - sizes[1]]
     print(f"grown by {grown} bytes: {[f'{g / sizes[0]:.2%}' for g in grown]} of the first night")
     assert grown[1] < sizes[0] / 100, (sizes, grown)
-    if grown[0] >= sizes[0] / 10:  # a path's tar stream shifts behind the new file
-        pytest.xfail(
-            f"night 2 added {grown[0] / sizes[0]:.1%} of the first night: paths and volumes "
-            "are tar streams in the store until they are restic trees (#22)"
-        )
+    assert grown[0] < sizes[0] / 10, (sizes, grown)  # paths and volumes are trees
     assert folders[2] - folders[0] < folders[0] / 10  # as du says it, too

@@ -509,7 +509,7 @@ def _tree_fault(host: Host, archive: Archive, record: ComponentRecord) -> str | 
     assert archive.restic is not None
     snapshot = archive.snapshots.get(record.key)
     if snapshot is None:
-        return f"not in {archive.restic.target}"
+        return f"not in {archive.restic.target}: its snapshot is gone"
     return tree_copy_fault(archive.restic, snapshot, record)
 
 
