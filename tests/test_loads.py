@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import docker_ready, finished, opskit, side_by_side, started, wait_until
+from conftest import docker_ready, finished, opskit, started, wait_until
 from testroot import NS
 from wpstack import php_serialize
 
@@ -211,10 +211,8 @@ def load(
         )
     fixture = Load(root, kind)
     try:
-        # side by side, as a server's boot starts them: each seeds its rows meanwhile
-        for started in side_by_side(
-            *(("start", "load", env, "--root", str(root)) for env in ("dev", "prod"))
-        ):
+        for env in ("dev", "prod"):
+            started = opskit("start", "load", env, "--root", str(root), timeout=300)
             assert started.returncode == 0, started.stderr
         wait_until(
             lambda: opskit("health", "load", "--root", str(root)).returncode == 0,
