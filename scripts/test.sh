@@ -10,6 +10,9 @@
 # and everything else. The groups are chosen so that the runners end together.
 # They wait on containers, restic and the browser far more than they compute, so the whole
 # takes far less time than one after the other. --durations shows the slowest.
+# Within a runner, tests/conftest.py runs the modules that need a shared stack (the
+# example copy, the wp project) together and takes each stack down after its last test:
+# an idle stack's healthchecks cost the engine CPU the other runners need.
 #
 # The test bed's DOCKER_CONFIG (scripts/testbed.sh --env) brings Docker Compose v2, which
 # opskit prefers: the suite runs on v2, as on real servers. The v1 run points DOCKER_CONFIG

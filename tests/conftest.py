@@ -84,6 +84,46 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 CPU_AT_START = pytest.StashKey[float]()
 
 
+# The stacks a session starts once for many test files. Each keeps the engine busy while it
+# idles (a healthcheck is a `docker exec`: dockerd, containerd and runc spend about 0.05 s of
+# CPU on each, and a stack has a dozen of them every one or two seconds), so the modules that
+# need one run together, and each stack goes down after the last test that needs it.
+SHARED_STACKS = ("examples_up", "wp_root")
+LAST_USERS = pytest.StashKey[dict[str, pytest.Item]]()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order the modules by the shared stacks they need: none, the example copy alone, both,
+    then the ``wp`` project alone (a stable sort: each module's tests keep their order)."""
+    needs: dict[object, set[str]] = {}
+    for item in items:
+        needs.setdefault(item.getparent(pytest.Module), set()).update(
+            name for name in SHARED_STACKS if name in getattr(item, "fixturenames", ())
+        )
+    rank = {(): 0, ("examples_up",): 1, ("examples_up", "wp_root"): 2, ("wp_root",): 3}
+    items.sort(key=lambda item: rank[tuple(sorted(needs[item.getparent(pytest.Module)]))])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Once the last test that needs a shared stack (in the run's final list of tests, after
+    ``-k`` and ``-m``) is done, tear the stack down instead of keeping it until the end."""
+    result = yield
+    session = item.session
+    if LAST_USERS not in session.stash:
+        session.stash[LAST_USERS] = {
+            name: user
+            for user in session.items
+            for name in SHARED_STACKS
+            if name in getattr(user, "fixturenames", ())
+        }
+    for name, user in session.stash[LAST_USERS].items():
+        if user is item:
+            fixturedef = item._fixtureinfo.name2fixturedefs[name][-1]  # type: ignore[attr-defined]
+            fixturedef.finish(item._request)  # type: ignore[attr-defined]
+    return result
+
+
 def examples(count: int) -> int:
     """How many examples a property test tries: its own *count* for developers, at most the
     CI profile's ``max_examples`` under it."""

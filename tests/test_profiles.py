@@ -429,18 +429,28 @@ def rings_root(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
     remove_namespaced(containers_under(root))
 
 
-def envs_containers(root: Path) -> dict[str, dict[str, tuple[str, str, str]]]:
-    """Per env, what opskit status shows: service -> (container id, state, started at)."""
+def envs_containers(
+    root: Path, *, each: bool = False
+) -> dict[str, dict[str, tuple[str, str, str]]]:
+    """Per env, what opskit status shows: service -> (container id, state, started at).
+    One ``status rings`` for both envs (each row names its env), or with *each* one
+    ``status rings ENV`` per env; one ``docker inspect`` for every container."""
 
-    found: dict[str, dict[str, tuple[str, str, str]]] = {}
-    for env in ("dev", "prod"):
-        rows = opskit("--root", str(root), "status", "rings", env, "--json").json()["containers"]  # type: ignore[index]
-        found[env] = {}
-        for row in rows:
-            started = ""
-            if row["id"]:
-                started = docker_json("inspect", row["id"])[0]["State"]["StartedAt"]  # type: ignore[index]
-            found[env][row["service"]] = (row["id"], row["state"], started)
+    asked = [["rings", env] for env in ("dev", "prod")] if each else [["rings"]]
+    rows = [
+        row
+        for scope in asked
+        for row in opskit("--root", str(root), "status", *scope, "--json").json()["containers"]  # type: ignore[index]
+    ]
+    ids = [row["id"] for row in rows if row["id"]]
+    inspected = docker_json("inspect", *ids) if ids else []
+    started = {c["Id"]: c["State"]["StartedAt"] for c in inspected}  # type: ignore[index, union-attr]
+    found: dict[str, dict[str, tuple[str, str, str]]] = {"dev": {}, "prod": {}}
+    for row in rows:
+        since = next(
+            (at for full, at in started.items() if row["id"] and full.startswith(row["id"])), ""
+        )
+        found[row["environment"]][row["service"]] = (row["id"], row["state"], since)
     return found
 
 
@@ -473,8 +483,9 @@ def sql(env: str, statement: str) -> str:
 def test_start_stop_restart_destroy_of_dev_leave_prod_alone(rings_root: Path) -> None:
 
     root = str(rings_root)
-    before = envs_containers(rings_root)
+    before = envs_containers(rings_root, each=True)
     assert set(before["dev"]) == {"web-dev", "db-dev"}  # status tells the envs apart
+    assert envs_containers(rings_root) == before  # as one status of the project does
     assert set(before["prod"]) == {"web-prod", "db-prod"}
     assert all(state == "running" for _, state, _ in before["prod"].values())
     prod = before["prod"]

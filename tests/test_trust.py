@@ -64,6 +64,14 @@ def test_same_named_folders_of_two_projects_stay_apart(examples_up: Path) -> Non
         )
 
 
+def test_doctor_passes_the_example_root(examples_up: Path) -> None:
+    run: Run = opskit("doctor", "--json", "--root", str(examples_up))
+    problems = [f for f in run.json()["findings"] if f["severity"] == "problem"]  # type: ignore[index]
+    assert run.returncode == 0 and problems == [], problems
+    kinds = {(f["project"], f["kind"]) for f in run.json()["findings"]}  # type: ignore[index]
+    assert ("mdf", "backup") in kinds  # wp-content is backed up only in part: a warning
+
+
 # -- collisions ----------------------------------------------------------------------------
 
 CLASH = """\
@@ -370,14 +378,6 @@ def test_doctor_finds_what_nobody_looks_after(
         assert plain.returncode == 1 and "problem" in plain.stdout
     finally:
         opskit("destroy", "lax", "dev", "--volumes", "--yes", "--root", str(root))
-
-
-def test_doctor_passes_the_example_root(examples_up: Path) -> None:
-    run: Run = opskit("doctor", "--json", "--root", str(examples_up))
-    problems = [f for f in run.json()["findings"] if f["severity"] == "problem"]  # type: ignore[index]
-    assert run.returncode == 0 and problems == [], problems
-    kinds = {(f["project"], f["kind"]) for f in run.json()["findings"]}  # type: ignore[index]
-    assert ("mdf", "backup") in kinds  # wp-content is backed up only in part: a warning
 
 
 # -- containers placed under no valid service name ------------------------------------------
