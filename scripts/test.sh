@@ -50,11 +50,12 @@ if [ $# -gt 0 ]; then
 fi
 
 ns="t$(printf '%s' "$PWD" | sha1sum | cut -c1-6)"
-GROUP_S=(tests/test_loads.py tests/test_offsite.py tests/test_store.py tests/test_migrate.py)
+GROUP_S=(tests/test_loads.py tests/test_offsite.py tests/test_store.py tests/test_migrate.py
+  tests/test_store_trees.py)
 # The drills bring up throw-away database servers beside the example copy that the
 # dashboard's runner has up anyway; there they even out the main runner, the longest.
 GROUP_D=(tests/test_dashboard.py tests/test_offsite_shared.py tests/test_drill.py tests/test_restore_part.py
-  tests/test_init.py)
+  tests/test_init.py tests/test_store_faults.py)
 # The compose-facing tests for v1 (container names `_1` against v2's `-1`): which compose the
 # run uses, compose names and stacks started by hand, the CLI's compose lifecycle, and envs
 # chosen by profile (v1 lists a profile's services apart from v2). Not
