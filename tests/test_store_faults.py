@@ -356,3 +356,33 @@ def test_three_nights_grow_the_store_by_little_more_than_what_changed(
     assert grown[1] < sizes[0] / 100, (sizes, grown)
     assert grown[0] < sizes[0] / 10, (sizes, grown)  # paths and volumes are trees
     assert folders[2] - folders[0] < folders[0] / 10  # as du says it, too
+
+
+@pytest.mark.parametrize(
+    "stderr, said",
+    [
+        ("Fatal: unable to save snapshot: no space left on device\n", "Fatal: unable to save"),
+        (
+            "error: write /srv/repo/data/ab/abcd: no space left on device\n"
+            "panic: write /srv/repo/data/ab/abcd: no space left on device\n\n"
+            "goroutine 1 [running]:\n"
+            "github.com/restic/restic/internal/repository.(*Repository).Flush(0xc000123, {0x1})\n"
+            "\t/build/restic/internal/repository/repository.go:512 +0x1a5\n"
+            "main.main()\n\t/build/restic/cmd/restic/main.go:98 +0x3b\n"
+            "runtime.goexit()\n\t/usr/lib/go-1.19/src/runtime/asm_amd64.s:1594 +0x1\n",
+            "panic: write /srv/repo/data/ab/abcd: no space left on device",
+        ),
+        (
+            "load index 1234: no space left on device\n"
+            "created by golang.org/x/sync/errgroup.(*Group).Go\n"
+            "\t/build/vendor/golang.org/x/sync/errgroup/errgroup.go:72 +0xa5\n",
+            "load index 1234: no space left on device",
+        ),
+        ("", "restic failed"),
+    ],
+    ids=["fatal", "panic with a stack trace", "trace without panic", "nothing"],
+)
+def test_what_restic_said_is_its_error_never_a_stack_frame(stderr: str, said: str) -> None:
+    from opskit.restic import last_line
+
+    assert last_line(stderr).startswith(said)

@@ -305,9 +305,24 @@ def tree_backup_argv(
     return [*argv, "--", name], location or "/"
 
 
+# The lines of a Go stack trace: a goroutine header, a frame's function, its file:line.
+_TRACE = re.compile(r"^goroutine \d+ |^created by |^[\w./*()-]+\(|\.(go|s):\d+( \+0x[0-9a-f]+)?$")
+
+
 def last_line(text: str) -> str:
+    """What restic said went wrong, in one line: its ``Fatal:`` line, else the panic that
+    a stack trace follows, else its last line that is not part of a stack trace."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "restic failed"
+    if not lines:
+        return "restic failed"
+    fatal = [line for line in lines if line.startswith("Fatal:")]
+    if fatal:
+        return fatal[-1]
+    panics = [line for line in lines if line.startswith(("panic:", "fatal error:"))]
+    if panics:
+        return panics[0]
+    said = [line for line in lines if not _TRACE.search(line)]
+    return said[-1] if said else lines[-1]
 
 
 def check_restic(host: Host) -> None:
