@@ -452,11 +452,11 @@ def _opened(
     """A component's stored bytes (None in a restic store, which stores the raw stream)
     and its raw bytes, both hashed and counted as they are read."""
     if archive.restic is not None:
-        yield None, _HashingReader(_buffered(read_component(host, archive, record)))
+        yield None, _HashingReader(chunk_stream(read_component(host, archive, record)))
         return
     with host.open_regular(archive.member(record)) as source:
         stored = _HashingReader(source)
-        yield stored, _HashingReader(_buffered(_decompressed(stored)))
+        yield stored, _HashingReader(chunk_stream(_decompressed(stored)))
 
 
 def _path_tree_problem(raw: Any, path: str) -> str | None:
@@ -532,7 +532,7 @@ def tree_copy_fault(
     chunks = tree_stream(dumped(restic, snapshot, "/", record.key), record)
     if advance is not None:
         chunks = _counted(chunks, advance)
-    return tree_content_fault(_buffered(chunks), record)
+    return tree_content_fault(chunk_stream(chunks), record)
 
 
 def _counted(chunks: Iterator[bytes], advance: Callable[[int], None]) -> Iterator[bytes]:
@@ -604,7 +604,7 @@ def retar(
     import copy
     import tarfile
 
-    raw = _buffered(chunks)
+    raw = chunk_stream(chunks)
     try:
         with tarfile.open(fileobj=raw, mode="r|", bufsize=CHUNK) as tar:
             for member in tar:
@@ -700,18 +700,14 @@ class _ChunkReader(io.RawIOBase):
         return size
 
 
-def _buffered(chunks: Iterator[bytes]) -> IO[bytes]:
-    return io.BufferedReader(_ChunkReader(chunks), buffer_size=CHUNK)
-
-
 def chunk_stream(chunks: Iterator[bytes]) -> IO[bytes]:
     """A file object over *chunks* (closing it stops their source)."""
-    return _buffered(chunks)
+    return io.BufferedReader(_ChunkReader(chunks), buffer_size=CHUNK)
 
 
 def component_stream(host: Host, archive: Archive, record: ComponentRecord) -> IO[bytes]:
     """The raw (decompressed) stream of one component, as a file object."""
-    return _buffered(read_component(host, archive, record))
+    return chunk_stream(read_component(host, archive, record))
 
 
 def now() -> datetime:
