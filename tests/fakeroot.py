@@ -32,6 +32,7 @@ health:
   timeout: {timeout}
 backup:
   dir: {backups}
+  store: folder  # the fake host runs no restic
   databases:
     - {{service: db, type: mariadb, name: shop, password_env: MARIADB_ROOT_PASSWORD}}
   paths: ["{{env}}/uploads"]

@@ -242,7 +242,7 @@ name: app
 environments: [prod]
 compose: {{dir: "{{env}}", project_name: "app-{{env}}"}}
 services: {{cache: {{}}}}
-backup: {{dir: {backups}}}
+backup: {{dir: {backups}, store: folder}}
 """
 
 

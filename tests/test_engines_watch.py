@@ -442,7 +442,7 @@ def test_a_broken_descriptor_is_a_failing_check_that_alerts_and_keeps_the_other_
     [_web, (title, body), (recovered, again)] = alerts(sink)  # web's state was kept
     assert title.startswith("opskit: 1 check failing on ")
     assert body == (
-        f"descriptors: no check taken: {descriptor}:20: backup.nope: unknown key (expected one "
+        f"descriptors: no check taken: {descriptor}:21: backup.nope: unknown key (expected one "
         "of databases, dir, expendable, paths, retention, schedule, stop, store, volumes)"
     )
     assert (

@@ -25,12 +25,17 @@ def root_of(tmp_path: Path, store: bool = True, offsite: bool = False) -> World:
     path = f"{world.root}/shop/project.yaml"
     text = world.fake.read(path).decode()
     if store:
-        text = text.replace("  stop: [worker]\n", "  stop: [worker]\n  store: restic\n")
+        text = text.replace("  store: folder  # the fake host runs no restic\n", "  store: restic\n")
     if offsite:
         text += f"offsite:\n  target: {TARGET}\n"
     world.fake.write(path, text)
     world.fake.write(f"{world.root}/opskit.yaml", f"state_dir: {world.fake.path('state')}\n")
     return world
+
+
+def store_written(world: World) -> None:
+    """What ``restic init`` leaves that doctor looks for: the store's repository config."""
+    world.fake.write(f"{world.backups}/.restic/config", "")
 
 
 def warnings(world: World) -> list[str]:
@@ -54,6 +59,8 @@ def test_doctor_warns_until_a_copy_of_the_store_password_is_recorded_and_again_o
     secret = fake.path("state/restic-store-password")
     assert warnings(world) == []  # no store written yet: nothing to keep
     fake.write(secret, PASSWORD + "\n", mode=0o600)
+    assert warnings(world) == []  # a password alone (a store cut off while created)
+    store_written(world)
     [warning] = warnings(world)
     assert warning.startswith(f"no copy of {secret} is recorded as kept off this server")
     assert f"the archive store {world.backups}/.restic" in warning
@@ -126,6 +133,7 @@ def test_the_watch_does_not_check_the_passwords(tmp_path: Path) -> None:
 
     world = root_of(tmp_path)
     world.fake.write(world.fake.path("state/restic-store-password"), PASSWORD, mode=0o600)
+    store_written(world)
     assert warnings(world)
     with world.ops() as ops:
         report = ops.watch(datetime(2026, 12, 3, 14, 0, tzinfo=UTC), coverage=True)
@@ -232,6 +240,7 @@ def test_a_password_or_record_that_cannot_be_read_is_a_warning_not_a_silence(
     world = root_of(tmp_path)
     secret = world.fake.path("state/restic-store-password")
     os.makedirs(secret)  # not a file: it cannot be read
+    store_written(world)
     [warning] = warnings(world)
     assert warning.startswith(f"cannot tell whether a copy of {secret} is kept: cannot read")
     os.rmdir(secret)

@@ -44,7 +44,7 @@ from opskit.output import progress as say
 from opskit.output import warning
 from opskit.processes import signals_deferred
 from opskit.retention import Decision, decide
-from opskit.store import FolderStore, ResticStore, store_of
+from opskit.store import FolderStore, ResticStore, kind_of, store_of
 
 if TYPE_CHECKING:
     from opskit.descriptor import Project
@@ -121,9 +121,9 @@ class Engine:
         if project.backup is None:
             raise OpskitError(f"project {project.name} has no backup section in {project.path}")
         state_dir = self.runtime.settings().state_dir
-        backup = project.backup
+        kind = kind_of(self.runtime, project)
         return store_of(
-            self.host, backup.dir, backup.store, state_dir, project.name, env, self.lock_timeout
+            self.host, project.backup.dir, kind, state_dir, project.name, env, self.lock_timeout
         )
 
     def context(self, project: Project, env: str) -> BackupContext:
@@ -329,13 +329,16 @@ class Engine:
         named in :attr:`Migration.failed`; the others are still moved. A copy left by a
         migration cut short (the archive in both places) is verified and finished. With
         *dry_run* only list what would move."""
-        store = self.store(project, env)
-        if not isinstance(store, ResticStore):
-            assert project.backup is not None
+        assert project.backup is not None
+        if project.backup.store == "folder":
             raise OpskitError(
-                f"{project.name}: backup.store is {project.backup.store}: set "
-                f"backup.store: restic in {project.path} to migrate its archives into the store"
+                f"{project.name}: backup.store is folder in {project.path}: set "
+                "backup.store: restic (or remove the line) to migrate its archives into the store"
             )
+        state_dir = self.runtime.settings().state_dir
+        store = ResticStore(
+            self.host, project.backup.dir, state_dir, project.name, env, self.lock_timeout
+        )
         if dry_run:
             pending = sorted(store.folders.archives(), key=lambda a: a.name)
             return Migration(project.name, env, True, pending=tuple(pending))
@@ -358,6 +361,7 @@ class Engine:
                     moved.append(self._migrate_one(store, archive, stored.get(archive.name)))
                 except ArchiveError as exc:  # named by the caller (the job's error)
                     failed.append((archive.name, str(exc)))
+            self.runtime.reload()  # the root's default store may be the store now
             return Migration(project.name, env, False, tuple(moved), tuple(failed))
 
     def _migrate_one(self, store: ResticStore, archive: Archive, stored: Archive | None) -> Archive:

@@ -124,7 +124,9 @@ STORES = ("folder", "restic")  # the values of backup.store
 @attrs.frozen
 class Backup:
     dir: str = DEFAULT_BACKUP_DIR
-    store: str = "folder"  # where archives live: "folder" (plain files) or "restic"
+    # where archives live: "folder" (plain files) or "restic"; None (not set): restic,
+    # unless the root already holds folder archives (opskit.store.store_kind)
+    store: str | None = None
     schedule: str | None = None  # HH:MM or a systemd calendar (``OnCalendar=``)
     retention: Retention = Retention()
     databases: tuple[Database, ...] = ()

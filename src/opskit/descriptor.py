@@ -262,7 +262,7 @@ def _read_backup(r: Reader, node: Node) -> Backup:
         schedule_line = m["schedule"].start_mark.line + 1
     return Backup(
         dir=r.string(m["dir"], "backup.dir") if "dir" in m else DEFAULT_BACKUP_DIR,
-        store=r.choice(m["store"], "backup.store", STORES) if "store" in m else "folder",
+        store=r.choice(m["store"], "backup.store", STORES) if "store" in m else None,
         schedule=schedule,
         retention=retention,
         databases=r.each(m["databases"], "backup.databases", lambda n, f: _read_database(r, n, f))

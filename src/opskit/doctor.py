@@ -340,6 +340,8 @@ def unkept_passwords(runtime: Runtime) -> list[Finding]:
     for password in passwords(runtime):
         if not password.used_by:
             continue
+        if password.kind == STORE and not _store_repositories(runtime):
+            continue  # no store written yet: nothing to keep (a new root's default)
         escrow = status(runtime.host, password)
         keep = (
             f"keep a copy off this server ('opskit password {password.kind} --show'), "
@@ -384,13 +386,13 @@ def unkept_passwords(runtime: Runtime) -> list[Finding]:
 
 def _store_repositories(runtime: Runtime) -> list[str]:
     """The archive store repositories of the root that exist."""
-    from opskit.store import REPOSITORY
+    from opskit.store import REPOSITORY, kind_of
 
     folders = sorted(
         {
             p.backup.dir
             for p in runtime.projects()
-            if p.backup is not None and p.backup.store == "restic"
+            if p.backup is not None and kind_of(runtime, p) == "restic"
         }
     )
     paths = [posixpath.join(folder, REPOSITORY) for folder in folders]
@@ -470,6 +472,19 @@ def examine(runtime: Runtime, root_only: bool = False) -> DoctorReport:
                     f"{loose[0]}: chmod 700 the folders and 600 the files",
                 )
             )
+        if project.backup.store is None and _default_store(runtime, project) == "folder":
+            findings.append(
+                Finding(
+                    NOTE,
+                    "backup",
+                    project.name,
+                    "",
+                    f"archives stay plain folders in {project.backup.dir} (it holds folder "
+                    "archives from before the deduplicated store): 'opskit backups migrate "
+                    f"{project.name}' moves them into the store, or set backup.store: folder "
+                    "to keep folders",
+                )
+            )
         same = _same_filesystem(runtime.host, project.backup.dir, project.folder)
         if same:
             findings.append(
@@ -521,3 +536,9 @@ def examine(runtime: Runtime, root_only: bool = False) -> DoctorReport:
                 )
             )
     return DoctorReport(tuple(findings))
+
+
+def _default_store(runtime: Runtime, project: Project) -> str:
+    from opskit.store import kind_of
+
+    return kind_of(runtime, project)

@@ -79,11 +79,11 @@ def passwords(runtime: Runtime) -> list[Password]:
     """The store's and the offsite copies' passwords of the root, with the projects that
     use each (``backup.store: restic``; an offsite target)."""
     from opskit.offsite import password_file
-    from opskit.store import PASSWORD_FILE, REPOSITORY
+    from opskit.store import PASSWORD_FILE, REPOSITORY, kind_of
 
     settings = runtime.settings()
     projects = [p for p in runtime.projects() if p.backup is not None]
-    stored = [p for p in projects if p.backup is not None and p.backup.store == "restic"]
+    stored = [p for p in projects if kind_of(runtime, p) == "restic"]
     repositories = sorted({posixpath.join(p.backup.dir, REPOSITORY) for p in stored if p.backup})
     copied = [p for p in projects if settings.offsite_for(p) is not None]
     targets = sorted({o.target for p in copied if (o := settings.offsite_for(p)) is not None})

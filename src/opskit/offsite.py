@@ -146,12 +146,12 @@ def stores_of(runtime: Runtime, pairs: list[tuple[Project, str]]) -> dict[str, R
     it. Projects of other roots copying to the same target deduplicate less (the
     upload warns)."""
     from opskit.backups import Engine
-    from opskit.store import ResticStore
+    from opskit.store import ResticStore, kind_of
 
     engine = Engine(runtime)
     found: dict[str, ResticStore] = {}
     for project, env in pairs:
-        if project.backup is None or project.backup.store != "restic":
+        if project.backup is None or kind_of(runtime, project) != "restic":
             continue
         store = engine.store(project, env)
         if isinstance(store, ResticStore):

@@ -9,7 +9,8 @@ events, and hands the runtime to the operations; engines never reach back into t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from opskit.host import Host
     from opskit.plugins import Plugins
     from opskit.settings import Settings
+
+T = TypeVar("T")
 
 __all__ = [
     "LIFECYCLE",
@@ -47,6 +50,7 @@ class Runtime:
         self.stacks = Stacks(host, plugins, self)
         self._projects: list[Project] | None = None
         self._settings: Settings | None = None
+        self._memo: dict[tuple[str, ...], object] = {}
         self.scheduled = False  # the jobs run from a timer (see opskit.notify)
 
     def settings(self) -> Settings:
@@ -87,9 +91,17 @@ class Runtime:
             self._projects = projects
         return self._projects
 
+    def memo(self, key: tuple[str, ...], compute: Callable[[], T]) -> T:
+        """*compute*'s value, computed once per *key* in this runtime (until
+        :meth:`reload`): what a command asks of the host again and again."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]  # type: ignore[return-value]
+
     def reload(self) -> None:
         """Read the descriptors again on next use (a long-running server, after an edit)."""
         self._projects = None
+        self._memo = {}
 
     def project(self, name: str) -> Project:
         for project in self.projects():

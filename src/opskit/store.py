@@ -66,7 +66,9 @@ from opskit.restic import (
 
 if TYPE_CHECKING:
     from opskit.components import BackupContext, Component
+    from opskit.descriptor import Project
     from opskit.host import Host
+    from opskit.runtime import Runtime
 
 REPOSITORY = ".restic"  # in backup.dir: one repository for the projects of the root
 PASSWORD_FILE = "restic-store-password"  # in the state folder
@@ -634,6 +636,50 @@ def manifest_snapshots(groups: dict[str, list[dict[str, Any]]]) -> dict[str, dic
         if manifests:
             found[name] = manifests[0]
     return found
+
+
+def store_kind(host: Host, backup_root: str, store: str | None) -> str:
+    """The store a project's archives live in: *store* (``backup.store``) when set; else
+    ``restic``, unless the root *backup_root* already holds folder archives and no
+    store, so that a root written before the store existed stays as it is (doctor names
+    ``opskit backups migrate``)."""
+    if store is not None:
+        return store
+    if host.exists(posixpath.join(backup_root, REPOSITORY, "config")):
+        return "restic"
+    return "folder" if folder_archives(host, backup_root) else "restic"
+
+
+def kind_of(runtime: Runtime, project: Project) -> str:
+    """Where *project*'s archives live, ``folder`` or ``restic``: its ``backup.store``, else
+    the root's default (:func:`store_kind`, looked up once per backup root in a runtime)."""
+    backup = project.backup
+    if backup is None:
+        raise OpskitError(f"project {project.name} has no backup section in {project.path}")
+    if backup.store is not None:
+        return backup.store
+    return runtime.memo(
+        ("default store", backup.dir), lambda: store_kind(runtime.host, backup.dir, None)
+    )
+
+
+def folder_archives(host: Host, backup_root: str) -> list[str]:
+    """The folder archives under *backup_root* (``{project}/{env}/{name}`` of those that
+    are complete), found with one ``find``."""
+    if not host.exists(backup_root):
+        return []
+    found = host.run(
+        ["find", backup_root, "-mindepth", "4", "-maxdepth", "4", "-name", MANIFEST],
+        check=False,
+    ).text.splitlines()
+    prefix = backup_root.rstrip("/") + "/"
+    archives = []
+    for path in found:
+        relative = posixpath.dirname(path[len(prefix) :]) if path.startswith(prefix) else ""
+        parts = relative.split("/")
+        if len(parts) == 3 and NAME_RE.match(parts[2]) and not parts[0].startswith("."):
+            archives.append(relative)
+    return sorted(archives)
 
 
 def store_of(
