@@ -124,6 +124,56 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     return result
 
 
+# The archive stores (#22). A test that takes the ``store`` fixture runs once with each:
+# restic (the default of a new root) and folder. A module narrows them with ``STORES``, a
+# test with ``@pytest.mark.stores("folder")``; OPSKIT_TEST_STORES=folder (a comma-separated
+# list) runs only those, e.g. for a quick run while working on one of them.
+ALL_STORES = ("restic", "folder")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("stores")
+    kinds = marker.args if marker else getattr(metafunc.module, "STORES", ALL_STORES)
+    if chosen := os.environ.get("OPSKIT_TEST_STORES"):
+        kinds = [k for k in kinds if k in chosen.split(",")]
+    metafunc.parametrize("store", kinds, indirect=True)
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The archive store this run of the test uses (``restic`` or ``folder``): the test
+    names it in a root's descriptors with ``testroot.use_store(root, store)``; they are
+    put back as they were afterwards."""
+    yield request.param
+    testroot.put_back_descriptors()
+
+
+def archives_of(root: str | Path, project: str, env: str) -> list[dict[str, object]]:
+    """``opskit backups PROJECT ENV --json``: the env's archives, newest first, in either
+    store (``path`` is a folder archive's folder or a store archive's state folder)."""
+    run = opskit("backups", project, env, "--json", "--root", str(root))
+    assert run.returncode == 0, run.stderr
+    return list(run.json()["archives"])  # type: ignore[index]
+
+
+def archive_name(printed: str) -> str:
+    """The archive's name in what ``opskit backup`` printed: a folder archive's folder, or
+    a store archive's ``REPOSITORY:NAME``."""
+    return os.path.basename(printed.strip()).rsplit(":", 1)[-1]
+
+
+def manifest_of(path: str | Path) -> dict[str, object]:
+    """The manifest of the archive at *path* (``archives_of``'s ``path``): a folder
+    archive's manifest.json, or the copy a store archive's state folder keeps."""
+    folder = Path(path)
+    if (folder / "manifest.json").exists():
+        return dict(json.loads((folder / "manifest.json").read_text()))
+    (found,) = folder.glob("manifest-*.json")
+    return dict(json.loads(found.read_text()))
+
+
 def examples(count: int) -> int:
     """How many examples a property test tries: its own *count* for developers, at most the
     CI profile's ``max_examples`` under it."""

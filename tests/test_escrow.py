@@ -25,7 +25,9 @@ def root_of(tmp_path: Path, store: bool = True, offsite: bool = False) -> World:
     path = f"{world.root}/shop/project.yaml"
     text = world.fake.read(path).decode()
     if store:
-        text = text.replace("  store: folder  # the fake host runs no restic\n", "  store: restic\n")
+        text = text.replace(
+            "  store: folder  # the fake host runs no restic\n", "  store: restic\n"
+        )
     if offsite:
         text += f"offsite:\n  target: {TARGET}\n"
     world.fake.write(path, text)

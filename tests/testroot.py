@@ -146,3 +146,36 @@ def build(dest: Path) -> tuple[Path, dict[int, int]]:
         )
     )
     return root, ports
+
+
+_ORIGINALS: dict[Path, str] = {}  # descriptors use_store changed, as they were
+
+
+def use_store(root: Path, kind: str) -> Path:
+    """Name *kind* as ``backup.store`` in every descriptor of *root* with a backup section
+    (``put_back_descriptors`` undoes it; the ``store`` fixture calls it); return *root*."""
+    for path in sorted(root.glob("*/project.yaml")):
+        text = path.read_text()
+        _ORIGINALS.setdefault(path, text)
+        text = re.sub(r"(?m)^  store: (folder|restic)\b.*\n", "", text)
+        text = re.sub(
+            r"(?m)^backup:[ \t]*(#.*)?\n", lambda m: m.group(0) + f"  store: {kind}\n", text
+        )
+        text = re.sub(
+            r"(?m)^backup: \{(.*)$",
+            lambda m: (
+                f"backup: {{store: {kind}, "
+                + re.sub(r"\bstore: (folder|restic)(, )?", "", m.group(1))
+            ),
+            text,
+        )
+        path.write_text(text)
+    return root
+
+
+def put_back_descriptors() -> None:
+    """Write back the descriptors :func:`use_store` changed."""
+    for path, text in _ORIGINALS.items():
+        if path.exists():
+            path.write_text(text)
+    _ORIGINALS.clear()
