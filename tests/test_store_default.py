@@ -1,0 +1,94 @@
+"""Which store a project's archives go to when ``backup.store`` is not set (#22): the
+deduplicated store for a new root, folders for a root that already holds folder archives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fakeroot import World, make_world
+from opskit.store import folder_archives, store_kind
+
+STAMP = "20261201T033000Z"
+
+
+def unset(tmp_path: Path) -> World:
+    """shop on a fake host, its descriptor naming no store."""
+    world = make_world(tmp_path)
+    path = f"{world.root}/shop/project.yaml"
+    text = world.fake.read(path).decode()
+    world.fake.write(path, text.replace("  store: folder  # the fake host runs no restic\n", ""))
+    world.fake.write(f"{world.root}/opskit.yaml", f"state_dir: {world.fake.path('state')}\n")
+    return world
+
+
+def folder_archive(world: World, project: str, env: str, name: str) -> None:
+    world.fake.write(f"{world.backups}/{project}/{env}/{name}/manifest.json", "{}")
+
+
+def kind(world: World) -> str:
+    from opskit.store import kind_of
+
+    with world.ops() as ops:
+        return kind_of(ops.runtime, ops.runtime.project("shop"))
+
+
+def test_a_new_root_gets_the_store(tmp_path: Path) -> None:
+    world = unset(tmp_path)
+    assert kind(world) == "restic"  # no backup folder at all yet
+    world.fake.write(f"{world.backups}/.keep", "")
+    assert kind(world) == "restic"  # a backup folder with no archive in it
+
+
+def test_a_root_with_folder_archives_stays_on_folders_until_a_store_exists(
+    tmp_path: Path,
+) -> None:
+    world = unset(tmp_path)
+    # Another project's archive counts too: the default is the root's.
+    folder_archive(world, "wiki", "prod", f"wiki-prod-{STAMP}")
+    assert kind(world) == "folder"
+    world.fake.write(f"{world.backups}/.restic/config", "")  # a migration made the store
+    assert kind(world) == "restic"
+
+
+def test_what_is_not_a_folder_archive_does_not_count(tmp_path: Path) -> None:
+    world = unset(tmp_path)
+    fake = world.fake
+    fake.write(f"{world.backups}/shop/prod/.{f'shop-prod-{STAMP}'}.partial/manifest.json", "{}")
+    fake.write(f"{world.backups}/shop/prod/.state/shop-prod-{STAMP}/manifest.json", "{}")
+    fake.write(f"{world.backups}/shop/prod/notes/manifest.json", "{}")  # not an archive name
+    fake.write(f"{world.backups}/shop/prod/shop-prod-{STAMP}/verified.json", "{}")  # no manifest
+    assert folder_archives(fake, world.backups) == []
+    assert kind(world) == "restic"
+    folder_archive(world, "shop", "prod", f"shop-prod-{STAMP}")
+    assert folder_archives(fake, world.backups) == [f"shop/prod/shop-prod-{STAMP}"]
+    assert folder_archives(fake, world.backups + "/") == [f"shop/prod/shop-prod-{STAMP}"]
+
+
+@pytest.mark.parametrize("named", ["folder", "restic"])
+def test_a_store_named_in_the_descriptor_wins(tmp_path: Path, named: str) -> None:
+    world = unset(tmp_path)
+    folder_archive(world, "shop", "prod", f"shop-prod-{STAMP}")
+    assert store_kind(world.fake, world.backups, named) == named
+    assert store_kind(world.fake, world.backups, None) == "folder"
+
+
+def test_doctor_notes_a_root_that_stays_on_folders_and_names_the_migration(
+    tmp_path: Path,
+) -> None:
+    world = unset(tmp_path)
+    with world.ops() as ops:
+        notes = [f for f in ops.doctor().findings if "migrate" in f.message]
+    assert notes == []
+    folder_archive(world, "shop", "prod", f"shop-prod-{STAMP}")
+    with world.ops() as ops:
+        [note] = [f for f in ops.doctor().findings if "migrate" in f.message]
+    assert note.severity == "note" and note.project == "shop"
+    assert "'opskit backups migrate shop'" in note.message
+    assert "backup.store: folder" in note.message
+    path = f"{world.root}/shop/project.yaml"
+    text = world.fake.read(path).decode()
+    world.fake.write(path, text.replace("backup:\n", "backup:\n  store: folder\n"))
+    with world.ops() as ops:  # chosen: nothing to note
+        assert [f for f in ops.doctor().findings if "migrate" in f.message] == []
