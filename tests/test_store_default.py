@@ -92,3 +92,41 @@ def test_doctor_notes_a_root_that_stays_on_folders_and_names_the_migration(
     world.fake.write(path, text.replace("backup:\n", "backup:\n  store: folder\n"))
     with world.ops() as ops:  # chosen: nothing to note
         assert [f for f in ops.doctor().findings if "migrate" in f.message] == []
+
+
+@pytest.mark.docker
+def test_a_root_written_before_the_store_stays_on_folders_until_migrated(tmp_path: Path) -> None:
+    """A root with folder archives and a descriptor naming no store (an opskit from before
+    the store wrote them): backups stay folders, doctor names the migration, and after
+    ``backups migrate`` every archive and every new backup is in the store."""
+    from conftest import archive_name, archives_of, opskit
+    from test_interrupt import write_cut
+
+    data = write_cut(tmp_path, "folder")
+    (data / "page.html").write_text("night 1\n")
+    args = ("--root", str(tmp_path))
+    first = opskit("backup", "cut", "dev", *args)
+    assert first.returncode == 0, first.stderr
+    descriptor = tmp_path / "cut" / "project.yaml"
+    descriptor.write_text(descriptor.read_text().replace("store: folder, ", ""))
+    assert "store" not in descriptor.read_text()
+
+    second = opskit("backup", "cut", "dev", *args)
+    assert second.returncode == 0, second.stderr
+    assert ".restic" not in second.stdout and not (tmp_path / "backups" / ".restic").exists()
+    assert [a["store"] for a in archives_of(tmp_path, "cut", "dev")] == ["folder", "folder"]
+    doctor = opskit("doctor", "--json", *args)
+    notes = [f for f in doctor.json()["findings"] if "migrate" in f["message"]]  # type: ignore[index]
+    assert [n["severity"] for n in notes] == ["note"]
+
+    moved = opskit("backups", "migrate", "cut", *args)
+    assert moved.returncode == 0, moved.stderr
+    listed = archives_of(tmp_path, "cut", "dev")
+    assert [a["store"] for a in listed] == ["restic", "restic"]
+    assert {a["name"] for a in listed} == {archive_name(first.stdout), archive_name(second.stdout)}
+    third = opskit("backup", "cut", "dev", *args)
+    assert third.returncode == 0, third.stderr
+    assert f".restic:{archive_name(third.stdout)}" in third.stdout
+    assert [a["store"] for a in archives_of(tmp_path, "cut", "dev")] == ["restic"] * 3
+    doctor = opskit("doctor", "--json", *args)
+    assert not [f for f in doctor.json()["findings"] if "migrate" in f["message"]]  # type: ignore[index]
