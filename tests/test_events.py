@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import opskit
+from conftest import archive_name, manifest_of, opskit
 from opskit import events, jobs
 from opskit.errors import Cancelled
 from opskit.plugins import hookimpl
@@ -90,21 +90,47 @@ def test_a_listener_that_raises_never_breaks_the_job(capsys: pytest.CaptureFixtu
     assert any("listener bug" in line for line in warnings)
 
 
+def test_a_restic_backup_s_progress_ends_at_the_bytes_restic_processed() -> None:
+    """restic reports its status now and then: a backup that ends before a report counts
+    its bytes still advances to its summary's total (as a job's progress must)."""
+    import io
+    from types import SimpleNamespace
+
+    from opskit.restic import _summaries
+
+    lines = [
+        {"message_type": "status", "bytes_done": 0},
+        {"message_type": "status", "bytes_done": 10},
+        {"message_type": "summary", "total_bytes_processed": 22, "snapshot_id": "ab12"},
+    ]
+    stdout = io.BytesIO(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+    advanced: list[int] = []
+    summary, reader = _summaries(SimpleNamespace(stdout=stdout), advanced.append)  # type: ignore[arg-type]
+    reader.join()
+    assert advanced == [10, 12] and summary == lines[-1:]
+
+
 # -- real jobs ------------------------------------------------------------------------
 
 
 @pytest.mark.docker
-def test_backup_events_as_json_lines(examples_up: Path) -> None:
-    run = opskit("backup", "mdf", "prod", "--events", "--root", str(examples_up))
+def test_backup_events_as_json_lines(examples_up: Path, store: str) -> None:
+    from conftest import archives_of
+    from testroot import use_store
+
+    root = str(use_store(examples_up, store))
+    run = opskit("backup", "mdf", "prod", "--events", "--root", root)
     assert run.returncode == 0, run.stderr
     stream = [json.loads(line) for line in run.stdout.splitlines()]
     assert stream[0]["event"] == "job.started" and stream[0]["envs"] == ["prod"]
     assert stream[-1]["event"] == "job.finished" and stream[-1]["result"] == "ok"
-    archive = Path(stream[-1]["details"]["archive"])
-    manifest = json.loads((archive / "manifest.json").read_text())
+    name = archive_name(stream[-1]["details"]["archive"])
+    (archive,) = [a for a in archives_of(root, "mdf", "prod") if a["name"] == name]
+    manifest = manifest_of(archive["path"])
+    components: list[dict[str, object]] = manifest["components"]  # type: ignore[assignment]
     phases = [e["phase"] for e in stream if e["event"] == "phase.started"]
-    assert phases == [c["key"] for c in manifest["components"]]
-    for component in manifest["components"]:
+    assert phases == [c["key"] for c in components]
+    for component in components:
         counts = [
             e["done"] for e in stream if e["event"] == "progress" and e["phase"] == component["key"]
         ]
@@ -113,22 +139,24 @@ def test_backup_events_as_json_lines(examples_up: Path) -> None:
 
 
 @pytest.mark.docker
-def test_a_plugin_sees_the_jobs_of_the_python_api(examples_up: Path) -> None:
+def test_a_plugin_sees_the_jobs_of_the_python_api(examples_up: Path, store: str) -> None:
     import opskit as api
+    from testroot import use_store
 
+    root = str(use_store(examples_up, store))
     recorder = EventRecorder()
-    with api.Ops(root=str(examples_up), plugins=plugin_manager(recorder, installed=True)) as ops:
+    with api.Ops(root=root, plugins=plugin_manager(recorder, installed=True)) as ops:
         (archive,) = ops.backup("seriousletter", "dev")
     assert recorder.jobs() == [("backup", "seriousletter", ("dev",))]
     assert recorder.results() == ["ok"]
-    assert recorder.of(events.JobFinished)[0].details["archive"] == archive.path
+    assert recorder.of(events.JobFinished)[0].details["archive"] == archive.location
 
 
 EV = """\
 name: ev
 environments: [dev, prod]
 compose: {{dir: "{{env}}", project_name: "{ns}-ev-{{env}}"}}
-backup: {{dir: {backups}, paths: ["{{env}}/data"]}}
+backup: {{store: {store}, dir: {backups}, paths: ["{{env}}/data"]}}
 sync: {{pairs: [[prod, dev]]}}
 health: {{timeout: 30}}
 """
@@ -145,7 +173,7 @@ services:
 
 
 @pytest.mark.docker
-def test_a_plugin_sees_every_kind_of_job(tmp_path: Path) -> None:
+def test_a_plugin_sees_every_kind_of_job(tmp_path: Path, store: str) -> None:
     """backup, restore, sync and promote (good, rolled back, refused) through the
     Python API: one job each, in order, with their results, and nothing for a refusal."""
     import opskit as api
@@ -154,7 +182,9 @@ def test_a_plugin_sees_every_kind_of_job(tmp_path: Path) -> None:
     from wpstack import git
 
     (tmp_path / "ev").mkdir()
-    (tmp_path / "ev" / "project.yaml").write_text(EV.format(ns=NS, backups=tmp_path / "backups"))
+    (tmp_path / "ev" / "project.yaml").write_text(
+        EV.format(ns=NS, backups=tmp_path / "backups", store=store)
+    )
     for env in ("dev", "prod"):
         (tmp_path / "ev" / env / "data").mkdir(parents=True)
         (tmp_path / "ev" / env / "data" / "index.html").write_text(f"{env} page\n")

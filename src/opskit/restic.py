@@ -266,7 +266,9 @@ def _summaries(
 ) -> tuple[list[dict[str, Any]], threading.Thread]:
     """Read restic's JSON lines of a backup in a thread (a long backup would otherwise
     fill the pipe and stop restic): the summaries go into the list; *advance* gets the
-    bytes restic reports done."""
+    bytes restic reports done, up to the summary's ``total_bytes_processed`` (restic
+    reports its status now and then: a small backup ends before a report counts its
+    bytes)."""
     summary: list[dict[str, Any]] = []
 
     def read_status() -> None:
@@ -281,8 +283,9 @@ def _summaries(
             kind = message.get("message_type")
             if kind == "summary":
                 summary.append(message)
-            elif kind == "status" and advance is not None:
-                now_done = int(message.get("bytes_done") or 0)
+            if kind in ("status", "summary") and advance is not None:
+                field = "bytes_done" if kind == "status" else "total_bytes_processed"
+                now_done = int(message.get(field) or 0)
                 if now_done > done:
                     advance(now_done - done)
                     done = now_done
