@@ -116,29 +116,48 @@ def test_the_audit_log_and_backup_folders_are_private_whatever_the_umask(tmp_pat
 
 
 @pytest.mark.docker
-def test_new_archives_are_not_readable_by_another_user(examples_up: Path) -> None:
+def test_new_archives_are_not_readable_by_another_user(examples_up: Path, store: str) -> None:
+    """A folder archive's folder and files; the restic store's repository (whose data
+    files restic makes read-only: 0400) and the archive's state folder."""
     import subprocess
 
-    from conftest import opskit
+    from conftest import archive_name, archives_of, opskit
+    from testroot import BACKUPS, use_store
 
-    run = opskit("backup", "seriousletter", "prod", "--root", str(examples_up))
+    root = str(use_store(examples_up, store))
+    run = opskit("backup", "seriousletter", "prod", "--root", root)
     assert run.returncode == 0, run.stderr
-    archive = Path(run.stdout.strip())
+    name = archive_name(run.stdout)
+    (listed,) = [a for a in archives_of(root, "seriousletter", "prod") if a["name"] == name]
+    archive = Path(str(listed["path"]))
     assert mode(archive) == 0o700 and mode(archive.parent) == 0o700
-    assert {mode(f) for f in archive.iterdir()} == {0o600}
-    dump = next(archive.glob("*.sql.zst"))
+    if store == "folder":
+        assert {mode(f) for f in archive.iterdir()} == {0o600}
+        dump = next(archive.glob("*.sql.zst"))
+    else:
+        assert {mode(f) for f in archive.iterdir()} <= {0o600}
+        repository = BACKUPS / ".restic"
+        assert mode(repository) == 0o700
+        found = {p: mode(p) for p in repository.rglob("*")}
+        assert all(m & 0o077 == 0 for m in found.values()), found
+        dump = max((p for p in found if p.is_file()), key=lambda p: p.stat().st_size)
     as_nobody = subprocess.run(
         ["runuser", "-u", "nobody", "--", "cat", str(dump)], capture_output=True
     )
     assert as_nobody.returncode != 0 and b"Permission denied" in as_nobody.stderr
     # an archive made readable by hand is a problem for doctor
+    kept = mode(dump)
     dump.chmod(0o644)
     try:
-        report = opskit("doctor", "--json", "--root", str(examples_up))
+        report = opskit("doctor", "--json", "--root", root)
         loose = [f for f in report.json()["findings"] if "read by other users" in f["message"]]  # type: ignore[index]
-        assert report.returncode == 1 and loose and loose[0]["project"] == "seriousletter"
+        # the repository is the root's: each project whose backup.dir holds it names it
+        assert report.returncode == 1
+        assert any(f["project"] == "seriousletter" and str(dump) in f["message"] for f in loose), (
+            loose
+        )
     finally:
-        dump.chmod(0o600)
+        dump.chmod(kept)
 
 
 # -- path restores: links that lead out, and a swap that fails (#10, part 2) ----------------
@@ -381,18 +400,20 @@ def test_verify_passes_a_path_with_links_that_stay_inside(tmp_path: Path) -> Non
 
 @pytest.mark.docker
 @pytest.mark.parametrize("kind", ["path is a link", "link inside leads out"])
-def test_a_backup_that_a_restore_would_refuse_is_not_written(tmp_path: Path, kind: str) -> None:
+def test_a_backup_that_a_restore_would_refuse_is_not_written(
+    tmp_path: Path, kind: str, store: str
+) -> None:
     """A backup path that is a link (data kept on another disk) or holds a link out of it:
     the backup says so in one line and writes no archive, instead of an archive that
     verifies and then cannot be restored."""
-    from conftest import assert_one_error_line, opskit
+    from conftest import archives_of, assert_one_error_line, opskit
     from testroot import NS
 
     project = tmp_path / "root" / "site"
     (project / "dev").mkdir(parents=True)
     (project / "project.yaml").write_text(
         f'name: site\nenvironments: [dev]\ncompose: {{dir: "{{env}}", project_name: "{NS}-site-{{env}}"}}\n'
-        f"backup: {{dir: {tmp_path / 'backups'}, paths: ['{{env}}/uploads']}}\n"
+        f"backup: {{store: {store}, dir: {tmp_path / 'backups'}, paths: ['{{env}}/uploads']}}\n"
     )
     disk = tmp_path / "disk" / "uploads"
     disk.mkdir(parents=True)
@@ -404,21 +425,27 @@ def test_a_backup_that_a_restore_would_refuse_is_not_written(tmp_path: Path, kin
         shutil.copytree(disk, project / "dev" / "uploads")
         (project / "dev" / "uploads" / "shared").symlink_to("/etc")
         fragments = ["holds the link shared, which leads out of it (to /etc)"]
+    (tmp_path / "root" / "opskit.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")
     run = opskit("backup", "site", "dev", "--root", str(tmp_path / "root"))
     assert_one_error_line(run, *fragments, "a restore would refuse it")
     env_folder = tmp_path / "backups" / "site" / "dev"
     assert [p.name for p in env_folder.iterdir() if not p.name.startswith(".lock")] == []
+    assert archives_of(tmp_path / "root", "site", "dev") == []
 
 
 @pytest.mark.docker
-def test_a_dump_linked_to_another_envs_is_refused_by_verify_and_restore(examples_up: Path) -> None:
+@pytest.mark.stores("folder")  # a folder archive's dump made a link by hand
+def test_a_dump_linked_to_another_envs_is_refused_by_verify_and_restore(
+    examples_up: Path, store: str
+) -> None:
     """#19: dev's archive whose dump is a link to prod's, checksums and row counts taken
     from prod's record: verify fails it and restore loads nothing."""
     from archives import linked_copy
     from conftest import assert_one_error_line, opskit
     from test_backup import database_state
+    from testroot import use_store
 
-    root = str(examples_up)
+    root = str(use_store(examples_up, store))
     prod = Path(opskit("backup", "mdf", "prod", "--root", root, timeout=300).stdout.strip())
     dev = Path(opskit("backup", "mdf", "dev", "--root", root, timeout=300).stdout.strip())
     copy = linked_copy(dev, "mdf-dev-20991231T235959Z", prod)

@@ -246,17 +246,23 @@ def _coverage(
 
 
 def _readable_by_others(host: Host, project: Project) -> list[str]:
-    """The project's archive folders and files, and its audit log, that group or others
-    may read (folders 0700 and files 0600 are what opskit writes)."""
+    """The project's archive folders and files, the archive store's repository (which
+    the root's projects share), and its audit log, that group or others may read (folders
+    0700 and files 0600 are what opskit writes; restic's 0400 are fine)."""
     from opskit.audit import log_path
+    from opskit.store import REPOSITORY
 
     assert project.backup is not None
     folder = posixpath.join(project.backup.dir, project.name)
+    repository = posixpath.join(project.backup.dir, REPOSITORY)
     script = (
-        '[ -e "$1" ] && find "$1" -perm /077 ! -type l ! -name ".lock*" -print; '
+        'for f in "$1" "$3"; do [ -e "$f" ] && find "$f" -perm /077 ! -type l ! -name ".lock*" '
+        "-print; done; "
         '[ -e "$2" ] && find "$2" -perm /077 -print; true'
     )
-    result = host.run(["sh", "-c", script, "opskit", folder, log_path(project)], check=False)
+    result = host.run(
+        ["sh", "-c", script, "opskit", folder, log_path(project), repository], check=False
+    )
     return result.text.splitlines()
 
 
