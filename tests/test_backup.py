@@ -15,21 +15,32 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from conftest import assert_one_error_line, opskit, wait_until
-from testroot import BACKUPS, OFFSITE, ns
+from conftest import (
+    archive_name,
+    archives_of,
+    assert_one_error_line,
+    manifest_of,
+    opskit,
+    wait_until,
+)
+from testroot import BACKUPS, OFFSITE, ns, use_store
 
 pytestmark = pytest.mark.docker
 
 
 @pytest.fixture
-def root(examples_up):  # type: ignore[no-untyped-def]
+def root(examples_up, store):  # type: ignore[no-untyped-def]
+    """The examples' root, its archives in *store*, with no archive of mdf dev, mdf prod
+    or seriousletter dev in either store (the repository, shared by the root's projects,
+    is made anew)."""
     for env_dir in (
         BACKUPS / "mdf" / "dev",
         BACKUPS / "seriousletter" / "dev",
         BACKUPS / "mdf" / "prod",
+        BACKUPS / ".restic",
     ):
         shutil.rmtree(env_dir, ignore_errors=True)
-    return str(examples_up)
+    return str(use_store(examples_up, store))
 
 
 def sql(root: str, project: str, statement: str) -> str:
@@ -93,7 +104,7 @@ def listed(root: str, project: str, env: str) -> list[str]:
     return [a["name"] for a in run.json()["archives"]]  # type: ignore[index]
 
 
-def test_mariadb_files_and_volume_round_trip(root: str) -> None:
+def test_mariadb_files_and_volume_round_trip(root: str, store: str) -> None:
     uploads = Path(root) / "mdf" / "dev" / "wp-content" / "uploads"
     media = volume_path(ns("mdf-dev_media"))
     (media / "cover.jpg").write_bytes(os.urandom(300_000))
@@ -105,9 +116,12 @@ def test_mariadb_files_and_volume_round_trip(root: str) -> None:
 
     run = opskit("backup", "mdf", "dev", "--root", root)
     assert run.returncode == 0, run.stderr
-    (path,) = run.stdout.splitlines()
-    assert path.startswith(str(BACKUPS / "mdf" / "dev" / "mdf-dev-")) and os.path.isabs(path)
-    manifest = json.loads((Path(path) / "manifest.json").read_text())
+    (printed,) = run.stdout.splitlines()
+    (archive,) = archives_of(root, "mdf", "dev")
+    assert archive_name(printed) == archive["name"] and archive["name"].startswith("mdf-dev-")
+    where = f"{BACKUPS}/.restic:" if store == "restic" else f"{BACKUPS}/mdf/dev/"
+    assert printed == where + str(archive["name"])
+    manifest = manifest_of(archive["path"])
     assert {c["kind"] for c in manifest["components"]} == {"database", "path", "volume"}
     assert manifest["descriptor"]["text"].startswith("# Example")
 
@@ -147,6 +161,9 @@ def test_postgres_round_trip(root: str) -> None:
     assert len(listed(root, "seriousletter", "dev")) == 1
 
 
+# folder alone: the test alters a folder archive's files by hand (the restic store's
+# damaged packs: tests/test_store_faults.py)
+@pytest.mark.stores("folder")
 def test_verify_and_restore_refuse_an_altered_archive(root: str) -> None:
     run = opskit("backup", "mdf", "dev", "--root", root)
     archive = Path(run.stdout.strip())
@@ -171,6 +188,9 @@ def test_verify_and_restore_refuse_an_altered_archive(root: str) -> None:
     )  # type: ignore[index]
 
 
+# folder alone: the test alters a folder archive's files by hand (the restic store's
+# damaged packs: tests/test_store_faults.py)
+@pytest.mark.stores("folder")
 def test_a_truncated_archive_is_refused(root: str) -> None:
     archive = Path(opskit("backup", "mdf", "dev", "--root", root).stdout.strip())
     target = next(archive.glob("db-*.sql.zst"))
@@ -202,6 +222,9 @@ def _reached(predicate, directory: Path) -> bool:  # type: ignore[no-untyped-def
         return False
 
 
+# folder alone: the kill points are the folder writer's steps (its .partial folder); a
+# restic backup cut off is tests/test_store_faults.py's
+@pytest.mark.stores("folder")
 def test_backup_killed_at_any_point_leaves_nothing(root: str) -> None:
     directory = BACKUPS / "mdf" / "dev"
     big = volume_path(ns("mdf-dev_media")) / "big.bin"
@@ -258,18 +281,19 @@ def test_two_backups_at_once_run_one_after_the_other(root: str) -> None:
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert first.wait(timeout=120) == 0 and second.wait(timeout=120) == 0
-    paths = [p.stdout.read().decode().strip() for p in (first, second)]  # type: ignore[union-attr]
-    assert len(set(paths)) == 2
+    printed = [p.stdout.read().decode().strip() for p in (first, second)]  # type: ignore[union-attr]
+    assert len(set(printed)) == 2
+    archives = archives_of(root, "mdf", "dev")
+    assert sorted(a["name"] for a in archives) == sorted(map(archive_name, printed))
     spans = sorted(
-        (
-            json.loads((Path(p) / "manifest.json").read_text())["started"],
-            json.loads((Path(p) / "manifest.json").read_text())["finished"],
-        )
-        for p in paths
+        (manifest_of(a["path"])["started"], manifest_of(a["path"])["finished"]) for a in archives
     )
     assert spans[0][1] <= spans[1][0]  # they did not overlap
 
 
+# folder alone: the test alters a folder archive's files by hand (the restic store's
+# damaged packs: tests/test_store_faults.py)
+@pytest.mark.stores("folder")
 def test_restore_whose_import_fails_half_way_puts_the_env_back(root: str) -> None:
     archive = Path(opskit("backup", "mdf", "dev", "--root", root).stdout.strip())
     # Make a valid archive (checksums right) whose SQL breaks in the middle, as a dump
@@ -360,19 +384,19 @@ def test_bad_archive_names(root: str, args: list[str], fragment: str) -> None:
     assert_one_error_line(opskit("restore", "mdf", "dev", *args, "--yes", "--root", root), fragment)
 
 
-def test_restore_without_a_choice_on_a_non_terminal(root: str) -> None:
+def test_restore_without_a_choice_on_a_non_terminal(examples_up: Path) -> None:
     assert_one_error_line(
-        opskit("restore", "mdf", "dev", "--root", root), "--name ARCHIVE or --latest"
+        opskit("restore", "mdf", "dev", "--root", str(examples_up)), "--name ARCHIVE or --latest"
     )
 
 
-def test_wrong_password_variable(root: str, tmp_path: Path) -> None:
+def test_wrong_password_variable(examples_up: Path, tmp_path: Path) -> None:
     import opskit as api
     from opskit.components import BackupContext, DatabaseDump
     from opskit.descriptor import Database
     from opskit.errors import OpskitError
 
-    with api.Ops(root=root) as ops:
+    with api.Ops(root=str(examples_up)) as ops:
         project = ops.project("mdf")
         context = BackupContext(ops.host, project, "dev", tuple(ops.status("mdf", "dev")))
         component = DatabaseDump(
@@ -392,6 +416,9 @@ def test_wrong_password_variable(root: str, tmp_path: Path) -> None:
             write_component(ops.host, component, context, str(tmp_path))
 
 
+# folder alone: the test makes 135 archives of past days by copying a folder archive
+# (the restic store's prune: tests/test_store.py)
+@pytest.mark.stores("folder")
 def test_prune_follows_the_retention_rules(root: str) -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -450,14 +477,17 @@ def test_a_full_disk_leaves_no_partial_archive(root: str, tmp_path: Path) -> Non
         big.write_bytes(os.urandom(3 << 20))
         try:
             run = opskit("backup", "mdf", "dev", "--root", root)
+            listed_there = archives_of(root, "mdf", "dev")  # the folders or the repository
         finally:
             big.unlink()
             descriptor.write_text(original)
-        assert_one_error_line(run, "No space left on device")
+        assert_one_error_line(run)
+        assert "no space left on device" in run.stderr.lower()  # the OS's words, or restic's
         leftovers = [
             p.name for p in (disk / "mdf" / "dev").iterdir() if not p.name.startswith(".lock")
         ]
         assert leftovers == []
+        assert listed_there == []
         assert opskit("health", "mdf", "dev", "--root", root).returncode == 0
     finally:
         descriptor.write_text(original)
@@ -465,20 +495,23 @@ def test_a_full_disk_leaves_no_partial_archive(root: str, tmp_path: Path) -> Non
 
 
 def test_status_shows_the_newest_backup(root: str) -> None:
-    path = opskit("backup", "mdf", "dev", "--root", root).stdout.strip()
+    printed = opskit("backup", "mdf", "dev", "--root", root).stdout.strip()
+    (archive,) = archives_of(root, "mdf", "dev")
     data = opskit("status", "mdf", "--json", "--root", root).json()
     newest = {(b["project"], b["environment"]): b["newest"] for b in data["backups"]}  # type: ignore[index]
-    assert newest[("mdf", "dev")]["path"] == path
+    assert newest[("mdf", "dev")]["path"] == archive["path"]
+    assert newest[("mdf", "dev")]["name"] == archive_name(printed) == archive["name"]
     assert newest[("mdf", "prod")] is None or newest[("mdf", "prod")]["name"].startswith(
         "mdf-prod-"
     )
     plain = opskit("status", "mdf", "dev", "--root", root).stdout
-    assert "NEWEST BACKUP" in plain and Path(path).name in plain
+    assert "NEWEST BACKUP" in plain and archive["name"] in plain
 
 
 def test_project_plugins_add_what_their_stacks_need(root: str) -> None:
-    path = Path(opskit("backup", "mdf", "prod", "--root", root).stdout.strip())
-    keys = [c["key"] for c in json.loads((path / "manifest.json").read_text())["components"]]
+    assert opskit("backup", "mdf", "prod", "--root", root).returncode == 0
+    newest = archives_of(root, "mdf", "prod")[0]
+    keys = [c["key"] for c in manifest_of(newest["path"])["components"]]  # type: ignore[attr-defined]
     # from the descriptor: the database, the uploads, the media volume; from opskit_mdf: the mail data
     assert keys == [
         "db-db-wordpress",
@@ -490,8 +523,10 @@ def test_project_plugins_add_what_their_stacks_need(root: str) -> None:
     # with no external plugin the core still backs up all that the descriptor names
     bare = opskit("backup", "mdf", "prod", "--root", root, env={"OPSKIT_PLUGINS": ""})
     assert bare.returncode == 0, bare.stderr
-    manifest = json.loads((Path(bare.stdout.strip()) / "manifest.json").read_text())
-    assert [c["key"] for c in manifest["components"]] == keys[:3]  # less opskit_mdf's mail
+    newest = archives_of(root, "mdf", "prod")[0]
+    assert newest["name"] == archive_name(bare.stdout)
+    manifest = manifest_of(newest["path"])
+    assert [c["key"] for c in manifest["components"]] == keys[:3]  # type: ignore[attr-defined]
 
     import opskit as api
     from opskit.components import BackupContext, container_database
@@ -515,12 +550,13 @@ def test_project_plugins_add_what_their_stacks_need(root: str) -> None:
 
 
 def test_restore_offsite_of_a_lost_database_archive_gives_the_same_rows_and_files(
-    examples_up: Path,
+    examples_up: Path, store: str
 ) -> None:
     """The server-wide target of the examples' opskit.yaml (tests/testroot.py points it at
-    this checkout's folder); the archive's local copy deleted; restore --offsite --latest
-    downloads it, verifies it and restores it."""
-    root = str(examples_up)
+    this checkout's folder); the archive's local copy deleted (its folder, or the whole
+    restic repository with its state); restore --offsite --latest downloads it, verifies
+    it and restores it."""
+    root = str(use_store(examples_up, store))
     assert f"target: file://{OFFSITE}\n" in (examples_up / "opskit.yaml").read_text()
     uploads = examples_up / "seriousletter" / "uploads" / "dev"
     try:
@@ -529,8 +565,10 @@ def test_restore_offsite_of_a_lost_database_archive_gives_the_same_rows_and_file
         assert opskit("offsite", "init", "seriousletter", "--root", root).returncode == 0
         done = opskit("backup", "seriousletter", "dev", "--offsite", "--root", root, timeout=600)
         assert done.returncode == 0, done.stderr
-        archive = Path(done.stdout.strip())
-        shutil.rmtree(archive)  # the local copy is lost
+        name = archive_name(done.stdout)
+        (listed,) = [a for a in archives_of(root, "seriousletter", "dev") if a["name"] == name]
+        shutil.rmtree(str(listed["path"]))  # the local copy is lost: its folder, its state
+        shutil.rmtree(BACKUPS / ".restic", ignore_errors=True)  # and the store's repository
         sql(root, "seriousletter", "DELETE FROM letters WHERE subject = 'offsite'")
         (uploads / "letter.txt").write_text("changed after the backup\n")
 
@@ -539,12 +577,11 @@ def test_restore_offsite_of_a_lost_database_archive_gives_the_same_rows_and_file
             "--no-safety-backup", "--root", root, timeout=600,
         )  # fmt: skip
         assert restored.returncode == 0, restored.stderr
-        assert f"restored {archive}" in restored.stdout
+        (said,) = [line for line in restored.stdout.splitlines() if line.startswith("restored ")]
+        assert archive_name(said) == name
         assert (database_state(root, "seriousletter"), tree_state(uploads)) == before
-        listed = json.loads(
-            opskit("backups", "seriousletter", "dev", "--json", "--root", root).stdout
-        )
-        back = [a for a in listed["archives"] if a["name"] == archive.name]
+        back = [a for a in archives_of(root, "seriousletter", "dev") if a["name"] == name]
         assert back and back[0]["verified"] == "ok"
     finally:
         shutil.rmtree(BACKUPS / "seriousletter" / "dev", ignore_errors=True)
+        shutil.rmtree(BACKUPS / ".restic", ignore_errors=True)
