@@ -294,11 +294,13 @@ def test_names_outside_the_tree_never_land_outside_the_folder(tmp_path: Path) ->
 
 
 @pytest.fixture
-def mdf_dev(examples_up: Path) -> str:
-    from testroot import BACKUPS
+def mdf_dev(examples_up: Path, store: str) -> str:
+    """The examples' root, its archives in *store*, with no archive of mdf dev in either."""
+    from testroot import BACKUPS, use_store
 
     shutil.rmtree(BACKUPS / "mdf" / "dev", ignore_errors=True)
-    return str(examples_up)
+    shutil.rmtree(BACKUPS / ".restic", ignore_errors=True)  # the root's projects share it
+    return str(use_store(examples_up, store))
 
 
 @pytest.mark.docker
