@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import SSH_KEY, SSH_URL, assert_one_error_line, opskit
-from testroot import BACKUPS
+from conftest import (
+    SSH_KEY,
+    SSH_URL,
+    archive_name,
+    archives_of,
+    assert_one_error_line,
+    manifest_of,
+    opskit,
+)
+from testroot import BACKUPS, STATE, use_store
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh]
 
@@ -98,16 +106,19 @@ def test_secrets_reach_the_remote_command_through_stdin_not_argv() -> None:
     assert "hunter2" not in cmdline
 
 
-def test_backup_verify_and_restore_over_ssh(examples_up) -> None:  # type: ignore[no-untyped-def]
+def test_backup_verify_and_restore_over_ssh(examples_up, store) -> None:  # type: ignore[no-untyped-def]
     import shutil
     from pathlib import Path
 
-    root = str(examples_up)
-    shutil.rmtree(BACKUPS / "seriousletter" / "dev", ignore_errors=True)
+    root = str(use_store(examples_up, store))
     run = opskit("backup", "seriousletter", "dev", "--root", root, "--host", SSH_URL)
     assert run.returncode == 0, run.stderr
-    path = Path(run.stdout.strip())
-    assert (path / "manifest.json").is_file()
+    (made,) = [
+        a
+        for a in archives_of(root, "seriousletter", "dev")
+        if a["name"] == archive_name(run.stdout)
+    ]
+    assert manifest_of(str(made["path"]))["environment"] == "dev"
     assert opskit("verify", "seriousletter", "dev", "--root", root).returncode == 0  # read locally
     assert (
         opskit("verify", "seriousletter", "dev", "--root", root, "--host", SSH_URL).returncode == 0
@@ -139,13 +150,14 @@ def test_backup_verify_and_restore_over_ssh(examples_up) -> None:  # type: ignor
     shutil.rmtree(out)
 
 
-def test_drill_and_watch_over_ssh(examples_up, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_drill_and_watch_over_ssh(examples_up, tmp_path, store) -> None:  # type: ignore[no-untyped-def]
     """The drill's docker run takes the server's variables through the SSH env preamble;
     the watch keeps its state where opskit runs."""
     import json
+    import shutil
     import subprocess
 
-    root = str(examples_up)
+    root = str(use_store(examples_up, store))
     assert opskit("backup", "mdf", "prod", "--root", root).returncode == 0
     drill = opskit("drill", "mdf", "prod", "--json", "--root", root, "--host", SSH_URL, timeout=600)
     assert drill.returncode == 0, drill.stderr
@@ -156,6 +168,9 @@ def test_drill_and_watch_over_ssh(examples_up, tmp_path) -> None:  # type: ignor
     assert left.stdout.strip() == ""
     original = (examples_up / "opskit.yaml").read_text()  # the copy's own comes back after
     (examples_up / "opskit.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")
+    (tmp_path / "state").mkdir()  # with the archive store's password: the watch reads the store
+    if (STATE / "restic-store-password").exists():
+        shutil.copy2(STATE / "restic-store-password", tmp_path / "state")
     try:
         watch = opskit("watch", "--json", "--root", root, "--host", SSH_URL)
         assert watch.stdout, watch.stderr

@@ -12,8 +12,16 @@ from pathlib import Path
 import pytest
 
 import wpstack
-from conftest import SSH_URL, Run, assert_one_error_line, opskit, wait_until
-from testroot import compose_container, ns
+from conftest import (
+    SSH_URL,
+    Run,
+    archive_name,
+    archives_of,
+    assert_one_error_line,
+    opskit,
+    wait_until,
+)
+from testroot import compose_container, ns, use_store
 
 pytestmark = pytest.mark.docker
 
@@ -160,7 +168,8 @@ def test_dry_run_reports_and_changes_nothing(wp_root: Path) -> None:
     assert lines[at + 21] == f"  and {changed - 20} more"
 
 
-def test_sync_prod_to_dev(wp_root: Path) -> None:
+def test_sync_prod_to_dev(wp_root: Path, store: str) -> None:
+    use_store(wp_root, store)  # the sync backs dev up first
     prod_url, dev_url = wpstack.URLS["prod"], wpstack.URLS["dev"]
     marker = wpstack.php_serialize(MARKER)
     sql("prod", f"DELETE FROM wp_options WHERE option_name = 'marker'; INSERT INTO wp_options "
@@ -208,13 +217,15 @@ def test_sync_prod_to_dev(wp_root: Path) -> None:
     assert tree(volume("dev")) == tree(volume("prod"))
     # The target was backed up first, and the sync is in the audit log.
     backup_line = next(line for line in run.stdout.splitlines() if "backed up first" in line)
-    archive = Path(backup_line.rsplit(": ", 1)[1])
-    assert archive.is_dir() and archive.parent == wp_root / "wp" / "backups" / "wp" / "dev"
+    printed = backup_line.rsplit(": ", 1)[1]
+    name = archive_name(printed)
+    assert name.startswith("wp-dev-")
+    assert name in [a["name"] for a in archives_of(wp_root, "wp", "dev")]
     history = wp(wp_root, "history", "wp", "--json").json()
     assert isinstance(history, list)
     entry = history[-1]
     assert entry["command"] == "sync" and entry["envs"] == ["prod", "dev"]
-    assert entry["result"] == "ok" and entry["archive"] == str(archive)
+    assert entry["result"] == "ok" and entry["archive"] == printed
     assert wp(wp_root, "health", "wp", "dev").returncode == 0
 
 
@@ -224,10 +235,11 @@ LOOKALIKES = (
 )
 
 
-def test_whole_hosts_and_columns_are_checked_by_the_dry_run(wp_root: Path) -> None:
+def test_whole_hosts_and_columns_are_checked_by_the_dry_run(wp_root: Path, store: str) -> None:
     """With a scheme-less string in an overlapping list and whole_hosts, the dry run names
     the look-alike hosts (each place once) and the value that will not fit its column; the
     real sync fails on that value, and without it leaves the look-alikes alone."""
+    use_store(wp_root, store)  # the real sync puts int back from its backup
     descriptor = wp_root / "wp" / "project.yaml"
     original = descriptor.read_text()
     lists = {
@@ -320,7 +332,8 @@ def test_a_replacement_that_changes_nothing_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.ssh
-def test_sync_over_ssh(wp_root: Path) -> None:
+def test_sync_over_ssh(wp_root: Path, store: str) -> None:
+    use_store(wp_root, store)  # the sync backs int up first
     int_url = wpstack.URLS["int"]
     run = opskit(
         "--host", SSH_URL, "--root", str(wp_root),

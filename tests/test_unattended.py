@@ -19,7 +19,7 @@ from clock import local_time_zone
 from conftest import opskit, wait_until
 from sink import Sink
 from test_schedules import archive, fresh_root
-from testroot import NS
+from testroot import NS, use_store
 
 OPSKIT = str(Path(sys.executable).parent / "opskit")
 
@@ -122,7 +122,7 @@ backup:
 
 
 @pytest.mark.docker
-def test_scheduled_backups_ping_and_alert(tmp_path: Path, sink: Sink) -> None:
+def test_scheduled_backups_ping_and_alert(tmp_path: Path, sink: Sink, store: str) -> None:
     root = tmp_path / "root"
     (root / "good" / "data").mkdir(parents=True)
     (root / "good" / "data" / "file.txt").write_text("data\n")
@@ -134,6 +134,7 @@ def test_scheduled_backups_ping_and_alert(tmp_path: Path, sink: Sink) -> None:
         PATHS_ONLY.format(name="bad", backups=tmp_path / "b", folder="gone")
     )
     settings(root, sink, tmp_path / "state")
+    use_store(root, store)
 
     done = opskit("backup", "good", "--scheduled", "--root", str(root))
     assert done.returncode == 0, done.stderr
@@ -207,10 +208,11 @@ def _health(root: Path) -> str:
 
 
 @pytest.mark.docker
-def test_the_watch_alerts_once_reminds_and_recovers(pulse: Path, sink: Sink) -> None:
+def test_the_watch_alerts_once_reminds_and_recovers(pulse: Path, sink: Sink, store: str) -> None:
     from opskit import Ops
 
     settings(pulse, sink, pulse.parent / "state", remind_hours="6")
+    use_store(pulse, store)  # the watch reads the backup's freshness from the store
     assert opskit("backup", "pulse", "dev", "--scheduled", "--root", str(pulse)).returncode == 0
     wait_until(lambda: _health(pulse) == "healthy", 60, 0.5, "healthy")
     start = datetime.now(UTC)
@@ -244,11 +246,12 @@ def test_the_watch_alerts_once_reminds_and_recovers(pulse: Path, sink: Sink) -> 
 
 @pytest.mark.docker
 def test_a_stale_backup_raises_a_freshness_alert_and_a_fresh_one_clears_it(
-    pulse: Path, sink: Sink
+    pulse: Path, sink: Sink, store: str
 ) -> None:
     from opskit import Ops
 
     settings(pulse, sink, pulse.parent / "state")
+    use_store(pulse, store)
     wait_until(lambda: _health(pulse) == "healthy", 60, 0.5, "healthy")
     Ops(root=str(pulse)).watch()
     (failing,) = sink.messages()  # no verified archive
