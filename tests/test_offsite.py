@@ -340,6 +340,10 @@ def test_an_offsite_only_archive_comes_back_and_restores(root: Path) -> None:
     assert [(a["name"], a["verified"]) for a in archives["archives"]] == [(name, "ok")]
     again = opskit("offsite", "download", "vault", "dev", "--name", name, "--root", str(root))
     assert_one_error_line(again, name, "already in")
+    # The downloaded archive (a folder archive, whose components are streams) is proven
+    # against the copy it came from, also where that copy holds a store's trees.
+    checked = opskit("offsite", "verify", "vault", "dev", "--name", name, "--root", str(root))
+    assert checked.returncode == 0, checked.stderr
 
     restored = opskit(
         "restore", "vault", "dev", "--name", name, "--yes", "--root", str(root), timeout=600
