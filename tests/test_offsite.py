@@ -327,6 +327,8 @@ def test_an_offsite_only_archive_comes_back_and_restores(root: Path) -> None:
     )
     (row,) = listing(root)
     name = str(row["archive"])
+    there = opskit("offsite", "download", "vault", "dev", "--name", name, "--root", str(root))
+    assert_one_error_line(there, name, "already in")  # never a second archive of the name
     lose_local(root, name)
     (row,) = listing(root)
     assert (row["local"], row["copied"]) == (False, True)

@@ -471,6 +471,10 @@ def download(
         final = posixpath.join(directory, name)
         if host.exists(final):
             raise OffsiteError(f"archive {name} is already in {directory}")
+        if engine.store(project, env).taken(name):  # beside it, both would be unusable
+            raise OffsiteError(
+                f"archive {name} is already in the archive store of {project.name} {env}"
+            )
         partial = posixpath.join(directory, f".{name}.partial")
         host.run(["rm", "-rf", "--", partial])
         host.run(["mkdir", "-m", "700", "--", partial])
