@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from conftest import SSH_KEY, opskit, wait_until
-from testroot import REPO, free_ports
+from testroot import REPO, free_ports, use_store
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
@@ -504,13 +504,14 @@ def test_a_viewer_cannot_start_a_job_or_open_a_terminal_and_other_origins_are_re
 
 
 def test_the_backups_drill_down_reaches_an_archive_restores_and_downloads_it(
-    dashboard: Dashboard, browser: Any
+    dashboard: Dashboard, browser: Any, store: str
 ) -> None:
     import io
     import tarfile
 
     from selenium.webdriver.common.by import By
 
+    use_store(dashboard.root, store)
     assert opskit("backup", "seriousletter", "dev", "--root", str(dashboard.root)).returncode == 0
     log_in(browser, dashboard, "olivia")
     browser.get(dashboard.url + "/backups")

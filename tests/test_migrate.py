@@ -65,6 +65,8 @@ def test_a_folder_store_is_refused_with_one_line_saying_what_to_set(tmp_path: Pa
     )
 
 
+# Not run once per store (no ``store`` fixture): a migration moves folder archives into
+# the restic store, so the test has both stores by nature.
 @pytest.mark.docker
 def test_folder_archives_migrate_verified_restore_identically_and_a_cut_migration_finishes(
     tmp_path: Path,

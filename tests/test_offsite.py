@@ -15,13 +15,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import SSH_URL, assert_one_error_line, opskit
+from conftest import SSH_URL, archive_name, archives_of, assert_one_error_line, opskit
 from opskit.offsite import Repository
 from opskit.plugins import hookimpl
-from testroot import NS
+from testroot import NS, use_store
 
 pytestmark = pytest.mark.docker
 
@@ -85,10 +86,13 @@ def data_mib() -> int:
 
 
 @pytest.fixture(params=["file", "sftp", "s3"])
-def root(request: pytest.FixtureRequest, tmp_path: Path, data_mib: int) -> Iterator[Path]:
-    """A project with two folders to back up, and its repository: a folder, one on the
-    SFTP-only account (its files seen here through the chroot, for the checks), or a
-    prefix in a bucket of the S3 server (its access key in ``opskit.yaml``)."""
+def root(
+    request: pytest.FixtureRequest, tmp_path: Path, data_mib: int, store: str
+) -> Iterator[Path]:
+    """A project with two folders to back up in the archive store *store*, and its
+    repository: a folder, one on the SFTP-only account (its files seen here through the
+    chroot, for the checks), or a prefix in a bucket of the S3 server (its access key in
+    ``opskit.yaml``)."""
     root = tmp_path / "root"
     data = root / "vault" / "data"
     data.mkdir(parents=True)
@@ -111,6 +115,7 @@ def root(request: pytest.FixtureRequest, tmp_path: Path, data_mib: int) -> Itera
     (root / "vault" / "project.yaml").write_text(
         PROJECT.format(ns=NS, backups=tmp_path / "backups", target=target)
     )
+    use_store(root, store)
     (root / "vault" / "docker-compose.yml").write_text(COMPOSE)
     (root / "opskit.yaml").write_text(settings)
     (tmp_path / "repo-path").write_text(str(local or ""))
@@ -127,6 +132,36 @@ def repo(root: Path) -> Path | None:
     """Where the repository's files are on this machine (None: in the S3 server)."""
     text = (root.parent / "repo-path").read_text()
     return Path(text) if text else None
+
+
+def stored(root: Path) -> list[Any]:
+    """The env's archives as its archive store holds them (either store), newest first."""
+    from opskit import Ops
+
+    with Ops(root=str(root)) as ops:
+        store = ops.backup_engine().store(ops.project("vault"), "dev")
+        return sorted(store.archives(), key=lambda a: a.name, reverse=True)
+
+
+def lose_local(root: Path, name: str) -> None:
+    """The local copy of archive *name* is lost: removed from its archive store."""
+    from opskit import Ops
+
+    with Ops(root=str(root)) as ops:
+        store = ops.backup_engine().store(ops.project("vault"), "dev")
+        store.remove(a for a in store.archives() if a.name == name)
+
+
+def state_files(path: str | Path) -> dict[str, str]:
+    """The sha256 of each file of an archive's folder (a folder archive's, or a store
+    archive's state folder)."""
+    import hashlib
+
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in Path(path).iterdir()
+        if p.is_file()
+    }
 
 
 def listing(root: Path) -> list[dict[str, object]]:
@@ -180,26 +215,30 @@ def test_upload_list_verify_and_no_plaintext(root: Path, tmp_path: Path) -> None
 
 @pytest.mark.parametrize("data_mib", [40])  # long enough to be killed half way
 @pytest.mark.parametrize("root", LOCAL_TARGETS, indirect=True)
-def test_an_upload_killed_half_way_is_not_a_copy_until_run_again(root: Path) -> None:
+def test_an_upload_killed_half_way_is_not_a_copy_until_run_again(root: Path, store: str) -> None:
+    """A folder archive goes up component by component (``restic backup --stdin``): killed
+    while the second folder is on its way. A store archive goes by one ``restic copy``:
+    killed while it runs (before opskit marks the copies complete)."""
     assert opskit("offsite", "init", "--root", str(root)).returncode == 0
     process = subprocess.Popen(
         [sys.executable, "-m", "opskit", "offsite", "upload", "vault", "dev", "--root", str(root)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    # the named point: the second folder is on its way, or the store's copy runs
+    point = "restic.*--stdin-filename .*/path-more" if store == "folder" else "restic.* copy "
 
-    def uploading_more() -> bool:  # the named point: the second folder is on its way
-        found = subprocess.run(
-            ["pgrep", "-f", "restic.*--stdin-filename .*/path-more"], capture_output=True
-        )
-        return found.returncode == 0
+    def running(pattern: str) -> bool:
+        return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0
 
-    while process.poll() is None and not uploading_more():
+    while process.poll() is None and not running(point):
         time.sleep(0.05)
     assert process.poll() is None, "the upload ended before the named point"
-    time.sleep(0.3)
+    if store == "folder":
+        time.sleep(0.3)
     process.send_signal(signal.SIGKILL)  # nothing of opskit's own can run now
     process.wait()
-    time.sleep(1)
+    while running(point):  # restic itself ends at the end of its input, or of its copy
+        time.sleep(0.05)
     (row,) = listing(root)
     assert row["copied"] is False and row["offsite"] == "no"
     password = root.parent / "state" / "restic-password"
@@ -211,9 +250,16 @@ def test_an_upload_killed_half_way_is_not_a_copy_until_run_again(root: Path) -> 
         ).stdout
     )  # fmt: skip
     complete = [s for s in snapshots if "complete" in s["tags"]]
-    assert [t for s in complete for t in s["tags"] if t.startswith("component=")] == [
-        "component=path-data"
-    ]  # the first folder made it; nothing of the second counts
+    components = [t for s in complete for t in s["tags"] if t.startswith("component=")]
+    if store == "restic":  # nothing counts before the copies are marked complete
+        assert components == []
+        done = opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=600)
+        assert done.returncode == 0, done.stderr
+        assert "3 sent (copied from the store)" in done.stdout, done.stdout
+        (row,) = listing(root)
+        assert row["offsite"] == "yes"
+        return
+    assert components == ["component=path-data"]  # the first folder made it, not the second
 
     done = opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=600)
     assert done.returncode == 0, done.stderr
@@ -231,13 +277,12 @@ def test_a_snapshot_of_a_cut_off_stream_never_counts(root: Path) -> None:
     import io
 
     from opskit import offsite
-    from opskit.archive import list_archives
     from opskit.host import LocalHost
     from opskit.settings import Settings
 
     assert opskit("offsite", "init", "--root", str(root)).returncode == 0
     host = LocalHost()
-    (archive,) = list_archives(host, str(root.parent / "backups" / "vault" / "dev"))
+    (archive,) = stored(root)
     target = (root.parent / "target").read_text()  # over SFTP for the SFTP repository
     repository = offsite.builtin_repository(target, Settings())
     assert repository is not None
@@ -264,7 +309,6 @@ def test_a_snapshot_of_a_cut_off_stream_never_counts(root: Path) -> None:
 
 def test_an_offsite_only_archive_comes_back_and_restores(root: Path) -> None:
     import hashlib
-    import shutil
 
     data = root / "vault" / "data"
 
@@ -283,7 +327,9 @@ def test_an_offsite_only_archive_comes_back_and_restores(root: Path) -> None:
     )
     (row,) = listing(root)
     name = str(row["archive"])
-    shutil.rmtree(root.parent / "backups" / "vault" / "dev" / name)  # the local copy is lost
+    there = opskit("offsite", "download", "vault", "dev", "--name", name, "--root", str(root))
+    assert_one_error_line(there, name, "already in")  # never a second archive of the name
+    lose_local(root, name)
     (row,) = listing(root)
     assert (row["local"], row["copied"]) == (False, True)
     (data / "note.txt").write_text("changed after the backup\n")
@@ -296,6 +342,10 @@ def test_an_offsite_only_archive_comes_back_and_restores(root: Path) -> None:
     assert [(a["name"], a["verified"]) for a in archives["archives"]] == [(name, "ok")]
     again = opskit("offsite", "download", "vault", "dev", "--name", name, "--root", str(root))
     assert_one_error_line(again, name, "already in")
+    # The downloaded archive (a folder archive, whose components are streams) is proven
+    # against the copy it came from, also where that copy holds a store's trees.
+    checked = opskit("offsite", "verify", "vault", "dev", "--name", name, "--root", str(root))
+    assert checked.returncode == 0, checked.stderr
 
     restored = opskit(
         "restore", "vault", "dev", "--name", name, "--yes", "--root", str(root), timeout=600
@@ -354,9 +404,8 @@ def test_backup_offsite_copies_and_backups_shows_it(root: Path) -> None:
     assert opskit("offsite", "init", "--root", str(root)).returncode == 0
     done = opskit("backup", "vault", "dev", "--offsite", "--root", str(root), timeout=600)
     assert done.returncode == 0, done.stderr
-    newest = json.loads(opskit("backups", "vault", "dev", "--json", "--root", str(root)).stdout)
-    archive = newest["archives"][0]
-    assert archive["path"] == done.stdout.strip()
+    archive = archives_of(root, "vault", "dev")[0]
+    assert archive["name"] == archive_name(done.stdout)
     assert (archive["offsite"], archive["offsite_target"]) == (
         "ok",
         (root.parent / "target").read_text(),
@@ -369,14 +418,12 @@ def test_backup_offsite_copies_and_backups_shows_it(root: Path) -> None:
 def test_an_unreachable_target_or_a_wrong_password_is_one_line_and_leaves_the_archive(
     root: Path,
 ) -> None:
-    import hashlib
-
     assert opskit("offsite", "init", "--root", str(root)).returncode == 0
-    backups = json.loads(opskit("backups", "vault", "dev", "--json", "--root", str(root)).stdout)
-    archive = Path(backups["archives"][0]["path"])
+    listed = archives_of(root, "vault", "dev")
+    archive = Path(str(listed[0]["path"]))
 
-    def sums() -> dict[str, str]:
-        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in archive.iterdir()}
+    def sums() -> tuple[dict[str, str], list[dict[str, object]]]:
+        return state_files(archive), archives_of(root, "vault", "dev")
 
     before = sums()
     password = root.parent / "state" / "restic-password"
@@ -452,8 +499,6 @@ def test_a_plugin_maps_its_own_scheme_to_a_repository(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("root", ["file"], indirect=True)
 def test_a_full_target_is_one_line_and_never_a_copy(root: Path, tmp_path: Path) -> None:
-    import hashlib
-
     full = tmp_path / "small-disk"
     full.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(full)])
@@ -465,14 +510,14 @@ def test_a_full_target_is_one_line_and_never_a_copy(root: Path, tmp_path: Path) 
             re.sub(r'target: "[^"]*"', f'target: "{target}"', descriptor.read_text())
         )
         assert opskit("offsite", "init", "--root", str(root)).returncode == 0
-        listed = json.loads(opskit("backups", "vault", "dev", "--json", "--root", str(root)).stdout)
-        archive = Path(listed["archives"][0]["path"])
-        before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in archive.iterdir()}
+        listed = archives_of(root, "vault", "dev")
+        archive = Path(str(listed[0]["path"]))
+        before = (state_files(archive), listed)
 
         done = opskit("offsite", "upload", "vault", "dev", "--root", str(root), timeout=600)
         assert_one_error_line(done, f"archive {archive.name} on {target}")
         assert "no space left" in done.stderr.lower(), done.stderr
-        after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in archive.iterdir()}
+        after = (state_files(archive), archives_of(root, "vault", "dev"))
         assert after == before  # the local archive untouched
         (row,) = listing(root)
         assert row["copied"] is False and row["offsite"] == "no"

@@ -7,6 +7,7 @@ SFTP-only account of the test bed."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Run, assert_one_error_line, opskit
+from conftest import ALL_STORES, Run, assert_one_error_line, opskit
 from opskit.offsite import OffsiteError, builtin_repository, owned
 from opskit.settings import Settings
 from test_offsite import COMPOSE, SFTP, SFTP_CHROOT
@@ -27,7 +28,7 @@ PROJECT = """\
 name: {name}
 environments: [{envs}]
 compose: {{dir: "{{env}}", project_name: "{ns}-shared-{name}-{{env}}"}}
-backup: {{dir: {backups}, paths: ["{{env}}/data"]}}
+backup: {{store: {store}, dir: {backups}, paths: ["{{env}}/data"]}}
 """
 NO_BACKUPS = """\
 name: shop
@@ -36,9 +37,20 @@ compose: {dir: "{env}", project_name: "%s-shared-shop-{env}"}
 """
 
 # Which snapshots a command sees is up to the selection, whatever the target: each test
-# runs against a folder; those of the selection itself against the SFTP account too.
-BOTH = pytest.mark.parametrize("shared", ["file", "sftp"], indirect=True)
-FILE = pytest.mark.parametrize("shared", ["file"], indirect=True)
+# runs against a folder; those of the selection itself against the SFTP account too. Each
+# runs with both archive stores (#22): the module fixture is one per target and store (a
+# module fixture cannot take the function-scoped ``store`` fixture), and follows
+# OPSKIT_TEST_STORES as that fixture does.
+STORES = [s for s in ALL_STORES if s in os.environ.get("OPSKIT_TEST_STORES", ",".join(ALL_STORES))]
+
+
+def _with_stores(*targets: str) -> pytest.MarkDecorator:
+    pairs = [(t, s) for t in targets for s in STORES]
+    return pytest.mark.parametrize("shared", pairs, indirect=True, ids=["-".join(p) for p in pairs])
+
+
+BOTH = _with_stores("file", "sftp")
+FILE = _with_stores("file")
 
 
 class Shared:
@@ -79,6 +91,14 @@ class Shared:
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)["archives"]  # type: ignore[no-any-return]
 
+    def lose(self, project: str, env: str, name: object) -> None:
+        """The local copy of archive *name* is lost: removed from its archive store."""
+        from opskit import Ops
+
+        with Ops(root=str(self.root)) as ops:
+            store = ops.backup_engine().store(ops.project(project), env)
+            store.remove(a for a in store.archives() if a.name == name)
+
 
 @pytest.fixture(scope="module")
 def shared(
@@ -86,13 +106,17 @@ def shared(
 ) -> Iterator[Shared]:
     """mdf dev, int and prod with two archives each, webstack dev and prod with one, all
     copied into one repository (``keep: 1`` server-wide); shop has no backup section.
-    The repository is a folder, or one on the SFTP account (``request.param``)."""
-    base = tmp_path_factory.mktemp(f"shared-{request.param}")
+    The repository is a folder, or one on the SFTP account; the archives are in the
+    archive store named (``request.param``: target and store)."""
+    kind, store = request.param
+    base = tmp_path_factory.mktemp(f"shared-{kind}-{store}")
     root = base / "root"
     for name, envs in (("mdf", ["dev", "int", "prod"]), ("webstack", ["dev", "prod"])):
         (root / name).mkdir(parents=True)
         (root / name / "project.yaml").write_text(
-            PROJECT.format(name=name, envs=", ".join(envs), ns=NS, backups=base / "backups")
+            PROJECT.format(
+                name=name, envs=", ".join(envs), ns=NS, backups=base / "backups", store=store
+            )
         )
         for env in envs:
             (root / name / env / "data").mkdir(parents=True)
@@ -101,7 +125,7 @@ def shared(
     (root / "shop" / "dev").mkdir(parents=True)
     (root / "shop" / "project.yaml").write_text(NO_BACKUPS % NS)
     local: Path | None = None
-    if request.param == "file":
+    if kind == "file":
         target = f"file://{base / 'repo'}"
     else:
         name = f"{NS}-{base.name}"
@@ -196,10 +220,10 @@ def test_a_prune_refuses_a_snapshot_that_names_another_env_and_forgets_nothing(
 @FILE
 def test_download_latest_takes_the_env_own_newest_copy(shared: Shared) -> None:
     newest = shared.local("mdf", "int")[0]
-    shutil.rmtree(str(newest["path"]))  # the local copy is lost
+    shared.lose("mdf", "int", newest["name"])
     done = shared.run("offsite", "download", "mdf", "int", "--latest")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == newest["path"]
+    assert Path(done.stdout.strip()).name == newest["name"]  # a folder archive, either store
     back = shared.local("mdf", "int")[0]
     assert (back["name"], back["verified"], back["offsite"]) == (newest["name"], "ok", "ok")
 
@@ -208,7 +232,7 @@ def test_download_latest_takes_the_env_own_newest_copy(shared: Shared) -> None:
 @FILE
 def test_an_archive_downloaded_by_name_shows_its_offsite_copy(shared: Shared) -> None:
     (archive,) = shared.local("webstack", "prod")
-    shutil.rmtree(str(archive["path"]))
+    shared.lose("webstack", "prod", archive["name"])
     done = shared.run("offsite", "download", "webstack", "prod", "--name", str(archive["name"]))
     assert done.returncode == 0, done.stderr
     (back,) = shared.local("webstack", "prod")
@@ -222,7 +246,7 @@ def test_an_archive_downloaded_by_name_shows_its_offsite_copy(shared: Shared) ->
 @FILE
 def test_restore_offsite_latest_of_an_env_whose_local_copy_is_gone(shared: Shared) -> None:
     newest = shared.local("mdf", "dev")[0]
-    shutil.rmtree(str(newest["path"]))
+    shared.lose("mdf", "dev", newest["name"])
     data = shared.root / "mdf" / "dev" / "data" / "index.html"
     data.write_text("changed after the backup\n")
     try:
@@ -230,7 +254,7 @@ def test_restore_offsite_latest_of_an_env_whose_local_copy_is_gone(shared: Share
             "restore", "mdf", "dev", "--offsite", "--latest", "--yes", "--no-safety-backup"
         )
         assert done.returncode == 0, done.stderr
-        assert f"restored {newest['path']}" in done.stdout
+        assert "restored " in done.stdout and str(newest["name"]) in done.stdout, done.stdout
         assert data.read_text() == "mdf dev\n"
     finally:
         shared.run("destroy", "mdf", "dev", "--yes")

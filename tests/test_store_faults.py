@@ -378,9 +378,21 @@ def test_three_nights_grow_the_store_by_little_more_than_what_changed(
             "\t/build/vendor/golang.org/x/sync/errgroup/errgroup.go:72 +0xa5\n",
             "load index 1234: no space left on device",
         ),
+        (  # restic copy into a full target: the error, then its stack (no call arguments)
+            "write /srv/repo/data/f1/f18d-tmp-2811: no space left on device\n"
+            "github.com/restic/restic/internal/backend/local.(*Local).Save\n"
+            "\tgithub.com/restic/restic/internal/backend/local/local.go:170\n"
+            "github.com/cenkalti/backoff.RetryNotify\n"
+            "\tgithub.com/cenkalti/backoff/retry.go:34\n"
+            "golang.org/x/sync/errgroup.(*Group).Go.func1\n"
+            "\tgolang.org/x/sync/errgroup/errgroup.go:75\n"
+            "runtime.goexit\n"
+            "\truntime/asm_amd64.s:1594\n",
+            "write /srv/repo/data/f1/f18d-tmp-2811: no space left on device",
+        ),
         ("", "restic failed"),
     ],
-    ids=["fatal", "panic with a stack trace", "trace without panic", "nothing"],
+    ids=["fatal", "panic with a stack trace", "trace without panic", "error stack", "nothing"],
 )
 def test_what_restic_said_is_its_error_never_a_stack_frame(stderr: str, said: str) -> None:
     from opskit.restic import last_line

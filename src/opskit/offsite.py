@@ -31,6 +31,7 @@ import attrs
 from opskit.archive import (
     MANIFEST,
     OFFSITE,
+    TREE,
     Archive,
     chunk_stream,
     component_stream,
@@ -347,8 +348,9 @@ def _verify(restic: Restic, archive: Archive, read_data: str, job: Job | None) -
             continue
         with job.phase(f"reading back {record.key}") if job else nullcontext():
             advance = job.meter(record.raw_bytes) if job is not None else None
-            if is_tree(record):  # a tree: its tree ID, files and bytes (#22)
-                fault = tree_copy_fault(restic, str(snapshot["id"]), record, advance)
+            tree = record if is_tree(record) else _copied_tree(archive, record, snapshot)
+            if tree is not None:  # a tree: its tree ID, files and bytes (#22)
+                fault = tree_copy_fault(restic, str(snapshot["id"]), tree, advance)
                 if fault:
                     faults.append(f"{record.key}: {fault}")
                 continue
@@ -364,6 +366,22 @@ def _verify(restic: Restic, archive: Archive, read_data: str, job: Job | None) -
     restic.host.run(["rm", "-f", "--", path])
     write_json(restic.host, path, result.as_dict())
     return result
+
+
+def _copied_tree(archive: Archive, record: Any, snapshot: dict[str, Any]) -> Any:
+    """The tree component that *record* was, when *snapshot* holds it as that tree: an
+    archive downloaded from a store archive's copy (its trees became streams, see
+    :func:`_stream_entry`) is proven against the copy it came from. None otherwise."""
+    details = record.details
+    stream = _filename(archive, record.key)
+    if not details.get("tree") or stream in (snapshot.get("paths") or []):
+        return None
+    was = {
+        "stored_as": TREE,
+        "root": details.get("tree_root"),
+        "member": details.get("tree_member"),
+    }
+    return attrs.evolve(record, raw_sha256=details["tree"], details={**details, **was})
 
 
 def _dumped_sha256(
@@ -410,7 +428,12 @@ def _stream_entry(entry: dict[str, Any], written: Any) -> dict[str, Any]:
         "raw_sha256": written.raw_sha256,
         "stored_bytes": written.stored_bytes,
         "sha256": written.sha256,
-        "details": {**details, "tree": entry["raw_sha256"]},
+        "details": {
+            **details,
+            "tree": entry["raw_sha256"],  # how its copy was kept: see _copied_tree
+            "tree_root": entry["details"].get("root"),
+            "tree_member": entry["details"].get("member"),
+        },
     }
 
 
@@ -448,6 +471,10 @@ def download(
         final = posixpath.join(directory, name)
         if host.exists(final):
             raise OffsiteError(f"archive {name} is already in {directory}")
+        if engine.store(project, env).taken(name):  # beside it, both would be unusable
+            raise OffsiteError(
+                f"archive {name} is already in the archive store of {project.name} {env}"
+            )
         partial = posixpath.join(directory, f".{name}.partial")
         host.run(["rm", "-rf", "--", partial])
         host.run(["mkdir", "-m", "700", "--", partial])

@@ -308,8 +308,12 @@ def tree_backup_argv(
     return [*argv, "--", name], location or "/"
 
 
-# The lines of a Go stack trace: a goroutine header, a frame's function, its file:line.
-_TRACE = re.compile(r"^goroutine \d+ |^created by |^[\w./*()-]+\(|\.(go|s):\d+( \+0x[0-9a-f]+)?$")
+# The lines of a Go stack trace: a goroutine header, a frame's function (with its call's
+# arguments in a panic's trace, without in an error's stack), its file:line.
+_TRACE = re.compile(
+    r"^goroutine \d+ |^created by |^[\w./*()-]+\(|^([\w.-]+/)*[\w-]+\.[\w.*()-]+$"
+    r"|\.(go|s):\d+( \+0x[0-9a-f]+)?$"
+)
 
 
 def last_line(text: str) -> str:
