@@ -53,3 +53,31 @@ def linked_copy(archive: Path, name: str, other: Path) -> Path:
     (copy / record["file"]).symlink_to(other / source["file"])
     (copy / "manifest.json").write_text(json.dumps(manifest))
     return copy
+
+
+def into_store(copy: Path, state_dir: str) -> str:
+    """The folder archive *copy* (``{backup.dir}/{project}/{env}/{name}``) moved into the
+    root's restic store, as ``opskit backups migrate`` moves one: copied and checked
+    against its manifest, then its folder removed. Returns its state folder; give it to
+    :func:`out_of_store` afterwards."""
+    from opskit.host import LocalHost
+    from opskit.store import ResticStore
+
+    backups, project, env = copy.parent.parent.parent, copy.parent.parent.name, copy.parent.name
+    store = ResticStore(LocalHost(), str(backups), state_dir, project, env)
+    store.open(create=True)
+    (archive,) = [a for a in store.folders.archives() if a.name == copy.name]
+    stored = store.copy_in(archive)
+    shutil.rmtree(copy)
+    return stored.path
+
+
+def out_of_store(state: str, state_dir: str) -> None:
+    """Remove the store archive whose state folder is *state* (:func:`into_store`'s)."""
+    from opskit.host import LocalHost
+    from opskit.store import ResticStore
+
+    folder = Path(state)
+    backups, project, env = folder.parents[3], folder.parents[2].name, folder.parents[1].name
+    store = ResticStore(LocalHost(), str(backups), state_dir, project, env)
+    store.remove([a for a in store.stored() if a.name == folder.name])

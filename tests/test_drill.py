@@ -15,6 +15,7 @@ import pytest
 from archives import altered_copy
 from conftest import finished, opskit, started
 from sink import Sink
+from testroot import use_store
 
 pytestmark = pytest.mark.docker
 
@@ -49,8 +50,10 @@ def newest(root: str, project: str, env: str) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("project", ["mdf", "seriousletter"])
-def test_a_drill_of_each_example_archive_passes(examples_up: Path, project: str) -> None:
-    root = str(examples_up)
+def test_a_drill_of_each_example_archive_passes(
+    examples_up: Path, project: str, store: str
+) -> None:
+    root = str(use_store(examples_up, store))
     assert opskit("backup", project, "prod", "--root", root, timeout=300).returncode == 0
     before = started_at(root, project, "prod")
     done = opskit("drill", project, "prod", "--root", root, timeout=600)
@@ -80,16 +83,22 @@ def _broken_copy(archive: Path) -> Path:
 
 
 def test_a_drill_of_an_archive_that_does_not_load_fails_naming_the_table(
-    examples_up: Path, sink: Sink, tmp_path: Path
+    examples_up: Path, sink: Sink, store: str
 ) -> None:
-    root = str(examples_up)
+    """The dump is broken in a folder archive's file; for the restic store, that archive
+    is then moved into the store, as ``backups migrate`` moves one."""
+    from archives import into_store, out_of_store
+    from testroot import STATE
+
+    root = str(use_store(examples_up, "folder"))
     assert opskit("backup", "mdf", "dev", "--root", root, timeout=300).returncode == 0
     copy = _broken_copy(Path(str(newest(root, "mdf", "dev")["path"])))
+    use_store(examples_up, store)
+    state = into_store(copy, str(STATE)) if store == "restic" else ""
     settings = examples_up / "opskit.yaml"
     original = settings.read_text()  # the copy's own (tests/testroot.py) comes back after
-    settings.write_text(
-        f"state_dir: {tmp_path}\nnotify: {{urls: ['ntfy://127.0.0.1:{sink.port}/opskit']}}\n"
-    )
+    # its state folder stays (the root's restic store keeps its password there)
+    settings.write_text(original + f"notify: {{urls: ['ntfy://127.0.0.1:{sink.port}/opskit']}}\n")
     try:
         assert opskit("verify", "mdf", "dev", "--name", copy.name, "--root", root).returncode == 0
         done = opskit("drill", "mdf", "dev", "--name", copy.name, "--root", root, timeout=600)
@@ -97,7 +106,7 @@ def test_a_drill_of_an_archive_that_does_not_load_fails_naming_the_table(
         errors = [line for line in done.stderr.splitlines() if line.startswith("[error]")]
         assert errors and "table wp_posts" in errors[0], done.stderr
         assert "Traceback" not in done.stderr
-        result = json.loads((copy / "drill.json").read_text())
+        result = json.loads((Path(state or copy) / "drill.json").read_text())
         assert result["ok"] is False and "wp_posts" in result["faults"][0]
         assert newest(root, "mdf", "dev")["drilled"] == "FAILED"
         assert drill_leftovers() == []
@@ -106,7 +115,9 @@ def test_a_drill_of_an_archive_that_does_not_load_fails_naming_the_table(
         assert "wp_posts" in str(alert["message"])
     finally:
         settings.write_text(original)
-        shutil.rmtree(copy)
+        if state:
+            out_of_store(state, str(STATE))
+        shutil.rmtree(copy, ignore_errors=True)
 
 
 def _drill_until_its_server_runs(root: str) -> subprocess.Popen[str]:
@@ -117,8 +128,8 @@ def _drill_until_its_server_runs(root: str) -> subprocess.Popen[str]:
     return process
 
 
-def test_an_interrupted_drill_removes_what_it_started(examples_up: Path) -> None:
-    root = str(examples_up)
+def test_an_interrupted_drill_removes_what_it_started(examples_up: Path, store: str) -> None:
+    root = str(use_store(examples_up, store))
     assert opskit("backup", "seriousletter", "dev", "--root", root, timeout=300).returncode == 0
     process = _drill_until_its_server_runs(root)
     process.send_signal(signal.SIGTERM)
@@ -239,13 +250,14 @@ def test_the_readiness_of_a_socket_only_server_waits_for_the_images_initialisati
         subprocess.run(["docker", "rm", "-f", "--volumes", name], capture_output=True)
 
 
-def test_a_drill_of_a_socket_only_postgres_passes(tmp_path: Path) -> None:
+def test_a_drill_of_a_socket_only_postgres_passes(tmp_path: Path, store: str) -> None:
     from conftest import wait_until
     from testroot import NS
 
     root = tmp_path / "root"
     (root / "sock" / "prod").mkdir(parents=True)
     (root / "sock" / "project.yaml").write_text(SOCK.format(ns=NS, backups=tmp_path / "backups"))
+    use_store(root, store)
     (root / "sock" / "prod" / "docker-compose.yml").write_text(SOCK_COMPOSE)
     _entry_folder(root / "sock" / "prod" / "entry")
     try:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import docker_ready, finished, opskit, started, wait_until
+import testroot
+from conftest import archives_of, docker_ready, finished, manifest_of, opskit, started, wait_until
 from testroot import NS
 from wpstack import php_serialize
 
@@ -218,8 +219,13 @@ def load(
             lambda: opskit("health", "load", "--root", str(root)).returncode == 0,
             timeout=240, what="healthy load envs",
         )  # fmt: skip
-        backup = opskit("backup", "load", "dev", "--root", str(root), timeout=300)
-        assert backup.returncode == 0, backup.stderr
+        # The fixture's backup, once in each store (restic first: the restic store lists
+        # the folder archives beside its own, and a test takes the oldest it lists).
+        for store in ("restic", "folder"):
+            testroot.use_store(root, store)
+            backup = opskit("backup", "load", "dev", "--root", str(root), timeout=300)
+            assert backup.returncode == 0, backup.stderr
+        testroot.put_back_descriptors()
         # dev now differs from its archive: a restore that did nothing would be noticed
         fixture.sql("dev", "UPDATE users SET url = 'https://changed.test/' WHERE id = 1")
         fixture.sql("dev", f"DELETE FROM big WHERE id > {ROWS - 10}")
@@ -229,11 +235,15 @@ def load(
             opskit("destroy", "load", env, "--volumes", "--yes", "--root", str(root))
 
 
-def test_the_manifest_records_the_row_count_of_every_table(load: Load) -> None:
-    listing = json.loads(load.run("backups", "load", "dev", "--json").stdout)["archives"]
-    archive = Path(min(listing, key=lambda a: a["created"])["path"])  # the fixture's backup
-    manifest = json.loads((archive / "manifest.json").read_text())
-    (database,) = [c for c in manifest["components"] if c["kind"] == "database"]
+def fixture_backup(load: Load) -> dict[str, object]:
+    """The archive the fixture made of dev in the store the test uses: its oldest."""
+    return min(archives_of(load.root, "load", "dev"), key=lambda a: str(a["created"]))
+
+
+def test_the_manifest_records_the_row_count_of_every_table(load: Load, store: str) -> None:
+    testroot.use_store(load.root, store)
+    manifest = manifest_of(str(fixture_backup(load)["path"]))
+    (database,) = [c for c in manifest["components"] if c["kind"] == "database"]  # type: ignore[attr-defined]
     prefix = "public." if load.kind == "postgres" else ""
     assert database["details"]["rows"] == {
         f"{prefix}big": ROWS,
@@ -242,7 +252,8 @@ def test_the_manifest_records_the_row_count_of_every_table(load: Load) -> None:
     }
 
 
-def test_sync_rewrites_every_string_in_order_and_only_whole_hosts(load: Load) -> None:
+def test_sync_rewrites_every_string_in_order_and_only_whole_hosts(load: Load, store: str) -> None:
+    testroot.use_store(load.root, store)  # the sync backs dev up first
     before = load.sql("prod", "SELECT COUNT(*) FROM big")
     done = load.run("sync", "load", "--from", "prod", "--to", "dev", "--yes", timeout=600)
     assert done.returncode == 0, done.stderr
@@ -272,7 +283,10 @@ def test_sync_rewrites_every_string_in_order_and_only_whole_hosts(load: Load) ->
     }
 
 
-def test_a_sync_whose_value_no_longer_fits_fails_and_leaves_the_target(load: Load) -> None:
+def test_a_sync_whose_value_no_longer_fits_fails_and_leaves_the_target(
+    load: Load, store: str
+) -> None:
+    testroot.use_store(load.root, store)  # dev is put back from the sync's backup
     long_url = "https://shop.ch/" + "x" * 22  # 38 characters; 42 once rewritten
     load.sql("prod", f"INSERT INTO users VALUES (99, '{long_url}')")
     try:
@@ -317,8 +331,9 @@ def _loading(load: Load, env: str) -> Callable[[], bool]:
 @pytest.mark.parametrize("command", ["restore", "sync"])
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_an_interrupted_database_load_puts_the_env_back(
-    load: Load, command: str, number: int
+    load: Load, command: str, number: int, store: str
 ) -> None:
+    testroot.use_store(load.root, store)
     before = load.checksums("dev")
     argv = (
         ["restore", "load", "dev", "--latest", "--yes"]
@@ -341,7 +356,10 @@ def test_an_interrupted_database_load_puts_the_env_back(
     assert entry["safety_backup"].startswith("load-dev-")
 
 
-def test_a_restore_whose_client_is_killed_fails_and_puts_the_env_back(load: Load) -> None:
+def test_a_restore_whose_client_is_killed_fails_and_puts_the_env_back(
+    load: Load, store: str
+) -> None:
+    testroot.use_store(load.root, store)
     before = load.checksums("dev")
     client = "mariadb" if load.kind == "mariadb" else "psql"
 
@@ -382,18 +400,23 @@ def _cut_short(dump: bytes, kind: str) -> bytes:
     return dump[:start] + dump[end:]
 
 
-def test_a_restore_of_a_dump_cut_short_fails_and_puts_the_env_back(load: Load) -> None:
+def test_a_restore_of_a_dump_cut_short_fails_and_puts_the_env_back(load: Load, store: str) -> None:
     """A dump that lost rows after the backup counted them (checksums recomputed, so that
-    verify passes) loads without an error: only the recorded row counts tell."""
+    verify passes) loads without an error: only the recorded row counts tell. The dump
+    is altered in a folder archive's file; for the restic store, that archive is then
+    moved into the store, as ``backups migrate`` moves one."""
     import shutil
 
-    from archives import altered_copy
+    from archives import altered_copy, into_store, out_of_store
+    from opskit.settings import DEFAULT_STATE_DIR  # the load root has no opskit.yaml
 
-    listing = json.loads(load.run("backups", "load", "dev", "--json").stdout)["archives"]
-    original = Path(min(listing, key=lambda a: a["created"])["path"])
+    testroot.use_store(load.root, "folder")
+    original = Path(str(fixture_backup(load)["path"]))
     copy = altered_copy(
         original, "load-dev-20991231T235959Z", lambda dump: _cut_short(dump, load.kind)
     )
+    testroot.use_store(load.root, store)
+    state = into_store(copy, DEFAULT_STATE_DIR) if store == "restic" else ""
     try:
         assert load.run("verify", "load", "dev", "--name", copy.name).returncode == 0
 
@@ -407,4 +430,6 @@ def test_a_restore_of_a_dump_cut_short_fails_and_puts_the_env_back(load: Load) -
         assert load.checksums("dev") == before
         assert load.run("health", "load", "dev").returncode == 0
     finally:
-        shutil.rmtree(copy)
+        if state:
+            out_of_store(state, DEFAULT_STATE_DIR)
+        shutil.rmtree(copy, ignore_errors=True)

@@ -566,34 +566,37 @@ SMALL = "retention: {keep_last: 1, keep_daily: 2, keep_weekly: 0, keep_monthly: 
 
 
 @pytest.fixture
-def mdf_small_retention(examples_up: Path) -> Iterator[Path]:
-    """The example copy with mdf keeping little (keep_last 1, keep_daily 2) and no archives
-    of mdf dev yet; put back afterwards."""
-    import shutil
-
-    from testroot import BACKUPS
+def mdf_small_retention(examples_up: Path, tmp_path: Path) -> Iterator[Path]:
+    """The example copy with mdf keeping little (keep_last 1, keep_daily 2) and its archives
+    in a backup folder of the test's own (no archives, no store, no audit log yet: the
+    example copy's folder and the restic store in it stay as they are); put back
+    afterwards."""
+    from testroot import BACKUPS, put_back_descriptors
 
     descriptor = examples_up / "mdf" / "project.yaml"
     original = descriptor.read_text()
     assert "retention: {keep_daily: 7, keep_weekly: 4, keep_monthly: 6}" in original
+    assert f"dir: {BACKUPS}\n" in original
     descriptor.write_text(
-        original.replace("retention: {keep_daily: 7, keep_weekly: 4, keep_monthly: 6}", SMALL)
+        original.replace(
+            "retention: {keep_daily: 7, keep_weekly: 4, keep_monthly: 6}", SMALL
+        ).replace(f"dir: {BACKUPS}\n", f"dir: {tmp_path / 'backups'}\n")
     )
-    shutil.rmtree(BACKUPS / "mdf" / "dev", ignore_errors=True)
     try:
         yield examples_up
     finally:
+        put_back_descriptors()  # use_store's, whichever fixture ends first
         descriptor.write_text(original)
-        shutil.rmtree(BACKUPS / "mdf" / "dev", ignore_errors=True)
 
 
 @pytest.mark.docker
 def test_a_scheduled_backup_keeps_the_undo_points_and_the_drilled_archive(
-    mdf_small_retention: Path,
+    mdf_small_retention: Path, store: str
 ) -> None:
     import shutil
 
-    from conftest import opskit
+    from conftest import archive_name, opskit
+    from testroot import use_store
 
     root = str(mdf_small_retention)
 
@@ -606,18 +609,25 @@ def test_a_scheduled_backup_keeps_the_undo_points_and_the_drilled_archive(
         stamp = datetime.strptime(name[-16:], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
         return stamp.astimezone().date().isoformat()
 
-    # Earlier days: the first backup, as the nightly run made it 9, 8, 3 and 2 days ago.
+    # Earlier days: the first backup, as the nightly run made it 9, 8, 3 and 2 days ago:
+    # folder archives copied under those names; for the restic store, migrated into it.
+    use_store(mdf_small_retention, "folder")
     first = Path(run("backup", "mdf", "dev").strip())
     earlier = {}
     for days in (9, 8, 3, 2):
         moment = datetime.now(UTC).replace(hour=3, minute=30, second=0) - timedelta(days=days)
         earlier[days] = f"mdf-dev-{moment:%Y%m%dT%H%M%SZ}"
         shutil.copytree(first, first.parent / earlier[days])
+    use_store(mdf_small_retention, store)
+    if store == "restic":
+        run("backups", "migrate", "mdf", "dev")
+        assert not first.exists()
+        assert {a["name"] for a in listed_dev(root)} == {first.name, *earlier.values()}
     # Today: a drill that passes, another backup, a sync from prod, then a restore.
     assert "drilled ok" in run("drill", "mdf", "dev", "--name", first.name)
-    plain = Path(run("backup", "mdf", "dev").strip()).name
-    before_sync = Path(json.loads(run("sync", "mdf", "--from", "prod", "--to", "dev", "--yes",
-                                      "--json"))["backup"]).name  # fmt: skip
+    plain = archive_name(run("backup", "mdf", "dev"))
+    before_sync = archive_name(json.loads(run("sync", "mdf", "--from", "prod", "--to", "dev",
+                                              "--yes", "--json"))["backup"])  # fmt: skip
     restored = json.loads(run("restore", "mdf", "dev", "--name", plain, "--yes", "--json"))
     safety = restored["safety_backup"]["name"]
     history = json.loads(run("history", "mdf", "--json"))
@@ -640,7 +650,7 @@ def test_a_scheduled_backup_keeps_the_undo_points_and_the_drilled_archive(
     assert len(listed_dev(root)) == 8  # the dry run removed nothing
 
     # The nightly run: back up, verify, prune.
-    newest = Path(run("backup", "mdf", "dev", "--scheduled").strip()).name
+    newest = archive_name(run("backup", "mdf", "dev", "--scheduled"))
     kept = {a["name"]: a for a in listed_dev(root)}
     assert set(kept) == {newest, safety, before_sync, first.name, earlier[2]}
     assert kept[first.name]["drilled"] == "ok"  # backups still shows the drill
