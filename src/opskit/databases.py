@@ -64,15 +64,28 @@ def query_script(database: Database) -> str:
     )
 
 
+# The dump's stdout is a pipe to docker, where stdio buffers 4 KiB: every 4 KiB is a write
+# that containerd's shim and dockerd each pass on. With stdbuf (coreutils; when the image has
+# it and it works) the dump writes 1 MiB at a time. The peer bench's 114 MB dump through
+# docker exec: the daemons' CPU 1.70 / 2.59 s -> 1.20 / 1.05 s, the wall time 5.3 / 7.4 s ->
+# 4.2 / 3.0 s (two runs each, a loaded machine). The exec keeps the dump's exit status.
+_BUFFERED = (
+    'b=; command -v stdbuf >/dev/null 2>&1 && stdbuf -o1M true 2>/dev/null && b="stdbuf -o1M"; '
+)
+
+
 def dump_script(database: Database) -> str:
     """Write a plain SQL dump of database "$2" (as user "$1") to stdout."""
     if database.type in MARIADB_TYPES:
         return (
-            _password(database) + _client("mariadb-dump", "mysqldump")
-            + 'exec "$c" --user="$1" --single-transaction --routines --triggers --events '
+            _password(database) + _client("mariadb-dump", "mysqldump") + _BUFFERED
+            + 'exec $b "$c" --user="$1" --single-transaction --routines --triggers --events '
             '--hex-blob --default-character-set=utf8mb4 "$2"'
         )  # fmt: skip
-    return _password(database) + f'exec pg_dump {_tcp(database)}--username="$1" --no-password "$2"'
+    return (
+        _password(database) + _BUFFERED
+        + f'exec $b pg_dump {_tcp(database)}--username="$1" --no-password "$2"'
+    )  # fmt: skip
 
 
 # Succeeds when no shell runs in the container any more, apart from this script's own
