@@ -3,6 +3,7 @@ deduplicated store for a new root, folders for a root that already holds folder 
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,43 @@ def test_a_root_written_before_the_store_stays_on_folders_until_migrated(tmp_pat
     assert [a["store"] for a in archives_of(tmp_path, "cut", "dev")] == ["restic"] * 3
     doctor = opskit("doctor", "--json", *args)
     assert not [f for f in doctor.json()["findings"] if "migrate" in f["message"]]  # type: ignore[index]
+
+
+@pytest.mark.docker
+def test_a_scheduled_backup_asks_restic_for_each_thing_once(tmp_path: Path) -> None:
+    """A scheduled night (back up, verify, prune) ran restic 21 times, six of them for the
+    same listing and six for its version, 0.3-0.6 s each: the store keeps what it read
+    until it changes the repository."""
+    import os
+    import stat
+
+    from conftest import opskit
+    from test_interrupt import write_cut
+
+    data = write_cut(tmp_path, "restic")
+    descriptor = tmp_path / "cut" / "project.yaml"
+    descriptor.write_text(
+        descriptor.read_text().replace(
+            "backup: {",
+            "backup: {retention: {keep_last: 2, keep_daily: 0, keep_weekly: 0, keep_monthly: 0}, ",
+        )
+    )
+    calls = tmp_path / "calls"
+    spy = tmp_path / "bin" / "restic"
+    spy.parent.mkdir()
+    restic = subprocess.run(["sh", "-c", "command -v restic"], capture_output=True, text=True)
+    spy.write_text(
+        '#!/bin/sh\nfor a in "$@"; do case "$a" in -*|/*) ;; *) echo "$a" >> "$CALLS"; '
+        f'break;; esac; done\nexec {restic.stdout.strip()} "$@"\n'
+    )
+    spy.chmod(spy.stat().st_mode | stat.S_IXUSR)
+    env = {"PATH": f"{spy.parent}:{os.environ['PATH']}", "CALLS": str(calls)}
+    for night in range(3):
+        (data / "index.html").write_text(f"night {night}\n")
+        calls.unlink(missing_ok=True)
+        run = opskit("backup", "cut", "dev", "--scheduled", "--root", str(tmp_path), env=env)
+        assert run.returncode == 0, run.stderr
+        made = calls.read_text().split()
+        assert made.count("version") == 1, made
+        assert made.count("snapshots") <= 2, made  # the backup's own, then verify's and prune's
+    assert "prune" in made and "forget" in made  # the third night pruned the first

@@ -15,6 +15,7 @@ import posixpath
 import re
 import secrets
 import threading
+import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import IO, TYPE_CHECKING, Any
@@ -342,8 +343,19 @@ def last_line(text: str) -> str:
     return said[-1] if said else lines[-1]
 
 
+_CHECKED: weakref.WeakSet[Host] = weakref.WeakSet()  # hosts whose restic passed
+
+
 def check_restic(host: Host) -> None:
-    """Refuse a missing restic, or one older than :data:`RESTIC_FLOOR`."""
+    """Refuse a missing restic, or one older than :data:`RESTIC_FLOOR` (asked once per
+    host object: a command opens the store many times)."""
+    if host in _CHECKED:
+        return
+    _check_restic(host)
+    _CHECKED.add(host)
+
+
+def _check_restic(host: Host) -> None:
     result = host.run(["restic", "version"], check=False)
     found = re.search(r"restic (\d+)\.(\d+)\.(\d+)", result.text)
     floor = ".".join(map(str, RESTIC_FLOOR))

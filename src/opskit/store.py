@@ -167,6 +167,11 @@ class ResticStore:
         self.directory = posixpath.join(root, project, env)
         self.folders = FolderStore(host, self.directory)
         self.repository = posixpath.join(root, REPOSITORY)
+        # What this store read of the repository, until it changes it: one command (a
+        # scheduled backup: clean, name, parents, verify, prune) asked restic for the
+        # same listing six times, 0.3-0.6 s each.
+        self._opened = False
+        self._listing: dict[str, list[dict[str, Any]]] | None = None
         self.restic = Restic(
             host,
             self.repository,
@@ -211,6 +216,8 @@ class ResticStore:
         password) when there is none, with *like*'s chunker parameters when given (an
         offsite repository that ``restic copy`` will fill). Return whether the
         repository exists."""
+        if self._opened:
+            return True
         if not self._exists():
             if not create:
                 return False
@@ -222,14 +229,22 @@ class ResticStore:
             except ResticError:
                 if not self._exists():  # else another env of the root made it just now
                     raise
+            self._opened = True
             return True
         check_restic(self.host)
         self._password()
+        self._opened = True
         return True
 
+    def changed(self) -> None:
+        """Forget what was read of the repository: this store just changed it."""
+        self._listing = None
+
     def _locked(self, *args: str) -> str:
-        """Run restic, waiting while another restic process holds the repository's lock
-        (a backup of another env of the root)."""
+        """Run restic (a command that changes the repository: forget, prune), waiting
+        while another restic process holds the repository's lock (a backup of another env
+        of the root)."""
+        self.changed()
         deadline = time.monotonic() + self.lock_timeout
         while True:
             try:
@@ -241,12 +256,17 @@ class ResticStore:
             time.sleep(2)
 
     def _groups(self) -> dict[str, list[dict[str, Any]]]:
-        """The env's snapshots by archive (checked to be the env's own)."""
-        try:
-            found = self.restic.snapshots("opskit", f"project={self.project}", f"env={self.env}")
-        except ResticError as exc:
-            raise ArchiveError(f"{self.project} {self.env}: {exc}") from None
-        return owned(found, self.project, self.env)
+        """The env's snapshots by archive (checked to be the env's own), read once until
+        this store changes the repository."""
+        if self._listing is None:
+            try:
+                found = self.restic.snapshots(
+                    "opskit", f"project={self.project}", f"env={self.env}"
+                )
+            except ResticError as exc:
+                raise ArchiveError(f"{self.project} {self.env}: {exc}") from None
+            self._listing = owned(found, self.project, self.env)
+        return {name: list(group) for name, group in self._listing.items()}
 
     # -- listing -------------------------------------------------------------------------
 
@@ -482,6 +502,7 @@ class ResticWriter:
             raise ArchiveError(f"archive {self.name}: {key}: {exc}") from None
         snapshot = str(summary.get("snapshot_id"))
         self.written[key] = snapshot
+        self.store.changed()
         read = int(summary.get("total_bytes_processed") or 0)
         if read != source.size:
             raise ArchiveError(
@@ -535,10 +556,12 @@ class ResticWriter:
                 summary = store.restic.backup_tree(folder, labels, parent, advance)
             snapshot = str(summary.get("snapshot_id"))
             self.written[key] = snapshot
+            self.store.changed()
             root = store.restic.tree(snapshot)
         except IncompleteTree as exc:
             if exc.snapshot:
                 self.written[key] = exc.snapshot  # forgotten by abort
+                self.store.changed()
             raise ArchiveError(f"archive {self.name}: {key}: {exc}") from None
         except ResticError as exc:
             raise ArchiveError(f"archive {self.name}: {key}: {exc}") from None
@@ -564,11 +587,13 @@ class ResticWriter:
         text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
         size = f"bytes={len(text)}"
         snapshot = self._send("manifest", Feeding(io.BytesIO(text)), size)
+        store.changed()
         state = store.make_state(self.name)
         write_json(store.host, store._cached(self.name, snapshot), manifest)
         return Archive(state, manifest, restic=store.restic, snapshots=dict(self.written))
 
     def abort(self) -> None:
+        self.store.changed()
         if self.written:  # never listed: else the next backup of the env forgets them
             with contextlib.suppress(ResticError, OSError):
                 self.store._locked("forget", *self.written.values())
