@@ -408,6 +408,8 @@ def _store_repositories(runtime: Runtime) -> list[str]:
 def examine(runtime: Runtime, root_only: bool = False) -> DoctorReport:
     """Every finding for the root of *runtime*, in the order projects and envs are listed;
     with *root_only*, none about containers that no project of the root claims."""
+    from opskit.store import kind_of
+
     found = survey(runtime)
     state, placed = found.state, found.placed
     projects = runtime.projects()
@@ -478,7 +480,7 @@ def examine(runtime: Runtime, root_only: bool = False) -> DoctorReport:
                     f"{loose[0]}: chmod 700 the folders and 600 the files",
                 )
             )
-        if project.backup.store is None and _default_store(runtime, project) == "folder":
+        if project.backup.store is None and kind_of(runtime, project) == "folder":
             findings.append(
                 Finding(
                     NOTE,
@@ -542,9 +544,3 @@ def examine(runtime: Runtime, root_only: bool = False) -> DoctorReport:
                 )
             )
     return DoctorReport(tuple(findings))
-
-
-def _default_store(runtime: Runtime, project: Project) -> str:
-    from opskit.store import kind_of
-
-    return kind_of(runtime, project)
