@@ -70,6 +70,11 @@ def test_the_restic_store_backs_up_lists_verifies_restores_and_prunes(tmp_path: 
         assert first.stdout.strip().startswith(f"{repo}:cut-dev-")
         password = root / "state" / "restic-store-password"
         assert password.stat().st_mode & 0o777 == 0o600
+        # The store's one key derives cheaply (src/opskit/restic_key.py), and no warning said
+        # it stayed slow.
+        [key] = [json.loads(path.read_text()) for path in (repo / "keys").iterdir()]
+        assert (key["N"], key["r"], key["p"]) == (1 << 14, 8, 1)
+        assert "[warning]" not in first.stderr
         after_first = du(repo)
         # Two nights of the same data: the second adds far less than the first.
         second = opskit("backup", "cut", "dev", *args)

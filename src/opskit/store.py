@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
+from opskit import restic_key
 from opskit.archive import (
     DRILLED,
     MANIFEST,
@@ -229,12 +230,32 @@ class ResticStore:
             except ResticError:
                 if not self._exists():  # else another env of the root made it just now
                     raise
+            else:
+                self._fast_key()
             self._opened = True
             return True
         check_restic(self.host)
         self._password()
         self._opened = True
         return True
+
+    def _fast_key(self) -> None:
+        """Wrap the new repository's key for a cheap key derivation (see
+        :mod:`opskit.restic_key`): anyone who can read the repository on this disk can read
+        its password file beside it, and the password is 256 random bits. When that cannot
+        be done, the repository keeps restic's own key, and every command pays its 0.5 s."""
+
+        def opens() -> bool:
+            try:
+                self.restic.run("cat", "config", timeout=120)
+            except ResticError:
+                return False
+            return True
+
+        try:
+            restic_key.rewrap(self.host, self.repository, self.restic.password_file, opens)
+        except (restic_key.KeyFileError, OpskitError, ValueError, OSError) as exc:
+            warning(f"the archive store {self.repository} keeps restic's slower key: {exc}")
 
     def changed(self) -> None:
         """Forget what was read of the repository: this store just changed it."""
