@@ -411,7 +411,8 @@ class ResticStore:
         self.folders.clean()
         if not self.open():
             return
-        self.restic.unlock()
+        if self.host.listdir(posixpath.join(self.repository, "locks")):
+            self.restic.unlock()  # only restic can tell a stale lock from a live one
         groups = self._groups()
         stored = self._stored(groups)
         named = {i for archive, _ in stored for i in archive.snapshots.values()}

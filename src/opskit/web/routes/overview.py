@@ -46,6 +46,7 @@ def overview(board: Board, user: Viewer) -> dict[str, Any]:
 @router.get("/projects")
 def projects(board: Board, user: Viewer) -> dict[str, Any]:
     """Projects with their envs and sync directions, for the operations form."""
+    board.ops.runtime.reload()  # a project added since is a choice now, not after a visit elsewhere
     return {
         "projects": [
             {
