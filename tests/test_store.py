@@ -299,6 +299,45 @@ def _snapshot(archive: str, key: str, at: str = "2026-12-01") -> dict[str, Any]:
     return {"id": f"{archive}-{key}-{at}", "time": at, "tags": tags}
 
 
+def test_the_store_reads_without_restic_locks_under_its_own_and_offsite_keeps_them(
+    tmp_path: Path,
+) -> None:
+    """restic 0.14 sleeps 200 ms after writing the lock of every command; the store's own
+    flock already keeps its forget and prune apart from its readers."""
+    import contextlib
+
+    from opskit.contracts import Repository
+    from opskit.host import LocalHost
+    from opskit.restic import Restic
+
+    repo, password = tmp_path / "repo", tmp_path / "password"
+    password.write_text("a password\n")
+    held: list[bool] = []
+
+    @contextlib.contextmanager
+    def guard(exclusive: bool) -> Any:
+        held.append(exclusive)
+        yield
+
+    store = Restic(LocalHost(), str(repo), str(password), Repository(str(repo)), guard=guard)
+    offsite = Restic(LocalHost(), str(repo), str(password), Repository(str(repo)))
+    for command in ("snapshots", "cat", "dump", "ls"):
+        assert "--no-lock" in store.command(command, "x")
+        assert "--no-lock" not in offsite.command(command, "x")
+    for command in ("backup", "tag", "forget", "prune", "copy", "init", "unlock"):
+        assert "--no-lock" not in store.command(command)
+    subprocess.run(
+        ["restic", "--repo", str(repo), "--password-file", str(password), "init"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (repo / "locks").rmdir()
+    # Where restic would write a lock it cannot: a listing that locked would fail (after
+    # restic's retries, most of a minute).
+    (repo / "locks").write_text("")
+    assert store.snapshots() == []
+    assert held == [False]  # under the store's shared flock
+
+
 def test_only_archives_with_a_manifest_are_listed() -> None:
     whole, cut = "cut-dev-20261201T030000Z", "cut-dev-20261202T030000Z"
     groups = {

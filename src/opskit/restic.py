@@ -33,6 +33,12 @@ RESTIC_FLOOR = (0, 14, 0)
 CHUNK = 1 << 20
 COMPLETE = "complete"  # the tag of a snapshot that holds its whole component
 EXCLUSIVE = frozenset({"forget", "prune", "init", "tag"})  # commands that change what is kept
+# Commands that only read. restic 0.14 writes a lock file for each and then sleeps 200 ms
+# before it looks for other locks (internal/restic/lock.go, waitBeforeLockCheck): a fifth
+# of a second of every listing, `cat` and `dump`. Where opskit guards the repository itself
+# (the local store: a shared flock around these, an exclusive one around forget and prune)
+# they run with --no-lock; offsite repositories, which other hosts may prune, keep restic's.
+READ_ONLY = frozenset({"snapshots", "cat", "dump", "ls", "find", "stats"})
 # restic's Go runtime collects garbage when its heap has grown by GOGC % since the last
 # collection (100 by default), so a backup's peak is about twice what it really holds: the
 # tree backup of the peer bench's uploads took restic to 99 MB (scale 0.3) and the process
@@ -93,9 +99,14 @@ class Restic:
             *self.options,
         ]
 
+    def command(self, *args: str) -> list[str]:
+        """restic's argv for *args* against this repository."""
+        unlocked = self.guard is not None and bool(args) and args[0] in READ_ONLY
+        return [*self.base, *(["--no-lock"] if unlocked else []), *args]
+
     def run(self, *args: str, timeout: float | None = None) -> str:
         with self.locked(bool(args) and args[0] in EXCLUSIVE):
-            result = self.host.run([*self.base, *args], check=False, timeout=timeout, env=self.env)
+            result = self.host.run(self.command(*args), check=False, timeout=timeout, env=self.env)
         if result.returncode != 0:
             raise ResticError(
                 f"{self.target}: {last_line(result.stderr.decode('utf-8', 'replace'))}"
@@ -108,7 +119,7 @@ class Restic:
 
     def exists(self) -> bool:
         result = self.host.run(
-            [*self.base, "cat", "config"], check=False, timeout=120, env=self.env
+            self.command("cat", "config"), check=False, timeout=120, env=self.env
         )
         return result.returncode == 0
 
@@ -268,7 +279,7 @@ class Restic:
     def dump(self, snapshot: str, filename: str) -> Process:
         """``restic dump`` of one file; hold :meth:`locked` while it streams."""
         return self.host.popen(
-            [*self.base, "dump", snapshot, filename], merge_stderr=False, env=self.env
+            self.command("dump", snapshot, filename), merge_stderr=False, env=self.env
         )
 
 
