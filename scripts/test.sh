@@ -59,10 +59,11 @@ if [ $# -gt 0 ]; then
 fi
 
 ns="t$(printf '%s' "$PWD" | sha1sum | cut -c1-6)"
-GROUP_S=(tests/test_offsite.py tests/test_store.py tests/test_migrate.py tests/test_store_trees.py)
+GROUP_S=(tests/test_offsite.py tests/test_init.py tests/test_store.py tests/test_migrate.py
+  tests/test_store_trees.py)
 # The drills bring up throw-away database servers beside the example copy that the
 # dashboard's runner has up anyway; there they even out the main runner, the longest.
-GROUP_D=(tests/test_dashboard.py tests/test_offsite_shared.py tests/test_drill.py tests/test_init.py
+GROUP_D=(tests/test_dashboard.py tests/test_offsite_shared.py tests/test_drill.py
   tests/test_store_faults.py)
 # The wp project's stack and its users: promotion, sync, rebuild, the scheduled jobs, and
 # trust's test of containers under no valid service name; with the database loads and the
