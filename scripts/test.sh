@@ -5,9 +5,11 @@
 #
 # Without arguments the suite runs as four pytest runners side by side, each with its
 # own namespace (OPSKIT_TEST_NS) and port window, as checkouts on one server would: the
-# database loads, the offsite copies and `init` on stacks started by hand; the dashboard in a browser with the shared
-# offsite repository and the drills, then the compose tests once more with compose v1;
-# the wp project's promotion, sync, rebuild and scheduled jobs; and everything else. The groups are chosen so that the runners end together.
+# offsite copies, the store's own tests and `init` on stacks started by hand; the
+# dashboard in a browser with the shared offsite repository and the drills, then the
+# compose tests once more with compose v1; the wp project's promotion, sync, rebuild and
+# scheduled jobs with the database loads and the one-part restores; and everything else.
+# The groups are chosen so that the runners end together.
 # They wait on containers, restic and the browser far more than they compute, so the whole
 # takes far less time than one after the other. --durations shows the slowest.
 # Within a runner, tests/conftest.py runs the modules that need a shared stack (the
