@@ -24,7 +24,7 @@ LABEL = "opskit.drill"
 
 def drill_leftovers(component: str = "") -> list[str]:
     """The names of drill containers and volumes on the engine; with *component*, only
-    those of drills of a component whose key holds it (a drill's names end with the key):
+    those whose name holds it (a drill's names are ``opskit-drill-HOST-PID-HEX-KEY``):
     another checkout's tests may be drilling something else at the same moment."""
     containers = subprocess.run(
         ["docker", "ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}"],
@@ -126,10 +126,17 @@ def test_a_drill_of_an_archive_that_does_not_load_fails_naming_the_table(
 
 def _drill_until_its_server_runs(root: str) -> subprocess.Popen[str]:
     process = started("drill", "seriousletter", "dev", "--root", root)
-    while process.poll() is None and not drill_leftovers():
+    while process.poll() is None and not drill_leftovers(_of(process)):
         time.sleep(0.2)  # each look is two docker commands
     assert process.poll() is None, "the drill ended before its server started"
     return process
+
+
+def _of(process: subprocess.Popen[str]) -> str:
+    """What the names of the drill run by *process* hold (its drill id has the pid): another
+    checkout's drill at the same moment is not this one (a SIGTERM sent when another's
+    server ran reached this drill before it handled signals)."""
+    return f"-{process.pid}-"
 
 
 def test_an_interrupted_drill_removes_what_it_started(examples_up: Path, store: str) -> None:
@@ -142,15 +149,15 @@ def test_an_interrupted_drill_removes_what_it_started(examples_up: Path, store: 
     assert [line for line in err.splitlines() if line.startswith("[error]")] == [
         "[error] terminated (SIGTERM)"
     ], err
-    assert drill_leftovers() == []
+    assert drill_leftovers(_of(process)) == []
 
     process = _drill_until_its_server_runs(root)
     process.kill()  # nothing can clean up after SIGKILL ...
     finished(process, 60)
-    assert drill_leftovers() != []
+    assert drill_leftovers(_of(process)) != []
     done = opskit("drill", "seriousletter", "dev", "--root", root, timeout=600)
     assert done.returncode == 0, done.stderr  # ... but the next drill does
-    assert drill_leftovers() == []
+    assert drill_leftovers(_of(process)) == []
 
 
 # -- a server as it is configured: PostgreSQL on its socket only (#18) --------------------
