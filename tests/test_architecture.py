@@ -278,7 +278,7 @@ LAYERS = (
     ("plugin API", "hookspecs plugins"),
     ("jobs", "jobs"),
     ("reading", "descriptor settings"),
-    ("the host", "host"),
+    ("the host", "host execstream"),
     ("identity", "compose containers"),
     ("runtime", "runtime stacks gate health databases disk"),
     ("records", "audit notify runs"),

@@ -29,6 +29,7 @@ from opskit.contracts import NotDrilled as NotDrilled
 from opskit.contracts import StreamLedger as StreamLedger
 from opskit.dumps import DumpLedger, TarLedger
 from opskit.errors import NotFoundError, OpskitError
+from opskit.execstream import exec_output
 from opskit.processes import reaped_on_error
 
 if TYPE_CHECKING:
@@ -173,8 +174,8 @@ class DatabaseDump(Component):
 
     def dump(self, context: BackupContext) -> Process:
         container = context.running_container(self.database.service).name
-        argv = databases.client_argv(container, databases.dump_script(self.database), self.database)
-        return context.host.popen(argv, merge_stderr=False)
+        command = databases.client_command(databases.dump_script(self.database), self.database)
+        return exec_output(context.host, container, command)
 
     def ledger(self) -> DumpLedger:
         return DumpLedger(self.database.type)

@@ -177,19 +177,12 @@ def client_argv(
 ) -> list[str]:
     """``docker exec`` running *script* in *container* with the database's user and name."""
     flags = ["-i"] if stdin else []
-    return [
-        "docker",
-        "exec",
-        *flags,
-        container,
-        "sh",
-        "-c",
-        script,
-        "opskit",
-        default_user(database),
-        database.name,
-        *extra,
-    ]
+    return ["docker", "exec", *flags, container, *client_command(script, database, *extra)]
+
+
+def client_command(script: str, database: Database, *extra: str) -> list[str]:
+    """The command, in the container, that runs *script* with the database's user and name."""
+    return ["sh", "-c", script, "opskit", default_user(database), database.name, *extra]
 
 
 def client_error(

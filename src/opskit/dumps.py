@@ -125,18 +125,21 @@ class DumpLedger:
         return _SQL_MODE.sub(stricter, head, count=1)
 
     def _scan(self, chunk: bytes) -> None:
+        # The complete lines are scanned where they are: only a line cut by the chunk's
+        # edge is copied (joined with its start from the chunks before).
         cut = chunk.rfind(b"\n") + 1
         if not cut:
             if chunk:
                 self._partial.append(chunk)
             return
+        pos = 0
         if self._partial:
-            self._partial.append(chunk[:cut])
-            block = b"".join(self._partial)
+            pos = chunk.find(b"\n") + 1
+            self._partial.append(chunk[:pos])
+            line = b"".join(self._partial)
             self._partial.clear()
-            self._scan_lines(block, 0, len(block))
-        else:
-            self._scan_lines(chunk, 0, cut)
+            self._scan_lines(line, 0, len(line))
+        self._scan_lines(chunk, pos, cut)
         if cut < len(chunk):
             self._partial.append(chunk[cut:])
 

@@ -119,7 +119,7 @@ class _Streamed:
         return self._errors.text() if self._errors is not None else ""
 
 
-class _LocalProcess(_Streamed):
+class LocalProcess(_Streamed):
     """A local command."""
 
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
@@ -396,7 +396,7 @@ class LocalHost(Host):
             )
         except FileNotFoundError:
             raise HostError(f"{argv[0]}: command not found") from None
-        return _LocalProcess(process)
+        return LocalProcess(process)
 
     def open_write(self, path: str) -> IO[bytes]:
         try:
