@@ -4,6 +4,7 @@ status and stderr either way, and nothing left running or lying in the container
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
 import threading
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from opskit.execstream import _FifoProcess, exec_output
+from opskit.execstream import _FifoProcess, exec_input, exec_output
 from opskit.host import LocalHost
 from testroot import ns
 
@@ -136,3 +137,56 @@ def test_two_streams_of_one_container_at_once_keep_apart(containers: None) -> No
     for word in ("left", "right"):
         expected = f"{word}\n".encode() * 500000
         assert results[word] == (hashlib.sha256(expected).hexdigest(), len(expected))
+
+
+def test_input_through_the_fifo_reaches_the_command_whole(containers: None) -> None:
+    process = exec_input(LocalHost(), WITH_FIFO, ["sh", "-c", "sha256sum; echo loaded >&2"])
+    assert isinstance(process, _FifoProcess)
+    assert process.stdin is not None
+    data = b"".join(b"row %d\n" % n for n in range(2_000_000))
+    for start in range(0, len(data), 1 << 20):
+        process.stdin.write(data[start : start + (1 << 20)])
+    process.stdin.close()
+    assert process.stdout.read().split()[0].decode() == hashlib.sha256(data).hexdigest()
+    assert process.wait() == 0
+    assert "loaded" in process.errors()
+    assert in_container(WITH_FIFO, "ls /tmp") == ""
+
+
+def test_input_to_a_command_that_is_not_there_ends_at_once(containers: None) -> None:
+    process = exec_input(LocalHost(), WITH_FIFO, ["no-such-command"])
+    assert process.stdin is not None
+    with contextlib.suppress(BrokenPipeError):  # as a pipe to a process that ended
+        process.stdin.write(b"x" * (1 << 20))
+        process.stdin.close()
+    assert process.wait() == 127
+    assert in_container(WITH_FIFO, "ls /tmp") == ""
+
+
+def test_input_is_not_ended_by_kill(containers: None) -> None:
+    """A load stopped half way must not see the end of its input (it would commit what it
+    has): kill() stops docker exec alone; the command in the container still waits."""
+    in_container(WITH_FIFO, "rm -f /tmp/ended")
+    script = "cat > /dev/null && touch /tmp/ended"
+    process = exec_input(LocalHost(), WITH_FIFO, ["sh", "-c", script])
+    assert process.stdin is not None
+    process.stdin.write(b"half a dump\n")
+    process.stdin.flush()
+    process.kill()
+    process.wait()
+    time.sleep(1)
+    assert "ended" not in in_container(WITH_FIFO, "ls /tmp")
+    in_container(WITH_FIFO, "pkill -KILL cat || kill -KILL $(pidof cat)")
+    process.stdin.close()
+    time.sleep(0.5)
+    assert "ended" not in in_container(WITH_FIFO, "ls /tmp")
+
+
+def test_input_where_no_fifo_can_be_made_goes_through_docker_exec(containers: None) -> None:
+    process = exec_input(LocalHost(), WITHOUT_FIFO, ["wc", "-c"])
+    assert not isinstance(process, _FifoProcess)
+    assert process.stdin is not None
+    process.stdin.write(b"y" * 300000)
+    process.stdin.close()
+    assert process.stdout.read().strip() == b"300000"
+    assert process.wait() == 0

@@ -29,7 +29,7 @@ from opskit.contracts import NotDrilled as NotDrilled
 from opskit.contracts import StreamLedger as StreamLedger
 from opskit.dumps import DumpLedger, TarLedger
 from opskit.errors import NotFoundError, OpskitError
-from opskit.execstream import exec_output
+from opskit.execstream import exec_input, exec_output
 from opskit.processes import reaped_on_error
 
 if TYPE_CHECKING:
@@ -197,11 +197,9 @@ class DatabaseDump(Component):
         a partial load."""
         database = self.database
         container = context.running_container(database.service).name
-        argv = databases.client_argv(
-            container, databases.restore_script(database), database, stdin=True
-        )
+        command = databases.client_command(databases.restore_script(database), database)
         ledger = DumpLedger(database.type, strict=True)
-        process = context.host.popen(argv, stdin=True, merge_stderr=False)
+        process = exec_input(context.host, container, command)
         report = _LoadReport(process.stdout)
 
         def stop_inside() -> None:

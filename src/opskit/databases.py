@@ -172,12 +172,9 @@ def restore_script(database: Database) -> str:
 KILL_SCRIPT = 'kill -KILL "$@" 2>/dev/null; true'
 
 
-def client_argv(
-    container: str, script: str, database: Database, *extra: str, stdin: bool = False
-) -> list[str]:
+def client_argv(container: str, script: str, database: Database, *extra: str) -> list[str]:
     """``docker exec`` running *script* in *container* with the database's user and name."""
-    flags = ["-i"] if stdin else []
-    return ["docker", "exec", *flags, container, *client_command(script, database, *extra)]
+    return ["docker", "exec", container, *client_command(script, database, *extra)]
 
 
 def client_command(script: str, database: Database, *extra: str) -> list[str]:
