@@ -35,7 +35,7 @@ from opskit.archive import (
     verify,
     write_json,
 )
-from opskit.components import BackupContext, Component, extract_member, from_record
+from opskit.components import BackupContext, Component, TarTree, extract_member, from_record
 from opskit.containers import managed
 from opskit.errors import Cancelled, NotFoundError, OpskitError
 from opskit.gate import engine_time, wait_healthy
@@ -208,14 +208,76 @@ class Engine:
                 self.say(f"stopping {service} for the backup")
                 self.runtime.stacks.lifecycle(project, env, "stop", service, progress=self.output)
             context = self.context(project, env)
-            records = []
-            for component in components:
-                records.append(self._write_component(project, env, component, context, put, tree))
-            return records
+            if tree is None:
+                return [
+                    self._write_component(project, env, c, context, put, tree) for c in components
+                ]
+            return self._write_overlapped(project, env, components, context, put, tree)
         finally:
             for service in stopped:
                 self.say(f"starting {service} again")
                 self.runtime.stacks.lifecycle(project, env, "start", service, progress=self.output)
+
+    def _write_overlapped(
+        self,
+        project: Project,
+        env: str,
+        components: list[Component],
+        context: BackupContext,
+        put: Put,
+        tree: TreePut,
+    ) -> list[Any]:
+        """Write the paths and volumes (which the store keeps as trees: restic reads the
+        folders) in a second thread while this one streams the database dumps: a dump
+        waits on its database server, a tree on the disk. The manifest keeps the
+        descriptor's order; each component's phase is shown in turn, a tree's once the
+        dumps are done, with what it did meanwhile."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        aside = [c for c in components if isinstance(c, TarTree)]
+        if not aside or len(aside) == len(components):
+            return [self._write_component(project, env, c, context, put, tree) for c in components]
+        records: dict[str, Any] = {}
+        tallies = {c.key: _Tally() for c in aside}
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="opskit-tree") as pool:
+            futures = {
+                c.key: pool.submit(store_component, c, context, put, tallies[c.key].add, tree)
+                for c in aside
+            }
+            try:
+                for component in components:
+                    if component.key not in futures:
+                        records[component.key] = self._write_component(
+                            project, env, component, context, put, tree
+                        )
+                for component in aside:
+                    records[component.key] = self._collect(
+                        project, env, component, futures[component.key], tallies[component.key]
+                    )
+            except BaseException:
+                for future in futures.values():
+                    future.cancel()  # the one under way ends first: then the archive is aborted
+                raise
+        return [records[c.key] for c in components]
+
+    def _collect(
+        self, project: Project, env: str, component: Component, future: Any, tally: _Tally
+    ) -> Any:
+        """The record of a component written in the second thread, under its phase."""
+        if self.job is None:
+            say(self.progress, f"{project.name} {env}: {component.key}")
+            return future.result()
+        with self.job.phase(component.key):
+            advance = self.job.meter()
+            while True:
+                try:
+                    record = future.result(timeout=PROGRESS_WAIT)
+                    break
+                except TimeoutError:
+                    advance(tally.take())
+            advance(tally.take())
+            advance(0)
+            return record
 
     def _write_component(
         self,
@@ -739,3 +801,26 @@ def database_services(components: Iterable[Component]) -> set[str]:
     """The services that keep running during a restore: those *components* restore
     through (their databases' servers)."""
     return {c.restores_through for c in components if c.restores_through is not None}
+
+
+# How often the phase of a tree written in the second thread reports its progress.
+PROGRESS_WAIT = 0.5
+
+
+class _Tally:
+    """Bytes counted in one thread, taken in another."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self._count += count
+
+    def take(self) -> int:
+        with self._lock:
+            count, self._count = self._count, 0
+        return count
