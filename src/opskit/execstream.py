@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import IO
 
+from opskit.errors import HostError
 from opskit.host import Host, LocalHost, LocalProcess, Process
 
 # In the container: a private folder with the FIFO "fifo"; prints the folder.
@@ -29,6 +30,8 @@ _MAKE = 'd=$(mktemp -d /tmp/opskit-fifo.XXXXXX) && mkfifo -m 600 "$d/fifo" && pr
 # did not open.
 _WRITE = 'd=$1; shift; exec >"$d/fifo" || exit 125; rm -rf -- "$d"; exec "$@"'
 _READ = 'd=$1; shift; exec <"$d/fifo" || exit 125; rm -rf -- "$d"; exec "$@"'
+# How long a command in the container may take to open its input FIFO (it does at once).
+OPEN_TIMEOUT = 30.0
 
 
 def exec_output(host: Host, container: str, argv: Sequence[str]) -> Process:
@@ -100,6 +103,7 @@ def _is_fifo(path: str) -> bool:
 def _open_writer(path: str, process: LocalProcess) -> IO[bytes]:
     """The FIFO's write end, once the command has opened it to read; when the command
     ended first, a sink (its exit status says why)."""
+    deadline = time.monotonic() + OPEN_TIMEOUT
     while True:
         fd = _open_fifo(path, os.O_WRONLY)
         if fd is not None:
@@ -107,6 +111,9 @@ def _open_writer(path: str, process: LocalProcess) -> IO[bytes]:
             return open(fd, "wb")
         if process.process.poll() is not None:
             return open(os.devnull, "wb")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise HostError(f"{path}: the command in the container never opened its input")
         time.sleep(0.01)
 
 
