@@ -32,8 +32,11 @@ if TYPE_CHECKING:
     from opskit.stacks import Stacks
 
 SETTLE_SECONDS = 3.0
-# Seconds between two polls of an env's health while waiting for it.
-HEALTH_POLL = 1.0
+# Seconds between two polls of an env's health while waiting for it. A poll is one
+# container listing and an inspect per container until they pass, so a short one is cheap;
+# a second was up to a second lost after every restore (the peer bench's: 3.1 s from the
+# start of a service whose healthcheck runs every 2 s to the end of the wait).
+HEALTH_POLL = 0.25
 DEFAULT_INTERVAL = 30.0  # Docker's healthcheck interval when the image sets none
 
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
