@@ -244,16 +244,10 @@ class ResticStore:
         :mod:`opskit.restic_key`): anyone who can read the repository on this disk can read
         its password file beside it, and the password is 256 random bits. When that cannot
         be done, the repository keeps restic's own key, and every command pays its 0.5 s."""
-
-        def opens() -> bool:
-            try:
-                self.restic.run("cat", "config", timeout=120)
-            except ResticError:
-                return False
-            return True
-
         try:
-            restic_key.rewrap(self.host, self.repository, self.restic.password_file, opens)
+            restic_key.rewrap(
+                self.host, self.repository, self.restic.password_file, self.restic.exists
+            )
         except (restic_key.KeyFileError, OpskitError, ValueError, OSError) as exc:
             warning(f"the archive store {self.repository} keeps restic's slower key: {exc}")
 
