@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import IO
 
-from opskit.errors import HostError
+from opskit.errors import HostError, OpskitError
 from opskit.host import Host, LocalHost, LocalProcess, Process
 
 # In the container: a private folder with the FIFO "fifo"; prints the folder.
@@ -60,10 +60,13 @@ def exec_input(host: Host, container: str, argv: Sequence[str]) -> Process:
 def _through_fifo(
     host: LocalHost, container: str, argv: Sequence[str], *, into: bool
 ) -> Process | None:
-    pid = host.run(
-        ["docker", "inspect", "--format", "{{.State.Pid}}", container], check=False
-    ).text.strip()
-    if not pid.isdigit() or pid == "0":
+    from opskit.host import docker_sdk
+
+    try:  # the API client the host has open: no process of its own
+        pid = int(host.docker().inspect_container(container)["State"]["Pid"])
+    except (docker_sdk().errors.DockerException, OpskitError, OSError, LookupError, ValueError):
+        return None  # docker exec's stream says what is wrong
+    if pid <= 0:
         return None
     made = host.run(["docker", "exec", container, "sh", "-c", _MAKE], check=False)
     folder = made.text.strip()

@@ -32,11 +32,14 @@ if TYPE_CHECKING:
     from opskit.stacks import Stacks
 
 SETTLE_SECONDS = 3.0
-# Seconds between two polls of an env's health while waiting for it. A poll is one
-# container listing and an inspect per container until they pass, so a short one is cheap;
-# a second was up to a second lost after every restore (the peer bench's: 3.1 s from the
-# start of a service whose healthcheck runs every 2 s to the end of the wait).
-HEALTH_POLL = 0.25
+# Seconds between two polls of an env's health while waiting for it: every 0.25 s for the
+# first 5 s, then every second. Most waits are for the first healthcheck of a service just
+# started, and a poll every second lost up to a second after each restore (the peer bench's:
+# 3.1 s from the start of a service whose healthcheck runs every 2 s to the end of the wait);
+# a poll is a container listing and an inspect per container, which a long wait (the
+# healthchecks of real servers run every 30 s) need not pay four times a second.
+HEALTH_POLL = 1.0
+FIRST_POLLS = (0.25, 5.0)  # the first polls' interval, for how long
 DEFAULT_INTERVAL = 30.0  # Docker's healthcheck interval when the image sets none
 
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
@@ -158,7 +161,8 @@ def wait_healthy(
     NotFound = docker_sdk().errors.NotFound
 
     since = since if since is not None else engine_time(stacks.host)
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     docker = stacks.host.docker()
     steady: dict[str, tuple[tuple[str, int], float]] = {}
     while True:
@@ -199,7 +203,8 @@ def wait_healthy(
                 f"not healthy after {timeout:g} s ({'; '.join(failing)}); "
                 f"raise {setting} in project.yaml if it needs longer"
             )
-        time.sleep(HEALTH_POLL)
+        fast, fast_for = FIRST_POLLS
+        time.sleep(fast if time.monotonic() - started < fast_for else HEALTH_POLL)
 
 
 def _too_slow(
