@@ -6,9 +6,10 @@
 # Without arguments the suite runs as four pytest runners side by side, each with its
 # own namespace (OPSKIT_TEST_NS) and port window, as checkouts on one server would: the
 # offsite copies, the store's own tests and `init` on stacks started by hand; the
-# dashboard in a browser with the shared offsite repository and the drills, then the
-# compose tests once more with compose v1; the wp project's promotion, sync, rebuild and
-# scheduled jobs with the database loads and the one-part restores; and everything else.
+# dashboard in a browser with the shared offsite repository, the drills and the
+# interruptions; the wp project's promotion, sync, rebuild and scheduled jobs with the
+# database loads and the one-part restores, then the compose tests once more with compose
+# v1; and everything else.
 # The groups are chosen so that the runners end together.
 # They wait on containers, restic and the browser far more than they compute, so the whole
 # takes far less time than one after the other. --durations shows the slowest.
@@ -63,9 +64,11 @@ ns="t$(printf '%s' "$PWD" | sha1sum | cut -c1-6)"
 GROUP_S=(tests/test_offsite.py tests/test_init.py tests/test_store.py tests/test_migrate.py
   tests/test_store_trees.py)
 # The drills bring up throw-away database servers beside the example copy that the
-# dashboard's runner has up anyway; there they even out the main runner, the longest.
+# dashboard's runner has up anyway; there they, and the interruptions of commands on the
+# example copy, even out the main runner, the longest (23.1 min with test_interrupt's
+# 3.5 min, when d took 18.9 min and then v1 5.4 min).
 GROUP_D=(tests/test_dashboard.py tests/test_offsite_shared.py tests/test_drill.py
-  tests/test_store_faults.py)
+  tests/test_store_faults.py tests/test_interrupt.py)
 # The wp project's stack and its users: promotion, sync, rebuild, the scheduled jobs, and
 # trust's test of containers under no valid service name; with the database loads and the
 # restores of one part.
@@ -80,7 +83,7 @@ GROUP_W=(tests/test_promote.py tests/test_sync.py tests/test_rebuild.py tests/te
 GROUP_V1=(-m "docker and not ssh" tests/test_compose.py tests/test_trust.py tests/test_cli.py
   tests/test_profiles.py --deselect
   tests/test_trust.py::test_a_container_under_no_service_name_is_shown_reported_and_left_alone)
-reports=build/test-reports  # one JUnit file per run (d-then: the v1 run after d), read at the end
+reports=build/test-reports  # one JUnit file per run (w-then: the v1 run after w), read at the end
 rm -rf "$reports" && mkdir -p "$reports"
 logs=()
 pids=()
@@ -115,12 +118,12 @@ side() {  # side NAME PORTS ARGS... [-- VAR=VALUE... ARGS...]: pytest in the bac
 v1_config=$(mktemp -d /tmp/opskit-docker-config-v1.XXXXXX)   # no cli-plugins: compose v1
 trap 'rm -rf "$v1_config"' EXIT
 side s 20000-23999 "${GROUP_S[@]}"
-side w 32100-32700 "${GROUP_W[@]}"
-# The dashboard's runner ends first: the v1 run follows it, so that no more than four
+# The wp runner ends first (16.7 min): the v1 run follows it, so that no more than four
 # pytest processes (and no more than two example copies with their healthchecks) share
 # the two cores.
-side d 24000-27999 "${GROUP_D[@]}" -- DOCKER_CONFIG="$v1_config" OPSKIT_TEST_COMPOSE=v1 \
+side w 32100-32700 "${GROUP_W[@]}" -- DOCKER_CONFIG="$v1_config" OPSKIT_TEST_COMPOSE=v1 \
   OPSKIT_TEST_NS="${ns}v1" OPSKIT_TEST_PORTS=30500-32000 "${GROUP_V1[@]}"
+side d 24000-27999 "${GROUP_D[@]}"
 result=0
 main_status=0
 OPSKIT_TEST_NS="${ns}m" OPSKIT_TEST_PORTS=28000-30499 .venv/bin/pytest --durations=10 \
