@@ -61,14 +61,14 @@ if [ $# -gt 0 ]; then
 fi
 
 ns="t$(printf '%s' "$PWD" | sha1sum | cut -c1-6)"
-GROUP_S=(tests/test_offsite.py tests/test_init.py tests/test_store.py tests/test_migrate.py
-  tests/test_store_trees.py)
+GROUP_S=(tests/test_offsite.py tests/test_init.py tests/test_store.py tests/test_migrate.py)
 # The drills bring up throw-away database servers beside the example copy that the
 # dashboard's runner has up anyway; there they, and the interruptions of commands on the
 # example copy, even out the main runner, the longest (23.1 min with test_interrupt's
-# 3.5 min, when d took 18.9 min and then v1 5.4 min).
+# 3.5 min, when d took 18.9 min and then v1 5.4 min); test_store_trees (1.1 min) came from
+# s, the longest after that move (23.3 min; d 21.3).
 GROUP_D=(tests/test_dashboard.py tests/test_offsite_shared.py tests/test_drill.py
-  tests/test_store_faults.py tests/test_interrupt.py)
+  tests/test_store_faults.py tests/test_interrupt.py tests/test_store_trees.py)
 # The wp project's stack and its users: promotion, sync, rebuild, the scheduled jobs, and
 # trust's test of containers under no valid service name; with the database loads and the
 # restores of one part.

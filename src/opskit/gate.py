@@ -32,14 +32,12 @@ if TYPE_CHECKING:
     from opskit.stacks import Stacks
 
 SETTLE_SECONDS = 3.0
-# Seconds between two polls of an env's health while waiting for it: every 0.25 s for the
-# first 5 s, then every second. Most waits are for the first healthcheck of a service just
-# started, and a poll every second lost up to a second after each restore (the peer bench's:
-# 3.1 s from the start of a service whose healthcheck runs every 2 s to the end of the wait);
-# a poll is a container listing and an inspect per container, which a long wait (the
-# healthchecks of real servers run every 30 s) need not pay four times a second.
+# Seconds between two polls of an env's health while waiting for it. Polls every 0.25 s
+# (for the first 5 s of a wait) took up to 0.75 s off each restore's wait in the peer bench,
+# but a poll is a listing of every container and an inspect of each of the env's, and the
+# two CI runs with them were the two slowest on that machine (25.3 and 25.9 min against
+# 24.0): the suite waits many hundred times, four runners on two cores.
 HEALTH_POLL = 1.0
-FIRST_POLLS = (0.25, 5.0)  # the first polls' interval, for how long
 DEFAULT_INTERVAL = 30.0  # Docker's healthcheck interval when the image sets none
 
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
@@ -161,8 +159,7 @@ def wait_healthy(
     NotFound = docker_sdk().errors.NotFound
 
     since = since if since is not None else engine_time(stacks.host)
-    started = time.monotonic()
-    deadline = started + timeout
+    deadline = time.monotonic() + timeout
     docker = stacks.host.docker()
     steady: dict[str, tuple[tuple[str, int], float]] = {}
     while True:
@@ -203,8 +200,7 @@ def wait_healthy(
                 f"not healthy after {timeout:g} s ({'; '.join(failing)}); "
                 f"raise {setting} in project.yaml if it needs longer"
             )
-        fast, fast_for = FIRST_POLLS
-        time.sleep(fast if time.monotonic() - started < fast_for else HEALTH_POLL)
+        time.sleep(HEALTH_POLL)
 
 
 def _too_slow(
