@@ -208,10 +208,6 @@ class Engine:
                 self.say(f"stopping {service} for the backup")
                 self.runtime.stacks.lifecycle(project, env, "stop", service, progress=self.output)
             context = self.context(project, env)
-            if tree is None:
-                return [
-                    self._write_component(project, env, c, context, put, tree) for c in components
-                ]
             return self._write_overlapped(project, env, components, context, put, tree)
         finally:
             for service in stopped:
@@ -225,16 +221,16 @@ class Engine:
         components: list[Component],
         context: BackupContext,
         put: Put,
-        tree: TreePut,
+        tree: TreePut | None,
     ) -> list[Any]:
-        """Write the paths and volumes (which the store keeps as trees: restic reads the
-        folders) in a second thread while this one streams the database dumps: a dump
+        """Write the paths and volumes, where the store keeps them as trees (restic reads
+        the folders), in a second thread while this one streams the database dumps: a dump
         waits on its database server, a tree on the disk. The manifest keeps the
         descriptor's order; each component's phase is shown in turn, a tree's once the
-        dumps are done, with what it did meanwhile."""
+        dumps are done, with what it did meanwhile. Without *tree*, one after the other."""
         from concurrent.futures import ThreadPoolExecutor
 
-        aside = [c for c in components if isinstance(c, TarTree)]
+        aside = [c for c in components if tree is not None and isinstance(c, TarTree)]
         if not aside or len(aside) == len(components):
             return [self._write_component(project, env, c, context, put, tree) for c in components]
         records: dict[str, Any] = {}

@@ -38,11 +38,7 @@ def exec_output(host: Host, container: str, argv: Sequence[str]) -> Process:
     """Run *argv* in *container*; its stdout is the returned process's ``stdout``, its
     stderr kept for ``errors()``, its exit status ``wait()``'s. ``kill()`` ends the read,
     and the command in the container with it (its next write fails)."""
-    if isinstance(host, LocalHost):
-        fast = _through_fifo(host, container, argv, into=False)
-        if fast is not None:
-            return fast
-    return host.popen(["docker", "exec", container, *argv], merge_stderr=False)
+    return _exec(host, container, argv, into=False)
 
 
 def exec_input(host: Host, container: str, argv: Sequence[str]) -> Process:
@@ -50,11 +46,16 @@ def exec_input(host: Host, container: str, argv: Sequence[str]) -> Process:
     it to end the input); its stdout and stderr as :func:`exec_output`'s. ``kill()`` does
     not end the input: a command in the container that must not take a cut-off stream for
     a complete one is stopped there first."""
+    return _exec(host, container, argv, into=True)
+
+
+def _exec(host: Host, container: str, argv: Sequence[str], *, into: bool) -> Process:
     if isinstance(host, LocalHost):
-        fast = _through_fifo(host, container, argv, into=True)
+        fast = _through_fifo(host, container, argv, into=into)
         if fast is not None:
             return fast
-    return host.popen(["docker", "exec", "-i", container, *argv], stdin=True, merge_stderr=False)
+    flags = ["-i"] if into else []
+    return host.popen(["docker", "exec", *flags, container, *argv], stdin=into, merge_stderr=False)
 
 
 def _through_fifo(
