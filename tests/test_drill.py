@@ -14,27 +14,11 @@ import pytest
 
 from archives import altered_copy
 from conftest import finished, opskit, started
+from drills import drill_leftovers, drilled, of
 from sink import Sink
 from testroot import use_store
 
 pytestmark = pytest.mark.docker
-
-LABEL = "opskit.drill"
-
-
-def drill_leftovers(component: str = "") -> list[str]:
-    """The names of drill containers and volumes on the engine; with *component*, only
-    those whose name holds it (a drill's names are ``opskit-drill-HOST-PID-HEX-KEY``):
-    another checkout's tests may be drilling something else at the same moment."""
-    containers = subprocess.run(
-        ["docker", "ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}"],
-        capture_output=True, text=True,
-    ).stdout.split()  # fmt: skip
-    volumes = subprocess.run(
-        ["docker", "volume", "ls", "-q", "--filter", f"label={LABEL}"],
-        capture_output=True, text=True,
-    ).stdout.split()  # fmt: skip
-    return [name for name in containers + volumes if component in name]
 
 
 def started_at(root: str, project: str, env: str) -> dict[str, str]:
@@ -60,7 +44,7 @@ def test_a_drill_of_each_example_archive_passes(
     root = str(use_store(examples_up, store))
     assert opskit("backup", project, "prod", "--root", root, timeout=300).returncode == 0
     before = started_at(root, project, "prod")
-    done = opskit("drill", project, "prod", "--root", root, timeout=600)
+    done, its = drilled(project, "prod", "--root", root)
     assert done.returncode == 0, done.stderr
     assert "drilled ok" in done.stdout
     archive = newest(root, project, "prod")
@@ -71,7 +55,7 @@ def test_a_drill_of_each_example_archive_passes(
     assert table[0].split()[-3:] == ["VERIFIED", "DRILLED", "OFFSITE"], table[0]
     assert table[1].split()[-3:] == ["ok", "ok", "never"], table[1]  # the drill verified it too
     assert started_at(root, project, "prod") == before  # the live env was not touched
-    assert drill_leftovers() == []
+    assert drill_leftovers(its) == []
 
 
 def _broken_copy(archive: Path) -> Path:
@@ -105,7 +89,7 @@ def test_a_drill_of_an_archive_that_does_not_load_fails_naming_the_table(
     settings.write_text(original + f"notify: {{urls: ['ntfy://127.0.0.1:{sink.port}/opskit']}}\n")
     try:
         assert opskit("verify", "mdf", "dev", "--name", copy.name, "--root", root).returncode == 0
-        done = opskit("drill", "mdf", "dev", "--name", copy.name, "--root", root, timeout=600)
+        done, its = drilled("mdf", "dev", "--name", copy.name, "--root", root)
         assert done.returncode == 1, done.stderr
         errors = [line for line in done.stderr.splitlines() if line.startswith("[error]")]
         assert errors and "table wp_posts" in errors[0], done.stderr
@@ -113,7 +97,7 @@ def test_a_drill_of_an_archive_that_does_not_load_fails_naming_the_table(
         result = json.loads((Path(state or copy) / "drill.json").read_text())
         assert result["ok"] is False and "wp_posts" in result["faults"][0]
         assert newest(root, "mdf", "dev")["drilled"] == "FAILED"
-        assert drill_leftovers() == []
+        assert drill_leftovers(its) == []
         (alert,) = sink.messages()  # a failed drill is an alert
         assert alert["title"] == "opskit: drill of mdf dev failed"
         assert "wp_posts" in str(alert["message"])
@@ -126,17 +110,10 @@ def test_a_drill_of_an_archive_that_does_not_load_fails_naming_the_table(
 
 def _drill_until_its_server_runs(root: str) -> subprocess.Popen[str]:
     process = started("drill", "seriousletter", "dev", "--root", root)
-    while process.poll() is None and not drill_leftovers(_of(process)):
+    while process.poll() is None and not drill_leftovers(of(process)):
         time.sleep(0.2)  # each look is two docker commands
     assert process.poll() is None, "the drill ended before its server started"
     return process
-
-
-def _of(process: subprocess.Popen[str]) -> str:
-    """What the names of the drill run by *process* hold (its drill id has the pid): another
-    checkout's drill at the same moment is not this one (a SIGTERM sent when another's
-    server ran reached this drill before it handled signals)."""
-    return f"-{process.pid}-"
 
 
 def test_an_interrupted_drill_removes_what_it_started(examples_up: Path, store: str) -> None:
@@ -149,15 +126,15 @@ def test_an_interrupted_drill_removes_what_it_started(examples_up: Path, store: 
     assert [line for line in err.splitlines() if line.startswith("[error]")] == [
         "[error] terminated (SIGTERM)"
     ], err
-    assert drill_leftovers(_of(process)) == []
+    assert drill_leftovers(of(process)) == []
 
     process = _drill_until_its_server_runs(root)
     process.kill()  # nothing can clean up after SIGKILL ...
     finished(process, 60)
-    assert drill_leftovers(_of(process)) != []
+    assert drill_leftovers(of(process)) != []
     done = opskit("drill", "seriousletter", "dev", "--root", root, timeout=600)
     assert done.returncode == 0, done.stderr  # ... but the next drill does
-    assert drill_leftovers(_of(process)) == []
+    assert drill_leftovers(of(process)) == []
 
 
 # -- a server as it is configured: PostgreSQL on its socket only (#18) --------------------
