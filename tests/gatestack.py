@@ -36,7 +36,8 @@ services:
 """
 
 
-def build_gate(root: Path) -> Path:
+def build_gate(root: Path, interval: str = "5s") -> Path:
+    """The project in *root*; *interval* is Docker's between two healthcheck runs."""
     project = root / "gate"
     project.mkdir()
     (project / "project.yaml").write_text(GATE.format(ns=NS))
@@ -45,7 +46,9 @@ def build_gate(root: Path) -> Path:
     seed = project / "seed"
     git("clone", "--quiet", str(origin), str(seed), cwd=project)
     (seed / "site").mkdir()
-    (seed / "docker-compose.yml").write_text(GATE_COMPOSE)
+    (seed / "docker-compose.yml").write_text(
+        GATE_COMPOSE.replace("interval: 5s", f"interval: {interval}")
+    )
     (seed / "site" / "health.txt").write_text("ok\n")
     (seed / "site" / "index.html").write_text("version 1\n")
     git("add", "-A", cwd=seed)

@@ -280,6 +280,42 @@ def test_the_gate_needs_evidence_newer_than_the_promotion(tmp_path: Path) -> Non
         opskit("destroy", "gate", "int", "--yes", "--root", root)
 
 
+def test_the_gate_runs_the_healthcheck_itself_instead_of_waiting_for_the_engine(
+    tmp_path: Path,
+) -> None:
+    """With a healthcheck every 2 minutes, a promotion's gate does not wait for the
+    engine's next run: it runs the healthcheck command itself, after the change; and
+    ``health`` takes such a run while the engine still says "starting"."""
+    project = build_gate(tmp_path, interval="120s")
+    (project / "project.yaml").write_text(
+        GATE.format(ns=NS).replace("health_timeout: 40", "health_timeout: 150")
+    )
+    root = str(tmp_path)
+    assert opskit("start", "gate", "int", "--root", root).returncode == 0
+    try:
+        (container,) = compose_containers(ns("gate-int"))
+        health = opskit("health", "gate", "int", "--json", "--root", root)
+        assert health.returncode == 0, health.stdout
+        (check,) = [c for c in health.json()["checks"] if c["check"] == "container web"]
+        assert check["detail"].endswith("starting; its healthcheck passed when opskit ran it")
+
+        dev_tree = project / "dev" / "code"
+        (dev_tree / "site" / "index.html").write_text("version 2\n")
+        git("commit", "--quiet", "-am", "version 2", cwd=dev_tree)
+        git("push", "--quiet", "origin", "develop", cwd=dev_tree)
+        run = opskit("promote", "gate", "--from", "dev", "--to", "int", "--yes", "--root", root)
+        assert run.returncode == 0, run.stderr
+        state = json.loads(
+            subprocess.run(
+                ["docker", "inspect", "-f", "{{json .State.Health}}", container],
+                capture_output=True, text=True, check=True,
+            ).stdout
+        )  # fmt: skip
+        assert state["Status"] == "starting" and not state["Log"], state  # no run of its own
+    finally:
+        opskit("destroy", "gate", "int", "--yes", "--root", root)
+
+
 def test_a_healthcheck_slower_than_the_timeout_is_named(tmp_path: Path) -> None:
     project = build_gate(tmp_path)
     (project / "project.yaml").write_text(

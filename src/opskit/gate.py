@@ -12,6 +12,11 @@ the gate reads ``State.Health.Log`` and trusts only runs that started after the 
   runs count only once Docker itself calls it unhealthy;
 - without one: running, and neither restarted (``RestartCount``) nor started again
   (``StartedAt``) across a settle window of :data:`SETTLE_SECONDS`.
+
+While no run of the engine is fresh, the gate runs the container's healthcheck command
+itself (``docker exec``, the healthcheck's own timeout): a pass is fresh evidence, so a
+restore does not wait out the interval (30 s on many servers) for the engine's first run.
+A failing run of its own never fails the gate; only the engine's runs do, as above.
 """
 
 from __future__ import annotations
@@ -115,6 +120,45 @@ def judge(
     return Verdict(False, False, detail + ", still starting")
 
 
+def healthcheck_command(inspected: Mapping[str, Any]) -> tuple[list[str], float] | None:
+    """The healthcheck's command as ``docker exec`` runs it, and its timeout in seconds;
+    None for a container without one."""
+    config = (inspected.get("Config") or {}).get("Healthcheck") or {}
+    test = [str(word) for word in config.get("Test") or []]
+    timeout = (config.get("Timeout") or 30e9) / 1e9  # Docker's default: 30 s
+    if len(test) > 1 and test[0] == "CMD":
+        return test[1:], timeout
+    if len(test) == 2 and test[0] == "CMD-SHELL":
+        return ["/bin/sh", "-c", test[1]], timeout
+    return None
+
+
+def probe(
+    host: Host, service: str, container_id: str, inspected: Mapping[str, Any], within: float
+) -> Verdict:
+    """Run the container's healthcheck command now, for its own timeout but at most
+    *within* seconds: ok when it passes, else still waiting with what it said (never
+    failed: the engine's own runs decide that)."""
+    from opskit.errors import HostError
+
+    command = healthcheck_command(inspected)
+    if command is None:
+        return Verdict(False, False, f"{service}: no healthcheck command to run")
+    argv, seconds = command
+    seconds = max(1.0, min(seconds, within))
+    try:
+        result = host.run(["docker", "exec", container_id, *argv], check=False, timeout=seconds)
+    except (HostError, OSError) as exc:  # timed out, or the exec itself failed
+        return Verdict(False, False, f"{service}: healthcheck run by opskit: {exc}")
+    if result.returncode == 0:
+        return Verdict(
+            True, False, f"{service}: healthcheck passed, run by opskit after the change"
+        )
+    said = " ".join((result.stdout + result.stderr).decode("utf-8", "replace").split())[:200]
+    detail = f"{service}: healthcheck run by opskit failed (exit {result.returncode}"
+    return Verdict(False, False, detail + (f": {said})" if said else ")"))
+
+
 def engine_time(host: Host) -> datetime:
     """The Docker engine's clock: the one that stamps healthcheck runs and starts."""
     return parse_time(str(host.docker().info().get("SystemTime", "")))
@@ -186,6 +230,10 @@ def wait_healthy(
             verdict = judge(placement.service, inspected, since, time.monotonic() - seen[1])
             if verdict.failed:
                 raise OpskitError(verdict.detail)
+            if not verdict.ok and interval is not None and docker_state.get("Status") == "running":
+                left = deadline - time.monotonic()
+                own = probe(stacks.host, placement.service, placement.container.id, inspected, left)
+                verdict = own if own.ok else verdict
             if not verdict.ok:
                 failing.append(verdict.detail)
         if not placements:
