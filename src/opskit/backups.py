@@ -10,8 +10,9 @@ import json
 import os
 import posixpath
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
@@ -29,6 +30,7 @@ from opskit.archive import (
     check_name_of,
     component_stream,
     env_dir,
+    is_tree,
     now,
     stamp,
     store_component,
@@ -607,8 +609,9 @@ class Engine:
             return restore
 
         steps = [(f"restoring {record.key}", restorer(record)) for record in records]
+        trees = {f"restoring {record.key}" for record in records if is_tree(record)}
         self.replace_data(
-            project, env, steps, database_services(components.values()), health_timeout
+            project, env, steps, database_services(components.values()), health_timeout, trees
         )
 
     def replace_data(
@@ -618,10 +621,17 @@ class Engine:
         steps: list[tuple[str, Callable[[BackupContext], None]]],
         keep_running: set[str],
         health_timeout: float,
+        aside: Collection[str] = (),
     ) -> None:
         """Stop the env's services except *keep_running* (its databases), run *steps*,
         start the env and wait until it is healthy and stable. Errors name the step.
-        Containers no command could address (``Placement.ignored``) are left alone."""
+        Containers no command could address (``Placement.ignored``) are left alone.
+
+        The steps named in *aside* (trees: restic writes the files) run in a second thread
+        while this one runs the others (database loads, which wait on the server); each
+        step's phase is shown in turn, an aside one's once the others are done."""
+        from concurrent.futures import ThreadPoolExecutor
+
         placements = self.runtime.stacks.status(project, env)
         for placement in placements:
             if placement.ignored is not None:
@@ -638,13 +648,21 @@ class Engine:
                 self.say(f"stopping {service}")
                 self.runtime.stacks.lifecycle(project, env, "stop", service, progress=self.output)
             context = self.context(project, env)
-            for step, action in steps:
-                if self.job is None:
-                    self.say(f"{project.name} {env}: {step}")
-                    action(context)
-                else:  # the phase is shown as its own line
-                    with self.job.phase(step):
-                        action(context)
+            side = [(name, action) for name, action in steps if name in aside]
+            if len(side) in (0, len(steps)):
+                side = []
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="opskit-tree") as pool:
+                futures = {name: pool.submit(action, context) for name, action in side}
+                try:
+                    for step, action in steps:
+                        if step not in futures:
+                            self._in_phase(project, env, step, partial(action, context))
+                    for step, _action in side:
+                        self._in_phase(project, env, step, futures[step].result)
+                except BaseException:
+                    for future in futures.values():
+                        future.cancel()  # the one under way ends first: then the rollback
+                    raise
             step = "starting the services"
             self.runtime.stacks.lifecycle(project, env, "start", progress=self.output)
             step = "waiting until the env is healthy"
@@ -658,6 +676,15 @@ class Engine:
             )
         except (OpskitError, OSError) as exc:
             raise OpskitError(f"{step}: {exc}") from None
+
+    def _in_phase(self, project: Project, env: str, step: str, action: Callable[[], Any]) -> None:
+        """Run *action*, shown as the phase *step* of the job (a line without one)."""
+        if self.job is None:
+            self.say(f"{project.name} {env}: {step}")
+            action()
+        else:  # the phase is shown as its own line
+            with self.job.phase(step):
+                action()
 
 
 def _contents(archive: Archive) -> dict[str, tuple[int, str]]:
