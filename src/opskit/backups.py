@@ -229,10 +229,15 @@ class Engine:
         the folders), in a second thread while this one streams the database dumps: a dump
         waits on its database server, a tree on the disk. The manifest keeps the
         descriptor's order; each component's phase is shown in turn, a tree's once the
-        dumps are done, with what it did meanwhile. Without *tree*, one after the other."""
+        dumps are done, with what it did meanwhile. Without *tree*, or on a host that runs
+        one stream at a time (:attr:`Host.streams`), one after the other."""
         from concurrent.futures import ThreadPoolExecutor
 
-        aside = [c for c in components if tree is not None and isinstance(c, TarTree)]
+        aside = [
+            c
+            for c in components
+            if tree is not None and isinstance(c, TarTree) and self.host.streams > 1
+        ]
         if not aside or len(aside) == len(components):
             return [self._write_component(project, env, c, context, put, tree) for c in components]
         records: dict[str, Any] = {}
@@ -628,8 +633,9 @@ class Engine:
         Containers no command could address (``Placement.ignored``) are left alone.
 
         The steps named in *aside* (trees: restic writes the files) run in a second thread
-        while this one runs the others (database loads, which wait on the server); each
-        step's phase is shown in turn, an aside one's once the others are done."""
+        while this one runs the others (database loads, which wait on the server), unless
+        the host runs one stream at a time (:attr:`Host.streams`); each step's phase is
+        shown in turn, an aside one's once the others are done."""
         from concurrent.futures import ThreadPoolExecutor
 
         placements = self.runtime.stacks.status(project, env)
@@ -649,7 +655,7 @@ class Engine:
                 self.runtime.stacks.lifecycle(project, env, "stop", service, progress=self.output)
             context = self.context(project, env)
             side = [(name, action) for name, action in steps if name in aside]
-            if len(side) in (0, len(steps)):
+            if len(side) in (0, len(steps)) or self.host.streams < 2:
                 side = []
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="opskit-tree") as pool:
                 futures = {name: pool.submit(action, context) for name, action in side}

@@ -166,6 +166,10 @@ class Host:
     """A machine that runs commands, holds files and a Docker engine."""
 
     name: str = LOCAL
+    # How many data streams (a dump, a tree, a load, each with its helpers) an engine may
+    # run side by side on this host: an SSH server caps the sessions of one connection
+    # (sshd's MaxSessions, 10 by default), and two streams with their helpers exceed it.
+    streams: int = 2
 
     def __init__(self) -> None:
         self._docker: Any = None
@@ -561,6 +565,8 @@ class _CheckedReader(io.RawIOBase):
 class SSHHost(Host):
     """A server reached over SSH through fabric; its Docker engine through the same connection."""
 
+    streams = 1
+
     def __init__(self, url: str, key_filename: str | None = None) -> None:
         super().__init__()
         try:
@@ -583,8 +589,13 @@ class SSHHost(Host):
     def connection(self) -> Any:
         """The open fabric connection (opened on first use)."""
         if self._connection is None:
+            import logging
+
             import fabric
 
+            # paramiko logs a failed channel to stderr by itself; the error reaches the
+            # user once, as opskit's own [error] line.
+            logging.getLogger("paramiko").addHandler(logging.NullHandler())
             connect_kwargs: dict[str, Any] = {}
             if self.key_filename:
                 connect_kwargs["key_filename"] = self.key_filename
