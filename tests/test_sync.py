@@ -229,6 +229,64 @@ def test_sync_prod_to_dev(wp_root: Path, store: str) -> None:
     assert wp(wp_root, "health", "wp", "dev").returncode == 0
 
 
+def test_restore_of_last_nights_prod_into_dev(wp_root: Path, store: str) -> None:
+    """``restore wp dev --from-env prod``: prod's archive, not the live prod, loaded into
+    dev with dev's URLs (serialized lengths right), files and volume as prod had them
+    that night; dev backed up first; prod untouched."""
+    use_store(wp_root, store)
+    dev_url, prod_url = wpstack.URLS["dev"], wpstack.URLS["prod"]
+    marker = wpstack.php_serialize(MARKER)
+    sql("prod", f"DELETE FROM wp_options WHERE option_name = 'marker'; INSERT INTO wp_options "
+                f"(option_name, option_value) VALUES ('marker', {wpstack.sql_literal(marker)})")  # fmt: skip
+    (volume("prod") / "night.bin").write_bytes(os.urandom(100_000))
+    uploads = wp_root / "wp" / "prod" / "uploads"
+    (uploads / "night.txt").write_text("in last night's archive\n")
+    backup = wp(wp_root, "backup", "wp", "prod", timeout=300)
+    assert backup.returncode == 0, backup.stderr
+    night = {"uploads": tree(uploads), "volume": tree(volume("prod"))}
+    # The day after: prod changes; the restore must take the night's state, not this.
+    sql("prod", "DELETE FROM wp_options WHERE option_name = 'next_day'; "
+                "INSERT INTO wp_options (option_name, option_value) VALUES ('next_day', 'x')")  # fmt: skip
+    (uploads / "next-day.txt").write_text("after the archive\n")
+    sql("dev", "DELETE FROM wp_options WHERE option_name = 'dev_only'; "
+               "INSERT INTO wp_options (option_name, option_value) VALUES ('dev_only', 'x')")  # fmt: skip
+    prod_before = checksum("prod")
+    dev_archives = len(archives_of(wp_root, "wp", "dev"))
+
+    refused = wp(wp_root, "restore", "wp", "prod", "--from-env", "dev", "--latest", "--yes")
+    assert_one_error_line(refused, "wp: sync from dev to prod is not allowed")
+
+    run = wp(wp_root, "restore", "wp", "dev", "--from-env", "prod", "--latest", "--yes",
+             "--json", timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    result = run.json()
+    assert isinstance(result, dict) and result["from_env"] == "prod"
+    assert str(result["restored"]["name"]).startswith("wp-prod-")  # type: ignore[index]
+    found = dict(rows("dev", "SELECT option_name, option_value FROM wp_options"))  # type: ignore[arg-type]
+    assert "dev_only" not in found and "next_day" not in found
+    expected = dict(wpstack.options(dev_url))
+    expected["marker"] = wpstack.php_serialize(
+        {"home": f"{dev_url}/marker", "list": [[f"{dev_url}/deep"]]}
+    )
+    assert {name: found[name] for name in expected} == expected
+    assert not any(prod_url + "/" in v or v == prod_url for v in found.values())
+    serialized = [v for v in found.values() if v[:2] in ("a:", "O:", "s:")]
+    decoded = json.dumps(php_unserialize(serialized))  # PHP finds every length right
+    assert dev_url in decoded and "https://wp." not in decoded
+    assert tree(wp_root / "wp" / "dev" / "uploads") == night["uploads"]
+    assert tree(volume("dev")) == night["volume"]
+    assert checksum("prod") == prod_before
+    assert len(archives_of(wp_root, "wp", "dev")) == dev_archives + 1  # the safety backup
+    assert result["safety_backup"] is not None
+    entry = wp(wp_root, "history", "wp", "--json").json()[-1]  # type: ignore[index]
+    assert entry["command"] == "restore" and entry["envs"] == ["dev"], entry
+    assert entry["from_env"] == "prod" and entry["archive"] == result["restored"]["name"]  # type: ignore[index]
+    assert wp(wp_root, "health", "wp", "dev").returncode == 0
+    sql("prod", "DELETE FROM wp_options WHERE option_name = 'next_day'")  # as it was
+    (uploads / "next-day.txt").unlink()
+    (uploads / "night.txt").unlink()
+
+
 LOOKALIKES = (
     "see https://mywp.example.test/x, cdn.wp.example.test, https://wp.example.testing.com, "
     "https://wp.example.test-old.net and home https://wp.example.test/ok"

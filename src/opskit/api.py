@@ -315,15 +315,17 @@ class Ops:
         safety: bool = True,
         offsite: bool = False,
         only: Sequence[str] = (),
+        from_env: str | None = None,
         progress: IO[str] | None = None,
         meter: Meter | None = None,
     ) -> tuple[Archive, Archive | None]:
         """Restore an archive (the newest when *name* is None) into one env, with *offsite*
-        from its offsite copy, with *only* (component keys) those components alone; returns
-        it and the safety archive taken before. See :func:`opskit.operations.restore.run`."""
+        from its offsite copy, with *only* (component keys) those components alone, with
+        *from_env* an archive of that env rewritten as a sync rewrites; returns it and the
+        safety archive taken before. See :func:`opskit.operations.restore.run`."""
         from opskit.operations import restore
 
-        request = restore.Request(project, env, name, safety, offsite, tuple(only))
+        request = restore.Request(project, env, name, safety, offsite, tuple(only), from_env)
         return restore.run(self._context(progress, meter), request)
 
     def extract(

@@ -30,6 +30,7 @@ from opskit.output import progress as say
 from opskit.transform import Replacer, Transform, TransformedReader
 
 if TYPE_CHECKING:
+    from opskit.archive import Archive
     from opskit.descriptor import Project
     from opskit.host import Host, Process
     from opskit.jobs import Job
@@ -463,3 +464,104 @@ def _files(plan: Plan, component: Component, counterpart: Component, dry_run: bo
     target_path = target_path or f"/nonexistent/{counterpart.key}"  # dry run: all would be new
     report = rsync_tree(plan.source.host, source_path, target_path, dry_run)
     return attrs.evolve(report, key=component.key)
+
+
+# -- restore into another env -------------------------------------------------
+
+
+def from_archive(
+    runtime: Runtime,
+    project: Project,
+    archive: Archive,
+    target: str,
+    *,
+    safety: bool = True,
+    progress: IO[str] | None = None,
+    job: Job | None = None,
+) -> Archive | None:
+    """Restore *archive*, made of another env (the source), into *target*: a sync from
+    that night instead of from the live source, which is not touched. Each component goes
+    into the target's counterpart (paired by ``sync_key``, as a sync pairs them),
+    databases through the same rewrite (``sync.replace``); verify first, safety backup,
+    rollback and the health gate as a restore has them. Returns the safety archive."""
+    from opskit.archive import ArchiveError, is_tree
+    from opskit.backups import Engine, database_services
+
+    source = str(archive.manifest.get("environment"))
+    if archive.manifest.get("project") != project.name or source == target:
+        raise ArchiveError(f"archive {archive.name} is not one of another env of {project.name}")
+    check_direction(project, source, target)
+    rewrite = replacements(project, source, target)
+    engine = Engine(runtime, progress, job=job)
+    faults = engine.verify(archive)
+    if faults:
+        listed = "; ".join(f"{f.component}: {f.problem}" for f in faults)
+        raise ArchiveError(f"archive {archive.name} is damaged, nothing was restored ({listed})")
+    of_source = {c.key: c for c in engine.components(project, source)}
+    of_target = {c.sync_key: c for c in engine.components(project, target)}
+    unknown = [r.key for r in archive.components if r.key not in of_source]
+    if unknown:
+        raise ArchiveError(
+            f"archive {archive.name} holds {', '.join(unknown)}, which {project.name} "
+            f"{source} no longer has (the descriptor, or the container it was found in)"
+        )
+    whole = project.sync.whole_hosts if project.sync else False
+    context = SyncContext(runtime.host, project, source, target, rewrite, whole)
+    steps: list[tuple[str, Callable[[BackupContext], None]]] = []
+    trees: set[str] = set()
+    into: list[Component] = []
+    for record in archive.components:
+        component = of_source[record.key]
+        counterpart = of_target.get(component.sync_key)
+        if counterpart is None or counterpart.kind != component.kind:
+            engine.warn(f"{record.key}: {target} has no counterpart; left out")
+            continue
+
+        step = f"restoring {record.key} into {counterpart.key}"
+        steps.append((step, _restorer(runtime, archive, record, component, counterpart, context)))
+        into.append(counterpart)
+        if is_tree(record):
+            trees.add(step)
+    if not steps:
+        raise NotFoundError(f"{project.name}: {source} and {target} have no data in common")
+    timeout = project.gate_timeout("restore")
+    keep = database_services(into)
+    return engine.guarded(
+        project,
+        target,
+        f"restore of {archive.name}",
+        lambda: engine.replace_data(project, target, steps, keep, timeout, trees),
+        safety=safety,
+        health_timeout=timeout,
+    )
+
+
+def _restorer(
+    runtime: Runtime,
+    archive: Archive,
+    record: Any,
+    component: Component,
+    counterpart: Component,
+    context: SyncContext,
+) -> Callable[[BackupContext], None]:
+    """The step that restores *record* of *archive* (*component*'s) into *counterpart*,
+    a database through the sync's rewrite."""
+    from opskit.archive import component_stream
+
+    def restore(target_context: BackupContext) -> None:
+        with component_stream(runtime.host, archive, record) as stream:
+            transform = (
+                runtime.plugins.sync_transform(context, component) if context.replacements else None
+            )
+            if transform is None:
+                counterpart.restore(target_context, stream, record)
+                return
+            rewritten = TransformedReader(cast("IO[bytes]", Prefetched(stream)), transform)
+            switch = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH_INTERVAL)  # see _copy_database
+            try:
+                counterpart.restore(target_context, cast("IO[bytes]", rewritten), record)
+            finally:
+                sys.setswitchinterval(switch)
+
+    return restore

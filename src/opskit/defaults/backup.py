@@ -334,6 +334,12 @@ def prune(state: CliState, project: str | None, env: str | None, dry_run: bool) 
     metavar="KEY",
     help="Restore this component alone (a key as 'backups --json' names it); repeatable.",
 )
+@click.option(
+    "--from-env",
+    metavar="ENV",
+    help="Take the archive from this env's archives and restore it into ENV, rewritten as "
+    "a sync from that env rewrites (sync.pairs must allow the direction).",
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @job_options
 def restore(
@@ -346,17 +352,27 @@ def restore(
     no_safety_backup: bool,
     offsite: bool,
     only: tuple[str, ...],
+    from_env: str | None,
     yes: bool,
 ) -> int:
     """Restore an archive into an env: verify, safety backup, restore, wait for health.
-    With --only, the components named alone (their own safety backup, the rest untouched)."""
+    With --only, the components named alone (their own safety backup, the rest untouched).
+    With --from-env, another env's archive, rewritten as a sync rewrites it."""
     state.ops.runtime.check_settings()  # before the question, and before --offsite reads it
     found = state.ops.project(project)
     found.check_env(env)
-    if state.ops.delegates(found, "restore"):
+    if from_env is not None:
         if only:
+            raise click.UsageError("give --only or --from-env, not both")
+        from opskit.sync import check_direction
+
+        check_direction(found, from_env, env)
+    source = from_env or env
+    if state.ops.delegates(found, "restore"):
+        if only or from_env:
+            flag = "--only" if only else "--from-env"
             raise click.UsageError(
-                f"{project} hands restore to its own CLI, whose contract has no --only"
+                f"{project} hands restore to its own CLI, whose contract has no {flag}"
             )
         flags = ["--name", name] if name else []
         flags += switches(latest=latest, list=list_only, offsite=offsite, yes=yes, json=state.json)
@@ -369,7 +385,7 @@ def restore(
     if offsite and not name and latest:
         from opskit import offsite as offsite_copies
 
-        name = offsite_copies.newest_copied(state.ops.runtime, found, env)
+        name = offsite_copies.newest_copied(state.ops.runtime, found, source)
     if not name and not latest:
         if offsite:
             raise click.UsageError("restore --offsite needs --name ARCHIVE or --latest")
@@ -379,11 +395,11 @@ def restore(
             raise NeedsConfirmation(
                 "restore needs --name ARCHIVE or --latest when stdin is not a terminal"
             )
-        choices = state.ops.backups(project, env)
+        choices = state.ops.backups(project, source)
         if not choices:
             from opskit.errors import NotFoundError
 
-            raise NotFoundError(f"{project} {env}: no archives")
+            raise NotFoundError(f"{project} {source}: no archives")
         for i, archive in enumerate(choices, 1):
             click.echo(
                 f"{i:3}  {archive.name}  {_local(archive.created)}  verified: {archive.verified_state}",
@@ -394,6 +410,8 @@ def restore(
         )
         name = choices[choice - 1].name
     where = " (from its offsite copy)" if offsite else ""
+    if from_env:
+        where += f", rewritten as a sync from {from_env}"
     what = f"{', '.join(only)} of {project} {env}" if only else f"the data of {project} {env}"
     confirm(
         f"Replace {what} with {name or 'the newest archive'}{where}?",
@@ -408,6 +426,7 @@ def restore(
             safety=not no_safety_backup,
             offsite=offsite,
             only=only,
+            from_env=from_env,
             progress=progress,
             meter=meter,
         )
@@ -416,6 +435,7 @@ def restore(
             {
                 "restored": restored.as_dict(),
                 "only": list(dict.fromkeys(only)),
+                "from_env": from_env,
                 "safety_backup": safety.as_dict() if safety else None,
             }
         )

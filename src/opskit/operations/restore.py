@@ -32,6 +32,7 @@ class Request:
     safety: bool = True
     offsite: bool = False
     only: tuple[str, ...] = attrs.field(default=(), converter=distinct)
+    from_env: str | None = None
 
 
 def run(ctx: Context, request: Request) -> tuple[Archive, Archive | None]:
@@ -49,12 +50,20 @@ def run(ctx: Context, request: Request) -> tuple[Archive, Archive | None]:
     found = runtime.project(project)
     found.check_env(env)
     runtime.stacks.refuse_collisions(found, [env])
+    source = request.from_env or env
+    if request.from_env is not None:
+        from opskit.errors import OpskitError
+        from opskit.sync import check_direction
+
+        if request.only:
+            raise OpskitError("restore takes --only or --from-env, not both")
+        check_direction(found, source, env)
     if request.offsite:
         from opskit.operations import offsite
 
-        archive = offsite.download(ctx, found, env, request.name, local_first=True)
+        archive = offsite.download(ctx, found, source, request.name, local_first=True)
     else:
-        archive = engine(ctx).find(found, env, request.name)
+        archive = engine(ctx).find(found, source, request.name)
     from opskit.backups import selected
 
     selected(archive, request.only)  # an unknown key is refused before anything changes
@@ -65,6 +74,15 @@ def run(ctx: Context, request: Request) -> tuple[Archive, Archive | None]:
         if request.only:
             job.details["only"] = list(request.only)
         job.changing()
+        if request.from_env is not None:
+            from opskit.sync import from_archive
+
+            job.details["from_env"] = request.from_env
+            safety_archive = from_archive(
+                runtime, found, archive, env, safety=request.safety, job=job
+            )
+            job.details["safety_backup"] = safety_archive.name if safety_archive else None
+            return archive, safety_archive
         safety_archive = engine(ctx, job).restore(
             found,
             env,
