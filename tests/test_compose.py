@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SSH_KEY, SSH_URL, opskit
-from opskit.compose import compose_program, env_commands
+from opskit.compose import compose_program, env_commands, externals_of
 from opskit.descriptor import DescriptorSource, parse_descriptor
 from opskit.errors import HostError, NotFoundError
 from opskit.host import LocalHost, SSHHost
@@ -172,3 +172,22 @@ def test_a_failed_compose_command_names_its_project_with_either_program() -> Non
         assert str(failed) == (
             f"{' '.join(program)} --project-name mdf-dev failed with exit 1: no such service: db"
         )
+
+
+def test_the_external_networks_and_volumes_of_a_compose_config() -> None:
+    """As compose v2 writes them (a name beside ``external: true``), as v1 may (the name
+    inside ``external``), and one named by its key alone; internal ones are not listed."""
+    config = {
+        "networks": {
+            "proxy": {"external": True, "name": "traefik_proxy"},
+            "default": {"name": "shop-prod_default"},
+            "legacy": {"external": {"name": "old_proxy"}},
+        },
+        "volumes": {"shared": {"external": True}, "data": {"name": "shop-prod_data"}},
+    }
+    assert externals_of(config) == [
+        ("network", "old_proxy"),
+        ("network", "traefik_proxy"),
+        ("volume", "shared"),
+    ]
+    assert externals_of({"services": {}}) == []

@@ -571,6 +571,38 @@ def own_volumes(
     return names
 
 
+def external_resources(
+    host: Host, project: Project, identity: StackIdentity
+) -> list[tuple[str, str]]:
+    """The networks and volumes one stack's compose files declare ``external`` (made
+    outside the stack: a reverse proxy's network), as ("network" or "volume", engine
+    name): what ``up`` needs to exist already. From compose's own ``config``."""
+    command = stack_command(host, identity, project, ["config"])
+    result = host.run(list(command.argv), cwd=command.cwd, check=False)
+    if result.returncode != 0:
+        raise OpskitError(
+            f"{project.name} {identity.env}: compose config failed: "
+            + " ".join(result.stderr.decode("utf-8", "replace").split())[-300:]
+        )
+    return externals_of(yaml.safe_load(result.text) or {})
+
+
+def externals_of(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The external networks and volumes of a ``compose config`` document, as
+    ("network" or "volume", engine name)."""
+    found = []
+    for kind in ("network", "volume"):
+        for key, spec in (config.get(f"{kind}s") or {}).items():
+            spec = spec if isinstance(spec, Mapping) else {}
+            external = spec.get("external")
+            if not external:
+                continue
+            # compose v2 writes {external: true, name: N}; v1 also {external: {name: N}}
+            legacy = external.get("name") if isinstance(external, Mapping) else None
+            found.append((kind, str(spec.get("name") or legacy or key)))
+    return sorted(set(found))
+
+
 def _named_volumes(service: Mapping[str, Any]) -> set[str]:
     """The named volumes a service of a ``compose config`` mounts (long or short syntax)."""
     found = set()

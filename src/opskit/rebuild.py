@@ -1,7 +1,9 @@
 """Disaster recovery: ``opskit rebuild PROJECT ENV``.
 
-Build and start the env's stacks, wait until every container is healthy, then restore the
-newest archive that verifies (older ones when it is damaged) and wait for full health.
+Create the networks and volumes its compose files name external where the engine lacks
+them, build and start the env's stacks, wait until every container is healthy, then
+restore the newest archive that verifies (older ones when it is damaged) and wait for
+full health.
 """
 
 from __future__ import annotations
@@ -45,17 +47,22 @@ def rebuild(
     candidates = [a for a in engine.whole_archives(found, env) if a.verified_state != "FAILED"]
     if not candidates:
         raise NotFoundError(f"{project} {env}: no archive to restore (none, or all failed verify)")
+    missing = stacks.missing_externals(found, env)
     commands = [
-        *stacks.compose_commands(found, env, "build"),
-        *stacks.compose_commands(found, env, "start"),
+        *(f"docker {kind} create {name}" for kind, name in missing),
+        *(" ".join(c.argv) for c in stacks.compose_commands(found, env, "build")),
+        *(" ".join(c.argv) for c in stacks.compose_commands(found, env, "start")),
     ]
     timeout = found.gate_timeout("rebuild")
-    plan = RebuildPlan(project, env, tuple(" ".join(c.argv) for c in commands), candidates[0].name)
+    plan = RebuildPlan(project, env, tuple(commands), candidates[0].name)
     if dry_run or job is None:
         return plan
 
     job.changing()
     progress = job.lines("opskit")
+    for kind, name in missing:
+        job.log(f"phase 1/4: creating the {kind} {name} (the compose files name it external)")
+    stacks.create_externals(missing)
     stacks.bring_up(
         found,
         env,

@@ -222,6 +222,38 @@ class Stacks:
                     commands.append(compose.ComposeCommand(argv, identity.dir))
         return commands
 
+    def missing_externals(self, project: Project, env: str) -> list[tuple[str, str]]:
+        """The networks and volumes the env's compose files declare external and the
+        engine lacks, as ("network" or "volume", name): on a fresh server, what ``up``
+        fails on until someone creates them."""
+        import docker.errors
+
+        state = self.refuse_collisions(project, [env])
+        wanted: set[tuple[str, str]] = set()
+        for identity in state.stacks:
+            if identity.project == project.name and identity.env == env:
+                wanted.update(compose.external_resources(self.host, project, identity))
+        client = self.host.docker()
+        missing = []
+        for kind, name in sorted(wanted):
+            inspect = client.inspect_network if kind == "network" else client.inspect_volume
+            try:
+                inspect(name)
+            except docker.errors.NotFound:
+                missing.append((kind, name))
+        return missing
+
+    def create_externals(self, missing: Sequence[tuple[str, str]]) -> None:
+        """Create the networks and volumes of :meth:`missing_externals`, labelled
+        ``opskit.created=external`` (the engine's defaults: a bridge, a local volume)."""
+        client = self.host.docker()
+        labels = {"opskit.created": "external"}
+        for kind, name in missing:
+            if kind == "network":
+                client.create_network(name, labels=labels)
+            else:
+                client.create_volume(name, labels=labels)
+
     def _volume_exists(self, name: str) -> bool:
         import docker.errors
 
