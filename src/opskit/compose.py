@@ -550,14 +550,7 @@ def own_volumes(
     theirs: set[str] = set()
     declared: dict[str, Any] = {}
     for member in group:
-        command = stack_command(host, member, project, ["config"])
-        result = host.run(list(command.argv), cwd=command.cwd, check=False)
-        if result.returncode != 0:
-            raise OpskitError(
-                f"{project.name} {member.env}: compose config failed: "
-                + " ".join(result.stderr.decode("utf-8", "replace").split())[-300:]
-            )
-        config = yaml.safe_load(result.text) or {}
+        config = stack_config(host, project, member)
         declared.update(config.get("volumes") or {})
         for name, service in (config.get("services") or {}).items():
             used = _named_volumes(service or {})
@@ -577,6 +570,11 @@ def external_resources(
     """The networks and volumes one stack's compose files declare ``external`` (made
     outside the stack: a reverse proxy's network), as ("network" or "volume", engine
     name): what ``up`` needs to exist already. From compose's own ``config``."""
+    return externals_of(stack_config(host, project, identity))
+
+
+def stack_config(host: Host, project: Project, identity: StackIdentity) -> Mapping[str, Any]:
+    """One stack's compose ``config``: its files as compose reads them, merged."""
     command = stack_command(host, identity, project, ["config"])
     result = host.run(list(command.argv), cwd=command.cwd, check=False)
     if result.returncode != 0:
@@ -584,7 +582,7 @@ def external_resources(
             f"{project.name} {identity.env}: compose config failed: "
             + " ".join(result.stderr.decode("utf-8", "replace").split())[-300:]
         )
-    return externals_of(yaml.safe_load(result.text) or {})
+    return yaml.safe_load(result.text) or {}
 
 
 def externals_of(config: Mapping[str, Any]) -> list[tuple[str, str]]:
