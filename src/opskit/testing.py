@@ -601,7 +601,10 @@ class FakeHost(LocalHost):
             names = sorted(
                 {c.service for c in self.engine.containers_ if c.compose_project == project}
             )
-            return Reply(stdout="".join(f"{n}\n" for n in names))
+            if "--services" in rest:
+                return Reply(stdout="".join(f"{n}\n" for n in names))
+            # the whole config: JSON is YAML too
+            return Reply(stdout=json.dumps({"services": {n: {} for n in names}}) + "\n")
         for container in found:
             if command in ("up", "start", "restart"):
                 container.start(self.engine.now())

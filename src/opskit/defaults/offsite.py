@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from opskit.cli import CliState, command_options, job_options
+from opskit.cli import CliState, command_options, job_options, scheduled_option
 from opskit.plugins import hookimpl
 
 if TYPE_CHECKING:
@@ -174,6 +174,47 @@ def prune_(state: CliState, project: str | None, env: str | None, dry_run: bool)
             state.out.line(f"keep    {name} ({', '.join(decision.reasons.get(name, ()))})")
         for name in decision.remove:
             state.out.line(f"{verb:7} {name}")
+
+
+@offsite.command(name="config")
+@click.option("--list", "list_only", is_flag=True, help="List the backups there; send nothing.")
+@scheduled_option
+@job_options
+def config(state: CliState, list_only: bool) -> None:
+    """Back up the root's own configuration into every offsite repository it uses:
+    opskit.yaml, each project.yaml, the compose and env files, the state folder's small
+    files (never a password). A fresh server comes back from it (docs/offsite.md)."""
+    from opskit import rootconfig
+
+    runtime = state.ops.runtime
+    if list_only:
+        runtime.check_settings()
+        found = {t: rootconfig.listing(runtime, t) for t in rootconfig.targets(runtime)}
+        if state.json:
+            state.out.json({"targets": found})
+            return
+        rows = [
+            [target, str(s.get("short_id") or s.get("id", ""))[:8], str(s.get("time", ""))[:19]]
+            for target, snapshots in found.items()
+            for s in snapshots
+        ]
+        state.out.table(["target", "snapshot", "time"], rows)
+        return
+    from opskit.operations import Context
+    from opskit.operations.offsite import configuration
+    from opskit.output import warning
+
+    sent = configuration(Context(state.ops.runtime))
+    if state.json:
+        state.out.json({"sent": [copy.as_dict() for copy in sent]})
+        return
+    for copy in sent:
+        state.out.line(
+            f"{copy.target}: snapshot {copy.snapshot[:8]} ({len(copy.files)} files, {copy.bytes} bytes)"
+        )
+    for line in dict.fromkeys(line for copy in sent for line in copy.left_out):
+        if not line.endswith("never in a backup it opens"):
+            warning(f"left out {line}")
 
 
 @offsite.command(name="list")

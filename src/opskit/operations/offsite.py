@@ -13,13 +13,23 @@ from opskit.errors import NotFoundError
 from opskit.operations import Context, engine
 from opskit.operations.prune import Request as PruneRequest
 
-__all__ = ["Copied", "CopyRequest", "PruneRequest", "copies", "download", "prune", "scope"]
+__all__ = [
+    "Copied",
+    "CopyRequest",
+    "PruneRequest",
+    "configuration",
+    "copies",
+    "download",
+    "prune",
+    "scope",
+]
 
 if TYPE_CHECKING:
     from opskit.archive import Archive
     from opskit.descriptor import Project
     from opskit.offsite import Upload, Verification
     from opskit.retention import Decision
+    from opskit.rootconfig import Sent
     from opskit.runtime import Runtime
 
 
@@ -141,3 +151,22 @@ def prune(ctx: Context, request: PruneRequest) -> list[tuple[str, str, Decision]
             job.details.update(kept=list(decision.keep), removed=list(decision.remove))
         results.append((plan.project, plan.env, decision))
     return results
+
+
+def configuration(ctx: Context) -> list[Sent]:
+    """Back the root's own configuration up into every offsite repository it uses (see
+    :mod:`opskit.rootconfig`), as one job."""
+    from opskit import rootconfig
+
+    ctx.runtime.check_settings()
+    with ctx.job("offsite config", "", []) as job:
+        sent = rootconfig.send(ctx.runtime)
+        for copy in sent:
+            job.log(
+                f"{copy.target}: snapshot {copy.snapshot[:8]}, {len(copy.files)} files, "
+                f"{copy.bytes} bytes"
+            )
+            for line in copy.left_out:
+                job.log(f"left out {line}")
+        job.details["snapshots"] = [copy.snapshot for copy in sent]
+    return sent
