@@ -119,3 +119,17 @@ def test_watch_alert_lines_carry_no_carriage_returns() -> None:
 
     assert one_line("unhealthy:\r\n  curl: (7) refused\r") == "unhealthy: curl: (7) refused"
     assert len(one_line("x" * 1000)) == 300
+
+
+def test_the_title_of_a_job_of_the_whole_root_names_no_project() -> None:
+    from opskit import events
+    from opskit.notify import title
+
+    def finished(kind: str, project: str, envs: tuple[str, ...]) -> events.JobFinished:
+        return events.JobFinished(
+            job="j", seq=1, time="t", kind=kind, project=project, envs=envs,
+            result="failed", error="boom", seconds=1.0,
+        )  # fmt: skip
+
+    assert title(finished("backup", "mdf", ("prod",))) == "opskit: backup of mdf prod failed"
+    assert title(finished("offsite config", "", ())) == "opskit: offsite config failed"

@@ -186,9 +186,14 @@ class Notifier:
 
 
 def title(event: events.JobFinished) -> str:
-    """``opskit: backup of mdf prod failed``."""
+    """``opskit: backup of mdf prod failed``; a job of the whole root (``offsite config``)
+    names no project: ``opskit: offsite config failed``."""
     where = " ".join((event.project, *event.envs)).strip()
-    return f"opskit: {event.kind} of {where} {event.result}"
+    return (
+        f"opskit: {event.kind} of {where} {event.result}"
+        if where
+        else f"opskit: {event.kind} {event.result}"
+    )
 
 
 def message(event: events.JobFinished, host: str) -> str:
