@@ -527,12 +527,8 @@ class Engine:
         ):
             raise ArchiveError(f"archive {archive.name} is not one of {project.name} {env}")
         archive = selected(archive, only)
-        faults = verify(self.host, archive) if check else []
-        if faults:
-            listed = "; ".join(f"{f.component}: {f.problem}" for f in faults)
-            raise ArchiveError(
-                f"archive {archive.name} is damaged, nothing was restored ({listed})"
-            )
+        if check:
+            self.refuse_damaged(archive)
         return self.guarded(
             project,
             env,
@@ -542,6 +538,15 @@ class Engine:
             health_timeout=health_timeout,
             only=only,
         )
+
+    def refuse_damaged(self, archive: Archive) -> None:
+        """Verify *archive* before a restore changes anything; raise naming its faults."""
+        faults = verify(self.host, archive)
+        if faults:
+            listed = "; ".join(f"{f.component}: {f.problem}" for f in faults)
+            raise ArchiveError(
+                f"archive {archive.name} is damaged, nothing was restored ({listed})"
+            )
 
     def guarded(
         self,

@@ -493,10 +493,7 @@ def from_archive(
     check_direction(project, source, target)
     rewrite = replacements(project, source, target)
     engine = Engine(runtime, progress, job=job)
-    faults = engine.verify(archive)
-    if faults:
-        listed = "; ".join(f"{f.component}: {f.problem}" for f in faults)
-        raise ArchiveError(f"archive {archive.name} is damaged, nothing was restored ({listed})")
+    engine.refuse_damaged(archive)
     of_source = {c.key: c for c in engine.components(project, source)}
     of_target = {c.sync_key: c for c in engine.components(project, target)}
     unknown = [r.key for r in archive.components if r.key not in of_source]
