@@ -53,9 +53,14 @@ export OPSKIT_TEST_HYPOTHESIS=${OPSKIT_TEST_HYPOTHESIS:-ci}
 # OPSKIT_TEST_STORES=folder scripts/test.sh runs the folder side instead,
 # OPSKIT_TEST_STORES=restic,folder both sides of every test.
 export OPSKIT_TEST_STORES=${OPSKIT_TEST_STORES:-restic}
+# Each pytest runs under a reaper of orphans, as systemd is on a server: a killed opskit's
+# restic, reparented, must not stay a zombie, whose pid restic takes for a live process that
+# still holds its lock (this machine's PID 1 reaps nothing).
+reap=()
+if command -v tini >/dev/null; then reap=(tini -s -g --); fi
 if [ $# -gt 0 ]; then
   status=0
-  .venv/bin/pytest "$@" || status=$?
+  "${reap[@]}" .venv/bin/pytest "$@" || status=$?
   verdict "$status"
   exit $?
 fi
@@ -100,12 +105,12 @@ side() {  # side NAME PORTS ARGS... [-- VAR=VALUE... ARGS...]: pytest in the bac
   (
     status=0
     OPSKIT_TEST_NS="${ns}$name" OPSKIT_TEST_PORTS=$ports \
-      .venv/bin/pytest -p no:cacheprovider --durations=10 --junitxml="$reports/$name.xml" \
+      "${reap[@]}" .venv/bin/pytest -p no:cacheprovider --durations=10 --junitxml="$reports/$name.xml" \
       "${first[@]}" || status=$?
     verdict "$status" || status=1
     if [ ${#then[@]} -gt 0 ]; then
       later=0
-      env "${vars[@]}" .venv/bin/pytest -p no:cacheprovider --durations=10 \
+      env "${vars[@]}" "${reap[@]}" .venv/bin/pytest -p no:cacheprovider --durations=10 \
         --junitxml="$reports/$name-then.xml" "${then[@]}" || later=$?
       verdict "$later" || later=1
       [ "$status" -ne 0 ] || status=$later
@@ -126,7 +131,7 @@ side w 32100-32700 "${GROUP_W[@]}" -- DOCKER_CONFIG="$v1_config" OPSKIT_TEST_COM
 side d 24000-27999 "${GROUP_D[@]}"
 result=0
 main_status=0
-OPSKIT_TEST_NS="${ns}m" OPSKIT_TEST_PORTS=28000-30499 .venv/bin/pytest --durations=10 \
+OPSKIT_TEST_NS="${ns}m" OPSKIT_TEST_PORTS=28000-30499 "${reap[@]}" .venv/bin/pytest --durations=10 \
   --junitxml="$reports/main.xml" \
   $(printf -- '--ignore=%s ' "${GROUP_S[@]}" "${GROUP_D[@]}" "${GROUP_W[@]:0:6}") \
   --deselect "$WP_TRUST" \

@@ -48,6 +48,7 @@ install_packages() {
   command -v php >/dev/null || missing+=(php-cli)   # PHP's own unserialize checks synced data
   command -v systemd-analyze >/dev/null || missing+=(systemd)  # verifies the generated timers
   command -v restic >/dev/null || missing+=(restic)   # offsite copies (0.14 or later)
+  command -v tini >/dev/null || missing+=(tini)   # reaps orphans for the test runners (scripts/test.sh)
   command -v chromedriver >/dev/null || missing+=(chromium chromium-driver)  # the dashboard's browser tests
   python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)  # .venv, the S3 server's venv
   if [ ${#missing[@]} -gt 0 ]; then
