@@ -103,12 +103,16 @@ def _ephemeral_low() -> int:
         return 32768
 
 
-def rewrite(text: str, ports: dict[int, int]) -> str:
+def rewrite(text: str, ports: dict[int, int], namespace: str = NS, home: Path = HOME) -> str:
     """*text* of an example file as the copy has it: namespaced names, the copy's ports and
     folders, healthchecks that get seconds."""
+
+    def ns(name: str) -> str:
+        return f"{namespace}-{name}"
+
     for old, new in ports.items():
         text = text.replace(str(old), str(new))
-    text = text.replace("/var/lib/opskit-examples", str(HOME))
+    text = text.replace("/var/lib/opskit-examples", str(home))
     text = re.sub(r"(container_name: )(\S+)", lambda m: m.group(1) + ns(m.group(2)), text)
     text = re.sub(
         r'(container_prefix: ")([^"]+)"', lambda m: f'{m.group(1)}{ns(m.group(2))}"', text
@@ -122,27 +126,27 @@ def rewrite(text: str, ports: dict[int, int]) -> str:
     return text
 
 
-def build(dest: Path) -> tuple[Path, dict[int, int]]:
+def build(dest: Path, namespace: str = NS, home: Path = HOME) -> tuple[Path, dict[int, int]]:
     """Copy the example root to *dest*/root, namespaced; return it and the port map
     (example port -> the copy's port). Archives go to :data:`BACKUPS`, offsite copies to
-    :data:`OFFSITE`, the state to :data:`STATE`."""
+    :data:`OFFSITE`, the state to :data:`STATE` (or the same folders under *home*)."""
     root = dest / "root"
-    for folder in (BACKUPS, STATE, OFFSITE):  # a run starts with nothing of earlier ones
-        shutil.rmtree(folder, ignore_errors=True)
+    for folder in ("backups", "state", "offsite"):  # a run starts with nothing of earlier ones
+        shutil.rmtree(home / folder, ignore_errors=True)
     if root.exists():
         shutil.rmtree(root)
     shutil.copytree(EXAMPLES, root, symlinks=True)
     ports = dict(zip(EXAMPLE_PORTS, free_ports(len(EXAMPLE_PORTS)), strict=True))
     for path in root.rglob("*"):
         if path.is_file() and (path.suffix in (".yaml", ".yml") or path.name.startswith(".env")):
-            path.write_text(rewrite(path.read_text(), ports))
+            path.write_text(rewrite(path.read_text(), ports, namespace, home))
     # webstack is deliberately unpinned in the examples; beside the demo's webstack, the
     # copy would be the compose projects "dev" and "prod" too, so the copy is pinned.
     webstack = root / "webstack" / "project.yaml"
     webstack.write_text(
         webstack.read_text().replace(
             'compose:\n  dir: "{env}"\n',
-            f'compose:\n  dir: "{{env}}"\n  project_name: "{ns("webstack-{env}")}"\n',
+            f'compose:\n  dir: "{{env}}"\n  project_name: "{namespace}-webstack-{{env}}"\n',
         )
     )
     return root, ports

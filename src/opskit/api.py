@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from opskit.operations import Context
     from opskit.operations.init import InitReport
     from opskit.operations.password import Report as PasswordReport
+    from opskit.operations.recovery import Recovered
     from opskit.promote import PromoteReport
     from opskit.rebuild import RebuildPlan
     from opskit.retention import Decision
@@ -401,6 +402,24 @@ class Ops:
         from opskit.operations import rebuild
 
         return rebuild.run(self._context(progress, meter), rebuild.Request(project, env, dry_run))
+
+    def rebuild_all(
+        self,
+        target: str,
+        *,
+        password_file: str | None = None,
+        from_root: str | None = None,
+        rewrites: Sequence[tuple[str, str]] = (),
+        dry_run: bool = False,
+        progress: IO[str] | None = None,
+        meter: Meter | None = None,
+    ) -> Recovered:
+        """The whole server back from offsite (``rebuild --all --offsite``); see
+        :mod:`opskit.operations.recovery`. With *dry_run*, what it would do."""
+        from opskit.operations import recovery
+
+        request = recovery.Request(target, password_file, from_root, tuple(rewrites), dry_run)
+        return recovery.run(self._context(progress, meter), request)
 
     def history(self, project: str | None = None) -> list[dict[str, Any]]:
         """The audit log (sync, promote, restore, rebuild, migrate), oldest first."""

@@ -513,13 +513,15 @@ class Engine:
         health_timeout: float = 120,
         check: bool = True,
         only: Sequence[str] = (),
+        renamed: Callable[[str], str] | None = None,
     ) -> Archive | None:
         """Restore *archive* into *env*; on any failure put the env back as it was.
 
         Returns the safety archive taken first (None with ``safety=False``). With
         ``check=False`` the archive is not verified again (the caller just did). With
         *only* (component keys) those components alone are verified, backed up first and
-        restored; the others are left as they are.
+        restored; the others are left as they are. *renamed* gives the env's key of each
+        of the archive's (a server rebuilt under other names, ``rebuild --rewrite``).
         """
         if (
             archive.manifest.get("project") != project.name
@@ -533,7 +535,7 @@ class Engine:
             project,
             env,
             f"restore of {archive.name}",
-            lambda: self._restore_components(project, env, archive, health_timeout),
+            lambda: self._restore_components(project, env, archive, health_timeout, renamed),
             safety=safety,
             health_timeout=health_timeout,
             only=only,
@@ -600,9 +602,20 @@ class Engine:
             return safety_archive
 
     def _restore_components(
-        self, project: Project, env: str, archive: Archive, health_timeout: float
+        self,
+        project: Project,
+        env: str,
+        archive: Archive,
+        health_timeout: float,
+        renamed: Callable[[str], str] | None = None,
     ) -> None:
         components = {c.key: c for c in self.components(project, env)}
+        if renamed is not None:
+            components = {
+                key: found
+                for key in (r.key for r in archive.components)
+                if (found := components.get(renamed(key)) or components.get(key)) is not None
+            }
         records = archive.components
         missing = [r.key for r in records if r.key not in components]
         if missing:

@@ -662,6 +662,19 @@ def _by_archive(
         raise OffsiteError(f"{restic.target}: {exc}") from None
 
 
+def complete_copies(restic: Restic, project: str, env: str) -> list[str]:
+    """The archives of the env with a complete copy (manifest and every component the
+    manifest names are there, see :func:`by_component`), newest first, from the repository
+    alone."""
+    from opskit.archive import NAME_RE
+
+    found = _by_archive(restic, project, env)
+    return sorted(
+        (n for n, s in found.items() if NAME_RE.match(n) and "manifest" in by_component(s)),
+        reverse=True,
+    )
+
+
 def _of_archive(restic: Restic, archive: Archive) -> list[dict[str, Any]]:
     """The snapshots of *archive* (of its manifest's project and env)."""
     project, env = archive.manifest.get("project"), archive.manifest.get("environment")

@@ -8,6 +8,7 @@ full health.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -17,6 +18,7 @@ from opskit.errors import NotFoundError
 from opskit.gate import engine_time
 
 if TYPE_CHECKING:
+    from opskit.archive import Archive
     from opskit.descriptor import Project
     from opskit.jobs import Job
     from opskit.runtime import Runtime
@@ -36,17 +38,34 @@ class RebuildPlan:
 
 
 def rebuild(
-    runtime: Runtime, found: Project, env: str, *, dry_run: bool = False, job: Job | None = None
+    runtime: Runtime,
+    found: Project,
+    env: str,
+    *,
+    dry_run: bool = False,
+    job: Job | None = None,
+    verified: Archive | None = None,
+    data: bool = True,
+    renamed: Callable[[str], str] | None = None,
 ) -> RebuildPlan:
-    """Rebuild *env* of *found* as *job*; with *dry_run*, return the plan and change nothing."""
+    """Rebuild *env* of *found* as *job*; with *dry_run*, return the plan and change nothing.
+
+    *verified*: restore this archive, verified just now (a download from offsite), instead
+    of the newest local one that verifies; without *data*, start the env empty (a project
+    that backs nothing up). *renamed*: see :meth:`opskit.backups.Engine.restore`."""
     project = found.name
     found.check_env(env)
     stacks = runtime.stacks
     stacks.refuse_collisions(found, [env])
     engine = Engine(runtime, job=job)
-    candidates = [a for a in engine.whole_archives(found, env) if a.verified_state != "FAILED"]
-    if not candidates:
-        raise NotFoundError(f"{project} {env}: no archive to restore (none, or all failed verify)")
+    if verified is not None or not data:
+        candidates = [verified] if verified is not None else []
+    else:
+        candidates = [a for a in engine.whole_archives(found, env) if a.verified_state != "FAILED"]
+        if not candidates:
+            raise NotFoundError(
+                f"{project} {env}: no archive to restore (none, or all failed verify)"
+            )
     missing = stacks.missing_externals(found, env)
     commands = [
         *(f"docker {kind} create {name}" for kind, name in missing),
@@ -54,7 +73,7 @@ def rebuild(
         *(" ".join(c.argv) for c in stacks.compose_commands(found, env, "start")),
     ]
     timeout = found.gate_timeout("rebuild")
-    plan = RebuildPlan(project, env, tuple(commands), candidates[0].name)
+    plan = RebuildPlan(project, env, tuple(commands), candidates[0].name if candidates else "")
     if dry_run or job is None:
         return plan
 
@@ -76,7 +95,11 @@ def rebuild(
         ),
         progress=progress,
     )
+    if not candidates:
+        return plan
     for archive in candidates:
+        if archive is verified:
+            break
         job.log(f"phase 4/4: verifying {archive.name}")
         if not engine.verify(archive):
             break
@@ -85,5 +108,7 @@ def rebuild(
         raise NotFoundError(f"{project} {env}: every archive failed verify; nothing restored")
     job.details["archive"] = archive.name
     job.log(f"phase 4/4: restoring {archive.name}")
-    engine.restore(found, env, archive, safety=False, health_timeout=timeout, check=False)
+    engine.restore(
+        found, env, archive, safety=False, health_timeout=timeout, check=False, renamed=renamed
+    )
     return attrs.evolve(plan, archive=archive.name)

@@ -18,18 +18,23 @@ import io
 import posixpath
 import tarfile
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from opskit.compose import stack_config
 from opskit.errors import OpskitError
 
 if TYPE_CHECKING:
+    from opskit.descriptor import Project
+    from opskit.host import Host
     from opskit.runtime import Runtime
 
 FILENAME = "opskit-config.tar"
 TAG = "config"
 LIMIT = 16 << 20  # bytes: a larger file is data, not configuration
+EXTRA_LIMIT = 64 << 20  # bytes of what the stacks mount or build from, all together
 SQLITE = (".sqlite", ".sqlite3", ".db")
 
 
@@ -64,10 +69,14 @@ def config_files(runtime: Runtime) -> tuple[list[str], list[str]]:
     if host.exists(posixpath.join(root, "opskit.yaml")):
         wanted.append(posixpath.join(root, "opskit.yaml"))
     state = runtime.stacks.compose_state()
+    state_dir = settings.state_dir
+    secret = passwords(state_dir)
+    left_out = [f"{path}: a password, never in a backup it opens" for path in sorted(secret)]
+    needed: dict[str, list[str]] = {}  # what the stacks mount or build from -> data beneath
     for project in runtime.projects():
         wanted.append(project.path)
         for identity in state.stacks:
-            if identity.project != project.name:
+            if identity.project != project.name or not identity.present:
                 continue
             wanted += identity.files
             if identity.env_file:
@@ -75,9 +84,13 @@ def config_files(runtime: Runtime) -> tuple[list[str], list[str]]:
             dotenv = posixpath.join(identity.dir, ".env")
             if host.exists(dotenv):
                 wanted.append(dotenv)
-    state_dir = settings.state_dir
-    secret = passwords(state_dir)
-    left_out = [f"{path}: a password, never in a backup it opens" for path in sorted(secret)]
+            data = data_of(project, identity.env, state_dir)
+            for source in needs(stack_config(host, project, identity)):
+                if _within(source, root) and not any(_within(source, d) for d in data):
+                    needed.setdefault(source, []).extend(data)
+    extra, skipped = _files_beneath(host, needed)
+    wanted += extra
+    left_out += skipped
     if host.exists(state_dir):
         for name in sorted(host.listdir(state_dir)):
             path = posixpath.join(state_dir, name)
@@ -90,6 +103,83 @@ def config_files(runtime: Runtime) -> tuple[list[str], list[str]]:
             left_out.append(f"{path}: not there")
             continue
         files.append(path)
+    return files, left_out
+
+
+def needs(config: Mapping[str, Any]) -> list[str]:
+    """What a stack's compose ``config`` reads from the host besides its compose files:
+    bind-mounted files and folders, build contexts, services' env files (absolute)."""
+    found: list[str] = []
+    for service in (config.get("services") or {}).values():
+        service = service if isinstance(service, Mapping) else {}
+        for volume in service.get("volumes") or []:
+            if isinstance(volume, Mapping):
+                if volume.get("type") == "bind" and volume.get("source"):
+                    found.append(str(volume["source"]))
+            elif isinstance(volume, str) and volume.startswith(("/", ".")):
+                found.append(volume.split(":")[0])  # compose v1: SOURCE:TARGET[:MODE]
+        build = service.get("build")
+        context = build.get("context") if isinstance(build, Mapping) else build
+        if isinstance(context, str) and context.startswith("/"):
+            found.append(context)
+        env_files = service.get("env_file") or []
+        for entry in [env_files] if isinstance(env_files, str) else env_files:
+            path = entry.get("path") if isinstance(entry, Mapping) else entry
+            if isinstance(path, str) and path.startswith("/"):
+                found.append(path)
+    return sorted({posixpath.normpath(p) for p in found if p.startswith("/")})
+
+
+def data_of(project: Project, env: str, state_dir: str) -> list[str]:
+    """What a restore brings back or opskit keeps apart: the env's backup paths and
+    folder, the state folder. Never part of the configuration."""
+    found = [state_dir]
+    if project.backup is not None:
+        found += [project.resolve_path(p, env) for p in project.backup.paths]
+        found.append(project.resolve_path(project.backup.dir, env))
+    return found
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _files_beneath(host: Host, needed: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """The regular files in the folders (or the files) of *needed*, without those under
+    its data, ``.git`` folders or files over :data:`LIMIT`; at most :data:`EXTRA_LIMIT`
+    bytes in all (a larger source is left out whole, named)."""
+    if not needed:
+        return [], []
+    sources = sorted(needed)
+    listed = host.run(
+        ["find", *sources, "-xdev", "-name", ".git", "-prune", "-o", "-type", "f",
+         "-printf", "%s\t%p\n"],
+        check=False,
+    ).text  # fmt: skip
+    by_source: dict[str, list[tuple[int, str]]] = {}
+    for line in listed.splitlines():
+        bytes_text, _, path = line.partition("\t")
+        source = next((s for s in sources if _within(path, s)), None)
+        if source is None or not bytes_text.isdigit():
+            continue
+        if any(_within(path, d) for d in needed[source]):
+            continue
+        by_source.setdefault(source, []).append((int(bytes_text), path))
+    files, left_out, total = [], [], 0
+    for source in sources:
+        found = by_source.get(source, [])
+        big = [path for size, path in found if size > LIMIT]
+        left_out += [f"{path}: over {LIMIT >> 20} MiB, not configuration" for path in big]
+        size = sum(n for n, path in found if n <= LIMIT)
+        if total + size > EXTRA_LIMIT:
+            left_out.append(
+                f"{source}: {size >> 20} MiB that the stacks mount or build from, over the "
+                f"{EXTRA_LIMIT >> 20} MiB a configuration backup takes (keep it in git or "
+                "in backup.paths)"
+            )
+            continue
+        total += size
+        files += sorted(path for n, path in found if n <= LIMIT)
     return files, left_out
 
 
@@ -124,6 +214,7 @@ def tar_of(runtime: Runtime, files: list[str]) -> tuple[bytes, list[str], list[s
     buffer = io.BytesIO()
     kept, left_out = [], []
     moment = int(time.time())
+    modes = _modes(runtime, files)
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in files:
             data = _content(runtime, path)
@@ -131,10 +222,23 @@ def tar_of(runtime: Runtime, files: list[str]) -> tuple[bytes, list[str], list[s
                 left_out.append(f"{path}: unreadable, not a file, or over {LIMIT >> 20} MiB")
                 continue
             info = tarfile.TarInfo(path.lstrip("/"))
-            info.size, info.mode, info.mtime = len(data), 0o600, moment
+            info.size, info.mode, info.mtime = len(data), modes.get(path, 0o600), moment
             tar.addfile(info, io.BytesIO(data))
             kept.append(path)
     return buffer.getvalue(), kept, left_out
+
+
+def _modes(runtime: Runtime, files: list[str]) -> dict[str, int]:
+    """Each file's permission bits, as a rebuild lays it out again (0600 when unknown)."""
+    if not files:
+        return {}
+    listed = runtime.host.run(["stat", "-c", "%a %n", "--", *files], check=False).text
+    modes = {}
+    for line in listed.splitlines():
+        mode, _, path = line.partition(" ")
+        if mode.isdigit():
+            modes[path] = int(mode, 8) & 0o777
+    return modes
 
 
 def targets(runtime: Runtime) -> list[str]:

@@ -99,8 +99,10 @@ class Runtime:
         return self._memo[key]  # type: ignore[return-value]
 
     def reload(self) -> None:
-        """Read the descriptors again on next use (a long-running server, after an edit)."""
+        """Read the descriptors and ``opskit.yaml`` again on next use (a long-running
+        server, after an edit)."""
         self._projects = None
+        self._settings = None
         self._memo = {}
 
     def project(self, name: str) -> Project:

@@ -28,7 +28,7 @@ FILENAME = "opskit.yaml"
 DEFAULT_STATE_DIR = "/var/lib/opskit"
 KEYS = (
     "state_dir", "notify", "remind_hours", "freshness_grace_minutes", "disk_max_used_percent",
-    "coverage_hours", "timers", "offsite", "serve",
+    "coverage_hours", "timers", "offsite", "serve", "rebuild",
 )  # fmt: skip
 ROLES = ("viewer", "operator")
 SHA256_RE = r"[0-9a-f]{64}\Z"
@@ -73,6 +73,15 @@ class ServerOffsite:
 
 
 @attrs.frozen
+class OrderEntry:
+    """One entry of ``rebuild.order``: a project's envs (*env* None) or one env."""
+
+    project: str
+    env: str | None
+    line: int = attrs.field(eq=False)
+
+
+@attrs.frozen
 class Settings:
     path: str | None = None  # None: no opskit.yaml, defaults only
     state_dir: str = DEFAULT_STATE_DIR
@@ -87,6 +96,9 @@ class Settings:
     unit_dir: str = "/etc/systemd/system"  # where 'opskit timers --install' writes units
     offsite: ServerOffsite = attrs.field(factory=ServerOffsite)
     serve: Serve = attrs.field(factory=Serve)
+    # rebuild.order: the envs a whole-server rebuild brings back first ("PROJECT" or
+    # "PROJECT ENV"), the rest after them in the root's order
+    rebuild_order: tuple[OrderEntry, ...] = ()
 
     def offsite_for(self, project: Project) -> Offsite | None:
         """The project's ``offsite`` section, else the server-wide target (and keep)."""
@@ -155,6 +167,8 @@ def parse_settings(path: str, text: str) -> Settings:
         values["offsite"] = _read_offsite(r, m["offsite"])
     if "serve" in m:
         values["serve"] = _read_serve(r, m["serve"])
+    if "rebuild" in m:
+        values["rebuild_order"] = _read_rebuild(r, m["rebuild"])
     return Settings(**values)  # type: ignore[arg-type]
 
 
@@ -201,6 +215,21 @@ def _read_offsite(r: Reader, node: Node) -> ServerOffsite:
         keep=r.integer(m["keep"], "offsite.keep", minimum=1) if "keep" in m else None,
         s3=s3,
     )
+
+
+def _read_rebuild(r: Reader, node: Node) -> tuple[OrderEntry, ...]:
+    m = r.mapping(node, "rebuild", {"order"})
+    if "order" not in m:
+        return ()
+
+    def entry(item: Node, field: str) -> OrderEntry:
+        words = r.string(item, field).split()
+        if len(words) not in (1, 2):
+            raise r.error(item, field, "write 'PROJECT' or 'PROJECT ENV'")
+        line = item.start_mark.line + 1
+        return OrderEntry(words[0], words[1] if len(words) == 2 else None, line)
+
+    return r.each(m["order"], "rebuild.order", entry)
 
 
 def load_settings(host: Host, root: str) -> Settings:

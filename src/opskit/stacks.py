@@ -231,7 +231,7 @@ class Stacks:
         state = self.refuse_collisions(project, [env])
         wanted: set[tuple[str, str]] = set()
         for identity in state.stacks:
-            if identity.project == project.name and identity.env == env:
+            if identity.project == project.name and identity.env == env and identity.present:
                 wanted.update(compose.external_resources(self.host, project, identity))
         client = self.host.docker()
         missing = []

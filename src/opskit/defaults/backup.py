@@ -8,7 +8,7 @@ import io
 import os
 import sys
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING
 
 import click
@@ -26,6 +26,8 @@ from opskit.plugins import hookimpl
 if TYPE_CHECKING:
     from opskit.components import Component
     from opskit.descriptor import Project
+    from opskit.operations.recovery import Recovered
+    from opskit.output import Cell
     from opskit.runtime import Meter
 
 
@@ -493,14 +495,69 @@ def extract(
 
 
 @click.command()
-@click.argument("project")
-@click.argument("env")
+@click.argument("project", required=False)
+@click.argument("env", required=False)
+@click.option("--all", "whole", is_flag=True, help="Every env of the root (with --offsite).")
+@click.option(
+    "--offsite",
+    is_flag=True,
+    help="From the offsite copies alone: the root's configuration, then each env's archive.",
+)
+@click.option("--from", "target", metavar="TARGET", help="The offsite repository (with --offsite).")
+@click.option(
+    "--password-file",
+    metavar="PATH",
+    help="The repository's password (default: restic-password in the state folder).",
+)
+@click.option(
+    "--from-root", metavar="ROOT", help="The old server's root, where the repository holds several."
+)
+@click.option(
+    "--rewrite",
+    "rewrites",
+    multiple=True,
+    metavar="OLD=NEW",
+    help="Replace OLD by NEW in the configuration's paths and text (repeatable).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @job_options
-def rebuild(state: CliState, project: str, env: str, dry_run: bool, yes: bool) -> int:
+def rebuild(
+    state: CliState,
+    project: str | None,
+    env: str | None,
+    whole: bool,
+    offsite: bool,
+    target: str | None,
+    password_file: str | None,
+    from_root: str | None,
+    rewrites: tuple[str, ...],
+    dry_run: bool,
+    yes: bool,
+) -> int:
     """Disaster recovery: build and start the env, wait until every container is healthy
-    and stable, then restore the newest verified archive."""
+    and stable, then restore the newest verified archive.
+
+    With --all --offsite --from TARGET, on a fresh machine: the whole server from offsite
+    alone (docs/disaster-recovery.md)."""
+    if whole or offsite:
+        if not (whole and offsite and target):
+            raise click.UsageError("a rebuild from offsite takes --all --offsite --from TARGET")
+        if project or env:
+            raise click.UsageError("--all takes no PROJECT or ENV")
+        pairs = []
+        for item in rewrites:
+            old, sep, new = item.partition("=")
+            if not sep or not old:
+                raise click.UsageError(f"--rewrite {item!r}: write OLD=NEW")
+            pairs.append((old, new))
+        return _rebuild_all(state, target, password_file, from_root, pairs, dry_run, yes)
+    if target or password_file or from_root or rewrites:
+        raise click.UsageError(
+            "--from, --password-file, --from-root and --rewrite go with --all --offsite"
+        )
+    if not (project and env):
+        raise click.UsageError("rebuild takes PROJECT ENV, or --all --offsite --from TARGET")
     plan = state.ops.rebuild(project, env, dry_run=True)
     if dry_run:
         if state.json:
@@ -521,6 +578,89 @@ def rebuild(state: CliState, project: str, env: str, dry_run: bool, yes: bool) -
     else:
         state.out.line(f"rebuilt {project} {env} from {done.archive}")
     return 0
+
+
+def _rebuild_all(
+    state: CliState,
+    target: str,
+    password_file: str | None,
+    from_root: str | None,
+    rewrites: list[tuple[str, str]],
+    dry_run: bool,
+    yes: bool,
+) -> int:
+    from opskit.defaults.commands import show_doctor
+
+    def ask(dry: bool) -> Recovered:
+        return state.ops.rebuild_all(
+            target, password_file=password_file, from_root=from_root, rewrites=rewrites, dry_run=dry
+        )
+
+    plan = ask(True)
+    if dry_run:
+        if state.json:
+            state.out.json(plan.as_dict())
+            return 0
+        state.out.line(
+            f"rebuild of {plan.root} from {plan.target} (dry run, nothing changed): the "
+            f"configuration of {plan.old_root}, snapshot {plan.snapshot[:8]} of {plan.snapshot_time[:19]}, "
+            f"{plan.files} files"
+        )
+        for i, back in enumerate(plan.envs, 1):
+            what = f"{back.state} {back.archive}" if back.archive else back.state
+            state.out.line(f"  {i}. {back.project} {back.env}: {what}")
+        return 0
+    confirm(
+        f"Rebuild every env under {plan.root} from {plan.target} ({len(plan.envs)} envs)?",
+        yes,
+        "rebuild --all",
+    )
+    with _progress() as (_, meter):
+        done = state.ops.rebuild_all(
+            target,
+            password_file=password_file,
+            from_root=from_root,
+            rewrites=rewrites,
+            progress=sys.stderr,
+            meter=meter,
+        )
+    if state.json:
+        state.out.json(done.as_dict())
+        return 0 if done.ok else 1
+    state.out.line(
+        f"{plan.root}: the configuration of {done.old_root} (snapshot {done.snapshot[:8]} of "
+        f"{done.snapshot_time[:19]})"
+    )
+    rows: list[list[Cell]] = []
+    for back in done.envs:
+        healthy = ("yes", "green") if back.healthy else ("NO: " + back.health, "red")
+        rows.append(
+            [
+                f"{back.project} {back.env}",
+                back.state,
+                back.archive or "-",
+                _age(back.archive_time),
+                str(back.rows) if back.rows is not None else "-",
+                str(back.files) if back.files is not None else "-",
+                healthy,
+            ]
+        )
+    state.out.table(["env", "", "archive", "age", "rows", "files", "healthy"], rows)
+    if done.doctor is not None and done.doctor.findings:
+        show_doctor(state, done.doctor)
+    return 0 if done.ok else 1
+
+
+def _age(iso: str | None) -> str:
+    """How old a time is, in the unit that reads best: 40 min, 5 h, 3 d."""
+    if not iso:
+        return "-"
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()
+    if seconds < 5400:
+        return f"{max(seconds, 0) / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
 
 
 @click.command()
