@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from conftest import (
+    _environ,
     assert_one_error_line,
     containers_under,
     opskit,
     remove_namespaced,
-    _environ,
     side_by_side,
     wait_healthy,
 )

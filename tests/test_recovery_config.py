@@ -13,7 +13,7 @@ import pytest
 from fakeroot import make_world
 from opskit.descriptor import Project
 from opskit.errors import OpskitError
-from opskit.recovery import Configuration, ConfigFile, RecoveryError, lay_out, order, read
+from opskit.recovery import ConfigFile, Configuration, RecoveryError, lay_out, order, read
 from opskit.settings import parse_settings
 
 
