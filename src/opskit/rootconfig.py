@@ -85,7 +85,12 @@ def config_files(runtime: Runtime) -> tuple[list[str], list[str]]:
             if host.exists(dotenv):
                 wanted.append(dotenv)
             data = data_of(project, identity.env, state_dir)
-            for source in needs(stack_config(host, project, identity)):
+            try:
+                config = stack_config(host, project, identity)
+            except OpskitError as exc:  # its compose and env files are in all the same
+                left_out.append(f"what {project.name} {identity.env} mounts: {exc}")
+                continue
+            for source in needs(config):
                 if _within(source, root) and not any(_within(source, d) for d in data):
                     needed.setdefault(source, []).extend(data)
     extra, skipped = _files_beneath(host, needed)
