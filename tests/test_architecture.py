@@ -285,7 +285,7 @@ LAYERS = (
     (
         "engines",
         "backups archive components dumps retention locks sync transform promote rebuild "
-        "drill offsite restic restic_key store escrow watch timers doctor discover rootconfig recovery",
+        "drill offsite restic restic_key store escrow watch timers doctor discover rootconfig recovery namespaced",
     ),
     ("operations", "operations schedule_edit operation_requests"),
     ("composition root", "api"),

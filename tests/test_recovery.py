@@ -234,3 +234,69 @@ def test_a_wrong_password_or_an_unreachable_target_is_one_error_line(
                  "sftp://opskit-nowhere//repos/x", "--password-file", str(wrong), "--yes")  # fmt: skip
     assert_one_error_line(run, "sftp://opskit-nowhere//repos/x")
     assert not root.exists()
+
+
+def _engine_names(namespace: str) -> list[str]:
+    """Containers, volumes and networks on the engine whose names are in *namespace*."""
+    found = []
+    for listing in (["ps", "-a"], ["volume", "ls"], ["network", "ls"]):
+        found += subprocess.run(
+            ["docker", *listing, "-q", "--filter", f"name=^{namespace}-"],
+            capture_output=True, text=True,
+        ).stdout.split()  # fmt: skip
+    return found
+
+
+def _drill_until(root: Path, marker: str) -> tuple[subprocess.Popen[str], str, list[str]]:
+    """A whole-root drill of *root* as a process group of its own, read until a line with
+    *marker*; the process, its namespace, the lines so far."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opskit", "--root", str(root), "drill", "--all", "--offsite"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, env=_environ(), start_new_session=True,
+    )  # fmt: skip
+    assert process.stderr is not None
+    seen: list[str] = []
+    namespace = ""
+    for line in process.stderr:
+        seen.append(line)
+        if found := re.search(r" as (opskit-drill-\S+)$", line.strip()):
+            namespace = found.group(1)
+        if marker in line:
+            return process, namespace, seen
+    raise AssertionError("".join(seen))
+
+
+def test_a_drill_of_the_whole_root_from_offsite_proves_it_and_leaves_nothing(
+    server_a: tuple[Path, str, dict[int, int]],
+) -> None:
+    root_a, _target, _ = server_a
+    before = tables(NS_A)
+
+    # kill -9 while its stacks start: what it started stays behind ...
+    killed, first, _ = _drill_until(root_a, "phase 3/4")
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=60)
+    assert first and _engine_names(first)
+
+    # ... until the next drill, which removes it; that one is stopped (SIGTERM to opskit
+    # alone, as 'systemctl stop' of a unit with KillMode=mixed) and removes its own
+    stopped, second, _ = _drill_until(root_a, "phase 3/4")
+    assert second != first and not _engine_names(first)
+    stopped.send_signal(signal.SIGTERM)
+    _out, err = stopped.communicate(timeout=300)
+    assert stopped.returncode != 0
+    assert not _engine_names(second), err
+
+    run = opskit("--root", str(root_a), "drill", "--all", "--offsite", "--json", timeout=1500)
+    assert run.returncode == 0, run.stdout + run.stderr
+    envs = {f"{e['project']} {e['env']}": e for e in run.json()["envs"]}  # type: ignore[index]
+    assert sorted(envs) == sorted(f"{p} {e}" for p, e in ENVS)
+    for key, back in envs.items():
+        assert back["state"] in ("restored", "started empty") and back["healthy"], (key, back)
+    assert envs["mdf prod"]["rows"] and envs["mdf prod"]["files"]
+    namespace = re.search(r" as (opskit-drill-\S+)$", run.stderr, re.M)
+    assert namespace is not None and not _engine_names(namespace.group(1))
+    assert not list((HOME_A / "state" / "drills").iterdir())
+    assert tables(NS_A) == before  # the live root untouched
+    assert opskit("--root", str(root_a), "health").returncode == 0

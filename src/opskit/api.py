@@ -421,6 +421,19 @@ class Ops:
         request = recovery.Request(target, password_file, from_root, tuple(rewrites), dry_run)
         return recovery.run(self._context(progress, meter), request)
 
+    def drill_all(
+        self,
+        target: str | None = None,
+        *,
+        progress: IO[str] | None = None,
+        meter: Meter | None = None,
+    ) -> Recovered:
+        """The whole root rebuilt from offsite in a throw-away namespace, checked, removed
+        (``drill --all --offsite``); see :func:`opskit.operations.recovery.drill_all`."""
+        from opskit.operations import recovery
+
+        return recovery.drill_all(self._context(progress, meter), recovery.DrillRequest(target))
+
     def history(self, project: str | None = None) -> list[dict[str, Any]]:
         """The audit log (sync, promote, restore, rebuild, migrate), oldest first."""
         from opskit.audit import read

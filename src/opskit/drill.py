@@ -181,3 +181,64 @@ def remove_leftovers(host: Host, env_dir: str) -> None:
         if machine == here and rest.isdigit() and not pid_alive(int(rest)):
             _remove(host, drill_id)
             host.run(["rm", "-rf", "--", posixpath.join(env_dir, SCRATCH + drill_id)], check=False)
+
+
+# -- a whole root, from offsite (drill --all --offsite) -------------------------------------
+
+WHOLE = "all-"  # the folders of whole-root drills, in STATE_DIR/drills
+
+
+def whole_drill_id() -> tuple[str, str]:
+    """A whole-root drill's id (machine, pid: see :func:`remove_leftovers`) and its
+    namespace on the engine (lower case, as compose wants project names)."""
+    token = secrets.token_hex(3)
+    return f"{socket.gethostname()}-{os.getpid()}-{token}", f"opskit-drill-{os.getpid()}-{token}"
+
+
+def remove_whole(host: Host, drill_id: str, namespace: str, folder: str) -> None:
+    """Remove everything of one whole-root drill: its containers, volumes and networks (by
+    label, and by the namespace: the external ones the rebuild created), its folder."""
+    selector = f"label={LABEL}={drill_id}"
+    ids = host.run(["docker", "ps", "-aq", "--filter", selector], check=False).text.split()
+    ids += host.run(
+        ["docker", "ps", "-aq", "--filter", f"name=^{namespace}-"], check=False
+    ).text.split()
+    if ids:
+        host.run(["docker", "rm", "--force", "--volumes", *set(ids)], check=False, timeout=300)
+    for kind in ("volume", "network"):
+        names: set[str] = set()
+        for selection in (selector, f"name=^{namespace}-"):
+            listed = host.run(["docker", kind, "ls", "-q", "--filter", selection], check=False)
+            names.update(listed.text.split())
+        if names:
+            host.run(["docker", kind, "rm", *(["--force"] if kind == "volume" else []),
+                      *sorted(names)], check=False, timeout=120)  # fmt: skip
+    images = host.run(
+        ["docker", "image", "ls", "--format", '{{.ID}} {{.Label "com.docker.compose.project"}}'],
+        check=False,
+    ).text.splitlines()  # images compose built for the namespace's stacks
+    built = set()
+    for line in images:
+        image, _, compose_project = line.partition(" ")
+        if compose_project.startswith(f"{namespace}-"):
+            built.add(image)
+    if built:
+        host.run(["docker", "image", "rm", "--force", *sorted(built)], check=False, timeout=300)
+    host.run(["rm", "-rf", "--", folder], check=False, timeout=600)
+
+
+def remove_whole_leftovers(host: Host, drills_dir: str) -> None:
+    """Remove what whole-root drills of processes that no longer run here left: their
+    folders in *drills_dir* (each holds its id and namespace) and all they started."""
+    here = socket.gethostname()
+    for name in host.listdir(drills_dir):
+        if not name.startswith(WHOLE):
+            continue
+        drill_id = name.removeprefix(WHOLE)
+        machine, _, rest = drill_id.rpartition("-")[0].rpartition("-")
+        if machine != here or not rest.isdigit() or pid_alive(int(rest)):
+            continue
+        pid, token = rest, drill_id.rpartition("-")[2]
+        remove_whole(
+            host, drill_id, f"opskit-drill-{pid}-{token}", posixpath.join(drills_dir, name)
+        )

@@ -252,6 +252,14 @@ def timers(runtime: Runtime, opskit: str) -> list[Timer]:
                 (*base, "offsite", "config", "--scheduled"),
             )
         )
+        found.append(
+            Timer(
+                "opskit-drill-all",
+                "opskit drill of the whole root, rebuilt from offsite in a throw-away namespace",
+                drills,
+                (*base, "drill", "--all", "--offsite", "--scheduled"),
+            )
+        )
     for project in runtime.projects():
         if project.backup is None:
             continue

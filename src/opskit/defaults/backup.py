@@ -203,18 +203,50 @@ def migrate(state: CliState, project: str, env: str | None, dry_run: bool) -> in
 
 
 @click.command()
-@click.argument("project")
-@click.argument("env")
+@click.argument("project", required=False)
+@click.argument("env", required=False)
 @click.option("--name", help="The archive to drill (default: the newest).")
+@click.option("--all", "whole", is_flag=True, help="The whole root (with --offsite).")
+@click.option(
+    "--offsite",
+    is_flag=True,
+    help="Rebuild the whole root from offsite in a throw-away namespace, then remove it.",
+)
+@click.option("--from", "target", metavar="TARGET", help="The repository (default: the root's).")
 @scheduled_option
 @job_options
-def drill(state: CliState, project: str, env: str, name: str | None) -> int:
+def drill(
+    state: CliState,
+    project: str | None,
+    env: str | None,
+    name: str | None,
+    whole: bool,
+    offsite: bool,
+    target: str | None,
+) -> int:
     """Prove that an archive restores: each database loaded into a throw-away server (same
     image, no network) and its tables and row counts checked against the manifest; each
     path and volume extracted to a scratch folder and checked; a plugin's component by its
-    own drill, if it has one. The env is never touched."""
+    own drill, if it has one. The env is never touched.
+
+    With --all --offsite: the whole root rebuilt from its offsite copies alone (its
+    configuration, then every env) into a throw-away namespace on the same engine, every
+    env's health checked, everything removed (docs/disaster-recovery.md)."""
     from opskit.output import error
 
+    if whole or offsite or target:
+        if not (whole and offsite):
+            raise click.UsageError("a whole-root drill takes --all --offsite [--from TARGET]")
+        if project or env or name:
+            raise click.UsageError("--all takes no PROJECT, ENV or --name")
+        done = state.ops.drill_all(target, progress=sys.stderr)
+        if state.json:
+            state.out.json(done.as_dict())
+            return 0 if done.ok else 1
+        _recovered_table(state, done)
+        return 0 if done.ok else 1
+    if not (project and env):
+        raise click.UsageError("drill takes PROJECT ENV, or --all --offsite")
     result = state.ops.drill(project, env, name, progress=sys.stderr)
     if state.json:
         state.out.json(result.as_dict())
@@ -631,9 +663,22 @@ def _rebuild_all(
         f"{plan.root}: the configuration of {done.old_root} (snapshot {done.snapshot[:8]} of "
         f"{done.snapshot_time[:19]})"
     )
+    _recovered_table(state, done)
+    if done.doctor is not None and done.doctor.findings:
+        show_doctor(state, done.doctor)
+    return 0 if done.ok else 1
+
+
+def _recovered_table(state: CliState, done: Recovered) -> None:
+    """Each env of a whole-root rebuild or drill: what happened, the archive, its age, the
+    rows and files restored, healthy or not."""
     rows: list[list[Cell]] = []
     for back in done.envs:
-        healthy = ("yes", "green") if back.healthy else ("NO: " + back.health, "red")
+        healthy = (
+            ("yes", "green")
+            if back.healthy
+            else ("NO" + (f": {back.health}" if back.health else ""), "red")
+        )
         rows.append(
             [
                 f"{back.project} {back.env}",
@@ -646,9 +691,6 @@ def _rebuild_all(
             ]
         )
     state.out.table(["env", "", "archive", "age", "rows", "files", "healthy"], rows)
-    if done.doctor is not None and done.doctor.findings:
-        show_doctor(state, done.doctor)
-    return 0 if done.ok else 1
 
 
 def _age(iso: str | None) -> str:

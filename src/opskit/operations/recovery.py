@@ -248,3 +248,117 @@ def _dry_run(
         tuple(envs),
         dry_run=True,
     )
+
+
+# -- drill --all --offsite ------------------------------------------------------------------
+
+
+@attrs.frozen
+class DrillRequest:
+    target: str | None = None  # default: the repository the root's configuration goes to
+
+
+def drill_all(ctx: Context, request: DrillRequest) -> Recovered:
+    """Rebuild the whole root from offsite into a throw-away namespace on the same engine
+    (:mod:`opskit.namespaced`), check every env's health, then remove it all: proof that
+    the server comes back from offsite alone. A job of kind ``drill``: it fails, and
+    alerts when scheduled, when any env did not come back healthy."""
+    import posixpath
+    import time
+
+    from opskit import namespaced, recovery
+    from opskit.drill import (
+        LABEL,
+        WHOLE,
+        remove_whole,
+        remove_whole_leftovers,
+        whole_drill_id,
+    )
+    from opskit.offsite import password_file
+    from opskit.output import progress as say
+    from opskit.processes import signals_deferred
+    from opskit.restic import ResticError
+    from opskit.rootconfig import targets
+    from opskit.runtime import Runtime
+
+    runtime = ctx.runtime
+    runtime.check_settings()
+    host, settings = runtime.host, runtime.settings()
+    found = targets(runtime)
+    target = request.target or (found[0] if found else None)
+    if target is None:
+        raise recovery.RecoveryError(
+            "no offsite target: a whole-root drill rebuilds from the offsite copies"
+        )
+    drills_dir = posixpath.join(settings.state_dir, "drills")
+    remove_whole_leftovers(host, drills_dir)
+    drill_id, namespace = whole_drill_id()
+    folder = posixpath.join(drills_dir, WHOLE + drill_id)
+    started = time.monotonic()
+    with ctx.job("drill", "", []) as job:
+        job.details.update(target=target, namespace=namespace)
+        host.run(["mkdir", "-p", "-m", "700", "--", folder])
+        try:
+            password = password_file(settings.state_dir)
+            restic = recovery.open_target(runtime, target, password)
+            backup_dirs = sorted({p.backup.dir for p in runtime.projects() if p.backup})
+            rewrites = [(settings.state_dir, posixpath.join(folder, "state"))]
+            rewrites += [
+                (d, posixpath.join(folder, "backups", str(i))) for i, d in enumerate(backup_dirs)
+            ]
+            try:
+                snapshot = recovery.newest(restic, runtime.root)
+                root = posixpath.join(folder, "root")
+                config = recovery.read(restic, snapshot, root, tuple(rewrites))
+            except ResticError as exc:
+                raise recovery.RecoveryError(f"cannot read the offsite repository: {exc}") from None
+            job.details["snapshot"] = config.snapshot
+            recovery.lay_out(host, config)
+            drilled = Runtime(root, host, runtime.plugins)
+            _keep_password(host, password, password_file(drilled.settings().state_dir))
+            refused = namespaced.move(drilled, namespace, {LABEL: drill_id})
+            pairs = recovery.order(drilled.settings(), drilled.scope())
+            inner = Context(drilled, ctx.progress, ctx.meter)
+
+            def renamed(key: str) -> str:  # the volumes' engine names are in the namespace
+                kind, _, name = key.partition("-")
+                return f"volume-{namespace}-{name}" if kind == "volume" else key
+
+            say(ctx.progress, f"drill --all: {runtime.root} from {target} as {namespace}")
+            envs: list[EnvBack] = []
+            for i, (project, env) in enumerate(pairs, 1):
+                key = f"{project.name} {env}"
+                say(ctx.progress, f"[{i}/{len(pairs)}] {key}")
+                if key in refused:
+                    envs.append(EnvBack(project.name, env, f"not drilled: {refused[key]}"))
+                    continue
+                try:
+                    done = _bring_back(inner, project, env, None, renamed)
+                except OpskitError as exc:
+                    done = EnvBack(project.name, env, f"FAILED: {_without(str(exc), key)}")
+                say(ctx.progress, f"[{i}/{len(pairs)}] {key}: {done.state}")
+                envs.append(done)
+            checked = []
+            for back in envs:
+                report = drilled.stacks.health(drilled.project(back.project), back.env)
+                failing = "; ".join(f"{c.check}: {c.detail}" for c in report.checks if not c.ok)
+                proven = report.ok and not back.state.startswith(("FAILED", "not drilled"))
+                checked.append(attrs.evolve(back, healthy=proven, health=failing))
+        finally:
+            with signals_deferred():
+                say(ctx.progress, f"drill --all: removing {namespace}")
+                remove_whole(host, drill_id, namespace, folder)
+        result = Recovered(
+            config.target,
+            config.snapshot,
+            config.time,
+            config.old_root,
+            runtime.root,
+            len(config.files),
+            tuple(checked),
+        )
+        job.details["seconds"] = round(time.monotonic() - started, 1)
+        bad = [f"{e.project} {e.env}" for e in result.envs if not e.healthy]
+        if bad:
+            job.fail(f"the whole-root drill from {target}: {', '.join(bad)} did not come back")
+    return result
