@@ -144,3 +144,76 @@ def test_the_externals_of_an_env_skip_an_extra_stack_it_does_not_have(tmp_path: 
     assert ops.runtime.stacks.missing_externals(project, "dev") == []
     asked = [c.cwd for c in world.fake.matching(["docker", "compose", "config"]) if c.cwd]
     assert asked and not any("mail" in str(where) for where in asked)
+
+
+def test_a_descriptor_in_a_namespace() -> None:
+    import yaml
+
+    from opskit.namespaced import descriptor
+
+    text = """\
+name: mdf
+environments: [dev, prod]
+compose:
+  dir: "{env}"
+  files: [docker-compose.yml, docker-compose.override.yml]
+  project_name: "mdf-{env}"
+  extra:
+    - {dir: "{env}/mail", files: [docker-compose.yml], project_name: "mdf-{env}-mail"}
+health:
+  - {service: web, http: "http://127.0.0.1:18082/"}
+backup:
+  dir: /var/lib/opskit/backups
+  volumes: ["mdf-{env}_media"]
+"""
+    moved = yaml.safe_load(descriptor(text, "opskit-drill-7-ab"))
+    assert moved["container_prefix"] == "opskit-drill-7-ab-{env}-{project}"  # the default's
+    assert moved["compose"]["project_name"] == "opskit-drill-7-ab-mdf-{env}"
+    assert moved["compose"]["files"] == ["docker-compose.yml"]  # the one resolved file
+    assert moved["compose"]["extra"][0]["project_name"] == "opskit-drill-7-ab-mdf-{env}-mail"
+    assert moved["backup"]["volumes"] == ["opskit-drill-7-ab-mdf-{env}_media"]
+    assert moved["health"] == []  # the live server's ports are not the drill's
+    assert moved["backup"]["dir"] == "/var/lib/opskit/backups"  # moved by the layout's rewrite
+
+
+def test_a_compose_config_in_a_namespace() -> None:
+    from opskit.namespaced import NamespaceError, compose_document
+
+    config = {
+        "name": "shop-prod",
+        "services": {
+            "web": {
+                "container_name": "shop-web",
+                "ports": [{"target": 80, "published": "8080"}],
+                "labels": ["ops.project=shop"],
+                "volumes": [
+                    {"type": "bind", "source": "/opt/data/shop/prod/uploads", "target": "/u"},
+                    {"type": "bind", "source": "/etc/localtime", "target": "/l", "read_only": True},
+                ],
+                "networks": {"default": None, "proxy": None},
+            }
+        },
+        "networks": {
+            "default": {"name": "shop-prod_default"},
+            "proxy": {"external": True, "name": "proxy"},
+        },
+        "volumes": {"media": {"name": "shop-prod_media"}},
+    }
+    moved = compose_document(config, "opskit-drill-7-ab", {"opskit.drill": "x"}, "/opt/data")
+    web = moved["services"]["web"]
+    assert moved["name"] == "opskit-drill-7-ab-shop-prod"
+    assert "ports" not in web and web["container_name"] == "opskit-drill-7-ab-shop-web"
+    assert web["labels"] == {"ops.project": "shop", "opskit.drill": "x"}
+    assert moved["networks"]["default"] == {
+        "name": "opskit-drill-7-ab-shop-prod_default", "labels": {"opskit.drill": "x"}, "internal": True,
+    }  # fmt: skip
+    assert moved["networks"]["proxy"] == {"external": True, "name": "opskit-drill-7-ab-proxy"}
+    assert moved["volumes"]["media"]["name"] == "opskit-drill-7-ab-shop-prod_media"
+
+    writable = {"type": "bind", "source": "/srv/shared", "target": "/s"}
+    config["services"]["web"]["volumes"].append(writable)  # type: ignore[index]
+    with pytest.raises(NamespaceError, match="mounts /srv/shared writable, outside the root"):
+        compose_document(config, "opskit-drill-7-ab", {}, "/opt/data")
+    host = {"name": "x", "services": {"web": {"network_mode": "host"}}}
+    with pytest.raises(NamespaceError, match="network_mode host"):
+        compose_document(host, "opskit-drill-7-ab", {}, "/opt/data")

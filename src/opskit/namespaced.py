@@ -13,6 +13,7 @@ a writable bind mount outside the namespace's root) is refused, named.
 
 from __future__ import annotations
 
+import copy
 import posixpath
 import re
 from collections.abc import Mapping
@@ -59,7 +60,7 @@ def compose_document(
 ) -> dict[str, Any]:
     """A stack's ``compose config`` moved into *namespace*; :class:`NamespaceError` for a
     stack that would reach the live server."""
-    document = dict(config)
+    document = copy.deepcopy(dict(config))
     if document.get("name"):
         document["name"] = _in(namespace, document["name"])
     for name, service in (document.get("services") or {}).items():
