@@ -78,8 +78,9 @@ GROUP_D=(tests/test_dashboard.py tests/test_offsite_shared.py tests/test_drill.p
 # trust's test of containers under no valid service name; with the database loads and the
 # restores of one part.
 WP_TRUST=tests/test_trust.py::test_a_container_under_no_service_name_is_shown_reported_and_left_alone
+# And the whole-server rebuild and drill from offsite (test_recovery, about 7 minutes alone).
 GROUP_W=(tests/test_promote.py tests/test_sync.py tests/test_rebuild.py tests/test_unattended.py
-  tests/test_loads.py tests/test_restore_part.py "$WP_TRUST")
+  tests/test_loads.py tests/test_restore_part.py tests/test_recovery.py "$WP_TRUST")
 # The compose-facing tests for v1 (container names `_1` against v2's `-1`): which compose the
 # run uses, compose names and stacks started by hand, the CLI's compose lifecycle, and envs
 # chosen by profile (v1 lists a profile's services apart from v2). Not
@@ -88,7 +89,7 @@ GROUP_W=(tests/test_promote.py tests/test_sync.py tests/test_rebuild.py tests/te
 GROUP_V1=(-m "docker and not ssh" tests/test_compose.py tests/test_trust.py tests/test_cli.py
   tests/test_profiles.py --deselect
   tests/test_trust.py::test_a_container_under_no_service_name_is_shown_reported_and_left_alone)
-reports=build/test-reports  # one JUnit file per run (w-then: the v1 run after w), read at the end
+reports=build/test-reports  # one JUnit file per run (s-then: the v1 run after s), read at the end
 rm -rf "$reports" && mkdir -p "$reports"
 logs=()
 pids=()
@@ -122,18 +123,18 @@ side() {  # side NAME PORTS ARGS... [-- VAR=VALUE... ARGS...]: pytest in the bac
 }
 v1_config=$(mktemp -d /tmp/opskit-docker-config-v1.XXXXXX)   # no cli-plugins: compose v1
 trap 'rm -rf "$v1_config"' EXIT
-side s 20000-23999 "${GROUP_S[@]}"
-# The wp runner ends first (16.7 min): the v1 run follows it, so that no more than four
+# The v1 run follows the s runner (17.8 min, the v1 run 5.7 min), so that no more than four
 # pytest processes (and no more than two example copies with their healthchecks) share
-# the two cores.
-side w 32100-32700 "${GROUP_W[@]}" -- DOCKER_CONFIG="$v1_config" OPSKIT_TEST_COMPOSE=v1 \
+# the two cores; the wp runner (13.0 min) has the whole-server tests instead.
+side s 20000-23999 "${GROUP_S[@]}" -- DOCKER_CONFIG="$v1_config" OPSKIT_TEST_COMPOSE=v1 \
   OPSKIT_TEST_NS="${ns}v1" OPSKIT_TEST_PORTS=30500-32000 "${GROUP_V1[@]}"
+side w 32100-32700 "${GROUP_W[@]}"
 side d 24000-27999 "${GROUP_D[@]}"
 result=0
 main_status=0
 OPSKIT_TEST_NS="${ns}m" OPSKIT_TEST_PORTS=28000-30499 "${reap[@]}" .venv/bin/pytest --durations=10 \
   --junitxml="$reports/main.xml" \
-  $(printf -- '--ignore=%s ' "${GROUP_S[@]}" "${GROUP_D[@]}" "${GROUP_W[@]:0:6}") \
+  $(printf -- '--ignore=%s ' "${GROUP_S[@]}" "${GROUP_D[@]}" "${GROUP_W[@]:0:7}") \
   --deselect "$WP_TRUST" \
   || main_status=$?
 verdict "$main_status" || result=1
