@@ -62,9 +62,9 @@ def remove(namespace: str, root: Path, home: Path) -> None:
 
 def server_a() -> tuple[Path, dict[int, int], str]:
     """Root A running and backed up offsite; its root, ports and target."""
-    remove(NS_A, HOME / "a", HOME / NS_A)
-    root, ports = testroot.build(HOME / "a", NS_A, HOME / NS_A)
-    target = f"file://{HOME / NS_A / 'offsite'}"
+    remove(NS_A, HOME / "a", HOME / "a-home")
+    root, ports = testroot.build(HOME / "a", NS_A, HOME / "a-home")
+    target = f"file://{HOME / 'a-home' / 'offsite'}"
     for project, env in ENVS:
         opskit("--root", str(root), "start", project, env)
     for _ in range(90):
@@ -127,16 +127,18 @@ def main() -> None:
     parser.add_argument("--cleanup", action="store_true", help="Remove A and B, and stop.")
     options = parser.parse_args()
     if options.cleanup:
-        remove(NS_B, HOME / "b", HOME / NS_B)
-        remove(NS_A, HOME / "a", HOME / NS_A)
+        remove(NS_B, HOME / "b", HOME / "b-home")
+        remove(NS_A, HOME / "a", HOME / "a-home")
         shutil.rmtree(HOME, ignore_errors=True)
         return
     root_a, ports_a, target = server_a()
     password = HOME / "kept-password"
-    shutil.copy(HOME / NS_A / "state" / "restic-password", password)
+    shutil.copy(HOME / "a-home" / "state" / "restic-password", password)
     chosen = snapshots(target, password)
     ports_b = dict(zip(ports_a, testroot.free_ports(len(ports_a)), strict=True))
-    rewrites = ["--rewrite", f"{NS_A}={NS_B}"]
+    rewrites = ["--rewrite", f"{NS_A}={NS_B}"]  # the names; the repository stays where it is
+    for folder in ("state", "backups"):
+        rewrites += ["--rewrite", f"{HOME / 'a-home' / folder}={HOME / 'b-home' / folder}"]
     for example, port in ports_a.items():
         rewrites += ["--rewrite", f"{port}={ports_b[example]}"]
     times: dict[str, list[float]] = {"rebuild": [], "floor": []}
@@ -146,7 +148,7 @@ def main() -> None:
             if which == "floor":
                 times["floor"].append(floor(target, password, chosen))
                 continue
-            remove(NS_B, HOME / "b", HOME / NS_B)
+            remove(NS_B, HOME / "b", HOME / "b-home")
             run = measured(
                 [OPSKIT, "--root", str(HOME / "b" / "root"), "rebuild", "--all", "--offsite",
                  "--from", target, "--password-file", str(password), *rewrites, "--yes"]
@@ -159,7 +161,7 @@ def main() -> None:
             f"floor {times['floor'][-1]:.1f} s",
             file=sys.stderr,
         )
-    remove(NS_B, HOME / "b", HOME / NS_B)
+    remove(NS_B, HOME / "b", HOME / "b-home")
     median = {k: statistics.median(v) for k, v in times.items()}
     print(table)
     print(f"the example root: {len(ENVS)} envs, {len(chosen)} snapshots; medians of {options.rounds} rounds")

@@ -207,6 +207,7 @@ def test_the_whole_server_comes_back_from_offsite_alone(
         assert opskit("--root", str(root_b), "health").returncode == 0
         doctor = opskit("--root", str(root_b), "doctor", "--root-only")
         assert doctor.returncode == 0, doctor.stdout
+        assert "kept off this server" not in doctor.stdout  # it came from there
         inspected = subprocess.run(
             ["docker", "network", "inspect", f"{NS_B}-proxy", "--format", "{{json .Labels}}"],
             capture_output=True, text=True,

@@ -690,7 +690,7 @@ def _recovered_table(state: CliState, done: Recovered) -> None:
                 healthy,
             ]
         )
-    state.out.table(["env", "", "archive", "age", "rows", "files", "healthy"], rows)
+    state.out.table(["env", "state", "archive", "age", "rows", "files", "healthy"], rows)
 
 
 def _age(iso: str | None) -> str:

@@ -10,11 +10,13 @@ where it stopped: an env recorded as back and healthy now is left alone.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from opskit.archive import ArchiveError
 from opskit.errors import OpskitError
 from opskit.operations import Context
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from opskit.doctor import DoctorReport
     from opskit.recovery import Configuration
     from opskit.restic import Restic
+    from opskit.runtime import Runtime
 
 
 @attrs.frozen
@@ -118,6 +121,8 @@ def run(ctx: Context, request: Request) -> Recovered:
         _keep_password(host, password, password_file(state_dir))
         recovery.save_progress(host, state_dir, progress)
     runtime.reload()
+    if given and given != password_file(state_dir):
+        _escrowed(runtime)
     projects_now = {p.name: p for p in runtime.projects()}
     pairs = [(projects_now[p.name], e) for p, e in pairs]
 
@@ -135,8 +140,11 @@ def run(ctx: Context, request: Request) -> Recovered:
             done = _bring_back(ctx, project, env, progress["envs"].get(key), renamed)
         except OpskitError as exc:
             back_now = [f"{e.project} {e.env}" for e in envs] or ["none"]
+            why = _without(str(exc), key)
+            if isinstance(exc, ArchiveError):  # the archive and the configuration disagree
+                why += f" (the configuration laid out is of {config.time[:19]})"
             raise recovery.RecoveryError(
-                f"{key}: {_without(str(exc), key)}; stopped before it (back: {', '.join(back_now)})"
+                f"{key}: {why}; stopped there (back: {', '.join(back_now)})"
             ) from None
         progress["envs"][key] = {"archive": done.archive, "state": done.state}
         recovery.save_progress(host, state_dir, progress)
@@ -164,6 +172,15 @@ def run(ctx: Context, request: Request) -> Recovered:
 
 def _without(message: str, key: str) -> str:
     return message.removeprefix(f"{key}: ")
+
+
+def _escrowed(runtime: Runtime) -> None:
+    """The password came from outside the server, and opened the repository: a copy is
+    kept off the server, as ``opskit password offsite --confirm-escrowed`` records it."""
+    from opskit import escrow
+
+    with contextlib.suppress(OpskitError):  # else doctor says what is missing
+        escrow.confirm(runtime.host, escrow.find(runtime, "offsite"))
 
 
 def _keep_password(host: Any, given: str, kept: str) -> None:
