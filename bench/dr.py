@@ -68,7 +68,10 @@ def server_a() -> tuple[Path, dict[int, int], str]:
     for project, env in ENVS:
         opskit("--root", str(root), "start", project, env)
     for _ in range(90):
-        if subprocess.run([OPSKIT, "--root", str(root), "health"], capture_output=True).returncode == 0:
+        if (
+            subprocess.run([OPSKIT, "--root", str(root), "health"], capture_output=True).returncode
+            == 0
+        ):
             break
         time.sleep(2)
     else:
@@ -131,7 +134,7 @@ def main() -> None:
         remove(NS_A, HOME / "a", HOME / "a-home")
         shutil.rmtree(HOME, ignore_errors=True)
         return
-    root_a, ports_a, target = server_a()
+    _root, ports_a, target = server_a()
     password = HOME / "kept-password"
     shutil.copy(HOME / "a-home" / "state" / "restic-password", password)
     chosen = snapshots(target, password)
@@ -144,7 +147,7 @@ def main() -> None:
     times: dict[str, list[float]] = {"rebuild": [], "floor": []}
     peaks = []
     for round_ in range(options.rounds):
-        for which in (("rebuild", "floor") if round_ % 2 == 0 else ("floor", "rebuild")):
+        for which in ("rebuild", "floor") if round_ % 2 == 0 else ("floor", "rebuild"):
             if which == "floor":
                 times["floor"].append(floor(target, password, chosen))
                 continue
@@ -164,7 +167,9 @@ def main() -> None:
     remove(NS_B, HOME / "b", HOME / "b-home")
     median = {k: statistics.median(v) for k, v in times.items()}
     print(table)
-    print(f"the example root: {len(ENVS)} envs, {len(chosen)} snapshots; medians of {options.rounds} rounds")
+    print(
+        f"the example root: {len(ENVS)} envs, {len(chosen)} snapshots; medians of {options.rounds} rounds"
+    )
     print(f"rebuild --all --offsite  {median['rebuild']:7.1f} s")
     print(f"restic restore (floor)   {median['floor']:7.1f} s")
     print(f"rebuild/floor            {median['rebuild'] / median['floor']:7.2f}")
