@@ -53,3 +53,49 @@ def test_pid_alive_tells_a_running_process_from_an_ended_one() -> None:
     ended = subprocess.Popen(["true"])
     ended.wait()
     assert not pid_alive(ended.pid)
+
+
+def _cli(root: Path, *args: str) -> int:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "opskit", "--root", str(root), *args],
+                          capture_output=True, text=True)  # fmt: skip
+    return done.returncode
+
+
+def test_a_command_lines_jobs_are_a_run_of_the_state_folder(tmp_path: Path) -> None:
+    """The CLI's and the timers' jobs appear in runs, as the dashboard's do."""
+    root, state = tmp_path / "root", tmp_path / "state"
+    (root / "p" / "dev").mkdir(parents=True)
+    (root / "opskit.yaml").write_text(f"state_dir: {state}\n")
+    (root / "p" / "project.yaml").write_text(
+        f'name: p\nenvironments: [dev]\nbackup: {{dir: {tmp_path / "backups"}, store: folder, paths: ["dev"]}}\n'
+    )
+    assert _cli(root, "prune", "p", "dev") == 0  # never backed up: nothing to prune
+    assert _cli(root, "status") in (0, 1)  # reads only: no job, no run
+    assert _cli(root, "prune", "p", "nosuch") == 1  # refused before any job: no run
+    store = RunStore(str(state / "runs.sqlite"))
+    (run,) = store.runs(10)
+    assert run.argv == ("prune", "p", "dev") and run.root == str(root)
+    assert (run.state, run.exit_code) == ("finished", 0)
+    kinds = [e.data["event"] for e in store.events(0, run.id)]
+    assert kinds[0] == "job.started" and "job.finished" in kinds
+    assert kinds[-1] == "run.finished"
+
+
+def test_a_watch_pass_is_a_run_only_when_it_failed(tmp_path: Path) -> None:
+    from opskit.events import JobFinished, JobStarted
+    from opskit.runs import CommandRun
+
+    started = JobStarted(job="j", seq=0, time="t", kind="watch", project="", envs=())
+    ended = JobFinished(job="j", seq=1, time="t", kind="watch", project="", envs=(),
+                        result="ok", error=None, seconds=0.1, details={})  # fmt: skip
+    path = str(tmp_path / "state" / "runs.sqlite")
+    for code in (0, 1):
+        recorder = CommandRun(path, ["watch", "--scheduled"], "/r", "root")
+        recorder(started)
+        recorder(ended)
+        recorder.finish(code)
+    (run,) = RunStore(path).runs(10)
+    assert run.exit_code == 1

@@ -356,6 +356,8 @@ class Engine:
 
         assert project.backup is not None
         directory = backup_dir(project, env)
+        if not self.host.exists(directory):  # never backed up (its first backup makes it)
+            return decide([], keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
         with env_lock(self.host, directory, f"prune of {project.name} {env}", self.lock_timeout):
             store = self.store(project, env)
             listed = store.archives()

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from opskit.api import Ops
     from opskit.output import Output
     from opskit.plugins import Plugins
+    from opskit.runs import CommandRun
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,8 +30,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 class CliState:
     """Options shared by every command, and the :class:`Ops` built from them."""
 
-    def __init__(self, plugins: Plugins) -> None:
+    def __init__(self, plugins: Plugins, record: Sequence[str] | None = None) -> None:
         self.plugins = plugins
+        self.record = record  # the command line, to record its jobs as a run (None: not)
+        self.run: CommandRun | None = None
         self.root: str | None = None
         self.host: str | None = None
         self.json = False
@@ -45,11 +48,32 @@ class CliState:
 
             self._ops = Ops(root=self.root, host=self.host, plugins=self.plugins)
             self._ops.runtime.scheduled = self.scheduled
+            self._record(self._ops)
             if self.events:
                 from opskit.output import json_lines
 
                 self._ops.runtime.events.subscribe(json_lines())
         return self._ops
+
+    def _record(self, ops: Ops) -> None:
+        """Record the command's jobs in the state folder's runs (a root on this machine)."""
+        from opskit.host import LOCAL
+
+        if self.record is None or ops.host.name != LOCAL:
+            return
+        import getpass
+        import posixpath
+
+        from opskit.errors import OpskitError
+        from opskit.runs import FILENAME, CommandRun
+
+        try:
+            state_dir = ops.runtime.settings().state_dir
+        except OpskitError:  # a broken opskit.yaml: the command says so itself
+            return
+        path = posixpath.join(state_dir, FILENAME)
+        self.run = CommandRun(path, self.record, ops.runtime.root, getpass.getuser())
+        ops.runtime.events.subscribe(self.run)
 
     @property
     def out(self) -> Output:
@@ -138,8 +162,9 @@ def _terminal_width() -> int:
         return 80
 
 
-def create_cli(plugins: Plugins) -> click.Group:
-    """A fresh ``opskit`` click group over *plugins*."""
+def create_cli(plugins: Plugins, record: Sequence[str] | None = None) -> click.Group:
+    """A fresh ``opskit`` click group over *plugins*; with *record* (the command line),
+    its jobs are recorded as a run."""
 
     @click.group(
         context_settings={
@@ -155,13 +180,26 @@ def create_cli(plugins: Plugins) -> click.Group:
         ctx.ensure_object(CliState)
         ctx.call_on_close(ctx.obj.close)
 
-    cli.context_settings["obj"] = CliState(plugins)
+    cli.context_settings["obj"] = CliState(plugins, record)
     plugins.register_commands(cli)
     return cli
 
 
 def run(argv: Sequence[str] | None = None, plugins: Plugins | None = None) -> int:
-    """Run the command line; return the exit code (errors printed as ``[error] …``)."""
+    """Run the command line; return the exit code (errors printed as ``[error] …``).
+
+    Without *plugins* (the command line itself, a timer) the command's jobs are recorded
+    as a run in the state folder (:class:`opskit.runs.CommandRun`); a run of the
+    dashboard, which passes its own, records itself."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    holder: list[CliState] = []
+    code = _run(args, plugins, holder)
+    if holder and holder[0].run is not None:
+        holder[0].run.finish(code)
+    return code
+
+
+def _run(args: list[str], plugins: Plugins | None, holder: list[CliState]) -> int:
     import signal
 
     from opskit.errors import Terminated
@@ -173,14 +211,15 @@ def run(argv: Sequence[str] | None = None, plugins: Plugins | None = None) -> in
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, terminated)
     try:
+        record = args if plugins is None else None
         if plugins is None:
             from opskit.plugins import create_plugins
 
             plugins = create_plugins(os.environ)
-        cli = create_cli(plugins)
+        cli = create_cli(plugins, record)
+        holder.append(cli.context_settings["obj"])
         # click's own main() turns Ctrl-C and SIGTERM into a bare "Abort" after printing an
         # empty line; opskit reports them itself (below), so it runs the command directly.
-        args = list(argv) if argv is not None else sys.argv[1:]
         with cli.make_context("opskit", args) as context:
             result = cli.invoke(context)
     except click.exceptions.Exit as exc:

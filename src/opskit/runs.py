@@ -216,3 +216,57 @@ def follow(store: RunStore, after: int, interval: float = 0.1) -> Iterator[Store
             yield event
         if not found:
             time.sleep(interval)
+
+
+class CommandRun:
+    """A command line's jobs recorded as a run (the CLI's and the timers': a run of the
+    dashboard records its own, :mod:`opskit.runner`): subscribed to the runtime's event
+    bus, it creates the run at the first event and stores each event as it comes; the
+    caller ends it with :meth:`finish`. A command whose only jobs are watch passes is kept
+    only when it failed (a pass every five minutes would bury everything else)."""
+
+    QUIET = ("watch",)
+
+    def __init__(self, path: str, argv: Sequence[str], root: str, user: str) -> None:
+        self.path, self.argv, self.root, self.user = path, list(argv), root, user
+        self.store: RunStore | None = None
+        self.run_id: str | None = None
+        self.held: list[dict[str, Any]] = []
+        self.failed = False  # the store could not be written: the command goes on
+
+    def __call__(self, event: Any) -> None:
+        data = event.as_dict()
+        if self.failed:
+            return
+        if self.run_id is None and not (
+            data.get("event") == "job.started" and data.get("kind") not in self.QUIET
+        ):
+            self.held.append(data)
+            return
+        self._write([*self.held, data])
+        self.held = []
+
+    def _write(self, events: list[dict[str, Any]]) -> None:
+        try:
+            if self.store is None:
+                os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+                self.store = RunStore(self.path)
+                self.run_id = self.store.create(self.argv, self.root, self.user).id
+                self.store.started(self.run_id, os.getpid())
+            for data in events:
+                self.store.append(str(self.run_id), data)
+        except (OSError, sqlite3.Error):
+            self.failed = True
+
+    def finish(self, exit_code: int) -> None:
+        """End the run with the command's exit code (a held watch run is kept if it failed)."""
+        if self.held and exit_code != 0:
+            self._write(self.held)
+        if self.store is None or self.run_id is None or self.failed:
+            return
+        try:
+            self.store.append(self.run_id, {"event": "run.finished", "exit_code": exit_code})
+            self.store.finish(self.run_id, exit_code)
+            self.store.close()
+        except sqlite3.Error:
+            pass
