@@ -338,6 +338,37 @@ def test_a_backup_streams_and_a_reload_continues_without_gap_or_repeat(
     assert shown_ids(browser, run) == stored_ids(dashboard, cookie, run)
 
 
+def test_a_backup_started_from_the_cli_appears_in_runs_and_streams_there(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    """The nightly timers and a backup typed in a shell are runs too (#24)."""
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, dashboard, "olivia")
+    browser.get(dashboard.url + "/runs")
+    wait_until(lambda: browser.find_elements(By.ID, "runs-table"), 20, 0.1, "the runs page")
+    before = run_ids(dashboard)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opskit", "--root", str(dashboard.root), "backup", "mdf", "dev"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OPSKIT_SSH_KEY": SSH_KEY},
+    )  # fmt: skip
+    run = new_run(dashboard, before, "backup", "mdf", "dev")
+    lines = f".log[data-run='{run}'] div"
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, lines), 60, 0.05, "its lines")
+    still_running = process.poll() is None
+    shot(browser, "runs-cli-backup")
+    _out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert still_running, "the page showed the CLI's backup only after it ended"
+    cookie = dashboard.cookie("olivia")
+    wait_until(lambda: finished(dashboard, cookie, run), 60, 0.2, "its end")
+    wait_until(lambda: ended_ok(browser, run), 30, 0.1, "its end on the page")
+    assert shown_ids(browser, run) == stored_ids(dashboard, cookie, run)
+    listed = dashboard.api(f"/api/runs/{run}", cookie)[1]["run"]
+    assert listed["root"] == str(dashboard.root) and listed["exit_code"] == 0
+
+
 def test_a_restore_survives_a_restart_of_the_server(dashboard: Dashboard, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 

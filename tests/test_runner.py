@@ -77,7 +77,7 @@ def test_a_command_lines_jobs_are_a_run_of_the_state_folder(tmp_path: Path) -> N
     assert _cli(root, "prune", "p", "nosuch") == 1  # refused before any job: no run
     store = RunStore(str(state / "runs.sqlite"))
     (run,) = store.runs(10)
-    assert run.argv == ("prune", "p", "dev") and run.root == str(root)
+    assert run.argv == ("prune", "p", "dev") and run.root == str(root)  # --root is the root's
     assert (run.state, run.exit_code) == ("finished", 0)
     kinds = [e.data["event"] for e in store.events(0, run.id)]
     assert kinds[0] == "job.started" and "job.finished" in kinds

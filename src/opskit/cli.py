@@ -162,6 +162,20 @@ def _terminal_width() -> int:
         return 80
 
 
+def _without_root(args: list[str]) -> list[str]:
+    """The command line as a run shows it: its root is the run's own field."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--root":
+            skip = True
+        elif not arg.startswith("--root="):
+            kept.append(arg)
+    return kept
+
+
 def create_cli(plugins: Plugins, record: Sequence[str] | None = None) -> click.Group:
     """A fresh ``opskit`` click group over *plugins*; with *record* (the command line),
     its jobs are recorded as a run."""
@@ -211,7 +225,7 @@ def _run(args: list[str], plugins: Plugins | None, holder: list[CliState]) -> in
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, terminated)
     try:
-        record = args if plugins is None else None
+        record = _without_root(args) if plugins is None else None
         if plugins is None:
             from opskit.plugins import create_plugins
 
