@@ -105,6 +105,21 @@ def test_logs_tail(examples_up) -> None:  # type: ignore[no-untyped-def]
     assert opskit("logs", "webstack", "dev", "cache", "--tail", "0", "--root", root).stdout == ""
 
 
+def test_logs_since_and_timestamps_merge_an_envs_containers_in_time_order(examples_up) -> None:  # type: ignore[no-untyped-def]
+    root = str(examples_up)
+    merged = opskit("logs", "webstack", "dev", "--since", "3d", "--timestamps", "--root", root)
+    assert merged.returncode == 0, merged.stderr
+    lines = merged.stdout.splitlines()
+    labels = {line.partition(" | ")[0].strip() for line in lines}
+    assert len(labels) == 2, lines  # both containers, each line with its name
+    moments = [line.partition(" | ")[2].partition(" ")[0] for line in lines]
+    assert moments == sorted(moments) and all(m.endswith("Z") for m in moments)
+    future = opskit("logs", "webstack", "dev", "--since", "2099-01-01", "--root", root)
+    assert future.returncode == 0 and future.stdout == ""
+    bad = opskit("logs", "webstack", "dev", "--since", "yesterday", "--root", root)
+    assert bad.returncode == 1 and bad.stderr.startswith("[error] --since 'yesterday'")
+
+
 def test_exec_runs_in_the_container_and_passes_the_exit_code(examples_up) -> None:  # type: ignore[no-untyped-def]
     root = str(examples_up)
     run = opskit(

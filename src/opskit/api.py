@@ -451,11 +451,15 @@ class Ops:
         follow: bool = False,
         tail: int | None = None,
         stream: IO[str] | None = None,
+        since: str | None = None,
+        timestamps: bool = False,
     ) -> int:
-        """Write the logs of an env's (or one service's) containers to *stream* (stdout)."""
+        """Write the logs of an env's (or one service's) containers to *stream* (stdout);
+        see :meth:`opskit.stacks.Stacks.logs`."""
         return self.runtime.stacks.logs(
-            self.project(project), env, service, follow=follow, tail=tail, stream=stream
-        )
+            self.project(project), env, service, follow=follow, tail=tail, stream=stream,
+            since=since, timestamps=timestamps,
+        )  # fmt: skip
 
     def exec(
         self, project: str, env: str, service: str, command: Sequence[str], *, tty: bool = False

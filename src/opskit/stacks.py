@@ -7,10 +7,11 @@ caller; the health gate that waits on these stacks is in :mod:`opskit.gate`.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ import attrs
 from opskit import compose, containers
 from opskit.containers import Container
 from opskit.descriptor import SERVICE_RE, Project
-from opskit.errors import CommandFailed, NotFoundError
+from opskit.errors import CommandFailed, NotFoundError, OpskitError
 from opskit.health import HealthContext, HealthReport
 from opskit.host import output_lines
 
@@ -356,11 +357,15 @@ class Stacks:
         follow: bool = False,
         tail: int | None = None,
         stream: IO[str] | None = None,
+        since: str | None = None,
+        timestamps: bool = False,
     ) -> int:
         """Write the logs of an env's (or one service's) containers to *stream* (stdout).
 
         The containers' stdout and stderr are merged, so the output pipes into grep; with
-        several containers each line starts with the container's name.
+        several containers each line starts with the container's name. *since*: a time
+        as :func:`docker_since` reads it. With *timestamps* every line starts with its
+        time, and the containers' lines come in time order (one env's log, merged).
         """
         targets = self.containers(project, env, service)
         if not targets:
@@ -370,7 +375,13 @@ class Stacks:
             argv.append("--follow")
         if tail is not None:
             argv += ["--tail", str(tail)]
+        if since is not None:
+            argv += ["--since", docker_since(since)]
+        if timestamps:
+            argv.append("--timestamps")
         commands = [([*argv, c.name], c.name if len(targets) > 1 else "") for c in targets]
+        if timestamps and not follow and len(commands) > 1:
+            return _merged(self.host, commands, stream or sys.stdout)
         return _multiplex(self.host, commands, stream or sys.stdout, follow)
 
     def exec(
@@ -392,6 +403,44 @@ def _stdin_is_usable() -> bool:
     except (AttributeError, OSError, ValueError):
         return False
     return True
+
+
+SINCE = re.compile(
+    r"(?P<number>\d+)(?P<unit>[smhd])\Z"
+    r"|\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?\Z"
+)
+
+
+def docker_since(text: str) -> str:
+    """``--since`` as docker reads it: ``30s``, ``10m``, ``2h``, ``3d`` (a duration back from
+    now) or a date or time (``2026-12-04``, ``2026-12-04T03:30``, with a zone or UTC)."""
+    found = SINCE.match(text.strip())
+    if found is None:
+        raise OpskitError(
+            f"--since {text!r}: write a duration (30s, 10m, 2h, 3d) or a time (2026-12-04T03:30)"
+        )
+    if found["unit"] == "d":
+        return f"{int(found['number']) * 24}h"
+    return text.strip().replace(" ", "T")
+
+
+def _merged(host: Host, commands: list[tuple[list[str], str]], stream: Any) -> int:
+    """The lines of several ``docker logs --timestamps`` in time order, each prefixed with
+    its container's name: every log is in order already, so one merge streams them."""
+    import heapq
+
+    width = max(len(label) for _, label in commands)
+    processes = [(host.popen(argv), label) for argv, label in commands]
+
+    def lines(process: Any, label: str) -> Iterator[tuple[str, str]]:
+        for line in output_lines(process):
+            yield line.partition(" ")[0], f"{label.ljust(width)} | {line.rstrip(chr(10))}"
+
+    for _moment, text in heapq.merge(*(lines(p, label) for p, label in processes)):
+        stream.write(text + "\n")
+    stream.flush()
+    codes = [process.wait() for process, _ in processes]
+    return next((code for code in codes if code), 0)
 
 
 def _multiplex(host: Host, commands: list[tuple[list[str], str]], stream: Any, follow: bool) -> int:

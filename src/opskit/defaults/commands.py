@@ -288,12 +288,28 @@ def destroy(
 @click.argument("service", required=False)
 @click.option("-f", "--follow", is_flag=True, help="Follow the logs.")
 @click.option("--tail", type=click.IntRange(min=0), help="Only the last N lines of each container.")
+@click.option("--since", metavar="WHEN", help="From a duration ago (30s, 10m, 2h, 3d) or a time.")
+@click.option(
+    "-t",
+    "--timestamps",
+    is_flag=True,
+    help="Each line's time; an env's containers merged in time order.",
+)
 @command_options
 def logs(
-    state: CliState, project: str, env: str, service: str | None, follow: bool, tail: int | None
+    state: CliState,
+    project: str,
+    env: str,
+    service: str | None,
+    follow: bool,
+    tail: int | None,
+    since: str | None,
+    timestamps: bool,
 ) -> int:
     """Container logs of an env or one service."""
-    return state.ops.logs(project, env, service, follow=follow, tail=tail)
+    return state.ops.logs(
+        project, env, service, follow=follow, tail=tail, since=since, timestamps=timestamps
+    )
 
 
 @click.command(name="exec", context_settings={"ignore_unknown_options": True})
