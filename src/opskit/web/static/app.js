@@ -40,6 +40,54 @@ function age(iso) {
   return `${Math.round(minutes / 1440)} d`;
 }
 
+// 512 B, 3.4 KiB, 12.0 MiB, 1.2 GiB: small archives are not "0.0 MiB"
+function bytes(n) {
+  if (n === null || n === undefined) return "-";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = n, unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+// The browser's local time (the ISO time, UTC, in the title)
+function localTime(iso) {
+  if (!iso) return el("span", {}, "-");
+  const moment = new Date(iso);
+  const text = moment.toLocaleString(undefined, { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+  return el("time", { dateTime: iso, title: iso }, text);
+}
+
+function seconds(s) {
+  if (!isFinite(s)) return "?";
+  if (s < 90) return `${Math.round(s)} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+// A phase's bytes: a bar where the total is known, with the rate and what is left
+const rates = new Map(); // run id + phase -> [first time, first bytes]
+function progressOf(event, box) {
+  const key = `${event.run} ${event.phase}`;
+  const now = performance.now();
+  if (!rates.has(key)) rates.set(key, [now, event.done]);
+  const [since, from] = rates.get(key);
+  const rate = (event.done - from) / Math.max((now - since) / 1000, 0.001);
+  const parts = [`${event.phase}: ${bytes(event.done)}`];
+  if (event.total) parts.push(`of ${bytes(event.total)}`);
+  if (now - since > 1000 && rate > 0) {
+    parts.push(`${bytes(Math.round(rate))}/s`);
+    if (event.total) parts.push(`${seconds((event.total - event.done) / rate)} left`);
+  }
+  let bar = box.querySelector("progress"), label = box.querySelector(".progress-text");
+  if (!label) { label = el("span", { class: "progress-text" }); box.append(label); }
+  if (event.total) {
+    if (!bar) { bar = el("progress", {}); box.prepend(bar); }
+    bar.max = event.total;
+    bar.value = Math.min(event.done, event.total);
+  } else if (bar) bar.remove();
+  label.textContent = parts.join(", ");
+}
+
 // -- logs of runs --------------------------------------------------------------------------
 
 const lastSeen = new Map(); // run id -> the last event id shown
@@ -72,9 +120,8 @@ function show(event) {
   if (event.id <= (lastSeen.get(event.run) || 0)) return; // delivered already
   lastSeen.set(event.run, event.id);
   if (event.event === "progress") {
-    const bar = log.parentNode.querySelector(".progress");
-    if (bar) bar.textContent = `${event.phase}: ${(event.done / 1048576).toFixed(1)} MiB` +
-      (event.total ? ` of ${(event.total / 1048576).toFixed(1)} MiB` : "");
+    const box = log.parentNode.querySelector(".progress");
+    if (box) progressOf(event, box);
     return;
   }
   const [text, kind] = lineOf(event);
@@ -355,8 +402,8 @@ async function backupsPage() {
       });
       actions.append(verify, " ", restore);
     }
-    table.append(el("tr", { "data-archive": a.name }, el("td", {}, a.name), el("td", {}, a.created),
-      el("td", {}, `${(a.size / 1048576).toFixed(1)} MiB`), el("td", { class: a.verified }, a.verified),
+    table.append(el("tr", { "data-archive": a.name }, el("td", {}, a.name), el("td", {}, localTime(a.created)),
+      el("td", { "data-bytes": a.size }, bytes(a.size)), el("td", { class: a.verified }, a.verified),
       el("td", {}, a.drilled), el("td", {}, a.offsite), actions));
   }
 }
