@@ -52,7 +52,17 @@ def test_operations_become_command_lines_from_checked_fields_only() -> None:
     assert operation_argv(ops, restore) == [
         "restore", "mdf", "dev", "--name", "mdf-dev-20260101T000000Z", "--yes",
     ]  # fmt: skip
+    stop = {"operation": "stop", "project": "mdf", "env": "dev", "service": "web"}
+    assert operation_argv(ops, stop) == ["stop", "mdf", "dev", "web"]
+    assert operation_argv(ops, {**stop, "operation": "start", "env": "prod"}) == [
+        "start", "mdf", "prod", "web",
+    ]  # fmt: skip
+    whole = {"operation": "restart", "project": "mdf", "env": "prod", "confirm": "mdf"}
+    assert operation_argv(ops, whole) == ["restart", "mdf", "prod"]
     refused = [
+        {**whole, "confirm": ""},  # stopping the last env needs the typed name
+        {**stop, "service": "-x"},
+        {**stop, "service": "a b"},
         {**rebuild},  # the last env without the typed name
         {**rebuild, "confirm": "other"},
         {"operation": "sync", "project": "mdf", "from": "dev", "to": "prod"},  # not in sync.pairs

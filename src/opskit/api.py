@@ -147,16 +147,35 @@ class Ops:
         """Run ``start``, ``stop``, ``restart``, ``build`` or ``destroy`` for one env;
         *announce* runs once the commands are decided, before the first one runs."""
         self.runtime.check_settings()  # a settings fault first, as for every change
-        return self.runtime.stacks.lifecycle(
-            self.project(project),
-            env,
-            action,
-            service,
-            volumes=volumes,
-            dry_run=dry_run,
-            progress=progress,
-            announce=announce,
-        )
+        found = self.project(project)
+        if dry_run:
+            return self.runtime.stacks.lifecycle(
+                found, env, action, service, volumes=volumes, dry_run=True, progress=progress
+            )
+        from opskit.jobs import as_job
+
+        # a job like every change: a run of its own, and (start, stop, restart, destroy)
+        # an entry in the audit log
+        found.check_env(env)  # refused before any job
+        with as_job(self.runtime, action, found.name, [env]) as job:
+            if service:
+                job.details["service"] = service
+
+            def begin() -> None:
+                job.changing()
+                if announce is not None:
+                    announce()
+
+            return self.runtime.stacks.lifecycle(
+                found,
+                env,
+                action,
+                service,
+                volumes=volumes,
+                dry_run=False,
+                progress=progress,
+                announce=begin,
+            )
 
     def start(self, project: str, env: str, service: str | None = None) -> None:
         self.lifecycle(project, env, "start", service)
@@ -435,7 +454,7 @@ class Ops:
         return recovery.drill_all(self._context(progress, meter), recovery.DrillRequest(target))
 
     def history(self, project: str | None = None) -> list[dict[str, Any]]:
-        """The audit log (sync, promote, restore, rebuild, migrate), oldest first."""
+        """The audit log (sync, promote, restore, rebuild, migrate, start, stop, restart, destroy), oldest first."""
         from opskit.audit import read
 
         if project is not None:

@@ -1,5 +1,5 @@
 """The audit log: one JSON line per change made to an env (sync, promote, restore, rebuild,
-migrate).
+migrate, start, stop, restart, destroy).
 
 The log lives beside the project's backups, ``{backup.dir}/opskit-audit.log`` (the project
 folder when it has no backup section), so it survives a rebuild of the env itself. Each
@@ -57,10 +57,13 @@ def append(host: Host, project: Project, entry: dict[str, Any]) -> None:
 
 class AuditLog:
     """The audit log as a listener of jobs: one entry for each ``restore``, ``sync``,
-    ``promote``, ``rebuild`` and ``migrate`` (``backups migrate``) that began to change something (a refused check or a
+    ``promote``, ``rebuild``, ``migrate`` (``backups migrate``), ``start``, ``stop``,
+    ``restart`` and ``destroy`` that began to change something (a refused check or a
     declined confirmation leaves none), written when the job finishes."""
 
-    KINDS = frozenset({"restore", "sync", "promote", "rebuild", "migrate"})
+    KINDS = frozenset(
+        {"restore", "sync", "promote", "rebuild", "migrate", "start", "stop", "restart", "destroy"}
+    )
 
     def __init__(self, host: Host, projects: Callable[[], Sequence[Project]]) -> None:
         self.host = host

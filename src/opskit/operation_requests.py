@@ -20,8 +20,9 @@ import attrs
 from opskit.descriptor import Project
 from opskit.errors import OpskitError
 
-OPERATIONS = ("backup", "verify", "restore", "rebuild", "sync", "promote")
-TAKES_ENV = ("backup", "verify", "restore", "rebuild")
+LIFECYCLE = ("start", "stop", "restart")
+OPERATIONS = ("backup", "verify", "restore", "rebuild", "sync", "promote", *LIFECYCLE)
+TAKES_ENV = ("backup", "verify", "restore", "rebuild", *LIFECYCLE)
 
 
 class RequestError(OpskitError):
@@ -54,7 +55,8 @@ class OperationRequest:
 
     operation: str
     project: Project
-    env: str | None = None  # backup, verify, restore, rebuild
+    env: str | None = None  # backup, verify, restore, rebuild, start, stop, restart
+    service: str | None = None  # start, stop, restart: one service (None: the whole env)
     source: str | None = None  # sync, promote
     target: str | None = None
     archive: str | None = None
@@ -73,6 +75,11 @@ class OperationRequest:
             return ["restore", name, str(self.env), *named, *self._confirmed(str(self.env))]
         if self.operation == "rebuild":
             return ["rebuild", name, str(self.env), *self._confirmed(str(self.env))]
+        if self.operation in LIFECYCLE:
+            service = [self.service] if self.service else []
+            if self.operation != "start":  # stopping the last env needs its typed name
+                self._named(str(self.env))
+            return [self.operation, name, str(self.env), *service]
         return [self.operation, name, "--from", str(self.source), "--to", str(self.target),
                 *self._confirmed(str(self.target))]  # fmt: skip
 
@@ -81,11 +88,14 @@ class OperationRequest:
         confirmed, and for the last env the project's name was typed."""
         if self.dry_run and self.operation != "restore":
             return ["--dry-run"]
+        self._named(env)
+        return ["--yes"]
+
+    def _named(self, env: str) -> None:
         if is_last_env(self.project, env) and self.confirm != self.project.name:
             raise RequestError(
                 f"this changes {env}: type the project name ({self.project.name}) to go on"
             )
-        return ["--yes"]
 
 
 def parse_operation(projects: Iterable[Project], body: Any) -> OperationRequest:
@@ -133,7 +143,14 @@ def _parse(projects: list[Project], body: Any) -> OperationRequest:
             archive = text("archive", required=operation == "restore")
             if archive is not None:
                 check_archive_of(project, env, archive)
-        return OperationRequest(env=env, archive=archive, **common)
+        service = None
+        if operation in LIFECYCLE:
+            from opskit.descriptor import SERVICE_RE
+
+            service = text("service", required=False)
+            if service is not None and not SERVICE_RE.match(service):
+                raise RequestError(f"{operation}: service is not a valid name")
+        return OperationRequest(env=env, archive=archive, service=service, **common)
     source, target = str(text("from")), str(text("to"))
     if operation == "sync":
         from opskit.sync import check_direction

@@ -710,7 +710,7 @@ def _age(iso: str | None) -> str:
 @click.option("--limit", type=int, default=50, show_default=True, help="The newest N entries.")
 @command_options
 def history(state: CliState, project: str | None, limit: int) -> None:
-    """What changed the envs (sync, promote, restore, rebuild, backups migrate), from the audit log."""
+    """What changed the envs (sync, promote, restore, rebuild, backups migrate, start, stop, restart, destroy), from the audit log."""
     entries = state.ops.history(project)[-limit:] if limit > 0 else []
     if state.json:
         state.out.json(entries)

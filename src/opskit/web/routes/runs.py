@@ -24,6 +24,7 @@ RUN_BODY = {
         "project": {"type": "string"},
         "env": {"type": "string"},
         "archive": {"type": "string"},
+        "service": {"type": "string", "description": "start, stop, restart: one service"},
         "from": {"type": "string"},
         "to": {"type": "string"},
         "dry_run": {"type": "boolean"},

@@ -264,11 +264,14 @@ async function operationsPage() {
     const form = el("form", { class: "operation", id: "operation" });
     const field = (label, input) => { form.append(el("label", { for: input.id }, label), input); return input; };
     const operation = field("Operation", el("select", { id: "op" },
-      ...["backup", "verify", "restore", "sync", "promote", "rebuild"].map((o) => el("option", { value: o }, o))));
+      ...["backup", "verify", "restore", "sync", "promote", "rebuild", "start", "stop", "restart"].map((o) => el("option", { value: o }, o))));
     const project = field("Project", el("select", { id: "project" }, ...projects.map((p) => el("option", { value: p.name }, p.name))));
     const env = field("Env", el("select", { id: "env" }));
     const direction = field("Direction", el("select", { id: "direction" }));
     const archive = field("Archive", el("select", { id: "archive" }));
+    const service = field("Service", el("select", { id: "service" }));
+    const { envs: running } = await api("/api/overview");
+    const lifecycle = ["start", "stop", "restart"];
     const dry = field("Dry run", el("input", { type: "checkbox", id: "dry-run" }));
     const confirm = field("Type the project name", el("input", { id: "confirm", autocomplete: "off" }));
     const submit = el("button", { class: "wide", id: "start" }, "Start");
@@ -284,6 +287,8 @@ async function operationsPage() {
       for (const node of rowOf(direction)) node.classList.toggle("hidden", !["sync", "promote"].includes(op));
       for (const node of rowOf(env)) node.classList.toggle("hidden", ["sync", "promote"].includes(op));
       for (const node of rowOf(archive)) node.classList.toggle("hidden", op !== "restore");
+      for (const node of rowOf(service)) node.classList.toggle("hidden", !lifecycle.includes(op));
+      updateServices();
       for (const node of rowOf(dry)) node.classList.toggle("hidden", !["sync", "promote", "rebuild"].includes(op));
       await updateArchives();
       updateConfirm();
@@ -293,13 +298,19 @@ async function operationsPage() {
       const data = await api(`/api/backups?project=${encodeURIComponent(project.value)}&env=${encodeURIComponent(env.value)}`);
       archive.replaceChildren(...data.archives.map((a) => el("option", { value: a.name }, `${a.name} (${a.verified})`)));
     }
+    function updateServices() {
+      const found = running.find((e) => e.project === project.value && e.env === env.value);
+      const names = [...new Set((found ? found.containers : []).map((c) => c.service))];
+      service.replaceChildren(el("option", { value: "" }, "(the whole env)"),
+        ...names.map((n) => el("option", { value: n }, n)));
+    }
     function target() {
       const op = operation.value;
       return ["sync", "promote"].includes(op) ? direction.value.split(":")[1] : env.value;
     }
     function updateConfirm() {
       const p = current();
-      const changes = ["restore", "sync", "promote", "rebuild"].includes(operation.value) && !dry.checked;
+      const changes = ["restore", "sync", "promote", "rebuild", "stop", "restart"].includes(operation.value) && !dry.checked;
       const last = target() === p.envs[p.envs.length - 1];
       for (const node of rowOf(confirm)) node.classList.toggle("hidden", !(changes && last));
     }
@@ -307,7 +318,7 @@ async function operationsPage() {
     for (const input of [operation, project, direction, dry]) input.addEventListener("change", unpreview);
     operation.addEventListener("change", update);
     project.addEventListener("change", update);
-    env.addEventListener("change", () => { updateArchives(); updateConfirm(); });
+    env.addEventListener("change", () => { updateArchives(); updateServices(); updateConfirm(); });
     direction.addEventListener("change", updateConfirm);
     dry.addEventListener("change", updateConfirm);
     form.addEventListener("submit", async (e) => {
@@ -317,6 +328,7 @@ async function operationsPage() {
       if (["sync", "promote"].includes(op)) [request.from, request.to] = direction.value.split(":");
       else request.env = env.value;
       if (op === "restore") request.archive = archive.value;
+      if (lifecycle.includes(op) && service.value) request.service = service.value;
       const preview = document.querySelector("#preview");
       try {
         if (op === "promote" && !dry.checked && !form.dataset.previewed) {
