@@ -390,13 +390,13 @@ def test_a_service_stopped_and_started_from_the_page_is_in_history_a_viewer_cann
         Select(browser.find_element(By.ID, "project")).select_by_value("webstack")
         Select(browser.find_element(By.ID, "env")).select_by_value("dev")
         cache = "#service option[value='cache']"
-        wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, cache), 20, 0.1, "its services")
+        wait_until(lambda c=cache: browser.find_elements(By.CSS_SELECTOR, c), 20, 0.1, "services")
         Select(browser.find_element(By.ID, "service")).select_by_value("cache")
         before = run_ids(dashboard)
         browser.find_element(By.ID, "start").click()
         run = new_run(dashboard, before, action, "webstack", "dev", "cache")
-        wait_until(lambda: finished(dashboard, cookie, run), 120, 0.2, f"the {action}")
-        wait_until(lambda: ended_ok(browser, run), 30, 0.1, "its end on the page")
+        wait_until(lambda r=run: finished(dashboard, cookie, r), 120, 0.2, f"the {action}")
+        wait_until(lambda r=run: ended_ok(browser, r), 30, 0.1, "its end on the page")
         assert _state_of(dashboard, "webstack", "dev", "cache") == state
         assert _state_of(dashboard, "webstack", "dev", "web") == "running"  # one service only
     shot(browser, "operations-lifecycle")
