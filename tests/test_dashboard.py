@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -606,6 +607,17 @@ def test_the_backups_drill_down_reaches_an_archive_restores_and_downloads_it(
                20, 0.1, "the archives")  # fmt: skip
     first = browser.find_element(By.CSS_SELECTOR, "#archives tr[data-archive]")
     name = first.get_attribute("data-archive")
+    first.find_element(By.CSS_SELECTOR, "details.parts summary").click()  # its components
+    parts = {
+        li.get_attribute("data-part"): li.text
+        for li in first.find_elements(By.CSS_SELECTOR, "li[data-part]")
+    }
+    assert set(parts) == {"db-db-seriousletter", "path-uploads-dev"}, parts
+    assert re.search(r"\d+ rows in \d+ tables", parts["db-db-seriousletter"]), parts
+    assert re.search(r"\d+ files", parts["path-uploads-dev"]), parts
+    size = first.find_element(By.CSS_SELECTOR, "td[data-bytes]").text
+    assert re.fullmatch(r"\d+ B|\d+\.\d (KiB|MiB|GiB)", size) and size != "0.0 MiB", size
+    assert first.find_element(By.CSS_SELECTOR, "time").get_attribute("title").endswith("+00:00")
     shot(browser, "backups")
 
     path = f"/api/archives/seriousletter/dev/{name}.tar"

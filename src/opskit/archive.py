@@ -170,6 +170,7 @@ class Archive:
             "created": self.created.isoformat(),
             "size": self.size,
             "components": [c.key for c in self.components],
+            "parts": [part_of(c) for c in self.components],
             "only": list(self.only),
             "verified": self.verified_state,
             "verified_at": (self.verified or {}).get("time"),
@@ -180,6 +181,22 @@ class Archive:
             "offsite_target": (self.offsite or {}).get("target"),
             "offsite_verified_at": (self.offsite or {}).get("time"),
         }
+
+
+def part_of(record: ComponentRecord) -> dict[str, Any]:
+    """One component as the backups page shows it: its kind, bytes (as backed up and as
+    stored), and the rows of a database or the files of a path or volume."""
+    rows = record.details.get("rows")
+    files = record.details.get("files")
+    return {
+        "key": record.key,
+        "kind": record.kind,
+        "bytes": record.raw_bytes,
+        "stored_bytes": record.stored_bytes,
+        "rows": sum(int(n) for n in rows.values()) if isinstance(rows, dict) else None,
+        "tables": len(rows) if isinstance(rows, dict) else None,
+        "files": files if isinstance(files, int) else None,
+    }
 
 
 def check_name_of(project: str, env: str, name: str) -> str:

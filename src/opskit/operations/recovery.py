@@ -217,18 +217,14 @@ def _bring_back(
 
 def _archive_facts(archive: Archive) -> tuple[str | None, int | None, int | None]:
     """The archive's time, the rows of its databases and the files of its trees."""
-    from opskit.archive import NAME_RE, parse_stamp
+    from opskit.archive import NAME_RE, parse_stamp, part_of
 
     match = NAME_RE.match(archive.name)
     when = parse_stamp(match["stamp"]).isoformat() if match else None
-    rows = files = None
-    for record in archive.components:
-        counted = record.details.get("rows")
-        if isinstance(counted, dict):
-            rows = (rows or 0) + sum(int(n) for n in counted.values())
-        if isinstance(record.details.get("files"), int):
-            files = (files or 0) + int(record.details["files"])
-    return when, rows, files
+    parts = [part_of(record) for record in archive.components]
+    rows = [p["rows"] for p in parts if p["rows"] is not None]
+    files = [p["files"] for p in parts if p["files"] is not None]
+    return when, sum(rows) if rows else None, sum(files) if files else None
 
 
 def _dry_run(

@@ -57,6 +57,16 @@ function localTime(iso) {
   return el("time", { dateTime: iso, title: iso }, text);
 }
 
+// An archive's components, folded: each with its size and its rows or files
+function partsOf(archive) {
+  const parts = archive.parts || [];
+  const items = parts.map((p) => {
+    const counted = p.rows !== null ? `${p.rows} rows in ${p.tables} tables` : p.files !== null ? `${p.files} files` : "";
+    return el("li", { "data-part": p.key }, `${p.key}: ${bytes(p.bytes)}${counted ? `, ${counted}` : ""}`);
+  });
+  return el("details", { class: "parts" }, el("summary", {}, `${parts.length} components`), el("ul", {}, ...items));
+}
+
 function seconds(s) {
   if (!isFinite(s)) return "?";
   if (s < 90) return `${Math.round(s)} s`;
@@ -392,7 +402,7 @@ async function backupsPage() {
   if (!project || !env) return;
   const p = projects.find((x) => x.name === project);
   const data = await api(`/api/backups?project=${encodeURIComponent(project)}&env=${encodeURIComponent(env)}`);
-  table.append(el("tr", {}, ...["archive", "created", "size", "verified", "drilled", "offsite", ""].map((h) => el("th", {}, h))));
+  table.append(el("tr", {}, ...["archive", "created", "size", "components", "verified", "drilled", "offsite", ""].map((h) => el("th", {}, h))));
   for (const a of data.archives) {
     const actions = el("td", {});
     if (role === "operator") {  // an archive holds all of the env's data: operators only
@@ -415,7 +425,7 @@ async function backupsPage() {
       actions.append(verify, " ", restore);
     }
     table.append(el("tr", { "data-archive": a.name }, el("td", {}, a.name), el("td", {}, localTime(a.created)),
-      el("td", { "data-bytes": a.size }, bytes(a.size)), el("td", { class: a.verified }, a.verified),
+      el("td", { "data-bytes": a.size }, bytes(a.size)), el("td", {}, partsOf(a)), el("td", { class: a.verified }, a.verified),
       el("td", {}, a.drilled), el("td", {}, a.offsite), actions));
   }
 }
