@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from conftest import SSH_KEY, opskit, wait_until
-from testroot import REPO, STATE, free_ports, use_store
+from testroot import REPO, STATE, compose_container, free_ports, use_store
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
@@ -312,6 +312,33 @@ def test_the_overview_shows_every_container_with_its_health(
     assert shown == expected
     assert browser.find_elements(By.CSS_SELECTOR, "button.open-terminal")
     shot(browser, "overview")
+
+
+def test_the_overview_follows_the_engine_without_a_reload(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    """A container stopped with docker stop shows on the open page, and its recovery (#24);
+    how fast is bench/serve's to measure."""
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, dashboard, "olivia")
+    row = "#overview tr[data-project='webstack'][data-env='dev'][data-service='cache']"
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, row), 30, 0.1, "the overview")
+    browser.execute_script("window.notReloaded = true")
+
+    def state() -> str:
+        cells = browser.find_elements(By.CSS_SELECTOR, f"{row} td:nth-child(5)")
+        return cells[0].text if cells else ""
+
+    cache = compose_container("webstack-dev", "cache")
+    try:
+        subprocess.run(["docker", "stop", "-t", "1", cache], check=True, capture_output=True)
+        wait_until(lambda: state() == "exited", 30, 0.05, "the stopped container on the page")
+        shot(browser, "overview-live-stopped")
+    finally:
+        subprocess.run(["docker", "start", cache], check=True, capture_output=True)
+    wait_until(lambda: state() == "running", 30, 0.05, "its recovery on the page")
+    assert browser.execute_script("return window.notReloaded === true")
 
 
 def test_a_backup_streams_and_a_reload_continues_without_gap_or_repeat(

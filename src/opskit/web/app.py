@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from opskit.errors import DockerUnavailable, HostError, NotFoundError, OpskitError
 from opskit.runs import FILENAME, RunStore
 from opskit.web.auth import LoginLimit, Sessions, TokenFile
+from opskit.web.changes import EngineEvents
 from opskit.web.context import Dashboard, Options, json_body
 from opskit.web.guard import CSP, add_guard
 from opskit.web.routes.runs import operation_argv
@@ -70,6 +71,7 @@ def create_app(options: Options) -> FastAPI:
         login_limit=LoginLimit(),
         assets=Assets(),
         runs=run_service,
+        engine_events=EngineEvents(ops.host),
     )
     app = FastAPI(title="opskit", openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
     app.state.dashboard = board

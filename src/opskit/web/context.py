@@ -16,6 +16,7 @@ from opskit.web.auth import COOKIE, LoginLimit, Sessions, TokenFile, User
 if TYPE_CHECKING:
     from opskit.api import Ops
     from opskit.settings import Settings
+    from opskit.web.changes import EngineEvents
     from opskit.web.run_service import RunService
     from opskit.web.shell import Assets
 
@@ -40,6 +41,7 @@ class Dashboard:
     login_limit: LoginLimit
     assets: Assets
     runs: RunService
+    engine_events: EngineEvents
     # opskit serve sets this to its server's "should exit": the event streams end by
     # themselves then, instead of being cancelled (and logged) when the server stops
     stopping: Callable[[], bool] = lambda: False

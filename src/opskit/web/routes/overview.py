@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
 
 from opskit.web.context import Board, Viewer
+from opskit.web.streams import event_stream
 
 router = APIRouter(prefix="/api")
 
@@ -41,6 +43,15 @@ def overview(board: Board, user: Viewer) -> dict[str, Any]:
                 }
             )
     return {"envs": envs}
+
+
+@router.get("/overview/changes")
+async def changes(board: Board, user: Viewer) -> StreamingResponse:
+    """A ``changed`` event whenever a container changes on the engine or a job ends: the
+    page reads the overview again."""
+    from opskit.web.changes import overview_changes
+
+    return event_stream(overview_changes(board.engine_events, board.runs, board.stopping))
 
 
 @router.get("/projects")

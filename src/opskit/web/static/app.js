@@ -206,8 +206,7 @@ async function listRuns() {
 
 // -- pages ---------------------------------------------------------------------------------
 
-async function overviewPage() {
-  const data = await api("/api/overview");
+function overviewTable(data) {
   const table = el("table", { id: "overview" }, el("tr", {},
     ...["project", "env", "service", "container", "state", "health", "newest backup", "age", "verified", "drilled", "offsite", ""]
       .map((h) => el("th", {}, h))));
@@ -232,7 +231,33 @@ async function overviewPage() {
       table.append(el("tr", { "data-project": env.project, "data-env": env.env, "data-service": c.service }, ...cells));
     });
   }
+  return table;
+}
+
+// The overview follows the server: a container's change on the engine or a job's end is a
+// "changed" event, and the table is read again (once for a burst of them).
+async function overviewPage() {
+  let table = overviewTable(await api("/api/overview"));
   main.append(table, el("section", { id: "terminal-area" }));
+  let pending = null, reading = false, again = false;
+  async function reread() {
+    if (reading) { again = true; return; }
+    reading = true;
+    try {
+      const fresh = overviewTable(await api("/api/overview"));
+      table.replaceWith(fresh);
+      table = fresh;
+      table.dataset.updated = String(Date.now());
+    } catch (error) { /* the next change tries again */ }
+    reading = false;
+    if (again) { again = false; reread(); }
+  }
+  const changes = new EventSource("/api/overview/changes");
+  changes.onmessage = () => {
+    if (pending) return;
+    pending = setTimeout(() => { pending = null; reread(); }, 150);
+  };
+  window.addEventListener("pagehide", () => changes.close());
 }
 
 // One terminal at a time: opening another ends the session of the one before.
