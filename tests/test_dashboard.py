@@ -399,7 +399,8 @@ def test_a_backup_started_from_the_cli_appears_in_runs_and_streams_there(
 
 def _state_of(board: Dashboard, project: str, env: str, service: str) -> str:
     found = opskit("--root", str(board.root), "status", project, env, "--json").json()
-    return next(r["state"] for r in found if r["service"] == service)  # type: ignore[union-attr]
+    rows = found["containers"]  # type: ignore[index]
+    return next(str(r["state"]) for r in rows if r["service"] == service)
 
 
 def test_a_service_stopped_and_started_from_the_page_is_in_history_a_viewer_cannot(
@@ -407,12 +408,31 @@ def test_a_service_stopped_and_started_from_the_page_is_in_history_a_viewer_cann
 ) -> None:
     """Start, stop and restart of an env or one service, as the user's own dashboard had."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
 
     log_in(browser, dashboard, "olivia")
     browser.get(dashboard.url + "/operations")
     wait_until(lambda: browser.find_elements(By.ID, "op"), 20, 0.1, "the operations form")
     cookie = dashboard.cookie("olivia")
+    try:
+        _stop_and_start_on_the_page(dashboard, browser, cookie)
+    finally:  # the other tests need it running
+        if _state_of(dashboard, "webstack", "dev", "cache") != "running":
+            opskit("--root", str(dashboard.root), "start", "webstack", "dev", "cache")
+    shot(browser, "operations-lifecycle")
+    entries = opskit("--root", str(dashboard.root), "history", "webstack", "--json").json()
+    assert [(e["command"], e["service"], e["result"]) for e in entries[-2:]] == [  # type: ignore[index]
+        ("stop", "cache", "ok"), ("start", "cache", "ok"),
+    ]  # fmt: skip
+    viewer = dashboard.cookie("victor")
+    body = {"operation": "stop", "project": "webstack", "env": "dev"}
+    assert dashboard.api("/api/runs", viewer, body)[0] == 403
+    assert _state_of(dashboard, "webstack", "dev", "cache") == "running"
+
+
+def _stop_and_start_on_the_page(dashboard: Dashboard, browser: Any, cookie: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
     for action, state in (("stop", "exited"), ("start", "running")):
         Select(browser.find_element(By.ID, "op")).select_by_value(action)
         Select(browser.find_element(By.ID, "project")).select_by_value("webstack")
@@ -427,15 +447,6 @@ def test_a_service_stopped_and_started_from_the_page_is_in_history_a_viewer_cann
         wait_until(lambda r=run: ended_ok(browser, r), 30, 0.1, "its end on the page")
         assert _state_of(dashboard, "webstack", "dev", "cache") == state
         assert _state_of(dashboard, "webstack", "dev", "web") == "running"  # one service only
-    shot(browser, "operations-lifecycle")
-    entries = opskit("--root", str(dashboard.root), "history", "webstack", "--json").json()
-    assert [(e["command"], e["service"], e["result"]) for e in entries[-2:]] == [  # type: ignore[index]
-        ("stop", "cache", "ok"), ("start", "cache", "ok"),
-    ]  # fmt: skip
-    viewer = dashboard.cookie("victor")
-    body = {"operation": "stop", "project": "webstack", "env": "dev"}
-    assert dashboard.api("/api/runs", viewer, body)[0] == 403
-    assert _state_of(dashboard, "webstack", "dev", "cache") == "running"
 
 
 def test_a_restore_survives_a_restart_of_the_server(dashboard: Dashboard, browser: Any) -> None:
