@@ -61,8 +61,11 @@ function localTime(iso) {
 function partsOf(archive) {
   const parts = archive.parts || [];
   const items = parts.map((p) => {
-    const counted = p.rows !== null ? `${p.rows} rows in ${p.tables} tables` : p.files !== null ? `${p.files} files` : "";
-    return el("li", { "data-part": p.key }, `${p.key}: ${bytes(p.bytes)}${counted ? `, ${counted}` : ""}`);
+    const many = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+    const counted = p.rows !== null ? `${many(p.rows, "row")} in ${many(p.tables, "table")}`
+      : p.files !== null ? many(p.files, "file") : "";
+    const sizes = `${bytes(p.bytes)} (stored ${bytes(p.stored_bytes)})`;
+    return el("li", { "data-part": p.key }, `${p.key}: ${sizes}${counted ? `, ${counted}` : ""}`);
   });
   return el("details", { class: "parts" }, el("summary", {}, `${parts.length} components`), el("ul", {}, ...items));
 }
@@ -138,7 +141,7 @@ function show(event) {
   if (text === null) return;
   log.append(el("div", { class: kind, "data-id": event.id, "data-event": event.event }, text));
   log.scrollTop = log.scrollHeight;
-  if (event.event === "output" && event.stream === "stdout") refreshRuns();
+  if ((event.event === "output" && event.stream === "stdout") || ["job.started", "run.finished"].includes(event.event)) refreshRuns();
 }
 
 // A run's log: its stored events first, then the live ones that came meanwhile, in id order
