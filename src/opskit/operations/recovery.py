@@ -68,6 +68,22 @@ class Recovered:
     doctor: DoctorReport | None = None
     dry_run: bool = False
 
+    @classmethod
+    def of(
+        cls,
+        config: Configuration,
+        root: str,
+        files: int,
+        envs: list[EnvBack],
+        doctor: DoctorReport | None = None,
+        dry_run: bool = False,
+    ) -> Recovered:
+        """What came back of *config* under *root*."""
+        return cls(
+            config.target, config.snapshot, config.time, config.old_root, root, files,
+            tuple(envs), doctor, dry_run,
+        )  # fmt: skip
+
     @property
     def ok(self) -> bool:
         healthy = all(e.healthy is not False for e in self.envs)
@@ -153,21 +169,21 @@ def run(ctx: Context, request: Request) -> Recovered:
 
     from opskit.doctor import examine
 
+    checked = _healthy_now(runtime, envs)
+    files = int(progress.get("files") or 0)
+    return Recovered.of(config, root, files, checked, examine(runtime, root_only=True))
+
+
+def _healthy_now(runtime: Runtime, envs: list[EnvBack]) -> list[EnvBack]:
+    """*envs* with their health read again, now that all are back (fresh evidence); an
+    env that failed or was not drilled is not healthy whatever its containers say."""
     checked = []
-    for back in envs:  # fresh evidence: every env read again once all are back
+    for back in envs:
         report = runtime.stacks.health(runtime.project(back.project), back.env)
         failing = "; ".join(f"{c.check}: {c.detail}" for c in report.checks if not c.ok)
-        checked.append(attrs.evolve(back, healthy=report.ok, health=failing))
-    return Recovered(
-        config.target,
-        config.snapshot,
-        config.time,
-        config.old_root,
-        root,
-        int(progress.get("files") or 0),
-        tuple(checked),
-        examine(runtime, root_only=True),
-    )
+        proven = report.ok and not back.state.startswith(("FAILED", "not drilled"))
+        checked.append(attrs.evolve(back, healthy=proven, health=failing))
+    return checked
 
 
 def _without(message: str, key: str) -> str:
@@ -251,16 +267,7 @@ def _dry_run(
         name = complete[0]
         when = parse_stamp(NAME_RE.match(name)["stamp"]).isoformat()  # type: ignore[index]
         envs.append(EnvBack(project.name, env, "would restore", name, when))
-    return Recovered(
-        config.target,
-        config.snapshot,
-        config.time,
-        config.old_root,
-        root,
-        len(config.files),
-        tuple(envs),
-        dry_run=True,
-    )
+    return Recovered.of(config, root, len(config.files), envs, dry_run=True)
 
 
 # -- drill --all --offsite ------------------------------------------------------------------
@@ -351,25 +358,12 @@ def drill_all(ctx: Context, request: DrillRequest) -> Recovered:
                     done = EnvBack(project.name, env, f"FAILED: {_without(str(exc), key)}")
                 say(ctx.progress, f"[{i}/{len(pairs)}] {key}: {done.state}")
                 envs.append(done)
-            checked = []
-            for back in envs:
-                report = drilled.stacks.health(drilled.project(back.project), back.env)
-                failing = "; ".join(f"{c.check}: {c.detail}" for c in report.checks if not c.ok)
-                proven = report.ok and not back.state.startswith(("FAILED", "not drilled"))
-                checked.append(attrs.evolve(back, healthy=proven, health=failing))
+            checked = _healthy_now(drilled, envs)
         finally:
             with signals_deferred():
                 say(ctx.progress, f"drill --all: removing {namespace}")
                 remove_whole(host, drill_id, namespace, folder)
-        result = Recovered(
-            config.target,
-            config.snapshot,
-            config.time,
-            config.old_root,
-            runtime.root,
-            len(config.files),
-            tuple(checked),
-        )
+        result = Recovered.of(config, runtime.root, len(config.files), checked)
         job.details["seconds"] = round(time.monotonic() - started, 1)
         bad = [f"{e.project} {e.env}" for e in result.envs if not e.healthy]
         if bad:
