@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from conftest import SSH_KEY, opskit, wait_until
-from testroot import REPO, STATE, compose_container, free_ports, use_store
+from testroot import REPO, STATE, compose_container, free_ports, ns, use_store
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
@@ -339,6 +339,44 @@ def test_the_overview_follows_the_engine_without_a_reload(
         subprocess.run(["docker", "start", cache], check=True, capture_output=True)
     wait_until(lambda: state() == "running", 30, 0.05, "its recovery on the page")
     assert browser.execute_script("return window.notReloaded === true")
+
+
+def test_a_backups_progress_is_a_bar_that_grows(dashboard: Dashboard, browser: Any) -> None:
+    """Its total is what the component held last time: the bar moves towards it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    db = ns("seriousletter-dev-db")  # its container_name, in the tests' namespace
+    psql = ["docker", "exec", db, "psql", "-U", "postgres", "-d", "seriousletter", "-c"]
+    bulk = "CREATE TABLE bulk AS SELECT g, md5(g::text) AS h FROM generate_series(1, 1500000) g"
+    subprocess.run([*psql, bulk], check=True, capture_output=True)
+    try:
+        root = str(dashboard.root)
+        assert opskit("--root", root, "backup", "seriousletter", "dev").returncode == 0
+        log_in(browser, dashboard, "olivia")
+        browser.get(dashboard.url + "/operations")
+        wait_until(lambda: browser.find_elements(By.ID, "op"), 20, 0.1, "the operations form")
+        Select(browser.find_element(By.ID, "op")).select_by_value("backup")
+        Select(browser.find_element(By.ID, "project")).select_by_value("seriousletter")
+        Select(browser.find_element(By.ID, "env")).select_by_value("dev")
+        before = run_ids(dashboard)
+        browser.find_element(By.ID, "start").click()
+        run = new_run(dashboard, before, "backup", "seriousletter", "dev")
+        bar = f"section[data-run='{run}'] progress"
+        seen: list[float] = []
+        cookie = dashboard.cookie("olivia")
+        while not finished(dashboard, cookie, run):
+            found = browser.find_elements(By.CSS_SELECTOR, bar)
+            if found:
+                seen.append(float(found[0].get_attribute("value") or 0))
+                if len(seen) == 3:
+                    shot(browser, "progress-bar")
+            time.sleep(0.1)
+        assert any(later > earlier for earlier, later in zip(seen, seen[1:])), seen
+        label = browser.find_element(By.CSS_SELECTOR, f"section[data-run='{run}'] .progress-text")
+        assert " of " in label.text, label.text
+    finally:
+        subprocess.run([*psql, "DROP TABLE IF EXISTS bulk"], capture_output=True)
 
 
 def test_a_backup_streams_and_a_reload_continues_without_gap_or_repeat(

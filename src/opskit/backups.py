@@ -84,6 +84,8 @@ class Engine:
     # The job the engine works for, given at construction: narration and progress go to it
     # as events (None: to *progress*).
     job: Job | None = attrs.field(default=None, kw_only=True, on_setattr=attrs.setters.frozen)
+    # each component's bytes in the archive before the one being written (progress totals)
+    _expected: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
 
     def say(self, text: str) -> None:
         if self.job is not None:
@@ -166,6 +168,7 @@ class Engine:
             time.sleep(0.2)  # one archive per second; names carry the second
             started = now()
             name = f"{project.name}-{env}-{stamp(started)}"
+        self._expected = self._sizes_last_time(store)
         writer = store.begin(name)
         try:
             records = self._write_components(project, env, components, writer.put, writer.tree)
@@ -263,6 +266,17 @@ class Engine:
                 raise
         return [records[c.key] for c in components]
 
+    def _sizes_last_time(self, store: Any) -> dict[str, int]:
+        """Each component's bytes in the env's newest whole archive: what a progress bar
+        expects this time (an estimate; nothing when there is none or it cannot be read)."""
+        if self.job is None:
+            return {}
+        try:
+            newest = next((a for a in store.archives() if not a.only), None)
+        except OpskitError:
+            return {}
+        return {r.key: r.raw_bytes for r in newest.components} if newest is not None else {}
+
     def _collect(
         self, project: Project, env: str, component: Component, future: Any, tally: _Tally
     ) -> Any:
@@ -271,7 +285,7 @@ class Engine:
             say(self.progress, f"{project.name} {env}: {component.key}")
             return future.result()
         with self.job.phase(component.key):
-            advance = self.job.meter()
+            advance = self.job.meter(self._expected.get(component.key))
             while True:
                 try:
                     record = future.result(timeout=PROGRESS_WAIT)
@@ -295,7 +309,7 @@ class Engine:
             say(self.progress, f"{project.name} {env}: {component.key}")
             return store_component(component, context, put, tree=tree)
         with self.job.phase(component.key):
-            advance = self.job.meter()
+            advance = self.job.meter(self._expected.get(component.key))
             record = store_component(component, context, put, advance, tree)
             advance(0)  # the final count: the component's raw size
             return record
