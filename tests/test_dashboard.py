@@ -7,6 +7,7 @@ Screenshots of each page go to build/screenshots/ (kept after the run)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -372,7 +373,7 @@ def test_a_backups_progress_is_a_bar_that_grows(dashboard: Dashboard, browser: A
                 if len(seen) == 3:
                     shot(browser, "progress-bar")
             time.sleep(0.1)
-        assert any(later > earlier for earlier, later in zip(seen, seen[1:])), seen
+        assert any(later > earlier for earlier, later in itertools.pairwise(seen)), seen
         label = browser.find_element(By.CSS_SELECTOR, f"section[data-run='{run}'] .progress-text")
         assert " of " in label.text, label.text
     finally:
