@@ -363,6 +363,7 @@ def run(
     if dry_run:
         for component, counterpart in found.pairs:
             if isinstance(component, DatabaseDump) and isinstance(counterpart, DatabaseDump):
+                say(progress, f"counting the rows of {component.key} in {source} and {target}")
                 tables = _table_report(found, component, counterpart)
                 transform = _transform(runtime, found, component)
                 if isinstance(transform, Replacer):
@@ -386,6 +387,7 @@ def run(
                     )
                 )
             else:
+                say(progress, f"comparing the files of {component.key} with {counterpart.key}")
                 file_reports.append(_files(found, component, counterpart, dry_run=True))
         return SyncReport(
             project.name, source, target, True, tuple(database_reports), tuple(file_reports),
