@@ -220,10 +220,22 @@ def test_a_plugin_sees_every_kind_of_job(tmp_path: Path, store: str) -> None:
         finally:
             for project, env in (("ev", "dev"), ("ev", "prod"), ("gate", "int")):
                 ops.destroy(project, env)
-    assert [kind for kind, _, _ in recorder.jobs()] == [
-        "backup", "restore", "sync", "promote", "promote",
-    ]  # fmt: skip
-    assert recorder.results() == ["ok", "ok", "ok", "ok", "rolled back"]
+    kinds = [kind for kind, _, _ in recorder.jobs()]
+    assert kinds == [
+        "start",
+        "start",
+        "start",
+        "backup",
+        "restore",
+        "sync",
+        "promote",
+        "promote",
+        "destroy",
+        "destroy",
+        "destroy",
+    ]  # fmt: skip  (start and destroy are jobs too: runs, and in the audit log)
+    assert recorder.results() == ["ok", "ok", "ok", "ok", "ok", "ok", "ok", "rolled back",
+                                  "ok", "ok", "ok"]  # fmt: skip
     by_job: dict[str, list[events.Event]] = {}
     for event in recorder.events:
         by_job.setdefault(event.job, []).append(event)
@@ -232,11 +244,13 @@ def test_a_plugin_sees_every_kind_of_job(tmp_path: Path, store: str) -> None:
         assert [e.seq for e in stream] == list(range(1, len(stream) + 1))
     history = [(e["command"], e["result"]) for e in ops.history()]
     assert history == [
+        ("start", "ok"), ("start", "ok"), ("start", "ok"),
         ("restore", "ok"),
         ("sync", "ok"),
         ("promote", "ok"),
         ("promote", "rolled back"),
-    ]
+        ("destroy", "ok"), ("destroy", "ok"), ("destroy", "ok"),
+    ]  # fmt: skip
 
 
 def wait_healthy(ops, project: str, env: str) -> None:  # type: ignore[no-untyped-def]
