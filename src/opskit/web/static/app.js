@@ -85,8 +85,7 @@ function progressOf(event, box) {
   if (!rates.has(key)) rates.set(key, [now, event.done]);
   const [since, from] = rates.get(key);
   const rate = (event.done - from) / Math.max((now - since) / 1000, 0.001);
-  const parts = [`${event.phase}: ${bytes(event.done)}`];
-  if (event.total) parts.push(`of ${bytes(event.total)}`);
+  const parts = [`${event.phase}: ${bytes(event.done)}${event.total ? ` of ${bytes(event.total)}` : ""}`];
   if (now - since > 1000 && rate > 0) {
     parts.push(`${bytes(Math.round(rate))}/s`);
     if (event.total) parts.push(`${seconds((event.total - event.done) / rate)} left`);
