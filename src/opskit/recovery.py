@@ -165,35 +165,29 @@ def _rewritten(content: bytes, pairs: tuple[tuple[str, str], ...]) -> bytes:
 
 
 def present(host: Host, config: Configuration) -> dict[str, str]:
-    """The files of *config* that exist here, with the sha256 of their content."""
-    there = [f.path for f in config.files if host.exists(f.path)]
-    if not there:
+    """The files of *config* that exist here, with the sha256 of their content (one
+    ``sha256sum`` for all: a missing file is only a line on its stderr)."""
+    if not config.files:
         return {}
-    listed = host.run(["sha256sum", "--", *there]).text
+    listed = host.run(["sha256sum", "--", *(f.path for f in config.files)], check=False).text
     return {line[66:]: line[:64] for line in listed.splitlines() if len(line) > 66}
-
-
-def conflicts(host: Host, config: Configuration) -> list[str]:
-    """The files of *config* that exist here with other content."""
-    found = present(host, config)
-    return sorted(
-        f.path
-        for f in config.files
-        if f.path in found and found[f.path] != hashlib.sha256(f.data).hexdigest()
-    )
 
 
 def lay_out(host: Host, config: Configuration) -> int:
     """Write every file of *config* not already here as it is; return how many were
     written. Refuses (before writing any) a file that exists with other content."""
-    clashing = conflicts(host, config)
+    there = present(host, config)
+    clashing = sorted(
+        f.path
+        for f in config.files
+        if f.path in there and there[f.path] != hashlib.sha256(f.data).hexdigest()
+    )
     if clashing:
         raise RecoveryError(
             f"{len(clashing)} files of the configuration exist here with other content "
             f"({', '.join(clashing[:3])}{', …' if len(clashing) > 3 else ''}): lay out "
             "into an empty root, or move them away"
         )
-    there = present(host, config)
     written = 0
     for item in config.files:
         if item.path in there:
