@@ -328,8 +328,10 @@ def test_the_overview_follows_the_engine_without_a_reload(
     browser.execute_script("window.notReloaded = true")
 
     def state() -> str:
-        cells = browser.find_elements(By.CSS_SELECTOR, f"{row} td:nth-child(5)")
-        return cells[0].text if cells else ""
+        # read in one script: the table is replaced whole on each change, so an element
+        # found first can be gone when its text is asked for (a stale element, CI 33)
+        script = "const c = document.querySelector(arguments[0]); return c ? c.textContent : ''"
+        return str(browser.execute_script(script, f"{row} td:nth-child(5)"))
 
     cache = compose_container("webstack-dev", "cache")
     try:

@@ -16,8 +16,12 @@ STATIC = Path(__file__).resolve().parent.parent / "src" / "opskit" / "web" / "st
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node checks the script's syntax")
-def test_the_page_script_parses() -> None:
-    done = subprocess.run(["node", "--check", str(STATIC / "app.js")], capture_output=True)
+@pytest.mark.parametrize(
+    "script", ["app.js", *sorted(p.name for p in (STATIC / "pages").glob("*.js"))]
+)
+def test_the_page_scripts_parse(script: str) -> None:
+    path = STATIC / script if script == "app.js" else STATIC / "pages" / script
+    done = subprocess.run(["node", "--check", str(path)], capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
 
 

@@ -29,7 +29,16 @@ class Assets:
         self.by_name: dict[str, str] = {}  # "app.js" -> "app.3f2a1c9d.js"
         self.files: dict[str, tuple[bytes, str]] = {}  # hashed name -> (content, type)
         folder = resources.files("opskit.web") / "static"
-        for entry in [*folder.iterdir(), *(folder / "vendor").iterdir()]:
+        # each page's script (static/pages/): every page loads them all, as they are small;
+        # each adds only its page's function
+        self.page_scripts = sorted(
+            e.name for e in (folder / "pages").iterdir() if e.name.endswith(".js")
+        )
+        for entry in [
+            *folder.iterdir(),
+            *(folder / "vendor").iterdir(),
+            *(folder / "pages").iterdir(),
+        ]:
             if not entry.is_file() or not entry.name.endswith((".js", ".css")):
                 continue
             content = entry.read_bytes()
@@ -55,6 +64,9 @@ def page(
             '<form method=post action="/logout"><button>Log out</button></form></nav>'
         )
     role = user.role if user else ""
+    page_scripts = "\n".join(
+        f'<script src="{assets.url(script)}"></script>' for script in assets.page_scripts
+    )
     text = f"""<!doctype html>
 <html lang=en><head><meta charset=utf-8><title>opskit: {title}</title>
 <meta name=viewport content="width=device-width, initial-scale=1">
@@ -65,6 +77,7 @@ def page(
 <script src="{assets.url("xterm.js")}"></script>
 <script src="{assets.url("addon-fit.js")}"></script>
 <script src="{assets.url("app.js")}"></script>
+{page_scripts}
 </body></html>"""
     return HTMLResponse(text)
 
