@@ -498,18 +498,6 @@ def test_the_backups_drill_down_reaches_an_archive_restores_and_downloads_it(
     shot(browser, "history")
 
 
-def test_a_service_log_streams_live(dashboard: Dashboard, browser: Any) -> None:
-    from selenium.webdriver.common.by import By
-
-    log_in(browser, dashboard, "victor")
-    browser.get(dashboard.url + "/logs?service=webstack/dev/cache")
-    wait_until(
-        lambda: any("cache ready" in e.text for e in browser.find_elements(By.ID, "service-log")),
-        30, 0.2, "the cache's log",
-    )  # fmt: skip
-    shot(browser, "logs")
-
-
 def test_a_schedule_edited_on_the_page_rewrites_the_descriptor_and_the_timers(
     dashboard: Dashboard, browser: Any
 ) -> None:

@@ -40,30 +40,55 @@ def frame(data: dict[str, Any], event_id: int | None = None) -> str:
     return f"{head}data: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
 
 
-async def log_lines(host: Any, argv: list[str], stopping: Callable[[], bool]) -> AsyncIterator[str]:
-    """Lines of a following ``docker logs`` (stdout and stderr merged), read in a thread;
-    the process ends when the stream does."""
+async def log_lines(
+    host: Any, commands: list[tuple[list[str], str]], stopping: Callable[[], bool]
+) -> AsyncIterator[str]:
+    """The lines of several ``docker logs --timestamps`` (each with its label: the service),
+    one event each as they come: ``{"service", "time", "line"}``, *time* the line's own
+    (UTC, nanoseconds, so times compare as text: the page merges the services' lines by
+    it). Each process is read in a thread and killed when the stream ends; when all have
+    ended by themselves (no ``--follow``, or the containers stopped), an ``{"end": true}``
+    event says so."""
     import threading
 
     loop = asyncio.get_running_loop()
-    lines: asyncio.Queue[bytes] = asyncio.Queue()
-    process = host.popen(argv)
+    lines: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    processes = [(host.popen(argv), label) for argv, label in commands]
 
-    def read() -> None:
+    def read(process: Any, label: str) -> None:
         for raw in iter(process.stdout.readline, b""):
-            loop.call_soon_threadsafe(lines.put_nowait, raw)
-        loop.call_soon_threadsafe(lines.put_nowait, b"")
+            loop.call_soon_threadsafe(lines.put_nowait, (label, raw))
+        loop.call_soon_threadsafe(lines.put_nowait, (label, b""))
 
-    threading.Thread(target=read, daemon=True).start()
+    for process, label in processes:
+        threading.Thread(target=read, args=(process, label), daemon=True).start()
+    running = len(processes)
     try:
-        while not stopping():
-            raw = await next_item(lines, stopping)
-            if raw is None:
+        yield "retry: 2000\n\n"
+        while running and not stopping():
+            item = await next_item(lines, stopping)
+            if item is None:
                 yield ": keepalive\n\n"
                 continue
+            label, raw = item
             if not raw:
-                break
-            yield frame({"line": raw.decode("utf-8", "replace").rstrip("\n")})
+                running -= 1
+                continue
+            moment, _space, text = raw.decode("utf-8", "replace").rstrip("\n").partition(" ")
+            yield frame({"service": label, "time": log_time(moment), "line": text})
+        if not running:
+            yield frame({"end": True})
     finally:
-        process.kill()
-        await loop.run_in_executor(None, process.wait)
+        for process, _label in processes:
+            process.kill()
+        for process, _label in processes:
+            await loop.run_in_executor(None, process.wait)
+
+
+def log_time(moment: str) -> str:
+    """Docker's RFC 3339 time of a log line with nine fraction digits (``…:05.120000000Z``):
+    docker drops trailing zeros, and times of different lengths do not compare as text."""
+    whole, _dot, fraction = moment.removesuffix("Z").partition(".")
+    if len(whole) != 19 or not moment.endswith("Z"):
+        return moment  # not docker's: left as it is
+    return f"{whole}.{fraction.ljust(9, '0')[:9]}Z"

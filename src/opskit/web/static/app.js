@@ -112,7 +112,11 @@ function lineOf(event) {
     case "phase.finished": return [`  ${event.phase}: ${event.ok ? "done" : "failed"} (${event.seconds} s)`, ""];
     case "log": return [event.line, ""];
     case "warning": return [`[warning] ${event.message}`, "warning"];
-    case "output": return [event.line, event.stream];
+    case "output": {
+      // a command's narration goes to stderr: only its warnings and errors stand out
+      const said = /^\[(warning|error)\]/.exec(event.line);
+      return [event.line, said ? (said[1] === "error" ? "finished-bad" : "warning") : event.stream];
+    }
     case "job.finished":
       return [`■ ${event.kind}: ${event.result}${event.error ? " — " + event.error : ""}`,
               event.result === "ok" ? "finished-ok" : "finished-bad"];
