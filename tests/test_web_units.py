@@ -563,3 +563,13 @@ def test_the_schedules_route_runs_the_shared_operation_for_operators_from_the_pa
     assert board.runs.one(started["id"])["run"]["exit_code"] == 0
     timer = tmp_path / "units" / "opskit-backup-shop.timer"
     assert "OnCalendar=*-*-* 04:15:00\n" in timer.read_text()
+
+
+def test_log_times_compare_as_text_once_their_fractions_are_whole() -> None:
+    from opskit.web.streams import log_time
+
+    # docker drops trailing zeros: "…05.12Z" is after "…05.1199Z", not before it
+    assert log_time("2026-12-05T02:11:05.12Z") == "2026-12-05T02:11:05.120000000Z"
+    assert log_time("2026-12-05T02:11:05Z") == "2026-12-05T02:11:05.000000000Z"
+    assert log_time("2026-12-05T02:11:05.1199Z") < log_time("2026-12-05T02:11:05.12Z")
+    assert log_time("not-a-time") == "not-a-time"
