@@ -6,6 +6,7 @@ commands are registered through the ``opskit_register_commands`` hook like plugi
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import sys
@@ -20,6 +21,7 @@ from opskit.errors import Cancelled, DelegateFailed, NeedsConfirmation, OpskitEr
 
 if TYPE_CHECKING:
     from opskit.api import Ops
+    from opskit.host import Host
     from opskit.output import Output
     from opskit.plugins import Plugins
     from opskit.runs import CommandRun
@@ -39,6 +41,10 @@ class CliState:
         self.json = False
         self.events = False
         self.scheduled = False
+        self.hosts: str | None = None  # --hosts: the inventory's hosts to run on
+        self.parallel = 10  # --parallel: at most this many hosts at a time
+        self.host_object: Host | None = None  # a host opened already (a fleet's)
+        self.capture: Output | None = None  # where the results go instead (a fleet's)
         self._ops: Ops | None = None
 
     @property
@@ -46,7 +52,9 @@ class CliState:
         if self._ops is None:
             from opskit.api import Ops
 
-            self._ops = Ops(root=self.root, host=self.host, plugins=self.plugins)
+            self._ops = Ops(
+                root=self.root, host=self.host_object or self.host, plugins=self.plugins
+            )
             self._ops.runtime.scheduled = self.scheduled
             self._record(self._ops)
             if self.events:
@@ -80,6 +88,8 @@ class CliState:
         """Where results go: stdout, or nowhere with ``--events`` (stdout holds the events)."""
         from opskit.output import Output
 
+        if self.capture is not None:
+            return self.capture
         if self.events:
             return Output(json_mode=True, stream=io.StringIO())
         return Output(json_mode=self.json)
@@ -109,6 +119,11 @@ def common_options(function: F) -> F:
                      help="ssh://user@server[:port] or local [env: OPSKIT_HOST]."),
         click.option("--root", metavar="DIR", expose_value=False, callback=_remember("root"),
                      help="Folder holding */project.yaml [env: OPSKIT_ROOT; default /opt/data]."),
+        click.option("--hosts", metavar="SPEC", expose_value=False, callback=_remember("hosts"),
+                     help="Run on hosts of opskit.yaml's inventory: all, NAME,NAME or tag:TAG."),
+        click.option("--parallel", metavar="N", type=click.IntRange(min=1), expose_value=False,
+                     callback=_remember("parallel"),
+                     help="With --hosts: at most N hosts at a time [default 10]."),
     ]  # fmt: skip
     for option in options:
         function = option(function)
@@ -279,8 +294,19 @@ def main() -> None:
 
 
 def command_options(function: F) -> F:
-    """Decorate a command with :func:`common_options` and pass it the :class:`CliState`."""
-    return common_options(pass_state(function))  # type: ignore[return-value]
+    """Decorate a command with :func:`common_options` and pass it the :class:`CliState`;
+    with ``--hosts``, the command runs on each host chosen (:mod:`opskit.fleet`)."""
+
+    @functools.wraps(function)
+    def dispatch(state: CliState, *args: Any, **kwargs: Any) -> Any:
+        if state.hosts is None:
+            return function(state, *args, **kwargs)
+        from opskit.fleet import run_on_hosts
+
+        command = click.get_current_context().command_path.partition(" ")[2]
+        return run_on_hosts(state, command, function, kwargs)
+
+    return common_options(pass_state(dispatch))  # type: ignore[return-value]
 
 
 def scheduled_option(function: F) -> F:

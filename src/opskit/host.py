@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, Any, Protocol
+from typing import IO, Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import attrs
@@ -567,22 +567,19 @@ class SSHHost(Host):
 
     streams = 1
 
-    def __init__(self, url: str, key_filename: str | None = None) -> None:
+    def __init__(
+        self, url: str, key_filename: str | None = None, timeout: float | None = None
+    ) -> None:
         super().__init__()
-        try:
-            parts = urlsplit(url)
-        except ValueError as exc:  # e.g. an unclosed [IPv6 address
-            raise HostError(f"bad host {url!r}: {exc}") from None
-        if parts.scheme != "ssh" or not parts.hostname:
-            raise HostError(f"bad host {url!r}: expected ssh://user@server[:port]")
-        try:
-            self.port = parts.port
-        except ValueError:
-            raise HostError(f"bad host {url!r}: the port is not a number") from None
+        parts = ssh_url(url)
+        self.port = parts.port
         self.hostname = parts.hostname
         self.user = parts.username
         self.name = url
         self.key_filename = key_filename or os.environ.get("OPSKIT_SSH_KEY") or None
+        # the connection's own limits: a server that accepts and never answers (its banner,
+        # the login) is given up on after *timeout* (a fleet's per-host limit)
+        self.timeout = timeout
         self._connection: Any = None
 
     @property
@@ -599,11 +596,14 @@ class SSHHost(Host):
             connect_kwargs: dict[str, Any] = {}
             if self.key_filename:
                 connect_kwargs["key_filename"] = self.key_filename
+            if self.timeout is not None:
+                connect_kwargs["banner_timeout"] = self.timeout
+                connect_kwargs["auth_timeout"] = self.timeout
             connection = fabric.Connection(
                 self.hostname,
                 user=self.user,
                 port=self.port,
-                connect_timeout=10,
+                connect_timeout=min(10, self.timeout or 10),
                 connect_kwargs=connect_kwargs,
             )
             try:
@@ -843,13 +843,38 @@ def _readable(stream: Any) -> bool:
     return True
 
 
-def open_host(url: str | None) -> Host:
-    """The host for ``--host``/``OPSKIT_HOST``: local when empty or ``local``."""
+def open_host(url: str | None, timeout: float | None = None) -> Host:
+    """The host for ``--host``/``OPSKIT_HOST``: local when empty or ``local``; *timeout*
+    limits an SSH connection's set-up (see :class:`SSHHost`)."""
     if not url or url == LOCAL:
         return LocalHost()
     if url.startswith("ssh://"):
-        return SSHHost(url)
+        return SSHHost(url, timeout=timeout)
     raise HostError(f"bad host {url!r}: expected ssh://user@server[:port] or 'local'")
+
+
+class SSHURL(NamedTuple):
+    hostname: str
+    port: int | None
+    username: str | None
+
+
+def ssh_url(url: str) -> SSHURL:
+    """The parts of ``ssh://user@server[:port]``, checked without connecting;
+    :class:`HostError` saying what is wrong."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed [IPv6 address
+        raise HostError(f"bad host {url!r}: {exc}") from None
+    if parts.scheme != "ssh" or not parts.hostname:
+        raise HostError(f"bad host {url!r}: expected ssh://user@server[:port]")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise HostError(f"bad host {url!r}: expected ssh://user@server[:port], nothing after it")
+    try:
+        port = parts.port
+    except ValueError:
+        raise HostError(f"bad host {url!r}: the port is not a number") from None
+    return SSHURL(parts.hostname, port, parts.username)
 
 
 # Starts a terminal's command: every signal back to its default (a server started under

@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import IO, Any, TextIO
 
 Cell = str | tuple[str, str]  # text, or (text, rich style)
+# Who speaks: a fleet command's host (``web1: ``) before each of its warnings and errors
+speaker: ContextVar[str] = ContextVar("opskit_speaker", default="")
 
 
 def visible(text: str, keep: str = "") -> str:
@@ -35,11 +38,11 @@ def one_line(text: str) -> str:
 
 
 def error(message: str) -> None:
-    print(f"[error] {one_line(message)}", file=sys.stderr)
+    print(f"[error] {speaker.get()}{one_line(message)}", file=sys.stderr)
 
 
 def warning(message: str) -> None:
-    print(f"[warning] {one_line(message)}", file=sys.stderr)
+    print(f"[warning] {speaker.get()}{one_line(message)}", file=sys.stderr)
 
 
 def trace(text: str) -> None:

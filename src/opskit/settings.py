@@ -10,6 +10,7 @@ and overrides the rest (:meth:`Settings.notify_for`).
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -28,8 +29,11 @@ FILENAME = "opskit.yaml"
 DEFAULT_STATE_DIR = "/var/lib/opskit"
 KEYS = (
     "state_dir", "notify", "remind_hours", "freshness_grace_minutes", "disk_max_used_percent",
-    "coverage_hours", "timers", "offsite", "serve", "rebuild",
+    "coverage_hours", "timers", "offsite", "serve", "rebuild", "hosts",
 )  # fmt: skip
+HOST_KEYS = {"url", "root", "tags"}
+HOSTS_TIMEOUT = 20.0  # seconds a host of the inventory gets before it counts as unreachable
+HOST_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 ROLES = ("viewer", "operator")
 SHA256_RE = r"[0-9a-f]{64}\Z"
 
@@ -82,6 +86,53 @@ class OrderEntry:
 
 
 @attrs.frozen
+class FleetHost:
+    """A server of the inventory (``hosts:`` of ``opskit.yaml``): its name, its URL
+    (``ssh://user@server[:port]`` or ``local``), its root there, its tags."""
+
+    name: str
+    url: str
+    root: str | None = None  # None: the default root there
+    tags: tuple[str, ...] = ()
+    line: int | None = attrs.field(default=None, eq=False, repr=False)
+
+
+@attrs.frozen
+class Inventory:
+    """``hosts:`` of ``opskit.yaml``: the servers a ``--hosts`` command runs on, and how
+    long each may take before it counts as unreachable (``hosts.timeout``)."""
+
+    hosts: tuple[FleetHost, ...] = ()
+    timeout: float = HOSTS_TIMEOUT
+
+    def select(self, spec: str) -> tuple[FleetHost, ...]:
+        """The hosts ``--hosts`` names: ``all``, ``NAME,NAME`` or ``tag:TAG`` (and lists of
+        them), in the inventory's order; :class:`OpskitError` naming what is unknown."""
+        from opskit.errors import OpskitError
+
+        if not self.hosts:
+            raise OpskitError("--hosts: opskit.yaml has no hosts: inventory")
+        chosen: set[str] = set()
+        for word in (w.strip() for w in spec.split(",")):
+            if word == "all":
+                chosen.update(h.name for h in self.hosts)
+            elif word.startswith("tag:"):
+                tagged = {h.name for h in self.hosts if word[4:] in h.tags}
+                if not tagged:
+                    known = sorted({tag for h in self.hosts for tag in h.tags})
+                    raise OpskitError(
+                        f"--hosts: no host has the tag {word[4:]!r} (tags: {', '.join(known) or 'none'})"
+                    )
+                chosen.update(tagged)
+            elif any(h.name == word for h in self.hosts):
+                chosen.add(word)
+            else:
+                names = ", ".join(h.name for h in self.hosts)
+                raise OpskitError(f"--hosts: no host {word!r} in the inventory (hosts: {names})")
+        return tuple(h for h in self.hosts if h.name in chosen)
+
+
+@attrs.frozen
 class Settings:
     path: str | None = None  # None: no opskit.yaml, defaults only
     state_dir: str = DEFAULT_STATE_DIR
@@ -99,6 +150,7 @@ class Settings:
     # rebuild.order: the envs a whole-server rebuild brings back first ("PROJECT" or
     # "PROJECT ENV"), the rest after them in the root's order
     rebuild_order: tuple[OrderEntry, ...] = ()
+    inventory: Inventory = attrs.field(factory=Inventory)
 
     def offsite_for(self, project: Project) -> Offsite | None:
         """The project's ``offsite`` section, else the server-wide target (and keep)."""
@@ -169,6 +221,8 @@ def parse_settings(path: str, text: str) -> Settings:
         values["serve"] = _read_serve(r, m["serve"])
     if "rebuild" in m:
         values["rebuild_order"] = _read_rebuild(r, m["rebuild"])
+    if "hosts" in m:
+        values["inventory"] = _read_hosts(r, m["hosts"])
     return Settings(**values)  # type: ignore[arg-type]
 
 
@@ -230,6 +284,36 @@ def _read_rebuild(r: Reader, node: Node) -> tuple[OrderEntry, ...]:
         return OrderEntry(words[0], words[1] if len(words) == 2 else None, line)
 
     return r.each(m["order"], "rebuild.order", entry)
+
+
+def _read_hosts(r: Reader, node: Node) -> Inventory:
+    """``hosts: {timeout: 20, NAME: {url: ssh://…, root: /opt/data, tags: [...]}}``;
+    ``timeout`` is the one key that is not a host."""
+    from opskit.errors import HostError
+    from opskit.host import LOCAL, ssh_url
+
+    m = r.free_mapping(node, "hosts")
+    timeout = r.number(m.pop("timeout"), "hosts.timeout") if "timeout" in m else HOSTS_TIMEOUT
+    hosts = []
+    for name, value in m.items():
+        field = f"hosts.{name}"
+        if not HOST_NAME_RE.match(name):
+            raise r.error(value, field, "a host's name is letters, digits, '.', '_' and '-'")
+        h = r.mapping(value, field, HOST_KEYS, required={"url"})
+        url = r.string(h["url"], f"{field}.url")
+        if url != LOCAL:
+            try:
+                ssh_url(url)
+            except HostError as exc:
+                raise r.error(h["url"], f"{field}.url", f"{exc} (or 'local')") from None
+        root = None
+        if "root" in h:
+            root = r.string(h["root"], f"{field}.root")
+            if not root.startswith("/"):
+                raise r.error(h["root"], f"{field}.root", "must be an absolute path")
+        tags = r.strings(h["tags"], f"{field}.tags") if "tags" in h else ()
+        hosts.append(FleetHost(name, url, root, tags, value.start_mark.line + 1))
+    return Inventory(tuple(hosts), timeout)
 
 
 def load_settings(host: Host, root: str) -> Settings:

@@ -1,0 +1,238 @@
+"""A fleet (#25): commands over several servers at once with ``--hosts``.
+
+The test bed's servers are sshd processes on the loopback, each on its own port with its
+own root and its own compose namespace on the one engine (as separate servers would have);
+one more is this machine itself (``url: local``). A stopped server is an sshd killed; a slow
+one accepts connections and never answers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from conftest import opskit
+from testroot import free_ports, ns
+
+pytestmark = [pytest.mark.docker, pytest.mark.ssh]
+
+TESTBED_SSH = Path("/var/lib/opskit-testbed/ssh")
+TIMEOUT = 4  # hosts.timeout of the inventory
+
+
+@attrs.frozen
+class Server:
+    name: str
+    url: str
+    root: Path
+    process: subprocess.Popen[bytes] | None  # its sshd (None: this machine)
+
+
+def sshd(directory: Path, port: int) -> subprocess.Popen[bytes]:
+    """A private sshd like the test bed's, on *port*, in the foreground (killed to stop)."""
+    config = (TESTBED_SSH / "sshd_config").read_text()
+    lines = [
+        f"Port {port}" if line.startswith("Port ")
+        else f"PidFile {directory / 'sshd.pid'}" if line.startswith("PidFile ")
+        else line
+        for line in config.splitlines()
+    ]  # fmt: skip
+    (directory / "sshd_config").write_text("\n".join(lines) + "\n")
+    process = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-e", "-f", str(directory / "sshd_config")],
+        stderr=open(directory / "sshd.log", "ab"),  # noqa: SIM115
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        time.sleep(0.1)
+    raise AssertionError(f"sshd on {port} did not listen")
+
+
+def make_root(root: Path, name: str) -> None:
+    """A server's root: one project whose stack has a name of its own (its namespace)."""
+    (root / "site" / "prod" / "data").mkdir(parents=True)
+    (root / "site" / "prod" / "data" / "hello.txt").write_text(f"hello from {name}\n")
+    (root / "opskit.yaml").write_text(f"state_dir: {root / 'state'}\n")
+    (root / "site" / "project.yaml").write_text(
+        "name: site\nenvironments: [prod]\n"
+        f'compose: {{dir: "{{env}}", project_name: "{ns(name)}-site-{{env}}"}}\n'
+        f'backup: {{dir: {root / "backups"}, store: folder, paths: ["{{env}}/data"]}}\n'
+    )
+    (root / "site" / "prod" / "compose.yaml").write_text(
+        "services:\n  web:\n    image: opskit-test/web:1\n    init: true\n"
+        f'    command: ["sh", "-c", "echo {name} up; exec sleep 2147483647"]\n'
+    )
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    base = tmp_path_factory.mktemp("fleet")
+    servers = []
+    ports = free_ports(3)
+    for index, port in enumerate(ports, 1):
+        name = f"web{index}"
+        (base / name).mkdir()
+        make_root(base / name / "root", name)
+        servers.append(
+            Server(
+                name, f"ssh://root@127.0.0.1:{port}", base / name / "root", sshd(base / name, port)
+            )
+        )
+    make_root(base / "here" / "root", "here")
+    servers.append(Server("here", "local", base / "here" / "root", None))
+    control = base / "control"
+    control.mkdir()
+    inventory = [f"  timeout: {TIMEOUT}"] + [
+        f'  {s.name}: {{url: "{s.url}", root: {s.root}, tags: [{"web" if s.process else "local"}]}}'
+        for s in servers
+    ]
+    (control / "opskit.yaml").write_text("hosts:\n" + "\n".join(inventory) + "\n")
+    for server in servers:
+        assert opskit("--root", str(server.root), "start", "site", "prod").returncode == 0
+    yield {"servers": servers, "control": str(control)}
+    for server in servers:
+        opskit("--root", str(server.root), "destroy", "site", "prod", "--yes")
+        if server.process is not None:
+            server.process.kill()
+            server.process.wait()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def one_by_one(server: Server, *args: str) -> Any:
+    host = [] if server.url == "local" else ["--host", server.url]
+    run = opskit("--root", str(server.root), *host, "--json", *args)
+    assert run.returncode in (0, 1), run.stderr
+    return json.loads(run.stdout)
+
+
+def without_host(rows: list[dict[str, Any]], host: str) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "host"} for row in rows if row["host"] == host]
+
+
+def stable(containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A container's fields that do not change from one second to the next."""
+    return [{k: v for k, v in c.items() if k not in ("status", "uptime")} for c in containers]
+
+
+def test_status_health_and_backups_over_all_hosts_equal_the_hosts_one_by_one(
+    fleet: dict[str, Any],
+) -> None:
+    control, servers = fleet["control"], fleet["servers"]
+    run = opskit("--root", control, "--json", "status", "--hosts", "all")
+    assert run.returncode == 0, run.stderr
+    merged = json.loads(run.stdout)
+    assert [h["host"] for h in merged["hosts"]] == [s.name for s in servers]
+    assert all(h["ok"] for h in merged["hosts"])
+    for server in servers:
+        alone = one_by_one(server, "status")
+        assert stable(without_host(merged["results"]["containers"], server.name)) == stable(
+            alone["containers"]
+        )
+        names = {c["name"] for c in alone["containers"]}
+        assert names == {f"{ns(server.name)}-site-prod-web-1"}, "each its own namespace"
+
+    run = opskit("--root", control, "--json", "health", "--hosts", "all")
+    assert run.returncode == 0, run.stderr
+    health = json.loads(run.stdout)
+    for server in servers:
+        checks = without_host(health["results"]["checks"], server.name)
+        assert checks == one_by_one(server, "health")["checks"]
+
+    run = opskit("--root", control, "backup", "--all", "--hosts", "all")
+    assert run.returncode == 0, run.stderr
+    run = opskit("--root", control, "--json", "backups", "--hosts", "tag:web")
+    assert run.returncode == 0, run.stderr
+    listed = json.loads(run.stdout)
+    assert [h["host"] for h in listed["hosts"]] == ["web1", "web2", "web3"]
+    for server in servers[:3]:
+        archives = without_host(listed["results"]["archives"], server.name)
+        assert len(archives) == 1
+        assert archives == one_by_one(server, "backups")["archives"]
+        assert archives[0]["path"].startswith(str(server.root))
+
+    # the table: one, with a HOST column, every host's rows in the inventory's order
+    run = opskit("--root", control, "status", "--hosts", "web2,here")
+    assert run.returncode == 0, run.stderr
+    containers, _blank, newest = run.stdout.partition("\n\n")
+    lines = containers.splitlines()
+    assert lines[0].split()[:3] == ["HOST", "PROJECT", "ENV"]
+    assert [line.split()[0] for line in lines[1:]] == ["web2", "here"]
+    assert newest.split()[:2] == ["HOST", "PROJECT"], "the newest backups too, once"
+
+
+def silent_server() -> tuple[int, threading.Event]:
+    """A server that accepts connections and never says a word (a hung machine)."""
+    (port,) = free_ports(1)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", port))
+    listener.listen(8)
+    done = threading.Event()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not done.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+        for connection in held:
+            connection.close()
+        listener.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return port, done
+
+
+def test_a_stopped_and_a_silent_host_are_named_the_others_complete(
+    fleet: dict[str, Any], tmp_path: Path
+) -> None:
+    servers = fleet["servers"]
+    stopped = servers[1]
+    assert stopped.process is not None
+    stopped.process.kill()
+    stopped.process.wait()
+    port, done = silent_server()
+    control = tmp_path / "control"
+    control.mkdir()
+    settings = (Path(fleet["control"]) / "opskit.yaml").read_text()
+    settings += f'  hung: {{url: "ssh://root@127.0.0.1:{port}", root: /opt/data}}\n'
+    (control / "opskit.yaml").write_text(settings)
+    try:
+        started = time.monotonic()
+        run = opskit("--root", str(control), "--json", "status", "--hosts", "all")
+        took = time.monotonic() - started
+        assert run.returncode == 1
+        merged = json.loads(run.stdout)
+        by_host = {h["host"]: h for h in merged["hosts"]}
+        assert by_host["web2"]["error"].startswith("unreachable:")
+        assert by_host["hung"]["error"] == f"unreachable: no answer within {TIMEOUT} s"
+        for server in (servers[0], servers[2], servers[3]):
+            assert by_host[server.name]["ok"]
+            rows = without_host(merged["results"]["containers"], server.name)
+            assert stable(rows) == stable(one_by_one(server, "status")["containers"])
+        assert "2 of 5 hosts failed: web2 (connection refused), hung (timeout)" in run.stderr
+        # bounded by the timeout, not by SSH's own (15 s for a banner, 30 s for a login)
+        assert took < TIMEOUT + 10, took
+
+        table = opskit("--root", str(control), "status", "--hosts", "all")
+        assert table.returncode == 1
+        first = table.stdout.partition("\n\n")[0]
+        rows = {line.split()[0]: line for line in first.splitlines()[1:]}
+        assert rows["hung"].endswith(f"unreachable: no answer within {TIMEOUT} s")
+        assert "unreachable: cannot connect" in rows["web2"]
+        assert table.stderr.count("[error]") == 1
+    finally:
+        done.set()
