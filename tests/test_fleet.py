@@ -236,3 +236,52 @@ def test_a_stopped_and_a_silent_host_are_named_the_others_complete(
         assert table.stderr.count("[error]") == 1
     finally:
         done.set()
+
+
+def test_the_watch_over_the_fleet_alerts_an_unreachable_host_once_and_its_return_once(
+    fleet: dict[str, Any], tmp_path: Path, sink: Any
+) -> None:
+    import socket as sockets
+
+    servers = fleet["servers"]
+    web3 = servers[2]
+    assert web3.process is not None
+    port = int(web3.url.rsplit(":", 1)[1])
+    control = tmp_path / "control"
+    control.mkdir()
+    settings = (Path(fleet["control"]) / "opskit.yaml").read_text()
+    settings = settings.replace(
+        "hosts:\n",
+        f"state_dir: {tmp_path / 'state'}\n"
+        f'notify:\n  urls: ["ntfy://127.0.0.1:{sink.port}/opskit"]\nhosts:\n',
+    )
+    (control / "opskit.yaml").write_text(settings)
+
+    def watch() -> list[tuple[str, str]]:
+        sink.clear()
+        run = opskit("--root", str(control), "watch", "--hosts", "web1,web3,here")
+        assert run.returncode in (0, 1), run.stderr
+        return [(str(m.get("title")), str(m.get("message"))) for m in sink.messages()]
+
+    me = sockets.gethostname()
+    assert watch() == []
+    web3.process.kill()
+    web3.process.wait()
+    try:
+        failed = watch()
+        assert len(failed) == 1, failed
+        title, message = failed[0]
+        assert title == f"opskit: 1 check failing on {me}"
+        assert message.startswith("host web3: unreachable: cannot connect to ssh://")
+        assert watch() == [], "said once, not at every pass"
+    finally:
+        restarted = sshd(web3.root.parent, port)
+    try:
+        assert watch() == [(f"opskit: 1 check recovered on {me}", "host web3: answers")]
+        assert watch() == []
+        # each host's own checks are kept apart, in a folder of its own on this machine
+        assert (tmp_path / "state" / "hosts" / "web3" / "watch.sqlite").exists()
+        assert (tmp_path / "state" / "hosts" / "here" / "watch.sqlite").exists()
+    finally:
+        restarted.kill()
+        restarted.wait()

@@ -45,6 +45,7 @@ class CliState:
         self.parallel = 10  # --parallel: at most this many hosts at a time
         self.host_object: Host | None = None  # a host opened already (a fleet's)
         self.capture: Output | None = None  # where the results go instead (a fleet's)
+        self.on_ops: Callable[[Ops], None] | None = None  # set up the Ops once made (a fleet's)
         self._ops: Ops | None = None
 
     @property
@@ -56,6 +57,8 @@ class CliState:
                 root=self.root, host=self.host_object or self.host, plugins=self.plugins
             )
             self._ops.runtime.scheduled = self.scheduled
+            if self.on_ops is not None:
+                self.on_ops(self._ops)
             self._record(self._ops)
             if self.events:
                 from opskit.output import json_lines

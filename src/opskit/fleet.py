@@ -16,7 +16,9 @@ restic) with Python between them; the same fabric connection carries them all.
 
 from __future__ import annotations
 
+import posixpath
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,8 +30,9 @@ from opskit.errors import DelegateFailed, DockerUnavailable, HostError, OpskitEr
 from opskit.output import Cell, Output
 
 if TYPE_CHECKING:
+    from opskit.api import Ops
     from opskit.cli import CliState
-    from opskit.settings import FleetHost
+    from opskit.settings import FleetHost, Settings
 
 # the commands that run over --hosts: the read commands, and the changing ones that each
 # host's own locks guard (a host whose lock is taken refuses, and that is its error row)
@@ -122,9 +125,9 @@ def run_on_hosts(
         raise OpskitError(f"--hosts: '{command}' runs on one host at a time (use --host)")
     if state.host:
         raise OpskitError("--hosts and --host: give one of them")
-    inventory = Ops(root=state.root, host="local", plugins=state.plugins).runtime.settings()
-    hosts = inventory.inventory.select(str(state.hosts))  # every error before any connection
-    timeout = inventory.inventory.timeout
+    controller = Ops(root=state.root, host="local", plugins=state.plugins).runtime.settings()
+    hosts = controller.inventory.select(str(state.hosts))  # every error before any connection
+    timeout = controller.inventory.timeout
     results: queue.Queue[Outcome] = queue.Queue()
     slots = threading.BoundedSemaphore(max(1, state.parallel))
     started: dict[str, float] = {}
@@ -149,6 +152,12 @@ def run_on_hosts(
         here.json = state.json
         here.root = entry.root or DEFAULT_ROOT
         here.capture = Recorder(state.json)
+
+        def as_fleet_host(ops: Ops) -> None:  # the watch's alerts name it; its states apart
+            ops.runtime.label = entry.name
+            ops.runtime.watch_state_dir = posixpath.join(controller.state_dir, "hosts", entry.name)
+
+        here.on_ops = as_fleet_host
         code, failure = 1, None
         try:
             # SSH's own limits only as a backstop: the watchdog below gives up first and
@@ -207,6 +216,8 @@ def run_on_hosts(
             if (host := opened.get(entry.name)) is not None:  # unblocks its thread, in time
                 threading.Thread(target=host.close, daemon=True).start()
     ordered = [outcomes[h.name] for h in hosts]
+    if command == "watch":
+        watch_hosts(controller, ordered)
     out = Output(json_mode=state.json)
     if state.json:
         out.json(
@@ -289,3 +300,36 @@ def print_merged(out: Output, outcomes: list[Outcome]) -> None:
         out.table(["host", *columns], table_rows, title)
     for line in lines:
         out.line(line)
+
+
+HOSTS_STATE_FILE = "watch-hosts.sqlite"
+
+
+def watch_hosts(settings: Settings, outcomes: list[Outcome]) -> list[tuple[str, str]]:
+    """The fleet's own checks, one per host (``host NAME``): whether its watch pass ran.
+    Kept in this machine's state folder like the watch's own states, so an unreachable
+    host is alerted once (and reminded of), and said once when it answers again; what
+    its checks were is kept on its side until then."""
+    import socket
+    from datetime import UTC, datetime, timedelta
+
+    from opskit.watch import Check, open_states, state_error, decide, send_alerts
+
+    now = datetime.now(UTC)
+    taken = [
+        Check("", "", f"host {o.host.name}", o.error is None, o.error or "answers")
+        for o in outcomes
+    ]
+    database = open_states(settings.state_dir, settings.path, HOSTS_STATE_FILE)
+    try:
+        stored = {
+            row[0]: (bool(row[1]), row[2], row[3], row[4] or "")
+            for row in database.execute("SELECT key, ok, since, sent, detail FROM states")
+        }
+        alerts = decide(database, taken, stored, now, timedelta(hours=settings.remind_hours))
+        database.commit()
+    except sqlite3.Error as exc:
+        raise state_error(settings.state_dir, settings.path, exc) from None
+    finally:
+        database.close()
+    return send_alerts(alerts, settings, {}, socket.gethostname())

@@ -52,6 +52,10 @@ class Runtime:
         self._settings: Settings | None = None
         self._memo: dict[tuple[str, ...], object] = {}
         self.scheduled = False  # the jobs run from a timer (see opskit.notify)
+        # One host of a fleet (opskit.fleet): its inventory name in the watch's alerts, and
+        # where on this machine the watch keeps that host's states (one folder per host)
+        self.label: str | None = None
+        self.watch_state_dir: str | None = None
 
     def settings(self) -> Settings:
         """The root's server-wide settings (``opskit.yaml``; the defaults without one)."""

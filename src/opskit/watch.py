@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from opskit.descriptor import Notify, Project
     from opskit.jobs import Job
     from opskit.runtime import Runtime
+    from opskit.settings import Settings
 
 STATE_FILE = "watch.sqlite"
 STATE_VERSION = 2  # 2: the table "passes" (when coverage was last computed)
@@ -288,15 +289,13 @@ def watch(
     settings = runtime.settings()
     remind = timedelta(hours=settings.remind_hours)
     period = timedelta(hours=settings.coverage_hours)
-    # (state, project) -> lines: a project's own notify URLs get its lines
-    alerts: dict[tuple[str, str], list[str]] = {}
     broken: Check | None = None
     try:
         runtime.projects()
     except DescriptorError as exc:
         # No check can be taken: one failing check says why; the others' states are kept.
         broken = Check("", "", DESCRIPTORS_CHECK, False, f"no check taken: {exc}")
-    database = _open_states(settings.state_dir, settings.path)
+    database = open_states(runtime.watch_state_dir or settings.state_dir, settings.path)
     try:
         due, last = _coverage_due(database, now, period, coverage)
         taken = checks(runtime, now) if broken is None else [broken]
@@ -318,36 +317,8 @@ def watch(
             shown = f"computed at {last:%Y-%m-%d %H:%M} UTC" if last else "not computed yet"
             covered += _carried(runtime, stored, {c.key for c in covered}, computed, shown)
         taken += covered
-        stamp = now.isoformat()
-        for check in taken:
-            line = f"{check.key}: {one_line(check.detail)}"
-            before = stored.pop(check.key, None)
-            if before is None or before[0] != check.ok:
-                changed_to = "recovered" if check.ok else "failed"
-                if before is not None or not check.ok:
-                    alerts.setdefault((changed_to, check.project), []).append(line)
-                sent_at = stamp if (before is not None or not check.ok) else None
-                database.execute(
-                    "INSERT OR REPLACE INTO states VALUES (?, ?, ?, ?, ?)",
-                    (check.key, int(check.ok), stamp, sent_at, check.detail),
-                )
-            elif is_coverage(check.name) and check.name != COVERAGE_CHECK:
-                # What no backup covers is said once, when it appears, not reminded of:
-                # it stays failing (and in 'doctor') until it is covered or gone.
-                if check.detail != before[3]:
-                    database.execute(
-                        "UPDATE states SET detail = ? WHERE key = ?", (check.detail, check.key)
-                    )
-            elif not check.ok and (
-                before[2] is None or now - datetime.fromisoformat(before[2]) >= remind
-            ):
-                alerts.setdefault(("reminder", check.project), []).append(
-                    f"{line} (failing since {before[1][:16]})"
-                )
-                database.execute(
-                    "UPDATE states SET sent = ?, detail = ? WHERE key = ?",
-                    (stamp, check.detail, check.key),
-                )
+        # (state, project) -> lines: a project's own notify URLs get its lines
+        alerts = decide(database, taken, stored, now, remind)
         engine_down = any(c.name == ENGINE_CHECK and not c.ok for c in taken)
         kept = engine_down or broken is not None
         for gone, (was_ok, _since, _sent, _detail) in ({} if kept else stored).items():
@@ -366,31 +337,16 @@ def watch(
             database.execute("DELETE FROM states WHERE key = ?", (gone,))
         database.commit()
     except sqlite3.Error as exc:
-        raise _state_error(settings.state_dir, settings.path, exc) from None
+        raise state_error(
+            runtime.watch_state_dir or settings.state_dir, settings.path, exc
+        ) from None
     finally:
         database.close()
-    sent: list[tuple[str, str]] = []
-    host = socket.gethostname() if runtime.host.name == "local" else runtime.host.name
-    titles = {
-        "failed": "opskit: {n} failing on {host}",
-        "reminder": "opskit: {n} still failing on {host}",
-        "recovered": "opskit: {n} recovered on {host}",
-    }
+    host = runtime.label or (
+        socket.gethostname() if runtime.host.name == "local" else runtime.host.name
+    )
     projects = {p.name: p for p in runtime.projects()} if broken is None else {}
-    for state in ("failed", "reminder", "recovered"):
-        # one message per set of notify URLs: projects that share them share a message
-        groups: dict[tuple[str, ...], tuple[Notify, list[str]]] = {}
-        for (kind, project), lines in alerts.items():
-            if kind != state:
-                continue
-            notify = settings.notify_for(projects.get(project))
-            groups.setdefault(notify.urls, (notify, []))[1].extend(lines)
-        for notify, lines in groups.values():
-            title = titles[state].format(n=_checks(len(lines)), host=host)
-            send(notify, title, "\n".join(lines), state)
-            sent.append((state, title))
-            if job is not None:
-                job.log(f"{title}: " + "; ".join(lines))
+    sent = send_alerts(alerts, settings, projects, host, job)
     report = WatchReport(tuple(taken), tuple(sent))
     if job is not None:
         envs = _envs(runtime) if broken is None else set()
@@ -408,12 +364,92 @@ def watch(
     return report
 
 
-def _open_states(state_dir: str, settings_path: str | None) -> sqlite3.Connection:
-    """``watch.sqlite`` in the state folder (made if missing), its write lock taken."""
+def send_alerts(
+    alerts: dict[tuple[str, str], list[str]],
+    settings: Settings,
+    projects: dict[str, Project],
+    host: str,
+    job: Job | None = None,
+) -> list[tuple[str, str]]:
+    """Send what :func:`decide` found, one message per state and set of notify URLs;
+    the (state, title) of each message sent."""
+    sent: list[tuple[str, str]] = []
+    titles = {
+        "failed": "opskit: {n} failing on {host}",
+        "reminder": "opskit: {n} still failing on {host}",
+        "recovered": "opskit: {n} recovered on {host}",
+    }
+    for state in ("failed", "reminder", "recovered"):
+        # one message per set of notify URLs: projects that share them share a message
+        groups: dict[tuple[str, ...], tuple[Notify, list[str]]] = {}
+        for (kind, project), lines in alerts.items():
+            if kind != state:
+                continue
+            notify = settings.notify_for(projects.get(project))
+            groups.setdefault(notify.urls, (notify, []))[1].extend(lines)
+        for notify, lines in groups.values():
+            title = titles[state].format(n=_checks(len(lines)), host=host)
+            send(notify, title, "\n".join(lines), state)
+            sent.append((state, title))
+            if job is not None:
+                job.log(f"{title}: " + "; ".join(lines))
+    return sent
+
+
+def decide(
+    database: sqlite3.Connection,
+    taken: list[Check],
+    stored: dict[str, tuple[bool, str, str | None, str]],
+    now: datetime,
+    remind: timedelta,
+) -> dict[tuple[str, str], list[str]]:
+    """Each check against its stored state (*stored* loses the ones taken): the alerts
+    to send, as ``(failed|reminder|recovered, project) -> lines``; the states recorded.
+    A check is alerted when it fails, reminded of every *remind* while it fails, and
+    said once when it recovers."""
+    stamp = now.isoformat()
+    alerts: dict[tuple[str, str], list[str]] = {}
+    for check in taken:
+        line = f"{check.key}: {one_line(check.detail)}"
+        before = stored.pop(check.key, None)
+        if before is None or before[0] != check.ok:
+            changed_to = "recovered" if check.ok else "failed"
+            if before is not None or not check.ok:
+                alerts.setdefault((changed_to, check.project), []).append(line)
+            sent_at = stamp if (before is not None or not check.ok) else None
+            database.execute(
+                "INSERT OR REPLACE INTO states VALUES (?, ?, ?, ?, ?)",
+                (check.key, int(check.ok), stamp, sent_at, check.detail),
+            )
+        elif is_coverage(check.name) and check.name != COVERAGE_CHECK:
+            # What no backup covers is said once, when it appears, not reminded of:
+            # it stays failing (and in 'doctor') until it is covered or gone.
+            if check.detail != before[3]:
+                database.execute(
+                    "UPDATE states SET detail = ? WHERE key = ?", (check.detail, check.key)
+                )
+        elif not check.ok and (
+            before[2] is None or now - datetime.fromisoformat(before[2]) >= remind
+        ):
+            alerts.setdefault(("reminder", check.project), []).append(
+                f"{line} (failing since {before[1][:16]})"
+            )
+            database.execute(
+                "UPDATE states SET sent = ?, detail = ? WHERE key = ?",
+                (stamp, check.detail, check.key),
+            )
+    return alerts
+
+
+def open_states(
+    state_dir: str, settings_path: str | None, filename: str = STATE_FILE
+) -> sqlite3.Connection:
+    """``watch.sqlite`` (or *filename*) in the state folder (made if missing), its write
+    lock taken."""
     # The state is this machine's, where opskit runs, also with --host ssh://...
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        database = sqlite3.connect(f"{state_dir}/{STATE_FILE}", timeout=120)
+        database = sqlite3.connect(f"{state_dir}/{filename}", timeout=120)
         database.execute(
             "CREATE TABLE IF NOT EXISTS states (key TEXT PRIMARY KEY, ok INTEGER NOT NULL, "
             "since TEXT NOT NULL, sent TEXT, detail TEXT)"
@@ -429,11 +465,11 @@ def _open_states(state_dir: str, settings_path: str | None) -> sqlite3.Connectio
         # immutable) fails here, before any check, not when a state first changes.
         database.execute(f"PRAGMA user_version = {STATE_VERSION}")
     except (OSError, sqlite3.Error) as exc:
-        raise _state_error(state_dir, settings_path, exc) from None
+        raise state_error(state_dir, settings_path, exc) from None
     return database
 
 
-def _state_error(state_dir: str, settings_path: str | None, exc: Exception) -> OpskitError:
+def state_error(state_dir: str, settings_path: str | None, exc: Exception) -> OpskitError:
     where = f"state_dir of {settings_path}" if settings_path else "the default state_dir"
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     return OpskitError(
