@@ -289,7 +289,7 @@ LAYERS = (
     ),
     ("operations", "operations schedule_edit operation_requests"),
     ("composition root", "api"),
-    ("front ends", "cli defaults web runner __main__ testing"),
+    ("front ends", "cli defaults web runner fleet __main__ testing"),
 )
 
 

@@ -117,7 +117,6 @@ def run_on_hosts(
     """Run *function* (a command's body, taking a :class:`CliState` first) on every host
     ``--hosts`` chose; print the merged result; return the exit code."""
     from opskit.api import DEFAULT_ROOT, Ops
-    from opskit.cli import CliState
     from opskit.host import open_host
     from opskit.output import error, speaker
 
@@ -148,7 +147,7 @@ def run_on_hosts(
         speaker.set(f"{entry.name}: ")
         with lock:
             started[entry.name] = time.monotonic()
-        here = CliState(state.plugins)
+        here = type(state)(state.plugins)  # a CliState of its own (opskit.cli calls this module)
         here.json = state.json
         here.root = entry.root or DEFAULT_ROOT
         here.capture = Recorder(state.json)
@@ -313,7 +312,7 @@ def watch_hosts(settings: Settings, outcomes: list[Outcome]) -> list[tuple[str, 
     import socket
     from datetime import UTC, datetime, timedelta
 
-    from opskit.watch import Check, open_states, state_error, decide, send_alerts
+    from opskit.watch import Check, decide, open_states, send_alerts, state_error
 
     now = datetime.now(UTC)
     taken = [

@@ -15,12 +15,13 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, Any, NamedTuple, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
 import attrs
 
 from opskit.errors import CommandFailed, DockerUnavailable, HostError, OpskitError
+from opskit.settings import ssh_url
 
 # docker.APIClient; the docker SDK ships no type information.
 DockerClient = Any
@@ -851,30 +852,6 @@ def open_host(url: str | None, timeout: float | None = None) -> Host:
     if url.startswith("ssh://"):
         return SSHHost(url, timeout=timeout)
     raise HostError(f"bad host {url!r}: expected ssh://user@server[:port] or 'local'")
-
-
-class SSHURL(NamedTuple):
-    hostname: str
-    port: int | None
-    username: str | None
-
-
-def ssh_url(url: str) -> SSHURL:
-    """The parts of ``ssh://user@server[:port]``, checked without connecting;
-    :class:`HostError` saying what is wrong."""
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:  # e.g. an unclosed [IPv6 address
-        raise HostError(f"bad host {url!r}: {exc}") from None
-    if parts.scheme != "ssh" or not parts.hostname:
-        raise HostError(f"bad host {url!r}: expected ssh://user@server[:port]")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise HostError(f"bad host {url!r}: expected ssh://user@server[:port], nothing after it")
-    try:
-        port = parts.port
-    except ValueError:
-        raise HostError(f"bad host {url!r}: the port is not a number") from None
-    return SSHURL(parts.hostname, port, parts.username)
 
 
 # Starts a terminal's command: every signal back to its default (a server started under

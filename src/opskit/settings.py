@@ -12,11 +12,13 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import urlsplit
 
 import attrs
 
 from opskit.descriptor import Notify, Offsite, read_calendar, read_notify, read_offsite_target
+from opskit.errors import HostError
 from opskit.yamlreader import Reader, read_yaml
 
 if TYPE_CHECKING:
@@ -289,9 +291,6 @@ def _read_rebuild(r: Reader, node: Node) -> tuple[OrderEntry, ...]:
 def _read_hosts(r: Reader, node: Node) -> Inventory:
     """``hosts: {timeout: 20, NAME: {url: ssh://…, root: /opt/data, tags: [...]}}``;
     ``timeout`` is the one key that is not a host."""
-    from opskit.errors import HostError
-    from opskit.host import LOCAL, ssh_url
-
     m = r.free_mapping(node, "hosts")
     timeout = r.number(m.pop("timeout"), "hosts.timeout") if "timeout" in m else HOSTS_TIMEOUT
     hosts = []
@@ -301,7 +300,7 @@ def _read_hosts(r: Reader, node: Node) -> Inventory:
             raise r.error(value, field, "a host's name is letters, digits, '.', '_' and '-'")
         h = r.mapping(value, field, HOST_KEYS, required={"url"})
         url = r.string(h["url"], f"{field}.url")
-        if url != LOCAL:
+        if url != "local":  # this machine (opskit.host.LOCAL)
             try:
                 ssh_url(url)
             except HostError as exc:
@@ -321,3 +320,27 @@ def load_settings(host: Host, root: str) -> Settings:
     path = posixpath.join(root, FILENAME)
     text = host.read_existing([path]).get(path)
     return parse_settings(path, text) if text is not None else Settings()
+
+
+class SSHURL(NamedTuple):
+    hostname: str
+    port: int | None
+    username: str | None
+
+
+def ssh_url(url: str) -> SSHURL:
+    """The parts of ``ssh://user@server[:port]``, checked without connecting;
+    :class:`HostError` saying what is wrong."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed [IPv6 address
+        raise HostError(f"bad host {url!r}: {exc}") from None
+    if parts.scheme != "ssh" or not parts.hostname:
+        raise HostError(f"bad host {url!r}: expected ssh://user@server[:port]")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise HostError(f"bad host {url!r}: expected ssh://user@server[:port], nothing after it")
+    try:
+        port = parts.port
+    except ValueError:
+        raise HostError(f"bad host {url!r}: the port is not a number") from None
+    return SSHURL(parts.hostname, port, parts.username)
