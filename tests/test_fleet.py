@@ -64,7 +64,9 @@ def make_root(root: Path, name: str) -> None:
     """A server's root: one project whose stack has a name of its own (its namespace)."""
     (root / "site" / "prod" / "data").mkdir(parents=True)
     (root / "site" / "prod" / "data" / "hello.txt").write_text(f"hello from {name}\n")
-    (root / "opskit.yaml").write_text(f"state_dir: {root / 'state'}\n")
+    (root / "opskit.yaml").write_text(
+        f"state_dir: {root / 'state'}\ntimers: {{unit_dir: {root / 'units'}}}\n"
+    )
     (root / "site" / "project.yaml").write_text(
         "name: site\nenvironments: [prod]\n"
         f'compose: {{dir: "{{env}}", project_name: "{ns(name)}-site-{{env}}"}}\n'
@@ -101,7 +103,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     (control / "opskit.yaml").write_text("hosts:\n" + "\n".join(inventory) + "\n")
     for server in servers:
         assert opskit("--root", str(server.root), "start", "site", "prod").returncode == 0
-    yield {"servers": servers, "control": str(control)}
+    later: list[subprocess.Popen[bytes]] = []  # sshd restarted by a test
+    yield {"servers": servers, "control": str(control), "later": later}
+    for process in later:
+        process.kill()
+        process.wait()
     for server in servers:
         opskit("--root", str(server.root), "destroy", "site", "prod", "--yes")
         if server.process is not None:
@@ -275,13 +281,38 @@ def test_the_watch_over_the_fleet_alerts_an_unreachable_host_once_and_its_return
         assert message.startswith("host web3: unreachable: cannot connect to ssh://")
         assert watch() == [], "said once, not at every pass"
     finally:
-        restarted = sshd(web3.root.parent, port)
-    try:
-        assert watch() == [(f"opskit: 1 check recovered on {me}", "host web3: answers")]
-        assert watch() == []
-        # each host's own checks are kept apart, in a folder of its own on this machine
-        assert (tmp_path / "state" / "hosts" / "web3" / "watch.sqlite").exists()
-        assert (tmp_path / "state" / "hosts" / "here" / "watch.sqlite").exists()
-    finally:
-        restarted.kill()
-        restarted.wait()
+        fleet["later"].append(sshd(web3.root.parent, port))
+    assert watch() == [(f"opskit: 1 check recovered on {me}", "host web3: answers")]
+    assert watch() == []
+    # each host's own checks are kept apart, in a folder of its own on this machine
+    assert (tmp_path / "state" / "hosts" / "web3" / "watch.sqlite").exists()
+    assert (tmp_path / "state" / "hosts" / "here" / "watch.sqlite").exists()
+
+
+def test_timers_are_installed_on_each_host_running_the_opskit_there(
+    fleet: dict[str, Any], tmp_path: Path
+) -> None:
+    import sys
+
+    servers = {s.name: s for s in fleet["servers"]}
+    program = str(Path(sys.executable).parent / "opskit")
+    control = tmp_path / "control"
+    control.mkdir()
+    settings = (Path(fleet["control"]) / "opskit.yaml").read_text()
+    # web1 names its opskit; web3 has none on its PATH (the test bed's sshd sets a plain one)
+    settings = settings.replace("  web1: {", f"  web1: {{opskit: {program}, ")
+    (control / "opskit.yaml").write_text(settings)
+    run = opskit(
+        "--root", str(control), "--json", "timers", "--install", "--hosts", "web1,web3,here"
+    )
+    assert run.returncode == 1
+    outcome = {h["host"]: h for h in json.loads(run.stdout)["hosts"]}
+    assert outcome["web1"]["ok"] and outcome["here"]["ok"]
+    assert outcome["web3"]["error"].startswith("no opskit on the PATH of ssh://root@127.0.0.1:")
+    assert "1 of 3 hosts failed: web3 (no opskit on the PATH" in run.stderr
+    for name in ("web1", "here"):
+        root = servers[name].root
+        watch = (root / "units" / "opskit-watch.service").read_text()
+        assert f"--root {root} " in watch or f"--root={root}" in watch or str(root) in watch
+        assert program in watch, watch
+    assert not (servers["web3"].root / "units").exists()

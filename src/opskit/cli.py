@@ -46,6 +46,7 @@ class CliState:
         self.host_object: Host | None = None  # a host opened already (a fleet's)
         self.capture: Output | None = None  # where the results go instead (a fleet's)
         self.on_ops: Callable[[Ops], None] | None = None  # set up the Ops once made (a fleet's)
+        self.opskit_program: str | None = None  # the opskit the host's timers run (a fleet's)
         self._ops: Ops | None = None
 
     @property

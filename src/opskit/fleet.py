@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 # host's own locks guard (a host whose lock is taken refuses, and that is its error row)
 FLEET_COMMANDS = frozenset(
     {"projects", "status", "health", "disk", "doctor", "backups", "backups list", "watch", "history",
-     "backup", "verify", "drill", "offsite upload", "offsite verify"}
+     "backup", "verify", "drill", "offsite upload", "offsite verify", "timers"}
 )  # fmt: skip
 DEFAULT_PARALLEL = 10
 
@@ -157,6 +157,7 @@ def run_on_hosts(
             ops.runtime.watch_state_dir = posixpath.join(controller.state_dir, "hosts", entry.name)
 
         here.on_ops = as_fleet_host
+        here.opskit_program = entry.opskit
         code, failure = 1, None
         try:
             # SSH's own limits only as a backstop: the watchdog below gives up first and

@@ -33,7 +33,7 @@ KEYS = (
     "state_dir", "notify", "remind_hours", "freshness_grace_minutes", "disk_max_used_percent",
     "coverage_hours", "timers", "offsite", "serve", "rebuild", "hosts",
 )  # fmt: skip
-HOST_KEYS = {"url", "root", "tags"}
+HOST_KEYS = {"url", "root", "tags", "opskit"}
 HOSTS_TIMEOUT = 20.0  # seconds a host of the inventory gets before it counts as unreachable
 HOST_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 ROLES = ("viewer", "operator")
@@ -97,6 +97,7 @@ class FleetHost:
     root: str | None = None  # None: the default root there
     tags: tuple[str, ...] = ()
     line: int | None = attrs.field(default=None, eq=False, repr=False)
+    opskit: str | None = None  # the opskit program there (None: the one on its PATH)
 
 
 @attrs.frozen
@@ -311,7 +312,12 @@ def _read_hosts(r: Reader, node: Node) -> Inventory:
             if not root.startswith("/"):
                 raise r.error(h["root"], f"{field}.root", "must be an absolute path")
         tags = r.strings(h["tags"], f"{field}.tags") if "tags" in h else ()
-        hosts.append(FleetHost(name, url, root, tags, value.start_mark.line + 1))
+        program = None
+        if "opskit" in h:
+            program = r.string(h["opskit"], f"{field}.opskit")
+            if not program.startswith("/"):
+                raise r.error(h["opskit"], f"{field}.opskit", "must be an absolute path")
+        hosts.append(FleetHost(name, url, root, tags, value.start_mark.line + 1, program))
     return Inventory(tuple(hosts), timeout)
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from opskit.cli import CliState, command_options, job_options, scheduled_option
 from opskit.plugins import hookimpl
+
+if TYPE_CHECKING:
+    from opskit.host import Host
 
 
 def this_opskit() -> str:
@@ -21,6 +25,23 @@ def this_opskit() -> str:
     if os.access(beside, os.X_OK):
         return beside
     return shutil.which("opskit") or beside
+
+
+def opskit_on(host: Host) -> str:
+    """The opskit program the units of *host* run: this one here, else the one on the
+    server's PATH (the units run there, not here)."""
+    from opskit.errors import OpskitError
+    from opskit.host import LOCAL
+
+    if host.name == LOCAL:
+        return this_opskit()
+    found = host.run(["sh", "-c", "command -v opskit"], check=False).text.strip()
+    if not found.startswith("/"):
+        raise OpskitError(
+            f"no opskit on the PATH of {host.name}: the timers there would run nothing; "
+            "install it there (or name it: hosts.NAME.opskit in opskit.yaml)"
+        )
+    return found
 
 
 @click.command()
@@ -54,7 +75,8 @@ def timers(
     from opskit.operations import timers as operation
 
     ctx = Context(state.ops.runtime)
-    request = operation.Request(this_opskit(), unit_dir, install, remove_stale, dry_run)
+    program = state.opskit_program or opskit_on(state.ops.host)
+    request = operation.Request(program, unit_dir, install, remove_stale, dry_run)
     unit_dir = operation.unit_dir(ctx, request)
     if list_timers:
         found = operation.listing(ctx, request)
