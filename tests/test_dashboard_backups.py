@@ -251,6 +251,10 @@ def test_a_viewer_sees_no_offsite_or_drill_buttons_and_cannot_start_them(
         {"operation": "offsite-download", **archive},
         {"operation": "restore", "offsite": True, **archive},
     ]
+    open_env(browser, board, "mdf", "prod")  # no backup recorded: words, not an empty frame
+    empty = "figure[data-plot='size'] .plot-empty"
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, empty), 30, 0.1, "the empty plot")
+    assert "no backups recorded" in browser.find_element(By.CSS_SELECTOR, empty).text
     viewer, operator = board.cookie("victor"), board.cookie("olivia")
     before = run_ids(board)
     for body in requests:
