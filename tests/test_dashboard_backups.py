@@ -203,6 +203,23 @@ def test_a_drill_started_from_the_page_ends_ok_and_the_archive_shows_drilled(
     text = row(browser, name).find_element(By.CSS_SELECTOR, "td[data-state-of='drilled']").text
     assert text.startswith("✓ drilled") and text.endswith(("ago", "just now")), text
 
+    # the operations form offers the same, with the env's archives to choose from
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(board.url + "/operations")
+    wait_until(lambda: browser.find_elements(By.ID, "op"), 20, 0.1, "the operations form")
+    Select(browser.find_element(By.ID, "op")).select_by_value("drill")
+    Select(browser.find_element(By.ID, "project")).select_by_value("seriousletter")
+    Select(browser.find_element(By.ID, "env")).select_by_value("dev")
+
+    def choices() -> list[str]:
+        return [
+            o.get_attribute("value") for o in Select(browser.find_element(By.ID, "archive")).options
+        ]
+
+    wait_until(lambda: name in choices(), 20, 0.1, "the archives to drill")
+    assert browser.find_element(By.ID, "archive").is_displayed()
+
 
 def test_the_plot_of_an_env_with_ten_backups_shows_ten_points(
     board: Dashboard, browser: Any
