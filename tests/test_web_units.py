@@ -93,6 +93,54 @@ def test_operations_become_command_lines_from_checked_fields_only() -> None:
         assert error.value.status_code == 422, body
 
 
+def test_offsite_and_drill_requests_name_one_of_the_envs_archives() -> None:
+    from fastapi import HTTPException
+
+    from opskit.web.app import operation_argv
+
+    ops = FakeOps()
+    name = "mdf-dev-20260101T000000Z"
+    archive = {"project": "mdf", "env": "dev", "archive": name}
+    assert operation_argv(ops, {"operation": "drill", **archive}) == [
+        "drill", "mdf", "dev", "--name", name,
+    ]  # fmt: skip
+    assert operation_argv(ops, {"operation": "drill", "project": "mdf", "env": "dev"}) == [
+        "drill", "mdf", "dev",
+    ]  # fmt: skip
+    for verb in ("upload", "verify", "download"):
+        assert operation_argv(ops, {"operation": f"offsite-{verb}", **archive}) == [
+            "offsite", verb, "mdf", "dev", "--name", name,
+        ]  # fmt: skip
+    assert operation_argv(ops, {"operation": "restore", "offsite": True, **archive}) == [
+        "restore", "mdf", "dev", "--name", name, "--offsite", "--yes",
+    ]  # fmt: skip
+    prod = {"project": "mdf", "env": "prod", "archive": "mdf-prod-20260101T000000Z"}
+    assert operation_argv(ops, {"operation": "restore", "offsite": True, "confirm": "mdf", **prod})[
+        -2:
+    ] == ["--offsite", "--yes"]
+    refused = [
+        {"operation": "restore", "offsite": True, **prod},  # the last env: the typed name
+        {"operation": "restore", "offsite": "yes", **archive},  # true or false
+        {"operation": "verify", "offsite": True, **archive},  # offsite-verify names it
+        {"operation": "offsite-upload", "project": "mdf", "env": "dev"},  # which archive?
+        {"operation": "offsite-download", "project": "mdf", "env": "dev", "archive": ""},
+        {"operation": "offsite-verify", **archive, "archive": "--name"},
+        {"operation": "offsite-download", **archive, "archive": "-mdf-dev-20260101T000000Z"},
+        {"operation": "offsite-download", **archive, "archive": "mdf-prod-20260101T000000Z"},
+        {"operation": "drill", **archive, "archive": "../mdf-dev-20260101T000000Z"},
+        {"operation": "drill", **archive, "env": "--all"},
+        {"operation": "drill", **archive, "env": "staging"},
+        {"operation": "offsite-upload", **archive, "project": "nope"},
+        {"operation": "offsite upload", **archive},  # the page's names only
+        {"operation": "offsite-prune", "project": "mdf", "env": "dev"},  # not from the page
+        {"operation": "backup", **archive},  # a backup takes no archive
+    ]
+    for body in refused:
+        with pytest.raises(HTTPException) as error:
+            operation_argv(ops, body)
+        assert error.value.status_code == 422, body
+
+
 def test_tokens_are_compared_by_hash_and_sessions_end_with_their_token(tmp_path: Path) -> None:
     from opskit.runs import RunStore
     from opskit.settings import Token
@@ -182,6 +230,51 @@ def test_runs_are_kept_for_keep_runs_days_and_running_ones_always(tmp_path: Path
     assert store.prune(keep_days=7) == 1
     assert {r.id for r in store.runs()} == {recent.id, running.id}
     assert [e.run for e in store.events()] == [recent.id]  # and its events went with it
+
+
+def test_each_jobs_end_outlives_its_run_for_the_backup_plots(tmp_path: Path) -> None:
+    import json
+    import sqlite3
+    from datetime import UTC, datetime, timedelta
+
+    from opskit.runs import SCHEMA, RunStore
+
+    def days_ago(days: float) -> str:
+        return (datetime.now(UTC) - timedelta(days=days)).isoformat()
+
+    def ended(env: str, time: str, size: int) -> dict[str, Any]:
+        return {"event": "job.finished", "kind": "backup", "project": "mdf", "envs": [env],
+                "time": time, "result": "ok", "seconds": 2.5, "details": {"size": size}}  # fmt: skip
+
+    path = str(tmp_path / "runs.sqlite")
+    with sqlite3.connect(path) as before:  # a store from before the jobs table
+        before.executescript(SCHEMA)
+        before.execute(
+            "INSERT INTO runs VALUES ('old', '[]', '/srv', 'cron', '2026-01-01', 1, 'finished',"
+            " 0, '2026-01-01T00:00:00+00:00')"
+        )
+        before.execute(
+            "INSERT INTO events (run, data) VALUES ('old', ?)",
+            (json.dumps(ended("dev", days_ago(40), 100)),),
+        )
+    store = RunStore(path)
+    run = store.create(["backup", "mdf"], "/srv", "olivia")
+    store.append(run.id, {"event": "job.started", "kind": "backup", "project": "mdf"})
+    store.append(run.id, ended("dev", days_ago(2), 200))
+    store.append(run.id, ended("prod", days_ago(2), 300))
+    store.append(run.id, {**ended("dev", days_ago(1), 0), "kind": "verify"})
+    store.finish(run.id, 0)
+    sizes = [
+        j["details"]["size"] for j in store.finished_jobs("backup", "mdf", "dev", days_ago(60))
+    ]
+    assert sizes == [100, 200]  # oldest first, the run from before the table included
+    assert store.finished_jobs("backup", "mdf", "dev", days_ago(30))[0]["run"] == run.id
+    assert store.prune(keep_days=0) == 2  # the runs and their logs go
+    assert not store.events()
+    assert len(store.finished_jobs("backup", "mdf", "dev", days_ago(60))) == 2  # their ends stay
+    assert RunStore(path).finished_jobs("backup", "mdf", "prod", days_ago(60))[0]["details"] == {
+        "size": 300
+    }
 
 
 def test_the_local_terminal_is_the_commands_controlling_terminal() -> None:

@@ -145,7 +145,21 @@ class Engine:
         if self.job is not None:
             self.job.details["archive"] = archive.location
             self.job.details["size"] = archive.size
+            self.job.details.update(self._disk_sample(archive, directory))
         return archive
+
+    def _disk_sample(self, archive: Archive, directory: str) -> dict[str, int]:
+        """What the backups page plots as disk use over time: the env's data as backed up
+        (``data_bytes``: the components' bytes before compression) and the used and total
+        bytes of the filesystem that holds the env's backups."""
+        from opskit.disk import filesystems
+
+        sample = {"data_bytes": sum(r.raw_bytes for r in archive.components)}
+        found = filesystems(self.host, [directory]).get(directory)
+        if found is not None:
+            size, _free, used = found
+            sample.update(backup_disk_used=used, backup_disk_size=size)
+        return sample
 
     def _backup_locked(
         self, project: Project, env: str, directory: str, only: Sequence[str] = ()

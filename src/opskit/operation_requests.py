@@ -21,8 +21,15 @@ from opskit.descriptor import Project
 from opskit.errors import OpskitError
 
 LIFECYCLE = ("start", "stop", "restart")
-OPERATIONS = ("backup", "verify", "restore", "rebuild", "sync", "promote", *LIFECYCLE)
-TAKES_ENV = ("backup", "verify", "restore", "rebuild", *LIFECYCLE)
+# An archive's offsite copy: ``offsite-upload`` (a local archive without a copy),
+# ``offsite-verify`` (read the copy back), ``offsite-download`` (an offsite-only archive
+# back into the env's archives); ``restore`` with ``offsite`` restores from the copy.
+OFFSITE = ("offsite-upload", "offsite-verify", "offsite-download")
+OPERATIONS = ("backup", "verify", "restore", "rebuild", "sync", "promote", "drill",
+              *OFFSITE, *LIFECYCLE)  # fmt: skip
+TAKES_ENV = ("backup", "verify", "restore", "rebuild", "drill", *OFFSITE, *LIFECYCLE)
+TAKES_ARCHIVE = ("verify", "restore", "drill", *OFFSITE)  # the others' archive is refused
+NEEDS_ARCHIVE = ("restore", *OFFSITE)
 
 
 class RequestError(OpskitError):
@@ -59,7 +66,8 @@ class OperationRequest:
     service: str | None = None  # start, stop, restart: one service (None: the whole env)
     source: str | None = None  # sync, promote
     target: str | None = None
-    archive: str | None = None
+    archive: str | None = None  # verify, restore, drill, offsite-*: a name of the env's archives
+    offsite: bool = False  # restore: from the archive's offsite copy (``restore --offsite``)
     dry_run: bool = False
     confirm: str = ""  # the typed project name, for a change to its last env
 
@@ -72,7 +80,14 @@ class OperationRequest:
         if self.operation == "verify":
             return ["verify", name, str(self.env), *named]
         if self.operation == "restore":
-            return ["restore", name, str(self.env), *named, *self._confirmed(str(self.env))]
+            offsite = ["--offsite"] if self.offsite else []
+            return ["restore", name, str(self.env), *named, *offsite,
+                    *self._confirmed(str(self.env))]  # fmt: skip
+        if self.operation == "drill":
+            return ["drill", name, str(self.env), *named]
+        if self.operation in OFFSITE:  # offsite-upload -> offsite upload
+            return ["offsite", self.operation.removeprefix("offsite-"), name, str(self.env),
+                    *named]  # fmt: skip
         if self.operation == "rebuild":
             return ["rebuild", name, str(self.env), *self._confirmed(str(self.env))]
         if self.operation in LIFECYCLE:
@@ -132,6 +147,11 @@ def _parse(projects: list[Project], body: Any) -> OperationRequest:
     confirm = body.get("confirm", "")
     if not isinstance(confirm, str):
         raise RequestError(f"{operation}: confirm is the project's name")
+    offsite = body.get("offsite") or False
+    if not isinstance(offsite, bool):
+        raise RequestError(f"{operation}: offsite is true or false")
+    if offsite and operation != "restore":
+        raise RequestError(f"{operation}: offsite is for restore (the others name it)")
     if operation not in OPERATIONS:
         raise RequestError(f"unknown operation {operation!r}")
     project = project_named(projects, str(text("project")))
@@ -139,10 +159,12 @@ def _parse(projects: list[Project], body: Any) -> OperationRequest:
     if operation in TAKES_ENV:
         env = project.check_env(str(text("env")))
         archive = None
-        if operation in ("verify", "restore"):
-            archive = text("archive", required=operation == "restore")
-            if archive is not None:
+        if operation in TAKES_ARCHIVE:
+            archive = text("archive", required=operation in NEEDS_ARCHIVE)
+            if archive is not None:  # one of the env's names, local or offsite
                 check_archive_of(project, env, archive)
+        elif body.get("archive") not in (None, ""):
+            raise RequestError(f"{operation}: takes no archive")
         service = None
         if operation in LIFECYCLE:
             from opskit.descriptor import SERVICE_RE
@@ -150,7 +172,9 @@ def _parse(projects: list[Project], body: Any) -> OperationRequest:
             service = text("service", required=False)
             if service is not None and not SERVICE_RE.match(service):
                 raise RequestError(f"{operation}: service is not a valid name")
-        return OperationRequest(env=env, archive=archive, service=service, **common)
+        return OperationRequest(
+            env=env, archive=archive, service=service, offsite=offsite, **common
+        )
     source, target = str(text("from")), str(text("to"))
     if operation == "sync":
         from opskit.sync import check_direction

@@ -49,6 +49,24 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_run ON events (run, id);
 """
+# Each job's end, kept for HISTORY_DAYS apart from the runs and their logs (keep_runs_days):
+# the backups page plots 60 nights of sizes, durations and disk use from it.
+JOBS = """
+CREATE TABLE jobs (
+    event INTEGER PRIMARY KEY, -- the id of its job.finished event
+    run TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    project TEXT NOT NULL,
+    envs TEXT NOT NULL,        -- JSON list
+    time TEXT NOT NULL,        -- when it ended (UTC, ISO 8601)
+    data TEXT NOT NULL         -- JSON: the job.finished event
+);
+CREATE INDEX jobs_by_kind ON jobs (kind, project, time);
+INSERT INTO jobs SELECT id, run, json_extract(data, '$.kind'), json_extract(data, '$.project'),
+    json_extract(data, '$.envs'), json_extract(data, '$.time'), data
+    FROM events WHERE json_extract(data, '$.event') = 'job.finished';
+"""
+HISTORY_DAYS = 400
 
 
 def _now() -> str:
@@ -88,7 +106,26 @@ class RunStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        if not self._has_jobs():
+            self._add_jobs()
         os.chmod(path, 0o600)
+
+    def _has_jobs(self) -> bool:
+        return bool(self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'jobs'").fetchall())
+
+    def _add_jobs(self) -> None:
+        """The jobs table, with the jobs of the runs stored before it (once: a second
+        process that opens the store meanwhile finds it there)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if not self._has_jobs():
+                for statement in JOBS.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.lock:
@@ -125,12 +162,28 @@ class RunStore:
         )
 
     def append(self, run_id: str, data: dict[str, Any]) -> int:
+        text = json.dumps(data, ensure_ascii=False, default=str)
         with self.lock:
-            cursor = self.db.execute(
-                "INSERT INTO events (run, data) VALUES (?, ?)",
-                (run_id, json.dumps(data, ensure_ascii=False, default=str)),
-            )
-            return int(cursor.lastrowid or 0)
+            cursor = self.db.execute("INSERT INTO events (run, data) VALUES (?, ?)", (run_id, text))
+            event_id = int(cursor.lastrowid or 0)
+            if data.get("event") == "job.finished":
+                self.db.execute(
+                    "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (event_id, run_id, str(data.get("kind")), str(data.get("project")),
+                     json.dumps(list(data.get("envs") or [])), str(data.get("time")), text),
+                )  # fmt: skip
+            return event_id
+
+    def finished_jobs(self, kind: str, project: str, env: str, since: str) -> list[dict[str, Any]]:
+        """The job.finished events of *kind* jobs of *project* *env* that ended after
+        *since* (ISO 8601, UTC), oldest first, each with its ``run``; kept for
+        :data:`HISTORY_DAYS`, whatever ``keep_runs_days`` keeps of the runs."""
+        rows = self.query(
+            "SELECT run, data FROM jobs WHERE kind = ? AND project = ? AND time > ?"
+            " AND EXISTS (SELECT 1 FROM json_each(jobs.envs) WHERE value = ?) ORDER BY time",
+            (kind, project, since, env),
+        )
+        return [{**json.loads(data), "run": run} for run, data in rows]
 
     def events(
         self, after: int = 0, run: str | None = None, limit: int = 1000
@@ -160,7 +213,8 @@ class RunStore:
                 self.finish(found.id, -1)
 
     def prune(self, keep_days: float) -> int:
-        """Forget finished runs older than *keep_days*, with their events."""
+        """Forget finished runs older than *keep_days*, with their events; the end of each
+        job (:meth:`finished_jobs`) stays for :data:`HISTORY_DAYS`."""
         cutoff = (datetime.now(UTC) - timedelta(days=keep_days)).isoformat()
         old = [
             row[0]
@@ -171,6 +225,8 @@ class RunStore:
         for run_id in old:
             self.query("DELETE FROM events WHERE run = ?", (run_id,))
             self.query("DELETE FROM runs WHERE id = ?", (run_id,))
+        history = (datetime.now(UTC) - timedelta(days=max(keep_days, HISTORY_DAYS))).isoformat()
+        self.query("DELETE FROM jobs WHERE time < ?", (history,))
         return len(old)
 
 

@@ -1,4 +1,5 @@
-"""The JSON API of the backups page: the archives, and one archive as a tar download."""
+"""The JSON API of the backups page: the archives, local and offsite, their history (size,
+duration, disk use per backup) and one archive as a tar download."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import posixpath
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter
+import attrs
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
+from opskit.runs import HISTORY_DAYS
 from opskit.web.context import Board, Operator, Viewer
 
 router = APIRouter(prefix="/api")
@@ -20,6 +23,71 @@ def backups(
 ) -> dict[str, Any]:
     """The archives in scope, newest first, with verified, drilled and offsite state."""
     return {"archives": [a.as_dict() for a in board.ops.backups(project, env)]}
+
+
+@router.get("/offsite")
+def offsite(board: Board, user: Viewer, project: str, env: str) -> dict[str, Any]:
+    """The env's archives as ``opskit offsite list`` has them (newest first: ``local``,
+    ``copied``, ``offsite`` yes/unverified/FAILED/no, ``verified_at``): those with
+    ``local`` false are offsite only. ``target`` is None without an offsite target;
+    ``error`` is restic's one line when the repository cannot be read (not initialised,
+    unreachable), with no archives."""
+    from opskit import offsite as copies
+    from opskit.offsite import OffsiteError
+
+    runtime = board.ops.runtime
+    found = board.ops.project(project)
+    found.check_env(env)
+    settings = runtime.settings().offsite_for(found)
+    if settings is None:
+        return {"target": None, "archives": [], "error": None}
+    try:
+        rows = copies.listing(runtime, found, env)
+    except OffsiteError as exc:
+        return {"target": settings.target, "archives": [], "error": str(exc)}
+    return {"target": settings.target, "archives": [attrs.asdict(r) for r in rows], "error": None}
+
+
+@router.get("/backups/history")
+def history(
+    board: Board,
+    user: Viewer,
+    project: str,
+    env: str,
+    nights: int = Query(60, ge=1, le=HISTORY_DAYS),
+) -> dict[str, Any]:
+    """The env's backups of the last *nights* days, oldest first, one per backup job (the
+    CLI's, the timers' and the page's alike: each records its job in the runs store), for
+    the page's plots: ``time`` (its end), ``result``, ``seconds`` (the whole job: with a
+    timer's verify, prune and offsite copy), ``size`` (the archive's stored bytes),
+    ``data_bytes`` (the env's data as backed up), ``backup_disk_used`` and
+    ``backup_disk_size`` (the filesystem of the env's backups), ``archive``, ``run``.
+    A failed backup has no size; the sizes of backups made before they were recorded are
+    None."""
+    from datetime import UTC, datetime, timedelta
+
+    found = board.ops.project(project)
+    found.check_env(env)
+    since = (datetime.now(UTC) - timedelta(days=nights)).isoformat()
+    backups = []
+    for job in board.runs.store.finished_jobs("backup", project, env, since):
+        details = job.get("details") or {}
+        location = str(details.get("archive") or "")
+        backups.append(
+            {
+                "time": job.get("time"),
+                "result": job.get("result"),
+                "seconds": job.get("seconds"),
+                "scheduled": bool(job.get("scheduled")),
+                "archive": posixpath.basename(location).rsplit(":", 1)[-1] or None,
+                "run": job["run"],
+                **{key: details.get(key) for key in SAMPLES},
+            }
+        )
+    return {"project": project, "env": env, "since": since, "backups": backups}
+
+
+SAMPLES = ("size", "data_bytes", "backup_disk_used", "backup_disk_size")
 
 
 @router.get("/archives/{project}/{env}/{name}.tar")

@@ -145,6 +145,8 @@ function show(event) {
   log.append(el("div", { class: kind, "data-id": event.id, "data-event": event.event }, text));
   log.scrollTop = log.scrollHeight;
   if ((event.event === "output" && event.stream === "stdout") || ["job.started", "run.finished"].includes(event.event)) refreshRuns();
+  // a page that shows what a run changes (the backups page) reads it again when it ends
+  if (event.event === "run.finished") document.dispatchEvent(new CustomEvent("run-finished", { detail: event }));
 }
 
 // A run's log: its stored events first, then the live ones that came meanwhile, in id order

@@ -9,7 +9,8 @@ async function operationsPage() {
     const form = el("form", { class: "operation", id: "operation" });
     const field = (label, input) => { form.append(el("label", { for: input.id }, label), input); return input; };
     const operation = field("Operation", el("select", { id: "op" },
-      ...["backup", "verify", "restore", "sync", "promote", "rebuild", "start", "stop", "restart"].map((o) => el("option", { value: o }, o))));
+      ...["backup", "verify", "restore", "sync", "promote", "rebuild", "start", "stop", "restart", "drill",
+        "offsite-upload", "offsite-verify", "offsite-download"].map((o) => el("option", { value: o }, o))));
     const project = field("Project", el("select", { id: "project" }, ...projects.map((p) => el("option", { value: p.name }, p.name))));
     const env = field("Env", el("select", { id: "env" }));
     const direction = field("Direction", el("select", { id: "direction" }));
@@ -17,6 +18,7 @@ async function operationsPage() {
     const service = field("Service", el("select", { id: "service" }));
     const { envs: running } = await api("/api/overview");
     const lifecycle = ["start", "stop", "restart"];
+    const withArchive = ["restore", "drill", "offsite-upload", "offsite-verify", "offsite-download"];
     const dry = field("Dry run", el("input", { type: "checkbox", id: "dry-run" }));
     const confirm = field("Type the project name", el("input", { id: "confirm", autocomplete: "off" }));
     const submit = el("button", { class: "wide", id: "start" }, "Start");
@@ -31,7 +33,7 @@ async function operationsPage() {
       direction.replaceChildren(...pairs.map(([a, b]) => el("option", { value: `${a}:${b}` }, `${a} → ${b}`)));
       for (const node of rowOf(direction)) node.classList.toggle("hidden", !["sync", "promote"].includes(op));
       for (const node of rowOf(env)) node.classList.toggle("hidden", ["sync", "promote"].includes(op));
-      for (const node of rowOf(archive)) node.classList.toggle("hidden", op !== "restore");
+      for (const node of rowOf(archive)) node.classList.toggle("hidden", !withArchive.includes(op));
       for (const node of rowOf(service)) node.classList.toggle("hidden", !lifecycle.includes(op));
       updateServices();
       for (const node of rowOf(dry)) node.classList.toggle("hidden", !["sync", "promote", "rebuild"].includes(op));
@@ -39,8 +41,15 @@ async function operationsPage() {
       updateConfirm();
     }
     async function updateArchives() {
-      if (operation.value !== "restore") return;
-      const data = await api(`/api/backups?project=${encodeURIComponent(project.value)}&env=${encodeURIComponent(env.value)}`);
+      if (!withArchive.includes(operation.value)) return;
+      const query = `project=${encodeURIComponent(project.value)}&env=${encodeURIComponent(env.value)}`;
+      if (operation.value === "offsite-download") {  // those whose local copy is gone
+        const data = await api(`/api/offsite?${query}`);
+        archive.replaceChildren(...data.archives.filter((a) => !a.local && a.copied)
+          .map((a) => el("option", { value: a.archive }, `${a.archive} (offsite only)`)));
+        return;
+      }
+      const data = await api(`/api/backups?${query}`);
       archive.replaceChildren(...data.archives.map((a) => el("option", { value: a.name }, `${a.name} (${a.verified})`)));
     }
     function updateServices() {
@@ -72,7 +81,7 @@ async function operationsPage() {
       const request = { operation: op, project: project.value, dry_run: dry.checked, confirm: confirm.value };
       if (["sync", "promote"].includes(op)) [request.from, request.to] = direction.value.split(":");
       else request.env = env.value;
-      if (op === "restore") request.archive = archive.value;
+      if (withArchive.includes(op)) request.archive = archive.value;
       if (lifecycle.includes(op) && service.value) request.service = service.value;
       const preview = document.querySelector("#preview");
       try {
