@@ -1,7 +1,8 @@
 """What tells open overview pages to read the overview again: the engine's container
 events (``docker events``: one process for all open pages, on the server's host) and the
-end of every job (the run store's events). Each page gets a ``changed`` event and reads
-``/api/overview`` again, so a stopped container shows within a second or two."""
+end of every job (the run store's events), which :class:`opskit.web.overview.OverviewFeed`
+follows once for all pages. Each page gets a ``changed`` event and reads ``/api/overview``
+again, so a stopped container shows within a second or two."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opskit.web.streams import frame, next_item
+
+if TYPE_CHECKING:
+    from opskit.web.overview import OverviewFeed
 
 # container events that change what the overview shows
 ACTIONS = ("start", "stop", "die", "kill", "pause", "unpause", "restart", "destroy", "create",
            "health_status")  # fmt: skip
-ENDS = ("job.finished", "run.finished")
 
 
 class EngineEvents:
@@ -71,38 +74,18 @@ class EngineEvents:
             loop.call_soon_threadsafe(queue.put_nowait, reason)
 
 
-async def overview_changes(
-    engine: EngineEvents, runs: Any, stopping: Callable[[], bool]
-) -> AsyncIterator[str]:
-    """A ``changed`` event whenever the engine reports a container's change or a job
-    ends, until *stopping*; keepalives between."""
-    changes = engine.subscribe()
-    jobs = runs.broadcaster.subscribe()
-    merged: asyncio.Queue[str] = asyncio.Queue()
-
-    async def pump(queue: asyncio.Queue[Any], reason: Callable[[Any], str | None]) -> None:
-        while True:
-            item = await queue.get()
-            if (said := reason(item)) is not None:
-                merged.put_nowait(said)
-
-    def ended(event: Any) -> str | None:
-        return f"{event.data.get('event')}" if event.data.get("event") in ENDS else None
-
-    tasks = [
-        asyncio.create_task(pump(changes, lambda reason: str(reason))),
-        asyncio.create_task(pump(jobs, ended)),
-    ]
+async def overview_changes(feed: OverviewFeed, stopping: Callable[[], bool]) -> AsyncIterator[str]:
+    """The feed's messages to one page: ``{"changed": reason, "generation": n}`` when the
+    containers were read again after a change, ``{"checked": n}`` when newer checks are in;
+    keepalives between, until *stopping*."""
+    queue = feed.subscribe()
     try:
         yield "retry: 1000\n\n"
         while not stopping():
-            reason = await next_item(merged, stopping)
-            if reason is None:
+            message = await next_item(queue, stopping)
+            if message is None:
                 yield ": keepalive\n\n"
                 continue
-            yield frame({"changed": reason})
+            yield frame(message)
     finally:
-        for task in tasks:
-            task.cancel()
-        engine.unsubscribe(changes)
-        runs.broadcaster.unsubscribe(jobs)
+        feed.unsubscribe(queue)
