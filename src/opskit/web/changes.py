@@ -47,6 +47,13 @@ class EngineEvents:
                 self.process.kill()
                 self.process = None
 
+    def resume(self) -> None:
+        """Start ``docker events`` again if it ended (the engine went away) while
+        subscribers remain."""
+        with self.lock:
+            if self.queues and self.process is None:
+                self._start()
+
     def _start(self) -> None:
         argv = ["docker", "events", "--format", "{{json .}}", "--filter", "type=container"]
         self.process = process = self.host.popen(argv)
@@ -62,10 +69,13 @@ class EngineEvents:
             if action in ACTIONS:
                 name = str((event.get("Actor") or {}).get("Attributes", {}).get("name", ""))
                 self._tell(f"container {name}: {action}")
-        with self.lock:  # the engine went away: the next subscriber starts it again
-            if self.process is process:
+        process.wait()  # no zombie left behind
+        with self.lock:  # the engine went away: resume() or the next subscriber starts it
+            ended = self.process is process
+            if ended:
                 self.process = None
-                self._tell("engine events ended")
+        if ended:  # told outside the lock, which _tell takes (a deadlock, before)
+            self._tell("engine events ended")
 
     def _tell(self, reason: str) -> None:
         with self.lock:

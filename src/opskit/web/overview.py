@@ -35,11 +35,11 @@ if TYPE_CHECKING:
     from opskit.web.run_service import Broadcaster
 
 # A read without a page open (a script) trusts a part this long; with pages open the feed
-# recomputes the containers on each change and the checks on each change and every
-# REFRESH_SECONDS (a probe fails without an event of the engine's).
+# computes both parts again on each change and after REFRESH_SECONDS without one (a probe
+# fails, a descriptor is edited, a backup grows late: no event of the engine's).
 CONTAINERS_SECONDS = 1.0
 CHECKS_SECONDS = 10.0
-REFRESH_SECONDS = 30.0
+REFRESH_SECONDS = 15.0
 ENDS = ("job.finished", "run.finished")
 SCHEDULED_RUNS = 200  # the newest scheduled runs searched for each env's last one
 
@@ -167,10 +167,10 @@ def _next_run(host: Host, schedule: str) -> str:
 
 
 def _data_paths(project: Project, env: str) -> list[str]:
-    """Where the env's data lives on the host: its backup paths, else the project's folder
-    (its named volumes live in the engine's data root, which the containers share)."""
+    """Where the env's data lives on the host: its backup paths and the project's folder
+    (its named volumes live in the engine's data root, which all containers share)."""
     paths = [project.resolve_path(p, env) for p in project.backup.paths] if project.backup else []
-    return paths or [project.folder]
+    return [*paths, project.folder]
 
 
 def _disk(
@@ -370,14 +370,19 @@ class OverviewFeed:
                 try:
                     reason = await asyncio.wait_for(merged_changes.get(), REFRESH_SECONDS)
                 except TimeoutError:
-                    self.checks_wanted.set()  # the probes and freshness, taken again
-                    continue
+                    # no event for a while: the descriptors (an edit is no event), the
+                    # probes and freshness are read again; docker events, if it ended
+                    # (the engine restarted), started again
+                    reason = "refresh"
+                    self.engine.resume()
                 while not merged_changes.empty():  # a burst is one change
                     reason = merged_changes.get_nowait()
+                before = self.containers.value
                 self.generation += 1
                 with contextlib.suppress(Exception):  # the page's read says why
                     await asyncio.to_thread(self.containers.get, self.generation)
-                self._tell({"changed": reason, "generation": self.generation})
+                if reason != "refresh" or self.containers.value != before:
+                    self._tell({"changed": reason, "generation": self.generation})
                 self.checks_wanted.set()
         finally:
             for task in pumps:
