@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 CONTAINERS_SECONDS = 1.0
 CHECKS_SECONDS = 10.0
 REFRESH_SECONDS = 15.0
+BURST_SECONDS = 0.1  # the events of one change that come within this are one change
 ENDS = ("job.finished", "run.finished")
 SCHEDULED_RUNS = 200  # the newest scheduled runs searched for each env's last one
 
@@ -315,6 +316,9 @@ class OverviewFeed:
             "checked_at": checked.get("checked_at"),
             "engine": containers["engine"],
             "envs": merged(containers, checked),
+            # how often each part was computed since the server started: once per change
+            # however many pages are open (bench/serve, tests)
+            "computed": {"containers": self.containers.computed, "checks": self.checks.computed},
         }
 
     # -- the pages ------------------------------------------------------------------
@@ -375,7 +379,9 @@ class OverviewFeed:
                     # (the engine restarted), started again
                     reason = "refresh"
                     self.engine.resume()
-                while not merged_changes.empty():  # a burst is one change
+                if reason != "refresh":  # a burst is one change: docker stop is kill, die, stop
+                    await asyncio.sleep(BURST_SECONDS)
+                while not merged_changes.empty():
                     reason = merged_changes.get_nowait()
                 before = self.containers.value
                 self.generation += 1

@@ -29,6 +29,8 @@ def overview(board: Board, user: Viewer) -> dict[str, Any]:
       event or a job's end raises it); ``checks_generation`` and ``checked_at`` (UTC, ISO
       8601): when the checks part was taken, which may be a change behind while it is
       taken again;
+    - ``computed``: how often each part (``containers``, ``checks``) was computed since
+      the server started;
     - ``engine``: why the Docker engine cannot be asked (then every env is in error), or null;
     - ``envs``: a list, by project and env, each with
       - ``project``, ``env``; ``status``: ``error``, ``failing``, ``ok`` or ``checking``

@@ -99,14 +99,16 @@ function containersOf(env, key) {
 function card(env, engine) {
   const key = `${env.project} ${env.env}`;
   const head = el("header", {}, el("h2", {}, env.project, " ", el("span", { class: "env" }, env.env || "descriptor")),
-    el("span", { class: `status ${env.status}` }, env.status));
-  const node = el("article", { class: `env-card ${env.status}`, "data-project": env.project, "data-env": env.env, "data-status": env.status }, head);
+    el("span", { class: `status status-${env.status}` }, env.status));
+  const node = el("article", { class: `env-card is-${env.status}`, "data-project": env.project, "data-env": env.env, "data-status": env.status }, head);
   if (env.error) {
     node.append(el("p", { class: "card-error" }, env.error));
     return node;
   }
   if (engine) node.append(el("p", { class: "card-error engine" }, engine));
-  node.append(checksOf(env, key), factsOf(env), containersOf(env, key));
+  // the engine's own check says what the line above says already
+  const shown = engine && env.checks ? { ...env, checks: env.checks.filter((c) => c.name !== "docker engine") } : env;
+  node.append(checksOf(shown, key), factsOf(env), engine ? el("p", { class: "muted" }, "containers: unknown") : containersOf(env, key));
   return node;
 }
 
