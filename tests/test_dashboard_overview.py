@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from board import Dashboard, browser, dashboard, log_in, shot  # noqa: F401
+from board import Dashboard, browser, dashboard, log_in, new_run, run_ids, shot  # noqa: F401
 from conftest import opskit, wait_until
 from testroot import compose_container
 
@@ -29,6 +29,7 @@ return [...document.querySelectorAll('#overview article.env-card')].map((card) =
   checks: [...card.querySelectorAll('li.check')].map((li) => [li.dataset.check, li.dataset.ok === 'true',
                                                              li.textContent]),
   facts: Object.fromEntries([...card.querySelectorAll('dd[data-fact]')].map((d) => [d.dataset.fact, d.textContent])),
+  lastRun: (card.querySelector('dd[data-fact="last run"] a') || { dataset: {} }).dataset.run || null,
   containers: [...card.querySelectorAll('tr[data-service]')].map((tr) => ({
     service: tr.dataset.service, state: tr.dataset.state,
     name: tr.querySelector('td.name').textContent,
@@ -149,6 +150,36 @@ def test_a_failing_check_turns_its_card_red_with_the_message_first(
         or not any(n == "container web" and not ok for n, ok, _t in failing()),
         60, 0.2, "the check passing again",
     )  # fmt: skip
+
+
+def test_a_scheduled_job_that_failed_is_its_cards_last_run_linked_to_runs(
+    dashboard: Dashboard, browser: Any
+) -> None:
+    """A timer's job (``--scheduled``) recorded by the CLI as a run: the card shows it as
+    its last scheduled run with its result and links to it, without a reload."""
+    log_in(browser, dashboard, "olivia")
+    wait_until(lambda: card(browser, "mdf", "dev"), 30, 0.1, "the mdf dev card")
+    browser.execute_script("window.notReloaded = true")
+    before = run_ids(dashboard)
+    done = opskit("--root", str(dashboard.root), "drill", "mdf", "dev", "--scheduled",
+                  "--name", "mdf-dev-20000101T000000Z")  # fmt: skip
+    assert done.returncode == 1, done.stderr  # no such archive: the job failed
+    run = new_run(dashboard, before, "drill", "mdf", "dev", "--scheduled")
+
+    def last_run() -> dict[str, Any] | None:
+        found = card(browser, "mdf", "dev")
+        return found if found and found["lastRun"] == run else None
+
+    shown = wait_until(last_run, 60, 0.1, "the failed drill as the card's last run")
+    assert shown["facts"]["last run"].startswith("drill failed")
+    assert (
+        browser.execute_script(
+            "return document.querySelector(`a[data-run='${arguments[0]}']`).getAttribute('href')",
+            run,
+        )
+        == f"/runs?run={run}"
+    )
+    assert browser.execute_script("return window.notReloaded === true")
 
 
 def test_a_broken_descriptor_is_a_card_in_error_with_its_error_line(
