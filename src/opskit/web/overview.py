@@ -300,20 +300,24 @@ class OverviewFeed:
 
         return Runtime(self.root, self.host, self.plugins)
 
-    def overview(self) -> dict[str, Any]:
+    def overview(self, checks: bool = True) -> dict[str, Any]:
         """The overview now (blocking: call it in a thread). With pages open the checks
         are the feed's newest (a page is told when newer ones are in); without, they are
-        taken again when older than CHECKS_SECONDS."""
+        taken again when older than CHECKS_SECONDS. Without *checks*: the containers only
+        (``checks`` null), for a page that needs no more."""
         generation = self.generation
         containers = self.containers.get(generation)
-        if self.tasks and self.checks.value is not None:
+        checked: dict[str, Any] | None
+        if not checks:
+            checked = None
+        elif self.tasks and self.checks.value is not None:
             checked = self.checks.value
         else:
             checked = self.checks.get(generation)
         return {
             "generation": generation,
             "checks_generation": self.checks.generation,
-            "checked_at": checked.get("checked_at"),
+            "checked_at": checked.get("checked_at") if checked else None,
             "engine": containers["engine"],
             "envs": merged(containers, checked),
             # how often each part was computed since the server started: once per change

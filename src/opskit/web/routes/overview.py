@@ -21,9 +21,11 @@ def me(board: Board, user: Viewer) -> dict[str, Any]:
 
 
 @router.get("/overview")
-def overview(board: Board, user: Viewer) -> dict[str, Any]:
+def overview(board: Board, user: Viewer, checks: bool = True) -> dict[str, Any]:
     """One entry per env, what ``docker ps`` and the watch know of it; computed once per
-    change for every open page (see ``/api/overview/changes``).
+    change for every open page (see ``/api/overview/changes``). ``?checks=false``: the
+    containers only (fast; ``checks`` and what comes with them left out, status
+    ``checking``).
 
     - ``generation``: the change counter this answer is for (a ``docker events`` container
       event or a job's end raises it); ``checks_generation`` and ``checked_at`` (UTC, ISO
@@ -55,7 +57,7 @@ def overview(board: Board, user: Viewer) -> dict[str, Any]:
         the data's size as the newest verified archive recorded it (``data_bytes``,
         ``data_at``).
     """
-    return board.overview.overview()
+    return board.overview.overview(checks)
 
 
 @router.get("/overview/changes")
