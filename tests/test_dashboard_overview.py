@@ -213,6 +213,9 @@ def test_a_viewer_sees_the_cards_but_no_terminal_button(dashboard: Dashboard, br
     assert not browser.execute_script(
         "return document.querySelectorAll('button.open-terminal').length"
     )
+    status, fast = dashboard.api("/api/overview?checks=false", dashboard.cookie("victor"))
+    assert status == 200 and fast["envs"] and all(e["checks"] is None for e in fast["envs"])
+    assert any(e["containers"] for e in fast["envs"])
 
 
 def test_a_stopped_engine_is_said_on_every_card(
