@@ -1,5 +1,5 @@
 """The dashboard (#13, begun) in Debian's headless Chromium, against the tests' running copy
-of the example root: login, the overview, runs streamed live through a reload and a restart
+of the example root: login, runs streamed live through a reload and a restart
 of the server, the typed name for the last env, the terminal, roles and origins.
 
 Screenshots of each page go to build/screenshots/ (kept after the run)."""
@@ -42,7 +42,7 @@ from board import (  # noqa: F401 (the fixtures: each module starts its own)
     stored_ids,
 )
 from conftest import SSH_KEY, opskit, wait_until
-from testroot import compose_container, free_ports, ns, use_store
+from testroot import free_ports, ns, use_store
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
@@ -65,55 +65,8 @@ def test_login_a_wrong_token_and_the_api_without_a_session(
     assert status == 401
 
 
-def test_the_overview_shows_every_container_with_its_health(
-    dashboard: Dashboard, browser: Any
-) -> None:
-    from selenium.webdriver.common.by import By
-
-    log_in(browser, dashboard, "olivia")
-    status = json.loads(opskit("status", "--json", "--root", str(dashboard.root)).stdout)
-    expected = {c["name"]: c["health"] for c in status["containers"] if c.get("name")}
-    wait_until(
-        lambda: len(browser.find_elements(By.CSS_SELECTOR, "#overview tr")) > len(expected),
-        30, 0.2, "the overview table",
-    )  # fmt: skip
-    rows = browser.execute_script(
-        "return [...document.querySelectorAll('#overview tr')].slice(1)"
-        ".map((r) => [r.children[3].textContent, r.children[5].textContent])"
-    )
-    shown = {name: health for name, health in rows if name != "-"}
-    assert shown == expected
-    assert browser.find_elements(By.CSS_SELECTOR, "button.open-terminal")
-    shot(browser, "overview")
-
-
-def test_the_overview_follows_the_engine_without_a_reload(
-    dashboard: Dashboard, browser: Any
-) -> None:
-    """A container stopped with docker stop shows on the open page, and its recovery (#24);
-    how fast is bench/serve's to measure."""
-    from selenium.webdriver.common.by import By
-
-    log_in(browser, dashboard, "olivia")
-    row = "#overview tr[data-project='webstack'][data-env='dev'][data-service='cache']"
-    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, row), 30, 0.1, "the overview")
-    browser.execute_script("window.notReloaded = true")
-
-    def state() -> str:
-        # read in one script: the table is replaced whole on each change, so an element
-        # found first can be gone when its text is asked for (a stale element, CI 33)
-        script = "const c = document.querySelector(arguments[0]); return c ? c.textContent : ''"
-        return str(browser.execute_script(script, f"{row} td:nth-child(5)"))
-
-    cache = compose_container("webstack-dev", "cache")
-    try:
-        subprocess.run(["docker", "stop", "-t", "1", cache], check=True, capture_output=True)
-        wait_until(lambda: state() == "exited", 30, 0.05, "the stopped container on the page")
-        shot(browser, "overview-live-stopped")
-    finally:
-        subprocess.run(["docker", "start", cache], check=True, capture_output=True)
-    wait_until(lambda: state() == "running", 30, 0.05, "its recovery on the page")
-    assert browser.execute_script("return window.notReloaded === true")
+# the containers of webstack dev's card on the overview, folded (tests/test_dashboard_overview.py)
+FOLD = "#overview article[data-project='webstack'][data-env='dev'] details.containers summary"
 
 
 def test_a_backups_progress_is_a_bar_that_grows(dashboard: Dashboard, browser: Any) -> None:
@@ -332,6 +285,7 @@ def test_the_terminal_runs_echo_and_refuses_names_outside_the_resolved_set(
     log_in(browser, dashboard, "olivia")
     row = "#overview tr[data-project='webstack'][data-env='dev'][data-service='web'] button"
     wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, row), 30, 0.1, "the button")
+    browser.find_element(By.CSS_SELECTOR, FOLD).click()  # the card's containers, folded
     browser.find_element(By.CSS_SELECTOR, row).click()
     wait_until(lambda: browser.execute_script("return !!window.opskitTerminal"), 10, 0.1, "xterm")
 
@@ -857,6 +811,7 @@ def open_terminal_in_page(browser: Any, board: Dashboard) -> None:
     log_in(browser, board, "olivia")
     row = "#overview tr[data-project='webstack'][data-env='dev'][data-service='web'] button"
     wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, row), 30, 0.1, "the button")
+    browser.find_element(By.CSS_SELECTOR, FOLD).click()  # the card's containers, folded
     browser.find_element(By.CSS_SELECTOR, row).click()
     wait_until(lambda: browser.execute_script("return !!window.opskitTerminal"), 10, 0.1, "xterm")
     wait_until(

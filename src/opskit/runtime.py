@@ -16,7 +16,7 @@ import attrs
 
 from opskit.contracts import Meter as Meter  # re-exported
 from opskit.descriptor import Project, load_projects
-from opskit.errors import NotFoundError
+from opskit.errors import DescriptorError, NotFoundError
 from opskit.jobs import EventBus
 from opskit.output import warning
 from opskit.stacks import LIFECYCLE, SHELL, ComposeState, Stacks, check_service
@@ -83,17 +83,39 @@ class Runtime:
                 raise NotFoundError(
                     f"projects root {self.root} does not exist{where} (use --root or OPSKIT_ROOT)"
                 )
-            projects = []
-            for project in loaded:
-                handler = self.plugins.project_handler(project) or "generic"
-                if handler != project.plugin:
-                    warning(
-                        f"project {project.name}: plugin {project.plugin!r} is not installed; "
-                        f"handled by {handler!r}"
-                    )
-                projects.append(attrs.evolve(project, handler=handler))
-            self._projects = projects
+            self._projects = [self._handled(project) for project in loaded]
         return self._projects
+
+    def _handled(self, project: Project) -> Project:
+        handler = self.plugins.project_handler(project) or "generic"
+        if handler != project.plugin:
+            warning(
+                f"project {project.name}: plugin {project.plugin!r} is not installed; "
+                f"handled by {handler!r}"
+            )
+        return attrs.evolve(project, handler=handler)
+
+    def readable_projects(self) -> tuple[list[Project], list[DescriptorError]]:
+        """The projects whose descriptors read, and the error of each one that does not
+        (a second descriptor of a project's name among them), for a page that shows both;
+        commands refuse the root with its first error instead (:meth:`projects`). This
+        runtime keeps the readable ones as its projects."""
+        readable: dict[str, Project] = {}
+        errors = []
+        for source in self.plugins.discover_projects(self.root, self.host):
+            try:
+                (project,) = load_projects([source])
+            except DescriptorError as exc:
+                errors.append(exc)
+                continue
+            if project.name in readable:
+                other = readable[project.name].path
+                problem = f"project {project.name!r} is also defined in {other}"
+                errors.append(DescriptorError(source.path, None, "name", problem))
+                continue
+            readable[project.name] = project
+        self._projects = [self._handled(readable[name]) for name in sorted(readable)]
+        return self._projects, errors
 
     def memo(self, key: tuple[str, ...], compute: Callable[[], T]) -> T:
         """*compute*'s value, computed once per *key* in this runtime (until

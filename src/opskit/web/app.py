@@ -25,6 +25,7 @@ from opskit.web.auth import LoginLimit, Sessions, TokenFile
 from opskit.web.changes import EngineEvents
 from opskit.web.context import Dashboard, Options, json_body
 from opskit.web.guard import CSP, add_guard
+from opskit.web.overview import OverviewFeed
 from opskit.web.routes.runs import operation_argv
 from opskit.web.run_service import Broadcaster, RunService
 from opskit.web.shell import PAGES, Assets
@@ -62,6 +63,10 @@ def create_app(options: Options) -> FastAPI:
     run_service = RunService(store, options.root, options.host, settings.serve.keep_runs_days)
     token_file = TokenFile(ops.host, options.root)
     token_file.current()  # a broken opskit.yaml fails the start, not the first login
+    engine_events = EngineEvents(ops.host)
+    feed = OverviewFeed(
+        ops.root, ops.host, ops.plugins, store, engine_events, run_service.broadcaster
+    )
     board = Dashboard(
         options=options,
         ops=ops,
@@ -71,7 +76,8 @@ def create_app(options: Options) -> FastAPI:
         login_limit=LoginLimit(),
         assets=Assets(),
         runs=run_service,
-        engine_events=EngineEvents(ops.host),
+        engine_events=engine_events,
+        overview=feed,
     )
     app = FastAPI(title="opskit", openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
     app.state.dashboard = board

@@ -1,7 +1,8 @@
 """What tells open overview pages to read the overview again: the engine's container
 events (``docker events``: one process for all open pages, on the server's host) and the
-end of every job (the run store's events). Each page gets a ``changed`` event and reads
-``/api/overview`` again, so a stopped container shows within a second or two."""
+end of every job (the run store's events), which :class:`opskit.web.overview.OverviewFeed`
+follows once for all pages. Each page gets a ``changed`` event and reads ``/api/overview``
+again, so a stopped container shows within a second or two."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opskit.web.streams import frame, next_item
+
+if TYPE_CHECKING:
+    from opskit.web.overview import OverviewFeed
 
 # container events that change what the overview shows
 ACTIONS = ("start", "stop", "die", "kill", "pause", "unpause", "restart", "destroy", "create",
            "health_status")  # fmt: skip
-ENDS = ("job.finished", "run.finished")
 
 
 class EngineEvents:
@@ -44,6 +47,13 @@ class EngineEvents:
                 self.process.kill()
                 self.process = None
 
+    def resume(self) -> None:
+        """Start ``docker events`` again if it ended (the engine went away) while
+        subscribers remain."""
+        with self.lock:
+            if self.queues and self.process is None:
+                self._start()
+
     def _start(self) -> None:
         argv = ["docker", "events", "--format", "{{json .}}", "--filter", "type=container"]
         self.process = process = self.host.popen(argv)
@@ -59,10 +69,13 @@ class EngineEvents:
             if action in ACTIONS:
                 name = str((event.get("Actor") or {}).get("Attributes", {}).get("name", ""))
                 self._tell(f"container {name}: {action}")
-        with self.lock:  # the engine went away: the next subscriber starts it again
-            if self.process is process:
+        process.wait()  # no zombie left behind
+        with self.lock:  # the engine went away: resume() or the next subscriber starts it
+            ended = self.process is process
+            if ended:
                 self.process = None
-                self._tell("engine events ended")
+        if ended:  # told outside the lock, which _tell takes (a deadlock, before)
+            self._tell("engine events ended")
 
     def _tell(self, reason: str) -> None:
         with self.lock:
@@ -71,38 +84,18 @@ class EngineEvents:
             loop.call_soon_threadsafe(queue.put_nowait, reason)
 
 
-async def overview_changes(
-    engine: EngineEvents, runs: Any, stopping: Callable[[], bool]
-) -> AsyncIterator[str]:
-    """A ``changed`` event whenever the engine reports a container's change or a job
-    ends, until *stopping*; keepalives between."""
-    changes = engine.subscribe()
-    jobs = runs.broadcaster.subscribe()
-    merged: asyncio.Queue[str] = asyncio.Queue()
-
-    async def pump(queue: asyncio.Queue[Any], reason: Callable[[Any], str | None]) -> None:
-        while True:
-            item = await queue.get()
-            if (said := reason(item)) is not None:
-                merged.put_nowait(said)
-
-    def ended(event: Any) -> str | None:
-        return f"{event.data.get('event')}" if event.data.get("event") in ENDS else None
-
-    tasks = [
-        asyncio.create_task(pump(changes, lambda reason: str(reason))),
-        asyncio.create_task(pump(jobs, ended)),
-    ]
+async def overview_changes(feed: OverviewFeed, stopping: Callable[[], bool]) -> AsyncIterator[str]:
+    """The feed's messages to one page: ``{"changed": reason, "generation": n}`` when the
+    containers were read again after a change, ``{"checked": n}`` when newer checks are in;
+    keepalives between, until *stopping*."""
+    queue = feed.subscribe()
     try:
         yield "retry: 1000\n\n"
         while not stopping():
-            reason = await next_item(merged, stopping)
-            if reason is None:
+            message = await next_item(queue, stopping)
+            if message is None:
                 yield ": keepalive\n\n"
                 continue
-            yield frame({"changed": reason})
+            yield frame(message)
     finally:
-        for task in tasks:
-            task.cancel()
-        engine.unsubscribe(changes)
-        runs.broadcaster.unsubscribe(jobs)
+        feed.unsubscribe(queue)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from opskit.api import Ops
     from opskit.settings import Settings
     from opskit.web.changes import EngineEvents
+    from opskit.web.overview import OverviewFeed
     from opskit.web.run_service import RunService
     from opskit.web.shell import Assets
 
@@ -42,6 +43,7 @@ class Dashboard:
     assets: Assets
     runs: RunService
     engine_events: EngineEvents
+    overview: OverviewFeed
     # opskit serve sets this to its server's "should exit": the event streams end by
     # themselves then, instead of being cancelled (and logged) when the server stops
     stopping: Callable[[], bool] = lambda: False

@@ -1,56 +1,156 @@
-// opskit dashboard: the overview page (app.js holds what the pages share).
+// opskit dashboard: the overview page, one card per env (app.js holds what the pages share).
 "use strict";
 
-function overviewTable(data) {
-  const table = el("table", { id: "overview" }, el("tr", {},
-    ...["project", "env", "service", "container", "state", "health", "newest backup", "age", "verified", "drilled", "offsite", ""]
-      .map((h) => el("th", {}, h))));
-  for (const env of data.envs) {
-    const archive = env.newest_backup;
-    const rows = env.containers.length ? env.containers : [{ service: "-", state: "-", health: "-" }];
-    rows.forEach((c, i) => {
-      const cells = [env.project, env.env, c.service, c.name || "-"].map((v) => el("td", {}, v));
-      cells.push(el("td", { class: c.state }, c.state), el("td", { class: c.health, "data-health": c.health }, c.health));
-      if (i === 0) {
-        cells.push(el("td", {}, archive ? archive.name : "none"), el("td", {}, archive ? age(archive.created) : "-"),
-          el("td", {}, archive ? archive.verified : "-"), el("td", {}, archive ? archive.drilled : "-"),
-          el("td", {}, archive ? archive.offsite : "-"));
-      } else cells.push(...[1, 2, 3, 4, 5].map(() => el("td", {})));
-      const action = el("td", {});
-      if (role === "operator" && body.dataset.terminal === "1" && c.state === "running") {
-        const button = el("button", { class: "open-terminal" }, "terminal");
-        button.addEventListener("click", () => openTerminal(env.project, env.env, c.service));
-        action.append(button);
-      }
-      cells.push(action);
-      table.append(el("tr", { "data-project": env.project, "data-env": env.env, "data-service": c.service }, ...cells));
-    });
+const STATUS_ORDER = { error: 0, failing: 1, checking: 2, ok: 3 };
+// the folds a user opened stay open when the cards are drawn again
+const openFolds = new Set();
+
+function fold(key, cls, summary, ...content) {
+  const details = el("details", { class: cls }, el("summary", {}, summary), ...content);
+  details.open = openFolds.has(key);
+  details.addEventListener("toggle", () => (details.open ? openFolds.add(key) : openFolds.delete(key)));
+  return details;
+}
+
+function checkItem(check) {
+  const name = check.env ? check.name : `${check.name} (project)`;
+  return el("li", { class: `check ${check.ok ? "ok" : "bad"}`, "data-check": check.name, "data-ok": String(check.ok) },
+    el("b", {}, name), check.ok ? el("span", { class: "detail" }, ` ${check.detail}`) : el("div", { class: "detail" }, check.detail));
+}
+
+function checksOf(env, key) {
+  if (env.checks === null || env.checks === undefined) return el("p", { class: "checking" }, "checks being taken…");
+  const failing = env.checks.filter((c) => !c.ok), passing = env.checks.filter((c) => c.ok);
+  const parts = [];
+  if (failing.length) parts.push(el("ul", { class: "checks failing" }, ...failing.map(checkItem)));
+  if (passing.length) {
+    const label = `${passing.length} check${passing.length === 1 ? "" : "s"} ok`;
+    parts.push(fold(`${key} checks`, "ok-checks", label, el("ul", { class: "checks" }, ...passing.map(checkItem))));
   }
-  return table;
+  if (!env.checks.length) parts.push(el("p", { class: "muted" }, "no checks"));
+  return el("div", { class: "card-checks" }, ...parts);
+}
+
+function fact(name, ...value) {
+  return [el("dt", {}, name), el("dd", { "data-fact": name }, ...value)];
+}
+
+function stateOf(value) {
+  return el("span", { class: value === "ok" ? "ok" : value === "never" ? "muted" : "bad" }, value);
+}
+
+function factsOf(env) {
+  const rows = [];
+  if (env.checks === null || env.checks === undefined) return el("dl", { class: "facts" });
+  const archive = env.newest_backup, fresh = env.freshness;
+  if (archive) {
+    const made = el("span", { title: `${archive.name}\n${archive.created}` }, `${age(archive.created)} ago`);
+    const late = fresh ? el("span", { class: fresh.ok ? "ok" : "bad", title: fresh.detail }, fresh.ok ? " on time" : " late") : "";
+    rows.push(...fact("backup", made, late, ` · ${bytes(archive.size)}`));
+    rows.push(...fact("offsite", stateOf(archive.offsite), " · drill ", stateOf(archive.drilled)));
+  } else if (env.archive_error) {
+    rows.push(...fact("backup", el("span", { class: "bad" }, env.archive_error)));
+  } else if (env.schedule || fresh) {
+    rows.push(...fact("backup", el("span", { class: "bad", title: fresh ? fresh.detail : "" }, "no verified archive")));
+  } else {
+    rows.push(...fact("backup", el("span", { class: "muted" }, "not backed up by opskit")));
+  }
+  if (env.schedule) rows.push(...fact("next run", el("span", { title: env.schedule }, env.next_run || env.schedule)));
+  const last = env.last_run;
+  if (last) {
+    const link = el("a", { href: `/runs?run=${encodeURIComponent(last.run)}`, "data-run": last.run }, `${last.kind} ${last.result}`);
+    link.className = last.result === "ok" ? "ok" : "bad";
+    rows.push(...fact("last run", link, ` · ${age(last.finished)} ago`, last.error ? el("div", { class: "detail bad" }, last.error) : ""));
+  } else if (env.schedule) {
+    rows.push(...fact("last run", el("span", { class: "muted" }, "none recorded")));
+  }
+  const disk = env.disk;
+  if (disk && disk.used_percent !== null) {
+    const data = disk.data_bytes !== null ? `data ${bytes(disk.data_bytes)} at the last backup · ` : "";
+    rows.push(...fact("disk", el("span", { title: disk.path }, `${data}${disk.used_percent}% used, ${bytes(disk.free_bytes)} free`)));
+  }
+  return el("dl", { class: "facts" }, ...rows);
+}
+
+function containersOf(env, key) {
+  const containers = env.containers;
+  const counts = {};
+  for (const c of containers) counts[c.state] = (counts[c.state] || 0) + 1;
+  const said = Object.entries(counts).map(([state, n]) => `${n} ${state}`).join(", ");
+  const summary = `${containers.length} container${containers.length === 1 ? "" : "s"}${said ? ": " + said : ""}`;
+  const table = el("table", { class: "containers" });
+  for (const c of containers) {
+    const action = el("td", {});
+    if (role === "operator" && body.dataset.terminal === "1" && c.state === "running") {
+      const button = el("button", { class: "open-terminal" }, "terminal");
+      button.addEventListener("click", () => openTerminal(env.project, env.env, c.service));
+      action.append(button);
+    }
+    table.append(el("tr", { "data-project": env.project, "data-env": env.env, "data-service": c.service, "data-state": c.state },
+      el("td", {}, c.service), el("td", { class: "name" }, c.name || "-"),
+      el("td", { class: `state ${c.state}`, "data-state": c.state }, c.state),
+      el("td", { class: `health ${c.health}`, "data-health": c.health }, c.health), action));
+  }
+  const fold_ = fold(`${key} containers`, "containers", summary, table);
+  fold_.dataset.count = String(containers.length);
+  return fold_;
+}
+
+function card(env, engine) {
+  const key = `${env.project} ${env.env}`;
+  const head = el("header", {}, el("h2", {}, env.project, " ", el("span", { class: "env" }, env.env || "descriptor")),
+    el("span", { class: `status status-${env.status}` }, env.status));
+  const node = el("article", { class: `env-card is-${env.status}`, "data-project": env.project, "data-env": env.env, "data-status": env.status }, head);
+  if (env.error) {
+    node.append(el("p", { class: "card-error" }, env.error));
+    return node;
+  }
+  if (engine) node.append(el("p", { class: "card-error engine" }, engine));
+  // the engine's own check says what the line above says already
+  const shown = engine && env.checks ? { ...env, checks: env.checks.filter((c) => c.name !== "docker engine") } : env;
+  node.append(checksOf(shown, key), factsOf(env), engine ? el("p", { class: "muted" }, "containers: unknown") : containersOf(env, key));
+  return node;
+}
+
+function drawOverview(section, data) {
+  const envs = [...data.envs].sort((a, b) => STATUS_ORDER[a.status] - STATUS_ORDER[b.status]
+    || a.project.localeCompare(b.project) || a.env.localeCompare(b.env));
+  const counts = {};
+  for (const env of envs) counts[env.status] = (counts[env.status] || 0) + 1;
+  const said = Object.keys(STATUS_ORDER).filter((s) => counts[s]).map((s) => `${counts[s]} ${s}`).join(", ");
+  const checked = data.checked_at ? el("span", { class: "muted" }, " · checked ", localTime(data.checked_at)) : "";
+  section.replaceChildren(
+    el("p", { class: "overview-summary" }, `${envs.length} env${envs.length === 1 ? "" : "s"}: ${said}`, checked),
+    el("div", { class: "cards" }, ...envs.map((env) => card(env, data.engine))));
+  section.dataset.generation = String(data.generation);
+  section.dataset.updated = String(Date.now());
 }
 
 // The overview follows the server: a container's change on the engine or a job's end is a
-// "changed" event, and the table is read again (once for a burst of them).
+// "changed" event (the containers read again), newer checks a "checked" one; the cards are
+// read again (once for a burst of them).
 async function overviewPage() {
-  let table = overviewTable(await api("/api/overview"));
-  main.append(table, el("section", { id: "terminal-area" }));
+  const section = el("section", { id: "overview" });
+  main.append(section, el("section", { id: "terminal-area" }));
   let pending = null, reading = false, again = false;
   async function reread() {
     if (reading) { again = true; return; }
     reading = true;
     try {
-      const fresh = overviewTable(await api("/api/overview"));
-      table.replaceWith(fresh);
-      table = fresh;
-      table.dataset.updated = String(Date.now());
-    } catch (error) { /* the next change tries again */ }
+      drawOverview(section, await api("/api/overview"));
+      section.classList.remove("unreachable");
+    } catch (error) {
+      section.classList.add("unreachable");
+      section.replaceChildren(el("p", { class: "card-error" }, `the overview cannot be read: ${error.message}`));
+    }
     reading = false;
     if (again) { again = false; reread(); }
   }
+  await reread();
   const changes = new EventSource("/api/overview/changes");
   changes.onmessage = () => {
     if (pending) return;
-    pending = setTimeout(() => { pending = null; reread(); }, 150);
+    pending = setTimeout(() => { pending = null; reread(); }, 50);
   };
   window.addEventListener("pagehide", () => changes.close());
 }
