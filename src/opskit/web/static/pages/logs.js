@@ -7,7 +7,7 @@
 const MAX_LOG_LINES = 5000;
 
 async function logsPage() {
-  const { envs } = await api("/api/overview");
+  const { envs } = await api("/api/overview?checks=false")  // the containers only;
   const params = new URLSearchParams(location.search);
   const old = (params.get("service") || "").split("/"); // the old form: ?service=project/env/service
   if (old.length === 3 && !params.get("project")) {

@@ -16,7 +16,7 @@ async function operationsPage() {
     const direction = field("Direction", el("select", { id: "direction" }));
     const archive = field("Archive", el("select", { id: "archive" }));
     const service = field("Service", el("select", { id: "service" }));
-    const { envs: running } = await api("/api/overview");
+    const { envs: running } = await api("/api/overview?checks=false")  // the containers only;
     const lifecycle = ["start", "stop", "restart"];
     const withArchive = ["restore", "drill", "offsite-upload", "offsite-verify", "offsite-download"];
     const dry = field("Dry run", el("input", { type: "checkbox", id: "dry-run" }));

@@ -98,8 +98,12 @@ function containersOf(env, key) {
 
 function card(env, engine) {
   const key = `${env.project} ${env.env}`;
+  const where = new URLSearchParams({ project: env.project, env: env.env });
+  const links = env.env && !env.error ? el("span", { class: "card-links" },
+    el("a", { href: `/logs?${where}`, class: "logs-link" }, "logs"), " ",
+    el("a", { href: `/backups?${where}`, class: "backups-link" }, "backups")) : "";
   const head = el("header", {}, el("h2", {}, env.project, " ", el("span", { class: "env" }, env.env || "descriptor")),
-    el("span", { class: `status status-${env.status}` }, env.status));
+    links, el("span", { class: `status status-${env.status}` }, env.status));
   const node = el("article", { class: `env-card is-${env.status}`, "data-project": env.project, "data-env": env.env, "data-status": env.status }, head);
   if (env.error) {
     node.append(el("p", { class: "card-error" }, env.error));
