@@ -43,7 +43,10 @@ def test_an_env_log_merges_its_services_in_time_order_with_filter_since_and_foll
     from selenium.webdriver.common.keys import Keys
 
     log_in(browser, dashboard, "victor")  # viewers read logs
-    browser.get(dashboard.url + "/logs?project=webstack&env=dev")
+    link = "article.env-card[data-project='webstack'][data-env='dev'] a.logs-link"
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, link), 30, 0.1, "the env's card")
+    browser.find_element(By.CSS_SELECTOR, link).click()  # from its card on the overview
+    wait_until(lambda: "/logs?" in browser.current_url, 20, 0.1, "the logs page")
 
     def services() -> set[str]:
         return {service for service, *_ in shown(browser)}
@@ -175,3 +178,6 @@ def test_a_long_dry_run_shows_its_lines_while_it_runs(dashboard: Dashboard, brow
     text = browser.execute_script("return document.querySelector(arguments[0]).textContent", log)
     assert table in text, "the dry run's table of rows, when ready"
     shot(browser, "operations-dry-run-done")
+
+    browser.get(f"{dashboard.url}/runs?run={run}")  # a link to it opens its log
+    wait_until(lambda: ended_ok(browser, run), 30, 0.1, "the run's log on the runs page")
