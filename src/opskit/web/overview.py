@@ -125,13 +125,15 @@ def checks_part(runtime: Runtime, store: RunStore | None, now: datetime) -> dict
                 checks.append({"project": project.name, "env": env, "name": "checks",
                                "ok": False, "detail": problem, "key": f"{project.name} {env} checks"})  # fmt: skip
             checks.sort(key=lambda c: c["ok"])  # failing first, each group as the watch has it
-            archive, archive_error = _newest_verified(runtime, project, env)
+            archive, archive_error, count = _newest_verified(runtime, project, env)
             fresh = {c["name"]: {"ok": c["ok"], "detail": c["detail"]} for c in checks
                      if c["name"] in ("backup freshness", "offsite freshness") and c["env"] == env}  # fmt: skip
             envs[f"{project.name} {env}"] = {
                 "checks": checks,
                 "newest_backup": archive,
                 "archive_error": archive_error,
+                "backed_up": project.backup is not None,  # the descriptor has a backup section
+                "archives": count,  # whole archives, verified or not
                 "freshness": fresh.get("backup freshness"),
                 "offsite_freshness": fresh.get("offsite freshness"),
                 "schedule": schedule,
@@ -144,21 +146,22 @@ def checks_part(runtime: Runtime, store: RunStore | None, now: datetime) -> dict
 
 def _newest_verified(
     runtime: Runtime, project: Project, env: str
-) -> tuple[dict[str, Any] | None, str | None]:
+) -> tuple[dict[str, Any] | None, str | None, int]:
     """The newest archive of the whole env whose verification passed (never a partial
-    ``only`` archive, never an unverified safety backup), and why none can be told."""
+    ``only`` archive, never an unverified safety backup), why none can be told, and how
+    many whole archives there are."""
     from opskit.backups import Engine
 
     if project.backup is None:
-        return None, None
+        return None, None, 0
     if runtime.delegates(project, "backup"):
-        return None, "its own CLI keeps the archives"
+        return None, "its own CLI keeps the archives", 0
     try:
         archives = Engine(runtime).whole_archives(project, env)
     except Exception as exc:
-        return None, f"cannot list the archives: {_said(exc)}"
+        return None, f"cannot list the archives: {_said(exc)}", 0
     verified = [a for a in archives if a.verified_state == "ok"]
-    return (verified[0].as_dict() if verified else None), None
+    return (verified[0].as_dict() if verified else None), None, len(archives)
 
 
 def _next_run(host: Host, schedule: str) -> str:

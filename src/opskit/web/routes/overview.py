@@ -46,6 +46,8 @@ def overview(board: Board, user: Viewer, checks: bool = True) -> dict[str, Any]:
       - ``newest_backup``: the newest *verified* archive of the whole env (as
         ``/api/backups`` has archives: ``name``, ``created``, ``verified``, ``drilled``,
         ``offsite``, …) or null; ``archive_error``: why the archives cannot be listed;
+        ``backed_up``: whether the descriptor has a backup section; ``archives``: how
+        many whole archives the env has, verified or not;
       - ``freshness``, ``offsite_freshness``: the watch's freshness checks (``ok``,
         ``detail``: whether the newest verified archive is late against the schedule),
         or null without a schedule;

@@ -50,8 +50,10 @@ function factsOf(env) {
     rows.push(...fact("offsite", stateOf(archive.offsite), " · drill ", stateOf(archive.drilled)));
   } else if (env.archive_error) {
     rows.push(...fact("backup", el("span", { class: "bad" }, env.archive_error)));
-  } else if (env.schedule || fresh) {
-    rows.push(...fact("backup", el("span", { class: "bad", title: fresh ? fresh.detail : "" }, "no verified archive")));
+  } else if (env.backed_up) {
+    const said = env.archives ? `no verified archive (${env.archives} not verified)` : "no archive yet";
+    // late against a schedule is bad; without one, it is only said
+    rows.push(...fact("backup", el("span", { class: env.schedule ? "bad" : "muted", title: fresh ? fresh.detail : "" }, said)));
   } else {
     rows.push(...fact("backup", el("span", { class: "muted" }, "not backed up by opskit")));
   }
