@@ -819,6 +819,12 @@ class SSHHost(Host):
                 super().__init__("ssh://opskit", shell_out=True)
                 self.ssh_client = ssh_client
 
+            def get_connection(self, url: str, proxies: Any = None) -> Any:
+                # docker's adapter keeps a pool per request URL: every new path opened
+                # another channel and another `docker system dial-stdio` on the server.
+                # One pool for the engine: its connections serve every request.
+                return super().get_connection("http+docker://ssh", proxies)
+
             def close(self) -> None:
                 self.pools.clear()  # the connection belongs to the host
 
