@@ -178,3 +178,27 @@ def test_drill_and_watch_over_ssh(examples_up, tmp_path, store) -> None:  # type
         assert (tmp_path / "state" / "watch.sqlite").exists()
     finally:
         (examples_up / "opskit.yaml").write_text(original)
+
+
+def test_one_docker_connection_serves_every_request_over_ssh(  # type: ignore[no-untyped-def]
+    examples_up, monkeypatch
+) -> None:
+    """docker's SSH adapter kept a pool per request URL: each new API path opened another
+    channel and another ``docker system dial-stdio`` process on the server."""
+    import paramiko
+
+    from opskit.api import Ops
+
+    commands: list[str] = []
+    original = paramiko.Channel.exec_command
+
+    def exec_command(channel, command):  # type: ignore[no-untyped-def]
+        commands.append(command)
+        return original(channel, command)
+
+    monkeypatch.setattr(paramiko.Channel, "exec_command", exec_command)
+    monkeypatch.setenv("OPSKIT_SSH_KEY", SSH_KEY)
+    with Ops(root=str(examples_up), host=SSH_URL) as ops:
+        assert ops.status()  # _ping, then the containers
+        ops.health()  # the containers again, and inspections
+    assert commands.count("docker system dial-stdio") == 1, commands
