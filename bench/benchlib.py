@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -116,3 +117,14 @@ def phases(run: Run) -> dict[str, float]:
             seconds[event["phase"]] = seconds.get(event["phase"], 0.0) + event["seconds"]
     seconds["rest"] = run.elapsed - sum(seconds.values())
     return {phase: round(value, 2) for phase, value in seconds.items()}
+
+
+def wait_listening(port: int, seconds: float = 10.0) -> None:
+    """Return once something listens on 127.0.0.1:*port*; end the bench if nothing does."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {seconds:g} s")

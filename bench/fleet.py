@@ -19,14 +19,12 @@ import argparse
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from benchlib import measured
+from benchlib import measured, wait_listening
 
 REPO = Path(__file__).resolve().parent.parent
 OPSKIT = [str(REPO / ".venv" / "bin" / "opskit")]
@@ -45,12 +43,8 @@ def sshd(folder: Path, port: int) -> subprocess.Popen[bytes]:
     ]  # fmt: skip
     (folder / "sshd_config").write_text("\n".join(config) + "\n")
     process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", str(folder / "sshd_config")])
-    for _ in range(200):
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return process
-        time.sleep(0.05)
-    raise SystemExit(f"sshd on {port} did not listen")
+    wait_listening(port)
+    return process
 
 
 def server(index: int) -> Path:

@@ -41,6 +41,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchlib import wait_listening
+
 from opskit.runs import RunStore
 from opskit.web.auth import new_token
 
@@ -104,11 +106,7 @@ def streams_bench(options: argparse.Namespace) -> None:
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        for _ in range(100):
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
+        wait_listening(port)
         run(options, work, url, token, server.pid)
     finally:
         server.terminate()
@@ -276,11 +274,7 @@ def overview_bench(options: argparse.Namespace) -> None:
         server = subprocess.Popen(
             [*opskit, "serve", "--bind", f"127.0.0.1:{port}"], stderr=subprocess.DEVNULL
         )
-        for _ in range(100):
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
+        wait_listening(port)
         measure_overview(options, work, url, token, server.pid)
     finally:
         if server is not None:
