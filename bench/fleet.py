@@ -32,6 +32,9 @@ BASE = Path("/tmp/opskit-bench-fleet")
 TESTBED_SSH = Path("/var/lib/opskit-testbed/ssh")
 FIRST_PORT = 39100
 NAME = "benchfleet"
+# the test bed's login (scripts/testbed.sh): root's powers with a plain /bin/sh, as a
+# server's deploy user has; root's own ~/.bashrc here runs pyenv for every command
+USER = "opskit-root"
 
 
 def sshd(folder: Path, port: int) -> subprocess.Popen[bytes]:
@@ -66,7 +69,7 @@ def inventory(count: int, ports: list[int]) -> Path:
     control = BASE / f"control-{count}"
     control.mkdir(parents=True, exist_ok=True)
     lines = ["hosts:"] + [
-        f'  h{i}: {{url: "ssh://root@127.0.0.1:{ports[i]}", root: {BASE / f"h{i}" / "root"}}}'
+        f'  h{i}: {{url: "ssh://{USER}@127.0.0.1:{ports[i]}", root: {BASE / f"h{i}" / "root"}}}'
         for i in range(count)
     ]
     (control / "opskit.yaml").write_text("\n".join(lines) + "\n")
@@ -115,7 +118,7 @@ def main() -> None:
                            check=True, capture_output=True)  # fmt: skip
         sizes = [n for n in (1, 10, 30) if n <= options.hosts]
         controls = {n: inventory(n, ports) for n in sizes}
-        one = [*OPSKIT, "--host", f"ssh://root@127.0.0.1:{ports[0]}", "--root",
+        one = [*OPSKIT, "--host", f"ssh://{USER}@127.0.0.1:{ports[0]}", "--root",
                str(BASE / "h0" / "root"), "status"]  # fmt: skip
         keys = ["one host", *(f"{n} hosts" for n in sizes)]
         times: dict[str, list[float]] = {key: [] for key in keys}

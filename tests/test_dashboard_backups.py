@@ -194,13 +194,19 @@ def test_a_drill_started_from_the_page_ends_ok_and_the_archive_shows_drilled(
     run = new_run(board, before, "drill", "seriousletter", "dev", "--name", name)
     ended(browser, board, run, "the drill")
 
-    def drilled_state() -> str | None:
-        found = row(browser, name)
-        cell = found.find_elements(By.CSS_SELECTOR, "td[data-state-of='drilled']") if found else []
-        return cell[0].get_attribute("data-state") if cell else None
+    def drilled() -> tuple[str | None, str]:
+        # read in one script: the list is drawn anew when the run ends, and an element
+        # found first can be gone when it is read (a stale element, CI 34)
+        return tuple(
+            browser.execute_script(  # type: ignore[return-value]
+                "const c = document.querySelector(arguments[0]);"
+                " return c ? [c.dataset.state, c.textContent] : [null, '']",
+                f"#archives tr[data-archive='{name}'] td[data-state-of='drilled']",
+            )
+        )
 
-    wait_until(lambda: drilled_state() == "ok", 30, 0.2, "the archive shown as drilled")
-    text = row(browser, name).find_element(By.CSS_SELECTOR, "td[data-state-of='drilled']").text
+    wait_until(lambda: drilled()[0] == "ok", 30, 0.2, "the archive shown as drilled")
+    text = drilled()[1]
     assert text.startswith("✓ drilled") and text.endswith(("ago", "just now")), text
 
     # the operations form offers the same, with the env's archives to choose from
