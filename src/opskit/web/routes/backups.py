@@ -12,21 +12,21 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from opskit.runs import HISTORY_DAYS
-from opskit.web.context import Board, Operator, Viewer
+from opskit.web.context import Board, Here, Operator, Viewer
 
 router = APIRouter(prefix="/api")
 
 
 @router.get("/backups")
 def backups(
-    board: Board, user: Viewer, project: str | None = None, env: str | None = None
+    here: Here, user: Viewer, project: str | None = None, env: str | None = None
 ) -> dict[str, Any]:
     """The archives in scope, newest first, with verified, drilled and offsite state."""
-    return {"archives": [a.as_dict() for a in board.ops.backups(project, env)]}
+    return {"archives": [a.as_dict() for a in here.ops.backups(project, env)]}
 
 
 @router.get("/offsite")
-def offsite(board: Board, user: Viewer, project: str, env: str) -> dict[str, Any]:
+def offsite(here: Here, user: Viewer, project: str, env: str) -> dict[str, Any]:
     """The env's archives as ``opskit offsite list`` has them (newest first: ``local``,
     ``copied``, ``offsite`` yes/unverified/FAILED/no, ``verified_at``): those with
     ``local`` false are offsite only. ``target`` is None without an offsite target;
@@ -35,8 +35,8 @@ def offsite(board: Board, user: Viewer, project: str, env: str) -> dict[str, Any
     from opskit import offsite as copies
     from opskit.offsite import OffsiteError
 
-    runtime = board.ops.runtime
-    found = board.ops.project(project)
+    runtime = here.ops.runtime
+    found = here.ops.project(project)
     found.check_env(env)
     settings = runtime.settings().offsite_for(found)
     if settings is None:
@@ -51,6 +51,7 @@ def offsite(board: Board, user: Viewer, project: str, env: str) -> dict[str, Any
 @router.get("/backups/history")
 def history(
     board: Board,
+    here: Here,
     user: Viewer,
     project: str,
     env: str,
@@ -66,7 +67,7 @@ def history(
     None."""
     from datetime import UTC, datetime, timedelta
 
-    found = board.ops.project(project)
+    found = here.ops.project(project)
     found.check_env(env)
     since = (datetime.now(UTC) - timedelta(days=nights)).isoformat()
     backups = []
@@ -91,12 +92,12 @@ SAMPLES = ("size", "data_bytes", "backup_disk_used", "backup_disk_size")
 
 
 @router.get("/archives/{project}/{env}/{name}.tar")
-def download(board: Board, user: Operator, project: str, env: str, name: str) -> StreamingResponse:
+def download(here: Here, user: Operator, project: str, env: str, name: str) -> StreamingResponse:
     """The archive folder as a tar stream (its files as they are: zstd components, the
     manifest; from the restic store: the manifest and each component's raw stream),
     for a copy elsewhere; verify it there with ``opskit verify``. Operators
     only: an archive holds all the data of its env (a prod dump: every customer's)."""
-    ops = board.ops
+    ops = here.ops
     found = ops.project(project)
     found.check_env(env)
     archive = ops.backup_engine().find(found, env, name)
