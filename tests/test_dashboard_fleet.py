@@ -178,6 +178,9 @@ def test_a_backup_started_on_a_host_from_the_page_runs_there_and_streams(
     assert archives(web1) == [], "on web2 only"
     runs = board.api("/api/runs", cookie)[1]["runs"]
     assert next(r for r in runs if r["id"] == run)["host"] == "web2"
+    query = "/api/backups/history?project=site&env=prod"
+    assert [b["run"] for b in board.api(f"{query}&host=web2", cookie)[1]["backups"]] == [run]
+    assert board.api(query, cookie)[1]["backups"] == [], "the own root's site prod: none"
 
     browser.get(board.url + "/runs")
     row = f"#runs-table tr[data-host='web2'] a[data-run='{run}']"

@@ -4,7 +4,7 @@ duration, disk use per backup) and one archive as a tar download."""
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from opskit.runs import HISTORY_DAYS
 from opskit.web.context import Board, Here, Operator, Viewer
+from opskit.web.hosts import HostView
 
 router = APIRouter(prefix="/api")
 
@@ -63,6 +64,7 @@ def history(
     timer's verify, prune and offsite copy), ``size`` (the archive's stored bytes),
     ``data_bytes`` (the env's data as backed up), ``backup_disk_used`` and
     ``backup_disk_size`` (the filesystem of the env's backups), ``archive``, ``run``.
+    On a host of the fleet (``?host=``): the backups this dashboard started there.
     A failed backup has no size; the sizes of backups made before they were recorded are
     None."""
     from datetime import UTC, datetime, timedelta
@@ -72,6 +74,8 @@ def history(
     since = (datetime.now(UTC) - timedelta(days=nights)).isoformat()
     backups = []
     for job in board.runs.store.finished_jobs("backup", project, env, since):
+        if not _ran_on(board, here, job["run"]):  # the same project on another host
+            continue
         details = job.get("details") or {}
         location = str(details.get("archive") or "")
         backups.append(
@@ -86,6 +90,16 @@ def history(
             }
         )
     return {"project": project, "env": env, "since": since, "backups": backups}
+
+
+def _ran_on(board: Board, here: HostView, run: str) -> bool:
+    """Whether this dashboard's *run* ran on *here* (a run pruned since: on its own root).
+    A server of the fleet keeps its timers' and its CLI's jobs in its own store."""
+    try:
+        argv: Sequence[str] = board.runs.store.get(run).argv
+    except KeyError:
+        argv = ()
+    return board.hosts.name_of(argv) == here.name
 
 
 SAMPLES = ("size", "data_bytes", "backup_disk_used", "backup_disk_size")

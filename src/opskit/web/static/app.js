@@ -43,7 +43,8 @@ document.addEventListener("DOMContentLoaded", () => {
     // another host's projects differ: the page of that host, without the old one's query
     location.assign(picker.selectedIndex === 0 ? location.pathname : `${location.pathname}?host=${encodeURIComponent(picker.value)}`);
   });
-  document.querySelector("h1").append(el("span", { class: "host-name" }, ` · ${picker.value}`));
+  // the runs page lists every host's runs (a column says whose)
+  if (page !== "runs") document.querySelector("h1").append(el("span", { class: "host-name" }, ` · ${picker.value}`));
 });
 
 async function api(path, options = {}) {
