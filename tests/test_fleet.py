@@ -9,94 +9,27 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import attrs
 import pytest
 
-from conftest import SSH_URL, opskit
-from testroot import free_ports, ns
+from conftest import opskit
+from fleetbed import SSH_USER, Server, make_root, silent_server, ssh_servers, sshd
+from testroot import ns
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh]
 
-TESTBED_SSH = Path("/var/lib/opskit-testbed/ssh")
 TIMEOUT = 4  # hosts.timeout of the inventory
-SSH_USER = urlsplit(SSH_URL).username  # the test bed's login on its sshd
-
-
-@attrs.frozen
-class Server:
-    name: str
-    url: str
-    root: Path
-    process: subprocess.Popen[bytes] | None  # its sshd (None: this machine)
-
-
-def sshd(directory: Path, port: int) -> subprocess.Popen[bytes]:
-    """A private sshd like the test bed's, on *port*, in the foreground (killed to stop)."""
-    config = (TESTBED_SSH / "sshd_config").read_text()
-    lines = [
-        f"Port {port}" if line.startswith("Port ")
-        else f"PidFile {directory / 'sshd.pid'}" if line.startswith("PidFile ")
-        else line
-        for line in config.splitlines()
-    ]  # fmt: skip
-    (directory / "sshd_config").write_text("\n".join(lines) + "\n")
-    process = subprocess.Popen(
-        ["/usr/sbin/sshd", "-D", "-e", "-f", str(directory / "sshd_config")],
-        stderr=open(directory / "sshd.log", "ab"),  # noqa: SIM115
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return process
-        time.sleep(0.1)
-    raise AssertionError(f"sshd on {port} did not listen")
-
-
-def make_root(root: Path, name: str) -> None:
-    """A server's root: one project whose stack has a name of its own (its namespace)."""
-    (root / "site" / "prod" / "data").mkdir(parents=True)
-    (root / "site" / "prod" / "data" / "hello.txt").write_text(f"hello from {name}\n")
-    (root / "opskit.yaml").write_text(
-        f"state_dir: {root / 'state'}\ntimers: {{unit_dir: {root / 'units'}}}\n"
-    )
-    (root / "site" / "project.yaml").write_text(
-        "name: site\nenvironments: [prod]\n"
-        f'compose: {{dir: "{{env}}", project_name: "{ns(name)}-site-{{env}}"}}\n'
-        f'backup: {{dir: {root / "backups"}, store: folder, paths: ["{{env}}/data"]}}\n'
-    )
-    (root / "site" / "prod" / "compose.yaml").write_text(
-        "services:\n  web:\n    image: opskit-test/web:1\n    init: true\n"
-        f'    command: ["sh", "-c", "echo {name} up; exec sleep 2147483647"]\n'
-    )
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     base = tmp_path_factory.mktemp("fleet")
-    servers = []
-    ports = free_ports(3)
-    for index, port in enumerate(ports, 1):
-        name = f"web{index}"
-        (base / name).mkdir()
-        make_root(base / name / "root", name)
-        servers.append(
-            Server(
-                name,
-                f"ssh://{SSH_USER}@127.0.0.1:{port}",
-                base / name / "root",
-                sshd(base / name, port),
-            )
-        )
+    servers = ssh_servers(base, ["web1", "web2", "web3"])
     make_root(base / "here" / "root", "here")
     servers.append(Server("here", "local", base / "here" / "root", None))
     control = base / "control"
@@ -186,30 +119,6 @@ def test_status_health_and_backups_over_all_hosts_equal_the_hosts_one_by_one(
     assert lines[0].split()[:3] == ["HOST", "PROJECT", "ENV"]
     assert [line.split()[0] for line in lines[1:]] == ["web2", "here"]
     assert newest.split()[:2] == ["HOST", "PROJECT"], "the newest backups too, once"
-
-
-def silent_server() -> tuple[int, threading.Event]:
-    """A server that accepts connections and never says a word (a hung machine)."""
-    (port,) = free_ports(1)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", port))
-    listener.listen(8)
-    done = threading.Event()
-    held: list[socket.socket] = []
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not done.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-        for connection in held:
-            connection.close()
-        listener.close()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return port, done
 
 
 def test_a_stopped_and_a_silent_host_are_named_the_others_complete(

@@ -585,7 +585,10 @@ class SSHHost(Host):
 
     @property
     def connection(self) -> Any:
-        """The open fabric connection (opened on first use)."""
+        """The open fabric connection (opened on first use, and again when it broke: a
+        server that restarted, or a dashboard's connection kept across an outage)."""
+        if self._connection is not None and not self._connection.is_connected:
+            self.close()  # the engine's client with it: it spoke over that connection
         if self._connection is None:
             import logging
 

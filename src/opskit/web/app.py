@@ -13,8 +13,10 @@ of the JSON API (:mod:`opskit.web.routes`), with the runs behind
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -22,10 +24,9 @@ from fastapi.responses import JSONResponse, Response
 from opskit.errors import DockerUnavailable, HostError, NotFoundError, OpskitError
 from opskit.runs import FILENAME, RunStore
 from opskit.web.auth import LoginLimit, Sessions, TokenFile
-from opskit.web.changes import EngineEvents
 from opskit.web.context import Dashboard, Options, json_body
 from opskit.web.guard import CSP, add_guard
-from opskit.web.overview import OverviewFeed
+from opskit.web.hosts import Hosts
 from opskit.web.routes.runs import operation_argv
 from opskit.web.run_service import Broadcaster, RunService
 from opskit.web.shell import PAGES, Assets
@@ -63,23 +64,23 @@ def create_app(options: Options) -> FastAPI:
     run_service = RunService(store, options.root, options.host, settings.serve.keep_runs_days)
     token_file = TokenFile(ops.host, options.root)
     token_file.current()  # a broken opskit.yaml fails the start, not the first login
-    engine_events = EngineEvents(ops.host)
-    feed = OverviewFeed(
-        ops.root, ops.host, ops.plugins, store, engine_events, run_service.broadcaster
-    )
     board = Dashboard(
         options=options,
-        ops=ops,
+        hosts=Hosts(ops, settings, store, run_service.broadcaster),
         settings=settings,
         sessions=Sessions(store, settings.serve.session_hours),
         token_file=token_file,
         login_limit=LoginLimit(),
         assets=Assets(),
         runs=run_service,
-        engine_events=engine_events,
-        overview=feed,
     )
-    app = FastAPI(title="opskit", openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="opskit",
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=closing_hosts,
+    )
     app.state.dashboard = board
     app.add_exception_handler(OpskitError, opskit_error)  # type: ignore[arg-type]
     add_guard(app)
@@ -88,6 +89,13 @@ def create_app(options: Options) -> FastAPI:
     if options.terminal:
         app.include_router(terminal.router)
     return app
+
+
+@contextlib.asynccontextmanager
+async def closing_hosts(app: FastAPI) -> AsyncIterator[None]:
+    """The fleet's connections closed when the server stops."""
+    yield
+    app.state.dashboard.hosts.close()
 
 
 async def opskit_error(request: Request, exc: OpskitError) -> Response:

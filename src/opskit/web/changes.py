@@ -55,8 +55,13 @@ class EngineEvents:
                 self._start()
 
     def _start(self) -> None:
+        from opskit.errors import OpskitError
+
         argv = ["docker", "events", "--format", "{{json .}}", "--filter", "type=container"]
-        self.process = process = self.host.popen(argv)
+        try:
+            self.process = process = self.host.popen(argv)
+        except OpskitError:  # a server that cannot be reached: resume() tries again
+            return
         threading.Thread(target=self._read, args=(process,), daemon=True).start()
 
     def _read(self, process: Any) -> None:

@@ -12,12 +12,11 @@ from fastapi import Depends, HTTPException, Request
 from starlette.requests import HTTPConnection
 
 from opskit.web.auth import COOKIE, LoginLimit, Sessions, TokenFile, User
+from opskit.web.hosts import HostView
 
 if TYPE_CHECKING:
-    from opskit.api import Ops
     from opskit.settings import Settings
-    from opskit.web.changes import EngineEvents
-    from opskit.web.overview import OverviewFeed
+    from opskit.web.hosts import Hosts
     from opskit.web.run_service import RunService
     from opskit.web.shell import Assets
 
@@ -35,15 +34,13 @@ class Dashboard:
     """The state of one dashboard app, built once by :func:`opskit.web.app.create_app`."""
 
     options: Options
-    ops: Ops
+    hosts: Hosts  # the own root, and each host of the inventory
     settings: Settings
     sessions: Sessions
     token_file: TokenFile
     login_limit: LoginLimit
     assets: Assets
     runs: RunService
-    engine_events: EngineEvents
-    overview: OverviewFeed
     # opskit serve sets this to its server's "should exit": the event streams end by
     # themselves then, instead of being cancelled (and logged) when the server stops
     stopping: Callable[[], bool] = lambda: False
@@ -51,6 +48,12 @@ class Dashboard:
 
 def dashboard(connection: HTTPConnection) -> Dashboard:
     return connection.app.state.dashboard  # type: ignore[no-any-return]
+
+
+def here(connection: HTTPConnection, host: str | None = None) -> HostView:
+    """The host a request is about: ``?host=NAME`` of the inventory, else the own root
+    (an unknown name: 404)."""
+    return dashboard(connection).hosts.get(host)
 
 
 def current_user(connection: HTTPConnection) -> User | None:
@@ -80,6 +83,7 @@ def operator(request: Request) -> User:
 
 
 Board = Annotated[Dashboard, Depends(dashboard)]
+Here = Annotated[HostView, Depends(here)]
 Viewer = Annotated[User, Depends(viewer)]
 Operator = Annotated[User, Depends(operator)]
 

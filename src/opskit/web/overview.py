@@ -309,16 +309,29 @@ class OverviewFeed:
         taken again when older than CHECKS_SECONDS. Without *checks*: the containers only
         (``checks`` null), for a page that needs no more."""
         generation = self.generation
-        containers = self.containers.get(generation)
         checked: dict[str, Any] | None
-        if not checks:
-            checked = None
-        elif self.tasks and self.checks.value is not None:
-            checked = self.checks.value
-        else:
-            checked = self.checks.get(generation)
+        try:
+            containers = self.containers.get(generation)
+            if not checks:
+                checked = None
+            elif self.tasks and self.checks.value is not None:
+                checked = self.checks.value
+            else:
+                checked = self.checks.get(generation)
+        except (HostError, DockerUnavailable) as exc:  # a server of the fleet that is down
+            return {
+                "generation": generation,
+                "unreachable": f"unreachable: {_said(exc)}",
+                "engine": None,
+                "envs": [],
+                "checks_generation": self.checks.generation,
+                "checked_at": None,
+                "computed": {"containers": self.containers.computed,
+                             "checks": self.checks.computed},
+            }  # fmt: skip
         return {
             "generation": generation,
+            "unreachable": None,
             "checks_generation": self.checks.generation,
             "checked_at": checked.get("checked_at") if checked else None,
             "engine": containers["engine"],

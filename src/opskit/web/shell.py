@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+from collections.abc import Sequence
 from importlib import resources
 
 from fastapi.responses import HTMLResponse
@@ -53,12 +54,24 @@ class Assets:
 
 
 def page(
-    assets: Assets, terminal: bool, name: str, title: str, user: User | None, body: str = ""
+    assets: Assets,
+    terminal: bool,
+    name: str,
+    title: str,
+    user: User | None,
+    body: str = "",
+    hosts: Sequence[str] = (),
 ) -> HTMLResponse:
-    """A page: the navigation for a logged-in *user*, *body*, and the scripts that fill it."""
+    """A page: the navigation for a logged-in *user* (with a host picker when there are
+    *hosts* to pick from), *body*, and the scripts that fill it."""
     nav = ""
     if user is not None:
         links = "".join(f'<a href="{path}">{label}</a>' for path, (_n, label) in PAGES.items())
+        if len(hosts) > 1:  # app.js selects the page's own (?host=) and goes to another
+            options = "".join(f"<option>{escape(h)}</option>" for h in hosts)
+            links += (
+                f"<label class=host-picker>host <select id=host-picker>{options}</select></label>"
+            )
         nav = (
             f"<nav>{links}<span class=user>{escape(user.name)} ({user.role})</span>"
             '<form method=post action="/logout"><button>Log out</button></form></nav>'

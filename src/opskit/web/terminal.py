@@ -60,7 +60,7 @@ class ShellPid:
         return rest
 
 
-async def _refuse(socket: WebSocket, reason: str) -> None:
+async def refuse(socket: WebSocket, reason: str) -> None:
     """Accepted, then closed with 4404 and the reason, which the page shows."""
     await socket.accept()
     await socket.close(code=4404, reason=reason[:120])
@@ -107,10 +107,10 @@ async def terminal_session(
     try:
         running = ops.containers(project, env, service, running=True)
     except OpskitError as exc:
-        await _refuse(socket, str(exc))
+        await refuse(socket, str(exc))
         return
     if not running:
-        await _refuse(socket, f"{project} {env} {service}: no running container")
+        await refuse(socket, f"{project} {env} {service}: no running container")
         return
     await socket.accept()
     container = running[0].id

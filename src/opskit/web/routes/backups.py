@@ -4,7 +4,7 @@ duration, disk use per backup) and one archive as a tar download."""
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -12,21 +12,22 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from opskit.runs import HISTORY_DAYS
-from opskit.web.context import Board, Operator, Viewer
+from opskit.web.context import Board, Here, Operator, Viewer
+from opskit.web.hosts import HostView
 
 router = APIRouter(prefix="/api")
 
 
 @router.get("/backups")
 def backups(
-    board: Board, user: Viewer, project: str | None = None, env: str | None = None
+    here: Here, user: Viewer, project: str | None = None, env: str | None = None
 ) -> dict[str, Any]:
     """The archives in scope, newest first, with verified, drilled and offsite state."""
-    return {"archives": [a.as_dict() for a in board.ops.backups(project, env)]}
+    return {"archives": [a.as_dict() for a in here.ops.backups(project, env)]}
 
 
 @router.get("/offsite")
-def offsite(board: Board, user: Viewer, project: str, env: str) -> dict[str, Any]:
+def offsite(here: Here, user: Viewer, project: str, env: str) -> dict[str, Any]:
     """The env's archives as ``opskit offsite list`` has them (newest first: ``local``,
     ``copied``, ``offsite`` yes/unverified/FAILED/no, ``verified_at``): those with
     ``local`` false are offsite only. ``target`` is None without an offsite target;
@@ -35,8 +36,8 @@ def offsite(board: Board, user: Viewer, project: str, env: str) -> dict[str, Any
     from opskit import offsite as copies
     from opskit.offsite import OffsiteError
 
-    runtime = board.ops.runtime
-    found = board.ops.project(project)
+    runtime = here.ops.runtime
+    found = here.ops.project(project)
     found.check_env(env)
     settings = runtime.settings().offsite_for(found)
     if settings is None:
@@ -51,6 +52,7 @@ def offsite(board: Board, user: Viewer, project: str, env: str) -> dict[str, Any
 @router.get("/backups/history")
 def history(
     board: Board,
+    here: Here,
     user: Viewer,
     project: str,
     env: str,
@@ -62,15 +64,18 @@ def history(
     timer's verify, prune and offsite copy), ``size`` (the archive's stored bytes),
     ``data_bytes`` (the env's data as backed up), ``backup_disk_used`` and
     ``backup_disk_size`` (the filesystem of the env's backups), ``archive``, ``run``.
+    On a host of the fleet (``?host=``): the backups this dashboard started there.
     A failed backup has no size; the sizes of backups made before they were recorded are
     None."""
     from datetime import UTC, datetime, timedelta
 
-    found = board.ops.project(project)
+    found = here.ops.project(project)
     found.check_env(env)
     since = (datetime.now(UTC) - timedelta(days=nights)).isoformat()
     backups = []
     for job in board.runs.store.finished_jobs("backup", project, env, since):
+        if not _ran_on(board, here, job["run"]):  # the same project on another host
+            continue
         details = job.get("details") or {}
         location = str(details.get("archive") or "")
         backups.append(
@@ -87,16 +92,26 @@ def history(
     return {"project": project, "env": env, "since": since, "backups": backups}
 
 
+def _ran_on(board: Board, here: HostView, run: str) -> bool:
+    """Whether this dashboard's *run* ran on *here* (a run pruned since: on its own root).
+    A server of the fleet keeps its timers' and its CLI's jobs in its own store."""
+    try:
+        argv: Sequence[str] = board.runs.store.get(run).argv
+    except KeyError:
+        argv = ()
+    return board.hosts.name_of(argv) == here.name
+
+
 SAMPLES = ("size", "data_bytes", "backup_disk_used", "backup_disk_size")
 
 
 @router.get("/archives/{project}/{env}/{name}.tar")
-def download(board: Board, user: Operator, project: str, env: str, name: str) -> StreamingResponse:
+def download(here: Here, user: Operator, project: str, env: str, name: str) -> StreamingResponse:
     """The archive folder as a tar stream (its files as they are: zstd components, the
     manifest; from the restic store: the manifest and each component's raw stream),
     for a copy elsewhere; verify it there with ``opskit verify``. Operators
     only: an archive holds all the data of its env (a prod dump: every customer's)."""
-    ops = board.ops
+    ops = here.ops
     found = ops.project(project)
     found.check_env(env)
     archive = ops.backup_engine().find(found, env, name)

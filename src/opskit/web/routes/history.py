@@ -6,12 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from opskit.web.context import Board, Viewer
+from opskit.web.context import Here, Viewer
 
 router = APIRouter(prefix="/api")
 
 
 @router.get("/history")
-def history(board: Board, user: Viewer, project: str | None = None) -> dict[str, Any]:
+def history(here: Here, user: Viewer, project: str | None = None) -> dict[str, Any]:
     """The audit log: sync, promote, restore, rebuild."""
-    return {"entries": board.ops.history(project)}
+    return {"entries": here.ops.history(project)}

@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
 from opskit.stacks import docker_since
-from opskit.web.context import Board, Viewer
+from opskit.web.context import Board, Here, Viewer
 from opskit.web.streams import event_stream, log_lines
 
 router = APIRouter(prefix="/api")
@@ -17,6 +17,7 @@ MAX_TAIL = 5000
 @router.get("/logs")
 async def logs(
     board: Board,
+    here: Here,
     user: Viewer,
     project: str,
     env: str,
@@ -32,7 +33,7 @@ async def logs(
     *tail*: the last lines of each container to begin with (at most 5000); *since*: only
     lines from then on, as ``opskit logs --since`` reads it (``10m``, ``2h``, ``3d``,
     ``2026-12-04T03:30``); *follow*: go on with new lines as they come."""
-    ops = board.ops
+    ops = here.ops
     ops.project(project).check_env(env)
     placements = [
         p

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from opskit.web.context import Board, Viewer
+from opskit.web.context import Board, Here, Viewer
 from opskit.web.streams import event_stream
 
 router = APIRouter(prefix="/api")
@@ -17,15 +17,25 @@ router = APIRouter(prefix="/api")
 
 @router.get("/me")
 def me(board: Board, user: Viewer) -> dict[str, Any]:
-    return {"name": user.name, "role": user.role, "terminal": board.options.terminal}
+    """The user, and the hosts the dashboard serves (its own first)."""
+    return {
+        "name": user.name,
+        "role": user.role,
+        "terminal": board.options.terminal,
+        "hosts": board.hosts.names,
+    }
 
 
 @router.get("/overview")
-def overview(board: Board, user: Viewer, checks: bool = True) -> dict[str, Any]:
+def overview(here: Here, user: Viewer, checks: bool = True) -> dict[str, Any]:
     """One entry per env, what ``docker ps`` and the watch know of it; computed once per
     change for every open page (see ``/api/overview/changes``). ``?checks=false``: the
     containers only (fast; ``checks`` and what comes with them left out, status
     ``checking``).
+
+    - ``host``: the host it is of (``?host=NAME``, else the dashboard's own root);
+      ``unreachable``: ``"unreachable: …"`` when that host cannot be reached (then no
+      envs), else null;
 
     - ``generation``: the change counter this answer is for (a ``docker events`` container
       event or a job's end raises it); ``checks_generation`` and ``checked_at`` (UTC, ISO
@@ -59,23 +69,23 @@ def overview(board: Board, user: Viewer, checks: bool = True) -> dict[str, Any]:
         the data's size as the newest verified archive recorded it (``data_bytes``,
         ``data_at``).
     """
-    return board.overview.overview(checks)
+    return {"host": here.name, **here.overview.overview(checks)}
 
 
 @router.get("/overview/changes")
-async def changes(board: Board, user: Viewer) -> StreamingResponse:
+async def changes(board: Board, here: Here, user: Viewer) -> StreamingResponse:
     """Server-sent events: ``{"changed": reason, "generation": n}`` once the containers
     were read again after a change on the engine or a job's end, ``{"checked": n}`` when
     newer checks are in: the page reads ``/api/overview`` again."""
     from opskit.web.changes import overview_changes
 
-    return event_stream(overview_changes(board.overview, board.stopping))
+    return event_stream(overview_changes(here.overview, board.stopping))
 
 
 @router.get("/projects")
-def projects(board: Board, user: Viewer) -> dict[str, Any]:
+def projects(here: Here, user: Viewer) -> dict[str, Any]:
     """Projects with their envs and sync directions, for the operations form."""
-    board.ops.runtime.reload()  # a project added since is a choice now, not after a visit elsewhere
+    here.ops.runtime.reload()  # a project added since is a choice now, not after a visit elsewhere
     return {
         "projects": [
             {
@@ -84,6 +94,6 @@ def projects(board: Board, user: Viewer) -> dict[str, Any]:
                 "sync_pairs": [list(pair) for pair in (p.sync.pairs if p.sync else ())],
                 "promote": p.promote is not None,
             }
-            for p in board.ops.projects()
+            for p in here.ops.projects()
         ]
     }

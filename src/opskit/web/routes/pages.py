@@ -16,7 +16,9 @@ router = APIRouter(include_in_schema=False)
 
 def _show(name: str, title: str) -> Callable[[Board, Viewer], HTMLResponse]:
     def show(board: Board, user: Viewer) -> HTMLResponse:
-        return page(board.assets, board.options.terminal, name, title, user)
+        return page(
+            board.assets, board.options.terminal, name, title, user, hosts=board.hosts.names
+        )
 
     return show
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from opskit.operation_requests import OPERATIONS, RequestError, parse_operation
-from opskit.web.context import Board, Operator, Viewer, json_body, openapi_body
+from opskit.web.context import Board, Here, Operator, Viewer, json_body, openapi_body
 from opskit.web.streams import event_stream
 
 router = APIRouter(prefix="/api")
@@ -43,25 +43,36 @@ def operation_argv(ops: Any, body: Any) -> list[str]:
         raise HTTPException(422, str(exc)) from None
 
 
+def with_host(board: Board, run: dict[str, Any]) -> dict[str, Any]:
+    """*run* with the name of the host it runs on."""
+    return {**run, "host": board.hosts.name_of(run["argv"])}
+
+
 @router.get("/runs")
 def runs(board: Board, user: Viewer, limit: int = Query(50, ge=1, le=10000)) -> dict[str, Any]:
-    return board.runs.recent(limit)
+    """The newest runs (of every host), each with the ``host`` it runs on."""
+    found = board.runs.recent(limit)
+    found["runs"] = [with_host(board, r) for r in found["runs"]]
+    return found
 
 
 @router.get("/runs/{run_id}")
 def run(
     board: Board, user: Viewer, run_id: str, after: int = Query(0, ge=0, le=MAX_ID)
 ) -> dict[str, Any]:
-    """One run and its stored events after *after* (all of them by default)."""
-    return board.runs.one(run_id, after)
+    """One run (with its ``host``) and its stored events after *after* (all by default)."""
+    found = board.runs.one(run_id, after)
+    found["run"] = with_host(board, found["run"])
+    return found
 
 
 @router.post("/runs", status_code=201, openapi_extra=openapi_body(RUN_BODY))
-async def start_run(request: Request, board: Board, user: Operator) -> dict[str, Any]:
+async def start_run(request: Request, board: Board, here: Here, user: Operator) -> dict[str, Any]:
     """Start an operation as a run of its own: ``{"operation": "backup", "project":
-    "mdf", "env": "dev"}``; see docs/dashboard.md for each operation's fields."""
-    argv = operation_argv(board.ops, await json_body(request))
-    return board.runs.start(argv, user.name)
+    "mdf", "env": "dev"}``; see docs/dashboard.md for each operation's fields. With
+    ``?host=NAME`` it runs on that host of the inventory (``--host URL --root ROOT``)."""
+    argv = operation_argv(here.ops, await json_body(request))
+    return with_host(board, board.runs.start(here.command(argv), user.name))
 
 
 @router.get("/stream")

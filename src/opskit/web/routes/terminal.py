@@ -12,8 +12,10 @@ router = APIRouter(prefix="/api")
 
 
 @router.websocket("/terminal")
-async def terminal(socket: WebSocket, project: str, env: str, service: str) -> None:
-    from opskit.web.terminal import terminal_session
+async def terminal(
+    socket: WebSocket, project: str, env: str, service: str, host: str | None = None
+) -> None:
+    from opskit.web.terminal import refuse, terminal_session
 
     board = dashboard(socket)
     try:
@@ -23,4 +25,9 @@ async def terminal(socket: WebSocket, project: str, env: str, service: str) -> N
     if not same_origin(socket, board.options.behind_proxy) or found is None or not found.operator:
         await socket.close(code=4403)
         return
-    await terminal_session(socket, board.ops, project, env, service)
+    try:
+        view = board.hosts.get(host)
+    except OpskitError as exc:
+        await refuse(socket, str(exc))
+        return
+    await terminal_session(socket, view.ops, project, env, service)

@@ -21,8 +21,34 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// The host of the fleet a page is about (?host=NAME; none: the dashboard's own root): the
+// page's API calls, streams and links keep it.
+const host = new URLSearchParams(location.search).get("host");
+function onHost(path) {
+  if (!host) return path;
+  const url = new URL(path, location.origin);
+  if (!url.searchParams.has("host")) url.searchParams.set("host", host);
+  return url.pathname + url.search;
+}
+document.addEventListener("click", (event) => {
+  const link = event.target.closest && event.target.closest("a[href^='/']");
+  if (link) link.setAttribute("href", onHost(link.getAttribute("href")));
+}, true);
+document.addEventListener("DOMContentLoaded", () => {
+  for (const link of document.querySelectorAll("nav a")) link.setAttribute("href", onHost(link.getAttribute("href")));
+  const picker = document.querySelector("#host-picker");
+  if (!picker) return;
+  picker.value = host || picker.options[0].value;
+  picker.addEventListener("change", () => {
+    // another host's projects differ: the page of that host, without the old one's query
+    location.assign(picker.selectedIndex === 0 ? location.pathname : `${location.pathname}?host=${encodeURIComponent(picker.value)}`);
+  });
+  // the runs page lists every host's runs (a column says whose)
+  if (page !== "runs") document.querySelector("h1").append(el("span", { class: "host-name" }, ` · ${picker.value}`));
+});
+
 async function api(path, options = {}) {
-  const response = await fetch(path, {
+  const response = await fetch(onHost(path), {
     credentials: "same-origin",
     headers: { "Content-Type": "application/json" },
     ...options,
@@ -201,13 +227,15 @@ async function listRuns() {
   const table = document.querySelector("#runs-table");
   if (!table) return;
   const data = await api("/api/runs");
-  table.replaceChildren(el("tr", {}, el("th", {}, "run"), el("th", {}, "command"),
-    el("th", {}, "by"), el("th", {}, "state"), el("th", {}, "exit")));
+  const fleet = Boolean(document.querySelector("#host-picker")); // a host column then
+  table.replaceChildren(el("tr", {}, el("th", {}, "run"), ...(fleet ? [el("th", {}, "host")] : []),
+    el("th", {}, "command"), el("th", {}, "by"), el("th", {}, "state"), el("th", {}, "exit")));
   for (const run of data.runs) {
     const open = el("a", { href: "#", "data-run": run.id }, run.id);
     open.addEventListener("click", (e) => { e.preventDefault(); attach(run, runsArea); });
-    table.append(el("tr", {}, el("td", {}, open), el("td", {}, run.command), el("td", {}, run.user),
-      el("td", { class: run.state }, run.state), el("td", {}, run.exit_code ?? "")));
+    table.append(el("tr", { "data-host": run.host }, el("td", {}, open),
+      ...(fleet ? [el("td", { class: "run-host" }, run.host)] : []), el("td", {}, run.command),
+      el("td", {}, run.user), el("td", { class: run.state }, run.state), el("td", {}, run.exit_code ?? "")));
   }
   return data;
 }

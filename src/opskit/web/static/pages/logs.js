@@ -79,7 +79,7 @@ async function logsPage() {
     else if (since.value.trim()) query.since = since.value.trim();
     const url = `/api/logs?${new URLSearchParams(query)}`;
     history.replaceState(null, "", `/logs?${new URLSearchParams({ project, env, service: servicePicker.value, since: since.value, q: filter.value })}`);
-    source = new EventSource(url);
+    source = new EventSource(onHost(url));
     source.onmessage = (m) => {
       const data = JSON.parse(m.data);
       if (data.end) {

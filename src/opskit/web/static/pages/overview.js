@@ -119,6 +119,13 @@ function card(env, engine) {
 }
 
 function drawOverview(section, data) {
+  if (data.unreachable) { // a server of the fleet that cannot be reached: one card says so
+    section.replaceChildren(el("article", { class: "env-card is-error host-unreachable", "data-status": "unreachable" },
+      el("header", {}, el("h2", {}, data.host), el("span", { class: "status status-error" }, "unreachable")),
+      el("p", { class: "card-error" }, data.unreachable)));
+    section.dataset.generation = String(data.generation);
+    return;
+  }
   const envs = [...data.envs].sort((a, b) => STATUS_ORDER[a.status] - STATUS_ORDER[b.status]
     || a.project.localeCompare(b.project) || a.env.localeCompare(b.env));
   const counts = {};
@@ -153,7 +160,7 @@ async function overviewPage() {
     if (again) { again = false; reread(); }
   }
   await reread();
-  const changes = new EventSource("/api/overview/changes");
+  const changes = new EventSource(onHost("/api/overview/changes"));
   changes.onmessage = () => {
     if (pending) return;
     pending = setTimeout(() => { pending = null; reread(); }, 50);
@@ -179,7 +186,7 @@ function openTerminal(project, env, service) {
   fit.fit();
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const query = new URLSearchParams({ project, env, service });
-  const socket = new WebSocket(`${scheme}://${location.host}/api/terminal?${query}`);
+  const socket = new WebSocket(`${scheme}://${location.host}${onHost(`/api/terminal?${query}`)}`);
   socket.binaryType = "arraybuffer";
   socket.onopen = () => socket.send(JSON.stringify({ resize: [term.cols, term.rows] }));
   socket.onmessage = (m) => term.write(new Uint8Array(m.data));
