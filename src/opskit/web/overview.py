@@ -14,7 +14,6 @@ computed once per change (single-flight); a page's read between changes is a cac
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import posixpath
 import threading
@@ -389,6 +388,7 @@ class OverviewFeed:
             asyncio.create_task(pump(jobs, ended)),
         ]
         assert self.checks_wanted is not None
+        failed: str | None = None  # why the containers could not be read last time
         try:
             while True:
                 try:
@@ -403,11 +403,20 @@ class OverviewFeed:
                     await asyncio.sleep(BURST_SECONDS)
                 while not merged_changes.empty():
                     reason = merged_changes.get_nowait()
-                before = self.containers.value
+                before, failed_before = self.containers.value, failed
                 self.generation += 1
-                with contextlib.suppress(Exception):  # the page's read says why
+                try:
                     await asyncio.to_thread(self.containers.get, self.generation)
-                if reason != "refresh" or self.containers.value != before:
+                    failed = None
+                except Exception as exc:  # the page's read says why
+                    failed = _said(exc)
+                # a refresh that found nothing new tells no page; one that found the host
+                # gone (or back) does: nothing else will (no engine event comes from it)
+                if (
+                    reason != "refresh"
+                    or self.containers.value != before
+                    or failed != failed_before
+                ):
                     self._tell({"changed": reason, "generation": self.generation})
                 self.checks_wanted.set()
         finally:
