@@ -218,10 +218,9 @@ def test_a_drill_started_from_the_page_ends_ok_and_the_archive_shows_drilled(
     Select(browser.find_element(By.ID, "project")).select_by_value("seriousletter")
     Select(browser.find_element(By.ID, "env")).select_by_value("dev")
 
-    def choices() -> list[str]:
-        return [
-            o.get_attribute("value") for o in Select(browser.find_element(By.ID, "archive")).options
-        ]
+    def choices() -> list[str]:  # in one script: the options are replaced as answers come
+        script = "return [...document.querySelectorAll('#archive option')].map((o) => o.value)"
+        return list(browser.execute_script(script))
 
     wait_until(lambda: name in choices(), 20, 0.1, "the archives to drill")
     assert browser.find_element(By.ID, "archive").is_displayed()

@@ -40,16 +40,22 @@ async function operationsPage() {
       await updateArchives();
       updateConfirm();
     }
+    // Each change of the form asks for the archives again; only the newest answer is
+    // shown (an older one, for the project or env chosen before, can come after it: CI 36).
+    let archivesAsked = 0;
     async function updateArchives() {
       if (!withArchive.includes(operation.value)) return;
+      const asked = ++archivesAsked;
       const query = `project=${encodeURIComponent(project.value)}&env=${encodeURIComponent(env.value)}`;
       if (operation.value === "offsite-download") {  // those whose local copy is gone
         const data = await api(`/api/offsite?${query}`);
+        if (asked !== archivesAsked) return;
         archive.replaceChildren(...data.archives.filter((a) => !a.local && a.copied)
           .map((a) => el("option", { value: a.archive }, `${a.archive} (offsite only)`)));
         return;
       }
       const data = await api(`/api/backups?${query}`);
+      if (asked !== archivesAsked) return;
       archive.replaceChildren(...data.archives.map((a) => el("option", { value: a.name }, `${a.name} (${a.verified})`)));
     }
     function updateServices() {
