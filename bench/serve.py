@@ -40,11 +40,25 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from benchlib import wait_listening
 
 from opskit.runs import RunStore
 from opskit.web.auth import new_token
+
+
+def chromium(work: Path) -> Any:
+    """Debian's headless Chromium through its ChromeDriver, its profile under *work*."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["HOME"] = str(work / "home")
+    chrome = webdriver.ChromeOptions()
+    chrome.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        chrome.add_argument(arg)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=chrome)
 
 
 def free_port() -> int:
@@ -114,16 +128,9 @@ def streams_bench(options: argparse.Namespace) -> None:
 
 
 def run(options: argparse.Namespace, work: Path, url: str, token: str, pid: int) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    os.environ["HOME"] = str(work / "home")
-    chrome = webdriver.ChromeOptions()
-    chrome.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        chrome.add_argument(arg)
-    browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=chrome)
+    browser = chromium(work)
     try:
         browser.get(url + "/login")
         browser.find_element(By.NAME, "token").send_keys(token)
@@ -288,20 +295,13 @@ def measure_overview(
     options: argparse.Namespace, work: Path, url: str, token: str, pid: int
 ) -> None:
     from benchlib import tree_rss
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
     names = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"],
                            capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
     # PROJECT-cache-1 (compose v2) or PROJECT_cache_1 (v1)
     cache = next(n for n in names if n.startswith(f"{BENCH_PROJECT}-dev") and "cache" in n)
-    os.environ["HOME"] = str(work / "home")
-    chrome = webdriver.ChromeOptions()
-    chrome.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        chrome.add_argument(arg)
-    browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=chrome)
+    browser = chromium(work)
     latencies: list[float] = []
     try:
         browser.get(url + "/login")

@@ -268,3 +268,12 @@ def ended_ok(browser: Any, run: str) -> bool:
 
 def finished(board: Dashboard, cookie: str, run: str) -> bool:
     return bool(board.api(f"/api/runs/{run}", cookie)[1]["run"]["state"] == "finished")
+
+
+def terminal_screen(browser: Any) -> str:
+    """What the page's terminal (xterm.js) shows, line by line."""
+    return browser.execute_script(  # type: ignore[no-any-return]
+        "const b = window.opskitTerminal.buffer.active; const lines = [];"
+        "for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));"
+        "return lines.join('\\n');"
+    )

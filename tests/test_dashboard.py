@@ -40,6 +40,7 @@ from board import (  # noqa: F401 (the fixtures: each module starts its own)
     shot,
     shown_ids,
     stored_ids,
+    terminal_screen,
 )
 from conftest import SSH_KEY, opskit, wait_until
 from testroot import free_ports, ns, use_store
@@ -289,20 +290,15 @@ def test_the_terminal_runs_echo_and_refuses_names_outside_the_resolved_set(
     browser.find_element(By.CSS_SELECTOR, row).click()
     wait_until(lambda: browser.execute_script("return !!window.opskitTerminal"), 10, 0.1, "xterm")
 
-    def screen() -> str:
-        return browser.execute_script(  # type: ignore[no-any-return]
-            "const b = window.opskitTerminal.buffer.active; const lines = [];"
-            "for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));"
-            "return lines.join('\\n');"
-        )
-
     # Keys typed before the exec attached can be lost: wait for the shell's prompt, and
     # type after the screen settles (xterm.js answers the shell's cursor query), as a person
-    wait_until(lambda: screen().rstrip().endswith(("#", "$")), 60, 0.1, "the prompt")
+    wait_until(
+        lambda: terminal_screen(browser).rstrip().endswith(("#", "$")), 60, 0.1, "the prompt"
+    )
     time.sleep(0.5)
     browser.find_element(By.CSS_SELECTOR, "#terminal textarea").click()
     ActionChains(browser).send_keys("echo opskit-$((6*7))-done\n").perform()
-    wait_until(lambda: "opskit-42-done" in screen(), 30, 0.1, "the echo's output")
+    wait_until(lambda: "opskit-42-done" in terminal_screen(browser), 30, 0.1, "the echo's output")
     shot(browser, "terminal")
 
     # A narrower window: xterm.js fits itself again, and the shell gets the new size (the
@@ -321,7 +317,9 @@ def test_the_terminal_runs_echo_and_refuses_names_outside_the_resolved_set(
         while True:
             ActionChains(browser).send_keys("busybox stty size\n").perform()
             try:
-                wait_until(lambda: f"{rows} {cols}" in screen(), 3, 0.1, "the new size")
+                wait_until(
+                    lambda: f"{rows} {cols}" in terminal_screen(browser), 3, 0.1, "the new size"
+                )
                 break
             except AssertionError:
                 assert time.monotonic() < deadline, f"the shell never got {cols}x{rows}"
@@ -815,13 +813,8 @@ def open_terminal_in_page(browser: Any, board: Dashboard) -> None:
     browser.find_element(By.CSS_SELECTOR, row).click()
     wait_until(lambda: browser.execute_script("return !!window.opskitTerminal"), 10, 0.1, "xterm")
     wait_until(
-        lambda: browser.execute_script(
-            "const b = window.opskitTerminal.buffer.active; const lines = [];"
-            "for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));"
-            "return lines.join('\\n')"
-        ).rstrip().endswith(("#", "$")),
-        60, 0.1, "the prompt",
-    )  # fmt: skip
+        lambda: terminal_screen(browser).rstrip().endswith(("#", "$")), 60, 0.1, "the prompt"
+    )
     time.sleep(0.5)
     browser.find_element(By.CSS_SELECTOR, "#terminal textarea").click()
     ActionChains(browser).send_keys("sleep 12345\n").perform()

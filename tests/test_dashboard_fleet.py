@@ -27,6 +27,7 @@ from board import (  # noqa: F401 (the browser fixture)
     shot,
     shown_ids,
     stored_ids,
+    terminal_screen,
 )
 from conftest import opskit, wait_until
 from fleetbed import Server, kill_server, make_root, ssh_servers
@@ -204,20 +205,17 @@ def test_the_terminal_opens_on_a_host_of_the_fleet(
     browser.find_element(By.CSS_SELECTOR, button).click()
     wait_until(lambda: browser.execute_script("return !!window.opskitTerminal"), 10, 0.1, "xterm")
 
-    def screen() -> str:
-        return browser.execute_script(  # type: ignore[no-any-return]
-            "const b = window.opskitTerminal.buffer.active; const lines = [];"
-            "for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));"
-            "return lines.join('\\n');"
-        )
-
-    wait_until(lambda: screen().rstrip().endswith(("#", "$")), 60, 0.1, "the prompt")
+    wait_until(
+        lambda: terminal_screen(browser).rstrip().endswith(("#", "$")), 60, 0.1, "the prompt"
+    )
     time.sleep(0.5)  # a person types after the screen settles (see test_dashboard)
     browser.find_element(By.CSS_SELECTOR, "#terminal textarea").click()
     ActionChains(browser).send_keys("echo on-$(cat /etc/hostname)-$((6*7))\n").perform()
-    wait_until(lambda: "-42" in screen().partition("$((6*7))")[2], 30, 0.1, "the echo")
+    wait_until(
+        lambda: "-42" in terminal_screen(browser).partition("$((6*7))")[2], 30, 0.1, "the echo"
+    )
     # the shell runs in web2's container: its hostname is that container's id
-    shown = screen().partition("$((6*7))")[2]
+    shown = terminal_screen(browser).partition("$((6*7))")[2]
     container = subprocess.run(
         ["docker", "inspect", "--format", "{{.Config.Hostname}}", web_container("web2")],
         check=True, capture_output=True, text=True,
