@@ -178,7 +178,9 @@ def test_a_backup_started_on_a_host_from_the_page_runs_there_and_streams(
     assert archive["path"].startswith(str(web2.root / "backups"))
     assert archives(web1) == [], "on web2 only"
     runs = board.api("/api/runs", cookie)[1]["runs"]
-    assert next(r for r in runs if r["id"] == run)["host"] == "web2"
+    shown = next(r for r in runs if r["id"] == run)
+    assert shown["host"] == "web2"
+    assert shown["command"] == "backup site prod", "as on its host; the host is its column"
     query = "/api/backups/history?project=site&env=prod"
     assert [b["run"] for b in board.api(f"{query}&host=web2", cookie)[1]["backups"]] == [run]
     assert board.api(query, cookie)[1]["backups"] == [], "the own root's site prod: none"

@@ -44,8 +44,11 @@ def operation_argv(ops: Any, body: Any) -> list[str]:
 
 
 def with_host(board: Board, run: dict[str, Any]) -> dict[str, Any]:
-    """*run* with the name of the host it runs on."""
-    return {**run, "host": board.hosts.name_of(run["argv"])}
+    """*run* with the name of the host it runs on; its ``command`` as on that host (the
+    ``--host URL --root ROOT`` that sends it there is what ``host`` says)."""
+    argv = list(run["argv"])
+    shown = argv[4:] if argv[:1] == ["--host"] and argv[2:3] == ["--root"] else argv
+    return {**run, "host": board.hosts.name_of(argv), "command": " ".join(shown)}
 
 
 @router.get("/runs")
